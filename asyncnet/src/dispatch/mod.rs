@@ -1,0 +1,358 @@
+//! The dispatcher (Nim's `asyncdispatch`): one event loop per thread, created on first use.
+//!
+//! A loop turn runs `call_soon` callbacks and ready tasks, waits for I/O (no longer than the
+//! next timer, rounded up to a whole millisecond so that it never spins), wakes the tasks the
+//! events concern, fires due timers, and runs the tasks woken by all that.
+//!
+//! The loop and everything bound to it (sockets, join handles) are `!Send`:
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>(_: T) {}
+//! assert_send(asyncnet::AsyncSocket::new().unwrap());
+//! ```
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>(_: T) {}
+//! assert_send(asyncnet::spawn(async {}));
+//! ```
+#![forbid(unsafe_code)]
+
+mod task;
+mod time;
+
+pub use task::{JoinHandle, TaskOutput};
+pub use time::{sleep_async, with_timeout, Elapsed, Sleep};
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::panic;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::driver::Driver;
+use task::{Failure, Shared, TaskWaker, Tasks, CURRENT_LOOP, LOCAL_READY, MAIN_KEY};
+use time::Timers;
+
+/// How many tasks run before the loop looks at I/O again, so that a busy task set cannot
+/// starve sockets.
+const BUDGET: usize = 256;
+
+/// One thread's event loop.
+pub(crate) struct Loop {
+    pub(crate) driver: Rc<Driver>,
+    pub(crate) tasks: Tasks,
+    pub(crate) timers: Timers,
+    shared: Arc<Shared>,
+    soon: RefCell<VecDeque<Box<dyn FnOnce()>>>,
+    failures: RefCell<VecDeque<Failure>>,
+    /// Set while a `wait_for`/`poll` runs, to refuse nesting.
+    running: Cell<bool>,
+    main_woken: Cell<bool>,
+    main_gen: Cell<u64>,
+}
+
+impl fmt::Debug for Loop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loop")
+            .field("tasks", &self.tasks)
+            .field("timers", &self.timers.len())
+            .field("sockets", &self.driver.registered())
+            .finish()
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        // Tasks own sockets; dropping them closes those sockets while the driver still exists.
+        self.tasks.clear();
+        self.soon.borrow_mut().clear();
+    }
+}
+
+static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static LOOP: Rc<Loop> = Rc::new(Loop::new().unwrap_or_else(|e| {
+        panic!("asyncnet: cannot create the event loop (epoll/kqueue): {e}")
+    }));
+}
+
+/// Run `f` with this thread's loop (created on first use).
+///
+/// # Panics
+///
+/// If the OS refuses to create a poller (out of file descriptors at the very first use), or
+/// if called while the thread is being torn down.
+pub(crate) fn with_loop<R>(f: impl FnOnce(&Loop) -> R) -> R {
+    LOOP.with(|l| f(l))
+}
+
+/// Like [`with_loop`], but does nothing while the thread is being torn down.
+pub(crate) fn try_with_loop<R>(f: impl FnOnce(&Loop) -> R) -> Option<R> {
+    LOOP.try_with(|l| f(l)).ok()
+}
+
+/// This thread's driver, for sockets to keep.
+pub(crate) fn driver() -> Rc<Driver> {
+    with_loop(|l| l.driver.clone())
+}
+
+fn report_failure(f: Failure) {
+    try_with_loop(|l| l.failures.borrow_mut().push_back(f));
+}
+
+impl Loop {
+    fn new() -> io::Result<Loop> {
+        let driver = Driver::new()?;
+        let id = NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed);
+        CURRENT_LOOP.with(|c| c.set(id));
+        Ok(Loop {
+            shared: Arc::new(Shared {
+                id,
+                remote: Mutex::new(Vec::new()),
+                poller: driver.remote_waker(),
+            }),
+            driver: Rc::new(driver),
+            tasks: Tasks::new(),
+            timers: Timers::default(),
+            soon: RefCell::new(VecDeque::new()),
+            failures: RefCell::new(VecDeque::new()),
+            running: Cell::new(false),
+            main_woken: Cell::new(false),
+            main_gen: Cell::new(0),
+        })
+    }
+
+    fn has_ready(&self) -> bool {
+        !LOCAL_READY.with(|q| q.borrow().is_empty())
+            || !self.soon.borrow().is_empty()
+            || self.main_woken.get()
+    }
+
+    /// Run queued callbacks and ready tasks, up to the budget.
+    fn run_ready(&self) {
+        let soon: Vec<_> = self.soon.borrow_mut().drain(..).collect();
+        for f in soon {
+            f();
+        }
+        self.shared.drain_remote();
+        for _ in 0..BUDGET {
+            let next = LOCAL_READY.with(|q| q.borrow_mut().pop_front());
+            match next {
+                Some((MAIN_KEY, gen)) => {
+                    if gen == self.main_gen.get() {
+                        self.main_woken.set(true);
+                    }
+                }
+                Some(id) => self.tasks.run(id),
+                None => return,
+            }
+        }
+    }
+
+    /// One turn: ready work, then I/O for at most `timeout` (`None`: until something happens).
+    fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.run_ready();
+        let wait = if self.has_ready() {
+            Some(Duration::ZERO)
+        } else {
+            let until_timer = self.timers.next_deadline().map(|d| {
+                // Round up to whole milliseconds: epoll's unit. Rounding down would wake
+                // early, find nothing due, and spin with zero timeouts until the deadline.
+                let left = d.saturating_duration_since(Instant::now());
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+            });
+            match (timeout, until_timer) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        self.driver.turn(wait)?;
+        self.timers.fire(Instant::now());
+        self.run_ready();
+        Ok(())
+    }
+
+    /// Take the oldest unreported failure of a detached task.
+    fn take_failure(&self) -> Option<Failure> {
+        self.failures.borrow_mut().pop_front()
+    }
+
+    fn pending(&self) -> bool {
+        self.tasks.len() > 0 || self.timers.len() > 0 || !self.soon.borrow().is_empty()
+    }
+
+    fn enter(&self, what: &str) -> EnterGuard<'_> {
+        if self.running.replace(true) {
+            panic!("asyncnet: {what} called from inside the event loop (a task cannot block on the loop that runs it)");
+        }
+        EnterGuard(self)
+    }
+}
+
+struct EnterGuard<'a>(&'a Loop);
+
+impl Drop for EnterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.running.set(false);
+    }
+}
+
+/// Surface a detached task's failure: an error becomes `Err`, a panic resumes.
+fn surface(f: Failure) -> io::Error {
+    match f {
+        Failure::Error(e) => e,
+        Failure::Panic(p) => panic::resume_unwind(p),
+    }
+}
+
+/// Run the loop until `future` completes, and return its output (Nim's `waitFor`).
+///
+/// Other tasks (from [`spawn`]) run meanwhile. The loop is this thread's own, created on
+/// first use; it keeps its tasks and sockets between calls.
+///
+/// # Panics
+///
+/// - when a detached task fails meanwhile (returns `Err` or panics): its panic is resumed, its
+///   error becomes a panic naming it, as Nim's `waitFor` raises the exception of a failed
+///   `asyncCheck`. Keep the [`JoinHandle`] or handle errors inside the task to avoid this.
+/// - when called from inside a task of the loop.
+///
+/// # Examples
+///
+/// ```
+/// let n = asyncnet::wait_for(async { 6 * 7 });
+/// assert_eq!(n, 42);
+/// ```
+pub fn wait_for<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    with_loop(|l| {
+        let _guard = l.enter("wait_for");
+        let gen = l.main_gen.get() + 1;
+        l.main_gen.set(gen);
+        let wake = TaskWaker::new((MAIN_KEY, gen), l.shared.clone());
+        let waker = Waker::from(wake.clone());
+        let mut cx = Context::from_waker(&waker);
+        l.main_woken.set(true);
+        loop {
+            if l.main_woken.replace(false) {
+                wake.clear();
+                if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                    if let Some(f) = l.take_failure() {
+                        panic!("asyncnet: a detached task failed: {}", surface(f));
+                    }
+                    return v;
+                }
+            }
+            if let Some(f) = l.take_failure() {
+                panic!("asyncnet: a detached task failed: {}", surface(f));
+            }
+            if let Err(e) = l.turn(None) {
+                panic!("asyncnet: the event loop's poller failed: {e}");
+            }
+        }
+    })
+}
+
+/// Run `future` as a task of this thread's loop (Nim's `asyncCheck`, with a handle).
+///
+/// The task starts at the next loop turn. Await the returned [`JoinHandle`] for its output,
+/// or drop the handle to detach the task. A detached task that fails (returns `Err` or
+/// panics) is never swallowed: [`poll`], [`drain`] and [`run_forever`] return its error (and
+/// resume its panic), and [`wait_for`] panics with it.
+///
+/// # Examples
+///
+/// ```
+/// use asyncnet::{spawn, wait_for};
+/// let h = spawn(async { Ok::<_, std::io::Error>(2 + 2) });
+/// assert_eq!(wait_for(h).unwrap(), 4);
+/// ```
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: TaskOutput,
+{
+    with_loop(|l| l.tasks.spawn(future, &l.shared))
+}
+
+/// Spawn a detached helper task of the library itself; does nothing while the thread is
+/// being torn down.
+pub(crate) fn spawn_internal(future: impl Future<Output = ()> + 'static) {
+    try_with_loop(|l| drop(l.tasks.spawn(future, &l.shared)));
+}
+
+/// Run `callback` at the start of the next loop turn (Nim's `callSoon`).
+pub fn call_soon(callback: impl FnOnce() + 'static) {
+    with_loop(|l| l.soon.borrow_mut().push_back(Box::new(callback)));
+}
+
+/// Whether the loop has anything left to do: live tasks, pending timers or callbacks
+/// (Nim's `hasPendingOperations`).
+pub fn has_pending_operations() -> bool {
+    with_loop(|l| l.pending())
+}
+
+/// Run one loop iteration, waiting at most `timeout` for I/O (`None`: until an event or the
+/// next timer). Returns at once if nothing is pending. Due timers fire even with `None`.
+///
+/// # Errors
+///
+/// The error of a detached task that failed, or the poller's own error.
+///
+/// # Panics
+///
+/// Resumes the panic of a detached task that panicked; panics if called from inside a task.
+pub fn poll(timeout: Option<Duration>) -> io::Result<()> {
+    with_loop(|l| {
+        let _guard = l.enter("poll");
+        if let Some(f) = l.take_failure() {
+            return Err(surface(f));
+        }
+        if !l.pending() {
+            return Ok(());
+        }
+        l.turn(timeout)?;
+        match l.take_failure() {
+            Some(f) => Err(surface(f)),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Run the loop until nothing is pending or `timeout` has passed (Nim's `drain`).
+///
+/// # Errors
+///
+/// As [`poll`].
+pub fn drain(timeout: Duration) -> io::Result<()> {
+    let end = Instant::now() + timeout;
+    while has_pending_operations() {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        poll(Some(end - now))?;
+    }
+    Ok(())
+}
+
+/// Run the loop until nothing is left to do (Nim's `runForever`; a server never gets there).
+///
+/// # Errors
+///
+/// The first failure of a detached task, or the poller's own error.
+pub fn run_forever() -> io::Result<()> {
+    while has_pending_operations() {
+        poll(None)?;
+    }
+    Ok(())
+}

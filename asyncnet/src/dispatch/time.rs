@@ -1,0 +1,239 @@
+//! Timers: `sleep_async`, `with_timeout`, and the loop's ordered timer queue.
+//!
+//! Pending timers sit in a `BTreeMap` keyed by `(deadline, id)`, so adding, cancelling and
+//! firing each cost `O(log n)` however many are pending (100,000 is routine).
+#![forbid(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+type Key = (Instant, u64);
+
+/// The loop's pending timers.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    map: RefCell<BTreeMap<Key, Waker>>,
+    next_id: Cell<u64>,
+}
+
+impl Timers {
+    fn insert(&self, deadline: Instant, waker: Waker) -> Key {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let key = (deadline, id);
+        self.map.borrow_mut().insert(key, waker);
+        key
+    }
+
+    fn update(&self, key: Key, waker: &Waker) {
+        if let Some(w) = self.map.borrow_mut().get_mut(&key) {
+            if !w.will_wake(waker) {
+                *w = waker.clone();
+            }
+        }
+    }
+
+    fn remove(&self, key: Key) {
+        self.map.borrow_mut().remove(&key);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    /// The earliest deadline, if any timer is pending.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.map.borrow().first_key_value().map(|(k, _)| k.0)
+    }
+
+    /// Wake every timer due at or before `now`. Returns how many fired.
+    pub(crate) fn fire(&self, now: Instant) -> usize {
+        let due = {
+            let mut map = self.map.borrow_mut();
+            // Split just after `now`: a timer due exactly now fires. No id reaches u64::MAX.
+            let later = map.split_off(&(now, u64::MAX));
+            std::mem::replace(&mut *map, later)
+        };
+        let n = due.len();
+        for (_, w) in due {
+            w.wake();
+        }
+        n
+    }
+}
+
+/// The future returned by [`sleep_async`].
+#[must_use = "futures do nothing unless you .await or poll them"]
+#[derive(Debug)]
+pub struct Sleep {
+    deadline: Instant,
+    key: Option<Key>,
+}
+
+/// Complete after `duration` has passed (Nim's `sleepAsync`).
+///
+/// The timer is registered when the future is first polled, counted from when it was created.
+///
+/// # Cancel safety
+///
+/// Dropping the future cancels the timer; nothing else is lost.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let start = Instant::now();
+/// asyncnet::wait_for(asyncnet::sleep_async(Duration::from_millis(20)));
+/// assert!(start.elapsed() >= Duration::from_millis(20));
+/// ```
+pub fn sleep_async(duration: Duration) -> Sleep {
+    let now = Instant::now();
+    Sleep {
+        deadline: now
+            .checked_add(duration)
+            .unwrap_or(now + Duration::from_secs(86400 * 365 * 30)),
+        key: None,
+    }
+}
+
+impl Sleep {
+    /// When the sleep ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            if let Some(key) = self.key.take() {
+                super::with_loop(|rt| rt.timers.remove(key));
+            }
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        match self.key {
+            Some(key) => super::with_loop(|rt| rt.timers.update(key, cx.waker())),
+            None => {
+                let key = super::with_loop(|rt| rt.timers.insert(deadline, cx.waker().clone()));
+                self.key = Some(key);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            super::try_with_loop(|rt| rt.timers.remove(key));
+        }
+    }
+}
+
+/// The error of [`with_timeout`] when the time ran out first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("operation timed out")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for io::Error {
+    fn from(e: Elapsed) -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, e)
+    }
+}
+
+/// Run `future` for at most `duration` (Nim's `withTimeout`, but the inner future is
+/// cancelled when the time runs out).
+///
+/// Returns `Ok(output)` if the future finished first, `Err(Elapsed)` if the time ran out; in
+/// that case the future has been dropped. `Elapsed` converts into an `io::Error` of kind
+/// `TimedOut`, so `?` works in functions returning `io::Result`.
+///
+/// # Cancel safety
+///
+/// What a timeout loses is what dropping the inner future loses: each socket operation
+/// documents it (for `recv_line`, nothing: a partial line stays buffered).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use asyncnet::{sleep_async, wait_for, with_timeout};
+///
+/// let r = wait_for(with_timeout(sleep_async(Duration::from_secs(60)), Duration::from_millis(10)));
+/// assert!(r.is_err());
+/// let r = wait_for(with_timeout(async { 7 }, Duration::from_secs(1)));
+/// assert_eq!(r, Ok(7));
+/// ```
+pub async fn with_timeout<F: Future>(future: F, duration: Duration) -> Result<F::Output, Elapsed> {
+    let mut future = pin!(future);
+    let mut sleep = sleep_async(duration);
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match Pin::new(&mut sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn timer_due_exactly_now_fires_and_later_ones_wait() {
+        let t = Timers::default();
+        let c = Arc::new(Count(0.into()));
+        let now = Instant::now();
+        t.insert(now, Waker::from(c.clone()));
+        t.insert(now + Duration::from_secs(1), Waker::from(c.clone()));
+        assert_eq!(t.fire(now), 1);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn hundred_thousand_timers_fire_in_deadline_order() {
+        let t = Timers::default();
+        let c = Arc::new(Count(0.into()));
+        let base = Instant::now();
+        for i in (0..100_000u64).rev() {
+            t.insert(base + Duration::from_micros(i), Waker::from(c.clone()));
+        }
+        assert_eq!(t.next_deadline(), Some(base));
+        assert_eq!(t.fire(base + Duration::from_micros(49_999)), 50_000);
+        assert_eq!(t.len(), 50_000);
+        assert_eq!(
+            t.next_deadline(),
+            Some(base + Duration::from_micros(50_000))
+        );
+    }
+}

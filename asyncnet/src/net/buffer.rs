@@ -1,0 +1,232 @@
+//! The socket's read and write buffers.
+//!
+//! Both exist only while bytes are in them: an idle connection holds no buffer memory. A read
+//! that completes in one go never touches the read buffer (the loop's scratch buffer, or the
+//! caller's own, takes the bytes); only bytes that arrived but were not yet asked for are kept.
+#![forbid(unsafe_code)]
+
+use std::io;
+
+/// Bytes received from the kernel but not yet consumed.
+///
+/// ```text
+///   data: [ consumed ...... | unread bytes ............ ]
+///         0                 pos                         data.len()
+/// ```
+///
+/// `data` is released as soon as every byte in it is consumed.
+#[derive(Debug, Default)]
+pub(crate) struct ReadBuffer {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl ReadBuffer {
+    /// The unread bytes.
+    pub(crate) fn unread(&self) -> &[u8] {
+        &self.data[self.pos..]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos == self.data.len()
+    }
+
+    /// Mark `n` unread bytes as consumed.
+    pub(crate) fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.pos += n.min(self.len());
+        if self.is_empty() {
+            self.data = Vec::new();
+            self.pos = 0;
+        }
+    }
+
+    /// Append bytes that arrived but were not consumed.
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.compact();
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// Put back bytes taken by a read that could not finish yet. They go *before* whatever is
+    /// unread (the buffer is normally empty then).
+    pub(crate) fn unread_front(&mut self, mut bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            self.data = bytes;
+        } else {
+            bytes.extend_from_slice(self.unread());
+            self.data = bytes;
+        }
+        self.pos = 0;
+    }
+
+    /// Take up to `n` unread bytes into `out`.
+    pub(crate) fn take_into(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len());
+        out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.consume(n);
+        n
+    }
+
+    /// Read more bytes from `read`, appending after the unread ones. At most `max` bytes are
+    /// asked for. Returns what `read` returned.
+    pub(crate) fn fill_from(
+        &mut self,
+        max: usize,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.compact();
+        let start = self.data.len();
+        self.data.resize(start + max, 0);
+        let r = read(&mut self.data[start..]);
+        let n = *r.as_ref().unwrap_or(&0);
+        self.data.truncate(start + n);
+        if self.is_empty() {
+            self.data = Vec::new();
+            self.pos = 0;
+        }
+        r
+    }
+
+    /// Move unread bytes to the front when the consumed part is the larger, so that the
+    /// buffer does not creep forward forever.
+    fn compact(&mut self) {
+        if self.pos > 0 && self.pos >= self.data.len() - self.pos {
+            self.data.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+}
+
+/// Bytes accepted by `send` but not yet taken by the kernel, with running totals so that each
+/// send knows when its own bytes are out.
+///
+/// ```text
+///   data: [ written ...... | pending bytes ............ ]
+///         0                pos                          data.len()
+///   accepted = total bytes ever handed to send; written = total taken by the kernel
+/// ```
+#[derive(Debug, Default)]
+pub(crate) struct WriteBuffer {
+    data: Vec<u8>,
+    pos: usize,
+    accepted: u64,
+    written: u64,
+}
+
+impl WriteBuffer {
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.data[self.pos..]
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos == self.data.len()
+    }
+
+    /// Total bytes taken by the kernel so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Count bytes that went straight to the kernel (the buffer was empty). Returns the new
+    /// total, the sequence number of their end.
+    pub(crate) fn note_direct(&mut self, n: usize) -> u64 {
+        debug_assert!(self.is_empty());
+        self.accepted += n as u64;
+        self.written += n as u64;
+        self.accepted
+    }
+
+    /// Queue bytes behind the pending ones; returns the sequence number of their end.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> u64 {
+        if self.pos > 0 && self.pos >= self.data.len() - self.pos {
+            self.data.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.data.extend_from_slice(bytes);
+        self.accepted += bytes.len() as u64;
+        self.accepted
+    }
+
+    /// `n` pending bytes were taken by the kernel.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos += n;
+        self.written += n as u64;
+        if self.is_empty() {
+            self.data = Vec::new();
+            self.pos = 0;
+        }
+    }
+
+    /// Drop every pending byte (the peer is gone); they count as written so that no send
+    /// waits for them forever. Returns how many were dropped.
+    pub(crate) fn discard(&mut self) -> usize {
+        let n = self.data.len() - self.pos;
+        self.advance(n);
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffer_releases_memory_when_drained() {
+        let mut b = ReadBuffer::default();
+        b.extend(b"hello");
+        b.consume(2);
+        assert_eq!(b.unread(), b"llo");
+        b.consume(3);
+        assert!(b.is_empty());
+        assert_eq!(b.data.capacity(), 0);
+    }
+
+    #[test]
+    fn unread_front_keeps_order() {
+        let mut b = ReadBuffer::default();
+        b.extend(b"world");
+        b.unread_front(b"hello ".to_vec());
+        assert_eq!(b.unread(), b"hello world");
+    }
+
+    #[test]
+    fn fill_from_appends_and_keeps_partial_on_error() {
+        let mut b = ReadBuffer::default();
+        b.extend(b"ab");
+        let n = b
+            .fill_from(8, |buf| {
+                buf[..3].copy_from_slice(b"cde");
+                Ok(3)
+            })
+            .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(b.unread(), b"abcde");
+        let e = b.fill_from(8, |_| Err(io::ErrorKind::WouldBlock.into()));
+        assert!(e.is_err());
+        assert_eq!(b.unread(), b"abcde");
+    }
+
+    #[test]
+    fn write_buffer_sequence_numbers() {
+        let mut w = WriteBuffer::default();
+        assert_eq!(w.note_direct(10), 10);
+        assert_eq!(w.push(b"abc"), 13);
+        assert_eq!(w.push(b"de"), 15);
+        w.advance(4);
+        assert_eq!(w.written(), 14);
+        assert_eq!(w.pending(), b"e");
+        assert_eq!(w.discard(), 1);
+        assert_eq!(w.written(), 15);
+        assert!(w.is_empty());
+    }
+}

@@ -1,0 +1,214 @@
+//! Accepting and connecting.
+#![forbid(unsafe_code)]
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use socket2::{SockAddr, Socket};
+
+use super::socket::{addr_text, AsyncSocket};
+use crate::dispatch::{sleep_async, Sleep};
+use crate::driver::Direction;
+use crate::sys;
+
+/// First and longest wait of an accept that ran out of descriptors.
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+impl AsyncSocket {
+    /// Accept one connection (Nim's `accept`). The new socket is buffered if this one is.
+    ///
+    /// When the process or system runs out of descriptors or memory (`EMFILE`, `ENFILE`,
+    /// `ENOBUFS`, `ENOMEM`), the call does not fail: it records the error (see
+    /// [`take_accept_error`](AsyncSocket::take_accept_error)), waits (5 ms, doubling up to
+    /// 0.5 s) and tries again, so a plain accept loop survives and serves again once
+    /// descriptors are free. A connection that was reset before it could be taken is skipped.
+    ///
+    /// # Errors
+    ///
+    /// The socket is closed (also while waiting), not listening, or another OS error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing is lost: a connection is taken from the kernel only in the poll that returns
+    /// it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let _client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     let (address, _peer) = server.accept_addr().await?;
+    ///     assert_eq!(address, "127.0.0.1");
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn accept(&self) -> io::Result<AsyncSocket> {
+        Ok(self.accept_socket_addr().await?.1)
+    }
+
+    /// Accept one connection and return the peer's address as text with the socket
+    /// (Nim's `acceptAddr`). The text is as [`peer_addr`](AsyncSocket::peer_addr) gives it.
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](AsyncSocket::accept).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`accept`](AsyncSocket::accept): nothing is lost.
+    pub async fn accept_addr(&self) -> io::Result<(String, AsyncSocket)> {
+        let (addr, socket) = self.accept_socket_addr().await?;
+        Ok((
+            addr.map_or_else(|| "unix".to_owned(), |a| addr_text(a).0),
+            socket,
+        ))
+    }
+
+    /// Accept one connection and return the peer's address, typed (`None` for peers without
+    /// an IP address).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](AsyncSocket::accept).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`accept`](AsyncSocket::accept): nothing is lost.
+    pub async fn accept_socket_addr(&self) -> io::Result<(Option<SocketAddr>, AsyncSocket)> {
+        let mut backoff: Option<Sleep> = None;
+        let (socket, addr) = poll_fn(|cx| self.poll_accept(cx, &mut backoff)).await?;
+        let inner = &self.inner;
+        let client = AsyncSocket::register(socket, inner.domain, inner.sock_type, inner.buffered)?;
+        Ok((addr.as_socket(), client))
+    }
+
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+        backoff: &mut Option<Sleep>,
+    ) -> Poll<io::Result<(Socket, SockAddr)>> {
+        let inner = &self.inner;
+        loop {
+            if let Some(sleep) = backoff.as_mut() {
+                ready!(Pin::new(sleep).poll(cx));
+                *backoff = None;
+            }
+            if !inner.io.is_ready(Direction::Read) {
+                ready!(inner.io.poll_ready(Direction::Read, cx))?;
+            }
+            let r = sys::accept(&*self.socket()?);
+            match r {
+                Ok(pair) => {
+                    inner.accept_backoff.set(Duration::ZERO);
+                    return Poll::Ready(Ok(pair));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    inner.io.clear(Direction::Read);
+                }
+                Err(e) if sys::is_transient_accept_error(&e) => {}
+                Err(e) if sys::is_resource_exhaustion(&e) => {
+                    // The pending connection stays in the kernel's queue and no new edge
+                    // will come for it: retry on a timer, not on readiness.
+                    let wait = (inner.accept_backoff.get() * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                    inner.accept_backoff.set(wait);
+                    *inner.accept_error.borrow_mut() = Some(e);
+                    *backoff = Some(sleep_async(wait));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Connect to `address:port` (Nim's `connect`). A host name is resolved off the loop's
+    /// thread; each of its addresses of the socket's family is tried in turn.
+    ///
+    /// # Errors
+    ///
+    /// Resolution fails, no address has the socket's family (`AddrNotAvailable`), or every
+    /// attempt fails (the last attempt's error, e.g. `ConnectionRefused`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the socket half-connected or connected; it cannot start
+    /// another connect. Close it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = AsyncSocket::new()?;
+    ///     client.connect("localhost", server.local_addr()?.1).await?;
+    ///     assert_eq!(client.peer_addr()?, server.local_addr()?);
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn connect(&self, address: &str, port: u16) -> io::Result<()> {
+        let family = self.family_filter();
+        let addrs: Vec<SocketAddr> = super::dial::resolve(address, port)
+            .await?
+            .into_iter()
+            .filter(|a| family(a))
+            .collect();
+        let mut last = io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{address} has no address of the socket's family"),
+        );
+        for addr in addrs {
+            match self.connect_addr(addr).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Connect to one address.
+    ///
+    /// # Errors
+    ///
+    /// The OS's error for this attempt (refused, unreachable, ...), or the socket is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`connect`](AsyncSocket::connect).
+    pub async fn connect_addr(&self, addr: SocketAddr) -> io::Result<()> {
+        let started = self.socket()?.connect(&SockAddr::from(addr));
+        match started {
+            Ok(()) => return Ok(()),
+            Err(e) if sys::is_in_progress(&e) || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        // Writability may be left over from before the connect: confirm with getpeername.
+        self.inner.io.clear(Direction::Write);
+        poll_fn(|cx| loop {
+            ready!(self.inner.io.poll_ready(Direction::Write, cx))?;
+            let socket = self.socket()?;
+            if let Some(e) = socket.take_error()? {
+                return Poll::Ready(Err(e));
+            }
+            match socket.peer_addr() {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    self.inner.io.clear(Direction::Write);
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,191 @@
+//! Finding a line in buffered bytes: pure logic, no I/O.
+//!
+//! Rules: `\n` ends a line and a `\r` right before it is stripped; a lone `\r` is data; a line
+//! whose content exceeds `max_length` bytes is refused as soon as that is certain, without
+//! scanning (or buffering) further than `max_length + 2` bytes.
+#![forbid(unsafe_code)]
+
+/// What a scan of buffered bytes found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// A line: its content is `buf[..content]`, and `consumed` bytes (with the terminator)
+    /// make it up.
+    Line { content: usize, consumed: usize },
+    /// No terminator within the first `scanned` bytes, and the line may still be valid.
+    NeedMore { scanned: usize },
+    /// The line is longer than `max_length`.
+    TooLong,
+}
+
+/// Look for a line in `buf`, whose first `from` bytes are known to hold no `\n`.
+pub(crate) fn scan(buf: &[u8], from: usize, max_length: usize) -> Scan {
+    // Content of max_length bytes, then "\r\n": the terminator is at most at max_length + 1.
+    let limit = buf.len().min(max_length.saturating_add(2));
+    let from = from.min(limit);
+    match memchr::memchr(b'\n', &buf[from..limit]) {
+        Some(i) => {
+            let nl = from + i;
+            let content = if nl > 0 && buf[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
+            if content > max_length {
+                Scan::TooLong
+            } else {
+                Scan::Line {
+                    content,
+                    consumed: nl + 1,
+                }
+            }
+        }
+        None => {
+            let too_long = buf.len() > max_length.saturating_add(1)
+                || (buf.len() == max_length.saturating_add(1) && buf[max_length] != b'\r');
+            if too_long {
+                Scan::TooLong
+            } else {
+                Scan::NeedMore { scanned: limit }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed `input` to a scanner in the chunks given by `cuts` and collect lines as a reader
+    /// would (at end of stream a partial line is a line).
+    fn lines_split_at(input: &[u8], cuts: &[usize], max: usize) -> Result<Vec<Vec<u8>>, usize> {
+        let mut out = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut scanned = 0;
+        let mut prev = 0;
+        let mut feed = cuts.to_vec();
+        feed.push(input.len());
+        for &cut in &feed {
+            buf.extend_from_slice(&input[prev..cut]);
+            prev = cut;
+            loop {
+                match scan(&buf, scanned, max) {
+                    Scan::Line { content, consumed } => {
+                        out.push(buf[..content].to_vec());
+                        buf.drain(..consumed);
+                        scanned = 0;
+                    }
+                    Scan::NeedMore { scanned: s } => {
+                        scanned = s;
+                        break;
+                    }
+                    Scan::TooLong => return Err(out.len()),
+                }
+            }
+        }
+        if !buf.is_empty() {
+            out.push(buf);
+        }
+        Ok(out)
+    }
+
+    const SAMPLE: &[u8] = b"one\r\ntwo\n\n\r\nlone\rcr\n\xff\xfe bad utf8\r\nlast";
+
+    fn expected() -> Vec<Vec<u8>> {
+        vec![
+            b"one".to_vec(),
+            b"two".to_vec(),
+            b"".to_vec(),
+            b"".to_vec(),
+            b"lone\rcr".to_vec(),
+            b"\xff\xfe bad utf8".to_vec(),
+            b"last".to_vec(),
+        ]
+    }
+
+    #[test]
+    fn every_single_split_gives_the_same_lines() {
+        for cut in 0..=SAMPLE.len() {
+            assert_eq!(
+                lines_split_at(SAMPLE, &[cut], 100),
+                Ok(expected()),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_pair_of_splits_gives_the_same_lines() {
+        for a in 0..=SAMPLE.len() {
+            for b in a..=SAMPLE.len() {
+                assert_eq!(lines_split_at(SAMPLE, &[a, b], 100), Ok(expected()));
+            }
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time_gives_the_same_lines() {
+        let cuts: Vec<usize> = (1..SAMPLE.len()).collect();
+        assert_eq!(lines_split_at(SAMPLE, &cuts, 100), Ok(expected()));
+    }
+
+    #[test]
+    fn lone_cr_at_end_of_stream_is_data() {
+        assert_eq!(
+            lines_split_at(b"abc\r", &[], 100),
+            Ok(vec![b"abc\r".to_vec()])
+        );
+    }
+
+    #[test]
+    fn line_of_exactly_max_length_passes_with_either_terminator() {
+        for input in [&b"12345\r\n"[..], b"12345\n"] {
+            for cut in 0..=input.len() {
+                assert_eq!(
+                    lines_split_at(input, &[cut], 5),
+                    Ok(vec![b"12345".to_vec()])
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn line_one_over_max_length_is_refused_however_split() {
+        for input in [&b"123456\r\n"[..], b"123456\n", b"123456"] {
+            for cut in 0..=input.len() {
+                assert_eq!(
+                    lines_split_at(input, &[cut], 5),
+                    Err(0),
+                    "{input:?} cut {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn too_long_is_decided_without_scanning_past_the_limit() {
+        let big = vec![b'x'; 10_000];
+        assert_eq!(scan(&big, 0, 10), Scan::TooLong);
+        assert_eq!(scan(b"0123456789\r", 0, 10), Scan::NeedMore { scanned: 11 });
+        assert_eq!(scan(b"0123456789x", 0, 10), Scan::TooLong);
+    }
+
+    #[test]
+    fn zero_max_length_allows_only_empty_lines() {
+        assert_eq!(
+            scan(b"\r\n", 0, 0),
+            Scan::Line {
+                content: 0,
+                consumed: 2
+            }
+        );
+        assert_eq!(
+            scan(b"\n", 0, 0),
+            Scan::Line {
+                content: 0,
+                consumed: 1
+            }
+        );
+        assert_eq!(scan(b"a\n", 0, 0), Scan::TooLong);
+        assert_eq!(scan(b"\r", 0, 0), Scan::NeedMore { scanned: 1 });
+    }
+}

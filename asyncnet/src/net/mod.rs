@@ -1,0 +1,15 @@
+//! Sockets (Nim's `asyncnet`): [`AsyncSocket`] and [`dial`].
+#![forbid(unsafe_code)]
+
+mod buffer;
+mod conn;
+mod dial;
+mod line;
+mod options;
+mod read;
+mod socket;
+mod write;
+
+pub use dial::{dial, dial_with, resolve_host, MAX_RESOLVERS};
+pub use options::{Flags, SoBool};
+pub use socket::{AsyncSocket, SocketBuilder, BUFFER_SIZE, MAX_LINE_LENGTH, SOMAXCONN};

@@ -1,0 +1,117 @@
+//! Socket flags (Nim's `SocketFlag`) and boolean options (Nim's `SOBool`).
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::ops::{BitOr, BitOrAssign};
+
+/// Flags of a send or receive call (Nim's `set[SocketFlag]`). The default is
+/// [`Flags::SAFE_DISCONN`], as in Nim.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flags(u8);
+
+impl Flags {
+    /// No flags: disconnections are errors, reads consume.
+    pub const NONE: Flags = Flags(0);
+    /// Read without consuming: the bytes stay for the next read. Works for lines too.
+    pub const PEEK: Flags = Flags(1);
+    /// A disconnection (`ECONNRESET`, `EPIPE`, `ENETRESET`) is not an error: a receive returns
+    /// end-of-stream; a send completes, and the socket records the disconnection (see
+    /// [`AsyncSocket::send`](crate::AsyncSocket::send)).
+    pub const SAFE_DISCONN: Flags = Flags(2);
+
+    /// Whether every flag of `other` is set in `self`.
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl Default for Flags {
+    fn default() -> Flags {
+        Flags::SAFE_DISCONN
+    }
+}
+
+impl BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+impl BitOrAssign for Flags {
+    fn bitor_assign(&mut self, rhs: Flags) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut set = f.debug_set();
+        if self.contains(Flags::PEEK) {
+            set.entry(&format_args!("PEEK"));
+        }
+        if self.contains(Flags::SAFE_DISCONN) {
+            set.entry(&format_args!("SAFE_DISCONN"));
+        }
+        set.finish()
+    }
+}
+
+/// Boolean socket options (Nim's `SOBool`), for
+/// [`get_sock_opt`](crate::AsyncSocket::get_sock_opt) and
+/// [`set_sock_opt`](crate::AsyncSocket::set_sock_opt).
+///
+/// Each option carries its own level: unlike Nim, `NoDelay` always means `TCP_NODELAY` at
+/// `IPPROTO_TCP` (Nim passes `SOL_SOCKET` by default and so sets `SO_DEBUG` instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SoBool {
+    /// `SO_ACCEPTCONN`: whether the socket listens (read-only).
+    AcceptConn,
+    /// `SO_BROADCAST`: datagrams may go to broadcast addresses.
+    Broadcast,
+    /// `SO_DEBUG`: kernel debugging (needs privileges to set on Linux).
+    Debug,
+    /// `SO_DONTROUTE`: bypass routing, send to directly connected hosts only.
+    DontRoute,
+    /// `SO_KEEPALIVE`: TCP keep-alive probes.
+    KeepAlive,
+    /// `SO_OOBINLINE`: urgent data inline with ordinary data.
+    OobInline,
+    /// `SO_REUSEADDR`: bind to an address in `TIME_WAIT`.
+    ReuseAddr,
+    /// `SO_REUSEPORT`: several sockets may bind the same address and port.
+    ReusePort,
+    /// `TCP_NODELAY`: disable Nagle's algorithm.
+    NoDelay,
+}
+
+impl SoBool {
+    /// Every option, in Nim's order.
+    pub const ALL: [SoBool; 9] = [
+        SoBool::AcceptConn,
+        SoBool::Broadcast,
+        SoBool::Debug,
+        SoBool::DontRoute,
+        SoBool::KeepAlive,
+        SoBool::OobInline,
+        SoBool::ReuseAddr,
+        SoBool::ReusePort,
+        SoBool::NoDelay,
+    ];
+
+    /// The `(level, name)` pair passed to `getsockopt`/`setsockopt`.
+    pub(crate) fn level_and_name(self) -> (libc::c_int, libc::c_int) {
+        use libc::*;
+        match self {
+            SoBool::AcceptConn => (SOL_SOCKET, SO_ACCEPTCONN),
+            SoBool::Broadcast => (SOL_SOCKET, SO_BROADCAST),
+            SoBool::Debug => (SOL_SOCKET, SO_DEBUG),
+            SoBool::DontRoute => (SOL_SOCKET, SO_DONTROUTE),
+            SoBool::KeepAlive => (SOL_SOCKET, SO_KEEPALIVE),
+            SoBool::OobInline => (SOL_SOCKET, SO_OOBINLINE),
+            SoBool::ReuseAddr => (SOL_SOCKET, SO_REUSEADDR),
+            SoBool::ReusePort => (SOL_SOCKET, SO_REUSEPORT),
+            SoBool::NoDelay => (IPPROTO_TCP, TCP_NODELAY),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The platform layer: the few socket calls that neither `mio` nor `socket2` offer, each a
+//! small wrapper that turns `-1` into `io::Error`. Everything OS-specific lives here.
+
+#[cfg(not(unix))]
+compile_error!("asyncnet supports Unix-like systems (Linux, macOS, the BSDs) only, for now");
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{SockAddr, Socket};
+
+/// `MSG_NOSIGNAL` where it exists: a write to a reset peer must return `EPIPE`, never raise
+/// `SIGPIPE` in a host program that did not ignore it. (macOS sets `SO_NOSIGPIPE` instead.)
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+pub(crate) const SEND_FLAGS: libc::c_int = 0;
+
+/// Per-socket set-up the platform needs beyond non-blocking mode.
+pub(crate) fn prepare(socket: &Socket) -> io::Result<()> {
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    socket.set_nosigpipe(true)?;
+    let _ = socket;
+    Ok(())
+}
+
+/// Accept a connection as a non-blocking, close-on-exec socket.
+pub(crate) fn accept(listener: &Socket) -> io::Result<(Socket, SockAddr)> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    {
+        // One system call instead of three (accept, fcntl CLOEXEC, ioctl FIONBIO).
+        listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    {
+        let (s, a) = listener.accept()?;
+        s.set_nonblocking(true)?;
+        prepare(&s)?;
+        Ok((s, a))
+    }
+}
+
+/// `recv(2)` with `MSG_PEEK`: copy the next bytes without taking them from the kernel.
+pub(crate) fn peek(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call,
+    // and `recv` writes at most that many; the descriptor is owned by `socket`, alive here.
+    let n = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Read a boolean (`int`) socket option.
+pub(crate) fn get_bool_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<bool> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid, writable, and `len` holds the size of `value`;
+    // getsockopt writes at most `len` bytes into it.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value != 0)
+    }
+}
+
+/// Set a boolean (`int`) socket option.
+pub(crate) fn set_bool_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    on: bool,
+) -> io::Result<()> {
+    let value: libc::c_int = on.into();
+    // SAFETY: `value` is a valid `c_int` for the duration of the call and the length passed
+    // is its size; setsockopt only reads it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether an accept error means the process or system is out of a resource (descriptors,
+/// buffers, memory): the listener is fine and should retry later.
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+/// Whether an accept error concerns only the connection being accepted (it went away before
+/// we took it): skip it and accept the next.
+pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED) | Some(libc::EPROTO) | Some(libc::EINTR) | Some(libc::EPERM)
+    )
+}
+
+/// The disconnection errors of Nim's `SafeDisconn` flag.
+pub(crate) fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ENETRESET)
+    )
+}
+
+/// `EINPROGRESS`: a non-blocking connect has started.
+pub(crate) fn is_in_progress(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINPROGRESS)
+}
