@@ -1,1 +1,77 @@
-//! Placeholder
+//! From Nim to Rust: every proc of Nim's `asyncnet` (and the `asyncdispatch` procs users
+//! touch) with its counterpart here, and every place where this crate deliberately behaves
+//! differently.
+//!
+//! # Names
+//!
+//! Nim names become Rust names by case only (`recvLine` → `recv_line`). Nim's default
+//! parameters become a plain method plus a `_with` variant that takes them
+//! (`recv_line()` / `recv_line_with(flags, max_length)`). Errors are `std::io::Error`.
+//!
+//! | Nim | Rust |
+//! | --- | --- |
+//! | `newAsyncSocket(domain, sockType, protocol, buffered, inheritable)` | [`AsyncSocket::new`], [`AsyncSocket::builder`] `.domain(..).sock_type(..).protocol(..).buffered(..).inheritable(..).build()` |
+//! | `newAsyncSocket(fd, ...)` | [`AsyncSocket::from_fd`] (takes ownership, registers) |
+//! | `newAsyncSocket(cint, cint, cint)` | [`AsyncSocket::new_raw`] |
+//! | `dial(address, port, protocol, buffered)` | [`dial`](crate::dial), [`dial_with`](crate::dial_with) |
+//! | `connect(socket, address, port)` | [`AsyncSocket::connect`]; one address: [`AsyncSocket::connect_addr`] |
+//! | `bindAddr(socket, port, address)` | [`AsyncSocket::bind_addr`] |
+//! | `listen(socket, backlog)` | [`AsyncSocket::listen`], [`AsyncSocket::listen_backlog`] |
+//! | `accept(socket)` | [`AsyncSocket::accept`] |
+//! | `acceptAddr(socket)` | [`AsyncSocket::accept_addr`]; typed: [`AsyncSocket::accept_socket_addr`] |
+//! | `send(socket, data)`, `send(socket, buf, size)` | [`AsyncSocket::send`] (any `AsRef<[u8]>`), [`AsyncSocket::send_with`] |
+//! | `recv(socket, size)` | [`AsyncSocket::recv`], [`AsyncSocket::recv_with`] (returns `Vec<u8>`) |
+//! | `recvInto(socket, buf, size)` | [`AsyncSocket::recv_into`], [`AsyncSocket::recv_into_with`] |
+//! | `recvLine(socket, flags, maxLength)` | [`AsyncSocket::recv_line`], [`AsyncSocket::recv_line_with`] |
+//! | `recvLineInto(socket, resString, flags, maxLength)` | [`AsyncSocket::recv_line_into`], [`AsyncSocket::recv_line_into_with`] |
+//! | `getLocalAddr`, `getPeerAddr` | [`AsyncSocket::local_addr`], [`AsyncSocket::peer_addr`]; typed: `local_socket_addr`, `peer_socket_addr` |
+//! | `getSockOpt`, `setSockOpt` (`SOBool`) | [`AsyncSocket::get_sock_opt`], [`AsyncSocket::set_sock_opt`] ([`SoBool`](crate::SoBool)) |
+//! | `getFd` | [`AsyncSocket::fd`] (and `AsRawFd`) |
+//! | `isClosed` | [`AsyncSocket::is_closed`] |
+//! | `hasDataBuffered` | [`AsyncSocket::has_data_buffered`] |
+//! | `close` | [`AsyncSocket::close`] |
+//! | `BufferSize`, `MaxLineLength`, `SOMAXCONN` | [`BUFFER_SIZE`](crate::BUFFER_SIZE), [`MAX_LINE_LENGTH`](crate::MAX_LINE_LENGTH), [`SOMAXCONN`](crate::SOMAXCONN) |
+//! | `SocketFlag.Peek`, `SocketFlag.SafeDisconn` | [`Flags::PEEK`](crate::Flags::PEEK), [`Flags::SAFE_DISCONN`](crate::Flags::SAFE_DISCONN) (the default, as in Nim) |
+//! | `Domain`, `SockType`, `Protocol` | [`Domain`](crate::Domain), [`SockType`](crate::SockType), [`Protocol`](crate::Protocol) (from `socket2`) |
+//! | `waitFor` | [`wait_for`](crate::wait_for) |
+//! | `asyncCheck` | [`spawn`](crate::spawn) (drop the handle; failures still surface) |
+//! | `runForever`, `poll`, `drain` | [`run_forever`](crate::run_forever), [`poll`](crate::poll), [`drain`](crate::drain) |
+//! | `hasPendingOperations`, `callSoon` | [`has_pending_operations`](crate::has_pending_operations), [`call_soon`](crate::call_soon) |
+//! | `sleepAsync`, `withTimeout` | [`sleep_async`](crate::sleep_async), [`with_timeout`](crate::with_timeout) |
+//! | `sendTo`, `recvFrom`, `bindUnix`, `connectUnix` | not yet (UDP and Unix sockets are the next step) |
+//! | `wrapSocket`, `wrapConnectedSocket`, `getPeerCertificates`, `sslHandle`, `isSsl` | not yet (TLS is a later step) |
+//!
+//! # Where we differ from Nim, and why
+//!
+//! | case | Nim 1.6 | here |
+//! | --- | --- | --- |
+//! | lone `\r` in a line | ends the line and the next byte is lost | ordinary data; no byte is ever lost |
+//! | empty line | returned as `"\r\n"` to tell it from end-of-stream | `Some("")`; end-of-stream is `None` |
+//! | end-of-stream mid-line | the partial line is lost | returned as a line, then `None` |
+//! | line longer than `maxLength` | silently split into two lines | error [`LineTooLong`](crate::LineTooLong); the bytes stay buffered |
+//! | invalid UTF-8 | Nim strings hold any bytes | error [`InvalidUtf8Line`](crate::InvalidUtf8Line) carrying the bytes; the line is consumed |
+//! | `Peek` on lines | assertion failure | works, buffered and unbuffered |
+//! | `recv(0)` unbuffered | crash | empty result |
+//! | send to a dead peer under `SafeDisconn` | "succeeds" forever, data dropped | that send completes, the socket records it ([`AsyncSocket::is_disconnected`]), later sends fail with `BrokenPipe` |
+//! | `SIGPIPE` | depends on the host program | never raised (`MSG_NOSIGNAL` / `SO_NOSIGPIPE`) |
+//! | send or recv on a closed socket | assertion or "fd not registered" | error of kind `NotConnected`; a call waiting when the socket closes gets it too |
+//! | accept and `EMFILE` | the future fails; a plain accept loop dies | the call waits (5 ms doubling to 0.5 s) and retries; [`AsyncSocket::take_accept_error`] shows the error |
+//! | `OptNoDelay` with the default level | sets `SO_DEBUG` at `SOL_SOCKET` | always `TCP_NODELAY` at `IPPROTO_TCP`; each option knows its level |
+//! | `acceptAddr` text | IPv4-mapped shown as IPv4 | the same: `to_canonical()` |
+//! | DNS in `dial`/`connect` | blocks the whole loop | a helper thread resolves; other tasks run on |
+//! | `withTimeout` | the inner future runs on | the inner future is dropped (cancelled) |
+//! | cancellation | none | dropping any future cancels it; each method documents what that loses (reads: nothing) |
+//! | closing | callbacks run after `close(2)` (fd reuse race, Nim #12652) | the fd leaves the poller and waiters are failed before `close(2)` |
+//! | `dial` | tries addresses in turn | the same, for now (racing them is a later step) |
+//!
+//! # Buffering and cancel safety
+//!
+//! A read future holds no bytes while it waits: what it took from the kernel and cannot
+//! return yet goes into the socket's buffer before it yields. A send that the kernel cannot
+//! take at once leaves its remaining bytes in the socket's output queue. So dropping a future
+//! (directly, or through [`with_timeout`](crate::with_timeout)) never loses received bytes and
+//! never cuts a message in two.
+#![forbid(unsafe_code)]
+
+#[allow(unused_imports)]
+use crate::AsyncSocket;

@@ -513,6 +513,15 @@ impl Drop for Inner {
     }
 }
 
+/// Two handles are equal when they are clones of one socket (as Nim compares `ref`s).
+impl PartialEq for AsyncSocket {
+    fn eq(&self, other: &AsyncSocket) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for AsyncSocket {}
+
 impl AsRawFd for AsyncSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd()
