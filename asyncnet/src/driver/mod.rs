@@ -80,6 +80,12 @@ impl IoState {
         self.ready.get() & READ_CLOSED != 0
     }
 
+    /// Forget a hang-up reported before the socket was connected (an unconnected socket
+    /// reports `EPOLLHUP` when registered).
+    pub(crate) fn reset_read_closed(&self) {
+        self.ready.set(self.ready.get() & !READ_CLOSED);
+    }
+
     /// Whether the socket was deregistered (closed).
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()

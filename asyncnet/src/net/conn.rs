@@ -188,6 +188,7 @@ impl AsyncSocket {
     /// As [`connect`](AsyncSocket::connect).
     pub async fn connect_addr(&self, addr: SocketAddr) -> io::Result<()> {
         let started = self.socket()?.connect(&SockAddr::from(addr));
+        self.inner.io.reset_read_closed();
         match started {
             Ok(()) => return Ok(()),
             Err(e) if sys::is_in_progress(&e) || e.kind() == io::ErrorKind::WouldBlock => {}
@@ -202,7 +203,10 @@ impl AsyncSocket {
                 return Poll::Ready(Err(e));
             }
             match socket.peer_addr() {
-                Ok(_) => return Poll::Ready(Ok(())),
+                Ok(_) => {
+                    self.inner.io.reset_read_closed();
+                    return Poll::Ready(Ok(()));
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                     self.inner.io.clear(Direction::Write);
                 }
