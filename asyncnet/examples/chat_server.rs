@@ -42,7 +42,7 @@ async fn serve(port: u16) -> io::Result<()> {
         let client = server.accept().await?;
         clients.borrow_mut().push(client.clone());
         let clients = clients.clone();
-        let _ = spawn(async move {
+        spawn(async move {
             if let Err(e) = process_client(client.clone(), clients.clone()).await {
                 eprintln!("client error: {e}");
             }

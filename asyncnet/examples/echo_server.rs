@@ -26,7 +26,7 @@ async fn serve(port: u16) -> io::Result<()> {
         let client = server.accept().await?;
         // Keep the handle-less task's errors to itself: one client's trouble (a line too
         // long, say) must not stop the server.
-        let _ = spawn(async move {
+        spawn(async move {
             if let Err(e) = process_client(client).await {
                 eprintln!("client error: {e}");
             }

@@ -10,7 +10,8 @@ use asyncnet::{dial, wait_for};
 
 async fn http_get(host: &str, port: u16, path: &str) -> io::Result<Vec<u8>> {
     let sock = dial(host, port).await?;
-    sock.send(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")).await?;
+    sock.send(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n"))
+        .await?;
     let mut response = Vec::new();
     loop {
         let chunk = sock.recv(4096).await?;
@@ -29,9 +30,12 @@ fn main() -> io::Result<()> {
         eprintln!("usage: http_client HOST PORT [PATH]");
         std::process::exit(2);
     }
-    let port: u16 = args[2]
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad port {:?}", args[2])))?;
+    let port: u16 = args[2].parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad port {:?}", args[2]),
+        )
+    })?;
     let path = args.get(3).map_or("/", String::as_str);
     let response = wait_for(http_get(&args[1], port, path))?;
     let text = String::from_utf8_lossy(&response);

@@ -199,7 +199,6 @@ where
 ///
 /// Dropping the handle detaches the task: it runs on, and if it then fails (returns `Err` or
 /// panics) the loop reports the failure (see [`spawn`](crate::spawn)).
-#[must_use = "dropping a JoinHandle detaches the task; its failure then surfaces from the loop"]
 pub struct JoinHandle<T: TaskOutput> {
     state: Rc<JoinState<T>>,
     id: TaskId,

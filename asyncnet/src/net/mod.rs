@@ -4,6 +4,7 @@
 mod buffer;
 mod conn;
 mod dial;
+mod io_traits;
 mod line;
 mod options;
 mod read;

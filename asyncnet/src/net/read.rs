@@ -263,7 +263,8 @@ impl AsyncSocket {
             {
                 // Bytes left by a dropped line read (unbuffered) or a peek come first.
                 let mut rb = inner.rbuf.borrow_mut();
-                if !rb.is_empty() && !(peek && inner.buffered) {
+                let pending_peek = peek && inner.buffered;
+                if !rb.is_empty() && !pending_peek {
                     let n = buf.len().min(rb.len());
                     buf[..n].copy_from_slice(&rb.unread()[..n]);
                     if !peek {
@@ -396,7 +397,7 @@ impl AsyncSocket {
             if !inner.io.is_ready(Direction::Read) {
                 ready!(self.poll_readable(cx))?;
             }
-            let chunk = (want - have).max(BUFFER_SIZE).min(MAX_CHUNK);
+            let chunk = (want - have).clamp(BUFFER_SIZE, MAX_CHUNK);
             let r = inner
                 .rbuf
                 .borrow_mut()

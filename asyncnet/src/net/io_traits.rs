@@ -1,0 +1,137 @@
+//! `futures-io` traits, so that codecs, TLS and protocol crates can use an `AsyncSocket`.
+//!
+//! `AsyncRead` has the usual "some bytes" meaning in both modes: buffered bytes first, else
+//! one system call (unlike [`recv`](AsyncSocket::recv), which waits for the full size on a
+//! buffered socket). `AsyncWrite` goes through the same output queue as
+//! [`send`](AsyncSocket::send), so the two can be mixed without reordering.
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+use super::options::Flags;
+use super::socket::AsyncSocket;
+use crate::driver::Direction;
+
+impl AsyncSocket {
+    /// Read what is available: buffered bytes, else one system call. 0 is end-of-stream.
+    fn poll_read_some(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.socket()?;
+        let inner = &self.inner;
+        if !inner.rbuf.borrow().is_empty() {
+            return Poll::Ready(Ok(inner.rbuf.borrow_mut().take_into(buf)));
+        }
+        loop {
+            if inner.read_eof.get() {
+                return Poll::Ready(Ok(0));
+            }
+            if !inner.io.is_ready(Direction::Read) {
+                ready!(inner.io.poll_ready(Direction::Read, cx))?;
+            }
+            match self.raw_read(buf, false) {
+                Ok(0) => inner.read_eof.set(true),
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Write what the kernel takes now (after anything queued), or wait until it takes some.
+    fn poll_write_some(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        ready!(self.poll_flush_all(cx))?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let inner = &self.inner;
+        loop {
+            if !inner.io.is_ready(Direction::Write) {
+                ready!(inner.io.poll_ready(Direction::Write, cx))?;
+            }
+            match self.raw_write(buf) {
+                Ok(n) => {
+                    inner.wbuf.borrow_mut().note_direct(n);
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Write every queued byte.
+    fn poll_flush_all(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.socket()?;
+        let end = {
+            let wb = self.inner.wbuf.borrow();
+            wb.written() + wb.pending().len() as u64
+        };
+        self.poll_flush_to(cx, end, Flags::NONE)
+    }
+}
+
+impl AsyncRead for AsyncSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_some(cx, buf)
+    }
+}
+
+impl AsyncWrite for AsyncSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_some(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush_all(cx)
+    }
+
+    /// Flush, then shut down the writing half (the socket stays open for reading).
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_flush_all(cx))?;
+        Poll::Ready(self.socket()?.shutdown(std::net::Shutdown::Write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wait_for;
+    use std::future::poll_fn;
+
+    #[test]
+    fn async_read_returns_what_arrived_on_a_buffered_socket() {
+        wait_for(async {
+            let server = AsyncSocket::new()?;
+            server.bind_addr(0, "127.0.0.1")?;
+            server.listen()?;
+            let client = crate::dial("127.0.0.1", server.local_addr()?.1).await?;
+            let peer = server.accept().await?;
+            let mut w = client.clone();
+            let n = poll_fn(|cx| Pin::new(&mut w).poll_write(cx, b"abc")).await?;
+            assert_eq!(n, 3);
+            let mut r = peer.clone();
+            let mut buf = [0u8; 100];
+            let n = poll_fn(|cx| Pin::new(&mut r).poll_read(cx, &mut buf)).await?;
+            assert_eq!(&buf[..n], b"abc");
+            poll_fn(|cx| Pin::new(&mut w).poll_close(cx)).await?;
+            let n = poll_fn(|cx| Pin::new(&mut r).poll_read(cx, &mut buf)).await?;
+            assert_eq!(n, 0);
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
+    }
+}
