@@ -66,8 +66,13 @@ pub(crate) struct IoState {
 
 impl IoState {
     /// Whether the last event said the socket is ready in `dir` (and nothing has consumed it).
+    ///
+    /// Once the peer has shut down its side, reads stay ready for good: the data and the
+    /// hang-up can come in one event, and after a short read consumed the data, the end of
+    /// the stream must still be read (no new edge will announce it).
     pub(crate) fn is_ready(&self, dir: Direction) -> bool {
-        self.ready.get() & dir.bit() != 0
+        let r = self.ready.get();
+        r & dir.bit() != 0 || (dir == Direction::Read && r & READ_CLOSED != 0)
     }
 
     /// Forget readiness in `dir`: the last operation met `WouldBlock`.
