@@ -1,0 +1,137 @@
+//! The benchmark runner. Builds nothing: it runs the binaries next to its
+//! own executable (`cargo build --release -p asyncnet-bench` first).
+//!
+//! For each round, for each peer in turn (A B A B ...): start the peer's
+//! server pinned to one CPU, wait for its ready line, run `loadgen` pinned
+//! to another CPU, sample both processes' CPU time at the start and end of
+//! the measured window, kill the server. Then print the medians per peer
+//! and the ratios against the baseline peer.
+
+use std::process::ExitCode;
+
+use asyncnet_bench::args::Args;
+use asyncnet_bench::child::taskset_available;
+use asyncnet_bench::peers;
+use asyncnet_bench::procstat::clock_ticks_per_sec;
+use asyncnet_bench::report;
+use asyncnet_bench::workload::{self, RoundConfig};
+
+const USAGE: &str = "\
+usage: echo_bench [options]
+  --rounds N        interleaved rounds per peer (default 3)
+  --secs S          measured window per round, seconds (default 5)
+  --warmup S        warm-up before each window, seconds (default 1)
+  --conns N         connections (default 50)
+  --size N          bytes per message (default 64)
+  --peers A,B       servers to compare, in order (default asyncnet,tokio)
+  --baseline NAME   peer the ratios are against (default tokio)
+  --server-cpu N    CPU for the servers (default 0)
+  --loadgen-cpu N   CPU for the load generator (default 1)
+  --no-pin          do not use taskset";
+
+fn run() -> Result<(), String> {
+    let mut args = Args::from_env();
+    if args.wants_help() {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let rounds: usize = args.take("rounds", 3)?;
+    let secs: f64 = args.take("secs", 5.0)?;
+    let warmup: f64 = args.take("warmup", 1.0)?;
+    let conns: usize = args.take("conns", 50)?;
+    let size: usize = args.take("size", 64)?;
+    let peer_list = args.take("peers", "asyncnet,tokio".to_string())?;
+    let baseline = args.take("baseline", "tokio".to_string())?;
+    let server_cpu: usize = args.take("server-cpu", 0)?;
+    let loadgen_cpu: usize = args.take("loadgen-cpu", 1)?;
+    let no_pin = args.take_flag("no-pin");
+    args.finish()?;
+    if rounds == 0 || conns == 0 || size == 0 {
+        return Err("--rounds, --conns and --size must be at least 1".into());
+    }
+    if !(secs > 0.0 && secs <= 3600.0 && (0.0..=3600.0).contains(&warmup)) {
+        return Err("--secs must be in (0, 3600] and --warmup in [0, 3600]".into());
+    }
+
+    let peers = peers::select(&peer_list)?;
+    let bin_dir = peers::bin_dir().map_err(|e| e.to_string())?;
+    // Fail before the first round if anything is missing.
+    for p in &peers {
+        p.path(&bin_dir).map_err(|e| e.to_string())?;
+    }
+    let loadgen = peers::sibling(&bin_dir, "loadgen");
+    if !loadgen.is_file() {
+        return Err(format!(
+            "{} not found (run `cargo build --release -p asyncnet-bench` first)",
+            loadgen.display()
+        ));
+    }
+
+    let pinned = !no_pin && taskset_available();
+    if !no_pin && !pinned {
+        println!("note: taskset not found or not working: running unpinned");
+    }
+    let cfg = RoundConfig {
+        bin_dir,
+        secs,
+        warmup,
+        server_cpu: pinned.then_some(server_cpu),
+        loadgen_cpu: pinned.then_some(loadgen_cpu),
+    };
+    let work = workload::echo_pingpong(size, conns);
+    let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
+
+    println!("{}, on 127.0.0.1", work.describe);
+    println!(
+        "{rounds} interleaved rounds of {} ({secs} s measured after {warmup} s warm-up); {}",
+        names.join(", "),
+        if pinned {
+            format!("server on CPU {server_cpu}, loadgen on CPU {loadgen_cpu}")
+        } else {
+            "unpinned".to_string()
+        }
+    );
+    println!(
+        "CPU times from /proc/PID/stat ({} ticks/s) over the measured window",
+        clock_ticks_per_sec()
+    );
+    println!();
+    println!("{}", report::round_header());
+
+    let mut results = Vec::new();
+    let mut warnings = 0;
+    for round in 1..=rounds {
+        for peer in &peers {
+            let r = workload::run_round(peer, &work, &cfg)
+                .map_err(|e| format!("round {round}, peer {}: {e}", peer.name))?;
+            println!("{}", report::round_row(round, &r));
+            let ws = r.warnings();
+            for w in &ws {
+                println!("       warning ({}): {w}", r.peer);
+            }
+            warnings += usize::from(!ws.is_empty());
+            results.push(r);
+        }
+    }
+
+    println!();
+    println!("medians over {rounds} rounds:");
+    print!(
+        "{}",
+        report::summary_table(&report::summarize(&results, &names), &baseline)
+    );
+    if warnings > 0 {
+        println!("{warnings} round(s) had warnings (see above): treat their figures with care");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

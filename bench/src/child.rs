@@ -1,0 +1,164 @@
+//! Child processes for the runner: optionally pinned to one CPU with
+//! `taskset`, stdout read line by line with deadlines, killed on drop (so on
+//! every exit path of the runner, panics included).
+
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// True if `taskset -c 0 true` works here.
+pub fn taskset_available() -> bool {
+    Command::new("taskset")
+        .args(["-c", "0", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A running child process. Dropping it kills it (SIGKILL) and reaps it.
+pub struct Spawned {
+    name: String,
+    child: Child,
+    lines: Receiver<String>,
+    status: Option<ExitStatus>,
+}
+
+impl Spawned {
+    /// Starts `program args...`, under `taskset -c CPU` when `cpu` is given
+    /// (taskset execs the program, so the pid is the program's). Stdout is
+    /// captured line by line; stderr goes to ours; stdin is closed.
+    pub fn start(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        cpu: Option<usize>,
+    ) -> io::Result<Self> {
+        let mut cmd = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().map_err(|e| {
+            io::Error::new(e.kind(), format!("starting {}: {e}", program.display()))
+        })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::channel();
+        // Detached: it ends when the child's stdout closes (at the latest
+        // when the child is killed). Never joined, so a grandchild holding
+        // the pipe open cannot hang the runner.
+        thread::Builder::new()
+            .name(format!("{name}-stdout"))
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    match line {
+                        Ok(l) => {
+                            if tx.send(l).is_err() {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+            })?;
+        Ok(Spawned {
+            name: name.to_string(),
+            child,
+            lines,
+            status: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line of the child's stdout, waiting until `deadline`.
+    pub fn next_line(&self, deadline: Instant) -> io::Result<String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{}: timed out waiting for output", self.name),
+            )),
+            Err(RecvTimeoutError::Disconnected) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{}: stdout closed (process exited?)", self.name),
+            )),
+        }
+    }
+
+    /// Skips lines until `pick` accepts one, waiting until `deadline`.
+    pub fn wait_for_line<T>(
+        &self,
+        deadline: Instant,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> io::Result<T> {
+        loop {
+            let line = self.next_line(deadline)?;
+            if let Some(v) = pick(&line) {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// The exit status if the child has exited, without waiting.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait()?;
+        }
+        Ok(self.status)
+    }
+
+    /// Waits for the child to exit until `deadline`; `None` if it has not.
+    pub fn wait_until(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(Some(s));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills the child (if still running) and reaps it.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.try_wait()?.is_none() {
+            // An error here means it exited in between: reaping settles it.
+            let _ = self.child.kill();
+            self.status = Some(self.child.wait()?);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Err(e) = self.kill() {
+            eprintln!(
+                "warning: could not kill {} (pid {}): {e}",
+                self.name,
+                self.pid()
+            );
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The servers under comparison ("peers").
+//!
+//! A peer is any program that follows the server contract of this crate
+//! (port as last argument, ready line on stdout, byte echo): one of our own
+//! binaries next to the runner, or, later, an external program (a Nim
+//! asyncnet server, a C epoll floor, ...) given by path.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where a peer's program comes from.
+#[derive(Clone, Debug)]
+pub enum Program {
+    /// A binary of this crate, in the same directory as the runner.
+    Sibling(&'static str),
+    /// Any other executable.
+    External(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Short name used in `--peers` and in the report.
+    pub name: String,
+    pub program: Program,
+    /// Arguments before the port.
+    pub args: Vec<String>,
+}
+
+impl Peer {
+    fn sibling(name: &str, bin: &'static str) -> Peer {
+        Peer {
+            name: name.to_string(),
+            program: Program::Sibling(bin),
+            args: Vec::new(),
+        }
+    }
+
+    /// The executable's path, checked to exist.
+    pub fn path(&self, bin_dir: &Path) -> io::Result<PathBuf> {
+        let path = match &self.program {
+            Program::Sibling(bin) => sibling(bin_dir, bin),
+            Program::External(p) => p.clone(),
+        };
+        if path.is_file() {
+            Ok(path)
+        } else {
+            let hint = match self.program {
+                Program::Sibling(_) => " (run `cargo build --release -p asyncnet-bench` first)",
+                Program::External(_) => "",
+            };
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("peer {}: {} not found{hint}", self.name, path.display()),
+            ))
+        }
+    }
+
+    /// The full argument list for listening on `port`.
+    pub fn args_for_port(&self, port: u16) -> Vec<String> {
+        let mut a = self.args.clone();
+        a.push(port.to_string());
+        a
+    }
+}
+
+/// Every known peer. The default list of the runner is `asyncnet,tokio`.
+pub fn all() -> Vec<Peer> {
+    let mut lines = Peer::sibling("asyncnet-lines", "echo_asyncnet");
+    lines.args.push("--lines".into());
+    vec![
+        Peer::sibling("asyncnet", "echo_asyncnet"),
+        Peer::sibling("tokio", "echo_tokio"),
+        lines,
+    ]
+}
+
+/// The peers named in a comma-separated list, in that order.
+pub fn select(list: &str) -> Result<Vec<Peer>, String> {
+    let known = all();
+    let mut out: Vec<Peer> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let peer = known.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<_> = known.iter().map(|p| p.name.as_str()).collect();
+            format!("unknown peer {name:?} (known: {})", names.join(", "))
+        })?;
+        if !out.iter().any(|p| p.name == name) {
+            out.push(peer.clone());
+        }
+    }
+    if out.is_empty() {
+        return Err("no peer selected".into());
+    }
+    Ok(out)
+}
+
+/// The directory holding the running executable (and its siblings).
+pub fn bin_dir() -> io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| io::Error::other("executable has no parent directory"))
+}
+
+/// The path of binary `name` in `dir`.
+pub fn sibling(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selects_in_given_order() {
+        let p = select("tokio, asyncnet,tokio").unwrap();
+        let names: Vec<_> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["tokio", "asyncnet"]);
+        assert!(select("nope").is_err());
+        assert!(select("").is_err());
+        assert_eq!(p[0].args_for_port(7), ["7"]);
+        let lines = select("asyncnet-lines").unwrap();
+        assert_eq!(lines[0].args_for_port(0), ["--lines", "0"]);
+    }
+}

@@ -1,0 +1,94 @@
+//! CPU time of a process, from `/proc/PID/stat` (Linux).
+//!
+//! `utime` and `stime` (fields 14 and 15) count clock ticks of all the
+//! process's threads; `getconf CLK_TCK` gives ticks per second.
+
+use std::io;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// User and system CPU time of a process, in clock ticks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    pub user: u64,
+    pub system: u64,
+}
+
+impl CpuTicks {
+    /// Reads the CPU time of process `pid` so far.
+    pub fn of(pid: u32) -> io::Result<CpuTicks> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        parse_stat(&text).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected /proc/{pid}/stat format"),
+            )
+        })
+    }
+
+    /// `self - earlier`, in seconds: (user, system).
+    pub fn secs_since(self, earlier: CpuTicks) -> (f64, f64) {
+        let hz = clock_ticks_per_sec() as f64;
+        (
+            self.user.saturating_sub(earlier.user) as f64 / hz,
+            self.system.saturating_sub(earlier.system) as f64 / hz,
+        )
+    }
+}
+
+/// Parses utime and stime out of the text of `/proc/PID/stat`. The command
+/// name (field 2) is in parentheses and may hold spaces or parentheses
+/// itself, so fields are counted from the last `)`.
+pub fn parse_stat(text: &str) -> Option<CpuTicks> {
+    let rest = &text[text.rfind(')')? + 1..];
+    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    let mut fields = rest.split_ascii_whitespace().skip(14 - 3);
+    let user = fields.next()?.parse().ok()?;
+    let system = fields.next()?.parse().ok()?;
+    Some(CpuTicks { user, system })
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`), 100 if that cannot be run.
+pub fn clock_ticks_per_sec() -> u64 {
+    static HZ: OnceLock<u64> = OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&hz: &u64| hz > 0)
+            .unwrap_or_else(|| {
+                eprintln!("warning: `getconf CLK_TCK` failed; assuming 100 ticks/s");
+                100
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_line() {
+        let line = "1234 (echo (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 \
+                    250 75 0 0 20 0 1 0 12345 1000 100 18446744073709551615";
+        assert_eq!(
+            parse_stat(line),
+            Some(CpuTicks {
+                user: 250,
+                system: 75
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let t = CpuTicks::of(std::process::id()).unwrap();
+        let (u, s) = t.secs_since(CpuTicks::default());
+        assert!(u >= 0.0 && s >= 0.0);
+        assert!(clock_ticks_per_sec() > 0);
+    }
+}

@@ -1,0 +1,271 @@
+//! Workloads as the runner sees them, and one measured round: start a
+//! server, drive it with `loadgen`, sample CPU times over the measured
+//! window, stop everything.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::child::Spawned;
+use crate::parse_ready_line;
+use crate::peers::{self, Peer};
+use crate::procstat::CpuTicks;
+
+/// How long a server may take to print its ready line.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Below this CPU use (in %) on both sides, a ping-pong round was held up
+/// by something other than the two processes.
+pub const IDLE_PCT: f64 = 90.0;
+/// Slack on top of warm-up + window for the load generator to finish.
+pub const LOADGEN_SLACK: Duration = Duration::from_secs(30);
+
+/// A workload: a name for the report and the `loadgen` arguments that
+/// select and configure it (`--port`, `--secs` and `--warmup` are added per
+/// round).
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub name: String,
+    /// One-line description for the report's header.
+    pub describe: String,
+    pub loadgen_args: Vec<String>,
+}
+
+/// Echo ping-pong: `conns` connections, each with one `size`-byte message
+/// in flight.
+pub fn echo_pingpong(size: usize, conns: usize) -> Workload {
+    Workload {
+        name: "echo".into(),
+        describe: format!("echo ping-pong, {size}-byte messages, {conns} connections"),
+        loadgen_args: vec![
+            "--workload".into(),
+            "echo".into(),
+            "--size".into(),
+            size.to_string(),
+            "--conns".into(),
+            conns.to_string(),
+        ],
+    }
+}
+
+/// Settings shared by every round.
+#[derive(Clone, Debug)]
+pub struct RoundConfig {
+    pub bin_dir: PathBuf,
+    pub secs: f64,
+    pub warmup: f64,
+    /// CPU for the server (`taskset -c`), none = unpinned.
+    pub server_cpu: Option<usize>,
+    /// CPU for the load generator, none = unpinned.
+    pub loadgen_cpu: Option<usize>,
+}
+
+/// The outcome of one round against one peer.
+#[derive(Clone, Debug)]
+pub struct RoundResult {
+    pub peer: String,
+    pub round_trips: u64,
+    /// The measured window as timed by the load generator.
+    pub window_secs: f64,
+    /// Round trips per second.
+    pub rps: f64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    /// Connections that completed no round trip in the window.
+    pub idle_conns: usize,
+    /// Fewest and most round trips completed by one connection.
+    pub conn_min: u64,
+    pub conn_max: u64,
+    /// The window as seen by the runner (between the two /proc samples).
+    pub sampled_secs: f64,
+    pub server_user_secs: f64,
+    pub server_sys_secs: f64,
+    pub loadgen_user_secs: f64,
+    pub loadgen_sys_secs: f64,
+}
+
+impl RoundResult {
+    pub fn server_cpu_secs(&self) -> f64 {
+        self.server_user_secs + self.server_sys_secs
+    }
+
+    /// Server CPU time per round trip, in microseconds.
+    pub fn server_us_per_rt(&self) -> f64 {
+        self.server_cpu_secs() * 1e6 / self.round_trips as f64
+    }
+
+    /// Server user-mode CPU time per round trip, in microseconds: the part
+    /// spent outside the kernel (the event loop and the library).
+    pub fn server_user_us_per_rt(&self) -> f64 {
+        self.server_user_secs * 1e6 / self.round_trips as f64
+    }
+
+    /// Server CPU use over the window, in % of one CPU.
+    pub fn server_cpu_pct(&self) -> f64 {
+        100.0 * self.server_cpu_secs() / self.sampled_secs
+    }
+
+    /// What makes this round doubtful, if anything: the server did not
+    /// serve every connection (some got no round trip at all, or one got
+    /// under half of another's), or neither process kept its CPU busy.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.idle_conns > 0 {
+            w.push(format!(
+                "{} connection(s) completed no round trip in the window (lost wake-up or starvation in the server?)",
+                self.idle_conns
+            ));
+        } else if self.conn_min * 2 < self.conn_max {
+            w.push(format!(
+                "unfair service: one connection completed {} round trips, another {}",
+                self.conn_min, self.conn_max
+            ));
+        }
+        if self.server_cpu_pct() < IDLE_PCT && self.loadgen_cpu_pct() < IDLE_PCT {
+            w.push(format!(
+                "server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)"
+            ));
+        }
+        w
+    }
+
+    /// Load generator CPU use over the window, in % of one CPU.
+    pub fn loadgen_cpu_pct(&self) -> f64 {
+        100.0 * (self.loadgen_user_secs + self.loadgen_sys_secs) / self.sampled_secs
+    }
+}
+
+/// Parses `key=value` pairs from a line such as `result rps=1.0 p50_us=2`.
+pub fn parse_kv(line: &str) -> HashMap<&str, &str> {
+    line.split_ascii_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .collect()
+}
+
+fn field<T: std::str::FromStr>(kv: &HashMap<&str, &str>, key: &str) -> io::Result<T> {
+    kv.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("loadgen result line lacks a valid {key}="),
+        )
+    })
+}
+
+/// Runs one round of `workload` against `peer`. Every process started here
+/// is killed before this returns, on success, error or panic.
+pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<RoundResult> {
+    let server_path = peer.path(&cfg.bin_dir)?;
+    let loadgen_path = peers::sibling(&cfg.bin_dir, "loadgen");
+    if !loadgen_path.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} not found (run `cargo build --release -p asyncnet-bench` first)",
+                loadgen_path.display()
+            ),
+        ));
+    }
+
+    let mut server = Spawned::start(
+        &peer.name,
+        &server_path,
+        &peer.args_for_port(0),
+        cfg.server_cpu,
+    )?;
+    let port = server
+        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
+        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
+
+    let mut args = workload.loadgen_args.clone();
+    args.extend([
+        "--port".to_string(),
+        port.to_string(),
+        "--secs".to_string(),
+        cfg.secs.to_string(),
+        "--warmup".to_string(),
+        cfg.warmup.to_string(),
+    ]);
+    let mut loadgen = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
+    let deadline = Instant::now() + Duration::from_secs_f64(cfg.warmup + cfg.secs) + LOADGEN_SLACK;
+
+    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-start").then_some(()))?;
+    let (s0, l0, t0) = (
+        CpuTicks::of(server.pid())?,
+        CpuTicks::of(loadgen.pid())?,
+        Instant::now(),
+    );
+    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-end").then_some(()))?;
+    let (s1, l1, t1) = (
+        CpuTicks::of(server.pid())?,
+        CpuTicks::of(loadgen.pid())?,
+        Instant::now(),
+    );
+    let result = loadgen.wait_for_line(deadline, |l| {
+        l.starts_with("result ").then(|| l.to_string())
+    })?;
+
+    match loadgen.wait_until(deadline)? {
+        Some(s) if s.success() => {}
+        Some(s) => return Err(io::Error::other(format!("loadgen failed: {s}"))),
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "loadgen did not exit",
+            ))
+        }
+    }
+    if let Some(s) = server.try_wait()? {
+        return Err(io::Error::other(format!(
+            "server {} exited during the round: {s}",
+            peer.name
+        )));
+    }
+    server.kill()?;
+
+    let kv = parse_kv(&result);
+    let (server_user_secs, server_sys_secs) = s1.secs_since(s0);
+    let (loadgen_user_secs, loadgen_sys_secs) = l1.secs_since(l0);
+    Ok(RoundResult {
+        peer: peer.name.clone(),
+        round_trips: field(&kv, "round_trips")?,
+        window_secs: field(&kv, "secs")?,
+        rps: field(&kv, "rps")?,
+        mean_us: field(&kv, "mean_us")?,
+        p50_us: field(&kv, "p50_us")?,
+        p99_us: field(&kv, "p99_us")?,
+        max_us: field(&kv, "max_us")?,
+        idle_conns: field(&kv, "idle_conns")?,
+        conn_min: field(&kv, "conn_min")?,
+        conn_max: field(&kv, "conn_max")?,
+        sampled_secs: (t1 - t0).as_secs_f64(),
+        server_user_secs,
+        server_sys_secs,
+        loadgen_user_secs,
+        loadgen_sys_secs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_lines() {
+        let kv = parse_kv("result workload=echo rps=12.5 round_trips=10 junk");
+        assert_eq!(kv["workload"], "echo");
+        assert_eq!(field::<f64>(&kv, "rps").unwrap(), 12.5);
+        assert_eq!(field::<u64>(&kv, "round_trips").unwrap(), 10);
+        assert!(field::<u64>(&kv, "p50_us").is_err());
+    }
+
+    #[test]
+    fn pingpong_args() {
+        let w = echo_pingpong(64, 50);
+        assert_eq!(
+            w.loadgen_args,
+            ["--workload", "echo", "--size", "64", "--conns", "50"]
+        );
+    }
+}

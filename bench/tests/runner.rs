@@ -1,0 +1,43 @@
+//! The runner end to end, briefly, against the peers that exist.
+
+use std::process::Command;
+
+fn echo_bench(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_echo_bench"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn short_run_prints_the_table() {
+    let (ok, out, err) = echo_bench(&[
+        "--peers", "tokio", "--rounds", "2", "--secs", "0.3", "--warmup", "0.1", "--conns", "4",
+        "--no-pin",
+    ]);
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("medians over 2 rounds"), "{out}");
+    let rows = out
+        .lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            w.next().is_some_and(|n| n.parse::<u32>().is_ok()) && w.next() == Some("tokio")
+        })
+        .count();
+    assert_eq!(rows, 2, "{out}");
+}
+
+#[test]
+fn bad_arguments_fail() {
+    let (ok, _, err) = echo_bench(&["--peers", "nope"]);
+    assert!(!ok);
+    assert!(err.contains("unknown peer"), "{err}");
+    let (ok, _, err) = echo_bench(&["--bogus"]);
+    assert!(!ok);
+    assert!(err.contains("unexpected argument"), "{err}");
+}
