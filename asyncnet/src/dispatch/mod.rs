@@ -158,9 +158,13 @@ impl Loop {
     }
 
     /// One turn: ready work, then I/O for at most `timeout` (`None`: until something happens).
-    fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
+    /// `for_main`: a `wait_for` future is waiting too, so even with no task left there is
+    /// someone for an event to wake.
+    fn turn(&self, timeout: Option<Duration>, for_main: bool) -> io::Result<()> {
         self.run_ready();
-        let wait = if self.has_ready() {
+        let nothing_to_wait_for = !(for_main || self.pending());
+        let failed = !self.failures.borrow().is_empty();
+        let wait = if self.has_ready() || nothing_to_wait_for || failed {
             Some(Duration::ZERO)
         } else {
             let until_timer = self.timers.next_deadline().map(|d| {
@@ -255,7 +259,7 @@ pub fn wait_for<F: Future>(future: F) -> F::Output {
             if let Some(f) = l.take_failure() {
                 panic!("asyncnet: a detached task failed: {}", surface(f));
             }
-            if let Err(e) = l.turn(None) {
+            if let Err(e) = l.turn(None, true) {
                 panic!("asyncnet: the event loop's poller failed: {e}");
             }
         }
@@ -320,7 +324,7 @@ pub fn poll(timeout: Option<Duration>) -> io::Result<()> {
         if !l.pending() {
             return Ok(());
         }
-        l.turn(timeout)?;
+        l.turn(timeout, false)?;
         match l.take_failure() {
             Some(f) => Err(surface(f)),
             None => Ok(()),
