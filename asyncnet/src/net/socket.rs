@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) send_failure: RefCell<Option<SendFailure>>,
     /// A background task is flushing bytes left by a dropped `send`.
     pub(crate) flushing: Cell<bool>,
+    /// `shutdown_write` was called: sends fail.
+    pub(crate) write_shut: Cell<bool>,
     pub(crate) accept_error: RefCell<Option<io::Error>>,
     pub(crate) accept_backoff: Cell<Duration>,
 }
@@ -242,6 +244,7 @@ impl AsyncSocket {
                 wbuf: RefCell::new(WriteBuffer::default()),
                 send_failure: RefCell::new(None),
                 flushing: Cell::new(false),
+                write_shut: Cell::new(false),
                 accept_error: RefCell::new(None),
                 accept_backoff: Cell::new(Duration::ZERO),
             }),
@@ -416,7 +419,16 @@ impl AsyncSocket {
     ///
     /// The socket is closed or not connected.
     pub fn shutdown_write(&self) -> io::Result<()> {
+        self.socket()?;
         self.try_flush_now();
+        if !self.inner.wbuf.borrow().is_empty() {
+            // Bytes still queued can never leave now: the sends waiting for them fail.
+            self.fail_queued(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the socket was shut down for writing before these bytes were sent",
+            ));
+        }
+        self.inner.write_shut.set(true);
         self.socket()?.shutdown(std::net::Shutdown::Write)
     }
 
@@ -425,20 +437,22 @@ impl AsyncSocket {
     /// Every operation waiting on the socket (in any task) completes with an error of kind
     /// `NotConnected`; the descriptor leaves the poller before it is closed, so its number
     /// cannot be reused while still registered. Bytes that dropped `send` futures left
-    /// queued are written if the kernel takes them at once, else discarded. Bytes received
-    /// but not read are discarded.
+    /// queued are written if the kernel takes them at once, else discarded, and sends still
+    /// waiting for them fail with `NotConnected`. Bytes received but not read are discarded.
     pub fn close(&self) {
         let inner = &self.inner;
         if inner.io.is_closed() {
             return;
         }
         self.try_flush_now();
+        if !inner.wbuf.borrow().is_empty() {
+            self.fail_queued(error::closed());
+        }
         let fd = inner.fd.replace(-1);
         inner.driver.deregister(&inner.io, fd);
         let socket = inner.socket.borrow_mut().take();
         drop(socket);
         *inner.rbuf.borrow_mut() = ReadBuffer::default();
-        inner.wbuf.borrow_mut().discard();
     }
 
     /// The OS socket, or the "closed" error.

@@ -88,6 +88,12 @@ impl AsyncSocket {
     /// number that the queue must reach, or `None` if the send is complete.
     fn start_send(&self, data: &[u8], flags: Flags) -> io::Result<Option<u64>> {
         self.socket()?;
+        if self.inner.write_shut.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the socket was shut down for writing",
+            ));
+        }
         if let Some(f) = self.inner.send_failure.borrow().as_ref() {
             return Err(if f.disconnect {
                 error::disconnected()
@@ -162,6 +168,22 @@ impl AsyncSocket {
                 }
             }
         }
+    }
+
+    /// Fail the sends waiting for queued bytes with `e` (not a disconnection, whatever the
+    /// flags), and drop the queue.
+    pub(crate) fn fail_queued(&self, e: io::Error) {
+        let mut wb = self.inner.wbuf.borrow_mut();
+        let lost_from = wb.written();
+        wb.discard();
+        *self.inner.send_failure.borrow_mut() = Some(SendFailure {
+            lost_from,
+            kind: e.kind(),
+            message: e.to_string(),
+            disconnect: false,
+        });
+        drop(wb);
+        self.inner.io.wake_waiters(Direction::Write);
     }
 
     /// Remember a failed write and drop the queue (nobody can write it now). Returns whether
