@@ -14,11 +14,14 @@ use std::io;
 ///         0                 pos                         data.len()
 /// ```
 ///
-/// `data` is released as soon as every byte in it is consumed.
+/// `data` is released as soon as every byte in it is consumed. `scanned` counts leading
+/// unread bytes known to hold no `\n`, so that a line arriving in pieces is scanned once;
+/// every way of consuming or prepending keeps it true.
 #[derive(Debug, Default)]
 pub(crate) struct ReadBuffer {
     data: Vec<u8>,
     pos: usize,
+    scanned: usize,
 }
 
 impl ReadBuffer {
@@ -35,10 +38,22 @@ impl ReadBuffer {
         self.pos == self.data.len()
     }
 
+    /// Leading unread bytes known to hold no `\n`.
+    pub(crate) fn scanned(&self) -> usize {
+        self.scanned
+    }
+
+    /// Record that the first `n` unread bytes hold no `\n`.
+    pub(crate) fn set_scanned(&mut self, n: usize) {
+        self.scanned = n.min(self.len());
+    }
+
     /// Mark `n` unread bytes as consumed.
     pub(crate) fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
-        self.pos += n.min(self.len());
+        let n = n.min(self.len());
+        self.pos += n;
+        self.scanned = self.scanned.saturating_sub(n);
         if self.is_empty() {
             self.data = Vec::new();
             self.pos = 0;
@@ -60,6 +75,7 @@ impl ReadBuffer {
         if bytes.is_empty() {
             return;
         }
+        self.scanned = 0;
         if self.is_empty() {
             self.data = bytes;
         } else {
@@ -189,6 +205,17 @@ mod tests {
         b.consume(3);
         assert!(b.is_empty());
         assert_eq!(b.data.capacity(), 0);
+    }
+
+    #[test]
+    fn scanned_stays_within_the_bytes_it_describes() {
+        let mut b = ReadBuffer::default();
+        b.extend(b"abcdef");
+        b.set_scanned(6);
+        b.consume(4);
+        assert_eq!(b.scanned(), 2);
+        b.unread_front(b"x\n".to_vec());
+        assert_eq!(b.scanned(), 0);
     }
 
     #[test]

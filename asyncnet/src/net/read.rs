@@ -338,7 +338,12 @@ impl AsyncSocket {
         }
         self.socket()?;
         let inner = &self.inner;
-        if !inner.buffered || flags.contains(Flags::PEEK) {
+        if inner.buffered && flags.contains(Flags::PEEK) {
+            ready!(self.poll_fill(cx, size, flags))?;
+            let rb = inner.rbuf.borrow();
+            return Poll::Ready(Ok(rb.unread()[..size.min(rb.len())].to_vec()));
+        }
+        if !inner.buffered {
             // One read into the loop's scratch buffer, then an exact-size copy.
             let driver = inner.driver.clone();
             let mut scratch = driver.scratch.borrow_mut();
@@ -432,17 +437,16 @@ impl AsyncSocket {
             {
                 let mut rb = inner.rbuf.borrow_mut();
                 if !rb.is_empty() {
-                    match scan(rb.unread(), inner.scanned.get(), max_length) {
+                    match scan(rb.unread(), rb.scanned(), max_length) {
                         Scan::Line { content, consumed } => {
                             let r = deliver(&rb.unread()[..content]);
                             if !peek {
                                 rb.consume(consumed);
-                                inner.scanned.set(0);
                             }
                             return Poll::Ready(Ok(Some(r)));
                         }
                         Scan::TooLong => return Poll::Ready(Err(error::line_too_long(max_length))),
-                        Scan::NeedMore { scanned } => inner.scanned.set(scanned),
+                        Scan::NeedMore { scanned } => rb.set_scanned(scanned),
                     }
                 }
                 if inner.read_eof.get() {
@@ -454,7 +458,6 @@ impl AsyncSocket {
                     if !peek {
                         let n = rb.len();
                         rb.consume(n);
-                        inner.scanned.set(0);
                     }
                     return Poll::Ready(Ok(Some(r)));
                 }
@@ -477,8 +480,9 @@ impl AsyncSocket {
                                 return Poll::Ready(Ok(Some(r)));
                             }
                             Scan::NeedMore { scanned } => {
-                                inner.rbuf.borrow_mut().extend(data);
-                                inner.scanned.set(scanned);
+                                let mut rb = inner.rbuf.borrow_mut();
+                                rb.extend(data);
+                                rb.set_scanned(scanned);
                             }
                             Scan::TooLong => {
                                 inner.rbuf.borrow_mut().extend(data);

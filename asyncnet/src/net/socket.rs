@@ -56,8 +56,6 @@ pub(crate) struct Inner {
     pub(crate) sock_type: Type,
     pub(crate) buffered: bool,
     pub(crate) rbuf: RefCell<ReadBuffer>,
-    /// Leading bytes of `rbuf` known to hold no `\n`, so that a line is scanned once.
-    pub(crate) scanned: Cell<usize>,
     /// A read returned 0: the peer sends nothing more.
     pub(crate) read_eof: Cell<bool>,
     pub(crate) wbuf: RefCell<WriteBuffer>,
@@ -239,7 +237,6 @@ impl AsyncSocket {
                 sock_type,
                 buffered,
                 rbuf: RefCell::new(ReadBuffer::default()),
-                scanned: Cell::new(0),
                 read_eof: Cell::new(false),
                 wbuf: RefCell::new(WriteBuffer::default()),
                 send_failure: RefCell::new(None),
