@@ -190,8 +190,12 @@ impl Loop {
         self.failures.borrow_mut().pop_front()
     }
 
+    /// Anything left to run, or a failure left to report.
     fn pending(&self) -> bool {
-        self.tasks.len() > 0 || self.timers.len() > 0 || !self.soon.borrow().is_empty()
+        self.tasks.len() > 0
+            || self.timers.len() > 0
+            || !self.soon.borrow().is_empty()
+            || !self.failures.borrow().is_empty()
     }
 
     fn enter(&self, what: &str) -> EnterGuard<'_> {
@@ -299,8 +303,8 @@ pub fn call_soon(callback: impl FnOnce() + 'static) {
     with_loop(|l| l.soon.borrow_mut().push_back(Box::new(callback)));
 }
 
-/// Whether the loop has anything left to do: live tasks, pending timers or callbacks
-/// (Nim's `hasPendingOperations`).
+/// Whether the loop has anything left to do: live tasks, pending timers or callbacks, or a
+/// detached task's failure not yet reported (Nim's `hasPendingOperations`).
 pub fn has_pending_operations() -> bool {
     with_loop(|l| l.pending())
 }

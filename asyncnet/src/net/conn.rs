@@ -89,6 +89,7 @@ impl AsyncSocket {
         let (socket, addr) = poll_fn(|cx| self.poll_accept(cx, &mut backoff)).await?;
         let inner = &self.inner;
         let client = AsyncSocket::register(socket, inner.domain, inner.sock_type, inner.buffered)?;
+        client.inner.connected.set(true);
         Ok((addr.as_socket(), client))
     }
 
@@ -190,7 +191,10 @@ impl AsyncSocket {
         let started = self.socket()?.connect(&SockAddr::from(addr));
         self.inner.io.reset_read_closed();
         match started {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                self.inner.connected.set(true);
+                return Ok(());
+            }
             Err(e) if sys::is_in_progress(&e) || e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
@@ -205,6 +209,7 @@ impl AsyncSocket {
             match socket.peer_addr() {
                 Ok(_) => {
                     self.inner.io.reset_read_closed();
+                    self.inner.connected.set(true);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {

@@ -62,6 +62,9 @@ pub(crate) struct Inner {
     pub(crate) send_failure: RefCell<Option<SendFailure>>,
     /// A background task is flushing bytes left by a dropped `send`.
     pub(crate) flushing: Cell<bool>,
+    /// The socket has had a peer (connected, accepted, or adopted connected): a send error
+    /// then means the peer went away, not that there never was one.
+    pub(crate) connected: Cell<bool>,
     /// `shutdown_write` was called: sends fail.
     pub(crate) write_shut: Cell<bool>,
     pub(crate) accept_error: RefCell<Option<io::Error>>,
@@ -203,7 +206,10 @@ impl AsyncSocket {
         let socket = Socket::from(fd);
         let domain = socket.local_addr()?.domain();
         let sock_type = socket.r#type()?;
-        AsyncSocket::adopt(socket, domain, sock_type, buffered)
+        let connected = socket.peer_addr().is_ok();
+        let s = AsyncSocket::adopt(socket, domain, sock_type, buffered)?;
+        s.inner.connected.set(connected);
+        Ok(s)
     }
 
     pub(crate) fn adopt(
@@ -242,6 +248,7 @@ impl AsyncSocket {
                 send_failure: RefCell::new(None),
                 flushing: Cell::new(false),
                 write_shut: Cell::new(false),
+                connected: Cell::new(false),
                 accept_error: RefCell::new(None),
                 accept_backoff: Cell::new(Duration::ZERO),
             }),

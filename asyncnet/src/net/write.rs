@@ -113,6 +113,15 @@ impl AsyncSocket {
             match self.raw_write(&data[off..]) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if !inner.connected.get() && sys::is_disconnect(&e) => {
+                    // Linux answers EPIPE to a send on a socket that never had a peer: that
+                    // is no disconnection, and no flag makes it succeed.
+                    inner.wbuf.borrow_mut().note_direct(off);
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "send on a socket that is not connected",
+                    ));
+                }
                 Err(e) => {
                     inner.wbuf.borrow_mut().note_direct(off);
                     let disconnect = self.record_failure(&e);

@@ -1,0 +1,309 @@
+//! Interop with the real thing: Nim's own `std/asyncnet` as a client against
+//! our server, and as a server against our client, exchanging CRLF and LF
+//! lines and a large binary payload.
+//!
+//! The Nim side lives in `tests/support/nim/`; `protocol.nim` there describes
+//! the protocol that this file implements in Rust. Needs `nim` (Nim 1.6): the
+//! tests skip without it, except under CI (`CI=true`), where they fail.
+
+#[path = "support/nim.rs"]
+mod nim;
+
+use std::io;
+use std::process::Command;
+use std::time::Duration;
+
+use asyncnet::{dial, spawn, wait_for, with_timeout, AsyncSocket, SoBool};
+
+/// Only a guard against hangs: a passing run takes a fraction of it.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+/// `payloadLen` in protocol.nim: 4 MiB plus an amount that is not a multiple
+/// of any buffer size.
+const PAYLOAD_LEN: usize = 4 * 1024 * 1024 + 4001;
+
+/// Largest read our server makes while echoing the payload.
+const ECHO_CHUNK: usize = 65536;
+
+/// `patternByte` in protocol.nim.
+fn pattern_byte(index: usize) -> u8 {
+    let mut x = (index as u32).wrapping_mul(0x9E37_79B1);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x85EB_CA77);
+    x ^= x >> 13;
+    (x >> 24) as u8
+}
+
+fn payload() -> Vec<u8> {
+    (0..PAYLOAD_LEN).map(pattern_byte).collect()
+}
+
+/// Offset of the first byte of `data` that is not the pattern, if any.
+fn first_pattern_mismatch(data: &[u8]) -> Option<usize> {
+    data.iter()
+        .enumerate()
+        .position(|(index, &byte)| byte != pattern_byte(index))
+}
+
+/// `replyEnding` in protocol.nim: the reply to line `index` ends with CRLF
+/// when `index` is even and with LF when it is odd.
+fn reply_ending(index: usize) -> &'static str {
+    ["\r\n", "\n"][index % 2]
+}
+
+fn protocol_error(message: String) -> io::Error {
+    io::Error::other(message)
+}
+
+/// The lines `echo_client.nim` sends, as `recv_line` must return them: CRLF
+/// and LF stripped, empty lines kept, a lone CR kept, only the CR right
+/// before the LF stripped.
+fn lines_sent_by_nim_client() -> Vec<String> {
+    [
+        "crlf line from nim",
+        "lf line from nim",
+        "",
+        "",
+        "a lone \r stays in the line",
+        "only the last cr is stripped\r",
+        "utf-8: grüße ✓",
+        &"x".repeat(100_000),
+        "tab\tseparated\tvalues",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// What our client sends to `echo_server.nim`, with the line endings. No CR
+/// inside a line: Nim's `recvLine` would drop the byte after it.
+fn lines_for_nim_server() -> Vec<(String, &'static str)> {
+    vec![
+        ("crlf line from rust".to_owned(), "\r\n"),
+        ("lf line from rust".to_owned(), "\n"),
+        (String::new(), "\r\n"),
+        (String::new(), "\n"),
+        ("utf-8: grüße ✓".to_owned(), "\n"),
+        ("y".repeat(100_000), "\r\n"),
+        ("tab\tseparated\tvalues".to_owned(), "\n"),
+    ]
+}
+
+/// What our server saw from the Nim client.
+struct ServedSession {
+    peer: String,
+    lines: Vec<String>,
+    payload: Vec<u8>,
+}
+
+/// Our side of the protocol as the server, for one client.
+async fn serve_one_client(listener: AsyncSocket) -> io::Result<ServedSession> {
+    let (peer, sock) = listener.accept_addr().await?;
+    listener.close();
+    let mut lines = Vec::new();
+    let mut payload = Vec::new();
+    loop {
+        let line = sock
+            .recv_line()
+            .await?
+            .ok_or_else(|| protocol_error(format!("end of stream after {} lines", lines.len())))?;
+        if let Some(len) = line.strip_prefix("PAYLOAD ") {
+            let len: usize = len
+                .parse()
+                .map_err(|_| protocol_error(format!("bad payload header {line:?}")))?;
+            // Echo as it arrives: the Nim client sends and receives at once.
+            while payload.len() < len {
+                let chunk = sock.recv(ECHO_CHUNK.min(len - payload.len())).await?;
+                if chunk.is_empty() {
+                    return Err(protocol_error(format!(
+                        "end of stream after {} of {len} payload bytes",
+                        payload.len()
+                    )));
+                }
+                sock.send(&chunk).await?;
+                payload.extend_from_slice(&chunk);
+            }
+        } else if line == "BYE" {
+            sock.send("bye\r\n").await?;
+            if let Some(extra) = sock.recv_line().await? {
+                return Err(protocol_error(format!("line after BYE: {extra:?}")));
+            }
+            sock.close();
+            return Ok(ServedSession {
+                peer,
+                lines,
+                payload,
+            });
+        } else {
+            sock.send(format!("{line}{}", reply_ending(lines.len())))
+                .await?;
+            lines.push(line);
+        }
+    }
+}
+
+#[test]
+fn nim_asyncnet_client_exchanges_crlf_and_lf_lines_and_a_large_payload_with_our_server() {
+    let Some(programs) = nim::programs() else {
+        return;
+    };
+    let listener = AsyncSocket::new().expect("socket");
+    listener
+        .set_sock_opt(SoBool::ReuseAddr, true)
+        .expect("SO_REUSEADDR");
+    listener.bind_addr(0, "127.0.0.1").expect("bind");
+    listener.listen().expect("listen");
+    let (_, port) = listener.local_addr().expect("local address");
+
+    let mut command = Command::new(&programs.echo_client);
+    command.arg(port.to_string());
+    let client = nim::Process::spawn("echo_client", command).expect("start the Nim client");
+
+    let served = wait_for(with_timeout(serve_one_client(listener), HANG_GUARD))
+        .map_err(io::Error::from)
+        .and_then(|served| served);
+    let finished = client.finish(HANG_GUARD);
+    let report = match &finished {
+        Ok(finished) => finished.to_string(),
+        Err(error) => error.to_string(),
+    };
+    let session = match served {
+        Ok(session) => session,
+        Err(error) => panic!("our server failed: {error}\n{report}"),
+    };
+    let finished = finished
+        .expect("the Nim client exits")
+        .check_success()
+        .unwrap_or_else(|report| panic!("the Nim client saw wrong replies:\n{report}"));
+    assert!(
+        finished.stdout.contains("nim client: ok"),
+        "unexpected Nim client output:\n{finished}"
+    );
+
+    assert_eq!(session.peer, "127.0.0.1");
+    assert_eq!(session.lines, lines_sent_by_nim_client());
+    assert_eq!(session.payload.len(), PAYLOAD_LEN);
+    assert_eq!(
+        first_pattern_mismatch(&session.payload),
+        None,
+        "first payload byte our server received wrong"
+    );
+}
+
+/// What our client got back from the Nim server.
+struct DrivenSession {
+    echoes: Vec<Option<String>>,
+    payload: Vec<u8>,
+    farewell: Vec<Option<String>>,
+}
+
+/// Our side of the protocol as the client: a spawned task writes everything
+/// while this one reads the replies through a clone of the same socket.
+async fn drive_nim_server(port: u16) -> io::Result<DrivenSession> {
+    let sock = dial("127.0.0.1", port).await?;
+    let lines = lines_for_nim_server();
+    let writer = {
+        let sock = sock.clone();
+        let lines = lines.clone();
+        spawn(async move {
+            for (text, ending) in &lines {
+                sock.send(format!("{text}{ending}")).await?;
+            }
+            sock.send(format!("PAYLOAD {PAYLOAD_LEN}\n")).await?;
+            sock.send(payload()).await?;
+            sock.send("BYE\r\n").await?;
+            Ok::<(), io::Error>(())
+        })
+    };
+
+    let mut echoes = Vec::new();
+    for _ in &lines {
+        echoes.push(sock.recv_line().await?);
+    }
+    let payload = sock.recv(PAYLOAD_LEN).await?;
+    writer.await?;
+    let mut farewell = Vec::new();
+    // Bounded: a server that never stops talking fails the assertion below.
+    while farewell.len() < 8 {
+        let line = sock.recv_line().await?;
+        let end_of_stream = line.is_none();
+        farewell.push(line);
+        if end_of_stream {
+            break;
+        }
+    }
+    sock.close();
+    Ok(DrivenSession {
+        echoes,
+        payload,
+        farewell,
+    })
+}
+
+#[test]
+fn our_client_exchanges_crlf_and_lf_lines_and_a_large_payload_with_nim_asyncnet_server() {
+    let Some(programs) = nim::programs() else {
+        return;
+    };
+    let mut server = nim::Process::spawn("echo_server", Command::new(&programs.echo_server))
+        .expect("start the Nim server");
+    let port_line = server
+        .stdout_line(HANG_GUARD)
+        .expect("the Nim server's port");
+    let port: u16 = port_line
+        .strip_prefix("PORT ")
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("expected `PORT <n>`, got {port_line:?}"));
+
+    let driven = wait_for(with_timeout(drive_nim_server(port), HANG_GUARD))
+        .map_err(io::Error::from)
+        .and_then(|driven| driven);
+    let finished = server.finish(HANG_GUARD);
+    let report = match &finished {
+        Ok(finished) => finished.to_string(),
+        Err(error) => error.to_string(),
+    };
+    let session = match driven {
+        Ok(session) => session,
+        Err(error) => panic!("our client failed: {error}\n{report}"),
+    };
+    let finished = finished
+        .expect("the Nim server exits")
+        .check_success()
+        .unwrap_or_else(|report| panic!("the Nim server saw wrong data:\n{report}"));
+    assert!(
+        finished.stdout.contains("nim server: ok"),
+        "unexpected Nim server output:\n{finished}"
+    );
+
+    let expected_echoes: Vec<Option<String>> = lines_for_nim_server()
+        .into_iter()
+        .map(|(text, _)| Some(text))
+        .collect();
+    assert_eq!(session.echoes, expected_echoes);
+    assert_eq!(session.payload.len(), PAYLOAD_LEN);
+    assert_eq!(
+        first_pattern_mismatch(&session.payload),
+        None,
+        "first payload byte our client received wrong"
+    );
+    // Nim ends with a lone CR inside a line and a partial last line, which
+    // only our parser handles.
+    assert_eq!(
+        session.farewell,
+        [
+            Some("bye".to_owned()),
+            Some("a lone \r stays in the line".to_owned()),
+            Some("partial line at end of stream".to_owned()),
+            None,
+        ]
+    );
+}
+
+#[test]
+fn payload_pattern_covers_every_byte_value() {
+    let mut seen = [false; 256];
+    for byte in payload() {
+        seen[usize::from(byte)] = true;
+    }
+    assert!(seen.iter().all(|&seen| seen));
+}

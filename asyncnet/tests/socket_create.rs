@@ -1,0 +1,290 @@
+//! Creating sockets (`new`, `builder`, `new_raw`, `from_fd`) and closing them, on IPv4 and
+//! IPv6 loopback.
+
+#[macro_use]
+mod support;
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use asyncnet::{AsyncSocket, Domain, SoBool, SockType};
+use support::{port, run, Family};
+
+fn cloexec(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; `fd` is open.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    assert!(flags >= 0, "fcntl: {}", io::Error::last_os_error());
+    flags & libc::FD_CLOEXEC != 0
+}
+
+fn nonblocking(fd: RawFd) -> bool {
+    // SAFETY: F_GETFL only reads the descriptor's status flags; `fd` is open.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    assert!(flags >= 0, "fcntl: {}", io::Error::last_os_error());
+    flags & libc::O_NONBLOCK != 0
+}
+
+fn socket_domain(fd: RawFd) -> libc::c_int {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid and writable; `len` holds the size of `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "getsockopt: {}", io::Error::last_os_error());
+    v
+}
+
+#[test]
+fn new_makes_a_buffered_ipv4_tcp_socket_that_is_close_on_exec_and_nonblocking() {
+    run(async {
+        let s = AsyncSocket::new()?;
+        assert!(!s.is_closed());
+        assert!(s.is_buffered());
+        assert!(s.fd() >= 0);
+        assert_eq!(s.as_raw_fd(), s.fd());
+        assert_eq!(socket_domain(s.fd()), libc::AF_INET);
+        assert!(cloexec(s.fd()), "not inheritable by default");
+        assert!(nonblocking(s.fd()));
+        assert!(!s.has_data_buffered());
+        assert!(!s.is_disconnected());
+        // It works as an IPv4 socket.
+        s.bind_addr(0, "127.0.0.1")?;
+        assert_eq!(s.local_addr()?.0, "127.0.0.1");
+        Ok(())
+    })
+}
+
+fn builder_sets_family_buffering_and_inheritance(fam: Family) {
+    run(async move {
+        let s = AsyncSocket::builder()
+            .domain(fam.domain())
+            .sock_type(SockType::STREAM)
+            .protocol(asyncnet::Protocol::TCP)
+            .buffered(false)
+            .inheritable(true)
+            .build()?;
+        assert!(!s.is_buffered());
+        assert!(!cloexec(s.fd()), "inheritable(true) clears close-on-exec");
+        let want = if fam == Family::V4 {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        assert_eq!(socket_domain(s.fd()), want);
+        s.bind_addr(0, fam.loopback())?;
+        assert_eq!(s.local_addr()?.0, fam.loopback());
+
+        let d = AsyncSocket::builder().domain(fam.domain()).build()?;
+        assert!(d.is_buffered());
+        assert!(cloexec(d.fd()));
+        Ok(())
+    })
+}
+
+fn new_raw_makes_a_working_socket_from_c_constants(fam: Family) {
+    run(async move {
+        let af = if fam == Family::V4 {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        // Explicit protocol, unbuffered.
+        let server = AsyncSocket::new_raw(af, libc::SOCK_STREAM, libc::IPPROTO_TCP, false)?;
+        assert!(!server.is_buffered());
+        assert!(cloexec(server.fd()));
+        server.set_sock_opt(SoBool::ReuseAddr, true)?;
+        server.bind_addr(0, fam.loopback())?;
+        server.listen()?;
+        // Protocol 0: the OS's default for the type.
+        let client = AsyncSocket::new_raw(af, libc::SOCK_STREAM, 0, true)?;
+        assert!(client.is_buffered());
+        client.connect(fam.loopback(), port(&server)).await?;
+        let peer = server.accept().await?;
+        assert!(
+            !peer.is_buffered(),
+            "accepted sockets inherit the listener's buffering"
+        );
+        client.send("raw\n").await?;
+        assert_eq!(peer.recv_line().await?.as_deref(), Some("raw"));
+        Ok(())
+    })
+}
+
+#[test]
+fn new_raw_with_an_unknown_combination_fails() {
+    let e = AsyncSocket::new_raw(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_UDP, true)
+        .expect_err("TCP stream with the UDP protocol");
+    assert!(e.raw_os_error().is_some(), "the OS's error: {e}");
+    let e = AsyncSocket::new_raw(12345, libc::SOCK_STREAM, 0, true).expect_err("unknown family");
+    assert!(e.raw_os_error().is_some(), "the OS's error: {e}");
+}
+
+fn from_fd_adopts_a_std_listener(fam: Family) {
+    run(async move {
+        let std_listener = TcpListener::bind((fam.ip(), 0))?;
+        let addr = std_listener.local_addr()?;
+        assert!(!nonblocking(std_listener.as_raw_fd()));
+        let server = AsyncSocket::from_fd(OwnedFd::from(std_listener), true)?;
+        assert!(
+            nonblocking(server.fd()),
+            "adopted sockets become non-blocking"
+        );
+        assert_eq!(server.local_socket_addr()?, addr);
+        assert!(server.get_sock_opt(SoBool::AcceptConn)?);
+
+        let mut client = TcpStream::connect(addr)?;
+        let (from, accepted) = server.accept_addr().await?;
+        assert_eq!(from, fam.loopback());
+        assert!(accepted.is_buffered());
+        client.write_all(b"adopted\r\n")?;
+        assert_eq!(accepted.recv_line().await?.as_deref(), Some("adopted"));
+        Ok(())
+    })
+}
+
+fn from_fd_adopts_a_std_stream(fam: Family) {
+    run(async move {
+        let std_listener = TcpListener::bind((fam.ip(), 0))?;
+        let stream = TcpStream::connect(std_listener.local_addr()?)?;
+        let (mut far, _) = std_listener.accept()?;
+        let local = stream.local_addr()?;
+        let ours = AsyncSocket::from_fd(OwnedFd::from(stream), false)?;
+        assert!(!ours.is_buffered());
+        assert_eq!(ours.local_socket_addr()?, local);
+        assert_eq!(ours.peer_socket_addr()?, std_listener.local_addr()?);
+
+        ours.send("to std").await?;
+        let mut got = [0u8; 6];
+        far.read_exact(&mut got)?;
+        assert_eq!(&got, b"to std");
+        far.write_all(b"from std")?;
+        let mut back = Vec::new();
+        while back.len() < 8 {
+            let chunk = ours.recv(8 - back.len()).await?;
+            assert!(!chunk.is_empty(), "unexpected end of stream");
+            back.extend(chunk);
+        }
+        assert_eq!(back, b"from std");
+        Ok(())
+    })
+}
+
+#[test]
+fn from_fd_refuses_a_descriptor_that_is_not_a_socket() {
+    let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+    let e = AsyncSocket::from_fd(OwnedFd::from(file), true).expect_err("not a socket");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTSOCK), "{e}");
+}
+
+fn close_is_idempotent_and_fd_becomes_minus_one(fam: Family) {
+    run(async move {
+        let (client, peer) = support::pair(fam, true).await?;
+        let fd = client.fd();
+        assert!(fd >= 0);
+        client.close();
+        assert!(client.is_closed());
+        assert_eq!(client.fd(), -1);
+        client.close();
+        assert!(client.is_closed());
+        assert_eq!(client.fd(), -1);
+        // Clones share the socket.
+        let clone = peer.clone();
+        peer.close();
+        assert!(clone.is_closed());
+        assert_eq!(clone.fd(), -1);
+        // The descriptor is really closed.
+        // SAFETY: F_GETFD only reads flags; on a closed descriptor it fails with EBADF (the
+        // number may have been reused by another test's socket, which F_GETFD does not touch).
+        let r = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if r < 0 {
+            assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::EBADF));
+        }
+        Ok(())
+    })
+}
+
+fn every_call_on_a_closed_socket_fails_with_not_connected(fam: Family) {
+    run(async move {
+        let (client, _peer) = support::pair(fam, true).await?;
+        client.close();
+        let kind = |r: io::Result<()>| r.expect_err("closed").kind();
+        assert_eq!(kind(client.send("x").await), io::ErrorKind::NotConnected);
+        assert_eq!(
+            client.recv(1).await.expect_err("closed").kind(),
+            io::ErrorKind::NotConnected
+        );
+        assert_eq!(
+            client.recv_line().await.expect_err("closed").kind(),
+            io::ErrorKind::NotConnected
+        );
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            client.recv_into(&mut buf).await.expect_err("closed").kind(),
+            io::ErrorKind::NotConnected
+        );
+        assert_eq!(
+            kind(client.set_sock_opt(SoBool::NoDelay, true)),
+            io::ErrorKind::NotConnected
+        );
+        assert_eq!(
+            client
+                .get_sock_opt(SoBool::NoDelay)
+                .expect_err("closed")
+                .kind(),
+            io::ErrorKind::NotConnected
+        );
+        assert_eq!(
+            client.local_addr().expect_err("closed").kind(),
+            io::ErrorKind::NotConnected
+        );
+        assert_eq!(
+            client.peer_addr().expect_err("closed").kind(),
+            io::ErrorKind::NotConnected
+        );
+        assert_eq!(
+            kind(client.bind_addr(0, fam.loopback())),
+            io::ErrorKind::NotConnected
+        );
+        assert_eq!(kind(client.listen()), io::ErrorKind::NotConnected);
+        assert_eq!(
+            kind(client.connect(fam.loopback(), 1).await),
+            io::ErrorKind::NotConnected
+        );
+        assert_eq!(
+            client.accept().await.expect_err("closed").kind(),
+            io::ErrorKind::NotConnected
+        );
+        assert!(!client.has_data_buffered());
+        Ok(())
+    })
+}
+
+#[test]
+fn debug_output_names_the_socket_state() {
+    let s = AsyncSocket::builder().domain(Domain::IPV4).build().unwrap();
+    let text = format!("{s:?}");
+    assert!(text.contains("closed: false"), "{text}");
+    s.close();
+    let text = format!("{s:?}");
+    assert!(
+        text.contains("closed: true") && text.contains("fd: -1"),
+        "{text}"
+    );
+}
+
+family_tests!(
+    builder_sets_family_buffering_and_inheritance,
+    new_raw_makes_a_working_socket_from_c_constants,
+    from_fd_adopts_a_std_listener,
+    from_fd_adopts_a_std_stream,
+    close_is_idempotent_and_fd_becomes_minus_one,
+    every_call_on_a_closed_socket_fails_with_not_connected,
+);

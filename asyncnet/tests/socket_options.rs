@@ -1,0 +1,205 @@
+//! `get_sock_opt` / `set_sock_opt` for all nine boolean options, on IPv4 and IPv6 sockets.
+
+#[macro_use]
+mod support;
+
+use std::io;
+use std::os::fd::RawFd;
+
+use asyncnet::{AsyncSocket, SoBool};
+use support::{run, socket, Family};
+
+/// Read an `int` option straight from the OS, bypassing the library.
+fn raw_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> bool {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid and writable; `len` holds the size of `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "getsockopt: {}", io::Error::last_os_error());
+    v != 0
+}
+
+/// The options that any TCP socket lets an unprivileged process turn on and off.
+const SETTABLE: [SoBool; 7] = [
+    SoBool::Broadcast,
+    SoBool::DontRoute,
+    SoBool::KeepAlive,
+    SoBool::OobInline,
+    SoBool::ReuseAddr,
+    SoBool::ReusePort,
+    SoBool::NoDelay,
+];
+
+fn settable_options_round_trip(fam: Family) {
+    run(async move {
+        for buffered in [true, false] {
+            let s = socket(fam, buffered)?;
+            for opt in SETTABLE {
+                s.set_sock_opt(opt, true)
+                    .unwrap_or_else(|e| panic!("set {opt:?} on: {e}"));
+                assert!(s.get_sock_opt(opt)?, "{opt:?} reads back on");
+                s.set_sock_opt(opt, false)
+                    .unwrap_or_else(|e| panic!("set {opt:?} off: {e}"));
+                assert!(!s.get_sock_opt(opt)?, "{opt:?} reads back off");
+            }
+        }
+        Ok(())
+    })
+}
+
+fn options_on_a_connected_socket_round_trip(fam: Family) {
+    run(async move {
+        let (client, accepted) = support::pair(fam, true).await?;
+        for s in [&client, &accepted] {
+            for opt in [SoBool::KeepAlive, SoBool::NoDelay, SoBool::OobInline] {
+                s.set_sock_opt(opt, true)?;
+                assert!(s.get_sock_opt(opt)?, "{opt:?}");
+                s.set_sock_opt(opt, false)?;
+                assert!(!s.get_sock_opt(opt)?, "{opt:?}");
+            }
+            assert!(!s.get_sock_opt(SoBool::AcceptConn)?);
+        }
+        // Still works as a connection afterwards.
+        client.send("after options\n").await?;
+        assert_eq!(
+            accepted.recv_line().await?.as_deref(),
+            Some("after options")
+        );
+        Ok(())
+    })
+}
+
+fn accept_conn_is_read_only_and_true_on_a_listener(fam: Family) {
+    run(async move {
+        let s = socket(fam, true)?;
+        assert!(!s.get_sock_opt(SoBool::AcceptConn)?, "not listening yet");
+        let e = s
+            .set_sock_opt(SoBool::AcceptConn, true)
+            .expect_err("AcceptConn is read-only");
+        assert!(e.raw_os_error().is_some(), "the OS's error: {e}");
+
+        let l = support::listener(fam)?;
+        assert!(l.get_sock_opt(SoBool::AcceptConn)?, "a listener accepts");
+        assert!(l.set_sock_opt(SoBool::AcceptConn, false).is_err());
+        assert!(
+            l.get_sock_opt(SoBool::AcceptConn)?,
+            "unchanged by the failed set"
+        );
+        Ok(())
+    })
+}
+
+fn debug_either_works_or_fails_cleanly(fam: Family) {
+    run(async move {
+        let s = socket(fam, true)?;
+        assert!(!s.get_sock_opt(SoBool::Debug)?, "off by default");
+        match s.set_sock_opt(SoBool::Debug, true) {
+            Ok(()) => {
+                assert!(s.get_sock_opt(SoBool::Debug)?);
+                s.set_sock_opt(SoBool::Debug, false)?;
+                assert!(!s.get_sock_opt(SoBool::Debug)?);
+            }
+            Err(e) => {
+                // Needs CAP_NET_ADMIN on Linux.
+                assert!(
+                    matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)),
+                    "unexpected error: {e}"
+                );
+                assert!(!s.get_sock_opt(SoBool::Debug)?);
+            }
+        }
+        Ok(())
+    })
+}
+
+fn no_delay_sets_tcp_nodelay_and_nothing_else(fam: Family) {
+    run(async move {
+        let s = socket(fam, true)?;
+        let debug_before = raw_opt(s.fd(), libc::SOL_SOCKET, libc::SO_DEBUG);
+        assert!(!raw_opt(s.fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY));
+        s.set_sock_opt(SoBool::NoDelay, true)?;
+        assert!(
+            raw_opt(s.fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            "TCP_NODELAY at IPPROTO_TCP is on"
+        );
+        assert_eq!(
+            raw_opt(s.fd(), libc::SOL_SOCKET, libc::SO_DEBUG),
+            debug_before,
+            "SO_DEBUG untouched (Nim's bug sets it instead)"
+        );
+        s.set_sock_opt(SoBool::NoDelay, false)?;
+        assert!(!raw_opt(s.fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY));
+        Ok(())
+    })
+}
+
+fn each_option_maps_to_its_os_option(fam: Family) {
+    run(async move {
+        let s = socket(fam, true)?;
+        let os = [
+            (SoBool::Broadcast, libc::SOL_SOCKET, libc::SO_BROADCAST),
+            (SoBool::DontRoute, libc::SOL_SOCKET, libc::SO_DONTROUTE),
+            (SoBool::KeepAlive, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+            (SoBool::OobInline, libc::SOL_SOCKET, libc::SO_OOBINLINE),
+            (SoBool::ReuseAddr, libc::SOL_SOCKET, libc::SO_REUSEADDR),
+            (SoBool::ReusePort, libc::SOL_SOCKET, libc::SO_REUSEPORT),
+            (SoBool::NoDelay, libc::IPPROTO_TCP, libc::TCP_NODELAY),
+        ];
+        for (opt, level, name) in os {
+            s.set_sock_opt(opt, true)?;
+            assert!(raw_opt(s.fd(), level, name), "{opt:?} on in the OS");
+            s.set_sock_opt(opt, false)?;
+            assert!(!raw_opt(s.fd(), level, name), "{opt:?} off in the OS");
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn all_lists_the_nine_options_in_nims_order() {
+    assert_eq!(
+        SoBool::ALL,
+        [
+            SoBool::AcceptConn,
+            SoBool::Broadcast,
+            SoBool::Debug,
+            SoBool::DontRoute,
+            SoBool::KeepAlive,
+            SoBool::OobInline,
+            SoBool::ReuseAddr,
+            SoBool::ReusePort,
+            SoBool::NoDelay,
+        ]
+    );
+}
+
+#[test]
+fn every_option_can_be_read_on_a_fresh_socket_without_panicking() {
+    for fam in Family::ALL {
+        if !fam.available() {
+            continue;
+        }
+        let s = AsyncSocket::builder().domain(fam.domain()).build().unwrap();
+        for opt in SoBool::ALL {
+            s.get_sock_opt(opt)
+                .unwrap_or_else(|e| panic!("get {opt:?} on {fam:?}: {e}"));
+        }
+    }
+}
+
+family_tests!(
+    settable_options_round_trip,
+    options_on_a_connected_socket_round_trip,
+    accept_conn_is_read_only_and_true_on_a_listener,
+    debug_either_works_or_fails_cleanly,
+    no_delay_sets_tcp_nodelay_and_nothing_else,
+    each_option_maps_to_its_os_option,
+);

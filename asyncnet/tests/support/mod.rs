@@ -1,0 +1,325 @@
+//! Helpers shared by the integration tests: loopback listeners and connected pairs on both
+//! address families, a hang guard around every test body, peers that reset, and a few small
+//! futures (yield, a cross-thread oneshot, drop guards).
+//!
+//! Each test file compiles this module on its own, so not every helper is used everywhere.
+#![allow(dead_code, unused_macros)]
+
+use std::cell::Cell;
+use std::future::{poll_fn, Future};
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::rc::Rc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use asyncnet::{wait_for, with_timeout, AsyncSocket, Domain, SoBool};
+
+/// Only a guard against hangs: a passing test takes a small fraction of it.
+pub const HANG_GUARD: Duration = Duration::from_secs(30);
+
+/// Whether we run under CI (`CI=true`), where a missing capability fails instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// An address family, with its loopback address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    /// `127.0.0.1` or `::1`.
+    pub fn loopback(self) -> &'static str {
+        match self {
+            Family::V4 => "127.0.0.1",
+            Family::V6 => "::1",
+        }
+    }
+
+    pub fn ip(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Family::V6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        }
+    }
+
+    /// The unspecified address as `local_addr` shows it.
+    pub fn any_text(self) -> &'static str {
+        match self {
+            Family::V4 => "0.0.0.0",
+            Family::V6 => "::",
+        }
+    }
+
+    pub fn domain(self) -> Domain {
+        match self {
+            Family::V4 => Domain::IPV4,
+            Family::V6 => Domain::IPV6,
+        }
+    }
+
+    /// Whether the machine has this loopback. IPv4 always counts as available; a missing
+    /// IPv6 loopback skips the test with a notice, or fails it under CI.
+    pub fn available(self) -> bool {
+        if self == Family::V4 {
+            return true;
+        }
+        match TcpListener::bind((self.ip(), 0)) {
+            Ok(_) => true,
+            Err(e) if in_ci() => panic!("no IPv6 loopback under CI: {e}"),
+            Err(e) => {
+                eprintln!("skipped: no IPv6 loopback ({e})");
+                false
+            }
+        }
+    }
+}
+
+/// Generate `mod NAME { fn ipv4(); fn ipv6(); }` tests calling `fn NAME(Family)`.
+macro_rules! family_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::support::Family;
+
+                #[test]
+                fn ipv4() {
+                    super::$name(Family::V4)
+                }
+
+                #[test]
+                fn ipv6() {
+                    if Family::V6.available() {
+                        super::$name(Family::V6)
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// Run `body` on this thread's loop. Fails the test if the body returns an error or takes
+/// longer than [`HANG_GUARD`].
+pub fn run<T>(body: impl Future<Output = io::Result<T>>) -> T {
+    match wait_for(with_timeout(body, HANG_GUARD)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => panic!("test body failed: {e} (kind {:?})", e.kind()),
+        Err(_) => panic!("test body hung for {HANG_GUARD:?}"),
+    }
+}
+
+/// Run `f` on a fresh thread (so with a fresh event loop) and return its result; a panic in
+/// it is returned as `Err` with its message. Fails the test if `f` hangs.
+pub fn in_fresh_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r.map_err(|p| panic_message(&*p)));
+    });
+    match rx.recv_timeout(HANG_GUARD) {
+        Ok(r) => r,
+        Err(_) => panic!("fresh thread hung for {HANG_GUARD:?}"),
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic>".to_owned()
+    }
+}
+
+/// A socket of `family`.
+pub fn socket(family: Family, buffered: bool) -> io::Result<AsyncSocket> {
+    AsyncSocket::builder()
+        .domain(family.domain())
+        .buffered(buffered)
+        .build()
+}
+
+/// A buffered listener on the loopback of `family`, port chosen by the OS.
+pub fn listener(family: Family) -> io::Result<AsyncSocket> {
+    listener_with(family, true)
+}
+
+/// A listener whose accepted sockets are buffered or not.
+pub fn listener_with(family: Family, buffered: bool) -> io::Result<AsyncSocket> {
+    let s = socket(family, buffered)?;
+    s.set_sock_opt(SoBool::ReuseAddr, true)?;
+    s.bind_addr(0, family.loopback())?;
+    s.listen()?;
+    Ok(s)
+}
+
+/// The port a socket is bound to.
+pub fn port(s: &AsyncSocket) -> u16 {
+    s.local_addr().expect("local_addr").1
+}
+
+/// A connected pair of our sockets: `(client, accepted)`, both buffered or both not.
+pub async fn pair(family: Family, buffered: bool) -> io::Result<(AsyncSocket, AsyncSocket)> {
+    let server = listener_with(family, buffered)?;
+    let client = socket(family, buffered)?;
+    client.connect(family.loopback(), port(&server)).await?;
+    let accepted = server.accept().await?;
+    Ok((client, accepted))
+}
+
+/// A plain blocking std peer (`TCP_NODELAY` on) connected to one of our sockets.
+pub async fn std_peer(family: Family, buffered: bool) -> io::Result<(TcpStream, AsyncSocket)> {
+    let server = listener_with(family, buffered)?;
+    // Loopback: the kernel completes the handshake without our accept.
+    let peer = TcpStream::connect((family.ip(), port(&server)))?;
+    peer.set_nodelay(true)?;
+    let ours = server.accept().await?;
+    Ok((peer, ours))
+}
+
+/// Write `bytes` from a std peer at once.
+pub fn put(peer: &mut TcpStream, bytes: &[u8]) {
+    peer.write_all(bytes).expect("peer write");
+    peer.flush().expect("peer flush");
+}
+
+/// End the std peer's sending side: our socket then reads end-of-stream.
+pub fn finish(peer: &TcpStream) {
+    peer.shutdown(Shutdown::Write).expect("peer shutdown");
+}
+
+/// Drop a std peer with `SO_LINGER` 0, so that it sends a reset instead of a FIN.
+pub fn reset(peer: TcpStream) {
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(peer);
+}
+
+/// A port on the loopback of `family` where nothing listens (bound, then released).
+pub fn closed_port(family: Family) -> u16 {
+    let l = TcpListener::bind(SocketAddr::new(family.ip(), 0)).expect("bind");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Let every other ready task run once before continuing.
+pub async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Yield a few times: a spawned task gets to run up to its first await.
+pub async fn settle() {
+    for _ in 0..3 {
+        yield_now().await;
+    }
+}
+
+/// Sets its flag when dropped: shows that a future holding it was dropped.
+pub struct DropFlag(pub Rc<Cell<bool>>);
+
+impl DropFlag {
+    pub fn new() -> (DropFlag, Rc<Cell<bool>>) {
+        let flag = Rc::new(Cell::new(false));
+        (DropFlag(flag.clone()), flag)
+    }
+}
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+/// A oneshot channel whose sender may live on another thread; the receiver is a future.
+pub fn oneshot<T: Send>() -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Mutex::new(Slot {
+        value: None,
+        waker: None,
+    }));
+    (Sender(shared.clone()), Receiver(shared))
+}
+
+struct Slot<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+}
+
+pub struct Sender<T>(Arc<Mutex<Slot<T>>>);
+pub struct Receiver<T>(Arc<Mutex<Slot<T>>>);
+
+impl<T> Sender<T> {
+    pub fn send(self, value: T) {
+        let waker = {
+            let mut slot = self.0.lock().unwrap();
+            slot.value = Some(value);
+            slot.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Receiver<T> {
+    pub async fn recv(self) -> T {
+        poll_fn(|cx| {
+            let mut slot = self.0.lock().unwrap();
+            match slot.value.take() {
+                Some(v) => Poll::Ready(v),
+                None => {
+                    slot.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The typed source of an `io::Error`, if it is a `T`.
+pub fn source_of<T: std::error::Error + 'static>(e: &io::Error) -> Option<&T> {
+    e.get_ref().and_then(|s| s.downcast_ref::<T>())
+}
+
+/// If this process's `RLIMIT_NOFILE` soft limit is below `want`, raise it to the hard limit.
+/// Returns the resulting soft limit.
+pub fn raise_nofile_limit(want: libc::rlim_t) -> libc::rlim_t {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    assert_eq!(r, 0, "getrlimit: {}", io::Error::last_os_error());
+    if lim.rlim_cur < want {
+        let new = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `new` is a valid rlimit that setrlimit only reads.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            lim.rlim_cur = new.rlim_cur;
+        }
+    }
+    lim.rlim_cur
+}
