@@ -63,3 +63,42 @@ pub(crate) fn disconnected() -> io::Error {
         "peer disconnected (found by an earlier send)",
     )
 }
+
+/// A datagram was larger than the buffer given to receive it: the kernel kept only the first
+/// bytes and dropped the rest.
+///
+/// Carried as the source of an `io::Error` of kind `InvalidData`, so that a cut datagram can
+/// never pass for a whole one. What was kept is here (for the `_into` forms, it is in the
+/// caller's buffer and `data` is empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatagramTruncated {
+    /// The bytes that were kept.
+    pub data: Vec<u8>,
+    /// The sender, as [`recv_from`](crate::AsyncSocket::recv_from) gives it.
+    pub address: String,
+    /// The sender's port (0 for Unix sockets).
+    pub port: u16,
+}
+
+impl fmt::Display for DatagramTruncated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "datagram from {}:{} was larger than the receive buffer and was cut",
+            self.address, self.port
+        )
+    }
+}
+
+impl std::error::Error for DatagramTruncated {}
+
+pub(crate) fn truncated(data: Vec<u8>, address: String, port: u16) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        DatagramTruncated {
+            data,
+            address,
+            port,
+        },
+    )
+}

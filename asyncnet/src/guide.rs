@@ -38,7 +38,10 @@
 //! | `runForever`, `poll`, `drain` | [`run_forever`](crate::run_forever), [`poll`](crate::poll), [`drain`](crate::drain) |
 //! | `hasPendingOperations`, `callSoon` | [`has_pending_operations`](crate::has_pending_operations), [`call_soon`](crate::call_soon) |
 //! | `sleepAsync`, `withTimeout` | [`sleep_async`](crate::sleep_async), [`with_timeout`](crate::with_timeout) |
-//! | `sendTo`, `recvFrom`, `bindUnix`, `connectUnix` | not yet (UDP and Unix sockets are the next step) |
+//! | `sendTo(socket, address, port, data)` | [`AsyncSocket::send_to`]; also [`AsyncSocket::send_to_addr`], [`AsyncSocket::send_to_unix`] |
+//! | `recvFrom(socket, size)` (tuple) | [`AsyncSocket::recv_from`], [`AsyncSocket::recv_from_with`] → `(Vec<u8>, String, u16)` |
+//! | `recvFrom(socket, data, size, address, port)` (`FutureVar`s) | [`AsyncSocket::recv_from_into`] (`&mut [u8]`, `&mut String`, `&mut u16`) |
+//! | `bindUnix`, `connectUnix` | [`AsyncSocket::bind_unix`], [`AsyncSocket::connect_unix`] |
 //! | `wrapSocket`, `wrapConnectedSocket`, `getPeerCertificates`, `sslHandle`, `isSsl` | not yet (TLS is a later step) |
 //!
 //! # Where we differ from Nim, and why
@@ -63,6 +66,12 @@
 //! | cancellation | none | dropping any future cancels it; each method documents what that loses (reads: nothing) |
 //! | closing | callbacks run after `close(2)` (fd reuse race, Nim #12652) | the fd leaves the poller and waiters are failed before `close(2)` |
 //! | `dial` | tries addresses in turn | the same, for now (racing them is a later step) |
+//! | UDP datagram larger than `size` | silently truncated | error [`DatagramTruncated`](crate::DatagramTruncated) with the kept bytes and the sender |
+//! | `sendTo` on a TCP socket | undefined | `InvalidInput` |
+//! | `getLocalAddr`/`getPeerAddr` on Unix sockets | error | the path and port 0 (`""` unnamed, `@name` abstract) |
+//! | `acceptAddr` on a Unix socket | `"unix"` | the peer's path (`""`: clients are rarely bound) |
+//! | Unix path too long or with a NUL inside | cut short by the kernel | `InvalidInput`; a leading NUL is a Linux abstract name |
+//! | `send`/`recv` on a connected datagram socket | through the stream buffer | one datagram each; `recv` reports truncation |
 //!
 //! # Buffering and cancel safety
 //!

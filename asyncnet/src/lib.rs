@@ -49,7 +49,7 @@ pub use dispatch::{
     call_soon, drain, has_pending_operations, poll, run_forever, sleep_async, spawn, wait_for,
     with_timeout, Elapsed, JoinHandle, Sleep, TaskOutput,
 };
-pub use error::{InvalidUtf8Line, LineTooLong};
+pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
     dial, dial_with, resolve_host, AsyncSocket, Flags, SoBool, SocketBuilder, BUFFER_SIZE,
     MAX_LINE_LENGTH, MAX_RESOLVERS, SOMAXCONN,

@@ -165,3 +165,19 @@ pub(crate) fn is_disconnect(e: &io::Error) -> bool {
 pub(crate) fn is_in_progress(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINPROGRESS)
 }
+
+/// `recvmsg(2)`: one datagram into `buf`, with its sender and whether it was cut to fit.
+pub(crate) fn recv_from(
+    socket: &Socket,
+    buf: &mut [u8],
+    peek: bool,
+) -> io::Result<(usize, bool, SockAddr)> {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the slice is already initialized;
+    // the kernel writes only initialized bytes into it, so it stays a valid `[u8]`.
+    let uninit: &mut [std::mem::MaybeUninit<u8>] =
+        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), buf.len()) };
+    let mut bufs = [socket2::MaybeUninitSlice::new(uninit)];
+    let flags = if peek { libc::MSG_PEEK } else { 0 };
+    let (n, recv_flags, addr) = socket.recv_from_vectored_with_flags(&mut bufs, flags)?;
+    Ok((n, recv_flags.is_truncated(), addr))
+}

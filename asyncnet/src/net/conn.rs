@@ -57,7 +57,8 @@ impl AsyncSocket {
     }
 
     /// Accept one connection and return the peer's address as text with the socket
-    /// (Nim's `acceptAddr`). The text is as [`peer_addr`](AsyncSocket::peer_addr) gives it.
+    /// (Nim's `acceptAddr`). The text is as [`peer_addr`](AsyncSocket::peer_addr) gives it
+    /// (for a Unix socket, the peer's path, usually `""`: clients are rarely bound).
     ///
     /// # Errors
     ///
@@ -67,11 +68,8 @@ impl AsyncSocket {
     ///
     /// As [`accept`](AsyncSocket::accept): nothing is lost.
     pub async fn accept_addr(&self) -> io::Result<(String, AsyncSocket)> {
-        let (addr, socket) = self.accept_socket_addr().await?;
-        Ok((
-            addr.map_or_else(|| "unix".to_owned(), |a| addr_text(a).0),
-            socket,
-        ))
+        let (addr, socket) = self.accept_raw().await?;
+        Ok((addr_text(&addr)?.0, socket))
     }
 
     /// Accept one connection and return the peer's address, typed (`None` for peers without
@@ -85,12 +83,17 @@ impl AsyncSocket {
     ///
     /// As [`accept`](AsyncSocket::accept): nothing is lost.
     pub async fn accept_socket_addr(&self) -> io::Result<(Option<SocketAddr>, AsyncSocket)> {
+        let (addr, socket) = self.accept_raw().await?;
+        Ok((addr.as_socket(), socket))
+    }
+
+    async fn accept_raw(&self) -> io::Result<(SockAddr, AsyncSocket)> {
         let mut backoff: Option<Sleep> = None;
         let (socket, addr) = poll_fn(|cx| self.poll_accept(cx, &mut backoff)).await?;
         let inner = &self.inner;
         let client = AsyncSocket::register(socket, inner.domain, inner.sock_type, inner.buffered)?;
         client.inner.connected.set(true);
-        Ok((addr.as_socket(), client))
+        Ok((addr, client))
     }
 
     fn poll_accept(
@@ -188,7 +191,22 @@ impl AsyncSocket {
     ///
     /// As [`connect`](AsyncSocket::connect).
     pub async fn connect_addr(&self, addr: SocketAddr) -> io::Result<()> {
-        let started = self.socket()?.connect(&SockAddr::from(addr));
+        self.connect_sockaddr(&SockAddr::from(addr)).await
+    }
+
+    /// Connect to any address (IP or Unix).
+    pub(crate) async fn connect_sockaddr(&self, addr: &SockAddr) -> io::Result<()> {
+        let mut started = self.socket()?.connect(addr);
+        let mut wait = BACKOFF_MIN;
+        while addr.domain() == socket2::Domain::UNIX
+            && matches!(&started, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        {
+            // A Unix stream answers EAGAIN when the listener's backlog is full: no connect
+            // is under way, so there is nothing to wait on but time.
+            sleep_async(wait).await;
+            wait = (wait * 2).min(BACKOFF_MAX);
+            started = self.socket()?.connect(addr);
+        }
         self.inner.io.reset_read_closed();
         match started {
             Ok(()) => {

@@ -3,12 +3,14 @@
 
 mod buffer;
 mod conn;
+mod datagram;
 mod dial;
 mod io_traits;
 mod line;
 mod options;
 mod read;
 mod socket;
+mod unix;
 mod write;
 
 pub use dial::{dial, dial_with, resolve_host, MAX_RESOLVERS};

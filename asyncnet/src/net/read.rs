@@ -257,6 +257,9 @@ impl AsyncSocket {
             return Poll::Ready(Ok(0));
         }
         self.socket()?;
+        if !self.is_stream() {
+            return self.poll_recv_datagram_into(cx, buf, flags);
+        }
         let peek = flags.contains(Flags::PEEK);
         let inner = &self.inner;
         if !inner.buffered || peek {
@@ -338,6 +341,20 @@ impl AsyncSocket {
         }
         self.socket()?;
         let inner = &self.inner;
+        if !self.is_stream() {
+            // One datagram, through the scratch buffer when it fits.
+            let driver = inner.driver.clone();
+            let mut scratch = driver.scratch.borrow_mut();
+            let mut own;
+            let buf: &mut [u8] = if size <= SCRATCH_SIZE {
+                &mut scratch[..size]
+            } else {
+                own = vec![0; size];
+                &mut own[..]
+            };
+            let n = ready!(self.poll_recv_datagram_into(cx, buf, flags))?;
+            return Poll::Ready(Ok(buf[..n].to_vec()));
+        }
         if inner.buffered && flags.contains(Flags::PEEK) {
             ready!(self.poll_fill(cx, size, flags))?;
             let rb = inner.rbuf.borrow();

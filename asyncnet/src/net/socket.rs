@@ -155,7 +155,8 @@ impl AsyncSocket {
         AsyncSocket::builder().build()
     }
 
-    /// Options for a socket of another family, type or protocol, or unbuffered.
+    /// Options for a socket of another family, type or protocol, or unbuffered. The protocol
+    /// defaults to the OS's choice for the family and type (TCP for an IP stream).
     ///
     /// # Examples
     ///
@@ -169,7 +170,8 @@ impl AsyncSocket {
         SocketBuilder {
             domain: Domain::IPV4,
             sock_type: Type::STREAM,
-            protocol: Some(Protocol::TCP),
+            // The OS default: TCP for an IP stream, UDP for an IP datagram, none for Unix.
+            protocol: None,
             buffered: true,
             inheritable: false,
         }
@@ -341,13 +343,14 @@ impl AsyncSocket {
     }
 
     /// The local address as text and port (Nim's `getLocalAddr`). IPv4-mapped IPv6 addresses
-    /// are shown as plain IPv4 (`127.0.0.1`, not `::ffff:127.0.0.1`).
+    /// are shown as plain IPv4 (`127.0.0.1`, not `::ffff:127.0.0.1`). For a Unix socket: its
+    /// path and port 0; `""` if it is unnamed; `@name` for a Linux abstract name.
     ///
     /// # Errors
     ///
-    /// The socket is closed or not an IP socket.
+    /// The socket is closed.
     pub fn local_addr(&self) -> io::Result<(String, u16)> {
-        self.local_socket_addr().map(addr_text)
+        addr_text(&self.socket()?.local_addr()?)
     }
 
     /// The peer's address as text and port (Nim's `getPeerAddr`), in the same form as
@@ -357,7 +360,7 @@ impl AsyncSocket {
     ///
     /// The socket is closed, not connected, or not an IP socket.
     pub fn peer_addr(&self) -> io::Result<(String, u16)> {
-        self.peer_socket_addr().map(addr_text)
+        addr_text(&self.socket()?.peer_addr()?)
     }
 
     /// The local address, typed.
@@ -551,7 +554,23 @@ fn ip_addr(a: SockAddr) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket address"))
 }
 
-/// The text form of an address: IPv4-mapped IPv6 shown as IPv4.
-pub(crate) fn addr_text(a: SocketAddr) -> (String, u16) {
-    (a.ip().to_canonical().to_string(), a.port())
+/// The text form of an address: IPv4-mapped IPv6 shown as IPv4; for Unix sockets the path
+/// (`""` when unnamed, `@name` for an abstract name) and port 0.
+pub(crate) fn addr_text(a: &SockAddr) -> io::Result<(String, u16)> {
+    if let Some(ip) = a.as_socket() {
+        return Ok((ip.ip().to_canonical().to_string(), ip.port()));
+    }
+    if a.domain() == Domain::UNIX {
+        if let Some(path) = a.as_pathname() {
+            return Ok((path.to_string_lossy().into_owned(), 0));
+        }
+        if let Some(name) = a.as_abstract_namespace() {
+            return Ok((format!("@{}", String::from_utf8_lossy(name)), 0));
+        }
+        return Ok((String::new(), 0));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "address of an unknown family",
+    ))
 }

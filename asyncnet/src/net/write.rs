@@ -70,6 +70,10 @@ impl AsyncSocket {
     ///
     /// As [`send`](AsyncSocket::send).
     pub async fn send_with(&self, data: impl AsRef<[u8]>, flags: Flags) -> io::Result<()> {
+        if !self.is_stream() {
+            // A connected datagram socket: one datagram, whole or not at all.
+            return self.send_datagram(None, data.as_ref()).await;
+        }
         let end = match self.start_send(data.as_ref(), flags)? {
             None => return Ok(()),
             Some(end) => end,

@@ -1,0 +1,270 @@
+//! Datagram sockets (UDP, Unix `SOCK_DGRAM`): `send_to`, `recv_from`, and one datagram per
+//! `send`/`recv` on a connected datagram socket.
+//!
+//! A datagram is sent whole or not at all, so a dropped send future never leaves half of one
+//! behind; a datagram is received in the same poll that takes it from the kernel, so a dropped
+//! receive future never loses one. A datagram larger than the buffer is reported
+//! ([`DatagramTruncated`](crate::DatagramTruncated)), never passed off as whole.
+#![forbid(unsafe_code)]
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::task::{ready, Context, Poll};
+
+use socket2::SockAddr;
+
+use super::options::Flags;
+use super::socket::{addr_text, AsyncSocket};
+use crate::driver::{Direction, SCRATCH_SIZE};
+use crate::{error, sys};
+
+impl AsyncSocket {
+    /// Send one datagram to `address:port` (Nim's `sendTo`). A host name is resolved off the
+    /// loop's thread; its addresses of the socket's family are tried in turn until one send
+    /// succeeds.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` on a stream socket; resolution fails; no address has the socket's
+    /// family (`AddrNotAvailable`); every send fails (the last error, e.g. the datagram is too
+    /// large).
+    ///
+    /// # Cancel safety
+    ///
+    /// A datagram is sent whole or not at all: a dropped future either sent it or did not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, SockType, wait_for};
+    /// wait_for(async {
+    ///     let a = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     a.bind_addr(0, "127.0.0.1")?;
+    ///     let b = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     b.send_to("127.0.0.1", a.local_addr()?.1, "ping").await?;
+    ///     let (data, address, _port) = a.recv_from(1024).await?;
+    ///     assert_eq!((&data[..], &address[..]), (&b"ping"[..], "127.0.0.1"));
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn send_to(
+        &self,
+        address: &str,
+        port: u16,
+        data: impl AsRef<[u8]>,
+    ) -> io::Result<()> {
+        self.require_datagram("send_to")?;
+        let family = self.family_filter();
+        let addrs = super::dial::resolve(address, port).await?;
+        let mut last = io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{address} has no address of the socket's family"),
+        );
+        for addr in addrs.into_iter().filter(|a| family(a)) {
+            match self
+                .send_datagram(Some(&SockAddr::from(addr)), data.as_ref())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Send one datagram to an IP address.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_to`](AsyncSocket::send_to).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send_to`](AsyncSocket::send_to).
+    pub async fn send_to_addr(&self, addr: SocketAddr, data: impl AsRef<[u8]>) -> io::Result<()> {
+        self.require_datagram("send_to_addr")?;
+        self.send_datagram(Some(&SockAddr::from(addr)), data.as_ref())
+            .await
+    }
+
+    /// Send one datagram to the Unix datagram socket bound at `path`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` on a stream socket or for a path the OS cannot take (too long, a NUL
+    /// inside); `NotFound` if nothing is bound there; the OS's error otherwise.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send_to`](AsyncSocket::send_to).
+    pub async fn send_to_unix(
+        &self,
+        path: impl AsRef<Path>,
+        data: impl AsRef<[u8]>,
+    ) -> io::Result<()> {
+        self.require_datagram("send_to_unix")?;
+        let addr = super::unix::unix_addr(path.as_ref())?;
+        self.send_datagram(Some(&addr), data.as_ref()).await
+    }
+
+    /// Receive one datagram of at most `size` bytes, with its sender's address and port
+    /// (Nim's `recvFrom`). The address is as [`peer_addr`](AsyncSocket::peer_addr) would show
+    /// it (for Unix sockets: the sender's path, `""` if unnamed, and port 0).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` with source [`DatagramTruncated`](crate::DatagramTruncated) (holding the
+    /// kept bytes and the sender) if the datagram was larger than `size`; `InvalidInput` on a
+    /// stream socket; the socket is closed; the OS's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing is lost: a datagram is taken from the kernel only in the poll that returns it.
+    pub async fn recv_from(&self, size: usize) -> io::Result<(Vec<u8>, String, u16)> {
+        self.recv_from_with(size, Flags::default()).await
+    }
+
+    /// [`recv_from`](AsyncSocket::recv_from) with flags: `PEEK` leaves the datagram queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_from`](AsyncSocket::recv_from).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`recv_from`](AsyncSocket::recv_from).
+    pub async fn recv_from_with(
+        &self,
+        size: usize,
+        flags: Flags,
+    ) -> io::Result<(Vec<u8>, String, u16)> {
+        self.require_datagram("recv_from")?;
+        let driver = self.inner.driver.clone();
+        let mut own = Vec::new();
+        poll_fn(|cx| {
+            // Small datagrams land in the loop's scratch buffer: no allocation while waiting.
+            let mut scratch;
+            let buf: &mut [u8] = if size <= SCRATCH_SIZE {
+                scratch = driver.scratch.borrow_mut();
+                &mut scratch[..size]
+            } else {
+                own.resize(size, 0);
+                &mut own[..]
+            };
+            let (n, cut, from) = ready!(self.poll_recv_datagram(cx, buf, flags))?;
+            let (address, port) = addr_text(&from)?;
+            let data = buf[..n].to_vec();
+            Poll::Ready(if cut {
+                Err(error::truncated(data, address, port))
+            } else {
+                Ok((data, address, port))
+            })
+        })
+        .await
+    }
+
+    /// Receive one datagram into caller-owned buffers, without allocating (Nim's `recvFrom`
+    /// with `FutureVar`s): the payload into `data`, the sender's address into `address`
+    /// (cleared first, its capacity reused) and its port into `port`. Returns the payload's
+    /// length.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_from`](AsyncSocket::recv_from); on truncation the kept bytes fill `data`,
+    /// `address` and `port` are set, and the error's `data` is empty.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`recv_from`](AsyncSocket::recv_from); the buffers are written only when a datagram
+    /// is returned.
+    pub async fn recv_from_into(
+        &self,
+        data: &mut [u8],
+        address: &mut String,
+        port: &mut u16,
+    ) -> io::Result<usize> {
+        self.require_datagram("recv_from_into")?;
+        let (n, cut, from) =
+            poll_fn(|cx| self.poll_recv_datagram(cx, data, Flags::default())).await?;
+        let (text, p) = addr_text(&from)?;
+        address.clear();
+        address.push_str(&text);
+        *port = p;
+        if cut {
+            return Err(error::truncated(Vec::new(), text, p));
+        }
+        Ok(n)
+    }
+
+    fn require_datagram(&self, what: &str) -> io::Result<()> {
+        if self.is_stream() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what} needs a datagram socket (SockType::DGRAM)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Send one datagram, to `to` or (connected socket) to the peer.
+    pub(crate) async fn send_datagram(&self, to: Option<&SockAddr>, data: &[u8]) -> io::Result<()> {
+        let io_state = &self.inner.io;
+        poll_fn(|cx| loop {
+            if !io_state.is_ready(Direction::Write) {
+                ready!(io_state.poll_ready(Direction::Write, cx))?;
+            }
+            let socket = self.socket()?;
+            let r = match to {
+                Some(addr) => socket.send_to_with_flags(data, addr, sys::SEND_FLAGS),
+                None => socket.send_with_flags(data, sys::SEND_FLAGS),
+            };
+            match r {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io_state.clear(Direction::Write),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        })
+        .await
+    }
+
+    /// Take one datagram: its length, whether it was cut, and its sender.
+    pub(crate) fn poll_recv_datagram(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        flags: Flags,
+    ) -> Poll<io::Result<(usize, bool, SockAddr)>> {
+        let io_state = &self.inner.io;
+        loop {
+            if !io_state.is_ready(Direction::Read) {
+                ready!(io_state.poll_ready(Direction::Read, cx))?;
+            }
+            let r = sys::recv_from(&*self.socket()?, buf, flags.contains(Flags::PEEK));
+            match r {
+                Ok(got) => return Poll::Ready(Ok(got)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io_state.clear(Direction::Read),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// `recv_into` on a datagram socket: one datagram; a cut one is an error.
+    pub(crate) fn poll_recv_datagram_into(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        flags: Flags,
+    ) -> Poll<io::Result<usize>> {
+        let (n, cut, from) = ready!(self.poll_recv_datagram(cx, buf, flags))?;
+        if cut {
+            let (address, port) = addr_text(&from)?;
+            return Poll::Ready(Err(error::truncated(buf[..n].to_vec(), address, port)));
+        }
+        Poll::Ready(Ok(n))
+    }
+}
