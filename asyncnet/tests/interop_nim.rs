@@ -9,8 +9,10 @@
 #[path = "support/nim.rs"]
 mod nim;
 
+use std::cell::Cell;
 use std::io;
 use std::process::Command;
+use std::rc::Rc;
 use std::time::Duration;
 
 use asyncnet::{dial, spawn, wait_for, with_timeout, AsyncSocket, SoBool};
@@ -88,6 +90,24 @@ fn lines_for_nim_server() -> Vec<(String, &'static str)> {
     ]
 }
 
+/// Where our side of a session is, for the report when it fails or hangs.
+#[derive(Clone)]
+struct Phase(Rc<Cell<&'static str>>);
+
+impl Phase {
+    fn new() -> Phase {
+        Phase(Rc::new(Cell::new("starting")))
+    }
+
+    fn set(&self, phase: &'static str) {
+        self.0.set(phase);
+    }
+
+    fn get(&self) -> &'static str {
+        self.0.get()
+    }
+}
+
 /// What our server saw from the Nim client.
 struct ServedSession {
     peer: String,
@@ -96,12 +116,14 @@ struct ServedSession {
 }
 
 /// Our side of the protocol as the server, for one client.
-async fn serve_one_client(listener: AsyncSocket) -> io::Result<ServedSession> {
+async fn serve_one_client(listener: AsyncSocket, phase: Phase) -> io::Result<ServedSession> {
+    phase.set("accepting");
     let (peer, sock) = listener.accept_addr().await?;
     listener.close();
     let mut lines = Vec::new();
     let mut payload = Vec::new();
     loop {
+        phase.set("reading lines");
         let line = sock
             .recv_line()
             .await?
@@ -111,6 +133,7 @@ async fn serve_one_client(listener: AsyncSocket) -> io::Result<ServedSession> {
                 .parse()
                 .map_err(|_| protocol_error(format!("bad payload header {line:?}")))?;
             // Echo as it arrives: the Nim client sends and receives at once.
+            phase.set("echoing the payload");
             while payload.len() < len {
                 let chunk = sock.recv(ECHO_CHUNK.min(len - payload.len())).await?;
                 if chunk.is_empty() {
@@ -123,6 +146,7 @@ async fn serve_one_client(listener: AsyncSocket) -> io::Result<ServedSession> {
                 payload.extend_from_slice(&chunk);
             }
         } else if line == "BYE" {
+            phase.set("answering BYE, then reading the end of stream");
             sock.send("bye\r\n").await?;
             if let Some(extra) = sock.recv_line().await? {
                 return Err(protocol_error(format!("line after BYE: {extra:?}")));
@@ -158,9 +182,13 @@ fn nim_asyncnet_client_exchanges_crlf_and_lf_lines_and_a_large_payload_with_our_
     command.arg(port.to_string());
     let client = nim::Process::spawn("echo_client", command).expect("start the Nim client");
 
-    let served = wait_for(with_timeout(serve_one_client(listener), HANG_GUARD))
-        .map_err(io::Error::from)
-        .and_then(|served| served);
+    let phase = Phase::new();
+    let served = wait_for(with_timeout(
+        serve_one_client(listener, phase.clone()),
+        HANG_GUARD,
+    ))
+    .map_err(io::Error::from)
+    .and_then(|served| served);
     let finished = client.finish(HANG_GUARD);
     let report = match &finished {
         Ok(finished) => finished.to_string(),
@@ -168,7 +196,7 @@ fn nim_asyncnet_client_exchanges_crlf_and_lf_lines_and_a_large_payload_with_our_
     };
     let session = match served {
         Ok(session) => session,
-        Err(error) => panic!("our server failed: {error}\n{report}"),
+        Err(error) => panic!("our server failed while {}: {error}\n{report}", phase.get()),
     };
     let finished = finished
         .expect("the Nim client exits")
@@ -198,7 +226,8 @@ struct DrivenSession {
 
 /// Our side of the protocol as the client: a spawned task writes everything
 /// while this one reads the replies through a clone of the same socket.
-async fn drive_nim_server(port: u16) -> io::Result<DrivenSession> {
+async fn drive_nim_server(port: u16, phase: Phase) -> io::Result<DrivenSession> {
+    phase.set("dialing");
     let sock = dial("127.0.0.1", port).await?;
     let lines = lines_for_nim_server();
     let writer = {
@@ -215,12 +244,16 @@ async fn drive_nim_server(port: u16) -> io::Result<DrivenSession> {
         })
     };
 
+    phase.set("reading the line echoes");
     let mut echoes = Vec::new();
     for _ in &lines {
         echoes.push(sock.recv_line().await?);
     }
+    phase.set("reading the payload echo");
     let payload = sock.recv(PAYLOAD_LEN).await?;
+    phase.set("waiting for the writer task");
     writer.await?;
+    phase.set("reading the farewell lines and the end of stream");
     let mut farewell = Vec::new();
     // Bounded: a server that never stops talking fails the assertion below.
     while farewell.len() < 8 {
@@ -254,9 +287,13 @@ fn our_client_exchanges_crlf_and_lf_lines_and_a_large_payload_with_nim_asyncnet_
         .and_then(|port| port.parse().ok())
         .unwrap_or_else(|| panic!("expected `PORT <n>`, got {port_line:?}"));
 
-    let driven = wait_for(with_timeout(drive_nim_server(port), HANG_GUARD))
-        .map_err(io::Error::from)
-        .and_then(|driven| driven);
+    let phase = Phase::new();
+    let driven = wait_for(with_timeout(
+        drive_nim_server(port, phase.clone()),
+        HANG_GUARD,
+    ))
+    .map_err(io::Error::from)
+    .and_then(|driven| driven);
     let finished = server.finish(HANG_GUARD);
     let report = match &finished {
         Ok(finished) => finished.to_string(),
@@ -264,7 +301,7 @@ fn our_client_exchanges_crlf_and_lf_lines_and_a_large_payload_with_nim_asyncnet_
     };
     let session = match driven {
         Ok(session) => session,
-        Err(error) => panic!("our client failed: {error}\n{report}"),
+        Err(error) => panic!("our client failed while {}: {error}\n{report}", phase.get()),
     };
     let finished = finished
         .expect("the Nim server exits")

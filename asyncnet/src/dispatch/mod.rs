@@ -23,7 +23,7 @@ mod time;
 pub use task::{JoinHandle, TaskOutput};
 pub use time::{sleep_async, with_timeout, Elapsed, Sleep};
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -79,9 +79,17 @@ impl Drop for Loop {
 static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    static LOOP: Rc<Loop> = Rc::new(Loop::new().unwrap_or_else(|e| {
-        panic!("asyncnet: cannot create the event loop (epoll/kqueue): {e}")
-    }));
+    static LOOP: OnceCell<Rc<Loop>> = const { OnceCell::new() };
+}
+
+/// This thread's loop, created on first use. Creation fails only if the OS refuses a poller
+/// (out of descriptors); a later call tries again.
+fn get_or_create(cell: &OnceCell<Rc<Loop>>) -> io::Result<&Rc<Loop>> {
+    if let Some(l) = cell.get() {
+        return Ok(l);
+    }
+    let l = Rc::new(Loop::new()?);
+    Ok(cell.get_or_init(|| l))
 }
 
 /// Run `f` with this thread's loop (created on first use).
@@ -89,19 +97,27 @@ thread_local! {
 /// # Panics
 ///
 /// If the OS refuses to create a poller (out of file descriptors at the very first use), or
-/// if called while the thread is being torn down.
+/// if called while the thread is being torn down. Sockets report the first case as an error
+/// instead (they get the loop through [`driver`]).
 pub(crate) fn with_loop<R>(f: impl FnOnce(&Loop) -> R) -> R {
-    LOOP.with(|l| f(l))
+    LOOP.with(|c| match get_or_create(c) {
+        Ok(l) => f(l),
+        Err(e) => panic!("asyncnet: cannot create the event loop (epoll/kqueue): {e}"),
+    })
 }
 
-/// Like [`with_loop`], but does nothing while the thread is being torn down.
+/// Run `f` with this thread's loop if it exists and the thread is not being torn down.
 pub(crate) fn try_with_loop<R>(f: impl FnOnce(&Loop) -> R) -> Option<R> {
-    LOOP.try_with(|l| f(l)).ok()
+    LOOP.try_with(|c| c.get().map(|l| f(l))).ok().flatten()
 }
 
 /// This thread's driver, for sockets to keep.
-pub(crate) fn driver() -> Rc<Driver> {
-    with_loop(|l| l.driver.clone())
+///
+/// # Errors
+///
+/// The loop does not exist yet and the OS refuses a poller (out of descriptors).
+pub(crate) fn driver() -> io::Result<Rc<Driver>> {
+    LOOP.with(|c| get_or_create(c).map(|l| l.driver.clone()))
 }
 
 fn report_failure(f: Failure) {

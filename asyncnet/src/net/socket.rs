@@ -232,7 +232,7 @@ impl AsyncSocket {
         sock_type: Type,
         buffered: bool,
     ) -> io::Result<AsyncSocket> {
-        let driver = crate::dispatch::driver();
+        let driver = crate::dispatch::driver()?;
         let fd = socket.as_raw_fd();
         let io = driver.register(fd)?;
         Ok(AsyncSocket {
