@@ -546,6 +546,10 @@ impl AsyncSocket {
         deliver: &mut dyn FnMut(&[u8]) -> R,
     ) -> Poll<io::Result<Option<R>>> {
         let inner = &self.inner;
+        let limit = max_length.saturating_add(2);
+        // Peek a small window first and widen it only while the kernel fills it without a
+        // newline: a short line costs a small buffer, not `max_length`.
+        let mut window = limit.min(4096);
         loop {
             if !inner.io.is_ready(Direction::Read) {
                 ready!(self.poll_readable(cx))?;
@@ -553,10 +557,7 @@ impl AsyncSocket {
             // A partial line left by a dropped (consuming) line read comes first.
             let mut view = inner.rbuf.borrow().unread().to_vec();
             let have = view.len();
-            let want = max_length
-                .saturating_add(2)
-                .saturating_sub(have)
-                .clamp(1, MAX_CHUNK);
+            let want = window.saturating_sub(have).clamp(1, MAX_CHUNK);
             view.resize(have + want, 0);
             let r = if inner.read_eof.get() {
                 Ok(0)
@@ -572,7 +573,8 @@ impl AsyncSocket {
                 },
             };
             view.truncate(have + n);
-            let at_end = n == 0 || inner.io.is_read_closed();
+            let filled = n == want;
+            let at_end = n == 0 || (inner.io.is_read_closed() && !filled);
             match scan(&view, 0, max_length) {
                 Scan::Line { content, .. } => {
                     return Poll::Ready(Ok(Some(deliver(&view[..content]))))
@@ -580,6 +582,10 @@ impl AsyncSocket {
                 Scan::TooLong => return Poll::Ready(Err(error::line_too_long(max_length))),
                 Scan::NeedMore { .. } if at_end => {
                     return Poll::Ready(Ok((!view.is_empty()).then(|| deliver(&view))));
+                }
+                Scan::NeedMore { .. } if filled && window < limit => {
+                    // More may be queued behind the window: look again, wider.
+                    window = window.saturating_mul(2).min(limit);
                 }
                 Scan::NeedMore { .. } => {
                     // A peek drains nothing, so readiness stays until new bytes arrive.
