@@ -44,6 +44,7 @@ mod error;
 pub mod guide;
 mod net;
 mod sys;
+mod tls;
 
 pub use dispatch::{
     call_soon, drain, has_pending_operations, poll, run_forever, sleep_async, spawn, wait_for,
@@ -54,9 +55,15 @@ pub use net::{
     dial, dial_with, resolve_host, AsyncSocket, Flags, SoBool, SocketBuilder, BUFFER_SIZE,
     MAX_LINE_LENGTH, MAX_RESOLVERS, SOMAXCONN,
 };
+/// The TLS library, for downcasting handshake errors (`rustls::Error`).
+pub use rustls;
 /// Address family (`Domain::IPV4`, `Domain::IPV6`, `Domain::UNIX`), Nim's `Domain`.
 pub use socket2::Domain;
 /// Transport protocol (`Protocol::TCP`, `Protocol::UDP`), Nim's `Protocol`.
 pub use socket2::Protocol;
 /// Socket type (`SockType::STREAM`, `SockType::DGRAM`), Nim's `SockType`.
 pub use socket2::Type as SockType;
+pub use tls::{
+    wrap_connected_socket, wrap_socket, ClientBuilder, HandshakeAs, ServerBuilder, TlsContext,
+    TlsInfo, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT,
+};

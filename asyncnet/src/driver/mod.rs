@@ -80,6 +80,11 @@ impl IoState {
         self.ready.set(self.ready.get() & !dir.bit());
     }
 
+    /// Mark `dir` ready without an event: bytes wait in a layer above the kernel (TLS).
+    pub(crate) fn set_ready(&self, dir: Direction) {
+        self.ready.set(self.ready.get() | dir.bit());
+    }
+
     /// Whether an event said that the peer has shut down its sending side.
     pub(crate) fn is_read_closed(&self) -> bool {
         self.ready.get() & READ_CLOSED != 0

@@ -88,12 +88,22 @@ impl AsyncSocket {
     }
 
     async fn accept_raw(&self) -> io::Result<(SockAddr, AsyncSocket)> {
-        let mut backoff: Option<Sleep> = None;
-        let (socket, addr) = poll_fn(|cx| self.poll_accept(cx, &mut backoff)).await?;
-        let inner = &self.inner;
-        let client = AsyncSocket::register(socket, inner.domain, inner.sock_type, inner.buffered)?;
-        client.inner.connected.set(true);
-        Ok((addr, client))
+        loop {
+            let mut backoff: Option<Sleep> = None;
+            let (socket, addr) = poll_fn(|cx| self.poll_accept(cx, &mut backoff)).await?;
+            let inner = &self.inner;
+            let client =
+                AsyncSocket::register(socket, inner.domain, inner.sock_type, inner.buffered.get())?;
+            client.inner.connected.set(true);
+            match self.accept_tls(&client).await {
+                None | Some(Ok(())) => return Ok((addr, client)),
+                Some(Err(e)) => {
+                    // That client failed its handshake: drop it, keep listening.
+                    *inner.accept_error.borrow_mut() = Some(e);
+                    client.close();
+                }
+            }
+        }
     }
 
     fn poll_accept(
@@ -162,19 +172,19 @@ impl AsyncSocket {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn connect(&self, address: &str, port: u16) -> io::Result<()> {
-        let family = self.family_filter();
+        let fit = self.family_map();
         let addrs: Vec<SocketAddr> = super::dial::resolve(address, port)
             .await?
             .into_iter()
-            .filter(|a| family(a))
+            .filter_map(fit)
             .collect();
         let mut last = io::Error::new(
             io::ErrorKind::AddrNotAvailable,
             format!("{address} has no address of the socket's family"),
         );
         for addr in addrs {
-            match self.connect_addr(addr).await {
-                Ok(()) => return Ok(()),
+            match self.connect_sockaddr(&SockAddr::from(addr)).await {
+                Ok(()) => return self.finish_tls_connect(address).await,
                 Err(e) => last = e,
             }
         }
@@ -191,7 +201,8 @@ impl AsyncSocket {
     ///
     /// As [`connect`](AsyncSocket::connect).
     pub async fn connect_addr(&self, addr: SocketAddr) -> io::Result<()> {
-        self.connect_sockaddr(&SockAddr::from(addr)).await
+        self.connect_sockaddr(&SockAddr::from(addr)).await?;
+        self.finish_tls_connect(&addr.ip().to_string()).await
     }
 
     /// Connect to any address (IP or Unix).

@@ -57,13 +57,13 @@ impl AsyncSocket {
         data: impl AsRef<[u8]>,
     ) -> io::Result<()> {
         self.require_datagram("send_to")?;
-        let family = self.family_filter();
+        let fit = self.family_map();
         let addrs = super::dial::resolve(address, port).await?;
         let mut last = io::Error::new(
             io::ErrorKind::AddrNotAvailable,
             format!("{address} has no address of the socket's family"),
         );
-        for addr in addrs.into_iter().filter(|a| family(a)) {
+        for addr in addrs.into_iter().filter_map(fit) {
             match self
                 .send_datagram(Some(&SockAddr::from(addr)), data.as_ref())
                 .await

@@ -72,7 +72,8 @@ impl AsyncSocket {
             let wb = self.inner.wbuf.borrow();
             wb.written() + wb.pending().len() as u64
         };
-        self.poll_flush_to(cx, end, Flags::NONE)
+        ready!(self.poll_flush_to(cx, end, Flags::NONE))?;
+        self.poll_tls_flush(cx)
     }
 }
 

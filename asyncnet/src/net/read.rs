@@ -262,11 +262,11 @@ impl AsyncSocket {
         }
         let peek = flags.contains(Flags::PEEK);
         let inner = &self.inner;
-        if !inner.buffered || peek {
+        if !inner.buffered.get() || peek {
             {
                 // Bytes left by a dropped line read (unbuffered) or a peek come first.
                 let mut rb = inner.rbuf.borrow_mut();
-                let pending_peek = peek && inner.buffered;
+                let pending_peek = peek && inner.buffered.get();
                 if !rb.is_empty() && !pending_peek {
                     let n = buf.len().min(rb.len());
                     buf[..n].copy_from_slice(&rb.unread()[..n]);
@@ -276,7 +276,7 @@ impl AsyncSocket {
                     return Poll::Ready(Ok(n));
                 }
             }
-            if inner.buffered {
+            if inner.buffered.get() {
                 ready!(self.poll_fill(cx, buf.len(), flags))?;
                 let rb = inner.rbuf.borrow();
                 let n = buf.len().min(rb.len());
@@ -355,12 +355,12 @@ impl AsyncSocket {
             let n = ready!(self.poll_recv_datagram_into(cx, buf, flags))?;
             return Poll::Ready(Ok(buf[..n].to_vec()));
         }
-        if inner.buffered && flags.contains(Flags::PEEK) {
+        if inner.buffered.get() && flags.contains(Flags::PEEK) {
             ready!(self.poll_fill(cx, size, flags))?;
             let rb = inner.rbuf.borrow();
             return Poll::Ready(Ok(rb.unread()[..size.min(rb.len())].to_vec()));
         }
-        if !inner.buffered {
+        if !inner.buffered.get() {
             // One read into the loop's scratch buffer, then an exact-size copy.
             let driver = inner.driver.clone();
             let mut scratch = driver.scratch.borrow_mut();
@@ -445,7 +445,7 @@ impl AsyncSocket {
         deliver: &mut dyn FnMut(&[u8]) -> R,
     ) -> Poll<io::Result<Option<R>>> {
         self.socket()?;
-        if !self.inner.buffered && flags.contains(Flags::PEEK) {
+        if !self.inner.buffered.get() && flags.contains(Flags::PEEK) {
             return self.poll_peek_line_unbuffered(cx, flags, max_length, deliver);
         }
         let inner = &self.inner;
@@ -482,7 +482,7 @@ impl AsyncSocket {
             if !inner.io.is_ready(Direction::Read) {
                 ready!(self.poll_readable(cx))?;
             }
-            let r = if inner.buffered && !peek && inner.rbuf.borrow().is_empty() {
+            let r = if inner.buffered.get() && !peek && inner.rbuf.borrow().is_empty() {
                 // Nothing buffered: read into the loop's scratch buffer and keep only what
                 // follows the line, so that a socket between messages holds no buffer.
                 let driver = inner.driver.clone();
@@ -510,7 +510,7 @@ impl AsyncSocket {
                     }
                     other => other,
                 }
-            } else if inner.buffered {
+            } else if inner.buffered.get() {
                 inner
                     .rbuf
                     .borrow_mut()

@@ -54,7 +54,16 @@ pub(crate) struct Inner {
     fd: Cell<RawFd>,
     pub(crate) domain: Domain,
     pub(crate) sock_type: Type,
-    pub(crate) buffered: bool,
+    /// Reads are buffered (always, once TLS is on: records are decrypted whole).
+    pub(crate) buffered: Cell<bool>,
+    /// The TLS session, once the socket is wrapped and the handshake has started.
+    pub(crate) tls: RefCell<Option<rustls::Connection>>,
+    /// Decrypted bytes wait inside the TLS session.
+    pub(crate) tls_plain: Cell<bool>,
+    /// Set by `wrap_socket`: `connect` and `accept` start TLS with it.
+    pub(crate) tls_ctx: RefCell<Option<crate::tls::TlsContext>>,
+    /// The server name a TLS client asked for (DNS names only).
+    pub(crate) tls_name: RefCell<Option<String>>,
     pub(crate) rbuf: RefCell<ReadBuffer>,
     /// A read returned 0: the peer sends nothing more.
     pub(crate) read_eof: Cell<bool>,
@@ -78,7 +87,7 @@ impl fmt::Debug for AsyncSocket {
             .field("fd", &i.fd.get())
             .field("domain", &i.domain)
             .field("type", &i.sock_type)
-            .field("buffered", &i.buffered)
+            .field("buffered", &i.buffered.get())
             .field("closed", &self.is_closed())
             .finish()
     }
@@ -243,7 +252,11 @@ impl AsyncSocket {
                 fd: Cell::new(fd),
                 domain,
                 sock_type,
-                buffered,
+                buffered: Cell::new(buffered),
+                tls: RefCell::new(None),
+                tls_plain: Cell::new(false),
+                tls_ctx: RefCell::new(None),
+                tls_name: RefCell::new(None),
                 rbuf: RefCell::new(ReadBuffer::default()),
                 read_eof: Cell::new(false),
                 wbuf: RefCell::new(WriteBuffer::default()),
@@ -281,8 +294,8 @@ impl AsyncSocket {
             }
         } else {
             let addrs = super::dial::resolve_blocking(address, port)?;
-            let family = self.family_filter();
-            addrs.into_iter().find(|a| family(a)).ok_or_else(|| {
+            let fit = self.family_map();
+            addrs.into_iter().find_map(fit).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::AddrNotAvailable,
                     format!("{address} has no address of the socket's family"),
@@ -393,13 +406,13 @@ impl AsyncSocket {
 
     /// Whether this socket buffers reads.
     pub fn is_buffered(&self) -> bool {
-        self.inner.buffered
+        self.inner.buffered.get()
     }
 
     /// Whether received bytes wait in the socket's buffer, so that a read can complete
     /// without the kernel (Nim's `hasDataBuffered`).
     pub fn has_data_buffered(&self) -> bool {
-        !self.inner.rbuf.borrow().is_empty()
+        !self.inner.rbuf.borrow().is_empty() || self.inner.tls_plain.get()
     }
 
     /// Whether a send found the peer gone (reset or broken pipe). Sends after that fail
@@ -455,6 +468,7 @@ impl AsyncSocket {
         if !inner.wbuf.borrow().is_empty() {
             self.fail_queued(error::closed());
         }
+        self.tls_close_notify();
         let fd = inner.fd.replace(-1);
         inner.driver.deregister(&inner.io, fd);
         let socket = inner.socket.borrow_mut().take();
@@ -467,10 +481,21 @@ impl AsyncSocket {
         Ref::filter_map(self.inner.socket.borrow(), Option::as_ref).map_err(|_| error::closed())
     }
 
-    /// Whether an address suits this socket's family.
-    pub(crate) fn family_filter(&self) -> impl Fn(&SocketAddr) -> bool {
+    /// An address as this socket's family can use it: as is when the families match; an
+    /// IPv4 address as IPv4-mapped IPv6 (`::ffff:a.b.c.d`) on an IPv6 socket, which reaches
+    /// IPv4 peers unless the socket is IPv6-only (then the OS refuses, with a clear error);
+    /// `None` for an IPv6 address on an IPv4 socket.
+    pub(crate) fn family_map(&self) -> impl Fn(SocketAddr) -> Option<SocketAddr> {
         let domain = self.inner.domain;
-        move |a| (a.is_ipv4() && domain == Domain::IPV4) || (a.is_ipv6() && domain == Domain::IPV6)
+        move |a| match a {
+            SocketAddr::V4(v4) if domain == Domain::IPV6 => Some(SocketAddr::new(
+                IpAddr::V6(v4.ip().to_ipv6_mapped()),
+                v4.port(),
+            )),
+            SocketAddr::V4(_) if domain == Domain::IPV4 => Some(a),
+            SocketAddr::V6(_) if domain == Domain::IPV6 => Some(a),
+            _ => None,
+        }
     }
 
     /// Whether the socket is a byte stream (a short read means the kernel had no more).
@@ -482,6 +507,10 @@ impl AsyncSocket {
     /// and so does a short read on a stream (the kernel had no more; asking again would only
     /// cost a system call to hear `WouldBlock`). `EINTR` is retried.
     pub(crate) fn raw_read(&self, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+        if self.is_ssl() {
+            // Reads on a TLS socket are buffered, so they never peek at the kernel.
+            return self.tls_read(buf);
+        }
         let socket = self.socket()?;
         loop {
             let r = if peek {
@@ -509,6 +538,9 @@ impl AsyncSocket {
 
     /// One `send(2)` without `SIGPIPE`; `WouldBlock` clears write readiness. `EINTR` is retried.
     pub(crate) fn raw_write(&self, buf: &[u8]) -> io::Result<usize> {
+        if self.is_ssl() {
+            return self.tls_write(buf);
+        }
         let socket = self.socket()?;
         loop {
             match socket.send_with_flags(buf, sys::SEND_FLAGS) {

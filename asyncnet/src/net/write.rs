@@ -74,16 +74,26 @@ impl AsyncSocket {
             // A connected datagram socket: one datagram, whole or not at all.
             return self.send_datagram(None, data.as_ref()).await;
         }
-        let end = match self.start_send(data.as_ref(), flags)? {
-            None => return Ok(()),
-            Some(end) => end,
-        };
+        let end = self.start_send(data.as_ref(), flags)?;
+        let tls = self.inner.tls.borrow().is_some();
+        if end.is_none() && !tls {
+            return Ok(());
+        }
         let mut guard = QueuedSend {
             socket: self,
-            end,
             done: false,
         };
-        let r = poll_fn(|cx| self.poll_flush_to(cx, end, flags)).await;
+        let r = async {
+            if let Some(end) = end {
+                poll_fn(|cx| self.poll_flush_to(cx, end, flags)).await?;
+            }
+            if tls {
+                // The kernel must have the records too, not just the TLS session.
+                poll_fn(|cx| self.poll_tls_flush(cx)).await?;
+            }
+            Ok(())
+        }
+        .await;
         guard.done = true;
         r
     }
@@ -233,7 +243,11 @@ impl AsyncSocket {
     /// Finish writing the queue in a background task (a send was dropped half-way).
     fn flush_in_background(&self) {
         let inner = &self.inner;
-        if inner.flushing.get() || inner.io.is_closed() || inner.wbuf.borrow().is_empty() {
+        let tls_pending = inner.tls.borrow().as_ref().is_some_and(|c| c.wants_write());
+        if inner.flushing.get()
+            || inner.io.is_closed()
+            || (inner.wbuf.borrow().is_empty() && !tls_pending)
+        {
             return;
         }
         inner.flushing.set(true);
@@ -245,6 +259,7 @@ impl AsyncSocket {
             };
             // A failure is recorded in the socket and reported to its next send.
             let _ = poll_fn(|cx| socket.poll_flush_to(cx, end, Flags::SAFE_DISCONN)).await;
+            let _ = poll_fn(|cx| socket.poll_tls_flush(cx)).await;
             socket.inner.flushing.set(false);
             socket.flush_in_background();
         });
@@ -255,13 +270,12 @@ impl AsyncSocket {
 /// task writes them.
 struct QueuedSend<'a> {
     socket: &'a AsyncSocket,
-    end: u64,
     done: bool,
 }
 
 impl Drop for QueuedSend<'_> {
     fn drop(&mut self) {
-        if !self.done && self.socket.inner.wbuf.borrow().written() < self.end {
+        if !self.done {
             self.socket.flush_in_background();
         }
     }
