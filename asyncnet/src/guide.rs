@@ -42,7 +42,12 @@
 //! | `recvFrom(socket, size)` (tuple) | [`AsyncSocket::recv_from`], [`AsyncSocket::recv_from_with`] → `(Vec<u8>, String, u16)` |
 //! | `recvFrom(socket, data, size, address, port)` (`FutureVar`s) | [`AsyncSocket::recv_from_into`] (`&mut [u8]`, `&mut String`, `&mut u16`) |
 //! | `bindUnix`, `connectUnix` | [`AsyncSocket::bind_unix`], [`AsyncSocket::connect_unix`] |
-//! | `wrapSocket`, `wrapConnectedSocket`, `getPeerCertificates`, `sslHandle`, `isSsl` | not yet (TLS is a later step) |
+//! | `newContext` (`net`) | [`TlsContext::client`](crate::TlsContext::client), [`TlsContext::client_builder`](crate::TlsContext::client_builder), [`TlsContext::server_builder`](crate::TlsContext::server_builder), [`TlsContext::server_from_files`](crate::TlsContext::server_from_files) |
+//! | `wrapSocket(ctx, socket)` | [`wrap_socket`](crate::wrap_socket) |
+//! | `wrapConnectedSocket(ctx, socket, handshake, hostname)` | [`wrap_connected_socket`](crate::wrap_connected_socket) (async: the handshake completes in the call) with [`HandshakeAs`](crate::HandshakeAs) |
+//! | `getPeerCertificates` | [`AsyncSocket::peer_certificates`] (DER, leaf first) |
+//! | `sslHandle` | [`AsyncSocket::tls_info`] (version, cipher suite, ALPN, server name) |
+//! | `isSsl` | [`AsyncSocket::is_ssl`] |
 //!
 //! # Where we differ from Nim, and why
 //!
@@ -66,6 +71,13 @@
 //! | cancellation | none | dropping any future cancels it; each method documents what that loses (reads: nothing) |
 //! | closing | callbacks run after `close(2)` (fd reuse race, Nim #12652) | the fd leaves the poller and waiters are failed before `close(2)` |
 //! | `dial` | tries addresses in turn | the same, for now (racing them is a later step) |
+//! | TLS hostname verification in `connect` | none: any valid certificate is accepted | always on for clients (chain and name; IP addresses against IP names) unless `danger_accept_invalid_certs` |
+//! | `wrapConnectedSocket` handshake | deferred to the first I/O | completes in the call |
+//! | TLS `close` | no close_notify | close_notify sent (if the kernel takes it at once) |
+//! | TLS peer closes without close_notify | looks like a clean end | `UnexpectedEof` error (truncation) |
+//! | TLS handshake cut off by the peer | reported as success | `UnexpectedEof` error |
+//! | a client that fails its handshake on a wrapped listener | the accept fails | that client is dropped, the error recorded ([`AsyncSocket::take_accept_error`]), the listener goes on |
+//! | `send("")` on TLS | crash | no-op |
 //! | UDP datagram larger than `size` | silently truncated | error [`DatagramTruncated`](crate::DatagramTruncated) with the kept bytes and the sender |
 //! | `sendTo` on a TCP socket | undefined | `InvalidInput` |
 //! | `getLocalAddr`/`getPeerAddr` on Unix sockets | error | the path and port 0 (`""` unnamed, `@name` abstract) |

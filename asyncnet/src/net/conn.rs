@@ -35,7 +35,8 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// Nothing is lost: a connection is taken from the kernel only in the poll that returns
-    /// it.
+    /// it. On a listener wrapped for TLS ([`wrap_socket`](crate::wrap_socket)), the future
+    /// also runs the new client's handshake; dropped then, it drops that one client.
     ///
     /// # Examples
     ///
