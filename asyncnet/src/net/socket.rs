@@ -508,7 +508,8 @@ impl AsyncSocket {
     /// cost a system call to hear `WouldBlock`). `EINTR` is retried.
     pub(crate) fn raw_read(&self, buf: &mut [u8], peek: bool) -> io::Result<usize> {
         if self.is_ssl() {
-            // Reads on a TLS socket are buffered, so they never peek at the kernel.
+            // Reads on a TLS socket are buffered, so they never peek at the kernel. A wrapped
+            // socket whose handshake never started fails here rather than read plaintext.
             return self.tls_read(buf);
         }
         let socket = self.socket()?;
@@ -559,7 +560,14 @@ impl AsyncSocket {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The last handle is gone: leave the poller before the descriptor closes.
+        // The last handle is gone: say goodbye on TLS (if the kernel takes it at once), then
+        // leave the poller before the descriptor closes.
+        if let (Some(conn), Some(socket)) = (self.tls.get_mut(), self.socket.get_mut()) {
+            if !conn.is_handshaking() {
+                conn.send_close_notify();
+                let _ = conn.write_tls(&mut crate::tls::Wire(socket));
+            }
+        }
         if let Some(socket) = self.socket.get_mut().take() {
             self.driver.deregister(&self.io, socket.as_raw_fd());
         }

@@ -80,12 +80,20 @@ impl AsyncSocket {
     /// # Errors
     ///
     /// `NotFound` if nothing is at `path`; `ConnectionRefused` if nothing listens there;
-    /// `InvalidInput` for a path the OS cannot take whole; the OS's error.
+    /// `InvalidInput` for a path the OS cannot take whole, or a socket wrapped with
+    /// `wrap_socket` (use `wrap_connected_socket` after connecting); the OS's error.
     ///
     /// # Cancel safety
     ///
     /// As [`connect`](AsyncSocket::connect): close the socket after dropping the future.
     pub async fn connect_unix(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        if self.is_ssl() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Unix socket has no host name to verify: connect it, then call \
+                 wrap_connected_socket with the server's name",
+            ));
+        }
         let addr = unix_addr(path.as_ref())?;
         self.connect_sockaddr(&addr).await
     }

@@ -8,4 +8,5 @@ mod session;
 pub use context::{
     ClientBuilder, ServerBuilder, TlsContext, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT,
 };
+pub(crate) use session::Wire;
 pub use session::{wrap_connected_socket, wrap_socket, HandshakeAs, TlsInfo};

@@ -47,7 +47,7 @@ pub struct TlsInfo {
 }
 
 /// The socket as rustls's byte pipe: reads and writes go straight to the kernel.
-struct Wire<'a>(&'a Socket);
+pub(crate) struct Wire<'a>(pub(crate) &'a Socket);
 
 impl Read for Wire<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -71,7 +71,10 @@ fn tls_error(e: rustls::Error) -> io::Error {
 }
 
 fn no_session() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, "not a TLS socket")
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "the socket is wrapped for TLS but its handshake never ran (connect or accept first)",
+    )
 }
 
 /// `[::1]` → `::1`: names as `connect` takes them, as rustls takes them.
