@@ -40,7 +40,7 @@
 //! | `sleepAsync`, `withTimeout` | [`sleep_async`](crate::sleep_async), [`with_timeout`](crate::with_timeout) |
 //! | `sendTo(socket, address, port, data)` | [`AsyncSocket::send_to`]; also [`AsyncSocket::send_to_addr`], [`AsyncSocket::send_to_unix`] |
 //! | `recvFrom(socket, size)` (tuple) | [`AsyncSocket::recv_from`], [`AsyncSocket::recv_from_with`] → `(Vec<u8>, String, u16)` |
-//! | `recvFrom(socket, data, size, address, port)` (`FutureVar`s) | [`AsyncSocket::recv_from_into`] (`&mut [u8]`, `&mut String`, `&mut u16`) |
+//! | `recvFrom(socket, data, size, address, port)` (`FutureVar`s) | [`AsyncSocket::recv_from_into`] (`&mut [u8]`, `&mut String`, `&mut u16`); typed, for IP: [`AsyncSocket::recv_from_addr`] |
 //! | `bindUnix`, `connectUnix` | [`AsyncSocket::bind_unix`], [`AsyncSocket::connect_unix`] |
 //! | `newContext` (`net`) | [`TlsContext::client`](crate::TlsContext::client), [`TlsContext::client_builder`](crate::TlsContext::client_builder), [`TlsContext::server_builder`](crate::TlsContext::server_builder), [`TlsContext::server_from_files`](crate::TlsContext::server_from_files) |
 //! | `wrapSocket(ctx, socket)` | [`wrap_socket`](crate::wrap_socket) |

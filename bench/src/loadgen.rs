@@ -8,10 +8,13 @@
 //! the server's CPU time over exactly that window).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdTcpStream};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use mio::event::Source;
+use mio::net::{TcpStream, UdpSocket, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::stats::Histogram;
@@ -37,6 +40,9 @@ pub struct Report {
     /// Round trips completed in the window, per connection (fairness: a
     /// server that starves some connections shows zeros here).
     pub per_conn: Vec<u64>,
+    /// UDP: datagrams resent in the window because no echo came back in
+    /// time (lost, or very late). Always 0 for stream workloads.
+    pub lost: u64,
 }
 
 impl Report {
@@ -59,10 +65,17 @@ impl Report {
     }
 }
 
-/// Settings of the echo ping-pong workload.
+/// Where a stream workload connects to.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// Settings of the echo ping-pong workload (TCP or Unix stream).
 #[derive(Clone, Debug)]
 pub struct PingPong {
-    pub addr: SocketAddr,
+    pub target: Target,
     pub conns: usize,
     /// Bytes per message (the last one is `\n`, so line-based echo servers
     /// work too).
@@ -73,19 +86,136 @@ pub struct PingPong {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-struct Conn {
-    stream: TcpStream,
+/// The warm-up, then the measured window: what is counted in it, and when
+/// it starts and ends.
+struct Window {
+    secs: Duration,
+    measure_at: Instant,
+    end_at: Instant,
+    start: Option<Instant>,
+    hist: Histogram,
+    round_trips: u64,
+    latency_sum_ns: u128,
+    per_conn: Vec<u64>,
+    lost: u64,
+}
+
+impl Window {
+    fn new(conns: usize, warmup: Duration, secs: Duration) -> Window {
+        let measure_at = Instant::now() + warmup;
+        Window {
+            secs,
+            measure_at,
+            end_at: measure_at + secs,
+            start: None,
+            hist: Histogram::new(),
+            round_trips: 0,
+            latency_sum_ns: 0,
+            per_conn: vec![0; conns],
+            lost: 0,
+        }
+    }
+
+    /// Starts or ends the window when it is time (calling `on_phase`). At
+    /// the end, returns the report, or an error if nothing completed.
+    fn tick(
+        &mut self,
+        now: Instant,
+        on_phase: &mut impl FnMut(Phase),
+    ) -> Option<io::Result<Report>> {
+        match self.start {
+            None if now >= self.measure_at => {
+                self.hist.clear();
+                self.round_trips = 0;
+                self.latency_sum_ns = 0;
+                self.per_conn.iter_mut().for_each(|c| *c = 0);
+                self.lost = 0;
+                self.start = Some(now);
+                self.end_at = now + self.secs;
+                on_phase(Phase::MeasureStart);
+                None
+            }
+            Some(start) if now >= self.end_at => {
+                on_phase(Phase::MeasureEnd);
+                if self.round_trips == 0 {
+                    return Some(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no round trip completed in the measured window",
+                    )));
+                }
+                Some(Ok(Report {
+                    round_trips: self.round_trips,
+                    window: now - start,
+                    latency_ns: std::mem::take(&mut self.hist),
+                    latency_sum_ns: self.latency_sum_ns,
+                    per_conn: std::mem::take(&mut self.per_conn),
+                    lost: self.lost,
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// When `tick` has something to do next.
+    fn next_deadline(&self) -> Instant {
+        if self.start.is_some() {
+            self.end_at
+        } else {
+            self.measure_at
+        }
+    }
+
+    /// Counts a round trip of connection `conn` (if inside the window).
+    fn record(&mut self, conn: usize, sent_at: Instant, done: Instant) {
+        if self.start.is_some() {
+            let ns = (done - sent_at).as_nanos();
+            self.round_trips += 1;
+            self.per_conn[conn] += 1;
+            self.latency_sum_ns += ns;
+            self.hist.record(u64::try_from(ns).unwrap_or(u64::MAX));
+        }
+    }
+
+    fn in_window(&self) -> bool {
+        self.start.is_some()
+    }
+}
+
+/// Waits for events until `deadline` (none: no timeout). EINTR is no event.
+fn poll_until(poll: &mut Poll, events: &mut Events, deadline: Instant) -> io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match poll.poll(events, Some(left)) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            events.clear();
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+struct Conn<S> {
+    stream: S,
     msg: Vec<u8>,
     written: usize,
     buf: Vec<u8>,
     read: usize,
     sent_at: Instant,
     seq: u64,
-    /// Round trips completed in the measured window.
-    window_rts: u64,
 }
 
-impl Conn {
+impl<S: Read + Write> Conn<S> {
+    fn new(stream: S, size: usize, seq: u64) -> Self {
+        Conn {
+            stream,
+            msg: vec![0; size],
+            written: 0,
+            buf: vec![0; size],
+            read: 0,
+            sent_at: Instant::now(),
+            seq,
+        }
+    }
+
     /// Fills `msg` with message number `seq` and resets the cursors.
     fn next_message(&mut self, now: Instant) {
         self.seq += 1;
@@ -139,38 +269,55 @@ impl Conn {
     }
 }
 
-/// Echo ping-pong: each of `conns` connections sends one `size`-byte
-/// message, waits for all of it to come back, and sends the next one.
-pub fn echo_pingpong(cfg: &PingPong, mut on_phase: impl FnMut(Phase)) -> io::Result<Report> {
+/// Echo ping-pong over TCP or a Unix stream socket: each of `conns`
+/// connections sends one `size`-byte message, waits for all of it to come
+/// back, and sends the next one.
+pub fn echo_pingpong(cfg: &PingPong, on_phase: impl FnMut(Phase)) -> io::Result<Report> {
     if cfg.conns == 0 || cfg.size == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "conns and size must be at least 1",
         ));
     }
+    match &cfg.target {
+        Target::Tcp(addr) => {
+            let streams = (0..cfg.conns)
+                .map(|_| {
+                    let std = StdTcpStream::connect_timeout(addr, CONNECT_TIMEOUT)?;
+                    std.set_nodelay(true)?;
+                    std.set_nonblocking(true)?;
+                    Ok(TcpStream::from_std(std))
+                })
+                .collect::<io::Result<Vec<_>>>()?;
+            pingpong_streams(streams, cfg, on_phase)
+        }
+        Target::Unix(path) => {
+            let streams = (0..cfg.conns)
+                .map(|_| {
+                    let std = StdUnixStream::connect(path)?;
+                    std.set_nonblocking(true)?;
+                    Ok(UnixStream::from_std(std))
+                })
+                .collect::<io::Result<Vec<_>>>()?;
+            pingpong_streams(streams, cfg, on_phase)
+        }
+    }
+}
+
+fn pingpong_streams<S: Read + Write + Source>(
+    streams: Vec<S>,
+    cfg: &PingPong,
+    mut on_phase: impl FnMut(Phase),
+) -> io::Result<Report> {
     let mut poll = Poll::new()?;
-    let mut conns = Vec::with_capacity(cfg.conns);
-    let now = Instant::now();
-    for i in 0..cfg.conns {
-        let std = StdTcpStream::connect_timeout(&cfg.addr, CONNECT_TIMEOUT)?;
-        std.set_nodelay(true)?;
-        std.set_nonblocking(true)?;
-        let mut stream = TcpStream::from_std(std);
+    let mut conns = Vec::with_capacity(streams.len());
+    for (i, mut stream) in streams.into_iter().enumerate() {
         poll.registry().register(
             &mut stream,
             Token(i),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        conns.push(Conn {
-            stream,
-            msg: vec![0; cfg.size],
-            written: 0,
-            buf: vec![0; cfg.size],
-            read: 0,
-            sent_at: now,
-            seq: i as u64,
-            window_rts: 0,
-        });
+        conns.push(Conn::new(stream, cfg.size, i as u64));
     }
     for c in &mut conns {
         c.next_message(Instant::now());
@@ -178,55 +325,15 @@ pub fn echo_pingpong(cfg: &PingPong, mut on_phase: impl FnMut(Phase)) -> io::Res
     }
 
     let mut events = Events::with_capacity(1024);
-    let mut hist = Histogram::new();
-    let mut round_trips = 0u64;
-    let mut latency_sum_ns = 0u128;
-    let measure_at = Instant::now() + cfg.warmup;
-    let mut end_at = measure_at + cfg.secs;
-    let mut window_start: Option<Instant> = None;
+    let mut window = Window::new(conns.len(), cfg.warmup, cfg.secs);
     loop {
-        let now = Instant::now();
-        match window_start {
-            None if now >= measure_at => {
-                hist.clear();
-                round_trips = 0;
-                latency_sum_ns = 0;
-                conns.iter_mut().for_each(|c| c.window_rts = 0);
-                window_start = Some(now);
-                end_at = now + cfg.secs;
-                on_phase(Phase::MeasureStart);
-                continue;
-            }
-            Some(start) if now >= end_at => {
-                on_phase(Phase::MeasureEnd);
-                if round_trips == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no round trip completed in the measured window",
-                    ));
-                }
-                return Ok(Report {
-                    round_trips,
-                    window: now - start,
-                    latency_ns: hist,
-                    latency_sum_ns,
-                    per_conn: conns.iter().map(|c| c.window_rts).collect(),
-                });
-            }
-            _ => {}
+        if let Some(report) = window.tick(Instant::now(), &mut on_phase) {
+            return report;
         }
-        let next = if window_start.is_some() {
-            end_at
-        } else {
-            measure_at
-        };
-        match poll.poll(&mut events, Some(next.saturating_duration_since(now))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
+        poll_until(&mut poll, &mut events, window.next_deadline())?;
         for ev in events.iter() {
-            let c = &mut conns[ev.token().0];
+            let i = ev.token().0;
+            let c = &mut conns[i];
             if c.written < c.msg.len() {
                 c.flush()?;
             }
@@ -235,15 +342,195 @@ pub fn echo_pingpong(cfg: &PingPong, mut on_phase: impl FnMut(Phase)) -> io::Res
             // connection), so the next echo brings a new edge.
             if c.fill()? {
                 let done = Instant::now();
-                if window_start.is_some() {
-                    let ns = (done - c.sent_at).as_nanos();
-                    round_trips += 1;
-                    c.window_rts += 1;
-                    latency_sum_ns += ns;
-                    hist.record(u64::try_from(ns).unwrap_or(u64::MAX));
-                }
+                window.record(i, c.sent_at, done);
                 c.next_message(done);
                 c.flush()?;
+            }
+        }
+    }
+}
+
+/// Settings of the UDP echo workload.
+#[derive(Clone, Debug)]
+pub struct UdpEcho {
+    pub addr: SocketAddr,
+    /// Client sockets, each with one datagram in flight.
+    pub socks: usize,
+    /// Bytes per datagram (at least 9: a sequence number, filler, `\n`).
+    pub size: usize,
+    /// A datagram whose echo has not come back after this long is counted
+    /// as lost and sent again (same sequence number).
+    pub resend_after: Duration,
+    pub warmup: Duration,
+    pub secs: Duration,
+}
+
+/// The datagram with sequence number `seq`: `seq` (8 bytes, little
+/// endian), then filler, then `\n`.
+fn fill_datagram(buf: &mut [u8], seq: u64) {
+    let n = buf.len();
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    for (i, b) in buf[8..n - 1].iter_mut().enumerate() {
+        *b = b'a' + ((i as u64 + seq) % 26) as u8;
+    }
+    buf[n - 1] = b'\n';
+}
+
+struct Dgram {
+    socket: UdpSocket,
+    msg: Vec<u8>,
+    /// One byte more than a datagram, to see an echo that is too long.
+    buf: Vec<u8>,
+    check: Vec<u8>,
+    seq: u64,
+    /// First send of the current datagram (for the latency).
+    sent_at: Instant,
+    /// Last (re)send of it (for the resend timer).
+    last_send: Instant,
+    /// The last send hit WouldBlock: send again when writable.
+    unsent: bool,
+}
+
+impl Dgram {
+    /// Sends the current datagram (or marks it unsent on WouldBlock).
+    fn send(&mut self, now: Instant) -> io::Result<()> {
+        self.last_send = now;
+        loop {
+            match self.socket.send(&self.msg) {
+                Ok(n) if n == self.msg.len() => {
+                    self.unsent = false;
+                    return Ok(());
+                }
+                Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.unsent = true;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn next_datagram(&mut self, now: Instant) -> io::Result<()> {
+        self.seq += 1;
+        fill_datagram(&mut self.msg, self.seq);
+        self.sent_at = now;
+        self.send(now)
+    }
+
+    /// Reads datagrams until WouldBlock; true if the echo of the current
+    /// one came. Late duplicates of earlier (resent) datagrams are skipped;
+    /// anything else is an error.
+    fn drain(&mut self) -> io::Result<bool> {
+        let mut echoed = false;
+        loop {
+            let n = match self.socket.recv(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(echoed),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let got = &self.buf[..n];
+            if got == self.msg.as_slice() {
+                echoed = true;
+                continue;
+            }
+            let stale = n == self.msg.len() && {
+                let seq = u64::from_le_bytes(got[..8].try_into().expect("8 bytes"));
+                fill_datagram(&mut self.check, seq);
+                seq < self.seq && got == self.check.as_slice()
+            };
+            if !stale {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the echo ({n} bytes) is neither the datagram sent ({} bytes) nor an earlier one",
+                        self.msg.len()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// UDP echo: each of `socks` sockets (connected to the server) sends one
+/// `size`-byte datagram, waits for its echo, and sends the next one. An
+/// echo missing for `resend_after` counts as lost and the datagram is sent
+/// again, so a loss slows the run but never stalls it.
+pub fn udp_echo(cfg: &UdpEcho, mut on_phase: impl FnMut(Phase)) -> io::Result<Report> {
+    if cfg.socks == 0 || cfg.size < 9 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socks must be at least 1 and size at least 9",
+        ));
+    }
+    let mut poll = Poll::new()?;
+    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let mut socks = Vec::with_capacity(cfg.socks);
+    let now = Instant::now();
+    for i in 0..cfg.socks {
+        let mut socket = UdpSocket::bind(local)?;
+        socket.connect(cfg.addr)?;
+        poll.registry().register(
+            &mut socket,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        socks.push(Dgram {
+            socket,
+            msg: vec![0; cfg.size],
+            buf: vec![0; cfg.size + 1],
+            check: vec![0; cfg.size],
+            // Sequence numbers of different sockets never meet (each gets
+            // only its own echoes); distinct ones only ease debugging.
+            seq: (i as u64) << 40,
+            sent_at: now,
+            last_send: now,
+            unsent: false,
+        });
+    }
+    for d in &mut socks {
+        d.next_datagram(Instant::now())?;
+    }
+
+    // How often to look for overdue echoes.
+    let scan_every = (cfg.resend_after / 4).max(Duration::from_millis(1));
+    let mut next_scan = Instant::now() + scan_every;
+    let mut events = Events::with_capacity(1024);
+    let mut window = Window::new(socks.len(), cfg.warmup, cfg.secs);
+    loop {
+        let now = Instant::now();
+        if let Some(report) = window.tick(now, &mut on_phase) {
+            return report;
+        }
+        if now >= next_scan {
+            for d in &mut socks {
+                if now.duration_since(d.last_send) >= cfg.resend_after {
+                    if window.in_window() {
+                        window.lost += 1;
+                    }
+                    d.send(now)?;
+                }
+            }
+            next_scan = now + scan_every;
+        }
+        poll_until(
+            &mut poll,
+            &mut events,
+            window.next_deadline().min(next_scan),
+        )?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let d = &mut socks[i];
+            if d.unsent {
+                d.send(Instant::now())?;
+            }
+            // Edge-triggered: `drain` reads until WouldBlock.
+            if d.drain()? {
+                let done = Instant::now();
+                window.record(i, d.sent_at, done);
+                d.next_datagram(done)?;
             }
         }
     }
@@ -284,7 +571,7 @@ mod tests {
     fn pingpong_against_std_echo() {
         let addr = std_echo_server(3);
         let cfg = PingPong {
-            addr,
+            target: Target::Tcp(addr),
             conns: 3,
             size: 64,
             warmup: Duration::from_millis(50),
@@ -309,7 +596,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let t = thread::spawn(move || drop(l.accept().unwrap()));
         let cfg = PingPong {
-            addr,
+            target: Target::Tcp(addr),
             conns: 1,
             size: 8,
             warmup: Duration::from_millis(10),
@@ -326,5 +613,112 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn pingpong_over_unix_stream() {
+        use std::os::unix::net::UnixListener;
+        let path = std::env::temp_dir().join(format!("asyncnet-lg-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).unwrap();
+        thread::spawn(move || {
+            for s in l.incoming().take(2) {
+                let mut s = s.unwrap();
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let cfg = PingPong {
+            target: Target::Unix(path.clone()),
+            conns: 2,
+            size: 64,
+            warmup: Duration::from_millis(20),
+            secs: Duration::from_millis(100),
+        };
+        let r = echo_pingpong(&cfg, |_| {});
+        std::fs::remove_file(&path).unwrap();
+        let r = r.unwrap();
+        assert!(r.round_trips > 0);
+        assert_eq!(r.idle_conns(), 0);
+        assert_eq!(r.lost, 0);
+    }
+
+    /// A blocking UDP echo server that drops the first `drop_first`
+    /// datagrams and echoes every other one twice if `twice`.
+    fn std_udp_echo(drop_first: usize, twice: bool) -> SocketAddr {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut seen = 0;
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                seen += 1;
+                if seen <= drop_first {
+                    continue;
+                }
+                for _ in 0..1 + usize::from(twice) {
+                    let _ = s.send_to(&buf[..n], from);
+                }
+            }
+        });
+        addr
+    }
+
+    fn udp_cfg(addr: SocketAddr) -> UdpEcho {
+        UdpEcho {
+            addr,
+            socks: 4,
+            size: 64,
+            resend_after: Duration::from_millis(20),
+            warmup: Duration::from_millis(100),
+            secs: Duration::from_millis(200),
+        }
+    }
+
+    #[test]
+    fn udp_against_std_echo() {
+        let r = udp_echo(&udp_cfg(std_udp_echo(0, false)), |_| {}).unwrap();
+        assert!(r.round_trips > 0);
+        assert_eq!(r.per_conn.len(), 4);
+        assert_eq!(r.idle_conns(), 0);
+        assert_eq!(r.lost, 0);
+    }
+
+    #[test]
+    fn udp_survives_losses_and_duplicates() {
+        // The first datagram of every socket is dropped: each is resent
+        // during the warm-up, so the window sees no loss but must not stall.
+        let r = udp_echo(&udp_cfg(std_udp_echo(4, true)), |_| {}).unwrap();
+        assert!(r.round_trips > 0);
+        assert_eq!(r.idle_conns(), 0);
+    }
+
+    #[test]
+    fn udp_rejects_a_wrong_echo() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                buf[n / 2] ^= 1;
+                let _ = s.send_to(&buf[..n], from);
+            }
+        });
+        let err = udp_echo(&udp_cfg(addr), |_| {}).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[test]
+    fn datagram_layout() {
+        let mut b = [0u8; 12];
+        fill_datagram(&mut b, 0x0102);
+        assert_eq!(&b[..8], &[2, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(b[11], b'\n');
     }
 }

@@ -1,12 +1,15 @@
 //! The servers under comparison ("peers").
 //!
 //! A peer is any program that follows the server contract of this crate
-//! (port as last argument, ready line on stdout, byte echo): one of our own
+//! (what to listen on as last arguments, see [`Listen`]; ready line on
+//! stdout; byte echo): one of our own
 //! binaries next to the runner, or, later, an external program (a Nim
 //! asyncnet server, a C epoll floor, ...) given by path.
 
 use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::Listen;
 
 /// Where a peer's program comes from.
 #[derive(Clone, Debug)]
@@ -55,10 +58,10 @@ impl Peer {
         }
     }
 
-    /// The full argument list for listening on `port`.
-    pub fn args_for_port(&self, port: u16) -> Vec<String> {
+    /// The full argument list for listening on `listen`.
+    pub fn args_for(&self, listen: &Listen) -> Vec<String> {
         let mut a = self.args.clone();
-        a.push(port.to_string());
+        a.extend(listen.to_args());
         a
     }
 }
@@ -117,8 +120,13 @@ mod tests {
         assert_eq!(names, ["tokio", "asyncnet"]);
         assert!(select("nope").is_err());
         assert!(select("").is_err());
-        assert_eq!(p[0].args_for_port(7), ["7"]);
+        assert_eq!(p[0].args_for(&Listen::Tcp(7)), ["7"]);
+        assert_eq!(p[0].args_for(&Listen::Udp(0)), ["--udp", "0"]);
         let lines = select("asyncnet-lines").unwrap();
-        assert_eq!(lines[0].args_for_port(0), ["--lines", "0"]);
+        assert_eq!(lines[0].args_for(&Listen::Tcp(0)), ["--lines", "0"]);
+        assert_eq!(
+            lines[0].args_for(&Listen::Unix("/tmp/s".into())),
+            ["--lines", "--unix", "/tmp/s"]
+        );
     }
 }

@@ -109,11 +109,20 @@ pub fn summary_table(summaries: &[Summary], baseline: &str) -> String {
             s.loadgen_cpu_pct
         );
     }
+    out.push_str(&ratio_lines(summaries, baseline, None));
+    out
+}
+
+/// Each peer's ratios against `baseline` (if it is among the summaries),
+/// one line each, prefixed with `label: ` if given.
+pub fn ratio_lines(summaries: &[Summary], baseline: &str, label: Option<&str>) -> String {
+    let mut out = String::new();
+    let prefix = label.map(|l| format!("{l}: ")).unwrap_or_default();
     if let Some(base) = summaries.iter().find(|s| s.peer == baseline) {
         for s in summaries.iter().filter(|s| s.peer != baseline) {
             let _ = writeln!(
                 out,
-                "ratio {}/{}: round trips/s {:.3}x (higher is better); server CPU per round trip {:.3}x, user part {:.3}x (lower is better)",
+                "{prefix}ratio {}/{}: round trips/s {:.3}x (higher is better); server CPU per round trip {:.3}x, user part {:.3}x (lower is better)",
                 s.peer,
                 base.peer,
                 s.rps / base.rps,
@@ -142,6 +151,7 @@ mod tests {
             idle_conns: 0,
             conn_min: 10,
             conn_max: 11,
+            lost: 0,
             sampled_secs: 2.0,
             server_user_secs: cpu / 2.0,
             server_sys_secs: cpu / 2.0,
@@ -166,6 +176,10 @@ mod tests {
         assert_eq!(s[0].server_cpu_pct, 100.0);
         let table = summary_table(&s, "b");
         assert!(table.contains("ratio a/b: round trips/s 0.667x"), "{table}");
+        assert!(
+            ratio_lines(&s, "b", Some("udp")).starts_with("udp: ratio a/b: round trips/s 0.667x")
+        );
+        assert!(ratio_lines(&s, "c", None).is_empty());
         assert!(!round_row(1, &rs[0]).is_empty());
         assert!(rs[0].warnings().is_empty());
         let mut starved = rs[0].clone();
@@ -176,5 +190,8 @@ mod tests {
         assert!(starved.warnings()[0].contains("unfair"));
         starved.sampled_secs = 4.0;
         assert!(starved.warnings()[1].contains("both under"));
+        let mut lossy = rs[0].clone();
+        lossy.lost = 2;
+        assert!(lossy.warnings()[0].contains("2 datagram"));
     }
 }

@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::parse_ready_line;
 use crate::peers::{self, Peer};
 use crate::procstat::CpuTicks;
+use crate::{parse_ready_line, parse_ready_path, Listen};
 
 /// How long a server may take to print its ready line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,31 +22,116 @@ pub const IDLE_PCT: f64 = 90.0;
 /// Slack on top of warm-up + window for the load generator to finish.
 pub const LOADGEN_SLACK: Duration = Duration::from_secs(30);
 
-/// A workload: a name for the report and the `loadgen` arguments that
-/// select and configure it (`--port`, `--secs` and `--warmup` are added per
-/// round).
+/// What the servers listen on in a workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP on 127.0.0.1.
+    Tcp,
+    /// UDP on 127.0.0.1.
+    Udp,
+    /// A Unix stream socket under the temporary directory.
+    Unix,
+}
+
+/// A workload: a name for the report, what the servers listen on, and the
+/// `loadgen` arguments that select and configure it (`--port` or `--path`,
+/// `--secs` and `--warmup` are added per round).
 #[derive(Clone, Debug)]
 pub struct Workload {
     pub name: String,
     /// One-line description for the report's header.
     pub describe: String,
+    pub transport: Transport,
     pub loadgen_args: Vec<String>,
 }
 
-/// Echo ping-pong: `conns` connections, each with one `size`-byte message
-/// in flight.
-pub fn echo_pingpong(size: usize, conns: usize) -> Workload {
-    Workload {
-        name: "echo".into(),
-        describe: format!("echo ping-pong, {size}-byte messages, {conns} connections"),
+/// The workloads of the runner's `--workload`, in the order of `all`.
+pub const NAMES: [&str; 3] = ["echo", "udp", "unix"];
+
+/// Default connections (UDP: sockets) of workload `name`.
+pub fn default_conns(name: &str) -> usize {
+    if name == "udp" {
+        32
+    } else {
+        50
+    }
+}
+
+/// Workload `name` (one of [`NAMES`]) with `size`-byte messages and
+/// `conns` connections (UDP: sockets), each with one message in flight.
+pub fn by_name(name: &str, size: usize, conns: usize) -> Option<Workload> {
+    let (transport, describe) = match name {
+        "echo" => (
+            Transport::Tcp,
+            format!("TCP echo ping-pong, {size}-byte messages, {conns} connections"),
+        ),
+        "udp" => (
+            Transport::Udp,
+            format!(
+                "UDP echo, {size}-byte datagrams, {conns} sockets with one datagram in flight each"
+            ),
+        ),
+        "unix" => (
+            Transport::Unix,
+            format!("Unix stream echo ping-pong, {size}-byte messages, {conns} connections"),
+        ),
+        _ => return None,
+    };
+    Some(Workload {
+        name: name.into(),
+        describe,
+        transport,
         loadgen_args: vec![
             "--workload".into(),
-            "echo".into(),
+            name.into(),
             "--size".into(),
             size.to_string(),
             "--conns".into(),
             conns.to_string(),
         ],
+    })
+}
+
+/// TCP echo ping-pong: `conns` connections, each with one `size`-byte
+/// message in flight.
+pub fn echo_pingpong(size: usize, conns: usize) -> Workload {
+    by_name("echo", size, conns).expect("a known workload")
+}
+
+/// A fresh path for a Unix server's socket, removed (if it is a socket)
+/// when dropped.
+struct SocketPath(PathBuf);
+
+impl SocketPath {
+    fn new() -> io::Result<SocketPath> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("asyncnet-bench-{}-{n}.sock", std::process::id()));
+        remove_socket(&path)?;
+        Ok(SocketPath(path))
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        if let Err(e) = remove_socket(&self.0) {
+            eprintln!("warning: could not remove {}: {e}", self.0.display());
+        }
+    }
+}
+
+/// Removes `path` if it is a socket; nothing there is fine; anything else
+/// there is an error (never removed).
+fn remove_socket(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
     }
 }
 
@@ -78,6 +165,8 @@ pub struct RoundResult {
     /// Fewest and most round trips completed by one connection.
     pub conn_min: u64,
     pub conn_max: u64,
+    /// UDP: datagrams resent in the window for want of an echo.
+    pub lost: u64,
     /// The window as seen by the runner (between the two /proc samples).
     pub sampled_secs: f64,
     pub server_user_secs: f64,
@@ -121,6 +210,12 @@ impl RoundResult {
             w.push(format!(
                 "unfair service: one connection completed {} round trips, another {}",
                 self.conn_min, self.conn_max
+            ));
+        }
+        if self.lost > 0 {
+            w.push(format!(
+                "{} datagram(s) got no echo in time and were resent (each costs the resend delay)",
+                self.lost
             ));
         }
         if self.server_cpu_pct() < IDLE_PCT && self.loadgen_cpu_pct() < IDLE_PCT {
@@ -168,20 +263,54 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
         ));
     }
 
+    // Declared before the server: removed after the server is killed.
+    let socket_path = match workload.transport {
+        Transport::Unix => Some(SocketPath::new()?),
+        _ => None,
+    };
+    let listen = match (&workload.transport, &socket_path) {
+        (Transport::Tcp, _) => Listen::Tcp(0),
+        (Transport::Udp, _) => Listen::Udp(0),
+        (Transport::Unix, Some(p)) => Listen::Unix(p.0.clone()),
+        (Transport::Unix, None) => unreachable!("made above"),
+    };
     let mut server = Spawned::start(
         &peer.name,
         &server_path,
-        &peer.args_for_port(0),
+        &peer.args_for(&listen),
         cfg.server_cpu,
     )?;
-    let port = server
-        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
-        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
+    let ready = Instant::now() + READY_TIMEOUT;
+    let waiting =
+        |e: io::Error| io::Error::new(e.kind(), format!("waiting for the ready line: {e}"));
+    let target = match &listen {
+        Listen::Unix(path) => {
+            let got = server
+                .wait_for_line(ready, parse_ready_path)
+                .map_err(waiting)?;
+            if got != *path {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "server listens on {}, not on {}",
+                        got.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            vec!["--path".to_string(), got.display().to_string()]
+        }
+        _ => {
+            let port = server
+                .wait_for_line(ready, parse_ready_line)
+                .map_err(waiting)?;
+            vec!["--port".to_string(), port.to_string()]
+        }
+    };
 
     let mut args = workload.loadgen_args.clone();
+    args.extend(target);
     args.extend([
-        "--port".to_string(),
-        port.to_string(),
         "--secs".to_string(),
         cfg.secs.to_string(),
         "--warmup".to_string(),
@@ -239,6 +368,11 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
         idle_conns: field(&kv, "idle_conns")?,
         conn_min: field(&kv, "conn_min")?,
         conn_max: field(&kv, "conn_max")?,
+        lost: if kv.contains_key("lost") {
+            field(&kv, "lost")?
+        } else {
+            0
+        },
         sampled_secs: (t1 - t0).as_secs_f64(),
         server_user_secs,
         server_sys_secs,
@@ -258,6 +392,31 @@ mod tests {
         assert_eq!(field::<f64>(&kv, "rps").unwrap(), 12.5);
         assert_eq!(field::<u64>(&kv, "round_trips").unwrap(), 10);
         assert!(field::<u64>(&kv, "p50_us").is_err());
+    }
+
+    #[test]
+    fn workloads_by_name() {
+        for name in NAMES {
+            let w = by_name(name, 64, default_conns(name)).unwrap();
+            assert_eq!(w.loadgen_args[1], name);
+        }
+        assert_eq!(by_name("udp", 64, 32).unwrap().transport, Transport::Udp);
+        assert_eq!(default_conns("udp"), 32);
+        assert!(by_name("nope", 64, 1).is_none());
+    }
+
+    #[test]
+    fn socket_paths_are_cleaned_up() {
+        let p = SocketPath::new().unwrap();
+        let path = p.0.clone();
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(p);
+        assert!(!path.exists());
+        drop(l);
+        let file = std::env::temp_dir().join(format!("asyncnet-bench-test-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        assert!(remove_socket(&file).is_err());
+        std::fs::remove_file(&file).unwrap();
     }
 
     #[test]

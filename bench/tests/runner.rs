@@ -33,6 +33,30 @@ fn short_run_prints_the_table() {
 }
 
 #[test]
+fn all_workloads_run() {
+    let (ok, out, err) = echo_bench(&[
+        "--workload",
+        "all",
+        "--rounds",
+        "1",
+        "--secs",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--no-pin",
+    ]);
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    for w in ["echo", "udp", "unix"] {
+        assert!(
+            out.contains(&format!("medians over 1 rounds ({w})")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("{w}: ratio asyncnet/tokio")), "{out}");
+    }
+    assert!(out.contains("32 sockets"), "{out}");
+}
+
+#[test]
 fn bad_arguments_fail() {
     let (ok, _, err) = echo_bench(&["--peers", "nope"]);
     assert!(!ok);
@@ -40,4 +64,7 @@ fn bad_arguments_fail() {
     let (ok, _, err) = echo_bench(&["--bogus"]);
     assert!(!ok);
     assert!(err.contains("unexpected argument"), "{err}");
+    let (ok, _, err) = echo_bench(&["--workload", "tcp"]);
+    assert!(!ok);
+    assert!(err.contains("unknown workload"), "{err}");
 }

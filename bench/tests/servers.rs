@@ -1,21 +1,53 @@
 //! Every server binary keeps the peer contract: ready line, then a byte
-//! echo on every connection, whatever the chunking.
+//! echo on every connection, whatever the chunking (TCP and Unix stream),
+//! or every datagram back to its sender (UDP).
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
+use std::net::{TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use asyncnet_bench::child::Spawned;
-use asyncnet_bench::parse_ready_line;
+use asyncnet_bench::{parse_ready_line, parse_ready_path, Listen};
 
 fn start(bin: &str) -> (Spawned, u16) {
-    let server = Spawned::start(bin, Path::new(bin), &["0".to_string()], None).unwrap();
-    let port = server
-        .wait_for_line(Instant::now() + Duration::from_secs(10), parse_ready_line)
-        .unwrap();
+    start_on(bin, &Listen::Tcp(0))
+}
+
+fn start_on(bin: &str, listen: &Listen) -> (Spawned, u16) {
+    let server = Spawned::start(bin, Path::new(bin), &listen.to_args(), None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let port = match listen {
+        Listen::Unix(path) => {
+            let got = server.wait_for_line(deadline, parse_ready_path).unwrap();
+            assert_eq!(&got, path);
+            0
+        }
+        _ => server.wait_for_line(deadline, parse_ready_line).unwrap(),
+    };
     (server, port)
+}
+
+/// A socket path under the temporary directory, removed when dropped.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(tag: &str) -> TempPath {
+        let p = std::env::temp_dir().join(format!(
+            "asyncnet-bench-test-{}-{tag}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&p);
+        TempPath(p)
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -81,4 +113,128 @@ fn echo_tokio_echoes() {
 #[test]
 fn echo_asyncnet_echoes() {
     check_echo(env!("CARGO_BIN_EXE_echo_asyncnet"));
+}
+
+fn unix_connect(path: &Path) -> UnixStream {
+    let s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn check_unix_echo(bin: &str, tag: &str) {
+    let path = TempPath::new(tag);
+    let (mut server, _) = start_on(bin, &Listen::Unix(path.0.clone()));
+
+    let mut conns: Vec<UnixStream> = (0..5).map(|_| unix_connect(&path.0)).collect();
+    for round in 0..20u8 {
+        for (i, c) in conns.iter_mut().enumerate() {
+            let msg = [b'a' + (i as u8 + round) % 26; 64];
+            c.write_all(&msg).unwrap();
+            let mut back = [0u8; 64];
+            c.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg);
+        }
+    }
+
+    // A large payload, so the server's writes block and must resume.
+    let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut c = unix_connect(&path.0);
+    let mut w = c.try_clone().unwrap();
+    let data = payload.clone();
+    let writer = thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).unwrap();
+    writer.join().unwrap();
+    assert!(
+        back == payload,
+        "echoed {} of {} bytes, or different",
+        back.len(),
+        payload.len()
+    );
+
+    drop(conns);
+    let mut c = unix_connect(&path.0);
+    c.write_all(b"still there\n").unwrap();
+    let mut back = [0u8; 12];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"still there\n");
+    assert!(server.try_wait().unwrap().is_none(), "{bin} exited");
+}
+
+fn check_udp_echo(bin: &str) {
+    let (mut server, port) = start_on(bin, &Listen::Udp(0));
+    let socks: Vec<UdpSocket> = (0..4)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        })
+        .collect();
+    let mut buf = [0u8; 2048];
+    for round in 0..20u8 {
+        // Several datagrams in flight at once, one per socket, then their
+        // echoes, each to its own sender.
+        for (i, s) in socks.iter().enumerate() {
+            let msg = [b'a' + (i as u8 + round) % 26; 64];
+            s.send_to(&msg, ("127.0.0.1", port)).unwrap();
+        }
+        for (i, s) in socks.iter().enumerate() {
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(from.port(), port);
+            assert_eq!(&buf[..n], &[b'a' + (i as u8 + round) % 26; 64]);
+        }
+    }
+    // Sizes from empty to larger than the loadgen's, whole each time.
+    for size in [0usize, 1, 9, 1000, 1472] {
+        let msg: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        socks[0].send_to(&msg, ("127.0.0.1", port)).unwrap();
+        let (n, _) = socks[0].recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &msg[..], "size {size}");
+    }
+    // A sender that went away before its echo must not take the server
+    // down (on Linux its echo draws an ICMP error).
+    let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    gone.send_to(b"bye", ("127.0.0.1", port)).unwrap();
+    drop(gone);
+    thread::sleep(Duration::from_millis(50));
+    socks[1]
+        .send_to(b"still there", ("127.0.0.1", port))
+        .unwrap();
+    let (n, _) = socks[1].recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"still there");
+    assert!(server.try_wait().unwrap().is_none(), "{bin} exited");
+}
+
+#[test]
+fn echo_tokio_echoes_unix() {
+    check_unix_echo(env!("CARGO_BIN_EXE_echo_tokio"), "tokio");
+}
+
+#[test]
+fn echo_asyncnet_echoes_unix() {
+    check_unix_echo(env!("CARGO_BIN_EXE_echo_asyncnet"), "asyncnet");
+}
+
+#[test]
+fn echo_tokio_echoes_udp() {
+    check_udp_echo(env!("CARGO_BIN_EXE_echo_tokio"));
+}
+
+#[test]
+fn echo_asyncnet_echoes_udp() {
+    check_udp_echo(env!("CARGO_BIN_EXE_echo_asyncnet"));
+}
+
+#[test]
+fn asyncnet_refuses_lines_over_udp() {
+    let bin = env!("CARGO_BIN_EXE_echo_asyncnet");
+    let out = std::process::Command::new(bin)
+        .args(["--lines", "--udp", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

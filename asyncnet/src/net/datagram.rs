@@ -16,7 +16,7 @@ use std::task::{ready, Context, Poll};
 use socket2::SockAddr;
 
 use super::options::Flags;
-use super::socket::{addr_text, AsyncSocket};
+use super::socket::{addr_text, addr_text_into, AsyncSocket};
 use crate::driver::{Direction, SCRATCH_SIZE};
 use crate::{error, sys};
 
@@ -189,14 +189,37 @@ impl AsyncSocket {
         self.require_datagram("recv_from_into")?;
         let (n, cut, from) =
             poll_fn(|cx| self.poll_recv_datagram(cx, data, Flags::default())).await?;
-        let (text, p) = addr_text(&from)?;
-        address.clear();
-        address.push_str(&text);
-        *port = p;
+        *port = addr_text_into(&from, address)?;
         if cut {
-            return Err(error::truncated(Vec::new(), text, p));
+            return Err(error::truncated(Vec::new(), address.clone(), *port));
         }
         Ok(n)
+    }
+
+    /// Receive one datagram into `data` and return its length and sender, typed: the
+    /// allocation-free form for IP sockets, to pair with
+    /// [`send_to_addr`](AsyncSocket::send_to_addr) in a hot loop.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_from`](AsyncSocket::recv_from); `InvalidInput` if the sender has no IP
+    /// address (a Unix socket: use [`recv_from_into`](AsyncSocket::recv_from_into)).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`recv_from`](AsyncSocket::recv_from).
+    pub async fn recv_from_addr(&self, data: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.require_datagram("recv_from_addr")?;
+        let (n, cut, from) =
+            poll_fn(|cx| self.poll_recv_datagram(cx, data, Flags::default())).await?;
+        let from_ip = from.as_socket().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "the sender has no IP address")
+        })?;
+        if cut {
+            let (address, port) = addr_text(&from)?;
+            return Err(error::truncated(Vec::new(), address, port));
+        }
+        Ok((n, from_ip))
     }
 
     fn require_datagram(&self, what: &str) -> io::Result<()> {

@@ -597,17 +597,27 @@ fn ip_addr(a: SockAddr) -> io::Result<SocketAddr> {
 /// The text form of an address: IPv4-mapped IPv6 shown as IPv4; for Unix sockets the path
 /// (`""` when unnamed, `@name` for an abstract name) and port 0.
 pub(crate) fn addr_text(a: &SockAddr) -> io::Result<(String, u16)> {
+    let mut text = String::new();
+    let port = addr_text_into(a, &mut text)?;
+    Ok((text, port))
+}
+
+/// [`addr_text`] into a caller's string (cleared first; no allocation once it has grown).
+pub(crate) fn addr_text_into(a: &SockAddr, out: &mut String) -> io::Result<u16> {
+    use std::fmt::Write;
+    out.clear();
     if let Some(ip) = a.as_socket() {
-        return Ok((ip.ip().to_canonical().to_string(), ip.port()));
+        let _ = write!(out, "{}", ip.ip().to_canonical());
+        return Ok(ip.port());
     }
     if a.domain() == Domain::UNIX {
         if let Some(path) = a.as_pathname() {
-            return Ok((path.to_string_lossy().into_owned(), 0));
+            out.push_str(&path.to_string_lossy());
+        } else if let Some(name) = a.as_abstract_namespace() {
+            out.push('@');
+            out.push_str(&String::from_utf8_lossy(name));
         }
-        if let Some(name) = a.as_abstract_namespace() {
-            return Ok((format!("@{}", String::from_utf8_lossy(name)), 0));
-        }
-        return Ok((String::new(), 0));
+        return Ok(0);
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,

@@ -1,7 +1,9 @@
 //! Our echo server: asyncnet's event loop, one spawned task per connection.
 //!
-//! Usage: `echo_asyncnet [--lines] [PORT]` (0 or absent: any free port).
-//! Prints `listening on 127.0.0.1:PORT` once it accepts connections.
+//! Usage: `echo_asyncnet [--lines] [PORT]` (0 or absent: any free port),
+//! `echo_asyncnet --udp [PORT]`, `echo_asyncnet [--lines] --unix PATH`.
+//! Prints `listening on 127.0.0.1:PORT` (Unix: `listening on PATH`) once it
+//! is ready.
 //!
 //! * Default: a byte echo, like `echo_tokio`. The sockets are unbuffered,
 //!   because on a buffered socket `recv_into` (like Nim's `recvInto`) waits
@@ -10,11 +12,16 @@
 //! * `--lines`: the way a Nim user writes it: buffered sockets, `recv_line`,
 //!   then `send` of the line and `"\n"`. Only for newline-terminated input
 //!   (the load generator's messages are).
+//! * `--unix PATH`: the same over a Unix stream socket bound at `PATH`
+//!   (which must not exist yet).
+//! * `--udp`: one socket, one task: `recv_from_addr` into a reused buffer, then
+//!   `send_to_addr` the datagram back to its sender (no allocation per datagram).
 
-use std::io::{self, Write};
+use std::io;
 use std::process::ExitCode;
 
-use asyncnet::{spawn, wait_for, AsyncSocket, SoBool};
+use asyncnet::{spawn, wait_for, AsyncSocket, Domain, SoBool, SockType};
+use asyncnet_bench::{say_ready, Listen};
 
 /// Same buffer size as `echo_tokio`.
 const BUF_SIZE: usize = 4096;
@@ -49,21 +56,32 @@ async fn echo_lines(client: AsyncSocket) {
     client.close();
 }
 
-async fn serve(port: u16, lines: bool) -> io::Result<()> {
-    let server = AsyncSocket::builder().buffered(lines).build()?;
-    server.set_sock_opt(SoBool::ReuseAddr, true)?;
-    server.bind_addr(port, "127.0.0.1")?;
+async fn serve_stream(listen: &Listen, lines: bool) -> io::Result<()> {
+    let builder = AsyncSocket::builder().buffered(lines);
+    let server = match listen {
+        Listen::Unix(path) => {
+            let server = builder.domain(Domain::UNIX).build()?;
+            server.bind_unix(path)?;
+            server
+        }
+        Listen::Tcp(port) => {
+            let server = builder.build()?;
+            server.set_sock_opt(SoBool::ReuseAddr, true)?;
+            server.bind_addr(*port, "127.0.0.1")?;
+            server
+        }
+        Listen::Udp(_) => unreachable!("UDP is served by serve_udp"),
+    };
     server.listen()?;
-    let (_, port) = server.local_addr()?;
-    {
-        let mut out = io::stdout().lock();
-        writeln!(out, "{}127.0.0.1:{port}", asyncnet_bench::READY_PREFIX)?;
-        out.flush()?;
-    }
+    let tcp = matches!(listen, Listen::Tcp(_));
+    let port = if tcp { server.local_addr()?.1 } else { 0 };
+    say_ready(listen, port)?;
     loop {
         // Accepted sockets are buffered if the listener is.
         let client = server.accept().await?;
-        client.set_sock_opt(SoBool::NoDelay, true)?;
+        if tcp {
+            client.set_sock_opt(SoBool::NoDelay, true)?;
+        }
         // Detached: each task ends with its connection and never fails.
         if lines {
             drop(spawn(echo_lines(client)));
@@ -73,15 +91,52 @@ async fn serve(port: u16, lines: bool) -> io::Result<()> {
     }
 }
 
+/// Errors a UDP socket may report for an earlier datagram (an ICMP error
+/// from a client that went away): not the server's problem.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn serve_udp(port: u16) -> io::Result<()> {
+    let socket = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    socket.bind_addr(port, "127.0.0.1")?;
+    say_ready(&Listen::Udp(port), socket.local_addr()?.1)?;
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        let (n, from) = match socket.recv_from_addr(&mut buf).await {
+            Ok(got) => got,
+            // Too large for the buffer: a client bug, not worth dying for.
+            Err(e) if transient(&e) || e.kind() == io::ErrorKind::InvalidData => continue,
+            Err(e) => return Err(e),
+        };
+        match socket.send_to_addr(from, &buf[..n]).await {
+            Ok(()) => {}
+            Err(e) if transient(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let ([lines], port) = match asyncnet_bench::server_args(["lines"]) {
+    let ([lines], listen) = match asyncnet_bench::server_args(["lines"]) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("echo_asyncnet: {e}");
             return ExitCode::from(2);
         }
     };
-    match wait_for(serve(port, lines)) {
+    let served = match &listen {
+        Listen::Udp(_) if lines => {
+            eprintln!("echo_asyncnet: --lines is for stream sockets, not --udp");
+            return ExitCode::from(2);
+        }
+        Listen::Udp(port) => wait_for(serve_udp(*port)),
+        _ => wait_for(serve_stream(&listen, lines)),
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("echo_asyncnet: {e}");

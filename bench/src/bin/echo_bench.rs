@@ -5,7 +5,8 @@
 //! server pinned to one CPU, wait for its ready line, run `loadgen` pinned
 //! to another CPU, sample both processes' CPU time at the start and end of
 //! the measured window, kill the server. Then print the medians per peer
-//! and the ratios against the baseline peer.
+//! and the ratios against the baseline peer. `--workload` picks TCP echo
+//! (default), UDP echo, Unix stream echo, or all three in turn.
 
 use std::process::ExitCode;
 
@@ -14,15 +15,16 @@ use asyncnet_bench::child::taskset_available;
 use asyncnet_bench::peers;
 use asyncnet_bench::procstat::clock_ticks_per_sec;
 use asyncnet_bench::report;
-use asyncnet_bench::workload::{self, RoundConfig};
+use asyncnet_bench::workload::{self, RoundConfig, Workload};
 
 const USAGE: &str = "\
 usage: echo_bench [options]
+  --workload W      echo (TCP), udp, unix (Unix stream), or all (default echo)
   --rounds N        interleaved rounds per peer (default 3)
   --secs S          measured window per round, seconds (default 5)
   --warmup S        warm-up before each window, seconds (default 1)
-  --conns N         connections (default 50)
-  --size N          bytes per message (default 64)
+  --conns N         connections, UDP: sockets (default 50, udp 32)
+  --size N          bytes per message or datagram (default 64)
   --peers A,B       servers to compare, in order (default asyncnet,tokio)
   --baseline NAME   peer the ratios are against (default tokio)
   --server-cpu N    CPU for the servers (default 0)
@@ -35,10 +37,15 @@ fn run() -> Result<(), String> {
         println!("{USAGE}");
         return Ok(());
     }
+    let workload_arg = args.take("workload", "echo".to_string())?;
     let rounds: usize = args.take("rounds", 3)?;
     let secs: f64 = args.take("secs", 5.0)?;
     let warmup: f64 = args.take("warmup", 1.0)?;
-    let conns: usize = args.take("conns", 50)?;
+    let conns: Option<usize> = args
+        .take_str("conns")?
+        .map(|c| c.parse())
+        .transpose()
+        .map_err(|_| "invalid value for --conns")?;
     let size: usize = args.take("size", 64)?;
     let peer_list = args.take("peers", "asyncnet,tokio".to_string())?;
     let baseline = args.take("baseline", "tokio".to_string())?;
@@ -46,9 +53,29 @@ fn run() -> Result<(), String> {
     let loadgen_cpu: usize = args.take("loadgen-cpu", 1)?;
     let no_pin = args.take_flag("no-pin");
     args.finish()?;
-    if rounds == 0 || conns == 0 || size == 0 {
+    if rounds == 0 || conns == Some(0) || size == 0 {
         return Err("--rounds, --conns and --size must be at least 1".into());
     }
+    let names_w: Vec<&str> = match workload_arg.as_str() {
+        "all" => workload::NAMES.to_vec(),
+        w if workload::NAMES.contains(&w) => vec![w],
+        w => {
+            return Err(format!(
+                "unknown workload {w:?} (known: {}, all)",
+                workload::NAMES.join(", ")
+            ))
+        }
+    };
+    if names_w.contains(&"udp") && size < 9 {
+        return Err("--size must be at least 9 for udp (sequence number and newline)".into());
+    }
+    let works: Vec<Workload> = names_w
+        .iter()
+        .map(|w| {
+            let n = conns.unwrap_or_else(|| workload::default_conns(w));
+            workload::by_name(w, size, n).expect("a known workload")
+        })
+        .collect();
     if !(secs > 0.0 && secs <= 3600.0 && (0.0..=3600.0).contains(&warmup)) {
         return Err("--secs must be in (0, 3600] and --warmup in [0, 3600]".into());
     }
@@ -78,18 +105,54 @@ fn run() -> Result<(), String> {
         server_cpu: pinned.then_some(server_cpu),
         loadgen_cpu: pinned.then_some(loadgen_cpu),
     };
-    let work = workload::echo_pingpong(size, conns);
+    let pin_note = if pinned {
+        format!("server on CPU {server_cpu}, loadgen on CPU {loadgen_cpu}")
+    } else {
+        "unpinned".to_string()
+    };
     let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
-
-    println!("{}, on 127.0.0.1", work.describe);
-    println!(
-        "{rounds} interleaved rounds of {} ({secs} s measured after {warmup} s warm-up); {}",
-        names.join(", "),
-        if pinned {
-            format!("server on CPU {server_cpu}, loadgen on CPU {loadgen_cpu}")
-        } else {
-            "unpinned".to_string()
+    let mut ratios = Vec::new();
+    for (i, work) in works.iter().enumerate() {
+        if i > 0 {
+            println!();
         }
+        let summaries = run_workload(work, &peers, &names, rounds, &cfg, &pin_note, &baseline)?;
+        ratios.push((work.name.clone(), summaries));
+    }
+    if ratios.len() > 1 {
+        println!();
+        println!("ratios against {baseline}, per workload (round trips/s: higher is better; server CPU per round trip: lower is better):");
+        for (w, summaries) in &ratios {
+            print!("{}", report::ratio_lines(summaries, &baseline, Some(w)));
+        }
+    }
+    Ok(())
+}
+
+/// All rounds of one workload, printed as they come, then its medians and
+/// ratios.
+fn run_workload(
+    work: &Workload,
+    peers: &[peers::Peer],
+    names: &[String],
+    rounds: usize,
+    cfg: &RoundConfig,
+    pin_note: &str,
+    baseline: &str,
+) -> Result<Vec<report::Summary>, String> {
+    println!(
+        "{}, on {}",
+        work.describe,
+        match work.transport {
+            workload::Transport::Unix => "a socket under /tmp",
+            _ => "127.0.0.1",
+        }
+    );
+    println!(
+        "{rounds} interleaved rounds of {} ({} s measured after {} s warm-up); {pin_note}",
+        names.join(", "),
+        cfg.secs,
+        cfg.warmup,
     );
     println!(
         "CPU times from /proc/PID/stat ({} ticks/s) over the measured window",
@@ -101,9 +164,9 @@ fn run() -> Result<(), String> {
     let mut results = Vec::new();
     let mut warnings = 0;
     for round in 1..=rounds {
-        for peer in &peers {
-            let r = workload::run_round(peer, &work, &cfg)
-                .map_err(|e| format!("round {round}, peer {}: {e}", peer.name))?;
+        for peer in peers {
+            let r = workload::run_round(peer, work, cfg)
+                .map_err(|e| format!("{} round {round}, peer {}: {e}", work.name, peer.name))?;
             println!("{}", report::round_row(round, &r));
             let ws = r.warnings();
             for w in &ws {
@@ -115,15 +178,13 @@ fn run() -> Result<(), String> {
     }
 
     println!();
-    println!("medians over {rounds} rounds:");
-    print!(
-        "{}",
-        report::summary_table(&report::summarize(&results, &names), &baseline)
-    );
+    println!("medians over {rounds} rounds ({}):", work.name);
+    let summaries = report::summarize(&results, names);
+    print!("{}", report::summary_table(&summaries, baseline));
     if warnings > 0 {
         println!("{warnings} round(s) had warnings (see above): treat their figures with care");
     }
-    Ok(())
+    Ok(summaries)
 }
 
 fn main() -> ExitCode {

@@ -4,8 +4,15 @@
 //! ```text
 //! measure-start                      (the measured window begins)
 //! measure-end                        (it ends)
-//! result workload=echo conns=50 size=64 round_trips=N secs=S rps=R mean_us=M p50_us=A p99_us=B max_us=C idle_conns=I conn_min=X conn_max=Y
+//! result workload=echo conns=50 size=64 round_trips=N secs=S rps=R mean_us=M p50_us=A p99_us=B max_us=C idle_conns=I conn_min=X conn_max=Y lost=L
 //! ```
+//!
+//! Workloads: `echo` (TCP on 127.0.0.1:`--port`), `unix` (Unix stream
+//! socket at `--path`), both a ping-pong of `--conns` connections (default
+//! 50); `udp` (127.0.0.1:`--port`), `--conns` sockets (default 32) each with
+//! one datagram in flight, resent after `--resend-ms` (default 100) without
+//! an echo; `lost` counts those resends in the window (always 0 for the
+//! stream workloads).
 //!
 //! `idle_conns` counts connections that completed no round trip in the
 //! window; `conn_min`/`conn_max` are the fewest/most round trips one
@@ -19,10 +26,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use asyncnet_bench::args::Args;
-use asyncnet_bench::loadgen::{self, Phase, PingPong, Report};
+use asyncnet_bench::loadgen::{self, Phase, PingPong, Report, Target, UdpEcho};
+use asyncnet_bench::workload::default_conns;
 
-const USAGE: &str =
-    "usage: loadgen --port PORT [--workload echo] [--conns 50] [--size 64] [--secs 5] [--warmup 1]";
+const USAGE: &str = "\
+usage: loadgen [--workload echo|udp] --port PORT [options]
+       loadgen --workload unix --path PATH [options]
+options: [--conns 50 (udp: 32)] [--size 64] [--secs 5] [--warmup 1] [--resend-ms 100 (udp)]";
 
 fn say(line: &str) {
     let mut out = io::stdout().lock();
@@ -40,18 +50,25 @@ fn run() -> Result<(), String> {
         println!("{USAGE}");
         return Ok(());
     }
-    let port: u16 = args
-        .take_str("port")?
-        .ok_or("--port is required")?
-        .parse()
-        .map_err(|_| "invalid --port")?;
     let workload = args.take("workload", "echo".to_string())?;
-    let conns = args.take("conns", 50usize)?;
+    let port = args.take_str("port")?;
+    let path = args.take_str("path")?;
+    let conns = args.take("conns", default_conns(&workload))?;
     let size = args.take("size", 64usize)?;
     let secs_v = args.take("secs", 5.0f64)?;
     let warmup_v = args.take("warmup", 1.0f64)?;
+    let resend_ms = args.take("resend-ms", 100u64)?;
     args.finish()?;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let warmup = secs(warmup_v, "warmup")?;
+    let secs = secs(secs_v, "secs")?;
+    let addr = || -> Result<SocketAddr, String> {
+        let port: u16 = port
+            .as_deref()
+            .ok_or("--port is required")?
+            .parse()
+            .map_err(|_| "invalid --port")?;
+        Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    };
 
     let on_phase = |p: Phase| {
         say(match p {
@@ -60,24 +77,45 @@ fn run() -> Result<(), String> {
         })
     };
     let report: Report = match workload.as_str() {
-        "echo" => {
+        "echo" | "unix" => {
+            let target = if workload == "echo" {
+                Target::Tcp(addr()?)
+            } else {
+                Target::Unix(path.ok_or("--path is required for --workload unix")?.into())
+            };
             let cfg = PingPong {
-                addr,
+                target,
                 conns,
                 size,
-                warmup: secs(warmup_v, "warmup")?,
-                secs: secs(secs_v, "secs")?,
+                warmup,
+                secs,
             };
-            loadgen::echo_pingpong(&cfg, on_phase).map_err(|e| format!("echo workload: {e}"))?
+            loadgen::echo_pingpong(&cfg, on_phase)
         }
-        other => return Err(format!("unknown workload {other:?} (known: echo)")),
-    };
+        "udp" => {
+            let cfg = UdpEcho {
+                addr: addr()?,
+                socks: conns,
+                size,
+                resend_after: Duration::from_millis(resend_ms),
+                warmup,
+                secs,
+            };
+            loadgen::udp_echo(&cfg, on_phase)
+        }
+        other => {
+            return Err(format!(
+                "unknown workload {other:?} (known: echo, udp, unix)"
+            ))
+        }
+    }
+    .map_err(|e| format!("{workload} workload: {e}"))?;
     let h = &report.latency_ns;
     let conn_min = report.per_conn.iter().min().copied().unwrap_or(0);
     let conn_max = report.per_conn.iter().max().copied().unwrap_or(0);
     say(&format!(
         "result workload={workload} conns={conns} size={size} round_trips={} secs={:.6} rps={:.1} \
-         mean_us={:.1} p50_us={:.1} p99_us={:.1} max_us={:.1} idle_conns={} conn_min={conn_min} conn_max={conn_max}",
+         mean_us={:.1} p50_us={:.1} p99_us={:.1} max_us={:.1} idle_conns={} conn_min={conn_min} conn_max={conn_max} lost={}",
         report.round_trips,
         report.window.as_secs_f64(),
         report.per_sec(),
@@ -86,6 +124,7 @@ fn run() -> Result<(), String> {
         h.quantile(0.99) as f64 / 1e3,
         h.max() as f64 / 1e3,
         report.idle_conns(),
+        report.lost,
     ));
     Ok(())
 }
