@@ -18,20 +18,23 @@ use crate::error;
 /// The most a buffered read asks for in one system call.
 const MAX_CHUNK: usize = 4 * 1024 * 1024;
 
-/// What a failed read means under `flags`: with `SAFE_DISCONN`, a disconnection is the end of
-/// the stream.
-enum ReadErr {
-    Eof,
-    Fail(io::Error),
-}
-
 impl AsyncSocket {
-    fn classify(&self, e: io::Error, flags: Flags) -> ReadErr {
-        if flags.contains(Flags::SAFE_DISCONN) && crate::sys::is_disconnect(&e) {
-            self.inner.read_eof.set(true);
-            ReadErr::Eof
-        } else {
-            ReadErr::Fail(e)
+    /// Book a read's result. Data: its length. End of stream (0 bytes, or a disconnection
+    /// under `SAFE_DISCONN`): recorded, and 0. `WouldBlock`: 0 (readiness is already cleared,
+    /// so the caller's loop waits). Any other error is returned.
+    fn settle(&self, r: io::Result<usize>, flags: Flags) -> io::Result<usize> {
+        match r {
+            Ok(0) => {
+                self.inner.read_eof.set(true);
+                Ok(0)
+            }
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) if flags.contains(Flags::SAFE_DISCONN) && crate::sys::is_disconnect(&e) => {
+                self.inner.read_eof.set(true);
+                Ok(0)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -290,14 +293,9 @@ impl AsyncSocket {
                 if !inner.io.is_ready(Direction::Read) {
                     ready!(self.poll_readable(cx))?;
                 }
-                match self.raw_read(buf, peek) {
-                    Ok(0) => inner.read_eof.set(true),
-                    Ok(n) => return Poll::Ready(Ok(n)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => match self.classify(e, flags) {
-                        ReadErr::Eof => {}
-                        ReadErr::Fail(e) => return Poll::Ready(Err(e)),
-                    },
+                match self.settle(self.raw_read(buf, peek), flags)? {
+                    0 => {}
+                    n => return Poll::Ready(Ok(n)),
                 }
             }
         }
@@ -314,17 +312,12 @@ impl AsyncSocket {
                     }
                 }
             }
-            match self.raw_read(&mut buf[filled..], false) {
-                Ok(0) => inner.read_eof.set(true),
+            match self.settle(self.raw_read(&mut buf[filled..], false), flags) {
                 Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => match self.classify(e, flags) {
-                    ReadErr::Eof => {}
-                    ReadErr::Fail(e) => {
-                        inner.rbuf.borrow_mut().unread_front(buf[..filled].to_vec());
-                        return Poll::Ready(Err(e));
-                    }
-                },
+                Err(e) => {
+                    inner.rbuf.borrow_mut().unread_front(buf[..filled].to_vec());
+                    return Poll::Ready(Err(e));
+                }
             }
         }
         Poll::Ready(Ok(filled))
@@ -392,17 +385,9 @@ impl AsyncSocket {
             out.resize(start + chunk, 0);
             let r = self.raw_read(&mut out[start..], false);
             out.truncate(start + *r.as_ref().unwrap_or(&0));
-            match r {
-                Ok(0) => inner.read_eof.set(true),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => match self.classify(e, flags) {
-                    ReadErr::Eof => {}
-                    ReadErr::Fail(e) => {
-                        inner.rbuf.borrow_mut().unread_front(out);
-                        return Poll::Ready(Err(e));
-                    }
-                },
+            if let Err(e) = self.settle(r, flags) {
+                inner.rbuf.borrow_mut().unread_front(out);
+                return Poll::Ready(Err(e));
             }
         }
         Poll::Ready(Ok(out))
@@ -424,15 +409,7 @@ impl AsyncSocket {
                 .rbuf
                 .borrow_mut()
                 .fill_from(chunk, |b| self.raw_read(b, false));
-            match r {
-                Ok(0) => inner.read_eof.set(true),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => match self.classify(e, flags) {
-                    ReadErr::Eof => {}
-                    ReadErr::Fail(e) => return Poll::Ready(Err(e)),
-                },
-            }
+            self.settle(r, flags)?;
         }
     }
 
@@ -525,15 +502,7 @@ impl AsyncSocket {
                 }
                 r
             };
-            match r {
-                Ok(0) => inner.read_eof.set(true),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => match self.classify(e, flags) {
-                    ReadErr::Eof => {}
-                    ReadErr::Fail(e) => return Poll::Ready(Err(e)),
-                },
-            }
+            self.settle(r, flags)?;
         }
     }
 
@@ -565,12 +534,8 @@ impl AsyncSocket {
                 self.raw_read(&mut view[have..], true)
             };
             let n = match r {
-                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => match self.classify(e, flags) {
-                    ReadErr::Eof => 0,
-                    ReadErr::Fail(e) => return Poll::Ready(Err(e)),
-                },
+                other => self.settle(other, flags)?,
             };
             view.truncate(have + n);
             let filled = n == want;
