@@ -610,7 +610,8 @@ pub(crate) fn addr_text_into(a: &SockAddr, out: &mut String) -> io::Result<u16> 
         let _ = write!(out, "{}", ip.ip().to_canonical());
         return Ok(ip.port());
     }
-    if a.domain() == Domain::UNIX {
+    // An unnamed Unix peer comes back from the kernel as an empty address: no family at all.
+    if a.domain() == Domain::UNIX || a.family() == libc::AF_UNSPEC as libc::sa_family_t {
         if let Some(path) = a.as_pathname() {
             out.push_str(&path.to_string_lossy());
         } else if let Some(name) = a.as_abstract_namespace() {

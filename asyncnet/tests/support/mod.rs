@@ -323,3 +323,56 @@ pub fn raise_nofile_limit(want: libc::rlim_t) -> libc::rlim_t {
     }
     lim.rlim_cur
 }
+
+/// A datagram (UDP) socket of `family`, not bound.
+pub fn udp_socket(family: Family) -> io::Result<AsyncSocket> {
+    AsyncSocket::builder()
+        .domain(family.domain())
+        .sock_type(asyncnet::SockType::DGRAM)
+        .build()
+}
+
+/// A UDP socket bound to the loopback of `family`, port chosen by the OS.
+pub fn udp_bound(family: Family) -> io::Result<AsyncSocket> {
+    let s = udp_socket(family)?;
+    s.bind_addr(0, family.loopback())?;
+    Ok(s)
+}
+
+/// A Unix socket (`SOCK_STREAM` or `SOCK_DGRAM`), buffered.
+pub fn unix_socket(sock_type: asyncnet::SockType) -> io::Result<AsyncSocket> {
+    AsyncSocket::builder()
+        .domain(Domain::UNIX)
+        .sock_type(sock_type)
+        .build()
+}
+
+/// A unique path for a Unix socket under the temporary directory (process id and a counter
+/// in its name), not created; whatever is there is removed when this is dropped.
+pub struct TempSocketPath(std::path::PathBuf);
+
+impl TempSocketPath {
+    pub fn new(tag: &str) -> TempSocketPath {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("asyncnet-{}-{n}-{tag}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempSocketPath(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path as `local_addr` shows it.
+    pub fn text(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempSocketPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
