@@ -564,6 +564,14 @@ impl Drop for Inner {
         // leave the poller before the descriptor closes.
         if let (Some(conn), Some(socket)) = (self.tls.get_mut(), self.socket.get_mut()) {
             if !conn.is_handshaking() {
+                // Take unread records first (see `tls_close_notify`): unread bytes at close
+                // make the kernel send a reset instead of our last records.
+                for _ in 0..64 {
+                    match conn.read_tls(&mut crate::tls::Wire(socket)) {
+                        Ok(n) if n > 0 && conn.process_new_packets().is_ok() => {}
+                        _ => break,
+                    }
+                }
                 conn.send_close_notify();
                 let _ = conn.write_tls(&mut crate::tls::Wire(socket));
             }

@@ -59,6 +59,10 @@ impl Write for Wire<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.send_with_flags(buf, sys::SEND_FLAGS)
     }
+    /// rustls hands over all its queued records at once: one `sendmsg` for them all.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.send_vectored_with_flags(bufs, sys::SEND_FLAGS)
+    }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -311,8 +315,13 @@ impl AsyncSocket {
                 }
             }
             Err(e) => {
-                // Tell the peer why (the alert is queued by rustls), then fail.
-                let _ = conn.write_tls(&mut Wire(&socket));
+                // Tell the peer why (rustls queued the alert behind any earlier records),
+                // then fail.
+                while conn.wants_write() {
+                    if conn.write_tls(&mut Wire(&socket)).is_err() {
+                        break;
+                    }
+                }
                 return Err(tls_error(e));
             }
         }
@@ -354,7 +363,16 @@ impl AsyncSocket {
             let r = {
                 let mut tls = self.inner.tls.borrow_mut();
                 let conn = tls.as_mut().ok_or_else(no_session)?;
-                conn.reader().read(buf)
+                let r = conn.reader().read(buf);
+                if r.is_ok() {
+                    // How much plaintext is left (no I/O; an error here is sticky in rustls
+                    // and comes back from the next read).
+                    let left = conn
+                        .process_new_packets()
+                        .map_or(0, |st| st.plaintext_bytes_to_read());
+                    self.inner.tls_plain.set(left > 0);
+                }
+                r
             };
             match r {
                 Ok(n) => return Ok(n),
@@ -370,8 +388,19 @@ impl AsyncSocket {
                 Err(e) => return Err(e),
             }
             // No plaintext: more records are needed. At end of stream, rustls decides above
-            // whether it was clean.
-            self.read_records()?;
+            // whether it was clean. A reset is never a clean end on TLS, whatever the flags:
+            // anyone on the path can forge one to cut the stream.
+            match self.read_records() {
+                Err(e) if sys::is_disconnect(&e) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the TLS connection was reset before close_notify ({e}): the data may be truncated"),
+                    ))
+                }
+                r => {
+                    r?;
+                }
+            }
         }
     }
 
@@ -421,7 +450,17 @@ impl AsyncSocket {
     }
 
     /// Send close_notify if the kernel takes it now (used by `close`).
+    ///
+    /// Records the peer sent that nobody read (TLS 1.3 session tickets, typically) are taken
+    /// from the kernel first: closing a socket with unread bytes makes the kernel answer with
+    /// a reset, which would destroy our last records and the close_notify on their way.
     pub(crate) fn tls_close_notify(&self) {
+        for _ in 0..64 {
+            match self.read_records() {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
         let done = {
             let mut tls = self.inner.tls.borrow_mut();
             match tls.as_mut() {
