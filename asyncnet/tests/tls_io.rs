@@ -638,3 +638,21 @@ fn a_dropped_send_still_delivers_the_whole_message_over_tls() {
         Ok(())
     })
 }
+
+#[test]
+fn shutdown_write_sends_close_notify_so_the_peer_sees_a_clean_end_and_can_still_answer() {
+    let pki = Pki::new();
+    run(async {
+        let (client, server) = tls_pair(&pki).await?;
+        client.send("last words\n").await?;
+        client.shutdown_write()?;
+        // Flags::NONE: a reset or a missing close_notify would be an error, not an end.
+        let line = server.recv_line_with(Flags::NONE, 100).await?;
+        assert_eq!(line.as_deref(), Some("last words"));
+        assert_eq!(server.recv_line_with(Flags::NONE, 100).await?, None);
+        // Half-closed: the other direction still works.
+        server.send("reply\n").await?;
+        assert_eq!(client.recv_line().await?.as_deref(), Some("reply"));
+        Ok(())
+    })
+}

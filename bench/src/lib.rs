@@ -12,6 +12,8 @@
 //! * [`peers`]: the servers under comparison.
 //! * [`workload`]: what the load generator does, and one measured round of it.
 //! * [`report`]: the table printed at the end.
+//! * [`tls`]: the TLS benchmark (`tls_bench`): certificates, its load
+//!   generator (mio + rustls) and its runner.
 //!
 //! Every server ("peer") follows the same contract: it takes what to listen
 //! on as its last arguments ([`Listen`]: `PORT` for TCP on 127.0.0.1,
@@ -31,6 +33,7 @@ pub mod peers;
 pub mod procstat;
 pub mod report;
 pub mod stats;
+pub mod tls;
 pub mod workload;
 
 /// The line every server prints on stdout once it is ready, followed by

@@ -103,6 +103,12 @@ impl AsyncWrite for AsyncSocket {
     /// Flush, then shut down the writing half (the socket stays open for reading).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_flush_all(cx))?;
+        if !self.inner.write_shut.get() {
+            // TLS: close_notify before the end of the stream (queued once, flushed below).
+            self.inner.write_shut.set(true);
+            self.tls_send_close_notify();
+        }
+        ready!(self.poll_tls_flush(cx))?;
         Poll::Ready(self.socket()?.shutdown(std::net::Shutdown::Write))
     }
 }

@@ -432,7 +432,7 @@ impl AsyncSocket {
     }
 
     /// Shut down the writing half (`shutdown(SHUT_WR)`): the peer reads end-of-stream once it
-    /// has the bytes sent before. Bytes still queued by a dropped `send` are flushed first if
+    /// has the bytes sent before (on TLS, close_notify goes first, if the kernel takes it). Bytes still queued by a dropped `send` are flushed first if
     /// the kernel takes them at once.
     ///
     /// # Errors
@@ -449,6 +449,9 @@ impl AsyncSocket {
             ));
         }
         self.inner.write_shut.set(true);
+        // On TLS the peer must read close_notify before the end of the stream, or it sees a
+        // truncation.
+        self.tls_send_close_notify();
         self.socket()?.shutdown(std::net::Shutdown::Write)
     }
 

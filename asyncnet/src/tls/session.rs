@@ -461,7 +461,13 @@ impl AsyncSocket {
                 _ => break,
             }
         }
-        let done = {
+        self.tls_send_close_notify();
+    }
+
+    /// Queue close_notify (once the handshake is done) and write what the kernel takes now;
+    /// `poll_tls_flush` writes the rest. Reading goes on (a half-close).
+    pub(crate) fn tls_send_close_notify(&self) {
+        let queued = {
             let mut tls = self.inner.tls.borrow_mut();
             match tls.as_mut() {
                 Some(conn) if !conn.is_handshaking() => {
@@ -471,7 +477,7 @@ impl AsyncSocket {
                 _ => false,
             }
         };
-        if done {
+        if queued {
             let _ = self.write_records();
         }
     }
