@@ -472,8 +472,9 @@ fn a_peer_closing_without_close_notify_is_reported_as_truncation() {
     run(async {
         let (client, server) = tls_pair(&pki).await?;
         client.send("whole line\ncut li").await?;
-        // The TCP stream ends with no close_notify.
-        client.shutdown_write()?;
+        // The TCP stream ends with no close_notify (behind the library's back:
+        // `shutdown_write` would send close_notify first).
+        tcp_shutdown_write(&client);
         assert_eq!(server.recv_line().await?.as_deref(), Some("whole line"));
         let r = server.recv_line().await;
         assert!(
@@ -486,11 +487,11 @@ fn a_peer_closing_without_close_notify_is_reported_as_truncation() {
         // recv: the same, distinguishable from the clean end above.
         let (client, server) = tls_pair(&pki).await?;
         client.send("12345").await?;
-        client.shutdown_write()?;
+        tcp_shutdown_write(&client);
         let r = server.recv(100).await;
         assert!(is_truncation(&r), "{r:?}");
         let (client, server) = tls_pair(&pki).await?;
-        client.shutdown_write()?;
+        tcp_shutdown_write(&client);
         let mut buf = [0u8; 8];
         let r = server.recv_into(&mut buf).await;
         assert!(is_truncation(&r), "{r:?}");
@@ -655,4 +656,41 @@ fn shutdown_write_sends_close_notify_so_the_peer_sees_a_clean_end_and_can_still_
         assert_eq!(client.recv_line().await?.as_deref(), Some("reply"));
         Ok(())
     })
+}
+
+#[test]
+fn close_with_the_kernel_full_still_delivers_close_notify_so_the_reader_sees_a_clean_end() {
+    let pki = Pki::new();
+    run(async {
+        let (client, server) = tls_pair(&pki).await?;
+        // Fill the path: the server does not read yet, so the client's send stalls with
+        // records queued in the TLS session and the kernel's buffers full.
+        let sender = client.clone();
+        let send = spawn(async move { sender.send(vec![7u8; 8 * 1024 * 1024]).await });
+        settle().await;
+        assert!(!send.is_finished(), "8 MiB fit into the kernel at once?");
+        client.close();
+        // The stalled send fails (its bytes can no longer leave) ...
+        assert!(send.await.is_err());
+        // ... and the reader gets what was written, then close_notify: a clean end, not a
+        // truncation (Flags::NONE: a reset would be an error too).
+        let mut total = 0usize;
+        loop {
+            let chunk = server.recv_with(64 * 1024, Flags::NONE).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            assert!(chunk.iter().all(|&b| b == 7));
+            total += chunk.len();
+        }
+        assert!(total > 0);
+        Ok(())
+    })
+}
+
+/// `shutdown(SHUT_WR)` on the descriptor itself: a TCP end with no TLS close_notify.
+fn tcp_shutdown_write(socket: &AsyncSocket) {
+    // SAFETY: the descriptor belongs to `socket`, which is open for the whole call.
+    let r = unsafe { libc::shutdown(socket.fd(), libc::SHUT_WR) };
+    assert_eq!(r, 0, "shutdown: {}", io::Error::last_os_error());
 }

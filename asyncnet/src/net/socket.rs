@@ -457,6 +457,9 @@ impl AsyncSocket {
 
     /// Close the socket (Nim's `close`). Idempotent.
     ///
+    /// On TLS, close_notify is sent first; if the kernel cannot take it at once, a background
+    /// task gives it up to one second, then closes the descriptor.
+    ///
     /// Every operation waiting on the socket (in any task) completes with an error of kind
     /// `NotConnected`; the descriptor leaves the poller before it is closed, so its number
     /// cannot be reused while still registered. Bytes that dropped `send` futures left
@@ -471,11 +474,13 @@ impl AsyncSocket {
         if !inner.wbuf.borrow().is_empty() {
             self.fail_queued(error::closed());
         }
-        self.tls_close_notify();
         let fd = inner.fd.replace(-1);
         inner.driver.deregister(&inner.io, fd);
         let socket = inner.socket.borrow_mut().take();
-        drop(socket);
+        let conn = inner.tls.borrow_mut().take();
+        if let (Some(socket), Some(conn)) = (socket, conn) {
+            crate::tls::close_session(&inner.driver, socket, conn);
+        }
         *inner.rbuf.borrow_mut() = ReadBuffer::default();
     }
 
@@ -563,24 +568,13 @@ impl AsyncSocket {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The last handle is gone: say goodbye on TLS (if the kernel takes it at once), then
-        // leave the poller before the descriptor closes.
-        if let (Some(conn), Some(socket)) = (self.tls.get_mut(), self.socket.get_mut()) {
-            if !conn.is_handshaking() {
-                // Take unread records first (see `tls_close_notify`): unread bytes at close
-                // make the kernel send a reset instead of our last records.
-                for _ in 0..64 {
-                    match conn.read_tls(&mut crate::tls::Wire(socket)) {
-                        Ok(n) if n > 0 && conn.process_new_packets().is_ok() => {}
-                        _ => break,
-                    }
-                }
-                conn.send_close_notify();
-                let _ = conn.write_tls(&mut crate::tls::Wire(socket));
-            }
-        }
+        // The last handle is gone: leave the poller before the descriptor closes, and say
+        // goodbye on TLS.
         if let Some(socket) = self.socket.get_mut().take() {
             self.driver.deregister(&self.io, socket.as_raw_fd());
+            if let Some(conn) = self.tls.get_mut().take() {
+                crate::tls::close_session(&self.driver, socket, conn);
+            }
         }
     }
 }

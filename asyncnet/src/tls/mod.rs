@@ -8,5 +8,5 @@ mod session;
 pub use context::{
     ClientBuilder, ServerBuilder, TlsContext, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT,
 };
-pub(crate) use session::Wire;
+pub(crate) use session::close_session;
 pub use session::{wrap_connected_socket, wrap_socket, HandshakeAs, TlsInfo};

@@ -12,14 +12,17 @@
 
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
 use socket2::Socket;
 
 use super::context::{Config, TlsContext};
-use crate::driver::Direction;
+use crate::driver::{Direction, Driver};
 use crate::net::AsyncSocket;
 use crate::sys;
 
@@ -66,6 +69,64 @@ impl Write for Wire<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// How long a closed TLS socket may wait for the kernel to take its last records
+/// (close_notify) before its descriptor is closed anyway.
+pub(crate) const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+
+/// The end of a TLS socket whose handle was closed or dropped: take the records the peer sent
+/// that nobody read (TLS 1.3 session tickets, typically: closing a socket with unread bytes
+/// makes the kernel answer with a reset, which would destroy our last records on their way),
+/// send close_notify, and close the descriptor. Records the kernel cannot take at once get
+/// [`CLOSE_NOTIFY_WAIT`] in a background task, with a registration of their own.
+pub(crate) fn close_session(driver: &Rc<Driver>, socket: Socket, mut conn: Connection) {
+    if conn.is_handshaking() {
+        return;
+    }
+    for _ in 0..64 {
+        match conn.read_tls(&mut Wire(&socket)) {
+            Ok(n) if n > 0 && conn.process_new_packets().is_ok() => {}
+            _ => break,
+        }
+    }
+    conn.send_close_notify();
+    while conn.wants_write() {
+        match conn.write_tls(&mut Wire(&socket)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return,
+        }
+    }
+    if !conn.wants_write() {
+        return;
+    }
+    let driver = driver.clone();
+    crate::dispatch::spawn_internal(async move {
+        let fd = socket.as_raw_fd();
+        let Ok(io_state) = driver.register(fd) else {
+            return;
+        };
+        io_state.clear(Direction::Write);
+        let flushed = poll_fn(|cx| loop {
+            if !conn.wants_write() {
+                return Poll::Ready(());
+            }
+            match conn.write_tls(&mut Wire(&socket)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    io_state.clear(Direction::Write);
+                    if ready!(io_state.poll_ready(Direction::Write, cx)).is_err() {
+                        return Poll::Ready(());
+                    }
+                }
+                Err(_) => return Poll::Ready(()),
+            }
+        });
+        let _ = crate::with_timeout(flushed, CLOSE_NOTIFY_WAIT).await;
+        driver.deregister(&io_state, fd);
+        drop(socket);
+    });
 }
 
 /// A rustls error as an `io::Error` of kind `InvalidData`, the rustls error as its source
@@ -447,21 +508,6 @@ impl AsyncSocket {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-    }
-
-    /// Send close_notify if the kernel takes it now (used by `close`).
-    ///
-    /// Records the peer sent that nobody read (TLS 1.3 session tickets, typically) are taken
-    /// from the kernel first: closing a socket with unread bytes makes the kernel answer with
-    /// a reset, which would destroy our last records and the close_notify on their way.
-    pub(crate) fn tls_close_notify(&self) {
-        for _ in 0..64 {
-            match self.read_records() {
-                Ok(n) if n > 0 => {}
-                _ => break,
-            }
-        }
-        self.tls_send_close_notify();
     }
 
     /// Queue close_notify (once the handshake is done) and write what the kernel takes now;
