@@ -9,8 +9,9 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{SockAddr, Socket};
 
-/// `MSG_NOSIGNAL` where it exists: a write to a reset peer must return `EPIPE`, never raise
-/// `SIGPIPE` in a host program that did not ignore it. (macOS sets `SO_NOSIGPIPE` instead.)
+pub(crate) use imp::{accept, prepare, SEND_FLAGS};
+
+/// Systems with `MSG_NOSIGNAL` and `accept4`.
 #[cfg(any(
     target_os = "linux",
     target_os = "android",
@@ -19,7 +20,28 @@ use socket2::{SockAddr, Socket};
     target_os = "openbsd",
     target_os = "dragonfly"
 ))]
-pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+mod imp {
+    use std::io;
+
+    use socket2::{SockAddr, Socket};
+
+    /// A write to a reset peer must return `EPIPE`, never raise `SIGPIPE` in a host program
+    /// that did not ignore it.
+    pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+
+    /// Per-socket set-up beyond non-blocking mode: none needed here.
+    pub(crate) fn prepare(_socket: &Socket) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Accept a connection as a non-blocking, close-on-exec socket, in one system call
+    /// instead of three (accept, fcntl CLOEXEC, ioctl FIONBIO).
+    pub(crate) fn accept(listener: &Socket) -> io::Result<(Socket, SockAddr)> {
+        listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+    }
+}
+
+/// macOS and other systems without `MSG_NOSIGNAL`/`accept4`.
 #[cfg(not(any(
     target_os = "linux",
     target_os = "android",
@@ -28,39 +50,24 @@ pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
     target_os = "openbsd",
     target_os = "dragonfly"
 )))]
-pub(crate) const SEND_FLAGS: libc::c_int = 0;
+mod imp {
+    use std::io;
 
-/// Per-socket set-up the platform needs beyond non-blocking mode.
-pub(crate) fn prepare(socket: &Socket) -> io::Result<()> {
-    #[cfg(any(target_os = "macos", target_os = "ios"))]
-    socket.set_nosigpipe(true)?;
-    let _ = socket;
-    Ok(())
-}
+    use socket2::{SockAddr, Socket};
 
-/// Accept a connection as a non-blocking, close-on-exec socket.
-pub(crate) fn accept(listener: &Socket) -> io::Result<(Socket, SockAddr)> {
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
-    {
-        // One system call instead of three (accept, fcntl CLOEXEC, ioctl FIONBIO).
-        listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+    /// No `MSG_NOSIGNAL`: `prepare` sets `SO_NOSIGPIPE` on each socket instead.
+    pub(crate) const SEND_FLAGS: libc::c_int = 0;
+
+    /// Per-socket set-up beyond non-blocking mode: no `SIGPIPE` on writes to a reset peer.
+    pub(crate) fn prepare(socket: &Socket) -> io::Result<()> {
+        #[cfg(any(target_os = "macos", target_os = "ios"))]
+        socket.set_nosigpipe(true)?;
+        let _ = socket;
+        Ok(())
     }
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )))]
-    {
+
+    /// Accept a connection, then make it non-blocking (socket2 sets close-on-exec).
+    pub(crate) fn accept(listener: &Socket) -> io::Result<(Socket, SockAddr)> {
         let (s, a) = listener.accept()?;
         s.set_nonblocking(true)?;
         prepare(&s)?;

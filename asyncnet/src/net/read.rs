@@ -184,19 +184,11 @@ impl AsyncSocket {
         flags: Flags,
         max_length: usize,
     ) -> io::Result<Option<String>> {
-        let line = poll_fn(|cx| {
-            self.poll_line(
-                cx,
-                flags,
-                max_length,
-                &mut |b: &[u8]| match std::str::from_utf8(b) {
-                    Ok(s) => Ok(s.to_owned()),
-                    Err(_) => Err(error::invalid_utf8(b.to_vec())),
-                },
-            )
-        })
-        .await?;
-        line.transpose()
+        let mut line = String::new();
+        let got = self
+            .recv_line_into_with(&mut line, flags, max_length)
+            .await?;
+        Ok(got.then_some(line))
     }
 
     /// Receive one line and append it to `buf` (Nim's `recvLineInto`): no allocation per line
