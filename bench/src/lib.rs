@@ -10,6 +10,9 @@
 //! * [`child`]: child processes pinned with `taskset`, killed on drop, read
 //!   line by line with timeouts.
 //! * [`peers`]: the servers under comparison.
+//! * [`extpeers`]: the peers built at run time from `peers/` (Nim, C).
+//! * [`idle`]: the `idle` workload (server memory per idle connection).
+//! * [`rlimit`]: raising `RLIMIT_NOFILE` (the only unsafe code here).
 //! * [`workload`]: what the load generator does, and one measured round of it.
 //! * [`report`]: the table printed at the end.
 //! * [`tls`]: the TLS benchmark (`tls_bench`): certificates, its load
@@ -22,16 +25,21 @@
 //! is ready, and echoes every byte it receives on every connection until
 //! end of stream (UDP: every datagram back to its sender).
 
-#![forbid(unsafe_code)]
+// Unsafe only in `rlimit` (two libc calls).
+#![deny(unsafe_code)]
 
 use std::path::PathBuf;
 
 pub mod args;
 pub mod child;
+pub mod extpeers;
+pub mod idle;
 pub mod loadgen;
 pub mod peers;
 pub mod procstat;
 pub mod report;
+#[allow(unsafe_code)]
+pub mod rlimit;
 pub mod stats;
 pub mod tls;
 pub mod workload;

@@ -350,6 +350,45 @@ fn pingpong_streams<S: Read + Write + Source>(
     }
 }
 
+/// The `idle` workload: opens `conns` TCP connections to `addr` one after
+/// another, each exchanging one `size`-byte echo (blocking, every step
+/// bounded by `timeout`), and returns them open, with how long it took.
+pub fn idle_conns(
+    addr: SocketAddr,
+    conns: usize,
+    size: usize,
+    timeout: Duration,
+) -> io::Result<(Vec<StdTcpStream>, Duration)> {
+    if conns == 0 || size == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "conns and size must be at least 1",
+        ));
+    }
+    let started = Instant::now();
+    let mut msg = vec![b'i'; size];
+    msg[size - 1] = b'\n';
+    let mut echo = vec![0u8; size];
+    let mut out = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let step = |e: io::Error| io::Error::new(e.kind(), format!("connection {i}: {e}"));
+        let mut s = StdTcpStream::connect_timeout(&addr, timeout).map_err(step)?;
+        s.set_nodelay(true).map_err(step)?;
+        s.set_read_timeout(Some(timeout)).map_err(step)?;
+        s.set_write_timeout(Some(timeout)).map_err(step)?;
+        s.write_all(&msg).map_err(step)?;
+        s.read_exact(&mut echo).map_err(step)?;
+        if echo != msg {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("connection {i}: the echo differs from the message sent"),
+            ));
+        }
+        out.push(s);
+    }
+    Ok((out, started.elapsed()))
+}
+
 /// Settings of the UDP echo workload.
 #[derive(Clone, Debug)]
 pub struct UdpEcho {
@@ -588,6 +627,15 @@ mod tests {
         assert!(r.mean_us() > 0.0);
         assert!(r.window >= Duration::from_millis(200));
         assert!(r.per_sec() > 0.0);
+    }
+
+    #[test]
+    fn idle_connections_stay_open() {
+        let addr = std_echo_server(5);
+        let (conns, took) = idle_conns(addr, 5, 16, Duration::from_secs(5)).unwrap();
+        assert_eq!(conns.len(), 5);
+        assert!(took > Duration::ZERO);
+        assert!(idle_conns(addr, 0, 16, Duration::from_secs(1)).is_err());
     }
 
     #[test]

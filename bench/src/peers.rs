@@ -3,8 +3,9 @@
 //! A peer is any program that follows the server contract of this crate
 //! (what to listen on as last arguments, see [`Listen`]; ready line on
 //! stdout; byte echo): one of our own
-//! binaries next to the runner, or, later, an external program (a Nim
-//! asyncnet server, a C epoll floor, ...) given by path.
+//! binaries next to the runner, or a program the runner builds at run time
+//! from a source under `peers/` (the Nim std/asyncnet server, the C epoll
+//! floor; see [`crate::extpeers`]), or any other executable given by path.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,22 @@ pub enum Program {
     Sibling(&'static str),
     /// Any other executable.
     External(PathBuf),
+    /// Built at run time by [`crate::extpeers::prepare`], which turns it
+    /// into `External` (or drops the peer if the compiler is missing).
+    Source(Source),
 }
+
+/// A peer built from source at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `peers/echo_nim.nim`: Nim std/asyncnet + asyncdispatch.
+    Nim,
+    /// `peers/echo_floor.c`: hand-written epoll, the C floor.
+    CFloor,
+}
+
+/// The peer whose figures are also printed as multiples ("x the C floor").
+pub const FLOOR: &str = "c-floor";
 
 #[derive(Clone, Debug)]
 pub struct Peer {
@@ -27,6 +43,8 @@ pub struct Peer {
     pub program: Program,
     /// Arguments before the port.
     pub args: Vec<String>,
+    /// Serves TCP only (no `--udp`, no `--unix`).
+    pub tcp_only: bool,
 }
 
 impl Peer {
@@ -35,6 +53,16 @@ impl Peer {
             name: name.to_string(),
             program: Program::Sibling(bin),
             args: Vec::new(),
+            tcp_only: false,
+        }
+    }
+
+    fn source(name: &str, source: Source) -> Peer {
+        Peer {
+            name: name.to_string(),
+            program: Program::Source(source),
+            args: Vec::new(),
+            tcp_only: true,
         }
     }
 
@@ -43,13 +71,19 @@ impl Peer {
         let path = match &self.program {
             Program::Sibling(bin) => sibling(bin_dir, bin),
             Program::External(p) => p.clone(),
+            Program::Source(s) => {
+                return Err(io::Error::other(format!(
+                    "peer {}: not built yet ({s:?} source)",
+                    self.name
+                )))
+            }
         };
         if path.is_file() {
             Ok(path)
         } else {
             let hint = match self.program {
                 Program::Sibling(_) => " (run `cargo build --release -p asyncnet-bench` first)",
-                Program::External(_) => "",
+                Program::External(_) | Program::Source(_) => "",
             };
             Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -66,7 +100,8 @@ impl Peer {
     }
 }
 
-/// Every known peer. The default list of the runner is `asyncnet,tokio`.
+/// Every known peer. The default list of the runner is `asyncnet,tokio`;
+/// `nim` and `c-floor` are built by the runner when selected.
 pub fn all() -> Vec<Peer> {
     let mut lines = Peer::sibling("asyncnet-lines", "echo_asyncnet");
     lines.args.push("--lines".into());
@@ -74,6 +109,8 @@ pub fn all() -> Vec<Peer> {
         Peer::sibling("asyncnet", "echo_asyncnet"),
         Peer::sibling("tokio", "echo_tokio"),
         lines,
+        Peer::source("nim", Source::Nim),
+        Peer::source(FLOOR, Source::CFloor),
     ]
 }
 
@@ -128,5 +165,9 @@ mod tests {
             lines[0].args_for(&Listen::Unix("/tmp/s".into())),
             ["--lines", "--unix", "/tmp/s"]
         );
+        let ext = select("nim,c-floor").unwrap();
+        assert!(ext.iter().all(|p| p.tcp_only));
+        assert!(ext[0].path(Path::new("/")).is_err());
+        assert_eq!(ext[1].args_for(&Listen::Tcp(9)), ["9"]);
     }
 }

@@ -1,4 +1,5 @@
-//! CPU time of a process, from `/proc/PID/stat` (Linux).
+//! CPU time of a process, from `/proc/PID/stat`, and its resident memory,
+//! from `/proc/PID/status` (Linux).
 //!
 //! `utime` and `stime` (fields 14 and 15) count clock ticks of all the
 //! process's threads; `getconf CLK_TCK` gives ticks per second.
@@ -48,6 +49,25 @@ pub fn parse_stat(text: &str) -> Option<CpuTicks> {
     Some(CpuTicks { user, system })
 }
 
+/// Resident memory of process `pid` in KiB: `VmRSS` of `/proc/PID/status`.
+pub fn vm_rss_kb(pid: u32) -> io::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_vm_rss(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("no VmRSS in /proc/{pid}/status"),
+        )
+    })
+}
+
+/// The `VmRSS:   1234 kB` line of `/proc/PID/status`, in KiB.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line["VmRSS:".len()..].split_ascii_whitespace();
+    let kb = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then_some(kb)
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`), 100 if that cannot be run.
 pub fn clock_ticks_per_sec() -> u64 {
     static HZ: OnceLock<u64> = OnceLock::new();
@@ -82,6 +102,14 @@ mod tests {
             })
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn parses_vm_rss() {
+        let status = "Name:\tx\nVmPeak:\t  9 kB\nVmRSS:\t    1234 kB\nThreads:\t1\n";
+        assert_eq!(parse_vm_rss(status), Some(1234));
+        assert_eq!(parse_vm_rss("VmRSS: x kB"), None);
+        assert!(vm_rss_kb(std::process::id()).unwrap() > 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::peers::FLOOR;
 use crate::stats::median;
 use crate::workload::RoundResult;
 
@@ -114,7 +115,8 @@ pub fn summary_table(summaries: &[Summary], baseline: &str) -> String {
 }
 
 /// Each peer's ratios against `baseline` (if it is among the summaries),
-/// one line each, prefixed with `label: ` if given.
+/// one line each, prefixed with `label: ` if given; then, if the C floor
+/// ran, each other peer's figures as multiples of the floor's.
 pub fn ratio_lines(summaries: &[Summary], baseline: &str, label: Option<&str>) -> String {
     let mut out = String::new();
     let prefix = label.map(|l| format!("{l}: ")).unwrap_or_default();
@@ -128,6 +130,18 @@ pub fn ratio_lines(summaries: &[Summary], baseline: &str, label: Option<&str>) -
                 s.rps / base.rps,
                 s.server_us_per_rt / base.server_us_per_rt,
                 s.server_user_us_per_rt / base.server_user_us_per_rt,
+            );
+        }
+    }
+    if let Some(floor) = summaries.iter().find(|s| s.peer == FLOOR) {
+        for s in summaries.iter().filter(|s| s.peer != FLOOR) {
+            let _ = writeln!(
+                out,
+                "{prefix}{}: server CPU per round trip {:.2}x the C floor, user part {:.2}x; round trips/s {:.3}x the C floor",
+                s.peer,
+                s.server_us_per_rt / floor.server_us_per_rt,
+                s.server_user_us_per_rt / floor.server_user_us_per_rt,
+                s.rps / floor.rps,
             );
         }
     }
@@ -180,6 +194,17 @@ mod tests {
             ratio_lines(&s, "b", Some("udp")).starts_with("udp: ratio a/b: round trips/s 0.667x")
         );
         assert!(ratio_lines(&s, "c", None).is_empty());
+        let mut f = s.clone();
+        f[0].peer = FLOOR.into();
+        let lines = ratio_lines(&f, "b", None);
+        assert!(
+            lines.contains("b: server CPU per round trip 0.75x the C floor"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("round trips/s 1.500x the C floor"),
+            "{lines}"
+        );
         assert!(!round_row(1, &rs[0]).is_empty());
         assert!(rs[0].warnings().is_empty());
         let mut starved = rs[0].clone();

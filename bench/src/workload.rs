@@ -50,12 +50,15 @@ pub const NAMES: [&str; 3] = ["echo", "udp", "unix"];
 
 /// Default connections (UDP: sockets) of workload `name`.
 pub fn default_conns(name: &str) -> usize {
-    if name == "udp" {
-        32
-    } else {
-        50
+    match name {
+        "udp" => 32,
+        "idle" => IDLE_CONNS,
+        _ => 50,
     }
 }
+
+/// Default connections of the `idle` workload.
+pub const IDLE_CONNS: usize = 5000;
 
 /// Workload `name` (one of [`NAMES`]) with `size`-byte messages and
 /// `conns` connections (UDP: sockets), each with one message in flight.
@@ -402,6 +405,7 @@ mod tests {
         }
         assert_eq!(by_name("udp", 64, 32).unwrap().transport, Transport::Udp);
         assert_eq!(default_conns("udp"), 32);
+        assert_eq!(default_conns("idle"), IDLE_CONNS);
         assert!(by_name("nope", 64, 1).is_none());
     }
 

@@ -1,31 +1,37 @@
-//! The benchmark runner. Builds nothing: it runs the binaries next to its
-//! own executable (`cargo build --release -p asyncnet-bench` first).
+//! The benchmark runner. It runs the binaries next to its own executable
+//! (`cargo build --release -p asyncnet-bench` first); it compiles only the
+//! `nim` and `c-floor` peers, from sources embedded in it (see
+//! `asyncnet_bench::extpeers`), and only when they are selected.
 //!
 //! For each round, for each peer in turn (A B A B ...): start the peer's
 //! server pinned to one CPU, wait for its ready line, run `loadgen` pinned
 //! to another CPU, sample both processes' CPU time at the start and end of
 //! the measured window, kill the server. Then print the medians per peer
 //! and the ratios against the baseline peer. `--workload` picks TCP echo
-//! (default), UDP echo, Unix stream echo, or all three in turn.
+//! (default), UDP echo, Unix stream echo, or all three in turn; or `idle`:
+//! server memory per idle TCP connection (see `asyncnet_bench::idle`).
 
 use std::process::ExitCode;
 
 use asyncnet_bench::args::Args;
 use asyncnet_bench::child::taskset_available;
-use asyncnet_bench::peers;
 use asyncnet_bench::procstat::clock_ticks_per_sec;
 use asyncnet_bench::report;
 use asyncnet_bench::workload::{self, RoundConfig, Workload};
+use asyncnet_bench::{extpeers, idle, peers, rlimit};
 
 const USAGE: &str = "\
 usage: echo_bench [options]
-  --workload W      echo (TCP), udp, unix (Unix stream), or all (default echo)
+  --workload W      echo (TCP), udp, unix (Unix stream), all (the three),
+                    or idle (server memory per idle TCP connection)
   --rounds N        interleaved rounds per peer (default 3)
   --secs S          measured window per round, seconds (default 5)
   --warmup S        warm-up before each window, seconds (default 1)
-  --conns N         connections, UDP: sockets (default 50, udp 32)
+  --conns N         connections, UDP: sockets (default 50, udp 32, idle 5000)
   --size N          bytes per message or datagram (default 64)
-  --peers A,B       servers to compare, in order (default asyncnet,tokio)
+  --peers A,B       servers to compare, in order (default asyncnet,tokio;
+                    also asyncnet-lines, nim and c-floor, the last two
+                    built here with nim / cc, TCP only)
   --baseline NAME   peer the ratios are against (default tokio)
   --server-cpu N    CPU for the servers (default 0)
   --loadgen-cpu N   CPU for the load generator (default 1)
@@ -56,12 +62,14 @@ fn run() -> Result<(), String> {
     if rounds == 0 || conns == Some(0) || size == 0 {
         return Err("--rounds, --conns and --size must be at least 1".into());
     }
+    let idle = workload_arg == "idle";
     let names_w: Vec<&str> = match workload_arg.as_str() {
         "all" => workload::NAMES.to_vec(),
+        "idle" => Vec::new(),
         w if workload::NAMES.contains(&w) => vec![w],
         w => {
             return Err(format!(
-                "unknown workload {w:?} (known: {}, all)",
+                "unknown workload {w:?} (known: {}, all, idle)",
                 workload::NAMES.join(", ")
             ))
         }
@@ -82,6 +90,24 @@ fn run() -> Result<(), String> {
 
     let peers = peers::select(&peer_list)?;
     let bin_dir = peers::bin_dir().map_err(|e| e.to_string())?;
+    // Peers built from source (nim, c-floor): compiled into a private
+    // directory, removed when `_build_dir` drops (after every server is
+    // killed: each round kills its own).
+    let needs_build = peers
+        .iter()
+        .any(|p| matches!(p.program, peers::Program::Source(_)));
+    let _build_dir = if needs_build {
+        Some(extpeers::BuildDir::new().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let peers = match &_build_dir {
+        Some(dir) => extpeers::prepare(peers, dir)?,
+        None => peers,
+    };
+    if peers.is_empty() {
+        return Err("no peer left to run".into());
+    }
     // Fail before the first round if anything is missing.
     for p in &peers {
         p.path(&bin_dir).map_err(|e| e.to_string())?;
@@ -110,12 +136,30 @@ fn run() -> Result<(), String> {
     } else {
         "unpinned".to_string()
     };
-    let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
+    if idle {
+        let n = conns.unwrap_or(workload::IDLE_CONNS);
+        return run_idle(&peers, n, rounds, &cfg, &pin_note, &baseline);
+    }
     let mut ratios = Vec::new();
     for (i, work) in works.iter().enumerate() {
         if i > 0 {
             println!();
         }
+        // Peers built from source serve TCP only.
+        let (peers, skipped): (Vec<_>, Vec<_>) = peers
+            .iter()
+            .cloned()
+            .partition(|p| work.transport == workload::Transport::Tcp || !p.tcp_only);
+        for p in &skipped {
+            println!(
+                "note: peer {} serves TCP only: skipped in workload {}",
+                p.name, work.name
+            );
+        }
+        if peers.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
         let summaries = run_workload(work, &peers, &names, rounds, &cfg, &pin_note, &baseline)?;
         ratios.push((work.name.clone(), summaries));
     }
@@ -126,6 +170,56 @@ fn run() -> Result<(), String> {
             print!("{}", report::ratio_lines(summaries, &baseline, Some(w)));
         }
     }
+    Ok(())
+}
+
+/// The `idle` workload: rounds of each peer in turn, then the medians.
+fn run_idle(
+    peers: &[peers::Peer],
+    conns: usize,
+    rounds: usize,
+    cfg: &RoundConfig,
+    pin_note: &str,
+    baseline: &str,
+) -> Result<(), String> {
+    // Servers and loadgen inherit the raised limit.
+    let limit = rlimit::raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
+    if limit < conns as u64 + 64 {
+        return Err(format!(
+            "{conns} connections need more open files than RLIMIT_NOFILE allows ({limit}; see `ulimit -Hn`)"
+        ));
+    }
+    println!(
+        "Server memory per idle TCP connection: {conns} connections on 127.0.0.1, one {}-byte echo each, then idle",
+        idle::SIZE
+    );
+    println!(
+        "{rounds} interleaved rounds of {}; {pin_note}; RLIMIT_NOFILE {limit}",
+        peers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("VmRSS from /proc/PID/status once listening, and with the connections open; KB/conn = difference / {conns}");
+    println!();
+    println!("{}", idle::round_header(conns));
+    let mut results = Vec::new();
+    for round in 1..=rounds {
+        for peer in peers {
+            let r = idle::run_round(peer, conns, cfg)
+                .map_err(|e| format!("idle round {round}, peer {}: {e}", peer.name))?;
+            println!("{}", idle::round_row(round, &r));
+            results.push(r);
+        }
+    }
+    println!();
+    println!("medians over {rounds} rounds (idle):");
+    let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
+    print!(
+        "{}",
+        idle::summary_table(&idle::summarize(&results, &names), baseline, conns)
+    );
     Ok(())
 }
 

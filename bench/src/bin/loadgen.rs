@@ -18,7 +18,15 @@
 //! window; `conn_min`/`conn_max` are the fewest/most round trips one
 //! connection completed (a fair server keeps them close).
 //!
-//! Single-threaded plain mio: it uses neither asyncnet nor tokio.
+//! `idle` (TCP on 127.0.0.1:`--port`): opens `--conns` connections (default
+//! 5000) one after another, each exchanging one `--size`-byte echo, prints
+//! `result workload=idle conns=N setup_secs=S` and holds them open, idle,
+//! for `--hold-secs` (default 120; the runner kills it sooner, once it has
+//! read the server's memory). It raises its soft limit on open files to the
+//! hard limit first.
+//!
+//! Single-threaded plain mio (`idle`: blocking std sockets): it uses
+//! neither asyncnet nor tokio.
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,11 +35,13 @@ use std::time::Duration;
 
 use asyncnet_bench::args::Args;
 use asyncnet_bench::loadgen::{self, Phase, PingPong, Report, Target, UdpEcho};
+use asyncnet_bench::rlimit;
 use asyncnet_bench::workload::default_conns;
 
 const USAGE: &str = "\
 usage: loadgen [--workload echo|udp] --port PORT [options]
        loadgen --workload unix --path PATH [options]
+       loadgen --workload idle --port PORT [--conns 5000] [--size 64] [--hold-secs 120]
 options: [--conns 50 (udp: 32)] [--size 64] [--secs 5] [--warmup 1] [--resend-ms 100 (udp)]";
 
 fn say(line: &str) {
@@ -58,7 +68,9 @@ fn run() -> Result<(), String> {
     let secs_v = args.take("secs", 5.0f64)?;
     let warmup_v = args.take("warmup", 1.0f64)?;
     let resend_ms = args.take("resend-ms", 100u64)?;
+    let hold_v = args.take("hold-secs", 120.0f64)?;
     args.finish()?;
+    let hold = secs(hold_v, "hold-secs")?;
     let warmup = secs(warmup_v, "warmup")?;
     let secs = secs(secs_v, "secs")?;
     let addr = || -> Result<SocketAddr, String> {
@@ -76,6 +88,24 @@ fn run() -> Result<(), String> {
             Phase::MeasureEnd => "measure-end",
         })
     };
+    if workload == "idle" {
+        let limit = rlimit::raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
+        if limit < conns as u64 + 16 {
+            return Err(format!(
+                "{conns} connections need more open files than RLIMIT_NOFILE allows ({limit}; see `ulimit -Hn`)"
+            ));
+        }
+        let (held, took) = loadgen::idle_conns(addr()?, conns, size, Duration::from_secs(10))
+            .map_err(|e| format!("idle workload: {e}"))?;
+        say(&format!(
+            "result workload=idle conns={} size={size} setup_secs={:.3}",
+            held.len(),
+            took.as_secs_f64()
+        ));
+        std::thread::sleep(hold);
+        drop(held);
+        return Ok(());
+    }
     let report: Report = match workload.as_str() {
         "echo" | "unix" => {
             let target = if workload == "echo" {
@@ -105,7 +135,7 @@ fn run() -> Result<(), String> {
         }
         other => {
             return Err(format!(
-                "unknown workload {other:?} (known: echo, udp, unix)"
+                "unknown workload {other:?} (known: echo, udp, unix, idle)"
             ))
         }
     }

@@ -1,0 +1,214 @@
+/*
+ * The C floor: a minimal byte-echo server on edge-triggered epoll, one
+ * thread, non-blocking sockets, TCP_NODELAY on accepted connections.
+ *
+ * Per readiness event on a connection: one read() into a static 64 KiB
+ * buffer and one write() of what it got. A read shorter than the buffer
+ * means the socket was drained (any later data brings a new edge), so no
+ * second read to see EAGAIN. Nothing is allocated per message; a
+ * connection gets a buffer only if a write comes up short (then reading
+ * pauses and EPOLLOUT is watched until it is flushed).
+ *
+ * Usage: echo_floor [PORT] (0 = any free port), TCP on 127.0.0.1 only.
+ * Prints `listening on 127.0.0.1:PORT` once it is ready.
+ *
+ * Built by the `echo_bench` runner, not by cargo: cc -O2 -o echo_floor echo_floor.c
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define BUF_SIZE 65536
+#define MAX_EVENTS 1024
+
+/* Unflushed echo of a connection whose write came up short. */
+struct pending {
+    char *data;
+    size_t len, off;
+};
+
+static char buf[BUF_SIZE];
+static struct pending *pend; /* indexed by fd */
+static size_t max_fds;
+static int ep;
+
+static void die(const char *what) {
+    perror(what);
+    exit(1);
+}
+
+static void drop(int fd) {
+    free(pend[fd].data);
+    memset(&pend[fd], 0, sizeof pend[fd]);
+    close(fd); /* also removes it from the epoll set */
+}
+
+static int watch(int fd, int op, unsigned events) {
+    struct epoll_event ev = {.events = events | EPOLLET, .data.fd = fd};
+    return epoll_ctl(ep, op, fd, &ev);
+}
+
+/* Writes what is pending on fd. 1: all written, 0: would block, -1: error. */
+static int flush_pending(int fd) {
+    struct pending *p = &pend[fd];
+    while (p->off < p->len) {
+        ssize_t n = write(fd, p->data + p->off, p->len - p->off);
+        if (n > 0) {
+            p->off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            return 0;
+        } else {
+            return -1;
+        }
+    }
+    p->len = p->off = 0;
+    return 1;
+}
+
+/* Echoes what is readable on fd. */
+static void on_conn(int fd, unsigned events) {
+    if (pend[fd].len) {
+        int r = flush_pending(fd);
+        if (r < 0) {
+            drop(fd);
+            return;
+        }
+        if (r == 0)
+            return;
+        if (watch(fd, EPOLL_CTL_MOD, EPOLLIN) < 0)
+            die("epoll_ctl");
+        /* Reading paused while data was pending: there may be more. */
+        events |= EPOLLIN;
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    for (;;) {
+        ssize_t n = read(fd, buf, BUF_SIZE);
+        if (n == 0) {
+            drop(fd);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                drop(fd);
+            return;
+        }
+        ssize_t w = write(fd, buf, (size_t)n);
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            drop(fd);
+            return;
+        }
+        if (w < 0)
+            w = 0;
+        if (w < n) {
+            struct pending *p = &pend[fd];
+            p->data = realloc(p->data, BUF_SIZE);
+            if (!p->data)
+                die("realloc");
+            memcpy(p->data, buf + w, (size_t)(n - w));
+            p->len = (size_t)(n - w);
+            p->off = 0;
+            if (watch(fd, EPOLL_CTL_MOD, EPOLLOUT) < 0)
+                die("epoll_ctl");
+            return;
+        }
+        if (n < BUF_SIZE)
+            return; /* drained */
+    }
+}
+
+static void on_listener(int lfd) {
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN)
+                return;
+            die("accept4");
+        }
+        if ((size_t)fd >= max_fds) {
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (watch(fd, EPOLL_CTL_ADD, EPOLLIN) < 0)
+            die("epoll_ctl");
+    }
+}
+
+int main(int argc, char **argv) {
+    long port = 0;
+    if (argc > 2 || (argc == 2 && strncmp(argv[1], "--", 2) == 0)) {
+        fprintf(stderr, "usage: echo_floor [PORT] (TCP on 127.0.0.1 only)\n");
+        return 2;
+    }
+    if (argc == 2) {
+        char *end;
+        port = strtol(argv[1], &end, 10);
+        if (*end || port < 0 || port > 65535) {
+            fprintf(stderr, "echo_floor: invalid port %s\n", argv[1]);
+            return 2;
+        }
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        die("getrlimit");
+    max_fds = rl.rlim_cur == RLIM_INFINITY ? 1 << 20 : (size_t)rl.rlim_cur;
+    pend = calloc(max_fds, sizeof *pend);
+    if (!pend)
+        die("calloc");
+
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd < 0)
+        die("socket");
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0)
+        die("bind");
+    if (listen(lfd, SOMAXCONN) < 0)
+        die("listen");
+    socklen_t alen = sizeof a;
+    if (getsockname(lfd, (struct sockaddr *)&a, &alen) < 0)
+        die("getsockname");
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        die("epoll_create1");
+    if (watch(lfd, EPOLL_CTL_ADD, EPOLLIN) < 0)
+        die("epoll_ctl");
+    printf("listening on 127.0.0.1:%d\n", ntohs(a.sin_port));
+    fflush(stdout);
+
+    struct epoll_event events[MAX_EVENTS];
+    for (;;) {
+        int n = epoll_wait(ep, events, MAX_EVENTS, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("epoll_wait");
+        }
+        for (int i = 0; i < n; i++) {
+            int fd = events[i].data.fd;
+            if (fd == lfd)
+                on_listener(lfd);
+            else
+                on_conn(fd, events[i].events);
+        }
+    }
+}

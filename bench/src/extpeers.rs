@@ -1,0 +1,198 @@
+//! Peers built at run time from the sources under `peers/`: the Nim
+//! std/asyncnet server (`nim c -d:release`) and the C epoll floor
+//! (`cc -O2`). Cargo never compiles them (CI builds the crate without nim or
+//! a C compiler): the sources are embedded in the runner, written to a
+//! private directory under `$TMPDIR`, compiled there when the peer is
+//! selected, and removed with the directory at the end of the run. A
+//! missing compiler skips the peer with a note.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::peers::{Peer, Program, Source};
+
+/// `peers/echo_nim.nim`.
+pub const NIM_SOURCE: &str = include_str!("../peers/echo_nim.nim");
+/// `peers/echo_floor.c`.
+pub const C_SOURCE: &str = include_str!("../peers/echo_floor.c");
+
+/// How long a compiler may run.
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long `TOOL --version` may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A private directory for the builds, removed (with everything in it) when
+/// dropped.
+pub struct BuildDir(PathBuf);
+
+impl BuildDir {
+    pub fn new() -> io::Result<BuildDir> {
+        let path =
+            std::env::temp_dir().join(format!("asyncnet-bench-peers-{}", std::process::id()));
+        std::fs::create_dir(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
+        Ok(BuildDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("warning: could not remove {}: {e}", self.0.display());
+        }
+    }
+}
+
+/// A child killed (and reaped) on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `cmd` with stdin closed and stdout and stderr into `log`, waiting
+/// at most `timeout` (then it is killed). `Ok(true)` if it succeeded.
+fn run_bounded(cmd: &mut Command, log: &Path, timeout: Duration) -> io::Result<bool> {
+    let out = File::create(log)?;
+    let err = out.try_clone()?;
+    let mut child = Guard(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()?,
+    );
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.0.try_wait()? {
+            return Ok(status.success());
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{cmd:?} took over {} s", timeout.as_secs()),
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True if `tool --version` runs and succeeds.
+fn available(tool: &str, dir: &Path) -> bool {
+    let log = dir.join(format!("{tool}-version.log"));
+    matches!(
+        run_bounded(Command::new(tool).arg("--version"), &log, PROBE_TIMEOUT),
+        Ok(true)
+    )
+}
+
+/// The compiler and the command that builds `source` into `dir`.
+fn build_command(source: Source, dir: &Path) -> io::Result<(&'static str, Command, PathBuf)> {
+    Ok(match source {
+        Source::Nim => {
+            let src = dir.join("echo_nim.nim");
+            std::fs::write(&src, NIM_SOURCE)?;
+            let exe = dir.join("echo_nim");
+            let mut c = Command::new("nim");
+            c.arg("c")
+                .arg("-d:release")
+                .arg("--hints:off")
+                .arg(format!("--nimcache:{}", dir.join("nimcache").display()))
+                .arg(format!("-o:{}", exe.display()))
+                .arg(&src);
+            ("nim", c, exe)
+        }
+        Source::CFloor => {
+            let src = dir.join("echo_floor.c");
+            std::fs::write(&src, C_SOURCE)?;
+            let exe = dir.join("echo_floor");
+            let mut c = Command::new("cc");
+            c.arg("-O2").arg("-o").arg(&exe).arg(&src);
+            ("cc", c, exe)
+        }
+    })
+}
+
+/// Builds the peers that come from source into `dir`, turning them into
+/// `External` peers; a peer whose compiler is missing is left out, with a
+/// note on stdout. A failed build is an error (with the compiler's output).
+pub fn prepare(peers: Vec<Peer>, dir: &BuildDir) -> Result<Vec<Peer>, String> {
+    let mut out = Vec::with_capacity(peers.len());
+    for mut peer in peers {
+        let Program::Source(source) = peer.program else {
+            out.push(peer);
+            continue;
+        };
+        let (tool, mut cmd, exe) = build_command(source, dir.path())
+            .map_err(|e| format!("peer {}: writing its source: {e}", peer.name))?;
+        if !available(tool, dir.path()) {
+            println!(
+                "note: `{tool}` not found or not working: skipping peer {}",
+                peer.name
+            );
+            continue;
+        }
+        let log = dir.path().join(format!("build-{}.log", peer.name));
+        let started = Instant::now();
+        match run_bounded(&mut cmd, &log, BUILD_TIMEOUT) {
+            Ok(true) if exe.is_file() => {}
+            Ok(_) => {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("peer {}: {cmd:?} failed:\n{text}", peer.name));
+            }
+            Err(e) => return Err(format!("peer {}: {e}", peer.name)),
+        }
+        println!(
+            "built peer {} with `{tool}` in {:.1} s",
+            peer.name,
+            started.elapsed().as_secs_f64()
+        );
+        peer.program = Program::External(exe);
+        out.push(peer);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_embedded() {
+        assert!(NIM_SOURCE.contains("import std/[asyncdispatch, asyncnet"));
+        assert!(C_SOURCE.contains("EPOLLET"));
+    }
+
+    #[test]
+    fn bounded_runs_and_cleanup() {
+        let dir = BuildDir::new().unwrap();
+        let path = dir.path().to_path_buf();
+        let log = path.join("x.log");
+        assert!(run_bounded(Command::new("true").arg("x"), &log, PROBE_TIMEOUT).unwrap());
+        assert!(!run_bounded(&mut Command::new("false"), &log, PROBE_TIMEOUT).unwrap());
+        let slow = run_bounded(
+            Command::new("sleep").arg("10"),
+            &log,
+            Duration::from_millis(100),
+        );
+        assert_eq!(slow.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(!available("no-such-tool-asyncnet-bench", &path));
+        // Peers not built from source pass through untouched.
+        let peers = crate::peers::select("tokio").unwrap();
+        assert_eq!(prepare(peers, &dir).unwrap().len(), 1);
+        drop(dir);
+        assert!(!path.exists());
+    }
+}
