@@ -56,8 +56,9 @@ pub(crate) struct Inner {
     pub(crate) sock_type: Type,
     /// Reads are buffered (always, once TLS is on: records are decrypted whole).
     pub(crate) buffered: Cell<bool>,
-    /// The TLS session, once the socket is wrapped and the handshake has started.
-    pub(crate) tls: RefCell<Option<rustls::Connection>>,
+    /// The TLS session, once the socket is wrapped and the handshake has started (boxed:
+    /// it is over a kilobyte, and most sockets never have one).
+    pub(crate) tls: RefCell<Option<Box<rustls::Connection>>>,
     /// Decrypted bytes wait inside the TLS session.
     pub(crate) tls_plain: Cell<bool>,
     /// Set by `wrap_socket`: `connect` and `accept` start TLS with it.

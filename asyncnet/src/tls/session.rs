@@ -80,7 +80,7 @@ pub(crate) const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 /// makes the kernel answer with a reset, which would destroy our last records on their way),
 /// send close_notify, and close the descriptor. Records the kernel cannot take at once get
 /// [`CLOSE_NOTIFY_WAIT`] in a background task, with a registration of their own.
-pub(crate) fn close_session(driver: &Rc<Driver>, socket: Socket, mut conn: Connection) {
+pub(crate) fn close_session(driver: &Rc<Driver>, socket: Socket, mut conn: Box<Connection>) {
     if conn.is_handshaking() {
         return;
     }
@@ -246,7 +246,7 @@ impl AsyncSocket {
         if conn.is_handshaking() {
             return None;
         }
-        let server_name = match conn {
+        let server_name = match &**conn {
             Connection::Server(s) => s.server_name().map(str::to_owned),
             Connection::Client(_) => self.inner.tls_name.borrow().clone(),
         };
@@ -299,7 +299,7 @@ impl AsyncSocket {
                 ))
             }
         };
-        *self.inner.tls.borrow_mut() = Some(conn);
+        *self.inner.tls.borrow_mut() = Some(Box::new(conn));
         self.inner.buffered.set(true);
         Ok(())
     }
