@@ -358,13 +358,15 @@ pub fn poll(timeout: Option<Duration>) -> io::Result<()> {
 ///
 /// As [`poll`].
 pub fn drain(timeout: Duration) -> io::Result<()> {
-    let end = Instant::now() + timeout;
+    // A timeout too large for the clock means "until nothing is pending".
+    let end = Instant::now().checked_add(timeout);
     while has_pending_operations() {
         let now = Instant::now();
-        if now >= end {
-            break;
+        match end {
+            Some(end) if now >= end => break,
+            Some(end) => poll(Some(end - now))?,
+            None => poll(None)?,
         }
-        poll(Some(end - now))?;
     }
     Ok(())
 }

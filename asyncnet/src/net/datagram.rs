@@ -20,6 +20,10 @@ use super::socket::{addr_text, addr_text_into, AsyncSocket};
 use crate::driver::{Direction, SCRATCH_SIZE};
 use crate::{error, sys};
 
+/// No datagram is larger than this (UDP: 64 KiB; Unix: the socket buffer's limit), so a
+/// receive never allocates more, whatever size it is asked for.
+pub(crate) const MAX_DATAGRAM: usize = 16 * 1024 * 1024;
+
 impl AsyncSocket {
     /// Send one datagram to `address:port` (Nim's `sendTo`). A host name is resolved off the
     /// loop's thread; its addresses of the socket's family are tried in turn until one send
@@ -151,7 +155,7 @@ impl AsyncSocket {
                 scratch = driver.scratch.borrow_mut();
                 &mut scratch[..size]
             } else {
-                own.resize(size, 0);
+                own.resize(size.min(MAX_DATAGRAM), 0);
                 &mut own[..]
             };
             let (n, cut, from) = ready!(self.poll_recv_datagram(cx, buf, flags))?;

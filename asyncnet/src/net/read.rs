@@ -334,7 +334,7 @@ impl AsyncSocket {
             let buf: &mut [u8] = if size <= SCRATCH_SIZE {
                 &mut scratch[..size]
             } else {
-                own = vec![0; size];
+                own = vec![0; size.min(super::datagram::MAX_DATAGRAM)];
                 &mut own[..]
             };
             let n = ready!(self.poll_recv_datagram_into(cx, buf, flags))?;
