@@ -9,7 +9,13 @@
  * connection gets a buffer only if a write comes up short (then reading
  * pauses and EPOLLOUT is watched until it is flushed).
  *
- * Usage: echo_floor [PORT] (0 = any free port), TCP on 127.0.0.1 only.
+ * `--pong` (the `ping` workload): a Redis inline PING server instead. Per
+ * event one read(), every '\n' in it ends a complete command line (a
+ * partial line's '\n' comes with a later read, so no per-connection parse
+ * state), and one write() of `+PONG\r\n` per complete line: one write per
+ * batch of pipelined commands.
+ *
+ * Usage: echo_floor [--pong] [PORT] (0 = any free port), TCP on 127.0.0.1 only.
  * Prints `listening on 127.0.0.1:PORT` once it is ready.
  *
  * Built by the `echo_bench` runner, not by cargo: cc -O2 -o echo_floor echo_floor.c
@@ -37,6 +43,11 @@ struct pending {
 };
 
 static char buf[BUF_SIZE];
+/* --pong: the replies to one read (at most one per byte read). */
+static const char PONG[] = "+PONG\r\n";
+#define PONG_LEN (sizeof PONG - 1)
+static char out[BUF_SIZE * PONG_LEN];
+static int pong;
 static struct pending *pend; /* indexed by fd */
 static size_t max_fds;
 static int ep;
@@ -106,20 +117,30 @@ static void on_conn(int fd, unsigned events) {
                 drop(fd);
             return;
         }
-        ssize_t w = write(fd, buf, (size_t)n);
+        const char *src = buf;
+        ssize_t len = n;
+        if (pong) {
+            len = 0;
+            for (const char *q = buf; (q = memchr(q, '\n', (size_t)(buf + n - q))); q++) {
+                memcpy(out + len, PONG, PONG_LEN);
+                len += (ssize_t)PONG_LEN;
+            }
+            src = out;
+        }
+        ssize_t w = len ? write(fd, src, (size_t)len) : 0;
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
             drop(fd);
             return;
         }
         if (w < 0)
             w = 0;
-        if (w < n) {
+        if (w < len) {
             struct pending *p = &pend[fd];
-            p->data = realloc(p->data, BUF_SIZE);
+            p->data = realloc(p->data, (size_t)(len - w));
             if (!p->data)
                 die("realloc");
-            memcpy(p->data, buf + w, (size_t)(n - w));
-            p->len = (size_t)(n - w);
+            memcpy(p->data, src + w, (size_t)(len - w));
+            p->len = (size_t)(len - w);
             p->off = 0;
             if (watch(fd, EPOLL_CTL_MOD, EPOLLOUT) < 0)
                 die("epoll_ctl");
@@ -153,8 +174,13 @@ static void on_listener(int lfd) {
 
 int main(int argc, char **argv) {
     long port = 0;
+    if (argc >= 2 && strcmp(argv[1], "--pong") == 0) {
+        pong = 1;
+        argv++;
+        argc--;
+    }
     if (argc > 2 || (argc == 2 && strncmp(argv[1], "--", 2) == 0)) {
-        fprintf(stderr, "usage: echo_floor [PORT] (TCP on 127.0.0.1 only)\n");
+        fprintf(stderr, "usage: echo_floor [--pong] [PORT] (TCP on 127.0.0.1 only)\n");
         return 2;
     }
     if (argc == 2) {

@@ -4,7 +4,11 @@
 ## buffered socket `recvInto` waits until the whole buffer is filled), as in
 ## `echo_asyncnet`. Accepted sockets get TCP_NODELAY.
 ##
-## Usage: echo_nim PORT (0 = any free port), TCP on 127.0.0.1 only. Prints
+## `--pong` (the `ping` workload): a Redis inline PING server instead, as a
+## Nim user writes it: buffered sockets, `recvLine`, then `send "+PONG\r\n"`
+## per line.
+##
+## Usage: echo_nim [--pong] PORT (0 = any free port), TCP on 127.0.0.1 only. Prints
 ## `listening on 127.0.0.1:PORT` once it is ready.
 ##
 ## Built by the `echo_bench` runner, not by cargo:
@@ -23,27 +27,43 @@ proc serveClient(client: AsyncSocket) {.async.} =
     await client.send(addr buf[0], n)
   client.close()
 
-proc serve(server: AsyncSocket) {.async.} =
+proc servePong(client: AsyncSocket) {.async.} =
+  while true:
+    let line = await client.recvLine()
+    if line.len == 0:
+      break
+    await client.send("+PONG\r\n")
+  client.close()
+
+proc serve(server: AsyncSocket, pong: bool) {.async.} =
   while true:
     let client = await server.accept()
     client.setSockOpt(OptNoDelay, true, level = IPPROTO_TCP.toInt)
-    asyncCheck serveClient(client)
+    if pong:
+      asyncCheck servePong(client)
+    else:
+      asyncCheck serveClient(client)
 
 proc main() =
   var port = 0
-  if paramCount() >= 1:
+  var first = 1
+  let pong = paramCount() >= 1 and paramStr(1) == "--pong"
+  if pong:
+    first = 2
+  if paramCount() >= first:
     let last = paramStr(paramCount())
-    if last.startsWith("--") or paramCount() > 1:
-      quit("usage: echo_nim [PORT] (TCP on 127.0.0.1 only)", 2)
+    if last.startsWith("--") or paramCount() > first:
+      quit("usage: echo_nim [--pong] [PORT] (TCP on 127.0.0.1 only)", 2)
     port = parseInt(last)
-  let server = newAsyncSocket(buffered = false)
+  # Accepted sockets inherit the listener's buffering.
+  let server = newAsyncSocket(buffered = pong)
   server.setSockOpt(OptReuseAddr, true)
   server.bindAddr(Port(port), "127.0.0.1")
   server.listen()
   let (_, bound) = server.getLocalAddr()
   stdout.writeLine("listening on 127.0.0.1:" & $bound.int)
   stdout.flushFile()
-  asyncCheck serve(server)
+  asyncCheck serve(server, pong)
   runForever()
 
 main()

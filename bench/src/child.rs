@@ -39,6 +39,18 @@ impl Spawned {
         args: &[String],
         cpu: Option<usize>,
     ) -> io::Result<Self> {
+        Self::start_with_stderr(name, program, args, cpu, Stdio::inherit())
+    }
+
+    /// [`Spawned::start`] with stderr going to `stderr` instead of ours
+    /// (e.g. `Stdio::null()` for a tool's harmless warnings).
+    pub fn start_with_stderr(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        cpu: Option<usize>,
+        stderr: Stdio,
+    ) -> io::Result<Self> {
         let mut cmd = match cpu {
             Some(cpu) => {
                 let mut c = Command::new("taskset");
@@ -50,7 +62,7 @@ impl Spawned {
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = cmd.spawn().map_err(|e| {
             io::Error::new(e.kind(), format!("starting {}: {e}", program.display()))
         })?;

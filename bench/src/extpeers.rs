@@ -65,7 +65,7 @@ impl Drop for Guard {
 
 /// Runs `cmd` with stdin closed and stdout and stderr into `log`, waiting
 /// at most `timeout` (then it is killed). `Ok(true)` if it succeeded.
-fn run_bounded(cmd: &mut Command, log: &Path, timeout: Duration) -> io::Result<bool> {
+pub(crate) fn run_bounded(cmd: &mut Command, log: &Path, timeout: Duration) -> io::Result<bool> {
     let out = File::create(log)?;
     let err = out.try_clone()?;
     let mut child = Guard(

@@ -56,7 +56,7 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Idl
         &peer.name,
         &server_path,
         &peer.args_for(&Listen::Tcp(0)),
-        cfg.server_cpu,
+        peer.cpu(cfg.server_cpu),
     )?;
     let port = server
         .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)

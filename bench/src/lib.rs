@@ -12,6 +12,7 @@
 //! * [`peers`]: the servers under comparison.
 //! * [`extpeers`]: the peers built at run time from `peers/` (Nim, C).
 //! * [`idle`]: the `idle` workload (server memory per idle connection).
+//! * [`ping`]: the `ping` workload (Redis inline PING, `redis-benchmark`).
 //! * [`rlimit`]: raising `RLIMIT_NOFILE` (the only unsafe code here).
 //! * [`workload`]: what the load generator does, and one measured round of it.
 //! * [`report`]: the table printed at the end.
@@ -36,6 +37,7 @@ pub mod extpeers;
 pub mod idle;
 pub mod loadgen;
 pub mod peers;
+pub mod ping;
 pub mod procstat;
 pub mod report;
 #[allow(unsafe_code)]

@@ -33,6 +33,10 @@ pub enum Source {
     CFloor,
 }
 
+/// The flag that puts every peer in its Redis inline PING mode (`ping`
+/// workload): a `+PONG\r\n` per line received.
+pub const PONG_FLAG: &str = "--pong";
+
 /// The peer whose figures are also printed as multiples ("x the C floor").
 pub const FLOOR: &str = "c-floor";
 
@@ -45,6 +49,9 @@ pub struct Peer {
     pub args: Vec<String>,
     /// Serves TCP only (no `--udp`, no `--unix`).
     pub tcp_only: bool,
+    /// Started under `taskset` on the server CPU (false: never pinned, e.g.
+    /// a multi-threaded runtime that should use every CPU it likes).
+    pub pinned: bool,
 }
 
 impl Peer {
@@ -54,6 +61,7 @@ impl Peer {
             program: Program::Sibling(bin),
             args: Vec::new(),
             tcp_only: false,
+            pinned: true,
         }
     }
 
@@ -63,6 +71,7 @@ impl Peer {
             program: Program::Source(source),
             args: Vec::new(),
             tcp_only: true,
+            pinned: true,
         }
     }
 
@@ -98,6 +107,20 @@ impl Peer {
         a.extend(listen.to_args());
         a
     }
+
+    /// The argument list for the `ping` workload: `--pong` (every peer's
+    /// Redis inline PING mode), TCP on `port`.
+    pub fn pong_args(&self, port: u16) -> Vec<String> {
+        let mut a = vec![PONG_FLAG.to_string()];
+        a.extend(self.args_for(&Listen::Tcp(port)));
+        a
+    }
+
+    /// The CPU to pin this peer's server to: `cpu` unless the peer is never
+    /// pinned.
+    pub fn cpu(&self, cpu: Option<usize>) -> Option<usize> {
+        cpu.filter(|_| self.pinned)
+    }
 }
 
 /// Every known peer. The default list of the runner is `asyncnet,tokio`;
@@ -105,10 +128,17 @@ impl Peer {
 pub fn all() -> Vec<Peer> {
     let mut lines = Peer::sibling("asyncnet-lines", "echo_asyncnet");
     lines.args.push("--lines".into());
+    let mut tuned = Peer::sibling("tokio-tuned", "echo_tokio");
+    tuned.args.push("--tuned".into());
+    let mut mt = Peer::sibling("tokio-mt", "echo_tokio");
+    mt.args.push("--multi-thread".into());
+    mt.pinned = false;
     vec![
         Peer::sibling("asyncnet", "echo_asyncnet"),
         Peer::sibling("tokio", "echo_tokio"),
         lines,
+        tuned,
+        mt,
         Peer::source("nim", Source::Nim),
         Peer::source(FLOOR, Source::CFloor),
     ]
@@ -165,6 +195,12 @@ mod tests {
             lines[0].args_for(&Listen::Unix("/tmp/s".into())),
             ["--lines", "--unix", "/tmp/s"]
         );
+        let t = select("tokio-tuned,tokio-mt").unwrap();
+        assert_eq!(t[0].args_for(&Listen::Tcp(1)), ["--tuned", "1"]);
+        assert_eq!(t[0].pong_args(2), ["--pong", "--tuned", "2"]);
+        assert_eq!(t[0].cpu(Some(0)), Some(0));
+        assert_eq!(t[1].args_for(&Listen::Tcp(1)), ["--multi-thread", "1"]);
+        assert_eq!(t[1].cpu(Some(0)), None);
         let ext = select("nim,c-floor").unwrap();
         assert!(ext.iter().all(|p| p.tcp_only));
         assert!(ext[0].path(Path::new("/")).is_err());

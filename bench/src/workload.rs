@@ -281,7 +281,7 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
         &peer.name,
         &server_path,
         &peer.args_for(&listen),
-        cfg.server_cpu,
+        peer.cpu(cfg.server_cpu),
     )?;
     let ready = Instant::now() + READY_TIMEOUT;
     let waiting =

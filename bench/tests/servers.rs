@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use asyncnet_bench::child::Spawned;
 use asyncnet_bench::{parse_ready_line, parse_ready_path, Listen};
 
-fn start(bin: &str) -> (Spawned, u16) {
-    start_on(bin, &Listen::Tcp(0))
+fn start_on(bin: &str, listen: &Listen) -> (Spawned, u16) {
+    start_with(bin, &[], listen)
 }
 
-fn start_on(bin: &str, listen: &Listen) -> (Spawned, u16) {
-    let server = Spawned::start(bin, Path::new(bin), &listen.to_args(), None).unwrap();
+fn start_with(bin: &str, flags: &[&str], listen: &Listen) -> (Spawned, u16) {
+    let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    args.extend(listen.to_args());
+    let server = Spawned::start(bin, Path::new(bin), &args, None).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let port = match listen {
         Listen::Unix(path) => {
@@ -58,7 +60,11 @@ fn connect(port: u16) -> TcpStream {
 }
 
 fn check_echo(bin: &str) {
-    let (mut server, port) = start(bin);
+    check_echo_with(bin, &[]);
+}
+
+fn check_echo_with(bin: &str, flags: &[&str]) {
+    let (mut server, port) = start_with(bin, flags, &Listen::Tcp(0));
 
     // Small messages on several connections at once, interleaved.
     let mut conns: Vec<TcpStream> = (0..5).map(|_| connect(port)).collect();
@@ -237,4 +243,41 @@ fn asyncnet_refuses_lines_over_udp() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn echo_tokio_tuned_and_multi_thread_echo() {
+    check_echo_with(env!("CARGO_BIN_EXE_echo_tokio"), &["--tuned"]);
+    check_echo_with(env!("CARGO_BIN_EXE_echo_tokio"), &["--multi-thread"]);
+}
+
+/// `--pong`: one `+PONG\r\n` per line, whether the lines come one at a time,
+/// pipelined in one write, or split across writes.
+fn check_pong(bin: &str, flags: &[&str]) {
+    let mut all = vec!["--pong"];
+    all.extend_from_slice(flags);
+    let (mut server, port) = start_with(bin, &all, &Listen::Tcp(0));
+    let mut c = connect(port);
+    let expect = |c: &mut TcpStream, n: usize| {
+        let mut back = vec![0u8; 7 * n];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, b"+PONG\r\n".repeat(n));
+    };
+    c.write_all(b"PING\r\n").unwrap();
+    expect(&mut c, 1);
+    c.write_all(&b"PING\r\n".repeat(16)).unwrap();
+    expect(&mut c, 16);
+    c.write_all(b"PI").unwrap();
+    thread::sleep(Duration::from_millis(50));
+    c.write_all(b"NG\r\nPING\r\n").unwrap();
+    expect(&mut c, 2);
+    assert!(server.try_wait().unwrap().is_none(), "{bin} exited");
+}
+
+#[test]
+fn servers_pong() {
+    check_pong(env!("CARGO_BIN_EXE_echo_asyncnet"), &[]);
+    check_pong(env!("CARGO_BIN_EXE_echo_tokio"), &[]);
+    check_pong(env!("CARGO_BIN_EXE_echo_tokio"), &["--tuned"]);
+    check_pong(env!("CARGO_BIN_EXE_echo_tokio"), &["--multi-thread"]);
 }

@@ -1,6 +1,6 @@
 //! Our echo server: asyncnet's event loop, one spawned task per connection.
 //!
-//! Usage: `echo_asyncnet [--lines] [PORT]` (0 or absent: any free port),
+//! Usage: `echo_asyncnet [--lines] [--pong] [PORT]` (0 or absent: any free port),
 //! `echo_asyncnet --udp [PORT]`, `echo_asyncnet [--lines] --unix PATH`.
 //! Prints `listening on 127.0.0.1:PORT` (Unix: `listening on PATH`) once it
 //! is ready.
@@ -12,6 +12,8 @@
 //! * `--lines`: the way a Nim user writes it: buffered sockets, `recv_line`,
 //!   then `send` of the line and `"\n"`. Only for newline-terminated input
 //!   (the load generator's messages are).
+//! * `--pong` (the `ping` workload): a Redis inline PING server: buffered
+//!   sockets, `recv_line`, then `send` of `+PONG\r\n` per line.
 //! * `--unix PATH`: the same over a Unix stream socket bound at `PATH`
 //!   (which must not exist yet).
 //! * `--udp`: one socket, one task: `recv_from_addr` into a reused buffer, then
@@ -56,7 +58,25 @@ async fn echo_lines(client: AsyncSocket) {
     client.close();
 }
 
-async fn serve_stream(listen: &Listen, lines: bool) -> io::Result<()> {
+/// `--pong`: a Redis inline PING server, as a Nim user writes it: buffered
+/// sockets, `recv_line`, then `send` of `+PONG\r\n` per line.
+async fn pong(client: AsyncSocket) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match client.recv_line_into(&mut line).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+        if client.send(b"+PONG\r\n").await.is_err() {
+            break;
+        }
+    }
+    client.close();
+}
+
+async fn serve_stream(listen: &Listen, lines: bool, pong_mode: bool) -> io::Result<()> {
+    let lines = lines || pong_mode;
     let builder = AsyncSocket::builder().buffered(lines);
     let server = match listen {
         Listen::Unix(path) => {
@@ -83,7 +103,9 @@ async fn serve_stream(listen: &Listen, lines: bool) -> io::Result<()> {
             client.set_sock_opt(SoBool::NoDelay, true)?;
         }
         // Detached: each task ends with its connection and never fails.
-        if lines {
+        if pong_mode {
+            drop(spawn(pong(client)));
+        } else if lines {
             drop(spawn(echo_lines(client)));
         } else {
             drop(spawn(echo_bytes(client)));
@@ -121,7 +143,7 @@ async fn serve_udp(port: u16) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let ([lines], listen) = match asyncnet_bench::server_args(["lines"]) {
+    let ([lines, pong_mode], listen) = match asyncnet_bench::server_args(["lines", "pong"]) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("echo_asyncnet: {e}");
@@ -129,12 +151,12 @@ fn main() -> ExitCode {
         }
     };
     let served = match &listen {
-        Listen::Udp(_) if lines => {
-            eprintln!("echo_asyncnet: --lines is for stream sockets, not --udp");
+        Listen::Udp(_) if lines || pong_mode => {
+            eprintln!("echo_asyncnet: --lines and --pong are for stream sockets, not --udp");
             return ExitCode::from(2);
         }
         Listen::Udp(port) => wait_for(serve_udp(*port)),
-        _ => wait_for(serve_stream(&listen, lines)),
+        _ => wait_for(serve_stream(&listen, lines, pong_mode)),
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,

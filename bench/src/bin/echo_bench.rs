@@ -18,20 +18,26 @@ use asyncnet_bench::child::taskset_available;
 use asyncnet_bench::procstat::clock_ticks_per_sec;
 use asyncnet_bench::report;
 use asyncnet_bench::workload::{self, RoundConfig, Workload};
-use asyncnet_bench::{extpeers, idle, peers, rlimit};
+use asyncnet_bench::{extpeers, idle, peers, ping, rlimit};
 
 const USAGE: &str = "\
 usage: echo_bench [options]
   --workload W      echo (TCP), udp, unix (Unix stream), all (the three),
-                    or idle (server memory per idle TCP connection)
+                    idle (server memory per idle TCP connection), or ping
+                    (Redis inline PING, driven by redis-benchmark)
   --rounds N        interleaved rounds per peer (default 3)
   --secs S          measured window per round, seconds (default 5)
   --warmup S        warm-up before each window, seconds (default 1)
   --conns N         connections, UDP: sockets (default 50, udp 32, idle 5000)
   --size N          bytes per message or datagram (default 64)
+  --requests N      ping: redis-benchmark -n without pipelining (default 400000)
+  --requests-pipelined N
+                    ping: redis-benchmark -n with -P 16 (default 1000000)
   --peers A,B       servers to compare, in order (default asyncnet,tokio;
-                    also asyncnet-lines, nim and c-floor, the last two
-                    built here with nim / cc, TCP only)
+                    ping: asyncnet,tokio,tokio-tuned,nim,c-floor; also
+                    asyncnet-lines, tokio-tuned, tokio-mt (never pinned),
+                    nim and c-floor, the last two built here with nim / cc,
+                    TCP only)
   --baseline NAME   peer the ratios are against (default tokio)
   --server-cpu N    CPU for the servers (default 0)
   --loadgen-cpu N   CPU for the load generator (default 1)
@@ -53,27 +59,43 @@ fn run() -> Result<(), String> {
         .transpose()
         .map_err(|_| "invalid value for --conns")?;
     let size: usize = args.take("size", 64)?;
-    let peer_list = args.take("peers", "asyncnet,tokio".to_string())?;
+    let requests: u64 = args.take("requests", ping::REQUESTS)?;
+    let requests_pipelined: u64 = args.take("requests-pipelined", ping::REQUESTS_PIPELINED)?;
+    let peer_list = args.take_str("peers")?;
     let baseline = args.take("baseline", "tokio".to_string())?;
     let server_cpu: usize = args.take("server-cpu", 0)?;
     let loadgen_cpu: usize = args.take("loadgen-cpu", 1)?;
     let no_pin = args.take_flag("no-pin");
     args.finish()?;
-    if rounds == 0 || conns == Some(0) || size == 0 {
-        return Err("--rounds, --conns and --size must be at least 1".into());
+    if rounds == 0 || conns == Some(0) || size == 0 || requests == 0 || requests_pipelined == 0 {
+        return Err("--rounds, --conns, --size and --requests* must be at least 1".into());
     }
     let idle = workload_arg == "idle";
+    let ping = workload_arg == "ping";
     let names_w: Vec<&str> = match workload_arg.as_str() {
         "all" => workload::NAMES.to_vec(),
-        "idle" => Vec::new(),
+        "idle" | "ping" => Vec::new(),
         w if workload::NAMES.contains(&w) => vec![w],
         w => {
             return Err(format!(
-                "unknown workload {w:?} (known: {}, all, idle)",
+                "unknown workload {w:?} (known: {}, all, idle, ping)",
                 workload::NAMES.join(", ")
             ))
         }
     };
+    if ping && !ping::tool_available() {
+        println!(
+            "note: `{}` not found or not working (package redis-tools): skipping workload ping",
+            ping::TOOL
+        );
+        return Ok(());
+    }
+    let default_peers = if ping {
+        ping::DEFAULT_PEERS
+    } else {
+        "asyncnet,tokio"
+    };
+    let peer_list = peer_list.unwrap_or_else(|| default_peers.to_string());
     if names_w.contains(&"udp") && size < 9 {
         return Err("--size must be at least 9 for udp (sequence number and newline)".into());
     }
@@ -131,14 +153,27 @@ fn run() -> Result<(), String> {
         server_cpu: pinned.then_some(server_cpu),
         loadgen_cpu: pinned.then_some(loadgen_cpu),
     };
-    let pin_note = if pinned {
-        format!("server on CPU {server_cpu}, loadgen on CPU {loadgen_cpu}")
-    } else {
-        "unpinned".to_string()
+    let unpinned: Vec<&str> = peers
+        .iter()
+        .filter(|p| !p.pinned)
+        .map(|p| p.name.as_str())
+        .collect();
+    let pin_note = match (pinned, unpinned.is_empty()) {
+        (true, true) => format!("server on CPU {server_cpu}, loadgen on CPU {loadgen_cpu}"),
+        (true, false) => format!(
+            "server on CPU {server_cpu} (never pinned: {}), loadgen on CPU {loadgen_cpu}",
+            unpinned.join(", ")
+        ),
+        (false, _) => "unpinned".to_string(),
     };
     if idle {
         let n = conns.unwrap_or(workload::IDLE_CONNS);
         return run_idle(&peers, n, rounds, &cfg, &pin_note, &baseline);
+    }
+    if ping {
+        let n = conns.unwrap_or(50);
+        let requests = [requests, requests_pipelined];
+        return run_ping(&peers, n, requests, rounds, &cfg, &pin_note, &baseline);
     }
     let mut ratios = Vec::new();
     for (i, work) in works.iter().enumerate() {
@@ -219,6 +254,62 @@ fn run_idle(
     print!(
         "{}",
         idle::summary_table(&idle::summarize(&results, &names), baseline, conns)
+    );
+    Ok(())
+}
+
+/// The `ping` workload: per round, per peer, each pipeline depth in turn
+/// (`requests[0]` requests without pipelining, `requests[1]` with), then the
+/// medians.
+fn run_ping(
+    peers: &[peers::Peer],
+    conns: usize,
+    requests: [u64; 2],
+    rounds: usize,
+    cfg: &RoundConfig,
+    pin_note: &str,
+    baseline: &str,
+) -> Result<(), String> {
+    println!(
+        "Redis inline PING on 127.0.0.1: {} -t ping_inline -c {conns}, -n {} -P 1 and -n {} -P 16, against each peer's --pong mode",
+        ping::TOOL,
+        requests[0],
+        requests[1]
+    );
+    println!(
+        "{rounds} interleaved rounds of {}; {pin_note} ({} in the load generator's place)",
+        peers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        ping::TOOL
+    );
+    println!(
+        "server CPU from /proc/PID/stat ({} ticks/s) read before and after each {} run",
+        clock_ticks_per_sec(),
+        ping::TOOL
+    );
+    println!();
+    println!("{}", ping::round_header());
+    let mut results = Vec::new();
+    for round in 1..=rounds {
+        for peer in peers {
+            for (pipeline, n) in ping::PIPELINES.into_iter().zip(requests) {
+                let r = ping::run_round(peer, pipeline, n, conns, cfg).map_err(|e| {
+                    format!("ping round {round}, peer {}, -P {pipeline}: {e}", peer.name)
+                })?;
+                println!("{}", ping::round_row(round, &r));
+                results.push(r);
+            }
+        }
+    }
+    println!();
+    println!("medians over {rounds} rounds (ping):");
+    let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
+    print!(
+        "{}",
+        ping::summary_table(&ping::summarize(&results, &names), baseline)
     );
     Ok(())
 }

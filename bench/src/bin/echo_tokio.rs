@@ -1,22 +1,45 @@
-//! Reference echo server: tokio's `current_thread` runtime, written the
-//! idiomatic way (one task per connection, `read` into a buffer, then
-//! `write_all`; for UDP one task doing `recv_from` then `send_to`).
+//! Reference echo server on tokio, written the idiomatic way (one task per
+//! connection, `read` into a buffer, then `write_all`; for UDP one task doing
+//! `recv_from` then `send_to`).
 //!
-//! Usage: `echo_tokio [PORT]` (0 or absent: any free port),
-//! `echo_tokio --udp [PORT]`, `echo_tokio --unix PATH` (PATH must not exist
-//! yet). Prints `listening on 127.0.0.1:PORT` (Unix: `listening on PATH`)
-//! once it is ready.
+//! Usage: `echo_tokio [--tuned] [--multi-thread] [--pong] [PORT]` (0 or
+//! absent: any free port), `echo_tokio [--multi-thread] --udp [PORT]`,
+//! `echo_tokio [--tuned] [--multi-thread] [--pong] --unix PATH` (PATH must
+//! not exist yet). Prints `listening on 127.0.0.1:PORT` (Unix:
+//! `listening on PATH`) once it is ready.
+//!
+//! * Default (peer `tokio`): `current_thread` runtime.
+//! * `--multi-thread` (peer `tokio-mt`): the `multi_thread` runtime with two
+//!   worker threads, the same code otherwise (the runner starts it unpinned).
+//! * `--tuned` (peer `tokio-tuned`): what a tokio expert writes: the stream
+//!   split in halves, a `BufReader` on the read half and a `BufWriter` on the
+//!   write half, flushed only when no buffered input is left (so a batch of
+//!   pipelined requests gets one `write`). For UDP the same as the default.
+//! * `--pong` (the `ping` workload): a Redis inline PING server instead of an
+//!   echo: per line (`read_line`) a `+PONG\r\n`. Idiomatic: `BufReader` around
+//!   the stream, `write_all` per reply; with `--tuned`: the `BufWriter`,
+//!   flushed when the `BufReader` has no buffered input.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 
 use asyncnet_bench::{say_ready, Listen};
 
 /// Same buffer size as `echo_asyncnet`.
 const BUF_SIZE: usize = 4096;
+/// The reply to every command line in `--pong` mode.
+const PONG: &[u8] = b"+PONG\r\n";
+
+#[derive(Clone, Copy)]
+struct Mode {
+    tuned: bool,
+    pong: bool,
+}
 
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let mut buf = vec![0u8; BUF_SIZE];
@@ -26,6 +49,65 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
             Ok(n) => n,
         };
         if stream.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Tuned byte echo: copy what the `BufReader` holds into the `BufWriter`,
+/// flush once nothing buffered is left to read.
+async fn echo_tuned<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: R, w: W) {
+    let mut reader = BufReader::with_capacity(BUF_SIZE, r);
+    let mut writer = BufWriter::with_capacity(BUF_SIZE, w);
+    loop {
+        let n = match reader.fill_buf().await {
+            Ok([]) | Err(_) => return,
+            Ok(data) => {
+                if writer.write_all(data).await.is_err() {
+                    return;
+                }
+                data.len()
+            }
+        };
+        reader.consume(n);
+        if reader.buffer().is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Idiomatic PING server: `read_line`, then `write_all` of the reply.
+async fn pong<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
+    let mut reader = BufReader::with_capacity(BUF_SIZE, stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if reader.get_mut().write_all(PONG).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Tuned PING server: replies go into a `BufWriter`, flushed when the
+/// `BufReader` has no buffered input left.
+async fn pong_tuned<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: R, w: W) {
+    let mut reader = BufReader::with_capacity(BUF_SIZE, r);
+    let mut writer = BufWriter::with_capacity(BUF_SIZE, w);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if writer.write_all(PONG).await.is_err() {
+            return;
+        }
+        if reader.buffer().is_empty() && writer.flush().await.is_err() {
             return;
         }
     }
@@ -58,9 +140,7 @@ async fn serve_udp(listen: &Listen, port: u16) -> io::Result<()> {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> io::Result<()> {
-    let ([], listen) = asyncnet_bench::server_args([]).map_err(io::Error::other)?;
+async fn serve(listen: Listen, mode: Mode) -> io::Result<()> {
     match &listen {
         Listen::Tcp(port) => {
             // A SocketAddr, not a string: no resolver thread.
@@ -68,19 +148,60 @@ async fn main() -> io::Result<()> {
                 TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, *port))).await?;
             say_ready(&listen, listener.local_addr()?.port())?;
             loop {
-                let (stream, _) = listener.accept().await?;
+                let (mut stream, _) = listener.accept().await?;
                 stream.set_nodelay(true)?;
-                tokio::spawn(echo(stream));
+                match (mode.tuned, mode.pong) {
+                    (false, false) => drop(tokio::spawn(echo(stream))),
+                    (false, true) => drop(tokio::spawn(pong(stream))),
+                    (true, pong) => drop(tokio::spawn(async move {
+                        let (r, w) = stream.split();
+                        if pong {
+                            pong_tuned(r, w).await
+                        } else {
+                            echo_tuned(r, w).await
+                        }
+                    })),
+                }
             }
         }
         Listen::Unix(path) => {
             let listener = UnixListener::bind(path)?;
             say_ready(&listen, 0)?;
             loop {
-                let (stream, _) = listener.accept().await?;
-                tokio::spawn(echo(stream));
+                let (mut stream, _) = listener.accept().await?;
+                match (mode.tuned, mode.pong) {
+                    (false, false) => drop(tokio::spawn(echo(stream))),
+                    (false, true) => drop(tokio::spawn(pong(stream))),
+                    (true, pong) => drop(tokio::spawn(async move {
+                        let (r, w) = stream.split();
+                        if pong {
+                            pong_tuned(r, w).await
+                        } else {
+                            echo_tuned(r, w).await
+                        }
+                    })),
+                }
             }
         }
         Listen::Udp(port) => serve_udp(&listen, *port).await,
     }
+}
+
+fn main() -> io::Result<()> {
+    let ([tuned, multi_thread, pong], listen) =
+        asyncnet_bench::server_args(["tuned", "multi-thread", "pong"]).map_err(io::Error::other)?;
+    if pong && matches!(listen, Listen::Udp(_)) {
+        return Err(io::Error::other("--pong is for stream sockets, not --udp"));
+    }
+    let runtime = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_io()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?
+    };
+    runtime.block_on(serve(listen, Mode { tuned, pong }))
 }
