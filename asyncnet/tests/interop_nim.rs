@@ -8,73 +8,20 @@
 
 #[path = "support/nim.rs"]
 mod nim;
+#[path = "support/nim_protocol.rs"]
+mod protocol;
 
-use std::cell::Cell;
 use std::io;
 use std::process::Command;
-use std::rc::Rc;
 use std::time::Duration;
 
 use asyncnet::{dial, spawn, wait_for, with_timeout, AsyncSocket, SoBool};
+use protocol::{
+    first_pattern_mismatch, lines_sent_by_nim_client, payload, serve_one_client, Phase, PAYLOAD_LEN,
+};
 
 /// Only a guard against hangs: a passing run takes a fraction of it.
 const HANG_GUARD: Duration = Duration::from_secs(120);
-
-/// `payloadLen` in protocol.nim: 4 MiB plus an amount that is not a multiple
-/// of any buffer size.
-const PAYLOAD_LEN: usize = 4 * 1024 * 1024 + 4001;
-
-/// Largest read our server makes while echoing the payload.
-const ECHO_CHUNK: usize = 65536;
-
-/// `patternByte` in protocol.nim.
-fn pattern_byte(index: usize) -> u8 {
-    let mut x = (index as u32).wrapping_mul(0x9E37_79B1);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x85EB_CA77);
-    x ^= x >> 13;
-    (x >> 24) as u8
-}
-
-fn payload() -> Vec<u8> {
-    (0..PAYLOAD_LEN).map(pattern_byte).collect()
-}
-
-/// Offset of the first byte of `data` that is not the pattern, if any.
-fn first_pattern_mismatch(data: &[u8]) -> Option<usize> {
-    data.iter()
-        .enumerate()
-        .position(|(index, &byte)| byte != pattern_byte(index))
-}
-
-/// `replyEnding` in protocol.nim: the reply to line `index` ends with CRLF
-/// when `index` is even and with LF when it is odd.
-fn reply_ending(index: usize) -> &'static str {
-    ["\r\n", "\n"][index % 2]
-}
-
-fn protocol_error(message: String) -> io::Error {
-    io::Error::other(message)
-}
-
-/// The lines `echo_client.nim` sends, as `recv_line` must return them: CRLF
-/// and LF stripped, empty lines kept, a lone CR kept, only the CR right
-/// before the LF stripped.
-fn lines_sent_by_nim_client() -> Vec<String> {
-    [
-        "crlf line from nim",
-        "lf line from nim",
-        "",
-        "",
-        "a lone \r stays in the line",
-        "only the last cr is stripped\r",
-        "utf-8: grüße ✓",
-        &"x".repeat(100_000),
-        "tab\tseparated\tvalues",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
 
 /// What our client sends to `echo_server.nim`, with the line endings. No CR
 /// inside a line: Nim's `recvLine` would drop the byte after it.
@@ -88,81 +35,6 @@ fn lines_for_nim_server() -> Vec<(String, &'static str)> {
         ("y".repeat(100_000), "\r\n"),
         ("tab\tseparated\tvalues".to_owned(), "\n"),
     ]
-}
-
-/// Where our side of a session is, for the report when it fails or hangs.
-#[derive(Clone)]
-struct Phase(Rc<Cell<&'static str>>);
-
-impl Phase {
-    fn new() -> Phase {
-        Phase(Rc::new(Cell::new("starting")))
-    }
-
-    fn set(&self, phase: &'static str) {
-        self.0.set(phase);
-    }
-
-    fn get(&self) -> &'static str {
-        self.0.get()
-    }
-}
-
-/// What our server saw from the Nim client.
-struct ServedSession {
-    peer: String,
-    lines: Vec<String>,
-    payload: Vec<u8>,
-}
-
-/// Our side of the protocol as the server, for one client.
-async fn serve_one_client(listener: AsyncSocket, phase: Phase) -> io::Result<ServedSession> {
-    phase.set("accepting");
-    let (peer, sock) = listener.accept_addr().await?;
-    listener.close();
-    let mut lines = Vec::new();
-    let mut payload = Vec::new();
-    loop {
-        phase.set("reading lines");
-        let line = sock
-            .recv_line()
-            .await?
-            .ok_or_else(|| protocol_error(format!("end of stream after {} lines", lines.len())))?;
-        if let Some(len) = line.strip_prefix("PAYLOAD ") {
-            let len: usize = len
-                .parse()
-                .map_err(|_| protocol_error(format!("bad payload header {line:?}")))?;
-            // Echo as it arrives: the Nim client sends and receives at once.
-            phase.set("echoing the payload");
-            while payload.len() < len {
-                let chunk = sock.recv(ECHO_CHUNK.min(len - payload.len())).await?;
-                if chunk.is_empty() {
-                    return Err(protocol_error(format!(
-                        "end of stream after {} of {len} payload bytes",
-                        payload.len()
-                    )));
-                }
-                sock.send(&chunk).await?;
-                payload.extend_from_slice(&chunk);
-            }
-        } else if line == "BYE" {
-            phase.set("answering BYE, then reading the end of stream");
-            sock.send("bye\r\n").await?;
-            if let Some(extra) = sock.recv_line().await? {
-                return Err(protocol_error(format!("line after BYE: {extra:?}")));
-            }
-            sock.close();
-            return Ok(ServedSession {
-                peer,
-                lines,
-                payload,
-            });
-        } else {
-            sock.send(format!("{line}{}", reply_ending(lines.len())))
-                .await?;
-            lines.push(line);
-        }
-    }
 }
 
 #[test]
@@ -208,12 +80,18 @@ fn nim_asyncnet_client_exchanges_crlf_and_lf_lines_and_a_large_payload_with_our_
     );
 
     assert_eq!(session.peer, "127.0.0.1");
-    assert_eq!(session.lines, lines_sent_by_nim_client());
+    assert_eq!(session.lines, lines_sent_by_nim_client(""));
     assert_eq!(session.payload.len(), PAYLOAD_LEN);
     assert_eq!(
         first_pattern_mismatch(&session.payload),
         None,
         "first payload byte our server received wrong"
+    );
+    assert_eq!(
+        session.after_bye.as_ref().ok(),
+        Some(&None),
+        "after BYE: {:?}",
+        session.after_bye
     );
 }
 

@@ -6,137 +6,23 @@
 //! Needs `nim` (Nim 1.6) and OpenSSL's libssl at run time: the test skips without `nim`,
 //! except under CI (`CI=true`), where it fails.
 
+#[path = "support/nim_protocol.rs"]
+mod protocol;
 #[path = "support/tls_interop.rs"]
 mod tls;
 
-use std::cell::Cell;
 use std::io;
 use std::process::Command;
-use std::rc::Rc;
 use std::time::Duration;
 
-use asyncnet::{wait_for, with_timeout, wrap_socket, AsyncSocket, SoBool, TlsInfo};
+use asyncnet::{wait_for, with_timeout, wrap_socket, AsyncSocket, SoBool};
+use protocol::{
+    first_pattern_mismatch, lines_sent_by_nim_client, serve_one_client, Phase, PAYLOAD_LEN,
+};
 use tls::{Pki, Process};
 
 /// Only a guard against hangs: a passing run takes a fraction of it.
 const HANG_GUARD: Duration = Duration::from_secs(120);
-
-/// `payloadLen` in protocol.nim.
-const PAYLOAD_LEN: usize = 4 * 1024 * 1024 + 4001;
-
-/// Largest read our server makes while echoing the payload.
-const ECHO_CHUNK: usize = 65536;
-
-/// `patternByte` in protocol.nim.
-fn pattern_byte(index: usize) -> u8 {
-    let mut x = (index as u32).wrapping_mul(0x9E37_79B1);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x85EB_CA77);
-    x ^= x >> 13;
-    (x >> 24) as u8
-}
-
-/// `replyEnding` in protocol.nim.
-fn reply_ending(index: usize) -> &'static str {
-    ["\r\n", "\n"][index % 2]
-}
-
-/// The lines `tls_echo_client.nim` sends, as `recv_line` must return them.
-fn lines_sent_by_nim_client() -> Vec<String> {
-    [
-        "crlf line from nim over tls",
-        "lf line from nim over tls",
-        "",
-        "",
-        "a lone \r stays in the line",
-        "only the last cr is stripped\r",
-        "utf-8: grüße ✓",
-        &"x".repeat(100_000),
-        "tab\tseparated\tvalues",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-/// Where our side is, for the report when it fails or hangs.
-#[derive(Clone)]
-struct Phase(Rc<Cell<&'static str>>);
-
-impl Phase {
-    fn set(&self, phase: &'static str) {
-        self.0.set(phase);
-    }
-}
-
-/// What our server saw from the Nim client.
-struct Served {
-    peer: String,
-    info: Option<TlsInfo>,
-    lines: Vec<String>,
-    payload_len: usize,
-    payload_mismatch: Option<usize>,
-    /// What reading after `BYE` gave: end of stream, or the error for a close without
-    /// close_notify.
-    after_bye: io::Result<Option<String>>,
-}
-
-/// Our side of protocol.nim as the server, for one client, on a wrapped listener.
-async fn serve_one_client(listener: AsyncSocket, phase: Phase) -> io::Result<Served> {
-    phase.set("accepting (TCP, then the TLS handshake)");
-    let (peer, sock) = listener.accept_addr().await?;
-    listener.close();
-    let info = sock.tls_info();
-    let mut lines = Vec::new();
-    let mut payload_len = 0;
-    let mut payload_mismatch = None;
-    loop {
-        phase.set("reading lines");
-        let line = sock.recv_line().await?.ok_or_else(|| {
-            io::Error::other(format!("end of stream after {} lines", lines.len()))
-        })?;
-        if let Some(len) = line.strip_prefix("PAYLOAD ") {
-            let len: usize = len
-                .parse()
-                .map_err(|_| io::Error::other(format!("bad payload header {line:?}")))?;
-            // Echo as it arrives: the Nim client sends and receives at once.
-            phase.set("echoing the payload");
-            while payload_len < len {
-                let chunk = sock.recv(ECHO_CHUNK.min(len - payload_len)).await?;
-                if chunk.is_empty() {
-                    return Err(io::Error::other(format!(
-                        "end of stream after {payload_len} of {len} payload bytes"
-                    )));
-                }
-                if payload_mismatch.is_none() {
-                    payload_mismatch = chunk
-                        .iter()
-                        .enumerate()
-                        .position(|(i, &b)| b != pattern_byte(payload_len + i))
-                        .map(|i| payload_len + i);
-                }
-                sock.send(&chunk).await?;
-                payload_len += chunk.len();
-            }
-        } else if line == "BYE" {
-            phase.set("answering BYE, then reading the end of stream");
-            sock.send("bye\r\n").await?;
-            let after_bye = sock.recv_line().await;
-            sock.close();
-            return Ok(Served {
-                peer,
-                info,
-                lines,
-                payload_len,
-                payload_mismatch,
-                after_bye,
-            });
-        } else {
-            sock.send(format!("{line}{}", reply_ending(lines.len())))
-                .await?;
-            lines.push(line);
-        }
-    }
-}
 
 #[test]
 fn nim_asyncnet_tls_client_verifies_our_server_and_exchanges_lines_and_a_payload() {
@@ -157,7 +43,7 @@ fn nim_asyncnet_tls_client_verifies_our_server_and_exchanges_lines_and_a_payload
     command.arg(port.to_string()).arg(&pki.ca_file);
     let client = Process::spawn("tls_echo_client", command).expect("start the Nim client");
 
-    let phase = Phase(Rc::new(Cell::new("starting")));
+    let phase = Phase::new();
     let served = wait_for(with_timeout(
         serve_one_client(listener, phase.clone()),
         HANG_GUARD,
@@ -172,7 +58,7 @@ fn nim_asyncnet_tls_client_verifies_our_server_and_exchanges_lines_and_a_payload
     let served = served.unwrap_or_else(|error| {
         panic!(
             "our server failed while {}: {error} (kind {:?})\n{report}",
-            phase.0.get(),
+            phase.get(),
             error.kind()
         )
     });
@@ -191,9 +77,13 @@ fn nim_asyncnet_tls_client_verifies_our_server_and_exchanges_lines_and_a_payload
     assert_eq!(info.protocol_version, "TLSv1_3", "{info:?}");
     // Nim sends SNI for a host name.
     assert_eq!(info.server_name.as_deref(), Some("localhost"), "{info:?}");
-    assert_eq!(served.lines, lines_sent_by_nim_client());
-    assert_eq!(served.payload_len, PAYLOAD_LEN);
-    assert_eq!(served.payload_mismatch, None, "first payload byte wrong");
+    assert_eq!(served.lines, lines_sent_by_nim_client(" over tls"));
+    assert_eq!(served.payload.len(), PAYLOAD_LEN);
+    assert_eq!(
+        first_pattern_mismatch(&served.payload),
+        None,
+        "first payload byte wrong"
+    );
     // Nim 1.6's asyncnet `close` runs SSL_shutdown into its memory BIO but never sends the
     // close_notify it produced: we see a close without it, which we must report as possible
     // truncation. A Nim that sends it gives a clean end of stream.
