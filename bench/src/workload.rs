@@ -235,6 +235,68 @@ impl RoundResult {
     }
 }
 
+/// What a load generator's measured window gave: its `result` line, when the window began
+/// and ended, and the CPU time (user, system) in seconds that the server and the load
+/// generator spent in it.
+pub struct Window {
+    pub result: String,
+    pub start: Instant,
+    pub end: Instant,
+    pub server: (f64, f64),
+    pub loadgen: (f64, f64),
+}
+
+/// Follows the load generator through its window (`measure-start`, `measure-end`, then a
+/// `result ` line), reading both processes' CPU time at each edge; then checks that the
+/// load generator exited cleanly and the server lived through the round, and stops the
+/// server.
+pub fn measure_window(
+    server: &mut Spawned,
+    server_name: &str,
+    loadgen: &mut Spawned,
+    loadgen_name: &str,
+    deadline: Instant,
+) -> io::Result<Window> {
+    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-start").then_some(()))?;
+    let (s0, l0, start) = (
+        CpuTicks::of(server.pid())?,
+        CpuTicks::of(loadgen.pid())?,
+        Instant::now(),
+    );
+    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-end").then_some(()))?;
+    let (s1, l1, end) = (
+        CpuTicks::of(server.pid())?,
+        CpuTicks::of(loadgen.pid())?,
+        Instant::now(),
+    );
+    let result = loadgen.wait_for_line(deadline, |l| {
+        l.starts_with("result ").then(|| l.to_string())
+    })?;
+    match loadgen.wait_until(deadline)? {
+        Some(s) if s.success() => {}
+        Some(s) => return Err(io::Error::other(format!("{loadgen_name} failed: {s}"))),
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{loadgen_name} did not exit"),
+            ))
+        }
+    }
+    if let Some(s) = server.try_wait()? {
+        return Err(io::Error::other(format!(
+            "server {server_name} exited during the round: {s}"
+        )));
+    }
+    server.kill()?;
+    Ok(Window {
+        result,
+        start,
+        end,
+        server: s1.secs_since(s0),
+        loadgen: l1.secs_since(l0),
+    })
+}
+
 /// Parses `key=value` pairs from a line such as `result rps=1.0 p50_us=2`.
 pub fn parse_kv(line: &str) -> HashMap<&str, &str> {
     line.split_ascii_whitespace()
@@ -242,7 +304,8 @@ pub fn parse_kv(line: &str) -> HashMap<&str, &str> {
         .collect()
 }
 
-fn field<T: std::str::FromStr>(kv: &HashMap<&str, &str>, key: &str) -> io::Result<T> {
+/// The value of `key` in a result line's pairs, parsed.
+pub fn field<T: std::str::FromStr>(kv: &HashMap<&str, &str>, key: &str) -> io::Result<T> {
     kv.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -322,43 +385,13 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
     let mut loadgen = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
     let deadline = Instant::now() + Duration::from_secs_f64(cfg.warmup + cfg.secs) + LOADGEN_SLACK;
 
-    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-start").then_some(()))?;
-    let (s0, l0, t0) = (
-        CpuTicks::of(server.pid())?,
-        CpuTicks::of(loadgen.pid())?,
-        Instant::now(),
-    );
-    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-end").then_some(()))?;
-    let (s1, l1, t1) = (
-        CpuTicks::of(server.pid())?,
-        CpuTicks::of(loadgen.pid())?,
-        Instant::now(),
-    );
-    let result = loadgen.wait_for_line(deadline, |l| {
-        l.starts_with("result ").then(|| l.to_string())
-    })?;
-
-    match loadgen.wait_until(deadline)? {
-        Some(s) if s.success() => {}
-        Some(s) => return Err(io::Error::other(format!("loadgen failed: {s}"))),
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "loadgen did not exit",
-            ))
-        }
-    }
-    if let Some(s) = server.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the round: {s}",
-            peer.name
-        )));
-    }
-    server.kill()?;
+    let window = measure_window(&mut server, &peer.name, &mut loadgen, "loadgen", deadline)?;
+    let result = window.result;
+    let (t0, t1) = (window.start, window.end);
+    let ((server_user_secs, server_sys_secs), (loadgen_user_secs, loadgen_sys_secs)) =
+        (window.server, window.loadgen);
 
     let kv = parse_kv(&result);
-    let (server_user_secs, server_sys_secs) = s1.secs_since(s0);
-    let (loadgen_user_secs, loadgen_sys_secs) = l1.secs_since(l0);
     Ok(RoundResult {
         peer: peer.name.clone(),
         round_trips: field(&kv, "round_trips")?,

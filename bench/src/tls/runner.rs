@@ -4,7 +4,6 @@
 //! wait for its ready line, run `tls_loadgen` (pinned to the load generator's CPU), sample both
 //! processes' CPU time when it prints `measure-start` and `measure-end`, kill the server.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -12,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
 use crate::parse_ready_line;
-use crate::procstat::CpuTicks;
 use crate::stats::median;
+use crate::workload::{field, measure_window, parse_kv};
 
 /// How long a server may take to print its ready line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -273,42 +272,18 @@ pub fn run_round(peer: &TlsPeer, work: &TlsWorkload, cfg: &RoundConfig) -> io::R
         cfg.loadgen_cpus.as_deref(),
     )?;
     let deadline = Instant::now() + Duration::from_secs_f64(cfg.warmup + cfg.secs) + LOADGEN_SLACK;
-    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-start").then_some(()))?;
-    let (s0, l0, t0) = (
-        CpuTicks::of(server.pid())?,
-        CpuTicks::of(loadgen.pid())?,
-        Instant::now(),
-    );
-    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-end").then_some(()))?;
-    let (s1, l1, t1) = (
-        CpuTicks::of(server.pid())?,
-        CpuTicks::of(loadgen.pid())?,
-        Instant::now(),
-    );
-    let result = loadgen.wait_for_line(deadline, |l| {
-        l.starts_with("result ").then(|| l.to_string())
-    })?;
-    match loadgen.wait_until(deadline)? {
-        Some(s) if s.success() => {}
-        Some(s) => return Err(io::Error::other(format!("tls_loadgen failed: {s}"))),
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "tls_loadgen did not exit",
-            ))
-        }
-    }
-    if let Some(s) = server.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the round: {s}",
-            peer.name
-        )));
-    }
-    server.kill()?;
+    let window = measure_window(
+        &mut server,
+        peer.name,
+        &mut loadgen,
+        "tls_loadgen",
+        deadline,
+    )?;
+    let result = window.result;
+    let (t0, t1) = (window.start, window.end);
+    let ((su, ss), (lu, ls)) = (window.server, window.loadgen);
 
     let kv = parse_kv(&result);
-    let (su, ss) = s1.secs_since(s0);
-    let (lu, ls) = l1.secs_since(l0);
     Ok(RoundResult {
         peer: peer.name.to_string(),
         ops: field(&kv, "ops")?,
@@ -326,23 +301,6 @@ pub fn run_round(peer: &TlsPeer, work: &TlsWorkload, cfg: &RoundConfig) -> io::R
         server_user_secs: su,
         server_sys_secs: ss,
         loadgen_secs: lu + ls,
-    })
-}
-
-/// `key=value` pairs of a result line.
-pub fn parse_kv(line: &str) -> HashMap<String, String> {
-    line.split_ascii_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn field<T: std::str::FromStr>(kv: &HashMap<String, String>, key: &str) -> io::Result<T> {
-    kv.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("result line lacks a valid {key}"),
-        )
     })
 }
 
