@@ -47,7 +47,9 @@ async fn serve(port: u16) -> io::Result<()> {
                 eprintln!("client error: {e}");
             }
             clients.borrow_mut().retain(|c| *c != client);
-            client.close();
+            if let Err(e) = client.close() {
+                eprintln!("client error: {e}");
+            }
         });
     }
 }

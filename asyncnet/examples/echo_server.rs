@@ -11,7 +11,7 @@ async fn process_client(client: AsyncSocket) -> io::Result<()> {
     while let Some(line) = client.recv_line().await? {
         client.send(format!("{line}\r\n")).await?;
     }
-    client.close();
+    client.close()?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ async fn http_get(host: &str, port: u16, path: &str) -> io::Result<Vec<u8>> {
         }
         response.extend_from_slice(&chunk);
     }
-    sock.close();
+    sock.close()?;
     Ok(response)
 }
 

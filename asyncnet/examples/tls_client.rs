@@ -126,7 +126,7 @@ async fn fetch_head(opts: &Options) -> io::Result<()> {
     if lines == 0 {
         println!("  (none: the server closed the connection)");
     }
-    sock.close();
+    sock.close()?;
     Ok(())
 }
 

@@ -39,7 +39,7 @@ async fn process_client(ctx: TlsContext, client: AsyncSocket) -> io::Result<()> 
     while let Some(line) = client.recv_line().await? {
         client.send(format!("{line}\r\n")).await?;
     }
-    client.close();
+    client.close()?;
     Ok(())
 }
 

@@ -24,12 +24,11 @@ async fn serve(path: String) -> io::Result<()> {
                 while let Some(line) = client.recv_line().await? {
                     client.send(format!("{line}\n")).await?;
                 }
-                Ok::<(), io::Error>(())
+                client.close()
             };
             if let Err(e) = served.await {
                 eprintln!("client error: {e}");
             }
-            client.close();
         });
     }
 }

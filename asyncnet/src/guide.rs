@@ -29,7 +29,8 @@
 //! | `getFd` | [`AsyncSocket::fd`] (and `AsRawFd`) |
 //! | `isClosed` | [`AsyncSocket::is_closed`] |
 //! | `hasDataBuffered` | [`AsyncSocket::has_data_buffered`] |
-//! | `close` | [`AsyncSocket::close`] |
+//! | `close` | [`AsyncSocket::close`] (returns a write error nobody has heard of yet) |
+//! | (the kernel has every byte: what Nim's `send` waits for) | [`AsyncSocket::flush`] |
 //! | `BufferSize`, `MaxLineLength`, `SOMAXCONN` | [`BUFFER_SIZE`](crate::BUFFER_SIZE), [`MAX_LINE_LENGTH`](crate::MAX_LINE_LENGTH), [`SOMAXCONN`](crate::SOMAXCONN) |
 //! | `SocketFlag.Peek`, `SocketFlag.SafeDisconn` | [`Flags::PEEK`](crate::Flags::PEEK), [`Flags::SAFE_DISCONN`](crate::Flags::SAFE_DISCONN) (the default, as in Nim) |
 //! | `Domain`, `SockType`, `Protocol` | [`Domain`](crate::Domain), [`SockType`](crate::SockType), [`Protocol`](crate::Protocol) (from `socket2`) |
@@ -78,6 +79,8 @@
 //! | TLS handshake cut off by the peer | reported as success | `UnexpectedEof` error |
 //! | a client that fails its handshake on a wrapped listener | the accept fails | that client is dropped, the error recorded ([`AsyncSocket::take_accept_error`]), the listener goes on |
 //! | `send("")` on TLS | crash | no-op |
+//! | when `send` completes | when the kernel has every byte: one system call per message | at once, the bytes coalesced in the socket's output buffer and written when the task next waits for input, the loop turn ends, or 64 KiB are queued ([crate docs](crate#write-coalescing)); `flush().await` or [`Flags::NONE`](crate::Flags::NONE) give Nim's meaning |
+//! | `close` with bytes still to send | the pending sends' futures fail, their bytes dropped | bytes of completed (or dropped) sends are written first, for up to [`CLOSE_LINGER`](crate::CLOSE_LINGER) in the background; a write error nobody has heard of is returned |
 //! | UDP datagram larger than `size` | silently truncated | error [`DatagramTruncated`](crate::DatagramTruncated) with the kept bytes and the sender |
 //! | `sendTo` on a TCP socket | undefined | `InvalidInput` |
 //! | `getLocalAddr`/`getPeerAddr` on Unix sockets | error | the path and port 0 (`""` unnamed, `@name` abstract) |
@@ -88,10 +91,11 @@
 //! # Buffering and cancel safety
 //!
 //! A read future holds no bytes while it waits: what it took from the kernel and cannot
-//! return yet goes into the socket's buffer before it yields. A send that the kernel cannot
-//! take at once leaves its remaining bytes in the socket's output queue. So dropping a future
-//! (directly, or through [`with_timeout`](crate::with_timeout)) never loses received bytes and
-//! never cuts a message in two.
+//! return yet goes into the socket's buffer before it yields. A send's bytes are in the
+//! socket's output buffer before it first returns `Pending`, and a background task writes
+//! them if the send is dropped. So dropping a future (directly, or through
+//! [`with_timeout`](crate::with_timeout)) never loses received bytes and never cuts a
+//! message in two. Both buffers exist only while bytes are in them.
 #![forbid(unsafe_code)]
 
 #[allow(unused_imports)]

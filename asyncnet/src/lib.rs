@@ -32,6 +32,32 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! # Write coalescing
+//!
+//! [`AsyncSocket::send`] does not make a system call per message. Its bytes join the
+//! socket's output buffer and the send completes at once; the buffer is written, in one
+//! `write`, at the first of:
+//!
+//! - a read on the same socket is about to wait (the replies to the requests just read
+//!   leave before the task sleeps on the next request);
+//! - the loop turn ends: the task waits on something else (a timer, another socket, a join
+//!   handle) or has finished; and before [`wait_for`] returns;
+//! - the buffer would pass [`WRITE_HIGH_WATER`] (64 KiB): that send writes at once and waits
+//!   (back-pressure) until no more than the mark is queued;
+//! - [`AsyncSocket::flush`], [`AsyncSocket::shutdown_write`], [`AsyncSocket::close`], or the
+//!   last handle being dropped (bytes the kernel does not take at once get
+//!   [`CLOSE_LINGER`] in the background).
+//!
+//! So a server that answers pipelined requests one `send` at a time writes once per batch,
+//! and a ping-pong still costs one `read` and one `write` per round trip. Order is kept
+//! (sends from several tasks are written whole, in the order they started), and so is
+//! back-pressure. An error met while writing queued bytes is recorded: later sends and
+//! `flush` fail with it, and the next read that waits and `close` report it once (a
+//! disconnection is shown by [`AsyncSocket::is_disconnected`] instead, as `SAFE_DISCONN`
+//! asks). Nim's meaning of `send` — complete when the kernel has every byte — is
+//! `send(..).await` followed by [`flush`](AsyncSocket::flush)`().await`, or a send with
+//! [`Flags::NONE`], which is never coalesced.
+//!
 //! The [`guide`] maps every Nim proc to its Rust counterpart and lists where this crate
 //! deliberately behaves differently (safer) than Nim.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -53,7 +79,7 @@ pub use dispatch::{
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
     dial, dial_with, resolve_host, AsyncSocket, Flags, SoBool, SocketBuilder, BUFFER_SIZE,
-    MAX_LINE_LENGTH, MAX_RESOLVERS, SOMAXCONN,
+    CLOSE_LINGER, MAX_LINE_LENGTH, MAX_RESOLVERS, SOMAXCONN, WRITE_HIGH_WATER,
 };
 /// The TLS library, for downcasting handshake errors (`rustls::Error`).
 pub use rustls;

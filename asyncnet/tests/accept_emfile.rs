@@ -215,7 +215,7 @@ fn child() {
             if emfile_seen {
                 // Free descriptors: close the connections already served.
                 for c in held.borrow_mut().drain(..) {
-                    c.close();
+                    c.close()?;
                 }
             }
         }

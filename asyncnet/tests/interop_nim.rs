@@ -142,7 +142,7 @@ async fn drive_nim_server(port: u16, phase: Phase) -> io::Result<DrivenSession> 
             break;
         }
     }
-    sock.close();
+    sock.close()?;
     Ok(DrivenSession {
         echoes,
         payload,

@@ -166,7 +166,7 @@ async fn drive_s_server(port: u16, ctx: TlsContext, phase: Phase) -> io::Result<
     let payload = sock.recv(PAYLOAD_LEN).await?;
     phase.set("waiting for the writer task");
     writer.await?;
-    sock.close();
+    sock.close()?;
     Ok(Driven {
         info,
         chain,
@@ -402,7 +402,7 @@ struct Served {
 async fn serve_one(listener: AsyncSocket, phase: Phase) -> io::Result<Served> {
     phase.set("accepting (TCP, then the TLS handshake)");
     let (peer, sock) = listener.accept_addr().await?;
-    listener.close();
+    listener.close()?;
     let info = sock.tls_info();
     let outbox = SharedOutbox::default();
     let writer = {
@@ -457,7 +457,7 @@ async fn serve_one(listener: AsyncSocket, phase: Phase) -> io::Result<Served> {
     drop(closer);
     phase.set("writing the last echoes");
     writer.await?;
-    sock.close();
+    sock.close()?;
     Ok(Served {
         peer,
         info,
@@ -597,9 +597,9 @@ fn openssl_s_client_exchanges_lines_and_10_mb_with_our_server_tls12() {
 /// Accept one plain connection and run the server handshake on it, returning its result.
 async fn handshake_one(listener: AsyncSocket, ctx: TlsContext) -> io::Result<()> {
     let sock = listener.accept().await?;
-    listener.close();
+    listener.close()?;
     let result = wrap_connected_socket(&ctx, &sock, HandshakeAs::Server, "").await;
-    sock.close();
+    sock.close()?;
     result
 }
 

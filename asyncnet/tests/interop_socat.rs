@@ -345,7 +345,7 @@ fn our_unix_echo_server_answers_socat_as_the_client() {
                 conn.send(format!("{l}\n")).await?;
                 count += 1;
             }
-            conn.close();
+            conn.close()?;
             Ok::<_, io::Error>((peer, count))
         });
 

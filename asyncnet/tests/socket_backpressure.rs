@@ -83,7 +83,7 @@ fn sends_from_two_thousand_tasks_arrive_whole_in_the_order_they_started(fam: Fam
         for h in senders {
             h.await?;
         }
-        client.close();
+        client.close()?;
         let got = reader.await?;
         let order: Vec<u32> = got.iter().map(|&(_, _, i)| i).collect();
         let expect: Vec<u32> = (0..MESSAGES as u32).collect();
@@ -115,7 +115,7 @@ fn sends_from_twenty_tasks_keep_each_tasks_order(fam: Family) {
         for h in senders {
             h.await?;
         }
-        client.close();
+        client.close()?;
         let got = reader.await?;
         let mut next = vec![0u32; tasks as usize];
         for (task, seq, index) in got {
@@ -164,7 +164,7 @@ fn un_awaited_sends_against_a_slow_std_reader(fam: Family) {
         for h in handles {
             h.await?;
         }
-        sock.close();
+        sock.close()?;
         let all = reader.join().expect("reader")?;
         assert_eq!(all.len(), MESSAGES * SIZE);
         for (i, m) in all.chunks(SIZE).enumerate() {

@@ -217,7 +217,7 @@ fn a_dropped_send_still_delivers_the_whole_message(fam: Family) {
             // The reader starts late; a later send queues behind the dropped one.
             go.send(()).ok();
             sock.send("tail").await?;
-            sock.close();
+            sock.close()?;
             let all = reader.join().expect("reader")?;
             assert_eq!(all.len(), big.len() + 4);
             assert!(
@@ -288,7 +288,7 @@ fn a_send_dropped_before_its_first_poll_sends_nothing(fam: Family) {
         let never = sock.send("never sent");
         drop(never);
         sock.send("only this").await?;
-        sock.close();
+        sock.close()?;
         let mut all = Vec::new();
         peer.read_to_end(&mut all)?;
         assert_eq!(all, b"only this");

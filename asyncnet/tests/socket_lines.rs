@@ -438,7 +438,7 @@ fn lines_between_our_own_sockets(fam: Family) {
             for i in 0..n {
                 writer.send(format!("line {i}\r\n")).await?;
             }
-            writer.close();
+            writer.close()?;
             Ok::<_, io::Error>(())
         });
         for i in 0..n {

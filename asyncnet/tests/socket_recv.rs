@@ -215,7 +215,7 @@ fn send_delivers_every_byte_in_order(fam: Family) {
         sock.send(&big).await?;
         sock.send(b"").await?;
         sock.send("end").await?;
-        sock.close();
+        sock.close()?;
         let all = reader.join().expect("reader")?;
         assert_eq!(all.len(), expect + 3);
         assert!(all[..expect] == big[..], "bytes in order");

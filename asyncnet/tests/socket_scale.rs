@@ -35,7 +35,7 @@ async fn serve(conn: AsyncSocket, seen: Rc<RefCell<Vec<usize>>>) -> io::Result<(
     }
     seen.borrow_mut()[id] = n;
     conn.send(format!("got {n}\n")).await?;
-    conn.close();
+    conn.close()?;
     Ok(())
 }
 

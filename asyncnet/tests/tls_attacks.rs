@@ -239,7 +239,7 @@ fn a_flood_of_tiny_records_is_read_correctly_in_bounded_memory() {
             }
         }
         assert_eq!(off, TOTAL, "every byte arrived");
-        server.close();
+        server.close()?;
         join_thread(peer).await?;
         peak = peak.max(vm_rss_kb());
         let grown = peak.saturating_sub(before);
@@ -279,7 +279,7 @@ fn a_corrupt_record_after_the_handshake_fails_the_read_with_invalid_data() {
         let e = server.recv_line().await.unwrap_err();
         let tls = rustls_error(&e);
         assert_eq!(tls, rustls::Error::DecryptError, "{e}");
-        server.close();
+        server.close()?;
         join_thread(peer).await
     })
 }

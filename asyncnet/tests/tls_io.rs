@@ -40,7 +40,7 @@ fn buffered_recv_waits_for_n_bytes_across_records() {
         send_pieces(&writer, &[b"he", b"llo", b" ", b"wor", b"ld!!"]).await?;
         assert_eq!(task.await?, b"hello world");
         assert_eq!(reader.recv(2).await?, b"!!");
-        writer.close();
+        writer.close()?;
         // At a clean end, a buffered recv returns nothing.
         assert_eq!(reader.recv_with(10, Flags::NONE).await?, b"");
         Ok(())
@@ -53,7 +53,7 @@ fn recv_returns_fewer_bytes_only_at_the_clean_end() {
     run(async {
         let (reader, writer) = tls_pair(&pki).await?;
         writer.send("short").await?;
-        writer.close();
+        writer.close()?;
         assert_eq!(reader.recv_with(100, Flags::NONE).await?, b"short");
         assert_eq!(reader.recv_with(100, Flags::NONE).await?, b"");
         Ok(())
@@ -76,7 +76,7 @@ fn recv_into_fills_the_buffer_across_records() {
         let mut rest = [0u8; 4];
         assert_eq!(reader.recv_into(&mut rest).await?, 4);
         assert_eq!(&rest, b"cdef");
-        writer.close();
+        writer.close()?;
         assert_eq!(
             reader.recv_into_with(&mut rest, Flags::NONE).await?,
             0,
@@ -105,7 +105,7 @@ fn recv_line_reads_lines_split_across_records_byte_by_byte() {
         // One record per byte.
         let pieces: Vec<&[u8]> = SAMPLE.chunks(1).collect();
         send_pieces(&writer, &pieces).await?;
-        writer.close();
+        writer.close()?;
         let mut want: Vec<String> = LINES.map(String::from).to_vec();
         want.push("last".into());
         assert_eq!(task.await?, want);
@@ -119,7 +119,7 @@ fn recv_line_into_appends_lines_from_one_record() {
     run(async {
         let (reader, writer) = tls_pair(&pki).await?;
         writer.send(SAMPLE).await?;
-        writer.close();
+        writer.close()?;
         let mut got = Vec::new();
         loop {
             let mut buf = String::from(">");
@@ -351,7 +351,7 @@ fn close_sends_close_notify_and_the_peer_sees_a_clean_end() {
         // Flags::NONE: a reset would be an error here, so only close_notify passes.
         let (client, server) = tls_pair(&pki).await?;
         server.send("last line\nno newline").await?;
-        server.close();
+        server.close()?;
         let line = |s: &AsyncSocket| {
             let s = s.clone();
             async move { s.recv_line_with(Flags::NONE, 100).await }
@@ -391,7 +391,7 @@ fn a_client_that_only_sends_then_closes_delivers_everything_and_a_clean_end() {
             client.send(format!("line {i}\n")).await?;
             settle().await;
         }
-        client.close();
+        client.close()?;
         let got = reader.await;
         let want: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
         match got {
@@ -456,7 +456,7 @@ fn a_rustls_peer_sees_our_close_notify() {
         });
         let server = listener.accept().await?;
         server.send("bye").await?;
-        server.close();
+        server.close()?;
         assert_eq!(join_thread(peer).await?, b"bye");
         Ok(())
     })
@@ -472,6 +472,7 @@ fn a_peer_closing_without_close_notify_is_reported_as_truncation() {
     run(async {
         let (client, server) = tls_pair(&pki).await?;
         client.send("whole line\ncut li").await?;
+        client.flush().await?;
         // The TCP stream ends with no close_notify (behind the library's back:
         // `shutdown_write` would send close_notify first).
         tcp_shutdown_write(&client);
@@ -487,6 +488,7 @@ fn a_peer_closing_without_close_notify_is_reported_as_truncation() {
         // recv: the same, distinguishable from the clean end above.
         let (client, server) = tls_pair(&pki).await?;
         client.send("12345").await?;
+        client.flush().await?;
         tcp_shutdown_write(&client);
         let r = server.recv(100).await;
         assert!(is_truncation(&r), "{r:?}");
@@ -566,7 +568,7 @@ fn ten_tls_clients_fifty_lines_each_are_all_echoed() {
                     s.send(format!("client {i} line {j}\n")).await?;
                 }
                 let got = r.await?;
-                s.close();
+                s.close()?;
                 Ok::<_, io::Error>((i, got))
             }));
         }
@@ -669,7 +671,7 @@ fn close_with_the_kernel_full_still_delivers_close_notify_so_the_reader_sees_a_c
         let send = spawn(async move { sender.send(vec![7u8; 8 * 1024 * 1024]).await });
         settle().await;
         assert!(!send.is_finished(), "8 MiB fit into the kernel at once?");
-        client.close();
+        client.close()?;
         // The stalled send fails (its bytes can no longer leave) ...
         assert!(send.await.is_err());
         // ... and the reader gets what was written, then close_notify: a clean end, not a

@@ -67,7 +67,7 @@ async fn udp_client(id: usize, server_port: u16) -> io::Result<()> {
         );
         assert_eq!(data, sent.as_bytes(), "client {id}: the answer is the echo");
     }
-    sock.close();
+    sock.close()?;
     Ok(())
 }
 

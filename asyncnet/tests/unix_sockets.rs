@@ -41,7 +41,7 @@ async fn unix_pair(buffered: bool) -> io::Result<(AsyncSocket, AsyncSocket, Temp
         .build()?;
     client.connect_unix(path.path()).await?;
     let accepted = server.accept().await?;
-    server.close();
+    server.close()?;
     Ok((client, accepted, path))
 }
 
@@ -54,7 +54,7 @@ async fn echo_lines(conn: AsyncSocket, served: Rc<RefCell<usize>>) -> io::Result
         *served.borrow_mut() += 1;
         conn.send(format!("{l}\n")).await?;
     }
-    conn.close();
+    conn.close()?;
     Ok(())
 }
 
@@ -74,7 +74,7 @@ async fn line_client(path: PathBuf, id: usize) -> io::Result<()> {
         assert_eq!(c.recv_line().await?, Some(line(id, n)), "client {id}");
     }
     assert_eq!(c.recv_line().await?, None, "client {id}: end of stream");
-    c.close();
+    c.close()?;
     Ok(())
 }
 
@@ -104,7 +104,7 @@ fn two_hundred_clients_fifty_lines_each_over_a_unix_stream_all_echoed() {
         }
         accept_loop.await?;
         assert_eq!(*served.borrow(), CLIENTS * LINES, "every line received");
-        server.close();
+        server.close()?;
         Ok(())
     })
 }
@@ -441,7 +441,7 @@ fn buffering_and_peek_on_a_unix_stream() {
             let peeked = conn.recv_with(6, Flags::PEEK).await?;
             assert_eq!(peeked, b"second");
             assert_eq!(conn.recv(7).await?, b"second\n");
-            client.close();
+            client.close()?;
             let rest = conn.recv(100).await?;
             assert_eq!(rest, b"third");
             assert!(conn.recv(100).await?.is_empty(), "end of stream");
@@ -491,7 +491,7 @@ fn five_megabyte_payload_crosses_a_unix_stream_intact() {
         let sent = payload.clone();
         let writer = spawn(async move {
             client.send(&sent).await?;
-            client.close();
+            client.close()?;
             Ok::<_, io::Error>(())
         });
         let got = conn.recv(LEN).await?;
@@ -518,7 +518,7 @@ fn close_while_recv_waits_on_a_unix_stream_ends_it_with_not_connected() {
             });
             settle().await;
             assert!(!waiting.is_finished());
-            conn.close();
+            conn.close()?;
             let e = waiting.await.unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::NotConnected, "{e}");
             let e = line_waiting.await.unwrap_err();

@@ -178,6 +178,8 @@ impl Loop {
     /// someone for an event to wake.
     fn turn(&self, timeout: Option<Duration>, for_main: bool) -> io::Result<()> {
         self.run_ready();
+        // Coalesced output leaves before the loop sleeps (it may spawn flushers: count them).
+        self.driver.run_deferred();
         let nothing_to_wait_for = !(for_main || self.pending());
         let failed = !self.failures.borrow().is_empty();
         let wait = if self.has_ready() || nothing_to_wait_for || failed {
@@ -198,6 +200,8 @@ impl Loop {
         self.driver.turn(wait)?;
         self.timers.fire(Instant::now());
         self.run_ready();
+        // The turn ends: what its tasks sent leaves now, not at the next turn.
+        self.driver.run_deferred();
         Ok(())
     }
 
@@ -270,6 +274,8 @@ pub fn wait_for<F: Future>(future: F) -> F::Output {
             if l.main_woken.replace(false) {
                 wake.clear();
                 if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                    // What the future sent last leaves before the caller gets control.
+                    l.driver.run_deferred();
                     if let Some(f) = l.take_failure() {
                         panic!("asyncnet: a detached task failed: {}", surface(f));
                     }

@@ -14,7 +14,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -151,6 +151,12 @@ fn wake_all(list: &RefCell<Vec<Waker>>) {
     }
 }
 
+/// Work that must be done before the loop next sleeps: a socket's coalesced output.
+pub(crate) trait BeforeSleep {
+    /// Do it (at most once per [`Driver::defer`]).
+    fn before_sleep(self: Rc<Self>);
+}
+
 /// The OS poller and the table of registered sockets.
 #[derive(Debug)]
 pub(crate) struct Driver {
@@ -161,6 +167,10 @@ pub(crate) struct Driver {
     /// Takes reads for sockets with nothing buffered; only leftovers are copied out, so
     /// sockets need no buffer of their own between messages.
     pub(crate) scratch: RefCell<Box<[u8]>>,
+    /// Run before the loop sleeps (weak: an item dropped meanwhile has finished on its own).
+    deferred: RefCell<Vec<Weak<dyn BeforeSleep>>>,
+    /// The list's previous allocation, reused turn after turn.
+    spare: RefCell<Vec<Weak<dyn BeforeSleep>>>,
 }
 
 impl Driver {
@@ -173,6 +183,8 @@ impl Driver {
             ios: RefCell::new(Slab::new()),
             waker,
             scratch: RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice()),
+            deferred: RefCell::new(Vec::new()),
+            spare: RefCell::new(Vec::new()),
         })
     }
 
@@ -216,6 +228,26 @@ impl Driver {
         self.ios.borrow_mut().try_remove(io.key);
         wake_all(&io.readers);
         wake_all(&io.writers);
+    }
+
+    /// Have `item` run before the loop next sleeps.
+    pub(crate) fn defer(&self, item: Weak<dyn BeforeSleep>) {
+        self.deferred.borrow_mut().push(item);
+    }
+
+    /// Run the deferred items (the loop is about to sleep, or `wait_for` to return).
+    pub(crate) fn run_deferred(&self) {
+        if self.deferred.borrow().is_empty() {
+            return;
+        }
+        let spare = std::mem::take(&mut *self.spare.borrow_mut());
+        let mut batch = std::mem::replace(&mut *self.deferred.borrow_mut(), spare);
+        for item in batch.drain(..) {
+            if let Some(item) = item.upgrade() {
+                item.before_sleep();
+            }
+        }
+        *self.spare.borrow_mut() = batch;
     }
 
     /// Number of registered sockets.

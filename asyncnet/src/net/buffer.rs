@@ -127,9 +127,13 @@ impl ReadBuffer {
 /// send knows when its own bytes are out.
 ///
 /// ```text
-///   data: [ written ...... | pending bytes ............ ]
-///         0                pos                          data.len()
-///   accepted = total bytes ever handed to send; written = total taken by the kernel
+///   data: [ written ...... | pending bytes ................................ ]
+///         0                pos                                             data.len()
+///   sequence numbers:  written ≤ committed ≤ accepted
+///   accepted  = total bytes ever handed to send
+///   written   = total taken by the kernel
+///   committed = end of the bytes whose sends completed or were dropped: they must reach the
+///               peer even if the socket closes; bytes past it belong to sends still waiting
 /// ```
 #[derive(Debug, Default)]
 pub(crate) struct WriteBuffer {
@@ -137,11 +141,17 @@ pub(crate) struct WriteBuffer {
     pos: usize,
     accepted: u64,
     written: u64,
+    committed: u64,
 }
 
 impl WriteBuffer {
     pub(crate) fn pending(&self) -> &[u8] {
         &self.data[self.pos..]
+    }
+
+    /// Number of pending bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.data.len() - self.pos
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -153,12 +163,18 @@ impl WriteBuffer {
         self.written
     }
 
+    /// Total bytes ever handed to sends: the sequence number of the end of the queue.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
     /// Count bytes that went straight to the kernel (the buffer was empty). Returns the new
     /// total, the sequence number of their end.
     pub(crate) fn note_direct(&mut self, n: usize) -> u64 {
         debug_assert!(self.is_empty());
         self.accepted += n as u64;
         self.written += n as u64;
+        self.committed = self.accepted;
         self.accepted
     }
 
@@ -168,19 +184,62 @@ impl WriteBuffer {
             self.data.drain(..self.pos);
             self.pos = 0;
         }
+        if self.data.capacity() == 0 {
+            // The first bytes after an empty spell: room for a batch of small replies at once,
+            // so that coalescing them does not reallocate reply after reply.
+            self.data.reserve(bytes.len().max(MIN_WRITE_CAPACITY));
+        }
         self.data.extend_from_slice(bytes);
         self.accepted += bytes.len() as u64;
         self.accepted
+    }
+
+    /// The bytes up to sequence number `end` must be delivered whatever happens to the
+    /// sends that queued them.
+    pub(crate) fn commit(&mut self, end: u64) {
+        self.committed = self.committed.max(end.min(self.accepted));
+    }
+
+    /// Whether pending bytes belong to sends that are still waiting.
+    pub(crate) fn has_uncommitted(&self) -> bool {
+        self.accepted > self.committed.max(self.written)
+    }
+
+    /// Drop the pending bytes past `committed` (their sends are still waiting and will be
+    /// told). Returns the sequence number from which bytes were dropped.
+    pub(crate) fn discard_uncommitted(&mut self) -> u64 {
+        let keep_to = self.committed.max(self.written);
+        let keep = (keep_to - self.written) as usize;
+        self.data.truncate(self.pos + keep);
+        // No send after this one can queue (the socket is closing or shut down), so the
+        // dropped sequence numbers are simply forgotten.
+        self.accepted = keep_to;
+        self.committed = keep_to;
+        if self.is_empty() {
+            self.release();
+        }
+        keep_to
     }
 
     /// `n` pending bytes were taken by the kernel.
     pub(crate) fn advance(&mut self, n: usize) {
         self.pos += n;
         self.written += n as u64;
+        self.committed = self.committed.max(self.written);
         if self.is_empty() {
-            self.data = Vec::new();
-            self.pos = 0;
+            self.release();
         }
+    }
+
+    /// Take every pending byte out (for a closing socket to finish writing on its own);
+    /// they count as written.
+    pub(crate) fn take_pending(&mut self) -> Vec<u8> {
+        let mut data = std::mem::take(&mut self.data);
+        data.drain(..self.pos);
+        self.pos = 0;
+        self.written = self.accepted;
+        self.committed = self.accepted;
+        data
     }
 
     /// Drop every pending byte (the peer is gone); they count as written so that no send
@@ -190,7 +249,15 @@ impl WriteBuffer {
         self.advance(n);
         n
     }
+
+    fn release(&mut self) {
+        self.data = Vec::new();
+        self.pos = 0;
+    }
 }
+
+/// The capacity a write buffer starts with.
+const MIN_WRITE_CAPACITY: usize = 4 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -101,7 +101,8 @@ impl AsyncSocket {
                 Some(Err(e)) => {
                     // That client failed its handshake: drop it, keep listening.
                     *inner.accept_error.borrow_mut() = Some(e);
-                    client.close();
+                    // Nothing was sent on it: there is no write error to report.
+                    let _ = client.close();
                 }
             }
         }

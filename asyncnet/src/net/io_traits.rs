@@ -2,8 +2,9 @@
 //!
 //! `AsyncRead` has the usual "some bytes" meaning in both modes: buffered bytes first, else
 //! one system call (unlike [`recv`](AsyncSocket::recv), which waits for the full size on a
-//! buffered socket). `AsyncWrite` goes through the same output queue as
-//! [`send`](AsyncSocket::send), so the two can be mixed without reordering.
+//! buffered socket). `AsyncWrite` goes through the same output buffer as
+//! [`send`](AsyncSocket::send), coalescing the same way, so the two can be mixed without
+//! reordering; `poll_flush` waits until the kernel has every byte.
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -14,6 +15,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 
 use super::options::Flags;
 use super::socket::AsyncSocket;
+use super::write::WRITE_HIGH_WATER;
 use crate::driver::Direction;
 
 impl AsyncSocket {
@@ -32,7 +34,7 @@ impl AsyncSocket {
                 return Poll::Ready(Ok(0));
             }
             if !inner.io.is_ready(Direction::Read) {
-                ready!(inner.io.poll_ready(Direction::Read, cx))?;
+                ready!(self.poll_readable(cx))?;
             }
             match self.raw_read(buf, false) {
                 Ok(0) => inner.read_eof.set(true),
@@ -43,14 +45,28 @@ impl AsyncSocket {
         }
     }
 
-    /// Write what the kernel takes now (after anything queued), or wait until it takes some.
+    /// Coalesce like [`send`](AsyncSocket::send): take `buf` into the output buffer while it
+    /// fits under the high-water mark; a larger `buf` on an empty queue goes straight to the
+    /// kernel; otherwise write the queue out first.
     fn poll_write_some(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        ready!(self.poll_flush_all(cx))?;
+        self.check_writable()?;
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let inner = &self.inner;
         loop {
+            let queued = inner.wbuf.borrow().len();
+            if queued + buf.len() <= WRITE_HIGH_WATER {
+                let end = inner.wbuf.borrow_mut().push(buf);
+                inner.wbuf.borrow_mut().commit(end);
+                self.defer_flush();
+                return Poll::Ready(Ok(buf.len()));
+            }
+            if queued > 0 {
+                let end = inner.wbuf.borrow().accepted();
+                ready!(self.poll_flush_to(cx, end, Flags::NONE))?;
+                continue;
+            }
             if !inner.io.is_ready(Direction::Write) {
                 ready!(inner.io.poll_ready(Direction::Write, cx))?;
             }
@@ -63,17 +79,6 @@ impl AsyncSocket {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-    }
-
-    /// Write every queued byte.
-    fn poll_flush_all(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.socket()?;
-        let end = {
-            let wb = self.inner.wbuf.borrow();
-            wb.written() + wb.pending().len() as u64
-        };
-        ready!(self.poll_flush_to(cx, end, Flags::NONE))?;
-        self.poll_tls_flush(cx)
     }
 }
 

@@ -38,8 +38,15 @@ impl AsyncSocket {
         }
     }
 
-    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner.io.poll_ready(Direction::Read, cx)
+    /// Wait until the socket is readable. Before the task sleeps, the output buffer is
+    /// written: replies to the requests just read leave now, in one write (and a write error
+    /// nobody has heard of is returned).
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let io = &self.inner.io;
+        if !io.is_ready(Direction::Read) && !io.is_closed() {
+            self.flush_before_wait()?;
+        }
+        io.poll_ready(Direction::Read, cx)
     }
 
     /// Receive up to `size` bytes (Nim's `recv`), with the default flags (`SAFE_DISCONN`).
@@ -70,7 +77,7 @@ impl AsyncSocket {
     ///     let client = asyncnet::dial("127.0.0.1", port).await?;
     ///     let peer = server.accept().await?;
     ///     client.send("hello").await?;
-    ///     client.close();
+    ///     client.close()?;
     ///     assert_eq!(peer.recv(100).await?, b"hello");
     ///     assert!(peer.recv(100).await?.is_empty()); // end of stream
     ///     Ok::<(), std::io::Error>(())
@@ -155,7 +162,7 @@ impl AsyncSocket {
     ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
     ///     let peer = server.accept().await?;
     ///     client.send("one\r\n\ntwo\nend").await?;
-    ///     client.close();
+    ///     client.close()?;
     ///     assert_eq!(peer.recv_line().await?.as_deref(), Some("one"));
     ///     assert_eq!(peer.recv_line().await?.as_deref(), Some(""));
     ///     assert_eq!(peer.recv_line().await?.as_deref(), Some("two"));

@@ -44,6 +44,8 @@ pub(crate) struct SendFailure {
     pub(crate) message: String,
     /// A disconnection (which `SafeDisconn` sends do not report as an error).
     pub(crate) disconnect: bool,
+    /// A call has returned it as an error (`close` and waiting reads report it only if not).
+    pub(crate) reported: bool,
 }
 
 pub(crate) struct Inner {
@@ -70,8 +72,10 @@ pub(crate) struct Inner {
     pub(crate) read_eof: Cell<bool>,
     pub(crate) wbuf: RefCell<WriteBuffer>,
     pub(crate) send_failure: RefCell<Option<SendFailure>>,
-    /// A background task is flushing bytes left by a dropped `send`.
+    /// A background task is writing the output buffer.
     pub(crate) flushing: Cell<bool>,
+    /// The socket is on the loop's list of buffers to write before it sleeps.
+    pub(crate) flush_deferred: Cell<bool>,
     /// The socket has had a peer (connected, accepted, or adopted connected): a send error
     /// then means the peer went away, not that there never was one.
     pub(crate) connected: Cell<bool>,
@@ -263,6 +267,7 @@ impl AsyncSocket {
                 wbuf: RefCell::new(WriteBuffer::default()),
                 send_failure: RefCell::new(None),
                 flushing: Cell::new(false),
+                flush_deferred: Cell::new(false),
                 write_shut: Cell::new(false),
                 connected: Cell::new(false),
                 accept_error: RefCell::new(None),
@@ -433,56 +438,75 @@ impl AsyncSocket {
     }
 
     /// Shut down the writing half (`shutdown(SHUT_WR)`): the peer reads end-of-stream once it
-    /// has the bytes sent before (on TLS, close_notify goes first, if the kernel takes it). Bytes still queued by a dropped `send` are flushed first if
-    /// the kernel takes them at once.
+    /// has every byte sent before (on TLS, close_notify goes first). Bytes the kernel does
+    /// not take at once are written by a background task, which then shuts down. Sends still
+    /// waiting (back-pressure) fail, and the part of their message not yet written is
+    /// dropped. Reading goes on.
     ///
     /// # Errors
     ///
     /// The socket is closed or not connected.
     pub fn shutdown_write(&self) -> io::Result<()> {
         self.socket()?;
-        self.try_flush_now();
-        if !self.inner.wbuf.borrow().is_empty() {
-            // Bytes still queued can never leave now: the sends waiting for them fail.
-            self.fail_queued(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the socket was shut down for writing before these bytes were sent",
-            ));
+        if self.inner.write_shut.replace(true) {
+            return Ok(());
         }
-        self.inner.write_shut.set(true);
+        self.try_flush_now();
+        self.fail_waiting_sends(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the socket was shut down for writing before these bytes were sent",
+        ));
+        if self.owes_bytes() {
+            self.shutdown_in_background();
+            return Ok(());
+        }
         // On TLS the peer must read close_notify before the end of the stream, or it sees a
         // truncation.
         self.tls_send_close_notify();
+        if self.owes_bytes() {
+            self.shutdown_in_background();
+            return Ok(());
+        }
         self.socket()?.shutdown(std::net::Shutdown::Write)
     }
 
     /// Close the socket (Nim's `close`). Idempotent.
     ///
-    /// On TLS, close_notify is sent first; if the kernel cannot take it at once, a background
-    /// task gives it up to one second, then closes the descriptor.
+    /// Bytes of completed (or dropped) sends that are still queued are written: what the
+    /// kernel does not take at once gets up to [`CLOSE_LINGER`](crate::CLOSE_LINGER) in a
+    /// background task, which then closes the descriptor, as the kernel itself finishes
+    /// sending after `close(2)`. On TLS, close_notify follows them. To know that every byte
+    /// reached the kernel, await [`flush`](AsyncSocket::flush) before closing.
     ///
     /// Every operation waiting on the socket (in any task) completes with an error of kind
-    /// `NotConnected`; the descriptor leaves the poller before it is closed, so its number
-    /// cannot be reused while still registered. Bytes that dropped `send` futures left
-    /// queued are written if the kernel takes them at once, else discarded, and sends still
-    /// waiting for them fail with `NotConnected`. Bytes received but not read are discarded.
-    pub fn close(&self) {
+    /// `NotConnected`; a send still waiting (back-pressure) fails, and the part of its message
+    /// not yet written is dropped. The descriptor leaves the poller before it is closed, so
+    /// its number cannot be reused while still registered. Bytes received but not read are
+    /// discarded.
+    ///
+    /// # Errors
+    ///
+    /// An error met earlier while writing queued bytes that no call has reported yet (the
+    /// socket is closed all the same). A disconnection is no such error: see
+    /// [`is_disconnected`](AsyncSocket::is_disconnected).
+    pub fn close(&self) -> io::Result<()> {
         let inner = &self.inner;
         if inner.io.is_closed() {
-            return;
+            return Ok(());
         }
         self.try_flush_now();
-        if !inner.wbuf.borrow().is_empty() {
-            self.fail_queued(error::closed());
-        }
+        self.fail_waiting_sends(error::closed());
+        let report = self.take_unreported_write_error();
         let fd = inner.fd.replace(-1);
         inner.driver.deregister(&inner.io, fd);
         let socket = inner.socket.borrow_mut().take();
+        let rest = inner.wbuf.borrow_mut().take_pending();
         let conn = inner.tls.borrow_mut().take();
-        if let (Some(socket), Some(conn)) = (socket, conn) {
-            crate::tls::close_session(&inner.driver, socket, conn);
+        if let Some(socket) = socket {
+            super::linger::finish(&inner.driver, socket, rest, conn);
         }
         *inner.rbuf.borrow_mut() = ReadBuffer::default();
+        report.map_or(Ok(()), Err)
     }
 
     /// The OS socket, or the "closed" error.
@@ -569,13 +593,14 @@ impl AsyncSocket {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The last handle is gone: leave the poller before the descriptor closes, and say
-        // goodbye on TLS.
+        // The last handle is gone: leave the poller before the descriptor closes, then
+        // finish the queued bytes (every send that queued them has completed or was
+        // dropped) and say goodbye on TLS.
         if let Some(socket) = self.socket.get_mut().take() {
             self.driver.deregister(&self.io, socket.as_raw_fd());
-            if let Some(conn) = self.tls.get_mut().take() {
-                crate::tls::close_session(&self.driver, socket, conn);
-            }
+            let rest = self.wbuf.get_mut().take_pending();
+            let conn = self.tls.get_mut().take();
+            super::linger::finish(&self.driver, socket, rest, conn);
         }
     }
 }

@@ -1,43 +1,73 @@
-//! Sending: `send` and the socket's output queue.
+//! Sending: `send`, `flush` and the socket's output buffer (write coalescing).
 //!
-//! A send writes straight from the caller's bytes while the kernel takes them. What the kernel
-//! does not take at once is copied into the socket's output queue, behind the bytes of earlier
-//! sends, and the send completes when the queue has been written up to its last byte. So
-//! concurrent sends from several tasks never interleave, and a dropped send never tears a
-//! message: its bytes are already queued, and a background task finishes writing them.
+//! A `send` with the default flags copies its bytes into the socket's output buffer and
+//! completes at once, as long as the buffer stays within [`WRITE_HIGH_WATER`]. The buffer is
+//! written with one system call:
+//!
+//! ```text
+//!   send ──> output buffer ──(1) a read on this socket is about to wait ──> write(2)
+//!                          ──(2) the loop turn ends (or wait_for returns) ─┘
+//!                          ──(3) a send would pass the high-water mark ───┘
+//!                          ──(4) flush().await, close, shutdown_write ────┘
+//! ```
+//!
+//! So a connection that receives many requests in one read answers them with one `write`,
+//! and a ping-pong still costs one `read` and one `write` per round trip. What the kernel does
+//! not take at once stays queued, in order, and a background task writes it when the socket
+//! is writable. Sends from several tasks never interleave, and a dropped send never tears a
+//! message: its bytes are already queued.
+//!
+//! An error met while writing queued bytes is recorded in the socket: later sends and
+//! [`flush`](AsyncSocket::flush) fail with it; the next read that waits and
+//! [`close`](AsyncSocket::close) report it once (a disconnection is instead recorded as
+//! [`is_disconnected`](AsyncSocket::is_disconnected), by `SAFE_DISCONN`'s rule).
 #![forbid(unsafe_code)]
 
 use std::future::poll_fn;
 use std::io;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use super::options::Flags;
-use super::socket::{AsyncSocket, SendFailure};
-use crate::driver::Direction;
+use super::socket::{AsyncSocket, Inner, SendFailure};
+use crate::driver::{BeforeSleep, Direction};
 use crate::{error, sys};
+
+/// The most bytes that completed sends may leave in a socket's output buffer. A send that
+/// would pass it writes at once and waits (back-pressure) until no more than this is queued.
+pub const WRITE_HIGH_WATER: usize = 64 * 1024;
 
 impl AsyncSocket {
     /// Send every byte of `data` (Nim's `send`), with the default flags (`SAFE_DISCONN`).
     ///
-    /// Completes when the kernel has taken the last byte. Sends from several tasks are
-    /// written whole and in the order they started.
+    /// The bytes are coalesced: they join the socket's output buffer and the send completes
+    /// at once, without a system call, while the buffer stays within [`WRITE_HIGH_WATER`].
+    /// They are written, together with whatever else was sent meanwhile, when a read on this
+    /// socket is about to wait, when the loop turn ends (or [`wait_for`](crate::wait_for)
+    /// returns), at the high-water mark, or by [`flush`](AsyncSocket::flush) — never later.
+    /// A send that would pass the mark writes at once and waits until at most the mark is
+    /// queued. Await [`flush`](AsyncSocket::flush) to know that the kernel has every byte
+    /// (Nim's meaning of `send`), or send with [`Flags::NONE`](crate::Flags::NONE), which
+    /// is not coalesced.
     ///
-    /// Under `SAFE_DISCONN` (the default), a send that finds the peer gone (reset, broken
-    /// pipe) completes without error, as in Nim, but unlike Nim the socket remembers it:
+    /// Sends from several tasks are written whole and in the order they started.
+    ///
+    /// Under `SAFE_DISCONN` (the default), a peer found gone (reset, broken pipe) is not an
+    /// error of the send, as in Nim, but unlike Nim the socket remembers it:
     /// [`is_disconnected`](AsyncSocket::is_disconnected) turns true and every later send fails
-    /// with `BrokenPipe`. Without the flag, that send fails with the OS's error.
+    /// with `BrokenPipe`.
     ///
     /// # Errors
     ///
-    /// The socket is closed (also when closed while waiting); an earlier send found the peer
-    /// gone (`BrokenPipe`); the OS's error (without `SAFE_DISCONN`, or one that is not a
-    /// disconnection).
+    /// The socket is closed (also when closed while waiting) or shut down for writing; an
+    /// earlier write found the peer gone (`BrokenPipe`); an earlier write of queued bytes
+    /// failed (that error); the OS's error for the bytes this call writes itself.
     ///
     /// # Cancel safety
     ///
     /// Dropped before its first poll, nothing is sent. Dropped later, the whole message is
-    /// still sent: its unwritten bytes are in the socket's queue and a background task
-    /// writes them. A message is never cut.
+    /// still sent: its bytes are in the socket's queue and a background task writes them.
+    /// A message is never cut.
     ///
     /// # Examples
     ///
@@ -59,68 +89,146 @@ impl AsyncSocket {
         self.send_with(data, Flags::default()).await
     }
 
-    /// [`send`](AsyncSocket::send) with explicit flags (`Flags::NONE`: a disconnection is an
-    /// error of this send).
+    /// [`send`](AsyncSocket::send) with explicit flags.
+    ///
+    /// With `SAFE_DISCONN` (the default) the bytes are coalesced, as for `send`. Without it
+    /// (`Flags::NONE`) they are not: the send writes at once and completes only when the
+    /// kernel has every byte (Nim's meaning), so that a disconnection is an error of this
+    /// send.
     ///
     /// # Errors
     ///
-    /// As [`send`](AsyncSocket::send).
+    /// As [`send`](AsyncSocket::send); without `SAFE_DISCONN`, also a disconnection
+    /// (`ConnectionReset`, `BrokenPipe`) met while writing this message.
     ///
     /// # Cancel safety
     ///
     /// As [`send`](AsyncSocket::send).
     pub async fn send_with(&self, data: impl AsRef<[u8]>, flags: Flags) -> io::Result<()> {
+        let data = data.as_ref();
         if !self.is_stream() {
             // A connected datagram socket: one datagram, whole or not at all.
-            return self.send_datagram(None, data.as_ref()).await;
+            return self.send_datagram(None, data).await;
         }
-        let end = self.start_send(data.as_ref(), flags)?;
-        let tls = self.inner.tls.borrow().is_some();
-        if end.is_none() && !tls {
+        self.check_writable()?;
+        if data.is_empty() {
             return Ok(());
         }
+        let inner = &self.inner;
+        let coalesce = flags.contains(Flags::SAFE_DISCONN);
+        if coalesce && inner.wbuf.borrow().len() + data.len() <= WRITE_HIGH_WATER {
+            let end = inner.wbuf.borrow_mut().push(data);
+            inner.wbuf.borrow_mut().commit(end);
+            self.defer_flush();
+            return Ok(());
+        }
+        let end = self.start_send(data, flags)?;
+        // A coalescing send waits only until the queue is back within the mark; one that is
+        // not waits for its last byte (and, on TLS, for the records to leave the session).
+        let target = if coalesce {
+            end.saturating_sub(WRITE_HIGH_WATER as u64)
+        } else {
+            end
+        };
         let mut guard = QueuedSend {
             socket: self,
+            end,
             done: false,
         };
         let r = async {
-            if let Some(end) = end {
-                poll_fn(|cx| self.poll_flush_to(cx, end, flags)).await?;
-            }
-            if tls {
-                // The kernel must have the records too, not just the TLS session.
+            poll_fn(|cx| self.poll_flush_to(cx, target, flags)).await?;
+            if !coalesce && self.inner.tls.borrow().is_some() {
                 poll_fn(|cx| self.poll_tls_flush(cx)).await?;
             }
             Ok(())
         }
         .await;
         guard.done = true;
+        inner.wbuf.borrow_mut().commit(end);
+        if self.owes_bytes() {
+            self.defer_flush();
+        }
         r
     }
 
-    /// Write directly while the kernel takes the bytes; queue the rest. Returns the sequence
-    /// number that the queue must reach, or `None` if the send is complete.
-    fn start_send(&self, data: &[u8], flags: Flags) -> io::Result<Option<u64>> {
+    /// Wait until the kernel has every byte sent so far (Nim's meaning of a completed
+    /// `send`): the output buffer is written out and, on TLS, every record has left the
+    /// session.
+    ///
+    /// # Errors
+    ///
+    /// The socket is closed (also while waiting); bytes sent earlier could not be written: the
+    /// peer is gone (`BrokenPipe` or the OS's `ConnectionReset`) or the OS's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing is lost: the bytes stay queued and are written as if `flush` had not been
+    /// called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     client.send("one\r\n").await?; // queued
+    ///     client.send("two\r\n").await?; // queued behind it
+    ///     client.flush().await?; // both in the kernel, in one write
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub async fn flush(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_flush_all(cx)).await
+    }
+
+    /// Write every queued byte and every pending TLS record; a loss of queued bytes is an
+    /// error, a disconnection included.
+    pub(crate) fn poll_flush_all(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.socket()?;
+        let end = self.inner.wbuf.borrow().accepted();
+        ready!(self.poll_flush_to(cx, end, Flags::NONE))?;
+        self.poll_tls_flush(cx)
+    }
+
+    /// The errors every send checks first: closed, never connected, shut down, an earlier
+    /// write failed.
+    pub(crate) fn check_writable(&self) -> io::Result<()> {
+        self.socket()?;
+        if !self.inner.connected.get() {
+            // Nothing could ever carry the bytes: say so now rather than when they are
+            // written.
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "send on a socket that is not connected",
+            ));
+        }
         if self.inner.write_shut.get() {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the socket was shut down for writing",
             ));
         }
-        if let Some(f) = self.inner.send_failure.borrow().as_ref() {
+        if let Some(f) = self.inner.send_failure.borrow_mut().as_mut() {
+            f.reported = true;
             return Err(if f.disconnect {
                 error::disconnected()
             } else {
                 io::Error::new(f.kind, f.message.clone())
             });
         }
-        if data.is_empty() {
-            return Ok(None);
-        }
+        Ok(())
+    }
+
+    /// Write directly while the kernel takes the bytes (when nothing is queued); queue the
+    /// rest. Returns the sequence number of the message's end.
+    fn start_send(&self, data: &[u8], flags: Flags) -> io::Result<u64> {
         let inner = &self.inner;
         if !inner.wbuf.borrow().is_empty() {
-            return Ok(Some(inner.wbuf.borrow_mut().push(data)));
+            return Ok(inner.wbuf.borrow_mut().push(data));
         }
         let mut off = 0;
         while off < data.len() && inner.io.is_ready(Direction::Write) {
@@ -137,19 +245,25 @@ impl AsyncSocket {
                     ));
                 }
                 Err(e) => {
-                    inner.wbuf.borrow_mut().note_direct(off);
+                    let end = inner.wbuf.borrow_mut().note_direct(off);
                     let disconnect = self.record_failure(&e);
-                    return if disconnect && flags.contains(Flags::SAFE_DISCONN) {
-                        Ok(None)
-                    } else {
-                        Err(e)
-                    };
+                    if disconnect && flags.contains(Flags::SAFE_DISCONN) {
+                        return Ok(end);
+                    }
+                    if let Some(f) = inner.send_failure.borrow_mut().as_mut() {
+                        f.reported = true;
+                    }
+                    return Err(e);
                 }
             }
         }
         let mut wb = inner.wbuf.borrow_mut();
-        wb.note_direct(off);
-        Ok((off < data.len()).then(|| wb.push(&data[off..])))
+        let end = wb.note_direct(off);
+        Ok(if off < data.len() {
+            wb.push(&data[off..])
+        } else {
+            end
+        })
     }
 
     /// Write queued bytes until the queue has reached sequence number `end`.
@@ -161,13 +275,13 @@ impl AsyncSocket {
     ) -> Poll<io::Result<()>> {
         let inner = &self.inner;
         loop {
-            if let Some(f) = inner.send_failure.borrow().as_ref() {
+            if let Some(f) = inner.send_failure.borrow_mut().as_mut() {
                 if end > f.lost_from {
-                    return Poll::Ready(if f.disconnect && flags.contains(Flags::SAFE_DISCONN) {
-                        Ok(())
-                    } else {
-                        Err(io::Error::new(f.kind, f.message.clone()))
-                    });
+                    if f.disconnect && flags.contains(Flags::SAFE_DISCONN) {
+                        return Poll::Ready(Ok(()));
+                    }
+                    f.reported = true;
+                    return Poll::Ready(Err(io::Error::new(f.kind, f.message.clone())));
                 }
             }
             if inner.wbuf.borrow().written() >= end {
@@ -193,19 +307,27 @@ impl AsyncSocket {
         }
     }
 
-    /// Fail the sends waiting for queued bytes with `e` (not a disconnection, whatever the
-    /// flags), and drop the queue.
-    pub(crate) fn fail_queued(&self, e: io::Error) {
+    /// Drop the bytes of sends still waiting (their sends fail with `e`, not a
+    /// disconnection, whatever the flags); bytes of completed sends stay queued.
+    pub(crate) fn fail_waiting_sends(&self, e: io::Error) {
         let mut wb = self.inner.wbuf.borrow_mut();
-        let lost_from = wb.written();
-        wb.discard();
-        *self.inner.send_failure.borrow_mut() = Some(SendFailure {
-            lost_from,
-            kind: e.kind(),
-            message: e.to_string(),
-            disconnect: false,
-        });
+        if !wb.has_uncommitted() {
+            return;
+        }
+        let lost_from = wb.discard_uncommitted();
         drop(wb);
+        let mut failure = self.inner.send_failure.borrow_mut();
+        if failure.is_none() {
+            *failure = Some(SendFailure {
+                lost_from,
+                kind: e.kind(),
+                message: e.to_string(),
+                disconnect: false,
+                // The waiting sends report it.
+                reported: true,
+            });
+        }
+        drop(failure);
         self.inner.io.wake_waiters(Direction::Write);
     }
 
@@ -224,59 +346,235 @@ impl AsyncSocket {
                 kind: e.kind(),
                 message: e.to_string(),
                 disconnect,
+                reported: false,
             });
         disconnect
     }
 
-    /// Write what the kernel takes now of the queue, without waiting.
+    /// An error met while writing queued bytes that no call has reported yet (a
+    /// disconnection is not one: [`is_disconnected`](AsyncSocket::is_disconnected) shows it).
+    pub(crate) fn take_unreported_write_error(&self) -> Option<io::Error> {
+        let mut failure = self.inner.send_failure.borrow_mut();
+        let f = failure.as_mut()?;
+        if f.reported || f.disconnect {
+            return None;
+        }
+        f.reported = true;
+        Some(io::Error::new(f.kind, f.message.clone()))
+    }
+
+    /// Whether queued bytes (or TLS records) still have to reach the kernel.
+    pub(crate) fn owes_bytes(&self) -> bool {
+        !self.inner.wbuf.borrow().is_empty()
+            || self
+                .inner
+                .tls
+                .borrow()
+                .as_ref()
+                .is_some_and(|c| c.wants_write())
+    }
+
+    /// Have the queue written before the loop sleeps.
+    pub(crate) fn defer_flush(&self) {
+        let inner = &self.inner;
+        if !inner.flush_deferred.replace(true) {
+            let weak = Rc::downgrade(inner);
+            inner.driver.defer(weak);
+        }
+    }
+
+    /// Before a read waits: write the queue now (the reply goes out before we sleep on the
+    /// next request), and report a write error nobody has heard of.
+    pub(crate) fn flush_before_wait(&self) -> io::Result<()> {
+        self.flush_owed();
+        match self.take_unreported_write_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Write what the kernel takes now; leave the rest to a background task.
+    pub(crate) fn flush_owed(&self) {
+        if self.owes_bytes() {
+            self.try_flush_now();
+            self.flush_in_background();
+        }
+    }
+
+    /// Write what the kernel takes now of the queue, without waiting. A failure is recorded.
     pub(crate) fn try_flush_now(&self) {
         let inner = &self.inner;
+        if inner.io.is_closed() {
+            return;
+        }
         while !inner.wbuf.borrow().is_empty() {
             let r = self.raw_write(inner.wbuf.borrow().pending());
             match r {
                 Ok(n) if n > 0 => inner.wbuf.borrow_mut().advance(n),
-                _ => return,
+                Ok(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    self.record_failure(&e);
+                    return;
+                }
+            }
+        }
+        if inner.tls.borrow().is_some() {
+            // Records of the last plaintext may still wait in the session.
+            match self.write_records() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.record_failure(&e);
+                }
             }
         }
     }
 
-    /// Finish writing the queue in a background task (a send was dropped half-way).
-    fn flush_in_background(&self) {
+    /// Finish writing the queue in a background task. The task holds the socket weakly: if
+    /// every handle goes meanwhile, the socket's drop hands the bytes on (see `linger`).
+    pub(crate) fn flush_in_background(&self) {
         let inner = &self.inner;
-        let tls_pending = inner.tls.borrow().as_ref().is_some_and(|c| c.wants_write());
-        if inner.flushing.get()
-            || inner.io.is_closed()
-            || (inner.wbuf.borrow().is_empty() && !tls_pending)
-        {
+        if inner.flushing.get() || inner.io.is_closed() || !self.owes_bytes() {
             return;
         }
         inner.flushing.set(true);
-        let socket = self.clone();
+        let weak = Rc::downgrade(inner);
         crate::dispatch::spawn_internal(async move {
-            let end = {
-                let wb = socket.inner.wbuf.borrow();
-                wb.written() + wb.pending().len() as u64
-            };
-            // A failure is recorded in the socket and reported to its next send.
-            let _ = poll_fn(|cx| socket.poll_flush_to(cx, end, Flags::SAFE_DISCONN)).await;
-            let _ = poll_fn(|cx| socket.poll_tls_flush(cx)).await;
-            socket.inner.flushing.set(false);
-            socket.flush_in_background();
+            // A failure is recorded in the socket and reported by its next operation.
+            let flushed = poll_weak(&weak, |s, cx| s.poll_flush_all(cx)).await;
+            if let (Some(r), Some(inner)) = (flushed, weak.upgrade()) {
+                let socket = AsyncSocket { inner };
+                socket.inner.flushing.set(false);
+                if r.is_ok() {
+                    // Queued meanwhile by a send that then went away: go on.
+                    socket.flush_in_background();
+                }
+            }
+        });
+    }
+
+    /// `shutdown_write` with bytes still owed: write them (and on TLS close_notify), then
+    /// shut down, in a background task. If every handle goes first, the socket's drop
+    /// finishes the bytes and closes, which ends the stream as well.
+    pub(crate) fn shutdown_in_background(&self) {
+        let weak = Rc::downgrade(&self.inner);
+        crate::dispatch::spawn_internal(async move {
+            if let Some(Ok(())) = poll_weak(&weak, |s, cx| s.poll_flush_all(cx)).await {
+                if let Some(inner) = weak.upgrade() {
+                    AsyncSocket { inner }.tls_send_close_notify();
+                }
+                if let Some(Ok(())) = poll_weak(&weak, |s, cx| s.poll_tls_flush(cx)).await {
+                    if let Some(inner) = weak.upgrade() {
+                        if let Ok(socket) = (AsyncSocket { inner }).socket() {
+                            let _ = socket.shutdown(std::net::Shutdown::Write);
+                        }
+                    }
+                }
+            }
         });
     }
 }
 
-/// A send whose bytes are queued: if it is dropped before they are written, a background
-/// task writes them.
+/// Poll `f` on the socket behind `weak` for as long as it lives; `None` once it is gone.
+async fn poll_weak<T>(
+    weak: &std::rc::Weak<Inner>,
+    mut f: impl FnMut(&AsyncSocket, &mut Context<'_>) -> Poll<T>,
+) -> Option<T> {
+    poll_fn(|cx| match weak.upgrade() {
+        None => Poll::Ready(None),
+        Some(inner) => f(&AsyncSocket { inner }, cx).map(Some),
+    })
+    .await
+}
+
+impl BeforeSleep for Inner {
+    fn before_sleep(self: Rc<Self>) {
+        self.flush_deferred.set(false);
+        AsyncSocket { inner: self }.flush_owed();
+    }
+}
+
+/// A send whose bytes are queued: if it is dropped before they are written, they are
+/// committed and a background task writes them.
 struct QueuedSend<'a> {
     socket: &'a AsyncSocket,
+    end: u64,
     done: bool,
 }
 
 impl Drop for QueuedSend<'_> {
     fn drop(&mut self) {
         if !self.done {
+            self.socket.inner.wbuf.borrow_mut().commit(self.end);
             self.socket.flush_in_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wait_for;
+
+    async fn pair() -> io::Result<(AsyncSocket, AsyncSocket)> {
+        let server = AsyncSocket::new()?;
+        server.bind_addr(0, "127.0.0.1")?;
+        server.listen()?;
+        let client = crate::dial("127.0.0.1", server.local_addr()?.1).await?;
+        Ok((client, server.accept().await?))
+    }
+
+    /// As if writing the queue had failed with `EIO` (no socket fails so on demand).
+    fn fail_writes(s: &AsyncSocket) {
+        s.record_failure(&io::Error::from_raw_os_error(libc::EIO));
+    }
+
+    #[test]
+    fn a_write_error_is_reported_once_to_a_waiting_read_and_always_to_sends() {
+        wait_for(async {
+            let (a, b) = pair().await?;
+            a.send("lost").await?;
+            fail_writes(&a);
+            let e = a.recv(1).await.expect_err("the read that waits reports it");
+            assert!(e.to_string().contains("os error 5"), "{e}");
+            b.send("x").await?;
+            assert_eq!(a.recv(1).await?, b"x", "reported once: reads go on");
+            let e = a.send("y").await.expect_err("sends keep failing");
+            assert!(e.to_string().contains("os error 5"), "{e}");
+            assert!(a.flush().await.is_err());
+            a.close()?; // already reported
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn close_reports_a_write_error_no_call_has_reported() {
+        wait_for(async {
+            let (a, _b) = pair().await?;
+            a.send("lost").await?;
+            fail_writes(&a);
+            let e = a
+                .close()
+                .expect_err("close is the last chance to hear of it");
+            assert!(e.to_string().contains("os error 5"), "{e}");
+            assert!(a.is_closed());
+            a.close()?; // idempotent, and reported now
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_disconnection_is_not_a_close_error() {
+        wait_for(async {
+            let (a, _b) = pair().await?;
+            a.record_failure(&io::Error::from_raw_os_error(libc::ECONNRESET));
+            assert!(a.is_disconnected());
+            a.close()?;
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
     }
 }

@@ -12,7 +12,6 @@
 
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -78,9 +77,15 @@ pub(crate) const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 /// The end of a TLS socket whose handle was closed or dropped: take the records the peer sent
 /// that nobody read (TLS 1.3 session tickets, typically: closing a socket with unread bytes
 /// makes the kernel answer with a reset, which would destroy our last records on their way),
-/// send close_notify, and close the descriptor. Records the kernel cannot take at once get
-/// [`CLOSE_NOTIFY_WAIT`] in a background task, with a registration of their own.
-pub(crate) fn close_session(driver: &Rc<Driver>, socket: Socket, mut conn: Box<Connection>) {
+/// encrypt and send `rest` (plaintext that completed sends queued), send close_notify, and
+/// close the descriptor. Records the kernel cannot take at once get [`CLOSE_NOTIFY_WAIT`]
+/// (with plaintext, [`CLOSE_LINGER`](crate::CLOSE_LINGER)) in a background task.
+pub(crate) fn close_session(
+    driver: &Rc<Driver>,
+    socket: Socket,
+    mut conn: Box<Connection>,
+    rest: Vec<u8>,
+) {
     if conn.is_handshaking() {
         return;
     }
@@ -90,42 +95,33 @@ pub(crate) fn close_session(driver: &Rc<Driver>, socket: Socket, mut conn: Box<C
             _ => break,
         }
     }
-    conn.send_close_notify();
-    while conn.wants_write() {
-        match conn.write_tls(&mut Wire(&socket)) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(_) => return,
+    let limit = if rest.is_empty() {
+        CLOSE_NOTIFY_WAIT
+    } else {
+        crate::CLOSE_LINGER
+    };
+    let mut pos = 0;
+    let mut notified = false;
+    crate::net::linger_in_background(driver, socket, limit, move |s| loop {
+        if pos < rest.len() {
+            // The session takes plaintext up to its buffer limit; the records go below.
+            pos += conn.writer().write(&rest[pos..])?;
+        } else if !notified {
+            conn.send_close_notify();
+            notified = true;
         }
-    }
-    if !conn.wants_write() {
-        return;
-    }
-    let driver = driver.clone();
-    crate::dispatch::spawn_internal(async move {
-        let fd = socket.as_raw_fd();
-        let Ok(io_state) = driver.register(fd) else {
-            return;
-        };
-        io_state.clear(Direction::Write);
-        let flushed = poll_fn(|cx| loop {
-            if !conn.wants_write() {
-                return Poll::Ready(());
+        if !conn.wants_write() {
+            if notified {
+                return Ok(true);
             }
-            match conn.write_tls(&mut Wire(&socket)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    io_state.clear(Direction::Write);
-                    if ready!(io_state.poll_ready(Direction::Write, cx)).is_err() {
-                        return Poll::Ready(());
-                    }
-                }
-                Err(_) => return Poll::Ready(()),
-            }
-        });
-        let _ = crate::with_timeout(flushed, CLOSE_NOTIFY_WAIT).await;
-        driver.deregister(&io_state, fd);
-        drop(socket);
+            continue;
+        }
+        match conn.write_tls(&mut Wire(s)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
     });
 }
 
@@ -398,7 +394,7 @@ impl AsyncSocket {
     }
 
     /// Write the session's queued records until none is left or the kernel is full.
-    fn write_records(&self) -> io::Result<()> {
+    pub(crate) fn write_records(&self) -> io::Result<()> {
         let socket = self.socket()?;
         let mut tls = self.inner.tls.borrow_mut();
         let conn = tls.as_mut().ok_or_else(no_session)?;

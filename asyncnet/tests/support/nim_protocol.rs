@@ -97,7 +97,7 @@ fn protocol_error(message: String) -> io::Error {
 pub async fn serve_one_client(listener: AsyncSocket, phase: Phase) -> io::Result<Served> {
     phase.set("accepting");
     let (peer, sock) = listener.accept_addr().await?;
-    listener.close();
+    listener.close()?;
     let info = sock.tls_info();
     let mut lines = Vec::new();
     let mut payload = Vec::new();
@@ -128,7 +128,7 @@ pub async fn serve_one_client(listener: AsyncSocket, phase: Phase) -> io::Result
             phase.set("answering BYE, then reading the end of stream");
             sock.send("bye\r\n").await?;
             let after_bye = sock.recv_line().await;
-            sock.close();
+            sock.close()?;
             return Ok(Served {
                 peer,
                 info,

@@ -37,7 +37,7 @@ async fn echo(client: AsyncSocket) -> io::Result<()> {
         }
         client.send(&buf[..n]).await?;
     }
-    client.close();
+    client.close()?;
     Ok(())
 }
 
@@ -62,11 +62,12 @@ async fn serve(ctx: TlsContext, accept_tls: bool, port: u16) -> io::Result<()> {
                     .await
                     .is_err()
             {
-                client.close();
+                let _ = client.close();
                 return;
             }
             let _ = echo(client.clone()).await;
-            client.close();
+            // Errors of this client stay with it (see above).
+            let _ = client.close();
         });
     }
 }
