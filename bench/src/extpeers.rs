@@ -1,6 +1,6 @@
 //! Peers built at run time from the sources under `peers/`: the Nim
-//! std/asyncnet server (`nim c -d:release`) and the C epoll floor
-//! (`cc -O2`). Cargo never compiles them (CI builds the crate without nim or
+//! std/asyncnet server and Nim's asynchttpserver (`nim c -d:release`), and
+//! the C epoll floors of the echo and http workloads (`cc -O2`). Cargo never compiles them (CI builds the crate without nim or
 //! a C compiler): the sources are embedded in the runner, written to a
 //! private directory under `$TMPDIR`, compiled there when the peer is
 //! selected, and removed with the directory at the end of the run. A
@@ -19,6 +19,10 @@ use crate::peers::{Peer, Program, Source};
 pub const NIM_SOURCE: &str = include_str!("../peers/echo_nim.nim");
 /// `peers/echo_floor.c`.
 pub const C_SOURCE: &str = include_str!("../peers/echo_floor.c");
+/// `peers/http_nim.nim`.
+pub const HTTP_NIM_SOURCE: &str = include_str!("../peers/http_nim.nim");
+/// `peers/http_floor.c`.
+pub const HTTP_C_SOURCE: &str = include_str!("../peers/http_floor.c");
 
 /// How long a compiler may run.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -100,28 +104,33 @@ fn available(tool: &str, dir: &Path) -> bool {
 
 /// The compiler and the command that builds `source` into `dir`.
 fn build_command(source: Source, dir: &Path) -> io::Result<(&'static str, Command, PathBuf)> {
-    Ok(match source {
-        Source::Nim => {
-            let src = dir.join("echo_nim.nim");
-            std::fs::write(&src, NIM_SOURCE)?;
-            let exe = dir.join("echo_nim");
-            let mut c = Command::new("nim");
-            c.arg("c")
-                .arg("-d:release")
-                .arg("--hints:off")
-                .arg(format!("--nimcache:{}", dir.join("nimcache").display()))
-                .arg(format!("-o:{}", exe.display()))
-                .arg(&src);
-            ("nim", c, exe)
-        }
-        Source::CFloor => {
-            let src = dir.join("echo_floor.c");
-            std::fs::write(&src, C_SOURCE)?;
-            let exe = dir.join("echo_floor");
-            let mut c = Command::new("cc");
-            c.arg("-O2").arg("-o").arg(&exe).arg(&src);
-            ("cc", c, exe)
-        }
+    let (stem, text, nim) = match source {
+        Source::Nim => ("echo_nim", NIM_SOURCE, true),
+        Source::CFloor => ("echo_floor", C_SOURCE, false),
+        Source::NimHttp => ("http_nim", HTTP_NIM_SOURCE, true),
+        Source::CFloorHttp => ("http_floor", HTTP_C_SOURCE, false),
+    };
+    let exe = dir.join(stem);
+    Ok(if nim {
+        let src = dir.join(format!("{stem}.nim"));
+        std::fs::write(&src, text)?;
+        let mut c = Command::new("nim");
+        c.arg("c")
+            .arg("-d:release")
+            .arg("--hints:off")
+            .arg(format!(
+                "--nimcache:{}",
+                dir.join(format!("nimcache-{stem}")).display()
+            ))
+            .arg(format!("-o:{}", exe.display()))
+            .arg(&src);
+        ("nim", c, exe)
+    } else {
+        let src = dir.join(format!("{stem}.c"));
+        std::fs::write(&src, text)?;
+        let mut c = Command::new("cc");
+        c.arg("-O2").arg("-o").arg(&exe).arg(&src);
+        ("cc", c, exe)
     })
 }
 
@@ -173,6 +182,8 @@ mod tests {
     fn sources_are_embedded() {
         assert!(NIM_SOURCE.contains("import std/[asyncdispatch, asyncnet"));
         assert!(C_SOURCE.contains("EPOLLET"));
+        assert!(HTTP_NIM_SOURCE.contains("import std/[asyncdispatch, asynchttpserver"));
+        assert!(HTTP_C_SOURCE.contains("EPOLLET"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! * [`extpeers`]: the peers built at run time from `peers/` (Nim, C).
 //! * [`idle`]: the `idle` workload (server memory per idle connection).
 //! * [`ping`]: the `ping` workload (Redis inline PING, `redis-benchmark`).
+//! * [`http`]: the `http` workload (HTTP/1.1 keep-alive hello world, `wrk`).
 //! * [`rlimit`]: raising `RLIMIT_NOFILE` (the only unsafe code here).
 //! * [`workload`]: what the load generator does, and one measured round of it.
 //! * [`report`]: the table printed at the end.
@@ -24,7 +25,8 @@
 //! `--udp PORT`, `--unix PATH`; port 0 = any free one), prints exactly
 //! `listening on 127.0.0.1:PORT` (or `listening on PATH`) on stdout once it
 //! is ready, and echoes every byte it receives on every connection until
-//! end of stream (UDP: every datagram back to its sender).
+//! end of stream (UDP: every datagram back to its sender). The `http`
+//! workload's peers serve HTTP instead of echoing (see [`http`]).
 
 // Unsafe only in `rlimit` (two libc calls).
 #![deny(unsafe_code)]
@@ -34,6 +36,7 @@ use std::path::PathBuf;
 pub mod args;
 pub mod child;
 pub mod extpeers;
+pub mod http;
 pub mod idle;
 pub mod loadgen;
 pub mod peers;

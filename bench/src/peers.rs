@@ -31,6 +31,10 @@ pub enum Source {
     Nim,
     /// `peers/echo_floor.c`: hand-written epoll, the C floor.
     CFloor,
+    /// `peers/http_nim.nim`: Nim's asynchttpserver (the `http` workload).
+    NimHttp,
+    /// `peers/http_floor.c`: the C floor of the `http` workload.
+    CFloorHttp,
 }
 
 /// The flag that puts every peer in its Redis inline PING mode (`ping`
@@ -55,7 +59,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    fn sibling(name: &str, bin: &'static str) -> Peer {
+    /// A binary of this crate, next to the runner.
+    pub fn sibling(name: &str, bin: &'static str) -> Peer {
         Peer {
             name: name.to_string(),
             program: Program::Sibling(bin),
@@ -65,7 +70,8 @@ impl Peer {
         }
     }
 
-    fn source(name: &str, source: Source) -> Peer {
+    /// A peer built from `source` at run time (TCP only).
+    pub fn source(name: &str, source: Source) -> Peer {
         Peer {
             name: name.to_string(),
             program: Program::Source(source),
@@ -146,7 +152,11 @@ pub fn all() -> Vec<Peer> {
 
 /// The peers named in a comma-separated list, in that order.
 pub fn select(list: &str) -> Result<Vec<Peer>, String> {
-    let known = all();
+    select_from(&all(), list)
+}
+
+/// The peers of `known` named in a comma-separated list, in that order.
+pub fn select_from(known: &[Peer], list: &str) -> Result<Vec<Peer>, String> {
     let mut out: Vec<Peer> = Vec::new();
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let peer = known.iter().find(|p| p.name == name).ok_or_else(|| {

@@ -68,3 +68,34 @@ fn bad_arguments_fail() {
     assert!(!ok);
     assert!(err.contains("unknown workload"), "{err}");
 }
+
+/// `--workload http` runs (or, without wrk, says it is skipped); either way
+/// it never needs nim (peers asyncnet and hyper only).
+#[test]
+fn http_workload_runs_or_skips() {
+    // Peers are checked before wrk is looked for.
+    let (ok, _, err) = echo_bench(&["--workload", "http", "--peers", "tokio"]);
+    assert!(!ok);
+    assert!(err.contains("unknown peer"), "{err}");
+    let (ok, out, err) = echo_bench(&[
+        "--workload",
+        "http",
+        "--peers",
+        "asyncnet,hyper",
+        "--rounds",
+        "1",
+        "--secs",
+        "1",
+        "--warmup",
+        "0",
+        "--conns",
+        "4",
+        "--no-pin",
+    ]);
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    if out.contains("skipping workload http") {
+        return;
+    }
+    assert!(out.contains("medians over 1 rounds (http)"), "{out}");
+    assert!(out.contains("ratio asyncnet/hyper: requests/s"), "{out}");
+}

@@ -9,7 +9,9 @@
 //! the measured window, kill the server. Then print the medians per peer
 //! and the ratios against the baseline peer. `--workload` picks TCP echo
 //! (default), UDP echo, Unix stream echo, or all three in turn; or `idle`:
-//! server memory per idle TCP connection (see `asyncnet_bench::idle`).
+//! server memory per idle TCP connection (see `asyncnet_bench::idle`); or
+//! `ping` and `http`, driven by redis-benchmark and wrk (see
+//! `asyncnet_bench::ping` and `asyncnet_bench::http`).
 
 use std::process::ExitCode;
 
@@ -18,13 +20,14 @@ use asyncnet_bench::child::taskset_available;
 use asyncnet_bench::procstat::clock_ticks_per_sec;
 use asyncnet_bench::report;
 use asyncnet_bench::workload::{self, RoundConfig, Workload};
-use asyncnet_bench::{extpeers, idle, peers, ping, rlimit};
+use asyncnet_bench::{extpeers, http, idle, peers, ping, rlimit};
 
 const USAGE: &str = "\
 usage: echo_bench [options]
   --workload W      echo (TCP), udp, unix (Unix stream), all (the three),
-                    idle (server memory per idle TCP connection), or ping
-                    (Redis inline PING, driven by redis-benchmark)
+                    idle (server memory per idle TCP connection), ping
+                    (Redis inline PING, driven by redis-benchmark), or http
+                    (HTTP/1.1 keep-alive hello world, driven by wrk)
   --rounds N        interleaved rounds per peer (default 3)
   --secs S          measured window per round, seconds (default 5)
   --warmup S        warm-up before each window, seconds (default 1)
@@ -37,8 +40,8 @@ usage: echo_bench [options]
                     ping: asyncnet,tokio,tokio-tuned,nim,c-floor; also
                     asyncnet-lines, tokio-tuned, tokio-mt (never pinned),
                     nim and c-floor, the last two built here with nim / cc,
-                    TCP only)
-  --baseline NAME   peer the ratios are against (default tokio)
+                    TCP only; http: asyncnet,hyper,nim,c-floor)
+  --baseline NAME   peer the ratios are against (default tokio; http: hyper)
   --server-cpu N    CPU for the servers (default 0)
   --loadgen-cpu N   CPU for the load generator (default 1)
   --no-pin          do not use taskset";
@@ -62,7 +65,7 @@ fn run() -> Result<(), String> {
     let requests: u64 = args.take("requests", ping::REQUESTS)?;
     let requests_pipelined: u64 = args.take("requests-pipelined", ping::REQUESTS_PIPELINED)?;
     let peer_list = args.take_str("peers")?;
-    let baseline = args.take("baseline", "tokio".to_string())?;
+    let baseline = args.take_str("baseline")?;
     let server_cpu: usize = args.take("server-cpu", 0)?;
     let loadgen_cpu: usize = args.take("loadgen-cpu", 1)?;
     let no_pin = args.take_flag("no-pin");
@@ -70,6 +73,20 @@ fn run() -> Result<(), String> {
     if rounds == 0 || conns == Some(0) || size == 0 || requests == 0 || requests_pipelined == 0 {
         return Err("--rounds, --conns, --size and --requests* must be at least 1".into());
     }
+    if workload_arg == "http" {
+        return http::run(&http::Options {
+            rounds,
+            secs,
+            warmup,
+            conns: conns.unwrap_or(http::CONNS),
+            peers: peer_list,
+            baseline,
+            server_cpu,
+            loadgen_cpu,
+            no_pin,
+        });
+    }
+    let baseline = baseline.unwrap_or_else(|| "tokio".to_string());
     let idle = workload_arg == "idle";
     let ping = workload_arg == "ping";
     let names_w: Vec<&str> = match workload_arg.as_str() {
@@ -78,7 +95,7 @@ fn run() -> Result<(), String> {
         w if workload::NAMES.contains(&w) => vec![w],
         w => {
             return Err(format!(
-                "unknown workload {w:?} (known: {}, all, idle, ping)",
+                "unknown workload {w:?} (known: {}, all, idle, ping, http)",
                 workload::NAMES.join(", ")
             ))
         }
