@@ -88,10 +88,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "asyncnet-bench-test-{}-{tag}",
-            std::process::id()
-        ));
+        let p =
+            std::env::temp_dir().join(format!("asyncnet-bench-test-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir(&p).unwrap();
         TempDir(p)
@@ -140,9 +138,7 @@ fn suite_writes_the_document_and_the_chart() {
             let row = format!("| {workload} | {peer} | ");
             assert!(md.contains(&row), "no {row:?} in\n{md}");
             assert!(
-                svg.contains(&format!(
-                    r#"data-workload="{workload}" data-peer="{peer}""#
-                )),
+                svg.contains(&format!(r#"data-workload="{workload}" data-peer="{peer}""#)),
                 "no bar for {workload} {peer}"
             );
         }
@@ -163,4 +159,10 @@ fn suite_rejects_unknown_workloads() {
     );
     assert!(!ok);
     assert!(err.contains("unknown workload \"nope\""), "{err}");
+    let (ok, _, err) = run(
+        env!("CARGO_BIN_EXE_bench_suite"),
+        &["--peers", "tokio,nope", "--no-write"],
+    );
+    assert!(!ok);
+    assert!(err.contains("unknown peer \"nope\""), "{err}");
 }

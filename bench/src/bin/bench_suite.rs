@@ -15,7 +15,7 @@ use asyncnet_bench::args::Args;
 use asyncnet_bench::child::{taskset_available, Spawned};
 use asyncnet_bench::suite::machine::Machine;
 use asyncnet_bench::suite::markdown::{self, RunInfo};
-use asyncnet_bench::suite::{svg, table, Ctx, Part, WORKLOADS};
+use asyncnet_bench::suite::{self, svg, table, Ctx, Part, WORKLOADS};
 use asyncnet_bench::syscalls::{self, TraceConfig, Tracer};
 use asyncnet_bench::workload::{loadgen_path, RoundConfig};
 use asyncnet_bench::{extpeers, peers, rlimit};
@@ -90,14 +90,10 @@ fn run() -> Result<bool, String> {
     let warmup: f64 = args.take("warmup", 1.0)?;
     let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
     let only: Vec<String> = list(&args.take("only", all.join(","))?, "only")?;
-    let peer_list = args.take(
-        "peers",
-        peers::all()
-            .iter()
-            .map(|p| p.name.clone())
-            .collect::<Vec<_>>()
-            .join(","),
-    )?;
+    let only_peers: Option<Vec<String>> = args
+        .take_str("peers")?
+        .map(|l| list(&l, "peers"))
+        .transpose()?;
     let echo_conns: Vec<usize> = list(
         &args.take("echo-conns", "1,50,500".to_string())?,
         "echo-conns",
@@ -138,7 +134,21 @@ fn run() -> Result<bool, String> {
     // Servers and load generators inherit it.
     rlimit::raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
 
-    let selected = peers::select(&peer_list)?;
+    let known = suite::workloads::known_peers();
+    if let Some(only) = &only_peers {
+        if let Some(p) = only.iter().find(|p| !known.contains(p)) {
+            return Err(format!("unknown peer {p:?} (known: {})", known.join(", ")));
+        }
+    }
+    let wanted = |name: &str| {
+        only_peers
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| p == name))
+    };
+    let selected: Vec<peers::Peer> = peers::all()
+        .into_iter()
+        .filter(|p| wanted(&p.name))
+        .collect();
     let bin_dir = peers::bin_dir().map_err(|e| e.to_string())?;
     let mut notes = Vec::new();
     // nim and c-floor: built into a private directory, removed at the end.
@@ -198,6 +208,7 @@ fn run() -> Result<bool, String> {
         rounds,
         cfg,
         peers: built,
+        only_peers,
         echo_conns,
         idle_conns,
         trace,

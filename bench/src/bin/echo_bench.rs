@@ -207,6 +207,7 @@ fn run() -> Result<(), String> {
         rounds,
         cfg: cfg.clone(),
         peers: peers.clone(),
+        only_peers: None,
         echo_conns: Vec::new(),
         idle_conns: 0,
         trace,

@@ -215,8 +215,12 @@ pub struct Ctx {
     pub rounds: usize,
     /// Binaries, window, warm-up, CPUs.
     pub cfg: RoundConfig,
-    /// The peers this run may use (built, and selected by `--peers`).
+    /// The servers of [`crate::peers`] this run has (the built-at-run-time
+    /// ones only if built).
     pub peers: Vec<Peer>,
+    /// `--peers`: the only peers to run, by name, in any workload (none:
+    /// every peer). Workloads with peers of their own (TLS) filter by it too.
+    pub only_peers: Option<Vec<String>>,
     /// Connection counts of the `echo64` rows.
     pub echo_conns: Vec<usize>,
     /// Connections of the `idle` row.
@@ -228,12 +232,20 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The peers among `names` (in that order) that this run has (peers
-    /// not selected with `--peers`, or not built, are left out; the suite
-    /// notes the unbuilt ones once).
+    /// True if `--peers` lets `peer` run.
+    pub fn wants(&self, peer: &str) -> bool {
+        self.only_peers
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|p| p == peer))
+    }
+
+    /// The peers among `names` (in that order) that this run has and
+    /// wants (peers not selected with `--peers`, or not built, are left
+    /// out; the suite notes the unbuilt ones once).
     pub fn pick(&self, names: &[&str]) -> Vec<Peer> {
         names
             .iter()
+            .filter(|n| self.wants(n))
             .filter_map(|n| self.peers.iter().find(|p| p.name == *n).cloned())
             .collect()
     }

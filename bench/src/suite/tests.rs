@@ -87,12 +87,22 @@ fn interleaves_rounds_and_keeps_going_after_an_error() {
             server_cpu: None,
             loadgen_cpu: None,
         },
-        peers: Vec::new(),
+        peers: crate::peers::select("asyncnet,tokio,nim").unwrap(),
+        only_peers: Some(vec!["tokio".into(), "nim".into(), "hyper".into()]),
         echo_conns: vec![1],
         idle_conns: 1,
         trace: None,
         verbose: false,
     };
+    // Wanted, and among the peers: in the order asked for.
+    let picked: Vec<String> = ctx
+        .pick(&["nim", "asyncnet", "tokio", "tokio-mt"])
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(picked, ["nim", "tokio"]);
+    assert!(ctx.wants("hyper") && !ctx.wants("asyncnet"));
+
     let mut order = Vec::new();
     let peers = ["a".to_string(), "b".to_string()];
     let part = ctx.interleave("w", "request", &peers, |p| {

@@ -65,6 +65,17 @@ pub const WORKLOADS: &[Entry] = &[
     },
 ];
 
+/// Every peer name some workload runs, for checking `--peers`.
+pub fn known_peers() -> Vec<String> {
+    let mut names: Vec<String> = crate::peers::all().into_iter().map(|p| p.name).collect();
+    for p in tls_runner::PEERS {
+        if !names.iter().any(|n| n == p.name) {
+            names.push(p.name.to_string());
+        }
+    }
+    names
+}
+
 /// The byte-echo servers over TCP.
 const STREAM_PEERS: [&str; 6] = [
     "asyncnet",
@@ -360,7 +371,7 @@ fn tls(ctx: &Ctx) -> Part {
     let peers: Vec<tls_runner::TlsPeer> = tls_runner::PEERS
         .iter()
         .filter(|p| ["asyncnet", "tokio"].contains(&p.name))
-        .filter(|p| ctx.peers.iter().any(|q| q.name == p.name))
+        .filter(|p| ctx.wants(p.name))
         .cloned()
         .collect();
     if peers.is_empty() {
