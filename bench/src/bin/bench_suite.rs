@@ -145,9 +145,15 @@ fn run() -> Result<bool, String> {
             .as_ref()
             .is_none_or(|o| o.iter().any(|p| p == name))
     };
+    // The peers built from source (nim, c-floor) serve TCP only: not
+    // worth building for the udp, unix and tls rows alone.
+    let tcp_rows = only
+        .iter()
+        .any(|w| ["echo", "bulk", "ping", "idle"].contains(&w.as_str()));
     let selected: Vec<peers::Peer> = peers::all()
         .into_iter()
         .filter(|p| wanted(&p.name))
+        .filter(|p| tcp_rows || !matches!(p.program, peers::Program::Source(_)))
         .collect();
     let bin_dir = peers::bin_dir().map_err(|e| e.to_string())?;
     let mut notes = Vec::new();
@@ -231,6 +237,9 @@ fn run() -> Result<bool, String> {
     println!();
     println!("medians over {rounds} round(s) ({secs} s windows); x tokio and x C floor: server cost per op over theirs");
     print!("{}", table::text(&part.rows));
+    if let Some(line) = table::warned_line(&part.rows) {
+        println!("{line}");
+    }
     if !part.syscalls.is_empty() {
         println!();
         println!("system calls per operation:");

@@ -9,6 +9,9 @@ use crate::suite::{table, Part};
 /// Rounds and window (s) below which a run is called a smoke run.
 pub const FULL_ROUNDS: usize = 3;
 pub const FULL_SECS: f64 = 5.0;
+/// A one-minute load average at the start from which the document says the
+/// machine was busy (the suite itself keeps it near 0 between runs).
+pub const BUSY_LOAD: f64 = 0.5;
 
 /// What the document says about the run besides its results.
 #[derive(Clone, Debug)]
@@ -34,6 +37,13 @@ impl RunInfo {
     pub fn smoke(&self) -> bool {
         self.rounds < FULL_ROUNDS || self.secs < FULL_SECS
     }
+
+    /// The one-minute load average at the start if it says that other work
+    /// was running (at least [`BUSY_LOAD`]).
+    pub fn busy_load(&self) -> Option<f64> {
+        let load: f64 = self.machine.load.split_whitespace().next()?.parse().ok()?;
+        (load >= BUSY_LOAD).then_some(load)
+    }
 }
 
 /// The whole document.
@@ -44,6 +54,12 @@ pub fn document(info: &RunInfo, part: &Part) -> String {
             out,
             "> **Smoke run, not a measurement.** This file comes from a shortened run ({} round(s) of {} s; a real run is at least {FULL_ROUNDS} rounds of {FULL_SECS} s). It shows that the suite runs end to end; its figures mean nothing. Regenerate it with the command below on a quiet machine.\n",
             info.rounds, info.secs
+        );
+    }
+    if let Some(load) = info.busy_load() {
+        let _ = writeln!(
+            out,
+            "> **The machine was busy:** its load average was {load} when the run started; other work shared the CPUs with the servers and load generators, so the figures are disturbed (see the warnings in the notes).\n"
         );
     }
     let _ = writeln!(
@@ -78,6 +94,9 @@ Server cost per op is the server's CPU time (user + system, from `/proc/PID/stat
     } else {
         out.push_str(&table::markdown(&part.rows));
         out.push('\n');
+        if let Some(line) = table::warned_line(&part.rows) {
+            let _ = writeln!(out, "{line}\n");
+        }
     }
 
     out.push_str("## System calls per operation\n\n");

@@ -138,6 +138,22 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
+/// `Rows with a round that had a warning (see the notes): echo64 c50
+/// nim, ...`, or nothing if none had.
+pub fn warned_line(rows: &[Row]) -> Option<String> {
+    let warned: Vec<String> = rows
+        .iter()
+        .filter(|r| r.warned_rounds > 0)
+        .map(|r| format!("{} {}", r.workload, r.peer))
+        .collect();
+    (!warned.is_empty()).then(|| {
+        format!(
+            "Rows with a round that had a warning (see the notes): {}.",
+            warned.join(", ")
+        )
+    })
+}
+
 /// The system call table as aligned text.
 pub fn syscalls_text(rows: &[SyscallRow]) -> String {
     let mut out = crate::syscalls::table_header();

@@ -337,8 +337,10 @@ fn document_has_every_section_and_row() {
             errors: 0,
         },
     ];
+    let mut warned = rows();
+    warned[2].warned_rounds = 1;
     let part = Part {
-        rows: rows(),
+        rows: warned,
         syscalls: vec![SyscallRow {
             workload: "echo64 c50".into(),
             peer: "asyncnet".into(),
@@ -362,14 +364,24 @@ fn document_has_every_section_and_row() {
         "## System calls per operation",
         "| echo64 c50 | asyncnet | rt | 1.000 | 0.000 | 1.000 | 0.000 | 0.000 | 2.000 |  |",
         "- udp: nim and c-floor serve TCP only",
+        "Rows with a round that had a warning (see the notes): echo64 c50 nim.",
     ] {
         assert!(smoke.contains(s), "missing {s:?} in\n{smoke}");
     }
     for r in &part.rows {
         assert!(smoke.contains(&format!("| {} | {} | ", r.workload, r.peer)));
     }
+    assert!(!smoke.contains("machine was busy"));
     let full = document(&info(3, 5.0), &part);
     assert!(!full.contains("Smoke run"));
+    let mut busy = info(3, 5.0);
+    busy.machine.load = "2.69 2.06 1.46".into();
+    let doc = document(&busy, &part);
+    assert!(
+        doc.contains("> **The machine was busy:** its load average was 2.69 when"),
+        "{doc}"
+    );
+    assert!(table::warned_line(&rows()).is_none());
     let empty = document(&info(3, 5.0), &Part::default());
     assert!(empty.contains("No rows"));
     assert!(!empty.contains("## Notes"));
