@@ -2,9 +2,9 @@
 //! `taskset`, stdout read line by line with deadlines, killed on drop (so on
 //! every exit path of the runner, panics included).
 
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,6 +26,8 @@ pub struct Spawned {
     name: String,
     child: Child,
     lines: Receiver<String>,
+    /// The child's stdin if started with [`Spawned::start_with_stdin`].
+    stdin: Option<ChildStdin>,
     status: Option<ExitStatus>,
 }
 
@@ -51,6 +53,28 @@ impl Spawned {
         cpu: Option<usize>,
         stderr: Stdio,
     ) -> io::Result<Self> {
+        Self::spawn(name, program, args, cpu, Stdio::null(), stderr)
+    }
+
+    /// [`Spawned::start`] with the child's stdin a pipe, for
+    /// [`Spawned::send_line`] (closed when the `Spawned` drops).
+    pub fn start_with_stdin(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        cpu: Option<usize>,
+    ) -> io::Result<Self> {
+        Self::spawn(name, program, args, cpu, Stdio::piped(), Stdio::inherit())
+    }
+
+    fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        cpu: Option<usize>,
+        stdin: Stdio,
+        stderr: Stdio,
+    ) -> io::Result<Self> {
         let mut cmd = match cpu {
             Some(cpu) => {
                 let mut c = Command::new("taskset");
@@ -60,13 +84,14 @@ impl Spawned {
             None => Command::new(program),
         };
         cmd.args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(stderr);
         let mut child = cmd.spawn().map_err(|e| {
             io::Error::new(e.kind(), format!("starting {}: {e}", program.display()))
         })?;
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stdin = child.stdin.take();
         let (tx, lines) = mpsc::channel();
         // Detached: it ends when the child's stdout closes (at the latest
         // when the child is killed). Never joined, so a grandchild holding
@@ -89,8 +114,20 @@ impl Spawned {
             name: name.to_string(),
             child,
             lines,
+            stdin,
             status: None,
         })
+    }
+
+    /// Writes `line` and a newline to the child's stdin and flushes it
+    /// (only for a child started with [`Spawned::start_with_stdin`]).
+    pub fn send_line(&mut self, line: &str) -> io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| io::Error::other(format!("{}: stdin is not a pipe", self.name)))?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()
     }
 
     pub fn name(&self) -> &str {

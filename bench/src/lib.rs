@@ -4,6 +4,8 @@
 //! they share:
 //!
 //! * [`args`]: a tiny `--key value` parser (no clap).
+//! * [`bulk`]: the `bulk` workload (one connection streaming through an
+//!   echo server, MB/s).
 //! * [`stats`]: latency histogram, medians.
 //! * [`procstat`]: CPU time of a process from `/proc/PID/stat`.
 //! * [`loadgen`]: the load generator's workloads (plain mio).
@@ -17,6 +19,9 @@
 //! * [`rlimit`]: raising `RLIMIT_NOFILE` (the only unsafe code here).
 //! * [`workload`]: what the load generator does, and one measured round of it.
 //! * [`report`]: the table printed at the end.
+//! * [`syscalls`]: system calls per operation, by name (`strace -c -f`).
+//! * [`suite`]: the whole suite (`bench_suite`): every workload, one table,
+//!   `BENCHMARKS.md` and its SVG chart.
 //! * [`tls`]: the TLS benchmark (`tls_bench`): certificates, its load
 //!   generator (mio + rustls) and its runner.
 //!
@@ -34,6 +39,7 @@
 use std::path::PathBuf;
 
 pub mod args;
+pub mod bulk;
 pub mod child;
 pub mod extpeers;
 pub mod http;
@@ -46,6 +52,8 @@ pub mod report;
 #[allow(unsafe_code)]
 pub mod rlimit;
 pub mod stats;
+pub mod suite;
+pub mod syscalls;
 pub mod tls;
 pub mod workload;
 

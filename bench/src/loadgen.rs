@@ -6,6 +6,12 @@
 //! at the start and at the end of that window (the `loadgen` binary prints
 //! `measure-start` / `measure-end` there, which the runner uses to sample
 //! the server's CPU time over exactly that window).
+//!
+//! The stream ping-pong also has a fixed-size mode (`count`): one round
+//! trip per connection as a warm-up, then exactly `count` round trips, with
+//! `on_phase` called while every connection is quiet (nothing in flight):
+//! the system call pass ([`crate::syscalls`]) attaches `strace` to the
+//! server in between and so counts the calls of exactly those round trips.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdTcpStream};
@@ -82,6 +88,10 @@ pub struct PingPong {
     pub size: usize,
     pub warmup: Duration,
     pub secs: Duration,
+    /// Fixed-size run instead of the timed window: after one round trip per
+    /// connection, exactly this many round trips (`warmup` and `secs` are
+    /// then unused); every connection is quiet when `on_phase` is called.
+    pub count: Option<u64>,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -273,10 +283,10 @@ impl<S: Read + Write> Conn<S> {
 /// connections sends one `size`-byte message, waits for all of it to come
 /// back, and sends the next one.
 pub fn echo_pingpong(cfg: &PingPong, on_phase: impl FnMut(Phase)) -> io::Result<Report> {
-    if cfg.conns == 0 || cfg.size == 0 {
+    if cfg.conns == 0 || cfg.size == 0 || cfg.count == Some(0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "conns and size must be at least 1",
+            "conns, size and count must be at least 1",
         ));
     }
     match &cfg.target {
@@ -319,6 +329,9 @@ fn pingpong_streams<S: Read + Write + Source>(
         )?;
         conns.push(Conn::new(stream, cfg.size, i as u64));
     }
+    if let Some(count) = cfg.count {
+        return pingpong_counted(&mut poll, &mut conns, count, on_phase);
+    }
     for c in &mut conns {
         c.next_message(Instant::now());
         c.flush()?;
@@ -348,6 +361,95 @@ fn pingpong_streams<S: Read + Write + Source>(
             }
         }
     }
+}
+
+/// The fixed-size ping-pong: one round trip per connection (the server has
+/// then accepted and served every connection), `on_phase(MeasureStart)`,
+/// exactly `count` round trips, `on_phase(MeasureEnd)`; nothing is in
+/// flight at either call.
+fn pingpong_counted<S: Read + Write + Source>(
+    poll: &mut Poll,
+    conns: &mut [Conn<S>],
+    count: u64,
+    mut on_phase: impl FnMut(Phase),
+) -> io::Result<Report> {
+    drive(poll, conns, conns.len() as u64, |_, _, _| {})?;
+    on_phase(Phase::MeasureStart);
+    let start = Instant::now();
+    let mut hist = Histogram::new();
+    let mut latency_sum_ns = 0u128;
+    let mut per_conn = vec![0u64; conns.len()];
+    drive(poll, conns, count, |i, sent, done| {
+        let ns = (done - sent).as_nanos();
+        hist.record(u64::try_from(ns).unwrap_or(u64::MAX));
+        latency_sum_ns += ns;
+        per_conn[i] += 1;
+    })?;
+    let window = start.elapsed();
+    on_phase(Phase::MeasureEnd);
+    Ok(Report {
+        round_trips: count,
+        window,
+        latency_ns: hist,
+        latency_sum_ns,
+        per_conn,
+        lost: 0,
+    })
+}
+
+/// Exactly `budget` round trips over `conns`: each connection starts one
+/// while any are left to start; returns once all are complete, so every
+/// connection is quiet. `record(conn, sent_at, done_at)` per round trip.
+fn drive<S: Read + Write + Source>(
+    poll: &mut Poll,
+    conns: &mut [Conn<S>],
+    budget: u64,
+    mut record: impl FnMut(usize, Instant, Instant),
+) -> io::Result<()> {
+    let mut started = 0u64;
+    let mut done = 0u64;
+    let mut active = vec![false; conns.len()];
+    for (c, a) in conns.iter_mut().zip(&mut active) {
+        if started == budget {
+            break;
+        }
+        c.next_message(Instant::now());
+        c.flush()?;
+        started += 1;
+        *a = true;
+    }
+    let mut events = Events::with_capacity(1024);
+    while done < budget {
+        match poll.poll(&mut events, None) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => r?,
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            // A quiet connection has nothing to read (its last echo is
+            // complete) nor to write: an event for it is only an edge.
+            if !active[i] {
+                continue;
+            }
+            let c = &mut conns[i];
+            if c.written < c.msg.len() {
+                c.flush()?;
+            }
+            if c.fill()? {
+                let now = Instant::now();
+                done += 1;
+                record(i, c.sent_at, now);
+                if started < budget {
+                    c.next_message(now);
+                    c.flush()?;
+                    started += 1;
+                } else {
+                    active[i] = false;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `idle` workload: opens `conns` TCP connections to `addr` one after
@@ -615,6 +717,7 @@ mod tests {
             size: 64,
             warmup: Duration::from_millis(50),
             secs: Duration::from_millis(200),
+            count: None,
         };
         let mut phases = Vec::new();
         let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
@@ -627,6 +730,41 @@ mod tests {
         assert!(r.mean_us() > 0.0);
         assert!(r.window >= Duration::from_millis(200));
         assert!(r.per_sec() > 0.0);
+    }
+
+    #[test]
+    fn counted_pingpong_is_exact() {
+        let addr = std_echo_server(6);
+        let cfg = PingPong {
+            target: Target::Tcp(addr),
+            conns: 3,
+            size: 32,
+            warmup: Duration::ZERO,
+            secs: Duration::ZERO,
+            count: Some(100),
+        };
+        let mut phases = Vec::new();
+        let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
+        assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
+        assert_eq!(r.round_trips, 100);
+        assert_eq!(r.latency_ns.count(), 100);
+        assert_eq!(r.per_conn.iter().sum::<u64>(), 100);
+        assert_eq!(r.idle_conns(), 0);
+        // Fewer round trips than connections: some stay unused.
+        let r = echo_pingpong(
+            &PingPong {
+                count: Some(2),
+                ..cfg.clone()
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!((r.round_trips, r.idle_conns()), (2, 1));
+        let zero = PingPong {
+            count: Some(0),
+            ..cfg
+        };
+        assert!(echo_pingpong(&zero, |_| {}).is_err());
     }
 
     #[test]
@@ -649,6 +787,7 @@ mod tests {
             size: 8,
             warmup: Duration::from_millis(10),
             secs: Duration::from_secs(5),
+            count: None,
         };
         let err = echo_pingpong(&cfg, |_| {}).unwrap_err();
         t.join().unwrap();
@@ -688,6 +827,7 @@ mod tests {
             size: 64,
             warmup: Duration::from_millis(20),
             secs: Duration::from_millis(100),
+            count: None,
         };
         let r = echo_pingpong(&cfg, |_| {});
         std::fs::remove_file(&path).unwrap();

@@ -51,7 +51,7 @@ pub fn tool_available() -> bool {
 
 /// The absolute path of `redis-benchmark` on `PATH` (taskset needs none, but
 /// `Spawned` takes a path).
-fn tool_path() -> PathBuf {
+pub fn tool_path() -> PathBuf {
     std::env::var_os("PATH")
         .and_then(|paths| {
             std::env::split_paths(&paths)
@@ -102,6 +102,29 @@ pub fn parse_rps(line: &str) -> Option<f64> {
     n.trim().parse().ok()
 }
 
+/// The `redis-benchmark` arguments of one run against 127.0.0.1:`port`:
+/// `conns` clients, `requests` requests in all, `pipeline` in flight per
+/// client, quiet output.
+pub fn bench_args(port: &str, conns: usize, requests: u64, pipeline: usize) -> Vec<String> {
+    [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-t",
+        "ping_inline",
+        "-c",
+        &conns.to_string(),
+        "-n",
+        &requests.to_string(),
+        "-P",
+        &pipeline.to_string(),
+        "-q",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// One run against `peer`: every process started here is killed before this
 /// returns, on success, error or panic.
 pub fn run_round(
@@ -121,23 +144,7 @@ pub fn run_round(
     let port = server
         .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
         .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
-    let args: Vec<String> = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-t",
-        "ping_inline",
-        "-c",
-        &conns.to_string(),
-        "-n",
-        &requests.to_string(),
-        "-P",
-        &pipeline.to_string(),
-        "-q",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = bench_args(&port.to_string(), conns, requests, pipeline);
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
     // Its stderr only says it could not fetch the server's CONFIG: dropped.
     let mut bench =
@@ -350,5 +357,9 @@ mod tests {
         );
         assert!(round_row(1, &rs[0]).contains(" 2.000 "));
         assert!(round_header().contains("requests/s"));
+        assert_eq!(
+            bench_args("7", 50, 1000, 16).join(" "),
+            "-h 127.0.0.1 -p 7 -t ping_inline -c 50 -n 1000 -P 16 -q"
+        );
     }
 }

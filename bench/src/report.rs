@@ -155,6 +155,7 @@ mod tests {
     fn result(peer: &str, rps: f64, cpu: f64) -> RoundResult {
         RoundResult {
             peer: peer.into(),
+            conns: 50,
             round_trips: (rps * 2.0) as u64,
             window_secs: 2.0,
             rps,
@@ -215,6 +216,9 @@ mod tests {
         assert!(starved.warnings()[0].contains("unfair"));
         starved.sampled_secs = 4.0;
         assert!(starved.warnings()[1].contains("both under"));
+        // One connection: the two sides take turns, never both busy.
+        starved.conns = 1;
+        assert_eq!(starved.warnings().len(), 1);
         let mut lossy = rs[0].clone();
         lossy.lost = 2;
         assert!(lossy.warnings()[0].contains("2 datagram"));

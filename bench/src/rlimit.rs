@@ -40,6 +40,23 @@ pub fn raise_nofile() -> io::Result<u64> {
     Ok(rl.rlim_cur as u64)
 }
 
+/// Raises the soft limit on open files to the hard one (see
+/// [`raise_nofile`]) and checks that it leaves room for `conns` sockets plus
+/// a margin for everything else a process opens.
+pub fn ensure_nofile(conns: usize) -> Result<u64, String> {
+    let limit = raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
+    if limit < conns as u64 + NOFILE_MARGIN {
+        return Err(format!(
+            "{conns} connections need more open files than RLIMIT_NOFILE allows ({limit}; see `ulimit -Hn`)"
+        ));
+    }
+    Ok(limit)
+}
+
+/// Files a process needs besides its connections (listener, epoll,
+/// pipes, libraries).
+pub const NOFILE_MARGIN: u64 = 64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +66,9 @@ mod tests {
         let got = raise_nofile().unwrap();
         let (soft, hard) = nofile().unwrap();
         assert_eq!((got, soft), (hard, hard));
+        assert_eq!(ensure_nofile(1), Ok(hard));
+        if hard < u64::MAX / 4 {
+            assert!(ensure_nofile(usize::MAX / 2).is_err());
+        }
     }
 }

@@ -154,6 +154,8 @@ pub struct RoundConfig {
 #[derive(Clone, Debug)]
 pub struct RoundResult {
     pub peer: String,
+    /// Connections (UDP: sockets) of the load generator.
+    pub conns: usize,
     pub round_trips: u64,
     /// The measured window as timed by the load generator.
     pub window_secs: f64,
@@ -221,7 +223,9 @@ impl RoundResult {
                 self.lost
             ));
         }
-        if self.server_cpu_pct() < IDLE_PCT && self.loadgen_cpu_pct() < IDLE_PCT {
+        // With one connection the two sides take turns, each waiting for the
+        // other (and for the wake-up) by design: neither is ever busy.
+        if self.conns > 1 && self.server_cpu_pct() < IDLE_PCT && self.loadgen_cpu_pct() < IDLE_PCT {
             w.push(format!(
                 "server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)"
             ));
@@ -314,44 +318,48 @@ pub fn field<T: std::str::FromStr>(kv: &HashMap<&str, &str>, key: &str) -> io::R
     })
 }
 
-/// Runs one round of `workload` against `peer`. Every process started here
-/// is killed before this returns, on success, error or panic.
-pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<RoundResult> {
-    let server_path = peer.path(&cfg.bin_dir)?;
-    let loadgen_path = peers::sibling(&cfg.bin_dir, "loadgen");
-    if !loadgen_path.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "{} not found (run `cargo build --release -p asyncnet-bench` first)",
-                loadgen_path.display()
-            ),
-        ));
-    }
+/// A peer's server, started and ready, for one round.
+pub struct Server {
+    /// The server process (killed when dropped).
+    pub process: Spawned,
+    /// The load generator's arguments that reach it: `--port P` or `--path PATH`.
+    pub target: Vec<String>,
+    /// Declared after the process: removed after the server is killed.
+    _socket_path: Option<SocketPath>,
+}
 
-    // Declared before the server: removed after the server is killed.
-    let socket_path = match workload.transport {
+/// Starts `peer`'s server for `transport` (pinned as `cfg` says) and waits for its ready line.
+pub fn start_server(peer: &Peer, transport: Transport, cfg: &RoundConfig) -> io::Result<Server> {
+    start_server_with(peer, transport, cfg, &[])
+}
+
+/// [`start_server`] with `flags` before the peer's own arguments (e.g. `--pong`).
+pub fn start_server_with(
+    peer: &Peer,
+    transport: Transport,
+    cfg: &RoundConfig,
+    flags: &[&str],
+) -> io::Result<Server> {
+    let server_path = peer.path(&cfg.bin_dir)?;
+    let socket_path = match transport {
         Transport::Unix => Some(SocketPath::new()?),
         _ => None,
     };
-    let listen = match (&workload.transport, &socket_path) {
+    let listen = match (transport, &socket_path) {
         (Transport::Tcp, _) => Listen::Tcp(0),
         (Transport::Udp, _) => Listen::Udp(0),
         (Transport::Unix, Some(p)) => Listen::Unix(p.0.clone()),
         (Transport::Unix, None) => unreachable!("made above"),
     };
-    let mut server = Spawned::start(
-        &peer.name,
-        &server_path,
-        &peer.args_for(&listen),
-        peer.cpu(cfg.server_cpu),
-    )?;
+    let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    args.extend(peer.args_for(&listen));
+    let process = Spawned::start(&peer.name, &server_path, &args, peer.cpu(cfg.server_cpu))?;
     let ready = Instant::now() + READY_TIMEOUT;
     let waiting =
         |e: io::Error| io::Error::new(e.kind(), format!("waiting for the ready line: {e}"));
     let target = match &listen {
         Listen::Unix(path) => {
-            let got = server
+            let got = process
                 .wait_for_line(ready, parse_ready_path)
                 .map_err(waiting)?;
             if got != *path {
@@ -367,15 +375,45 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
             vec!["--path".to_string(), got.display().to_string()]
         }
         _ => {
-            let port = server
+            let port = process
                 .wait_for_line(ready, parse_ready_line)
                 .map_err(waiting)?;
             vec!["--port".to_string(), port.to_string()]
         }
     };
+    Ok(Server {
+        process,
+        target,
+        _socket_path: socket_path,
+    })
+}
 
+/// The path of the `loadgen` binary, checked to exist.
+pub fn loadgen_path(cfg: &RoundConfig) -> io::Result<PathBuf> {
+    let path = peers::sibling(&cfg.bin_dir, "loadgen");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} not found (run `cargo build --release -p asyncnet-bench` first)",
+                path.display()
+            ),
+        ))
+    }
+}
+
+/// One timed round of `workload` against `peer`, before its result line is
+/// interpreted: start the server, run `loadgen` with the workload's
+/// arguments plus the target, `--secs` and `--warmup`, and measure both
+/// processes over the window. Every process started here is killed before
+/// this returns, on success, error or panic.
+pub fn measured_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Window> {
+    let loadgen_path = loadgen_path(cfg)?;
+    let mut server = start_server(peer, workload.transport, cfg)?;
     let mut args = workload.loadgen_args.clone();
-    args.extend(target);
+    args.extend(server.target.iter().cloned());
     args.extend([
         "--secs".to_string(),
         cfg.secs.to_string(),
@@ -384,8 +422,19 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
     ]);
     let mut loadgen = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
     let deadline = Instant::now() + Duration::from_secs_f64(cfg.warmup + cfg.secs) + LOADGEN_SLACK;
+    measure_window(
+        &mut server.process,
+        &peer.name,
+        &mut loadgen,
+        "loadgen",
+        deadline,
+    )
+}
 
-    let window = measure_window(&mut server, &peer.name, &mut loadgen, "loadgen", deadline)?;
+/// Runs one round of `workload` against `peer`. Every process started here
+/// is killed before this returns, on success, error or panic.
+pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<RoundResult> {
+    let window = measured_round(peer, workload, cfg)?;
     let result = window.result;
     let (t0, t1) = (window.start, window.end);
     let ((server_user_secs, server_sys_secs), (loadgen_user_secs, loadgen_sys_secs)) =
@@ -394,6 +443,7 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
     let kv = parse_kv(&result);
     Ok(RoundResult {
         peer: peer.name.clone(),
+        conns: field(&kv, "conns")?,
         round_trips: field(&kv, "round_trips")?,
         window_secs: field(&kv, "secs")?,
         rps: field(&kv, "rps")?,

@@ -9,9 +9,12 @@
 //! the measured window, kill the server. Then print the medians per peer
 //! and the ratios against the baseline peer. `--workload` picks TCP echo
 //! (default), UDP echo, Unix stream echo, or all three in turn; or `idle`:
-//! server memory per idle TCP connection (see `asyncnet_bench::idle`); or
+//! server memory per idle TCP connection (see `asyncnet_bench::idle`);
 //! `ping` and `http`, driven by redis-benchmark and wrk (see
-//! `asyncnet_bench::ping` and `asyncnet_bench::http`).
+//! `asyncnet_bench::ping` and `asyncnet_bench::http`); or `bulk`: one
+//! connection streaming through each peer (see `asyncnet_bench::bulk`).
+//! `--syscalls` adds a pass that counts each peer's system calls per
+//! operation under `strace` (see `asyncnet_bench::syscalls`).
 
 use std::process::ExitCode;
 
@@ -19,6 +22,8 @@ use asyncnet_bench::args::Args;
 use asyncnet_bench::child::taskset_available;
 use asyncnet_bench::procstat::clock_ticks_per_sec;
 use asyncnet_bench::report;
+use asyncnet_bench::suite::{self, workloads as suite_workloads};
+use asyncnet_bench::syscalls::{self, TraceConfig};
 use asyncnet_bench::workload::{self, RoundConfig, Workload};
 use asyncnet_bench::{extpeers, http, idle, peers, ping, rlimit};
 
@@ -26,8 +31,9 @@ const USAGE: &str = "\
 usage: echo_bench [options]
   --workload W      echo (TCP), udp, unix (Unix stream), all (the three),
                     idle (server memory per idle TCP connection), ping
-                    (Redis inline PING, driven by redis-benchmark), or http
-                    (HTTP/1.1 keep-alive hello world, driven by wrk)
+                    (Redis inline PING, driven by redis-benchmark), http
+                    (HTTP/1.1 keep-alive hello world, driven by wrk), or
+                    bulk (one connection streaming through the echo, MB/s)
   --rounds N        interleaved rounds per peer (default 3)
   --secs S          measured window per round, seconds (default 5)
   --warmup S        warm-up before each window, seconds (default 1)
@@ -44,7 +50,12 @@ usage: echo_bench [options]
   --baseline NAME   peer the ratios are against (default tokio; http: hyper)
   --server-cpu N    CPU for the servers (default 0)
   --loadgen-cpu N   CPU for the load generator (default 1)
-  --no-pin          do not use taskset";
+  --no-pin          do not use taskset
+  --syscalls        then count each peer's system calls per operation under
+                    strace -c -f (echo, unix, bulk, ping)
+  --syscall-requests N
+                    round trips per traced run (default 5000; ping: x2,
+                    and x10 with -P 16; bulk: 16 MB)";
 
 fn run() -> Result<(), String> {
     let mut args = Args::from_env();
@@ -69,9 +80,20 @@ fn run() -> Result<(), String> {
     let server_cpu: usize = args.take("server-cpu", 0)?;
     let loadgen_cpu: usize = args.take("loadgen-cpu", 1)?;
     let no_pin = args.take_flag("no-pin");
+    let trace_syscalls = args.take_flag("syscalls");
+    let trace_requests: u64 = args.take("syscall-requests", TraceConfig::default().requests)?;
     args.finish()?;
-    if rounds == 0 || conns == Some(0) || size == 0 || requests == 0 || requests_pipelined == 0 {
-        return Err("--rounds, --conns, --size and --requests* must be at least 1".into());
+    if rounds == 0
+        || conns == Some(0)
+        || size == 0
+        || requests == 0
+        || requests_pipelined == 0
+        || trace_requests == 0
+    {
+        return Err(
+            "--rounds, --conns, --size, --requests* and --syscall-requests must be at least 1"
+                .into(),
+        );
     }
     if workload_arg == "http" {
         return http::run(&http::Options {
@@ -89,13 +111,14 @@ fn run() -> Result<(), String> {
     let baseline = baseline.unwrap_or_else(|| "tokio".to_string());
     let idle = workload_arg == "idle";
     let ping = workload_arg == "ping";
+    let bulk = workload_arg == "bulk";
     let names_w: Vec<&str> = match workload_arg.as_str() {
         "all" => workload::NAMES.to_vec(),
-        "idle" | "ping" => Vec::new(),
+        "idle" | "ping" | "bulk" => Vec::new(),
         w if workload::NAMES.contains(&w) => vec![w],
         w => {
             return Err(format!(
-                "unknown workload {w:?} (known: {}, all, idle, ping, http)",
+                "unknown workload {w:?} (known: {}, all, idle, ping, http, bulk)",
                 workload::NAMES.join(", ")
             ))
         }
@@ -125,6 +148,11 @@ fn run() -> Result<(), String> {
         .collect();
     if !(secs > 0.0 && secs <= 3600.0 && (0.0..=3600.0).contains(&warmup)) {
         return Err("--secs must be in (0, 3600] and --warmup in [0, 3600]".into());
+    }
+    // Servers and loadgen inherit the raised limit (500 connections may
+    // not fit under a soft limit of 1024 in both).
+    if let (false, Some(n)) = (works.is_empty(), conns) {
+        rlimit::ensure_nofile(n)?;
     }
 
     let peers = peers::select(&peer_list)?;
@@ -187,10 +215,40 @@ fn run() -> Result<(), String> {
         let n = conns.unwrap_or(workload::IDLE_CONNS);
         return run_idle(&peers, n, rounds, &cfg, &pin_note, &baseline);
     }
+    let trace = (trace_syscalls && syscalls_usable()).then_some(TraceConfig {
+        requests: trace_requests,
+        ..TraceConfig::default()
+    });
+    let ctx = suite::Ctx {
+        rounds,
+        cfg: cfg.clone(),
+        peers: peers.clone(),
+        only_peers: None,
+        echo_conns: Vec::new(),
+        idle_conns: 0,
+        trace,
+        verbose: true,
+    };
+    if bulk {
+        let w = asyncnet_bench::bulk::workload(
+            asyncnet_bench::bulk::CHUNK,
+            asyncnet_bench::bulk::IN_FLIGHT,
+        );
+        println!("{}, on 127.0.0.1", w.describe);
+        println!(
+            "{rounds} interleaved rounds ({secs} s measured after {warmup} s warm-up); {pin_note}"
+        );
+        let part = suite_workloads::bulk_rows(&ctx, &peers);
+        print_part(&part);
+        return finish(&part);
+    }
     if ping {
         let n = conns.unwrap_or(50);
         let requests = [requests, requests_pipelined];
-        return run_ping(&peers, n, requests, rounds, &cfg, &pin_note, &baseline);
+        run_ping(&peers, n, requests, rounds, &cfg, &pin_note, &baseline)?;
+        let part = suite_workloads::ping_syscalls(&ctx, &peers, n);
+        print_part(&part);
+        return finish(&part);
     }
     let mut ratios = Vec::new();
     for (i, work) in works.iter().enumerate() {
@@ -222,7 +280,45 @@ fn run() -> Result<(), String> {
             print!("{}", report::ratio_lines(summaries, &baseline, Some(w)));
         }
     }
-    Ok(())
+    let part = suite_workloads::loadgen_syscalls(&ctx, &works, &peers);
+    print_part(&part);
+    finish(&part)
+}
+
+/// True if `strace` is installed (else a note).
+fn syscalls_usable() -> bool {
+    let ok = syscalls::tool_available();
+    if !ok {
+        println!(
+            "note: `{}` not found or not working: skipping the system call pass",
+            syscalls::TOOL
+        );
+    }
+    ok
+}
+
+/// Prints the rows, system call rows and notes of `part`, if any.
+fn print_part(part: &suite::Part) {
+    if !part.rows.is_empty() {
+        println!();
+        print!("{}", suite::table::text(&part.rows));
+    }
+    if !part.syscalls.is_empty() {
+        println!();
+        println!("system calls per operation (strace -c -f attached to the server):");
+        print!("{}", suite::table::syscalls_text(&part.syscalls));
+    }
+    for n in &part.notes {
+        println!("note: {n}");
+    }
+}
+
+/// Fails if `part` had errors.
+fn finish(part: &suite::Part) -> Result<(), String> {
+    match part.errors {
+        0 => Ok(()),
+        n => Err(format!("{n} error(s) (see above)")),
+    }
 }
 
 /// The `idle` workload: rounds of each peer in turn, then the medians.

@@ -243,7 +243,8 @@ async fn serve_client(client: AsyncSocket) {
             break;
         }
     }
-    client.close();
+    // The peer has gone or was refused: nothing is left to report.
+    let _ = client.close();
 }
 
 async fn serve(port: u16) -> io::Result<()> {

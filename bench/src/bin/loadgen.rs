@@ -14,6 +14,21 @@
 //! an echo; `lost` counts those resends in the window (always 0 for the
 //! stream workloads).
 //!
+//! `bulk` (TCP on 127.0.0.1:`--port`): one connection streaming
+//! `--chunk`-byte writes (default 65536) of a checkable byte stream through
+//! the echo server, at most `--in-flight` bytes (default 1048576) written
+//! and not yet echoed; every echoed byte is checked. Prints
+//! `result workload=bulk conns=1 chunk=C in_flight=F bytes=B secs=S mb_per_sec=M reads=R writes=W`
+//! (bytes echoed in the window, MB = 10^6 bytes; the client's reads and
+//! writes in it).
+//!
+//! `--count N` (echo, unix, bulk): a fixed-size run instead of the timed
+//! window: a warm-up (one round trip per connection; bulk: `--in-flight`
+//! bytes), then exactly N round trips (bulk: N bytes), with nothing in
+//! flight at `measure-start` and `measure-end`. With `--pause` as well, it
+//! waits after printing each of those two lines for a line on stdin (the
+//! system call pass attaches `strace` to the server in between).
+//!
 //! `idle_conns` counts connections that completed no round trip in the
 //! window; `conn_min`/`conn_max` are the fewest/most round trips one
 //! connection completed (a fair server keeps them close).
@@ -34,6 +49,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use asyncnet_bench::args::Args;
+use asyncnet_bench::bulk::{self, Bulk};
 use asyncnet_bench::loadgen::{self, Phase, PingPong, Report, Target, UdpEcho};
 use asyncnet_bench::rlimit;
 use asyncnet_bench::workload::default_conns;
@@ -41,13 +57,21 @@ use asyncnet_bench::workload::default_conns;
 const USAGE: &str = "\
 usage: loadgen [--workload echo|udp] --port PORT [options]
        loadgen --workload unix --path PATH [options]
+       loadgen --workload bulk --port PORT [--chunk 65536] [--in-flight 1048576] [options]
        loadgen --workload idle --port PORT [--conns 5000] [--size 64] [--hold-secs 120]
-options: [--conns 50 (udp: 32)] [--size 64] [--secs 5] [--warmup 1] [--resend-ms 100 (udp)]";
+options: [--conns 50 (udp: 32)] [--size 64] [--secs 5] [--warmup 1] [--resend-ms 100 (udp)]
+         [--count N [--pause]]   (echo, unix, bulk: exactly N round trips, bulk: bytes)";
 
 fn say(line: &str) {
     let mut out = io::stdout().lock();
     // The runner reads these as they come: flush each one.
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// Blocks until a line (or the end) arrives on stdin: the runner's go-ahead.
+fn wait_for_stdin() {
+    let mut line = String::new();
+    let _ = io::stdin().read_line(&mut line);
 }
 
 fn secs(v: f64, name: &str) -> Result<Duration, String> {
@@ -69,7 +93,28 @@ fn run() -> Result<(), String> {
     let warmup_v = args.take("warmup", 1.0f64)?;
     let resend_ms = args.take("resend-ms", 100u64)?;
     let hold_v = args.take("hold-secs", 120.0f64)?;
+    let chunk = args.take("chunk", bulk::CHUNK)?;
+    let in_flight = args.take("in-flight", bulk::IN_FLIGHT)?;
+    let count: Option<u64> = args
+        .take_str("count")?
+        .map(|c| c.parse())
+        .transpose()
+        .map_err(|_| "invalid value for --count")?;
+    let pause = args.take_flag("pause");
     args.finish()?;
+    if pause && count.is_none() {
+        return Err("--pause needs --count".into());
+    }
+    if count.is_some() && !matches!(workload.as_str(), "echo" | "unix" | "bulk") {
+        return Err(format!(
+            "--count is for echo, unix and bulk, not {workload}"
+        ));
+    }
+    // Hundreds of connections (and the idle workload's thousands) need
+    // more files than a default soft limit of 1024 may allow.
+    if workload != "bulk" {
+        rlimit::ensure_nofile(conns)?;
+    }
     let hold = secs(hold_v, "hold-secs")?;
     let warmup = secs(warmup_v, "warmup")?;
     let secs = secs(secs_v, "secs")?;
@@ -86,15 +131,12 @@ fn run() -> Result<(), String> {
         say(match p {
             Phase::MeasureStart => "measure-start",
             Phase::MeasureEnd => "measure-end",
-        })
+        });
+        if pause {
+            wait_for_stdin();
+        }
     };
     if workload == "idle" {
-        let limit = rlimit::raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
-        if limit < conns as u64 + 16 {
-            return Err(format!(
-                "{conns} connections need more open files than RLIMIT_NOFILE allows ({limit}; see `ulimit -Hn`)"
-            ));
-        }
         let (held, took) = loadgen::idle_conns(addr()?, conns, size, Duration::from_secs(10))
             .map_err(|e| format!("idle workload: {e}"))?;
         say(&format!(
@@ -104,6 +146,26 @@ fn run() -> Result<(), String> {
         ));
         std::thread::sleep(hold);
         drop(held);
+        return Ok(());
+    }
+    if workload == "bulk" {
+        let cfg = Bulk {
+            addr: addr()?,
+            chunk,
+            in_flight,
+            warmup,
+            secs,
+            count,
+        };
+        let r = bulk::bulk(&cfg, on_phase).map_err(|e| format!("bulk workload: {e}"))?;
+        say(&format!(
+            "result workload=bulk conns=1 chunk={chunk} in_flight={in_flight} bytes={} secs={:.6} mb_per_sec={:.3} reads={} writes={}",
+            r.bytes,
+            r.window.as_secs_f64(),
+            r.mb_per_sec(),
+            r.reads,
+            r.writes
+        ));
         return Ok(());
     }
     let report: Report = match workload.as_str() {
@@ -119,6 +181,7 @@ fn run() -> Result<(), String> {
                 size,
                 warmup,
                 secs,
+                count,
             };
             loadgen::echo_pingpong(&cfg, on_phase)
         }
@@ -135,7 +198,7 @@ fn run() -> Result<(), String> {
         }
         other => {
             return Err(format!(
-                "unknown workload {other:?} (known: echo, udp, unix, idle)"
+                "unknown workload {other:?} (known: echo, udp, unix, bulk, idle)"
             ))
         }
     }

@@ -1,0 +1,328 @@
+//! The suite (`bench_suite`): every workload against every peer that
+//! serves it, one table, written to `BENCHMARKS.md` with an SVG bar chart.
+//!
+//! Every workload comes down to rows of one generic type, [`Row`]: a
+//! workload label, a peer, and the medians (with min–max) over the rounds
+//! of a rate, a cost per operation (server CPU µs, or for `idle` KB per
+//! connection), and what else the workload measures. A workload is one
+//! function `fn(&Ctx) -> Result<Part, String>` listed in [`WORKLOADS`]
+//! (see [`workloads`]); it usually runs [`Ctx::interleave`], which does the
+//! rounds (A B A B ...) and turns each peer's per-round [`Sample`]s into a
+//! row.
+//!
+//! * [`workloads`]: the workload functions.
+//! * [`table`]: the table as text (terminal) and as Markdown.
+//! * [`svg`]: the bar chart.
+//! * [`markdown`]: the `BENCHMARKS.md` document.
+//! * [`machine`]: what the document says about the machine.
+
+use std::fmt::Write as _;
+use std::io;
+
+use crate::peers::Peer;
+use crate::syscalls::{Profile, TraceConfig};
+use crate::workload::RoundConfig;
+
+pub mod machine;
+pub mod markdown;
+pub mod svg;
+pub mod table;
+pub mod workloads;
+
+pub use workloads::WORKLOADS;
+
+/// The peer every ratio and the chart are against.
+pub const BASELINE: &str = "tokio";
+
+/// The median and the range of one figure over the rounds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; none if there are none.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(Spread {
+            median: crate::stats::median(values),
+            min,
+            max,
+        })
+    }
+
+    /// Every figure divided by `by` (a ratio's spread, for a baseline's median).
+    pub fn scaled(self, by: f64) -> Spread {
+        Spread {
+            median: self.median / by,
+            min: self.min / by,
+            max: self.max / by,
+        }
+    }
+}
+
+/// What one round gave one peer, in the suite's generic terms. An
+/// operation is whatever the workload counts: a round trip, a request, a
+/// handshake, a MB.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sample {
+    /// Operations per second.
+    pub rate: f64,
+    /// Server CPU time (user + system) per operation, µs.
+    pub server_us: f64,
+    /// Its user-mode part, if measured.
+    pub user_us: Option<f64>,
+    /// Latency percentiles, if the workload has them.
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    /// Server CPU use over the window, % of one CPU, if measured.
+    pub server_cpu_pct: Option<f64>,
+    /// What makes the round doubtful (shown in the report's notes).
+    pub warnings: Vec<String>,
+}
+
+/// What a row's cost figure is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// Server CPU µs per operation.
+    CpuUs,
+    /// Server memory per idle connection, KB.
+    KbPerConn,
+}
+
+/// One line of the table: one workload, one peer, figures over the rounds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The workload as the table shows it, e.g. `echo64 c50`.
+    pub workload: String,
+    pub peer: String,
+    /// What one operation is, singular: `round trip`, `request`, `MB`,
+    /// `handshake`, `connection`.
+    pub unit: String,
+    pub rounds: usize,
+    /// Operations per second (none for `idle`).
+    pub rate: Option<Spread>,
+    /// What the chart compares: see `cost_kind`.
+    pub cost: Spread,
+    pub cost_kind: Cost,
+    pub user_us: Option<Spread>,
+    pub p50_us: Option<Spread>,
+    pub p99_us: Option<Spread>,
+    pub server_cpu_pct: Option<Spread>,
+    /// Rounds that had warnings.
+    pub warned_rounds: usize,
+}
+
+impl Row {
+    /// The row of `peer` in `workload` from its rounds' samples (at least one).
+    pub fn from_samples(workload: &str, peer: &str, unit: &str, samples: &[Sample]) -> Row {
+        assert!(!samples.is_empty(), "a row needs at least one sample");
+        let all = |f: fn(&Sample) -> f64| Spread::of(&samples.iter().map(f).collect::<Vec<_>>());
+        let some = |f: fn(&Sample) -> Option<f64>| {
+            let v: Option<Vec<f64>> = samples.iter().map(f).collect();
+            v.and_then(|v| Spread::of(&v))
+        };
+        Row {
+            workload: workload.to_string(),
+            peer: peer.to_string(),
+            unit: unit.to_string(),
+            rounds: samples.len(),
+            rate: all(|s| s.rate),
+            cost: all(|s| s.server_us).expect("not empty"),
+            cost_kind: Cost::CpuUs,
+            user_us: some(|s| s.user_us),
+            p50_us: some(|s| s.p50_us),
+            p99_us: some(|s| s.p99_us),
+            server_cpu_pct: some(|s| s.server_cpu_pct),
+            warned_rounds: samples.iter().filter(|s| !s.warnings.is_empty()).count(),
+        }
+    }
+
+    /// The `idle` row of `peer`: KB per idle connection, one value per round.
+    pub fn memory(workload: &str, peer: &str, kb_per_conn: &[f64]) -> Row {
+        Row {
+            workload: workload.to_string(),
+            peer: peer.to_string(),
+            unit: "connection".to_string(),
+            rounds: kb_per_conn.len(),
+            rate: None,
+            cost: Spread::of(kb_per_conn).expect("a row needs at least one round"),
+            cost_kind: Cost::KbPerConn,
+            user_us: None,
+            p50_us: None,
+            p99_us: None,
+            server_cpu_pct: None,
+            warned_rounds: 0,
+        }
+    }
+}
+
+/// The cost of `row` relative to the row of `peer` in the same workload
+/// (each figure of the spread over that peer's median); none if that peer
+/// has no row there or its cost is too close to zero for a ratio to mean
+/// anything (the C floor's memory per connection).
+pub fn ratio_to(rows: &[Row], row: &Row, peer: &str) -> Option<Spread> {
+    let base = rows
+        .iter()
+        .find(|r| r.workload == row.workload && r.peer == peer)?;
+    let meaningful = match base.cost_kind {
+        Cost::CpuUs => base.cost.median > 0.0,
+        Cost::KbPerConn => base.cost.median >= 0.1,
+    };
+    meaningful.then(|| row.cost.scaled(base.cost.median))
+}
+
+/// The system calls of one peer in one workload, per operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyscallRow {
+    pub workload: String,
+    pub peer: String,
+    /// What one operation is (as in [`Row::unit`]).
+    pub unit: String,
+    pub profile: Profile,
+}
+
+/// What a workload function returns.
+#[derive(Clone, Debug, Default)]
+pub struct Part {
+    pub rows: Vec<Row>,
+    pub syscalls: Vec<SyscallRow>,
+    /// Peers or passes skipped and why, warnings, errors: one line each.
+    pub notes: Vec<String>,
+    /// Errors (a failed round): the suite exits with failure if any.
+    pub errors: usize,
+}
+
+impl Part {
+    /// Appends `other` to this part.
+    pub fn extend(&mut self, other: Part) {
+        self.rows.extend(other.rows);
+        self.syscalls.extend(other.syscalls);
+        self.notes.extend(other.notes);
+        self.errors += other.errors;
+    }
+}
+
+/// Everything a workload function needs.
+#[derive(Debug)]
+pub struct Ctx {
+    pub rounds: usize,
+    /// Binaries, window, warm-up, CPUs.
+    pub cfg: RoundConfig,
+    /// The servers of [`crate::peers`] this run has (the built-at-run-time
+    /// ones only if built).
+    pub peers: Vec<Peer>,
+    /// `--peers`: the only peers to run, by name, in any workload (none:
+    /// every peer). Workloads with peers of their own (TLS) filter by it too.
+    pub only_peers: Option<Vec<String>>,
+    /// Connection counts of the `echo64` rows.
+    pub echo_conns: Vec<usize>,
+    /// Connections of the `idle` row.
+    pub idle_conns: usize,
+    /// The system call pass, if on.
+    pub trace: Option<TraceConfig>,
+    /// Print progress lines.
+    pub verbose: bool,
+}
+
+impl Ctx {
+    /// True if `--peers` lets `peer` run.
+    pub fn wants(&self, peer: &str) -> bool {
+        self.only_peers
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|p| p == peer))
+    }
+
+    /// The peers among `names` (in that order) that this run has and
+    /// wants (peers not selected with `--peers`, or not built, are left
+    /// out; the suite notes the unbuilt ones once).
+    pub fn pick(&self, names: &[&str]) -> Vec<Peer> {
+        names
+            .iter()
+            .filter(|n| self.wants(n))
+            .filter_map(|n| self.peers.iter().find(|p| p.name == *n).cloned())
+            .collect()
+    }
+
+    /// Prints a progress line (if verbose).
+    pub fn say(&self, line: &str) {
+        if self.verbose {
+            println!("{line}");
+        }
+    }
+
+    /// Runs `self.rounds` interleaved rounds (A B A B ...) of `run` over
+    /// `peers` and returns a row per peer. A round that fails becomes a
+    /// note and an error, and that peer runs no further rounds of this
+    /// workload (a peer without any good round gets no row).
+    pub fn interleave(
+        &self,
+        workload: &str,
+        unit: &str,
+        peers: &[String],
+        mut run: impl FnMut(&str) -> io::Result<Sample>,
+    ) -> Part {
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); peers.len()];
+        let mut failed = vec![false; peers.len()];
+        let mut part = Part::default();
+        for round in 1..=self.rounds {
+            for (i, peer) in peers.iter().enumerate() {
+                if failed[i] {
+                    continue;
+                }
+                match run(peer) {
+                    Ok(s) => {
+                        self.say(&progress_line(workload, unit, round, self.rounds, peer, &s));
+                        for w in &s.warnings {
+                            self.say(&format!("      warning ({peer}): {w}"));
+                            part.notes
+                                .push(format!("{workload}, {peer}, round {round}: {w}"));
+                        }
+                        samples[i].push(s);
+                    }
+                    Err(e) => {
+                        let note = format!("{workload}, {peer}, round {round}: error: {e}");
+                        println!("  {note}");
+                        part.notes.push(note);
+                        part.errors += 1;
+                        failed[i] = true;
+                    }
+                }
+            }
+        }
+        for (peer, s) in peers.iter().zip(&samples) {
+            if !s.is_empty() {
+                part.rows.push(Row::from_samples(workload, peer, unit, s));
+            }
+        }
+        part
+    }
+}
+
+fn progress_line(
+    workload: &str,
+    unit: &str,
+    round: usize,
+    rounds: usize,
+    peer: &str,
+    s: &Sample,
+) -> String {
+    let unit = table::short_unit(unit);
+    let mut line = format!(
+        "  {workload:<16} round {round}/{rounds}  {peer:<14} {:>10.0} {unit}/s  {:>9.3} srv µs/{unit}",
+        s.rate, s.server_us
+    );
+    if let Some(p) = s.server_cpu_pct {
+        let _ = write!(line, "  srv CPU {p:.0}%");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! The suite's table, as aligned text for the terminal and as Markdown,
+//! and the system call table likewise. Both come from the same cells.
+
+use std::fmt::Write as _;
+
+use crate::peers::FLOOR;
+use crate::suite::{ratio_to, Cost, Row, Spread, SyscallRow, BASELINE};
+
+/// The column headers of the main table.
+pub const HEADERS: [&str; 9] = [
+    "workload",
+    "peer",
+    "throughput",
+    "server cost per op",
+    "x tokio",
+    "x C floor",
+    "user µs/op",
+    "p50 µs",
+    "p99 µs",
+];
+
+/// A short form of a unit for `/s` and `/op`: `round trip` -> `rt`.
+pub fn short_unit(unit: &str) -> &str {
+    match unit {
+        "round trip" => "rt",
+        "request" => "req",
+        "handshake" => "hs",
+        "connection" => "conn",
+        u => u,
+    }
+}
+
+/// A number with about three significant digits (whole numbers from 100).
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        "–".to_string()
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// `median (min–max)`, or the median alone for one round.
+pub fn spread(s: &Spread, rounds: usize, suffix: &str) -> String {
+    if rounds > 1 {
+        format!("{}{suffix} ({}–{})", num(s.median), num(s.min), num(s.max))
+    } else {
+        format!("{}{suffix}", num(s.median))
+    }
+}
+
+fn ratio(r: Option<Spread>) -> String {
+    r.map(|r| format!("{:.3}x", r.median))
+        .unwrap_or_else(|| "–".to_string())
+}
+
+fn opt(s: &Option<Spread>) -> String {
+    s.as_ref()
+        .map(|s| num(s.median))
+        .unwrap_or_else(|| "–".to_string())
+}
+
+/// The cells of `row` (in the order of [`HEADERS`]); `rows` is every row,
+/// for the ratios.
+pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
+    let unit = short_unit(&row.unit);
+    let rate = row
+        .rate
+        .map(|r| spread(&r, row.rounds, &format!(" {unit}/s")))
+        .unwrap_or_else(|| "–".to_string());
+    let cost = match row.cost_kind {
+        Cost::CpuUs => spread(&row.cost, row.rounds, &format!(" µs/{unit}")),
+        Cost::KbPerConn => spread(&row.cost, row.rounds, " KB/conn"),
+    };
+    [
+        row.workload.clone(),
+        row.peer.clone(),
+        rate,
+        cost,
+        ratio(ratio_to(rows, row, BASELINE)),
+        ratio(ratio_to(rows, row, FLOOR)),
+        opt(&row.user_us),
+        opt(&row.p50_us),
+        opt(&row.p99_us),
+    ]
+}
+
+/// Aligned text: a header, then a line per row, a blank line between
+/// workloads.
+pub fn text(rows: &[Row]) -> String {
+    let body: Vec<[String; 9]> = rows.iter().map(|r| cells(rows, r)).collect();
+    let mut widths = HEADERS.map(|h| h.chars().count());
+    for c in &body {
+        for (w, cell) in widths.iter_mut().zip(c) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let pad = w - cell.chars().count();
+            // Text columns left, figures right.
+            if i < 2 {
+                let _ = write!(out, "{cell}{}  ", " ".repeat(pad));
+            } else {
+                let _ = write!(out, "{}{cell}  ", " ".repeat(pad));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(&HEADERS.map(String::from));
+    out.push('\n');
+    for (i, c) in body.iter().enumerate() {
+        if i > 0 && rows[i].workload != rows[i - 1].workload {
+            out.push('\n');
+        }
+        out.push_str(&line(c));
+        out.push('\n');
+    }
+    out
+}
+
+/// A Markdown table (figures right-aligned).
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = format!("| {} |\n", HEADERS.join(" | "));
+    out.push_str("| --- | --- |");
+    out.push_str(&" ---: |".repeat(HEADERS.len() - 2));
+    out.push('\n');
+    for r in rows {
+        let _ = writeln!(out, "| {} |", cells(rows, r).join(" | "));
+    }
+    out
+}
+
+/// `Rows with a round that had a warning (see the notes): echo64 c50
+/// nim, ...`, or nothing if none had.
+pub fn warned_line(rows: &[Row]) -> Option<String> {
+    let warned: Vec<String> = rows
+        .iter()
+        .filter(|r| r.warned_rounds > 0)
+        .map(|r| format!("{} {}", r.workload, r.peer))
+        .collect();
+    (!warned.is_empty()).then(|| {
+        format!(
+            "Rows with a round that had a warning (see the notes): {}.",
+            warned.join(", ")
+        )
+    })
+}
+
+/// The system call table as aligned text.
+pub fn syscalls_text(rows: &[SyscallRow]) -> String {
+    let mut out = crate::syscalls::table_header();
+    out.push('\n');
+    for r in rows {
+        out.push_str(&crate::syscalls::table_row(
+            &r.workload,
+            &r.peer,
+            short_unit(&r.unit),
+            &r.profile,
+        ));
+        out.push('\n');
+    }
+    out
+}
+
+/// The system call table in Markdown.
+pub fn syscalls_markdown(rows: &[SyscallRow]) -> String {
+    let mut out = String::from(
+        "| workload | peer | per | read | (EAGAIN) | write | epoll_wait | epoll_ctl | total | largest others |\n\
+         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    for r in rows {
+        let p = &r.profile;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
+            r.workload,
+            r.peer,
+            short_unit(&r.unit),
+            p.read,
+            p.read_errors,
+            p.write,
+            p.epoll_wait,
+            p.epoll_ctl,
+            p.total,
+            p.others_text(3)
+        );
+    }
+    out
+}

@@ -1,0 +1,388 @@
+//! The suite's rows, tables, chart and document, on made-up figures.
+
+use super::machine::Machine;
+use super::markdown::{document, RunInfo};
+use super::*;
+use crate::syscalls::Count;
+
+fn sample(rate: f64, server_us: f64) -> Sample {
+    Sample {
+        rate,
+        server_us,
+        user_us: Some(server_us / 10.0),
+        p50_us: Some(100.0),
+        p99_us: Some(200.0),
+        server_cpu_pct: Some(99.0),
+        warnings: Vec::new(),
+    }
+}
+
+/// Two CPU workloads with tokio and the floor, a memory one, and one with
+/// no tokio row (not drawn).
+fn rows() -> Vec<Row> {
+    let cpu = |w: &str, p: &str, us: [f64; 3]| {
+        let s: Vec<Sample> = us.iter().map(|&u| sample(1000.0 / u, u)).collect();
+        Row::from_samples(w, p, "round trip", &s)
+    };
+    vec![
+        cpu("echo64 c50", "asyncnet", [4.6, 4.7, 4.8]),
+        cpu("echo64 c50", "tokio", [4.5, 4.6, 4.7]),
+        cpu("echo64 c50", "nim", [9.0, 9.2, 9.4]),
+        cpu("echo64 c50", "c-floor", [4.4, 4.5, 4.6]),
+        cpu("ping P16", "asyncnet", [4.9, 5.0, 5.1]),
+        cpu("ping P16", "tokio", [4.8, 4.8, 4.8]),
+        cpu("ping P16", "tokio-tuned", [0.41, 0.41, 0.41]),
+        // Far beyond the axis: cut.
+        cpu("ping P16", "nim & <co>", [30.0, 31.0, 32.0]),
+        Row::memory("idle c5000", "asyncnet", &[6.2, 6.3, 6.25]),
+        Row::memory("idle c5000", "tokio", &[4.75, 4.75, 4.76]),
+        Row::memory("idle c5000", "c-floor", &[0.0, 0.01, 0.0]),
+        cpu("http c50", "hyper", [11.0, 11.1, 11.2]),
+    ]
+}
+
+#[test]
+fn spreads_and_rows() {
+    let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+    assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+    assert!(Spread::of(&[]).is_none());
+    assert_eq!(s.scaled(2.0).max, 1.5);
+
+    let mut warned = sample(10.0, 1.0);
+    warned.warnings.push("slow".into());
+    let no_p = Sample {
+        p50_us: None,
+        ..sample(30.0, 3.0)
+    };
+    let r = Row::from_samples("w", "p", "request", &[sample(20.0, 2.0), warned, no_p]);
+    assert_eq!(r.rounds, 3);
+    assert_eq!(r.rate.unwrap().median, 20.0);
+    assert_eq!((r.cost.min, r.cost.median, r.cost.max), (1.0, 2.0, 3.0));
+    assert_eq!(r.cost_kind, Cost::CpuUs);
+    // A figure missing in one round has no spread.
+    assert!(r.p50_us.is_none());
+    assert_eq!(r.p99_us.unwrap().median, 200.0);
+    assert_eq!(r.warned_rounds, 1);
+
+    let rows = rows();
+    let asyncnet = &rows[0];
+    let vs_tokio = ratio_to(&rows, asyncnet, BASELINE).unwrap();
+    assert!((vs_tokio.median - 4.7 / 4.6).abs() < 1e-12);
+    assert!((vs_tokio.min - 4.6 / 4.6).abs() < 1e-12);
+    assert!(ratio_to(&rows, asyncnet, "c-floor").is_some());
+    // The floor's memory per connection is about zero: no ratio to it.
+    assert!(ratio_to(&rows, &rows[8], "c-floor").is_none());
+    assert!(ratio_to(&rows, &rows[8], BASELINE).is_some());
+    assert!(ratio_to(&rows, &rows[11], BASELINE).is_none());
+}
+
+#[test]
+fn interleaves_rounds_and_keeps_going_after_an_error() {
+    let ctx = Ctx {
+        rounds: 3,
+        cfg: RoundConfig {
+            bin_dir: ".".into(),
+            secs: 1.0,
+            warmup: 0.0,
+            server_cpu: None,
+            loadgen_cpu: None,
+        },
+        peers: crate::peers::select("asyncnet,tokio,nim").unwrap(),
+        only_peers: Some(vec!["tokio".into(), "nim".into(), "hyper".into()]),
+        echo_conns: vec![1],
+        idle_conns: 1,
+        trace: None,
+        verbose: false,
+    };
+    // Wanted, and among the peers: in the order asked for.
+    let picked: Vec<String> = ctx
+        .pick(&["nim", "asyncnet", "tokio", "tokio-mt"])
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(picked, ["nim", "tokio"]);
+    assert!(ctx.wants("hyper") && !ctx.wants("asyncnet"));
+
+    let mut order = Vec::new();
+    let peers = ["a".to_string(), "b".to_string()];
+    let part = ctx.interleave("w", "request", &peers, |p| {
+        order.push(p.to_string());
+        if p == "b" && order.len() > 2 {
+            return Err(io::Error::other("boom"));
+        }
+        Ok(sample(order.len() as f64, 1.0))
+    });
+    // A B A B(fails) A: b runs no third round.
+    assert_eq!(order, ["a", "b", "a", "b", "a"]);
+    assert_eq!(part.errors, 1);
+    assert!(
+        part.notes[0].contains("w, b, round 2: error: boom"),
+        "{:?}",
+        part.notes
+    );
+    assert_eq!(part.rows.len(), 2);
+    assert_eq!((part.rows[0].rounds, part.rows[1].rounds), (3, 1));
+}
+
+#[test]
+fn text_and_markdown_tables_have_every_row() {
+    let rows = rows();
+    let text = table::text(&rows);
+    let md = table::markdown(&rows);
+    let lines: Vec<&str> = md.lines().collect();
+    assert_eq!(lines.len(), rows.len() + 2, "{md}");
+    assert!(lines[0].starts_with("| workload | peer | throughput |"));
+    for (r, line) in rows.iter().zip(&lines[2..]) {
+        assert!(
+            line.starts_with(&format!("| {} | {} | ", r.workload, r.peer)),
+            "{line}"
+        );
+        assert_eq!(
+            line.matches(" | ").count(),
+            table::HEADERS.len() - 1,
+            "{line}"
+        );
+        assert!(text.contains(&r.peer), "{text}");
+    }
+    // Cells: median (min–max), units, ratios.
+    assert!(md.contains("| echo64 c50 | asyncnet | 213 rt/s (208–217) | 4.70 µs/rt (4.60–4.80) | 1.022x | 1.044x |"), "{md}");
+    assert!(
+        md.contains("| idle c5000 | asyncnet | – | 6.25 KB/conn (6.20–6.30) | 1.316x | – |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| http c50 | hyper | ") && md.contains("| – | – | 1.11 |"),
+        "{md}"
+    );
+    // Text: aligned (every row as wide as its cells), workloads apart.
+    assert_eq!(text.lines().filter(|l| l.is_empty()).count(), 3, "{text}");
+    assert_eq!(table::num(211_848.4), "211848");
+    assert_eq!(table::num(0.4123), "0.412");
+    assert_eq!(table::num(f64::NAN), "–");
+}
+
+/// Checks that `svg` is well-formed XML as far as this chart goes: tags
+/// balanced and properly nested under one `svg` root, attributes quoted,
+/// geometric ones numeric, entities known. Returns every element's name and
+/// attributes, in order.
+fn parse_svg(svg: &str) -> Vec<(String, Vec<(String, String)>)> {
+    const NUMERIC: [&str; 12] = [
+        "x",
+        "y",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "width",
+        "height",
+        "stroke-width",
+        "font-size",
+        "data-ratio",
+        "rx",
+    ];
+    let check_text = |t: &str| {
+        assert!(!t.contains('>'), "raw > in {t:?}");
+        for (i, _) in t.match_indices('&') {
+            let rest = &t[i..];
+            assert!(
+                ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"]
+                    .iter()
+                    .any(|e| rest.starts_with(e)),
+                "bad entity in {t:?}"
+            );
+        }
+    };
+    let mut stack: Vec<String> = Vec::new();
+    let mut elements = Vec::new();
+    let mut roots = 0;
+    let mut rest = svg;
+    while let Some(open) = rest.find('<') {
+        check_text(&rest[..open]);
+        let close = rest[open..].find('>').expect("unclosed tag") + open;
+        let tag = &rest[open + 1..close];
+        rest = &rest[close + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(
+                stack.pop().as_deref(),
+                Some(name.trim()),
+                "misnested </{name}>"
+            );
+            continue;
+        }
+        let self_closing = tag.ends_with('/');
+        let tag = tag.trim_end_matches('/');
+        let (name, mut attrs_text) = tag.split_once(' ').unwrap_or((tag, ""));
+        let mut attrs = Vec::new();
+        loop {
+            attrs_text = attrs_text.trim_start();
+            if attrs_text.is_empty() {
+                break;
+            }
+            let (key, after) = attrs_text.split_once("=\"").expect("unquoted attribute");
+            let end = after.find('"').expect("unterminated attribute");
+            let value = &after[..end];
+            check_text(value);
+            assert!(!value.contains('<'), "raw < in attribute {value:?}");
+            if NUMERIC.contains(&key) {
+                let v: f64 = value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{key}={value:?} is not a number"));
+                assert!(v.is_finite() && v >= 0.0, "{key}={v}");
+            }
+            attrs.push((key.to_string(), value.to_string()));
+            attrs_text = &after[end + 1..];
+        }
+        if stack.is_empty() {
+            roots += 1;
+            assert_eq!(name, "svg");
+        }
+        if !self_closing {
+            stack.push(name.to_string());
+        }
+        elements.push((name.to_string(), attrs));
+    }
+    check_text(rest);
+    assert!(stack.is_empty(), "unclosed: {stack:?}");
+    assert_eq!(roots, 1);
+    elements
+}
+
+#[test]
+fn chart_is_well_formed_with_proportional_bars() {
+    let rows = rows();
+    let svg = svg::chart(&rows);
+    let elements = parse_svg(&svg);
+    let attr = |e: &(String, Vec<(String, String)>), k: &str| {
+        e.1.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    };
+    let bars: Vec<_> = elements
+        .iter()
+        .filter(|e| e.0 == "rect" && attr(e, "class").as_deref() == Some("bar"))
+        .collect();
+    // Every row with a tokio row in its workload has a bar; http has none.
+    let drawn: Vec<&Row> = rows.iter().filter(|r| r.workload != "http c50").collect();
+    assert_eq!(bars.len(), drawn.len());
+    for (r, b) in drawn.iter().zip(&bars) {
+        assert_eq!(attr(b, "data-workload").unwrap(), r.workload);
+        assert_eq!(attr(b, "data-peer").unwrap(), svg::escape(&r.peer));
+        let want = ratio_to(&rows, r, BASELINE).unwrap().median;
+        let got: f64 = attr(b, "data-ratio").unwrap().parse().unwrap();
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+    // Lengths proportional to the ratios, up to the axis end.
+    let px_per_unit: Vec<f64> = bars
+        .iter()
+        .map(|b| {
+            let w: f64 = attr(b, "width").unwrap().parse().unwrap();
+            let r: f64 = attr(b, "data-ratio").unwrap().parse().unwrap();
+            (w, r)
+        })
+        // Tiny bars only to the rounding of their attributes.
+        .filter(|&(_, r)| (0.05..=svg::MAX_AXIS).contains(&r))
+        .map(|(w, r)| w / r)
+        .collect();
+    assert!(px_per_unit.len() >= 8);
+    for k in &px_per_unit {
+        assert!((k / px_per_unit[0] - 1.0).abs() < 1e-3, "{px_per_unit:?}");
+    }
+    let longest = bars
+        .iter()
+        .map(|b| attr(b, "width").unwrap().parse::<f64>().unwrap())
+        .fold(0.0, f64::max);
+    assert!((longest - svg::MAX_AXIS * px_per_unit[0]).abs() < 0.01);
+    assert!(svg.contains("(cut)"));
+    assert!(svg.contains("not drawn (no tokio row): http c50"));
+    assert!(svg.contains("nim &amp; &lt;co&gt;"));
+    assert!(svg.contains("idle c5000 (memory)"));
+    assert_eq!(svg::axis_end(1.02), 1.5);
+    assert_eq!(svg::axis_end(2.2), 2.5);
+    assert_eq!(svg::axis_end(40.0), svg::MAX_AXIS);
+    // No rows at all: still a well-formed (empty) chart.
+    parse_svg(&svg::chart(&[]));
+}
+
+fn info(rounds: usize, secs: f64) -> RunInfo {
+    RunInfo {
+        machine: Machine {
+            nproc: 2,
+            cpu: "Test CPU".into(),
+            kernel: "6.1.0".into(),
+            rustc: "rustc 1.85.0".into(),
+            tools: vec![("strace".into(), "strace -- version 6.1".into())],
+            load: "0.10 0.20 0.30".into(),
+            date: "2025-01-01 00:00 UTC".into(),
+        },
+        command: format!("target/release/bench_suite --rounds {rounds} --secs {secs}"),
+        rounds,
+        secs,
+        warmup: 1.0,
+        pinning: "servers on CPU 0".into(),
+        chart: "bench/chart.svg".into(),
+        syscalls: "Counted with strace.".into(),
+        workloads: vec!["echo".into(), "ping".into()],
+    }
+}
+
+#[test]
+fn document_has_every_section_and_row() {
+    let counts = [
+        Count {
+            name: "read".into(),
+            calls: 100,
+            errors: 0,
+        },
+        Count {
+            name: "write".into(),
+            calls: 100,
+            errors: 0,
+        },
+    ];
+    let mut warned = rows();
+    warned[2].warned_rounds = 1;
+    let part = Part {
+        rows: warned,
+        syscalls: vec![SyscallRow {
+            workload: "echo64 c50".into(),
+            peer: "asyncnet".into(),
+            unit: "round trip".into(),
+            profile: Profile::new(&counts, 100.0),
+        }],
+        notes: vec!["udp: nim and c-floor serve TCP only".into()],
+        errors: 0,
+    };
+    let smoke = document(&info(1, 1.0), &part);
+    assert!(smoke.starts_with("# Benchmarks\n\n> **Smoke run, not a measurement.**"));
+    for s in [
+        "## Machine",
+        "- CPUs (`nproc`): 2",
+        "- CPU: Test CPU",
+        "- kernel: 6.1.0",
+        "- rustc: rustc 1.85.0",
+        "- date: 2025-01-01 00:00 UTC",
+        "cargo build --release -p asyncnet-bench && target/release/bench_suite --rounds 1 --secs 1",
+        "![Server CPU per operation relative to tokio](bench/chart.svg)",
+        "## System calls per operation",
+        "| echo64 c50 | asyncnet | rt | 1.000 | 0.000 | 1.000 | 0.000 | 0.000 | 2.000 |  |",
+        "- udp: nim and c-floor serve TCP only",
+        "Rows with a round that had a warning (see the notes): echo64 c50 nim.",
+    ] {
+        assert!(smoke.contains(s), "missing {s:?} in\n{smoke}");
+    }
+    for r in &part.rows {
+        assert!(smoke.contains(&format!("| {} | {} | ", r.workload, r.peer)));
+    }
+    assert!(!smoke.contains("machine was busy"));
+    let full = document(&info(3, 5.0), &part);
+    assert!(!full.contains("Smoke run"));
+    let mut busy = info(3, 5.0);
+    busy.machine.load = "2.69 2.06 1.46".into();
+    let doc = document(&busy, &part);
+    assert!(
+        doc.contains("> **The machine was busy:** its load average was 2.69 when"),
+        "{doc}"
+    );
+    assert!(table::warned_line(&rows()).is_none());
+    let empty = document(&info(3, 5.0), &Part::default());
+    assert!(empty.contains("No rows"));
+    assert!(!empty.contains("## Notes"));
+}

@@ -1,0 +1,501 @@
+//! The suite's workloads: one function each, returning its rows (and, when
+//! the system call pass is on, its system call rows).
+//!
+//! To add one: write `fn NAME(ctx: &Ctx) -> Part` (usually a call to
+//! [`Ctx::interleave`] with a closure that runs one round against one peer
+//! and returns a [`Sample`]) and list it in [`WORKLOADS`].
+
+use std::io;
+
+use crate::peers::Peer;
+use crate::suite::table::short_unit;
+use crate::suite::{Ctx, Part, Row, Sample, SyscallRow};
+use crate::syscalls::{self, Profile};
+use crate::tls::certs::{self, IdentityFiles};
+use crate::tls::runner::{self as tls_runner, TlsWorkload};
+use crate::workload::{self, RoundResult};
+use crate::{bulk, idle, ping, rlimit};
+
+/// One workload of the suite.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// The name `--only` takes.
+    pub name: &'static str,
+    /// What it is, for the progress output.
+    pub describe: &'static str,
+    pub run: fn(&Ctx) -> Part,
+}
+
+/// Every workload, in the order of the table.
+pub const WORKLOADS: &[Entry] = &[
+    Entry {
+        name: "echo",
+        describe: "TCP echo ping-pong, 64-byte messages, at each connection count",
+        run: echo,
+    },
+    Entry {
+        name: "bulk",
+        describe: "TCP bulk stream through an echo server, one connection",
+        run: bulk_stream,
+    },
+    Entry {
+        name: "ping",
+        describe: "Redis inline PING, redis-benchmark -c 50, pipelining 1 and 16",
+        run: ping_inline,
+    },
+    Entry {
+        name: "udp",
+        describe: "UDP echo, 64-byte datagrams, 32 sockets",
+        run: udp,
+    },
+    Entry {
+        name: "unix",
+        describe: "Unix stream echo ping-pong, 64-byte messages, 50 connections",
+        run: unix,
+    },
+    Entry {
+        name: "tls",
+        describe: "TLS echo (1 KiB, 50 connections) and TLS handshakes",
+        run: tls,
+    },
+    Entry {
+        name: "idle",
+        describe: "server memory per idle TCP connection",
+        run: idle_memory,
+    },
+];
+
+/// Every peer name some workload runs, for checking `--peers`.
+pub fn known_peers() -> Vec<String> {
+    let mut names: Vec<String> = crate::peers::all().into_iter().map(|p| p.name).collect();
+    for p in tls_runner::PEERS {
+        if !names.iter().any(|n| n == p.name) {
+            names.push(p.name.to_string());
+        }
+    }
+    names
+}
+
+/// The byte-echo servers over TCP.
+const STREAM_PEERS: [&str; 6] = [
+    "asyncnet",
+    "tokio",
+    "tokio-tuned",
+    "tokio-mt",
+    "nim",
+    "c-floor",
+];
+/// Those that also serve Unix stream sockets.
+const UNIX_PEERS: [&str; 4] = ["asyncnet", "tokio", "tokio-tuned", "tokio-mt"];
+/// Those that serve UDP (`tokio-tuned` serves it as `tokio` does).
+const UDP_PEERS: [&str; 3] = ["asyncnet", "tokio", "tokio-mt"];
+/// Memory per idle connection: the byte echoes and the line server.
+const IDLE_PEERS: [&str; 7] = [
+    "asyncnet",
+    "asyncnet-lines",
+    "tokio",
+    "tokio-tuned",
+    "tokio-mt",
+    "nim",
+    "c-floor",
+];
+
+/// Message size of the echo, UDP and Unix rows.
+const SIZE: usize = 64;
+/// Connections of the Unix row, clients of the ping rows.
+const CONNS: usize = 50;
+/// Sockets of the UDP row.
+const UDP_SOCKS: usize = 32;
+/// `redis-benchmark` requests per second of window: about what the slower
+/// servers do without pipelining, and with `-P 16` when they write once per
+/// reply (the defaults of `echo_bench --workload ping` at 5 s).
+const PING_RATE: [f64; 2] = [80_000.0, 200_000.0];
+
+fn names(peers: &[Peer]) -> Vec<String> {
+    peers.iter().map(|p| p.name.clone()).collect()
+}
+
+fn find<'a>(peers: &'a [Peer], name: &str) -> &'a Peer {
+    peers
+        .iter()
+        .find(|p| p.name == name)
+        .expect("a peer of the list")
+}
+
+/// A ping-pong round in the suite's terms.
+pub fn round_sample(r: &RoundResult) -> Sample {
+    Sample {
+        rate: r.rps,
+        server_us: r.server_us_per_rt(),
+        user_us: Some(r.server_user_us_per_rt()),
+        p50_us: Some(r.p50_us),
+        p99_us: Some(r.p99_us),
+        server_cpu_pct: Some(r.server_cpu_pct()),
+        warnings: r.warnings(),
+    }
+}
+
+/// The system call pass of one workload: `trace` once per peer (a
+/// failure is a note and an error).
+pub fn trace_each(
+    ctx: &Ctx,
+    workload: &str,
+    unit: &str,
+    peers: &[Peer],
+    mut trace: impl FnMut(&Peer) -> io::Result<Profile>,
+) -> Part {
+    let mut part = Part::default();
+    for p in peers {
+        match trace(p) {
+            Ok(profile) => {
+                ctx.say(&format!(
+                    "  syscalls {}",
+                    syscalls::table_row(workload, &p.name, short_unit(unit), &profile)
+                ));
+                part.syscalls.push(SyscallRow {
+                    workload: workload.to_string(),
+                    peer: p.name.clone(),
+                    unit: unit.to_string(),
+                    profile,
+                });
+            }
+            Err(e) => {
+                let note = format!("{workload}, {}: system call pass: error: {e}", p.name);
+                println!("  {note}");
+                part.notes.push(note);
+                part.errors += 1;
+            }
+        }
+    }
+    part
+}
+
+/// The runner's (`echo_bench`) `--syscalls` pass for its stream workloads
+/// (`echo`, `unix`; `udp` is noted and skipped): each against each of
+/// `peers` that serves its transport.
+pub fn loadgen_syscalls(ctx: &Ctx, works: &[workload::Workload], peers: &[Peer]) -> Part {
+    let mut part = Part::default();
+    let Some(t) = &ctx.trace else {
+        return part;
+    };
+    for w in works {
+        if w.transport == workload::Transport::Udp {
+            part.notes.push(format!(
+                "{}: no system call pass (the UDP load generator has no fixed-size mode)",
+                w.name
+            ));
+            continue;
+        }
+        let peers: Vec<Peer> = peers
+            .iter()
+            .filter(|p| w.transport == workload::Transport::Tcp || !p.tcp_only)
+            .cloned()
+            .collect();
+        part.extend(trace_each(ctx, &w.name, "round trip", &peers, |p| {
+            syscalls::trace_loadgen(p, w, t.requests, t.requests as f64, &ctx.cfg)
+        }));
+    }
+    part
+}
+
+/// The runner's `--syscalls` pass for `ping`: both pipeline depths, `conns`
+/// clients.
+pub fn ping_syscalls(ctx: &Ctx, peers: &[Peer], conns: usize) -> Part {
+    let mut part = Part::default();
+    let Some(t) = &ctx.trace else {
+        return part;
+    };
+    for pipeline in ping::PIPELINES {
+        let n = ping_trace_requests(t.requests, pipeline);
+        part.extend(trace_each(
+            ctx,
+            &format!("ping P{pipeline}"),
+            "request",
+            peers,
+            |p| syscalls::trace_ping(p, pipeline, n, conns, &ctx.cfg),
+        ));
+    }
+    part
+}
+
+/// A ping-pong workload (`echo` or `unix`) as one row per peer, then its
+/// system call pass.
+fn pingpong(ctx: &Ctx, label: &str, work: &workload::Workload, peers: &[Peer]) -> Part {
+    let mut part = ctx.interleave(label, "round trip", &names(peers), |name| {
+        workload::run_round(find(peers, name), work, &ctx.cfg).map(|r| round_sample(&r))
+    });
+    if let Some(t) = &ctx.trace {
+        part.extend(trace_each(ctx, label, "round trip", peers, |p| {
+            syscalls::trace_loadgen(p, work, t.requests, t.requests as f64, &ctx.cfg)
+        }));
+    }
+    part
+}
+
+/// `echo64 c1`, `c50`, `c500`: TCP ping-pong, 64-byte messages.
+fn echo(ctx: &Ctx) -> Part {
+    let peers = ctx.pick(&STREAM_PEERS);
+    let mut part = Part::default();
+    for &conns in &ctx.echo_conns {
+        let label = format!("echo{SIZE} c{conns}");
+        if let Err(e) = rlimit::ensure_nofile(conns) {
+            part.notes.push(format!("{label}: skipped: {e}"));
+            part.errors += 1;
+            continue;
+        }
+        part.extend(pingpong(
+            ctx,
+            &label,
+            &workload::echo_pingpong(SIZE, conns),
+            &peers,
+        ));
+    }
+    part
+}
+
+/// `unix`: the same ping-pong over a Unix stream socket, 50 connections.
+fn unix(ctx: &Ctx) -> Part {
+    let peers = ctx.pick(&UNIX_PEERS);
+    let work = workload::by_name("unix", SIZE, CONNS).expect("a known workload");
+    let mut part = pingpong(ctx, &format!("unix{SIZE} c{CONNS}"), &work, &peers);
+    part.notes
+        .push("unix: nim and c-floor serve TCP only".to_string());
+    part
+}
+
+/// `udp`: 32 sockets, one 64-byte datagram in flight each.
+fn udp(ctx: &Ctx) -> Part {
+    let peers = ctx.pick(&UDP_PEERS);
+    let work = workload::by_name("udp", SIZE, UDP_SOCKS).expect("a known workload");
+    let label = format!("udp{SIZE} s{UDP_SOCKS}");
+    let mut part = ctx.interleave(&label, "round trip", &names(&peers), |name| {
+        workload::run_round(find(&peers, name), &work, &ctx.cfg).map(|r| round_sample(&r))
+    });
+    part.notes.push(
+        "udp: nim and c-floor serve TCP only; tokio-tuned serves UDP as tokio does".to_string(),
+    );
+    if ctx.trace.is_some() {
+        part.notes.push(
+            "udp: no system call pass (the UDP load generator has no fixed-size mode)".to_string(),
+        );
+    }
+    part
+}
+
+/// `bulk`: one connection streaming through each byte-echo peer.
+fn bulk_stream(ctx: &Ctx) -> Part {
+    bulk_rows(ctx, &ctx.pick(&STREAM_PEERS))
+}
+
+/// The `bulk` rows of `peers` (in that order), and their system call pass
+/// if it is on.
+pub fn bulk_rows(ctx: &Ctx, peers: &[Peer]) -> Part {
+    let (chunk, in_flight) = (bulk::CHUNK, bulk::IN_FLIGHT);
+    let mut part = ctx.interleave("bulk", "MB", &names(peers), |name| {
+        bulk::run_round(find(peers, name), chunk, in_flight, &ctx.cfg).map(|r| r.sample())
+    });
+    if let Some(t) = &ctx.trace {
+        let work = bulk::workload(chunk, in_flight);
+        part.extend(trace_each(ctx, "bulk", "MB", peers, |p| {
+            syscalls::trace_loadgen(p, &work, t.bulk_bytes, t.bulk_bytes as f64 / 1e6, &ctx.cfg)
+        }));
+    }
+    part
+}
+
+/// Requests of a `redis-benchmark` run at pipeline depth index `i` for a
+/// window of `secs`.
+pub fn ping_requests(i: usize, secs: f64) -> u64 {
+    ((PING_RATE[i] * secs) as u64).max(1000)
+}
+
+/// Requests of a traced `redis-benchmark` run at `pipeline`: its 50
+/// connections' setup is counted too, and more requests make that
+/// negligible where the server makes few calls per request.
+pub fn ping_trace_requests(requests: u64, pipeline: usize) -> u64 {
+    requests * if pipeline > 1 { 10 } else { 2 }
+}
+
+/// `ping P1`, `ping P16`: Redis inline PING with `redis-benchmark`.
+fn ping_inline(ctx: &Ctx) -> Part {
+    let mut part = Part::default();
+    if !ping::tool_available() {
+        part.notes.push(format!(
+            "ping: skipped: `{}` not found or not working (package redis-tools)",
+            ping::TOOL
+        ));
+        return part;
+    }
+    let peers = ctx.pick(&STREAM_PEERS);
+    for (i, pipeline) in ping::PIPELINES.into_iter().enumerate() {
+        let label = format!("ping P{pipeline}");
+        let requests = ping_requests(i, ctx.cfg.secs);
+        part.extend(ctx.interleave(&label, "request", &names(&peers), |name| {
+            let r = ping::run_round(find(&peers, name), pipeline, requests, CONNS, &ctx.cfg)?;
+            Ok(Sample {
+                rate: r.rps,
+                server_us: r.server_us_per_req(),
+                user_us: Some(r.server_user_us_per_req()),
+                p50_us: None,
+                p99_us: None,
+                server_cpu_pct: Some(r.server_cpu_pct()),
+                warnings: Vec::new(),
+            })
+        }));
+        if let Some(t) = &ctx.trace {
+            let n = ping_trace_requests(t.requests, pipeline);
+            part.extend(trace_each(ctx, &label, "request", &peers, |p| {
+                syscalls::trace_ping(p, pipeline, n, CONNS, &ctx.cfg)
+            }));
+        }
+    }
+    part
+}
+
+/// A TLS round in the suite's terms.
+fn tls_sample(r: &tls_runner::RoundResult) -> Sample {
+    Sample {
+        rate: r.rate,
+        server_us: r.server_us_per_op(),
+        user_us: Some(r.server_user_us_per_op()),
+        p50_us: Some(r.p50_us),
+        p99_us: Some(r.p99_us),
+        server_cpu_pct: Some(r.server_cpu_pct()),
+        warnings: r.warnings(),
+    }
+}
+
+/// `tls echo` and `tls handshake`: the TLS benchmark's code, in process.
+fn tls(ctx: &Ctx) -> Part {
+    let mut part = Part::default();
+    let peers: Vec<tls_runner::TlsPeer> = tls_runner::PEERS
+        .iter()
+        .filter(|p| ["asyncnet", "tokio"].contains(&p.name))
+        .filter(|p| ctx.wants(p.name))
+        .cloned()
+        .collect();
+    if peers.is_empty() {
+        return part;
+    }
+    let setup = || -> io::Result<(IdentityFiles, tls_runner::RoundConfig)> {
+        tls_runner::check_binaries(&ctx.cfg.bin_dir, &peers)?;
+        let files = IdentityFiles::write(&certs::generate()?)?;
+        let cfg = tls_runner::RoundConfig {
+            bin_dir: ctx.cfg.bin_dir.clone(),
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            secs: ctx.cfg.secs,
+            warmup: ctx.cfg.warmup,
+            server_cpus: ctx.cfg.server_cpu.map(|c| c.to_string()),
+            loadgen_cpus: ctx.cfg.loadgen_cpu.map(|c| c.to_string()),
+        };
+        Ok((files, cfg))
+    };
+    let (_files, cfg) = match setup() {
+        Ok(s) => s,
+        Err(e) => {
+            part.notes.push(format!("tls: skipped: {e}"));
+            part.errors += 1;
+            return part;
+        }
+    };
+    let names: Vec<String> = peers.iter().map(|p| p.name.to_string()).collect();
+    let works = [
+        (
+            "tls echo 1K c50",
+            "round trip",
+            TlsWorkload::Echo {
+                size: 1024,
+                conns: CONNS,
+            },
+        ),
+        (
+            "tls handshake",
+            "handshake",
+            TlsWorkload::Handshake { conns: 16 },
+        ),
+    ];
+    for (label, unit, work) in works {
+        part.extend(ctx.interleave(label, unit, &names, |name| {
+            let peer = peers.iter().find(|p| p.name == name).expect("listed");
+            tls_runner::run_round(peer, &work, &cfg).map(|r| tls_sample(&r))
+        }));
+    }
+    if ctx.trace.is_some() {
+        part.notes
+            .push("tls: no system call pass (its load generator has no fixed-size mode)".into());
+    }
+    part
+}
+
+/// `idle`: KB of server memory per idle connection.
+fn idle_memory(ctx: &Ctx) -> Part {
+    let mut part = Part::default();
+    let conns = ctx.idle_conns;
+    let label = format!("idle c{conns}");
+    if let Err(e) = rlimit::ensure_nofile(conns) {
+        part.notes.push(format!("{label}: skipped: {e}"));
+        part.errors += 1;
+        return part;
+    }
+    let peers = ctx.pick(&IDLE_PEERS);
+    let mut kb: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+    let mut failed = vec![false; peers.len()];
+    for round in 1..=ctx.rounds {
+        for (i, peer) in peers.iter().enumerate() {
+            if failed[i] {
+                continue;
+            }
+            match idle::run_round(peer, conns, &ctx.cfg) {
+                Ok(r) => {
+                    ctx.say(&format!(
+                        "  {label:<16} round {round}/{}  {:<14} {:>8.2} KB/connection",
+                        ctx.rounds,
+                        peer.name,
+                        r.kb_per_conn()
+                    ));
+                    kb[i].push(r.kb_per_conn());
+                }
+                Err(e) => {
+                    let note = format!("{label}, {}, round {round}: error: {e}", peer.name);
+                    println!("  {note}");
+                    part.notes.push(note);
+                    part.errors += 1;
+                    failed[i] = true;
+                }
+            }
+        }
+    }
+    for (peer, kb) in peers.iter().zip(&kb) {
+        if !kb.is_empty() {
+            part.rows.push(Row::memory(&label, &peer.name, kb));
+        }
+    }
+    part
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_names_are_unique_and_peers_known() {
+        let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), WORKLOADS.len());
+        let lists: [&[&str]; 4] = [&STREAM_PEERS, &UNIX_PEERS, &UDP_PEERS, &IDLE_PEERS];
+        for list in lists {
+            for p in list {
+                assert!(crate::peers::select(p).is_ok(), "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn ping_requests_scale_with_the_window() {
+        assert_eq!(ping_requests(0, 5.0), 400_000);
+        assert_eq!(ping_requests(1, 5.0), 1_000_000);
+        assert_eq!(ping_requests(0, 0.001), 1000);
+    }
+}

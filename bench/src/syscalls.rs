@@ -1,0 +1,569 @@
+//! System calls per operation, by name: the optional pass that runs each
+//! peer once more under `strace -c -f` (the runner's `--syscalls`, and the
+//! suite whenever `strace` is installed).
+//!
+//! `strace` is attached to the server (`strace -c -f -q -o FILE -p PID`:
+//! all its threads, and any it starts) only once the server is ready and
+//! the load generator has done its warm-up, and the counting ends when the
+//! server is killed, before the load generator closes anything:
+//!
+//! ```text
+//! server:   start, ready ........ traced ......................... killed
+//! loadgen:       connect, warm-up | measure-start | N ops | measure-end | exit
+//! strace:                  attach ^   (go)                    summary ^
+//! ```
+//!
+//! With `loadgen --count N --pause` every connection is quiet at both
+//! edges, so the counts are those of exactly N round trips (bulk: N bytes).
+//! `redis-benchmark` has no such pause: for `ping` the counts also hold the
+//! 50 connections' accept, setup and close (a few calls each, amortized
+//! over the requests). `strace` slows the server by an order of magnitude:
+//! only the counts are used, never the times.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::child::Spawned;
+use crate::extpeers::run_bounded;
+use crate::peers::{Peer, PONG_FLAG};
+use crate::ping;
+use crate::workload::{self, field, loadgen_path, parse_kv, RoundConfig, Transport, Workload};
+
+/// The tracer.
+pub const TOOL: &str = "strace";
+/// How long attaching may take.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a traced run may take (the server runs many times slower).
+pub const TRACE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// System calls that read from a socket.
+pub const READS: [&str; 5] = ["read", "recvfrom", "recvmsg", "readv", "recvmmsg"];
+/// System calls that write to a socket.
+pub const WRITES: [&str; 5] = ["write", "sendto", "sendmsg", "writev", "sendmmsg"];
+/// Waiting for readiness.
+pub const WAITS: [&str; 3] = ["epoll_wait", "epoll_pwait", "epoll_pwait2"];
+/// Changing the interest set.
+pub const CTLS: [&str; 1] = ["epoll_ctl"];
+
+/// True if `strace -V` runs and succeeds (within 10 s).
+pub fn tool_available() -> bool {
+    matches!(
+        run_bounded(
+            Command::new(TOOL).arg("-V"),
+            Path::new("/dev/null"),
+            Duration::from_secs(10),
+        ),
+        Ok(true)
+    )
+}
+
+/// One line of the `strace -c` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Count {
+    pub name: String,
+    pub calls: u64,
+    pub errors: u64,
+}
+
+/// Parses the table that `strace -c` writes:
+///
+/// ```text
+/// % time     seconds  usecs/call     calls    errors syscall
+/// ------ ----------- ----------- --------- --------- ----------------
+///  51.98    0.064675          23      2795           sendto
+///   8.47    0.010536          23       442        96 futex
+/// ------ ----------- ----------- --------- --------- ----------------
+/// 100.00    0.124418          18      6730        97 total
+/// ```
+///
+/// The `errors` column is blank when there were none. Returns the rows
+/// without the `total` line, which must be there and must match their sum
+/// (a truncated file is an error, not a smaller count). `strace` writes
+/// nothing at all when it counted no call: an empty text is no rows.
+pub fn parse_summary(text: &str) -> Result<Vec<Count>, String> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::new();
+    let mut total = None;
+    let mut in_table = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("% time") {
+            in_table = true;
+            continue;
+        }
+        if !in_table || line.is_empty() || line.starts_with('-') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let (name, numbers) = words.split_last().ok_or("empty line")?;
+        let parse = |w: &str| {
+            w.parse::<u64>()
+                .map_err(|_| format!("unexpected strace -c line {line:?}"))
+        };
+        // % time, seconds, usecs/call, calls [, errors].
+        let (calls, errors) = match numbers {
+            [_, _, _, calls] => (parse(calls)?, 0),
+            [_, _, _, calls, errors] => (parse(calls)?, parse(errors)?),
+            _ => return Err(format!("unexpected strace -c line {line:?}")),
+        };
+        let count = Count {
+            name: name.to_string(),
+            calls,
+            errors,
+        };
+        if count.name == "total" {
+            total = Some(count);
+        } else {
+            rows.push(count);
+        }
+    }
+    let total = total.ok_or("no `total` line in the strace -c output")?;
+    let sum: u64 = rows.iter().map(|c| c.calls).sum();
+    if sum != total.calls {
+        return Err(format!(
+            "strace -c rows add up to {sum} calls, its total says {}",
+            total.calls
+        ));
+    }
+    Ok(rows)
+}
+
+/// System calls per operation of one traced run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// Operations the counts are divided by.
+    pub ops: f64,
+    /// Reads (`read`, `recvfrom`, ...) per op, and those of them that
+    /// failed (`EAGAIN`: a read that found nothing).
+    pub read: f64,
+    pub read_errors: f64,
+    /// Writes (`write`, `sendto`, `sendmsg`, `writev`, ...) per op.
+    pub write: f64,
+    pub epoll_wait: f64,
+    pub epoll_ctl: f64,
+    /// Every system call per op.
+    pub total: f64,
+    /// The most frequent calls outside the four groups, per op, most first
+    /// (e.g. `futex` of a multi-threaded runtime).
+    pub others: Vec<(String, f64)>,
+}
+
+impl Profile {
+    /// The profile of `counts` over `ops` operations.
+    pub fn new(counts: &[Count], ops: f64) -> Profile {
+        let per = |names: &[&str], f: fn(&Count) -> u64| {
+            counts
+                .iter()
+                .filter(|c| names.contains(&c.name.as_str()))
+                .map(f)
+                .sum::<u64>() as f64
+                / ops
+        };
+        let grouped: Vec<&str> = READS
+            .iter()
+            .chain(&WRITES)
+            .chain(&WAITS)
+            .chain(&CTLS)
+            .copied()
+            .collect();
+        let mut others: Vec<(String, f64)> = counts
+            .iter()
+            .filter(|c| !grouped.contains(&c.name.as_str()))
+            .map(|c| (c.name.clone(), c.calls as f64 / ops))
+            .collect();
+        others.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Profile {
+            ops,
+            read: per(&READS, |c| c.calls),
+            read_errors: per(&READS, |c| c.errors),
+            write: per(&WRITES, |c| c.calls),
+            epoll_wait: per(&WAITS, |c| c.calls),
+            epoll_ctl: per(&CTLS, |c| c.calls),
+            total: counts.iter().map(|c| c.calls).sum::<u64>() as f64 / ops,
+            others,
+        }
+    }
+
+    /// Calls per op outside reads, writes, `epoll_wait` and `epoll_ctl`.
+    pub fn other(&self) -> f64 {
+        self.others.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The largest of `others` (at most `n`), as `futex 0.07, close 0.01`.
+    pub fn others_text(&self, n: usize) -> String {
+        let mut out = String::new();
+        for (name, per) in self.others.iter().take(n) {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{name} {per:.3}");
+        }
+        out
+    }
+}
+
+/// Settings of the pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceConfig {
+    /// Round trips (or requests) per traced run.
+    pub requests: u64,
+    /// Bytes per traced bulk run.
+    pub bulk_bytes: u64,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig {
+            requests: 5_000,
+            bulk_bytes: 16_000_000,
+        }
+    }
+}
+
+/// A file path under the temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str) -> TempFile {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        TempFile(std::env::temp_dir().join(format!(
+            "asyncnet-bench-strace-{}-{n}.{tag}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `strace -c -f` attached to a running process.
+pub struct Tracer {
+    strace: Spawned,
+    out: TempFile,
+    err: TempFile,
+}
+
+impl Tracer {
+    /// Attaches to every thread of process `pid` and returns once all are
+    /// traced (the `TracerPid` of each in `/proc`). Fails if `strace` may
+    /// not attach (e.g. `kernel.yama.ptrace_scope` 1 or more, for a user
+    /// who is not root), with what `strace` said.
+    pub fn attach(pid: u32) -> io::Result<Tracer> {
+        let out = TempFile::new("txt");
+        let err = TempFile::new("err");
+        let args: Vec<String> = ["-c", "-f", "-q", "-o"]
+            .map(String::from)
+            .into_iter()
+            .chain([out.0.display().to_string(), "-p".into(), pid.to_string()])
+            .collect();
+        let strace = Spawned::start_with_stderr(
+            TOOL,
+            Path::new(TOOL),
+            &args,
+            None,
+            Stdio::from(File::create(&err.0)?),
+        )?;
+        let mut t = Tracer { strace, out, err };
+        let deadline = Instant::now() + ATTACH_TIMEOUT;
+        loop {
+            if let Some(s) = t.strace.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "{TOOL} -p {pid} exited ({s}): {}",
+                    t.stderr()
+                )));
+            }
+            if all_traced_by(pid, t.strace.pid())? {
+                return Ok(t);
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{TOOL} did not attach to {pid} in time: {}", t.stderr()),
+                ));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err.0)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// Once the traced process is gone (killed by the caller): waits for
+    /// `strace` to write its summary and exit, and parses it.
+    pub fn finish(mut self, deadline: Instant) -> io::Result<Vec<Count>> {
+        match self.strace.wait_until(deadline)? {
+            Some(s) if s.success() => {}
+            Some(s) => {
+                return Err(io::Error::other(format!(
+                    "{TOOL} failed ({s}): {}",
+                    self.stderr()
+                )))
+            }
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{TOOL} did not exit after the server"),
+                ))
+            }
+        }
+        let text = std::fs::read_to_string(&self.out.0)?;
+        parse_summary(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// True if every thread of `pid` is traced by `tracer`.
+fn all_traced_by(pid: u32, tracer: u32) -> io::Result<bool> {
+    let mut any = false;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let status = match std::fs::read_to_string(task?.path().join("status")) {
+            Ok(s) => s,
+            // A thread that just ended.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if tracer_pid(&status) != Some(tracer) {
+            return Ok(false);
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
+/// The `TracerPid:` of a `/proc/PID/status` text.
+pub fn tracer_pid(status: &str) -> Option<u32> {
+    let line = status.lines().find(|l| l.starts_with("TracerPid:"))?;
+    line["TracerPid:".len()..].trim().parse().ok()
+}
+
+/// One traced fixed-size run of a `loadgen` workload (`echo`, `unix` or
+/// `bulk`) against `peer`: `count` round trips (bulk: bytes), the counts
+/// divided by `ops`.
+pub fn trace_loadgen(
+    peer: &Peer,
+    work: &Workload,
+    count: u64,
+    ops: f64,
+    cfg: &RoundConfig,
+) -> io::Result<Profile> {
+    let loadgen = loadgen_path(cfg)?;
+    let mut server = workload::start_server(peer, work.transport, cfg)?;
+    let mut args = work.loadgen_args.clone();
+    args.extend(server.target.iter().cloned());
+    args.extend(["--count".into(), count.to_string(), "--pause".into()]);
+    let mut lg = Spawned::start_with_stdin("loadgen", &loadgen, &args, cfg.loadgen_cpu)?;
+    let deadline = Instant::now() + TRACE_TIMEOUT;
+    let line = |want: &'static str| move |l: &str| (l.trim() == want).then_some(());
+    lg.wait_for_line(deadline, line("measure-start"))?;
+    let tracer = Tracer::attach(server.process.pid())?;
+    lg.send_line("go")?;
+    lg.wait_for_line(deadline, line("measure-end"))?;
+    if let Some(s) = server.process.try_wait()? {
+        return Err(io::Error::other(format!(
+            "server {} exited during the traced run: {s}",
+            peer.name
+        )));
+    }
+    server.process.kill()?;
+    let counts = tracer.finish(deadline)?;
+    lg.send_line("go")?;
+    let result = lg.wait_for_line(deadline, |l| {
+        l.starts_with("result ").then(|| l.to_string())
+    })?;
+    let kv = parse_kv(&result);
+    let done: u64 = if work.name == "bulk" {
+        field(&kv, "bytes")?
+    } else {
+        field(&kv, "round_trips")?
+    };
+    if done != count {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("loadgen did {done} operations, not {count}"),
+        ));
+    }
+    Ok(Profile::new(&counts, ops))
+}
+
+/// One traced `redis-benchmark` run (`ping` workload) against `peer`:
+/// `requests` requests at pipeline depth `pipeline`, `conns` clients.
+pub fn trace_ping(
+    peer: &Peer,
+    pipeline: usize,
+    requests: u64,
+    conns: usize,
+    cfg: &RoundConfig,
+) -> io::Result<Profile> {
+    let mut server = workload::start_server_with(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
+    let port = &server.target[1];
+    let args = ping::bench_args(port, conns, requests, pipeline);
+    let tracer = Tracer::attach(server.process.pid())?;
+    let deadline = Instant::now() + TRACE_TIMEOUT;
+    let mut bench = Spawned::start_with_stderr(
+        ping::TOOL,
+        &ping::tool_path(),
+        &args,
+        cfg.loadgen_cpu,
+        Stdio::null(),
+    )?;
+    bench.wait_for_line(deadline, ping::parse_rps)?;
+    match bench.wait_until(deadline)? {
+        Some(s) if s.success() => {}
+        Some(s) => return Err(io::Error::other(format!("{} failed: {s}", ping::TOOL))),
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not exit", ping::TOOL),
+            ))
+        }
+    }
+    if let Some(s) = server.process.try_wait()? {
+        return Err(io::Error::other(format!(
+            "server {} exited during the traced run: {s}",
+            peer.name
+        )));
+    }
+    server.process.kill()?;
+    let counts = tracer.finish(deadline)?;
+    Ok(Profile::new(&counts, requests as f64))
+}
+
+/// The header of [`table_row`].
+pub fn table_header() -> String {
+    format!(
+        "{:<16} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+        "workload",
+        "peer",
+        "per",
+        "read",
+        "(EAGAIN)",
+        "write",
+        "ep_wait",
+        "ep_ctl",
+        "total",
+        "other"
+    )
+}
+
+/// One line of the system call table: calls per operation.
+pub fn table_row(workload: &str, peer: &str, unit: &str, p: &Profile) -> String {
+    format!(
+        "{workload:<16} {peer:<14} {unit:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}  {}",
+        p.read,
+        p.read_errors,
+        p.write,
+        p.epoll_wait,
+        p.epoll_ctl,
+        p.total,
+        p.others_text(3)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `strace -c -f -q -o FILE -p PID` attached to `echo_tokio
+    /// --multi-thread` (three threads) during a short `loadgen` run of 5
+    /// connections, the server then killed.
+    const SAMPLE: &str = include_str!("../testdata/strace-c-tokio-mt.txt");
+
+    #[test]
+    fn parses_a_real_summary() {
+        let counts = parse_summary(SAMPLE).unwrap();
+        assert_eq!(counts.len(), 9);
+        let get = |n: &str| counts.iter().find(|c| c.name == n).unwrap();
+        assert_eq!((get("sendto").calls, get("sendto").errors), (2795, 0));
+        assert_eq!((get("futex").calls, get("futex").errors), (442, 96));
+        assert_eq!(get("accept4").errors, 1);
+        assert_eq!(counts.iter().map(|c| c.calls).sum::<u64>(), 6730);
+
+        let p = Profile::new(&counts, 2795.0);
+        assert!((p.read - 2797.0 / 2795.0).abs() < 1e-12);
+        assert_eq!(p.read_errors, 0.0);
+        // sendto and the two eventfd writes.
+        assert!((p.write - 2797.0 / 2795.0).abs() < 1e-12);
+        assert!((p.epoll_wait - 676.0 / 2795.0).abs() < 1e-12);
+        assert!((p.epoll_ctl - 6.0 / 2795.0).abs() < 1e-12);
+        assert!((p.total - 6730.0 / 2795.0).abs() < 1e-12);
+        let sum = p.read + p.write + p.epoll_wait + p.epoll_ctl + p.other();
+        assert!((sum - p.total).abs() < 1e-12);
+        assert_eq!(p.others[0].0, "futex");
+        assert!(p.others_text(2).starts_with("futex 0.158, accept4 0.002"));
+    }
+
+    #[test]
+    fn rejects_truncated_or_foreign_text() {
+        // What strace writes when the process made no call while traced.
+        assert_eq!(parse_summary(""), Ok(Vec::new()));
+        assert!(
+            parse_summary("% time     seconds  usecs/call     calls    errors syscall\n").is_err()
+        );
+        assert!(parse_summary(
+            "strace: attach: ptrace(PTRACE_SEIZE, 1): Operation not permitted\n"
+        )
+        .is_err());
+        // The rows without their total line.
+        let cut: String = SAMPLE
+            .lines()
+            .filter(|l| !l.ends_with("total"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(parse_summary(&cut).is_err());
+        // A total that does not match the rows.
+        let wrong = SAMPLE.replace(" 6730 ", " 6731 ");
+        assert!(parse_summary(&wrong).unwrap_err().contains("6731"));
+        let garbled = SAMPLE.replace("2795", "27x5");
+        assert!(parse_summary(&garbled).is_err());
+    }
+
+    #[test]
+    fn tracer_pid_of_status() {
+        let status = "Name:\tx\nState:\tS\nTracerPid:\t4242\nUid:\t0\n";
+        assert_eq!(tracer_pid(status), Some(4242));
+        assert_eq!(tracer_pid("Name:\tx\n"), None);
+        let me = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(tracer_pid(&me).is_some());
+    }
+
+    #[test]
+    fn table_lines() {
+        let p = Profile::new(
+            &[
+                Count {
+                    name: "read".into(),
+                    calls: 20,
+                    errors: 10,
+                },
+                Count {
+                    name: "write".into(),
+                    calls: 10,
+                    errors: 0,
+                },
+            ],
+            10.0,
+        );
+        assert_eq!(
+            (p.read, p.read_errors, p.write, p.total),
+            (2.0, 1.0, 1.0, 3.0)
+        );
+        let row = table_row("echo64 c50", "asyncnet", "rt", &p);
+        assert!(row.contains("2.000"), "{row}");
+        assert!(table_header().contains("ep_ctl"));
+    }
+}

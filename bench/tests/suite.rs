@@ -1,0 +1,168 @@
+//! The bulk workload against our echo server, and the suite end to end,
+//! briefly. No figure is checked, only that each part runs and reports.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use asyncnet_bench::bulk::{self, Bulk};
+use asyncnet_bench::child::Spawned;
+use asyncnet_bench::loadgen::Phase;
+use asyncnet_bench::parse_ready_line;
+
+fn start_echo_asyncnet() -> (Spawned, u16) {
+    let bin = env!("CARGO_BIN_EXE_echo_asyncnet");
+    let server = Spawned::start("echo_asyncnet", Path::new(bin), &["0".into()], None).unwrap();
+    let port = server
+        .wait_for_line(Instant::now() + Duration::from_secs(10), parse_ready_line)
+        .unwrap();
+    (server, port)
+}
+
+fn client(port: u16) -> Bulk {
+    Bulk {
+        addr: ([127, 0, 0, 1], port).into(),
+        chunk: bulk::CHUNK,
+        in_flight: bulk::IN_FLIGHT,
+        warmup: Duration::from_millis(50),
+        secs: Duration::from_millis(250),
+        count: None,
+    }
+}
+
+#[test]
+fn bulk_streams_through_echo_asyncnet() {
+    let (mut server, port) = start_echo_asyncnet();
+    let mut phases = Vec::new();
+    let r = bulk::bulk(&client(port), |p| phases.push(p)).unwrap();
+    assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
+    assert!(r.bytes > 0 && r.mb_per_sec() > 0.0);
+    // Exactly so many bytes, checked, and the server is still there.
+    let counted = Bulk {
+        count: Some(3_000_017),
+        ..client(port)
+    };
+    assert_eq!(bulk::bulk(&counted, |_| {}).unwrap().bytes, 3_000_017);
+    assert!(server.try_wait().unwrap().is_none(), "echo_asyncnet exited");
+}
+
+fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn echo_bench_runs_the_bulk_workload() {
+    let (ok, out, err) = run(
+        env!("CARGO_BIN_EXE_echo_bench"),
+        &[
+            "--workload",
+            "bulk",
+            "--peers",
+            "asyncnet,tokio",
+            "--rounds",
+            "1",
+            "--secs",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--no-pin",
+        ],
+    );
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    for peer in ["asyncnet", "tokio"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("bulk") && l.split_whitespace().nth(1) == Some(peer))
+            .unwrap_or_else(|| panic!("no bulk row for {peer}:\n{out}"));
+        assert!(row.contains("MB/s") && row.contains("µs/MB"), "{row}");
+    }
+}
+
+/// A fresh directory under the temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p =
+            std::env::temp_dir().join(format!("asyncnet-bench-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn suite_writes_the_document_and_the_chart() {
+    let dir = TempDir::new("suite");
+    let (ok, out, err) = run(
+        env!("CARGO_BIN_EXE_bench_suite"),
+        &[
+            "--only",
+            "echo,unix",
+            "--echo-conns",
+            "2",
+            "--peers",
+            "asyncnet,tokio",
+            "--rounds",
+            "1",
+            "--secs",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--syscall-requests",
+            "200",
+            "--no-pin",
+            "--out",
+            dir.0.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    let md = std::fs::read_to_string(dir.0.join("BENCHMARKS.md")).unwrap();
+    let svg = std::fs::read_to_string(dir.0.join("bench/chart.svg")).unwrap();
+    assert!(md.starts_with("# Benchmarks\n\n> **Smoke run, not a measurement.**"));
+    assert!(md.contains("--only echo,unix"), "{md}");
+    assert!(md.contains("![Server CPU per operation relative to tokio](bench/chart.svg)"));
+    for workload in ["echo64 c2", "unix64 c50"] {
+        for peer in ["asyncnet", "tokio"] {
+            let row = format!("| {workload} | {peer} | ");
+            assert!(md.contains(&row), "no {row:?} in\n{md}");
+            assert!(
+                svg.contains(&format!(r#"data-workload="{workload}" data-peer="{peer}""#)),
+                "no bar for {workload} {peer}"
+            );
+        }
+    }
+    assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+    // The system call pass ran, or says why not (no strace, or no ptrace).
+    assert!(
+        md.contains("| echo64 c2 | asyncnet | rt | ") || md.contains("Skipped: strace"),
+        "{md}"
+    );
+}
+
+#[test]
+fn suite_rejects_unknown_workloads() {
+    let (ok, _, err) = run(
+        env!("CARGO_BIN_EXE_bench_suite"),
+        &["--only", "echo,nope", "--no-write"],
+    );
+    assert!(!ok);
+    assert!(err.contains("unknown workload \"nope\""), "{err}");
+    let (ok, _, err) = run(
+        env!("CARGO_BIN_EXE_bench_suite"),
+        &["--peers", "tokio,nope", "--no-write"],
+    );
+    assert!(!ok);
+    assert!(err.contains("unknown peer \"nope\""), "{err}");
+}
