@@ -164,6 +164,9 @@ fn un_awaited_sends_against_a_slow_std_reader(fam: Family) {
         for h in handles {
             h.await?;
         }
+        // The join below blocks this thread, and with it the loop: every byte must be in
+        // the kernel first.
+        sock.flush().await?;
         sock.close()?;
         let all = reader.join().expect("reader")?;
         assert_eq!(all.len(), MESSAGES * SIZE);

@@ -217,6 +217,9 @@ fn a_dropped_send_still_delivers_the_whole_message(fam: Family) {
             // The reader starts late; a later send queues behind the dropped one.
             go.send(()).ok();
             sock.send("tail").await?;
+            // The join below blocks this thread, and with it the loop: every byte must be
+            // in the kernel before (close alone leaves the last ones to the loop).
+            sock.flush().await?;
             sock.close()?;
             let all = reader.join().expect("reader")?;
             assert_eq!(all.len(), big.len() + 4);
@@ -245,6 +248,9 @@ fn an_aborted_send_task_still_delivers_the_whole_message(fam: Family) {
         go.send(()).ok();
         // Wait for the background flush through a later send, then end the stream.
         sock.send("!").await?;
+        // The join below blocks this thread, and with it the loop: every byte must be in
+        // the kernel first.
+        sock.flush().await?;
         sock.shutdown_write()?;
         let all = reader.join().expect("reader")?;
         assert_eq!(all.len(), big.len() + 1);

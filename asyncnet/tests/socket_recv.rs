@@ -215,6 +215,9 @@ fn send_delivers_every_byte_in_order(fam: Family) {
         sock.send(&big).await?;
         sock.send(b"").await?;
         sock.send("end").await?;
+        // The join below blocks this thread, and with it the loop: every byte must be in
+        // the kernel first.
+        sock.flush().await?;
         sock.close()?;
         let all = reader.join().expect("reader")?;
         assert_eq!(all.len(), expect + 3);

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
+use pin_project_lite::pin_project;
 use slab::Slab;
 
 /// The key that stands for the future given to `wait_for` in the ready queues.
@@ -162,10 +163,14 @@ fn failure_of<T: TaskOutput>(result: std::thread::Result<T>) -> Option<Failure> 
     }
 }
 
-/// Wraps a spawned future: catches its panic and hands its output to the join handle.
-struct TaskFuture<F: Future> {
-    future: Pin<Box<F>>,
-    state: Rc<JoinState<F::Output>>,
+pin_project! {
+    /// A spawned future and its join state, in one allocation: catches the future's panic
+    /// and hands its output to the join handle (or, detached, reports its failure).
+    struct TaskFuture<F: Future> {
+        #[pin]
+        future: F,
+        state: Rc<JoinState<F::Output>>,
+    }
 }
 
 impl<F: Future> Future for TaskFuture<F>
@@ -174,20 +179,22 @@ where
 {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        let result = match panic::catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let mut future = this.future;
+        let result = match panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(v)) => Ok(v),
             Err(p) => Err(p),
         };
-        if this.state.detached.get() {
+        let state = this.state;
+        if state.detached.get() {
             if let Some(f) = failure_of(result) {
                 super::report_failure(f);
             }
         } else {
-            *this.state.result.borrow_mut() = Some(result);
-            if let Some(w) = this.state.waiter.borrow_mut().take() {
+            *state.result.borrow_mut() = Some(result);
+            if let Some(w) = state.waiter.borrow_mut().take() {
                 w.wake();
             }
         }
@@ -264,7 +271,7 @@ impl<T: TaskOutput> Drop for JoinHandle<T> {
 struct Slot {
     gen: u64,
     /// `None` while the task is being polled.
-    run: Option<Box<Running>>,
+    run: Option<Running>,
     /// Set when `abort` hits the task while it is being polled.
     cancelled: bool,
 }
@@ -321,14 +328,14 @@ impl Tasks {
         let waker = Waker::from(wake.clone());
         entry.insert(Slot {
             gen,
-            run: Some(Box::new(Running {
+            run: Some(Running {
                 future: Box::pin(TaskFuture {
-                    future: Box::pin(future),
+                    future,
                     state: state.clone(),
                 }),
                 waker: waker.clone(),
                 wake,
-            })),
+            }),
             cancelled: false,
         });
         drop(slots);

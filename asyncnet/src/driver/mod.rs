@@ -60,8 +60,8 @@ pub(crate) struct IoState {
     key: usize,
     ready: Cell<u8>,
     closed: Cell<bool>,
-    readers: RefCell<Vec<Waker>>,
-    writers: RefCell<Vec<Waker>>,
+    readers: RefCell<Waiters>,
+    writers: RefCell<Waiters>,
 }
 
 impl IoState {
@@ -113,10 +113,7 @@ impl IoState {
             Direction::Read => &self.readers,
             Direction::Write => &self.writers,
         };
-        let mut list = list.borrow_mut();
-        if !list.iter().any(|w| w.will_wake(cx.waker())) {
-            list.push(cx.waker().clone());
-        }
+        list.borrow_mut().add(cx.waker());
         Poll::Pending
     }
 
@@ -140,13 +137,41 @@ impl IoState {
     }
 }
 
-fn wake_all(list: &RefCell<Vec<Waker>>) {
-    if list.borrow().is_empty() {
-        return;
+/// The tasks waiting on one direction of a socket. Almost always one: it is kept inline, so
+/// that waiting costs no allocation; more go to a list.
+#[derive(Debug, Default)]
+struct Waiters {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Waiters {
+    fn add(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
+        }
     }
-    // Take the list first: a woken waker may run code that registers again.
-    let wakers = std::mem::take(&mut *list.borrow_mut());
-    for w in wakers {
+}
+
+fn wake_all(list: &RefCell<Waiters>) {
+    // Take the wakers out first: a woken waker may run code that registers again.
+    let (first, more) = {
+        let mut l = list.borrow_mut();
+        if l.first.is_none() {
+            return;
+        }
+        (l.first.take(), std::mem::take(&mut l.more))
+    };
+    if let Some(w) = first {
+        w.wake();
+    }
+    for w in more {
         w.wake();
     }
 }
@@ -167,6 +192,8 @@ pub(crate) struct Driver {
     /// Takes reads for sockets with nothing buffered; only leftovers are copied out, so
     /// sockets need no buffer of their own between messages.
     pub(crate) scratch: RefCell<Box<[u8]>>,
+    /// Empty write buffers, lent to sockets while they have bytes queued.
+    pub(crate) pool: crate::net::BufferPool,
     /// Run before the loop sleeps (weak: an item dropped meanwhile has finished on its own).
     deferred: RefCell<Vec<Weak<dyn BeforeSleep>>>,
     /// The list's previous allocation, reused turn after turn.
@@ -183,6 +210,7 @@ impl Driver {
             ios: RefCell::new(Slab::new()),
             waker,
             scratch: RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice()),
+            pool: crate::net::BufferPool::default(),
             deferred: RefCell::new(Vec::new()),
             spare: RefCell::new(Vec::new()),
         })
@@ -210,8 +238,8 @@ impl Driver {
             // Optimistic: the first operation tries the system call before waiting.
             ready: Cell::new(READ | WRITE),
             closed: Cell::new(false),
-            readers: RefCell::new(Vec::new()),
-            writers: RefCell::new(Vec::new()),
+            readers: RefCell::new(Waiters::default()),
+            writers: RefCell::new(Waiters::default()),
         });
         entry.insert(state.clone());
         Ok(state)

@@ -5,6 +5,7 @@
 //! caller's own, takes the bytes); only bytes that arrived but were not yet asked for are kept.
 #![forbid(unsafe_code)]
 
+use std::cell::RefCell;
 use std::io;
 
 /// Bytes received from the kernel but not yet consumed.
@@ -178,16 +179,15 @@ impl WriteBuffer {
         self.accepted
     }
 
-    /// Queue bytes behind the pending ones; returns the sequence number of their end.
-    pub(crate) fn push(&mut self, bytes: &[u8]) -> u64 {
+    /// Queue bytes behind the pending ones; returns the sequence number of their end. The
+    /// first bytes after an empty spell get storage from `pool`.
+    pub(crate) fn push(&mut self, bytes: &[u8], pool: &BufferPool) -> u64 {
         if self.pos > 0 && self.pos >= self.data.len() - self.pos {
             self.data.drain(..self.pos);
             self.pos = 0;
         }
         if self.data.capacity() == 0 {
-            // The first bytes after an empty spell: room for a batch of small replies at once,
-            // so that coalescing them does not reallocate reply after reply.
-            self.data.reserve(bytes.len().max(MIN_WRITE_CAPACITY));
+            self.data = pool.take();
         }
         self.data.extend_from_slice(bytes);
         self.accepted += bytes.len() as u64;
@@ -207,7 +207,7 @@ impl WriteBuffer {
 
     /// Drop the pending bytes past `committed` (their sends are still waiting and will be
     /// told). Returns the sequence number from which bytes were dropped.
-    pub(crate) fn discard_uncommitted(&mut self) -> u64 {
+    pub(crate) fn discard_uncommitted(&mut self, pool: &BufferPool) -> u64 {
         let keep_to = self.committed.max(self.written);
         let keep = (keep_to - self.written) as usize;
         self.data.truncate(self.pos + keep);
@@ -216,18 +216,18 @@ impl WriteBuffer {
         self.accepted = keep_to;
         self.committed = keep_to;
         if self.is_empty() {
-            self.release();
+            self.release(pool);
         }
         keep_to
     }
 
-    /// `n` pending bytes were taken by the kernel.
-    pub(crate) fn advance(&mut self, n: usize) {
+    /// `n` pending bytes were taken by the kernel. Storage left empty goes back to `pool`.
+    pub(crate) fn advance(&mut self, n: usize, pool: &BufferPool) {
         self.pos += n;
         self.written += n as u64;
         self.committed = self.committed.max(self.written);
         if self.is_empty() {
-            self.release();
+            self.release(pool);
         }
     }
 
@@ -244,20 +244,57 @@ impl WriteBuffer {
 
     /// Drop every pending byte (the peer is gone); they count as written so that no send
     /// waits for them forever. Returns how many were dropped.
-    pub(crate) fn discard(&mut self) -> usize {
+    pub(crate) fn discard(&mut self, pool: &BufferPool) -> usize {
         let n = self.data.len() - self.pos;
-        self.advance(n);
+        self.advance(n, pool);
         n
     }
 
-    fn release(&mut self) {
-        self.data = Vec::new();
+    fn release(&mut self, pool: &BufferPool) {
+        pool.put(std::mem::take(&mut self.data));
         self.pos = 0;
     }
 }
 
-/// The capacity a write buffer starts with.
-const MIN_WRITE_CAPACITY: usize = 4 * 1024;
+/// Empty write buffers of one loop, kept for the next socket that has bytes to queue: a
+/// connection between messages holds no buffer, yet a reply costs no `malloc`/`free` pair.
+///
+/// Bounded: at most [`POOL_BUFFERS`] buffers of at most [`POOL_CAPACITY`] bytes each are kept;
+/// others are freed.
+#[derive(Debug, Default)]
+pub(crate) struct BufferPool {
+    free: RefCell<Vec<Vec<u8>>>,
+}
+
+/// How many empty buffers a loop keeps.
+const POOL_BUFFERS: usize = 16;
+/// The largest buffer kept (a high-water mark's worth and a message past it).
+const POOL_CAPACITY: usize = 128 * 1024;
+/// The capacity of a new buffer: room for a batch of small replies, so that coalescing them
+/// does not reallocate reply after reply.
+const FIRST_CAPACITY: usize = 4 * 1024;
+
+impl BufferPool {
+    /// An empty buffer.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(FIRST_CAPACITY))
+    }
+
+    /// Keep `buf` for later (emptied), or free it.
+    pub(crate) fn put(&self, mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > POOL_CAPACITY {
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        if free.len() < POOL_BUFFERS {
+            buf.clear();
+            free.push(buf);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -312,14 +349,15 @@ mod tests {
 
     #[test]
     fn write_buffer_sequence_numbers() {
+        let pool = BufferPool::default();
         let mut w = WriteBuffer::default();
         assert_eq!(w.note_direct(10), 10);
-        assert_eq!(w.push(b"abc"), 13);
-        assert_eq!(w.push(b"de"), 15);
-        w.advance(4);
+        assert_eq!(w.push(b"abc", &pool), 13);
+        assert_eq!(w.push(b"de", &pool), 15);
+        w.advance(4, &pool);
         assert_eq!(w.written(), 14);
         assert_eq!(w.pending(), b"e");
-        assert_eq!(w.discard(), 1);
+        assert_eq!(w.discard(&pool), 1);
         assert_eq!(w.written(), 15);
         assert!(w.is_empty());
     }

@@ -57,7 +57,7 @@ impl AsyncSocket {
         loop {
             let queued = inner.wbuf.borrow().len();
             if queued + buf.len() <= WRITE_HIGH_WATER {
-                let end = inner.wbuf.borrow_mut().push(buf);
+                let end = inner.wbuf.borrow_mut().push(buf, &inner.driver.pool);
                 inner.wbuf.borrow_mut().commit(end);
                 self.defer_flush();
                 return Poll::Ready(Ok(buf.len()));

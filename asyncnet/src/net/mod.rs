@@ -14,6 +14,7 @@ mod socket;
 mod unix;
 mod write;
 
+pub(crate) use buffer::BufferPool;
 pub(crate) use linger::in_background as linger_in_background;
 pub use write::WRITE_HIGH_WATER;
 

@@ -64,14 +64,15 @@ pub(crate) struct Inner {
     /// Decrypted bytes wait inside the TLS session.
     pub(crate) tls_plain: Cell<bool>,
     /// Set by `wrap_socket`: `connect` and `accept` start TLS with it.
-    pub(crate) tls_ctx: RefCell<Option<crate::tls::TlsContext>>,
+    pub(crate) tls_ctx: RefCell<Option<Box<crate::tls::TlsContext>>>,
     /// The server name a TLS client asked for (DNS names only).
-    pub(crate) tls_name: RefCell<Option<String>>,
+    pub(crate) tls_name: RefCell<Option<Box<str>>>,
     pub(crate) rbuf: RefCell<ReadBuffer>,
     /// A read returned 0: the peer sends nothing more.
     pub(crate) read_eof: Cell<bool>,
     pub(crate) wbuf: RefCell<WriteBuffer>,
-    pub(crate) send_failure: RefCell<Option<SendFailure>>,
+    /// Boxed, as the TLS state: rare, and an idle connection should cost little.
+    pub(crate) send_failure: RefCell<Option<Box<SendFailure>>>,
     /// A background task is writing the output buffer.
     pub(crate) flushing: Cell<bool>,
     /// The socket is on the loop's list of buffers to write before it sleeps.
@@ -475,8 +476,10 @@ impl AsyncSocket {
     /// Bytes of completed (or dropped) sends that are still queued are written: what the
     /// kernel does not take at once gets up to [`CLOSE_LINGER`](crate::CLOSE_LINGER) in a
     /// background task, which then closes the descriptor, as the kernel itself finishes
-    /// sending after `close(2)`. On TLS, close_notify follows them. To know that every byte
-    /// reached the kernel, await [`flush`](AsyncSocket::flush) before closing.
+    /// sending after `close(2)`. On TLS, close_notify follows them. That task runs on the
+    /// loop: a thread that closes and then blocks (or leaves the loop for good) may leave
+    /// those bytes unsent. To know that every byte reached the kernel, await
+    /// [`flush`](AsyncSocket::flush) before closing.
     ///
     /// Every operation waiting on the socket (in any task) completes with an error of kind
     /// `NotConnected`; a send still waiting (back-pressure) fails, and the part of its message

@@ -23,7 +23,7 @@
 //! [`is_disconnected`](AsyncSocket::is_disconnected), by `SAFE_DISCONN`'s rule).
 #![forbid(unsafe_code)]
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
@@ -85,8 +85,13 @@ impl AsyncSocket {
     /// })?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn send(&self, data: impl AsRef<[u8]>) -> io::Result<()> {
-        self.send_with(data, Flags::default()).await
+    pub fn send<'a>(
+        &'a self,
+        data: impl AsRef<[u8]> + 'a,
+    ) -> impl Future<Output = io::Result<()>> + 'a {
+        // Not a layer of its own: the future is `send_with`'s (small futures keep idle tasks
+        // small).
+        self.send_with(data, Flags::default())
     }
 
     /// [`send`](AsyncSocket::send) with explicit flags.
@@ -117,11 +122,22 @@ impl AsyncSocket {
         let inner = &self.inner;
         let coalesce = flags.contains(Flags::SAFE_DISCONN);
         if coalesce && inner.wbuf.borrow().len() + data.len() <= WRITE_HIGH_WATER {
-            let end = inner.wbuf.borrow_mut().push(data);
+            let end = inner.wbuf.borrow_mut().push(data, &inner.driver.pool);
             inner.wbuf.borrow_mut().commit(end);
             self.defer_flush();
             return Ok(());
         }
+        // Boxed: the path that may wait is rare (large messages, a full buffer), and keeping
+        // its state out of line keeps every task that sends small (idle connections cost
+        // little memory).
+        Box::pin(self.send_queued(data, flags)).await
+    }
+
+    /// The part of a send that may wait: write now what the kernel takes, queue the rest, and
+    /// wait for the queue (back-pressure).
+    async fn send_queued(&self, data: &[u8], flags: Flags) -> io::Result<()> {
+        let inner = &self.inner;
+        let coalesce = flags.contains(Flags::SAFE_DISCONN);
         let end = self.start_send(data, flags)?;
         // A coalescing send waits only until the queue is back within the mark; one that is
         // not waits for its last byte (and, on TLS, for the records to leave the session).
@@ -228,7 +244,7 @@ impl AsyncSocket {
     fn start_send(&self, data: &[u8], flags: Flags) -> io::Result<u64> {
         let inner = &self.inner;
         if !inner.wbuf.borrow().is_empty() {
-            return Ok(inner.wbuf.borrow_mut().push(data));
+            return Ok(inner.wbuf.borrow_mut().push(data, &inner.driver.pool));
         }
         let mut off = 0;
         while off < data.len() && inner.io.is_ready(Direction::Write) {
@@ -260,7 +276,7 @@ impl AsyncSocket {
         let mut wb = inner.wbuf.borrow_mut();
         let end = wb.note_direct(off);
         Ok(if off < data.len() {
-            wb.push(&data[off..])
+            wb.push(&data[off..], &inner.driver.pool)
         } else {
             end
         })
@@ -293,7 +309,7 @@ impl AsyncSocket {
             let r = self.raw_write(inner.wbuf.borrow().pending());
             match r {
                 Ok(n) => {
-                    inner.wbuf.borrow_mut().advance(n);
+                    inner.wbuf.borrow_mut().advance(n, &inner.driver.pool);
                     // Other senders may be parked on bytes this call just wrote; no new
                     // edge would wake them.
                     inner.io.wake_waiters(Direction::Write);
@@ -314,18 +330,18 @@ impl AsyncSocket {
         if !wb.has_uncommitted() {
             return;
         }
-        let lost_from = wb.discard_uncommitted();
+        let lost_from = wb.discard_uncommitted(&self.inner.driver.pool);
         drop(wb);
         let mut failure = self.inner.send_failure.borrow_mut();
         if failure.is_none() {
-            *failure = Some(SendFailure {
+            *failure = Some(Box::new(SendFailure {
                 lost_from,
                 kind: e.kind(),
                 message: e.to_string(),
                 disconnect: false,
                 // The waiting sends report it.
                 reported: true,
-            });
+            }));
         }
         drop(failure);
         self.inner.io.wake_waiters(Direction::Write);
@@ -337,17 +353,16 @@ impl AsyncSocket {
         let disconnect = sys::is_disconnect(e);
         let mut wb = self.inner.wbuf.borrow_mut();
         let lost_from = wb.written();
-        wb.discard();
-        self.inner
-            .send_failure
-            .borrow_mut()
-            .get_or_insert(SendFailure {
+        wb.discard(&self.inner.driver.pool);
+        self.inner.send_failure.borrow_mut().get_or_insert_with(|| {
+            Box::new(SendFailure {
                 lost_from,
                 kind: e.kind(),
                 message: e.to_string(),
                 disconnect,
                 reported: false,
-            });
+            })
+        });
         disconnect
     }
 
@@ -410,7 +425,7 @@ impl AsyncSocket {
         while !inner.wbuf.borrow().is_empty() {
             let r = self.raw_write(inner.wbuf.borrow().pending());
             match r {
-                Ok(n) if n > 0 => inner.wbuf.borrow_mut().advance(n),
+                Ok(n) if n > 0 => inner.wbuf.borrow_mut().advance(n, &inner.driver.pool),
                 Ok(_) => return,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {

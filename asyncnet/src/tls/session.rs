@@ -176,7 +176,7 @@ pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
             "wrap_socket needs a socket that is neither connected nor TLS (see wrap_connected_socket)",
         ));
     }
-    *socket.inner.tls_ctx.borrow_mut() = Some(ctx.clone());
+    *socket.inner.tls_ctx.borrow_mut() = Some(Box::new(ctx.clone()));
     Ok(())
 }
 
@@ -244,7 +244,7 @@ impl AsyncSocket {
         }
         let server_name = match &**conn {
             Connection::Server(s) => s.server_name().map(str::to_owned),
-            Connection::Client(_) => self.inner.tls_name.borrow().clone(),
+            Connection::Client(_) => self.inner.tls_name.borrow().as_deref().map(str::to_owned),
         };
         Some(TlsInfo {
             protocol_version: conn
@@ -273,7 +273,7 @@ impl AsyncSocket {
             (Config::Client(config), Some(name)) => {
                 let server = server_name(name)?;
                 if let ServerName::DnsName(d) = &server {
-                    *self.inner.tls_name.borrow_mut() = Some(d.as_ref().to_owned());
+                    *self.inner.tls_name.borrow_mut() = Some(d.as_ref().into());
                 }
                 ClientConnection::new(config.clone(), server)
                     .map_err(tls_error)?
@@ -526,7 +526,7 @@ impl AsyncSocket {
 
     /// `connect` on a wrapped socket: the TCP connection is up, now the handshake.
     pub(crate) async fn finish_tls_connect(&self, name: &str) -> io::Result<()> {
-        let ctx = self.inner.tls_ctx.borrow().clone();
+        let ctx = self.inner.tls_ctx.borrow().as_deref().cloned();
         if let Some(ctx) = ctx {
             self.start_tls(&ctx, Some(name))?;
             self.handshake().await?;
@@ -537,7 +537,7 @@ impl AsyncSocket {
     /// `accept` on a wrapped listener: handshake the new client within the context's
     /// timeout. `None` for a plain listener.
     pub(crate) async fn accept_tls(&self, client: &AsyncSocket) -> Option<io::Result<()>> {
-        let ctx = self.inner.tls_ctx.borrow().clone()?;
+        let ctx = self.inner.tls_ctx.borrow().as_deref().cloned()?;
         let r = async {
             client.start_tls(&ctx, None)?;
             client.handshake().await

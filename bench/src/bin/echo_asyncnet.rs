@@ -43,16 +43,13 @@ async fn echo_bytes(client: AsyncSocket) {
     let _ = client.close();
 }
 
+/// `--lines`: the README's example server, as a Nim user writes it: `recv_line` (a fresh
+/// `String` per line, so an idle connection keeps no line buffer), then `send` of the line
+/// and `\n`.
 async fn echo_lines(client: AsyncSocket) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match client.recv_line_into(&mut line).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => break,
-        }
+    while let Ok(Some(mut line)) = client.recv_line().await {
         line.push('\n');
-        if client.send(line.as_bytes()).await.is_err() {
+        if client.send(line).await.is_err() {
             break;
         }
     }
