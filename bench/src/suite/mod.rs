@@ -246,8 +246,13 @@ pub struct Ctx {
     /// ones only if built).
     pub peers: Vec<Peer>,
     /// `--peers`: the only peers to run, by name, in any workload (none:
-    /// every peer). Workloads with peers of their own (TLS) filter by it too.
+    /// every peer). Workloads with peers of their own (TLS, http) filter by
+    /// it too.
     pub only_peers: Option<Vec<String>>,
+    /// The `http` workload's servers ([`crate::http::peers`]) this run has,
+    /// in that order (its `nim` and `c-floor` only if built); empty unless
+    /// `http` is selected and `wrk` is there.
+    pub http_peers: Vec<Peer>,
     /// Connection counts of the `echo64` rows.
     pub echo_conns: Vec<usize>,
     /// Connections of the `idle` row.

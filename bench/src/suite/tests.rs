@@ -125,6 +125,7 @@ fn interleaves_rounds_and_keeps_going_after_an_error() {
         },
         peers: crate::peers::select("asyncnet,tokio,nim").unwrap(),
         only_peers: Some(vec!["tokio".into(), "nim".into(), "hyper".into()]),
+        http_peers: Vec::new(),
         echo_conns: vec![1],
         idle_conns: 1,
         trace: None,
