@@ -13,7 +13,8 @@
 //! so the window and the warm-up are rounded up to them.
 //!
 //! Used by `echo_bench --workload http` through [`run`]; [`run_round`],
-//! [`summarize`] and [`summary_table`] are the parts another runner needs.
+//! [`summarize`] and [`summary_table`] are the parts another runner needs,
+//! and [`trace_round`] the system call pass of the suite (`bench_suite`).
 
 use std::fmt::Write;
 use std::io;
@@ -27,6 +28,7 @@ use crate::parse_ready_line;
 use crate::peers::{self, Peer, Source, FLOOR};
 use crate::procstat::{clock_ticks_per_sec, CpuTicks};
 use crate::stats::median;
+use crate::syscalls::{Profile, Tracer, TRACE_TIMEOUT};
 use crate::workload::{RoundConfig, READY_TIMEOUT};
 use crate::Listen;
 
@@ -46,6 +48,9 @@ pub const NIM: &str = "nim";
 pub const CONNS: usize = 50;
 /// How much longer than its `-d` a wrk run may take before it is killed.
 pub const RUN_SLACK: Duration = Duration::from_secs(30);
+/// The `-d` of the traced wrk run of the system call pass ([`trace_round`]),
+/// seconds.
+pub const TRACE_SECS: u64 = 2;
 
 /// Every peer of this workload: `asyncnet` (`http_asyncnet`), `hyper`
 /// (`http_hyper`), `nim` (Nim's asynchttpserver, `peers/http_nim.nim`) and
@@ -160,20 +165,7 @@ impl HttpResult {
 
     /// What makes this run doubtful: failed requests or connections.
     pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        if self.wrk.requests == 0 {
-            w.push("no request completed".to_string());
-        }
-        if self.wrk.non_2xx > 0 {
-            w.push(format!(
-                "{} responses were not 2xx or 3xx",
-                self.wrk.non_2xx
-            ));
-        }
-        if self.wrk.socket_errors.total() > 0 {
-            w.push(format!("socket errors: {}", self.wrk.socket_errors));
-        }
-        w
+        report_warnings(&self.wrk)
     }
 }
 
@@ -181,16 +173,7 @@ impl HttpResult {
 /// process started here is killed before this returns, on success, error or
 /// panic.
 pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<HttpResult> {
-    let server_path = peer.path(&cfg.bin_dir)?;
-    let mut server = Spawned::start(
-        &peer.name,
-        &server_path,
-        &peer.args_for(&Listen::Tcp(0)),
-        peer.cpu(cfg.server_cpu),
-    )?;
-    let port = server
-        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
-        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
+    let (mut server, port) = start_server(peer, cfg)?;
     let warmup = whole_secs(cfg.warmup);
     if warmup > 0 {
         run_wrk(port, conns, warmup, cfg.loadgen_cpu)
@@ -214,6 +197,70 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Htt
         server_user_secs,
         server_sys_secs,
     })
+}
+
+/// Starts `peer`'s server on a free port (pinned to the server CPU unless the
+/// peer is never pinned) and waits for its ready line.
+fn start_server(peer: &Peer, cfg: &RoundConfig) -> io::Result<(Spawned, u16)> {
+    let server_path = peer.path(&cfg.bin_dir)?;
+    let server = Spawned::start(
+        &peer.name,
+        &server_path,
+        &peer.args_for(&Listen::Tcp(0)),
+        peer.cpu(cfg.server_cpu),
+    )?;
+    let port = server
+        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
+        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
+    Ok((server, port))
+}
+
+/// The system call pass for `peer`: `strace -c -f` attached to its server
+/// once it is ready, one `wrk -t1 -cCONNS -dSECSs` run (wrk cannot stop
+/// after N requests), the server killed, and the counts divided by the
+/// requests wrk completed. Only the counts are used: strace slows the
+/// server many times over. They include wrk's `conns` connections being
+/// accepted, set up and closed (a few calls each), and the up to `conns`
+/// requests in flight when wrk stops, which the server reads (and may
+/// answer) but wrk does not count: both amortized over the run's requests.
+/// A run in which wrk saw a failed request or socket error is an error (its
+/// counts would not be those of served requests).
+pub fn trace_round(peer: &Peer, conns: usize, secs: u64, cfg: &RoundConfig) -> io::Result<Profile> {
+    let (mut server, port) = start_server(peer, cfg)?;
+    let tracer = Tracer::attach(server.pid())?;
+    let report = run_wrk(port, conns, secs.max(1), cfg.loadgen_cpu)?;
+    if let Some(s) = server.try_wait()? {
+        return Err(io::Error::other(format!(
+            "server {} exited during the traced run: {s}",
+            peer.name
+        )));
+    }
+    server.kill()?;
+    let counts = tracer.finish(Instant::now() + TRACE_TIMEOUT)?;
+    let problems = report_warnings(&report);
+    if !problems.is_empty() {
+        return Err(io::Error::other(format!(
+            "traced {TOOL} run: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(Profile::new(&counts, report.requests as f64))
+}
+
+/// What makes a wrk run doubtful: no request completed, failed requests or
+/// socket errors.
+fn report_warnings(wrk: &WrkReport) -> Vec<String> {
+    let mut w = Vec::new();
+    if wrk.requests == 0 {
+        w.push("no request completed".to_string());
+    }
+    if wrk.non_2xx > 0 {
+        w.push(format!("{} responses were not 2xx or 3xx", wrk.non_2xx));
+    }
+    if wrk.socket_errors.total() > 0 {
+        w.push(format!("socket errors: {}", wrk.socket_errors));
+    }
+    w
 }
 
 /// The header of the per-round rows.

@@ -4,9 +4,10 @@
 //!
 //! Build first, then run: `cargo build --release -p asyncnet-bench &&
 //! target/release/bench_suite`. It runs the binaries next to its own
-//! executable and builds only the `nim` and `c-floor` peers (skipped with a
-//! note if `nim` or `cc` is missing); `ping` needs `redis-benchmark`, the
-//! system call pass `strace` (each skipped with a note if missing).
+//! executable and builds only the `nim` and `c-floor` peers, the echo ones
+//! and the `http` ones (skipped with a note if `nim` or `cc` is missing);
+//! `ping` needs `redis-benchmark`, `http` needs `wrk`, the system call pass
+//! `strace` (each skipped with a note if missing).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,7 +19,7 @@ use asyncnet_bench::suite::markdown::{self, RunInfo};
 use asyncnet_bench::suite::{self, svg, table, Ctx, Part, WORKLOADS};
 use asyncnet_bench::syscalls::{self, TraceConfig, Tracer};
 use asyncnet_bench::workload::{loadgen_path, RoundConfig};
-use asyncnet_bench::{extpeers, peers, rlimit};
+use asyncnet_bench::{extpeers, http, peers, rlimit};
 
 const USAGE: &str = "\
 usage: bench_suite [options]
@@ -26,16 +27,18 @@ usage: bench_suite [options]
   --secs S             measured window per round, seconds (default 5)
   --warmup S           warm-up before each window, seconds (default 1)
   --only A,B           workloads to run (default all: echo, bulk, ping, udp,
-                       unix, tls, idle)
+                       unix, http, tls, idle)
   --peers A,B          peers to run where they apply (default all: asyncnet,
                        asyncnet-lines (idle only), tokio, tokio-tuned,
-                       tokio-mt, nim, c-floor)
+                       tokio-mt, hyper (http only), nim, c-floor; in http,
+                       asyncnet, nim and c-floor are its HTTP servers)
   --echo-conns A,B     connection counts of the echo rows (default 1,50,500)
   --idle-conns N       connections of the idle row (default 5000)
   --no-syscalls        skip the system call pass (default: run it if strace
                        is installed and may attach)
   --syscall-requests N round trips per traced run (default 5000; ping: x2
-                       without pipelining, x10 with)
+                       without pipelining, x10 with; http: a 2 s wrk run
+                       instead, divided by its requests)
   --syscall-mb N       MB per traced bulk run (default 16)
   --server-cpu N       CPU for the servers (default 0)
   --loadgen-cpu N      CPU for the load generators (default 1)
@@ -171,6 +174,29 @@ fn run() -> Result<bool, String> {
     for p in &built {
         p.path(&bin_dir).map_err(|e| e.to_string())?;
     }
+    // The http row's servers (its own nim and c-floor too), only if it
+    // will run: selected and wrk there (else it notes why it skipped).
+    let http_selected: Vec<peers::Peer> =
+        if only.iter().any(|w| w == "http") && http::tool_available() {
+            http::peers()
+                .into_iter()
+                .filter(|p| wanted(&p.name))
+                .collect()
+        } else {
+            Vec::new()
+        };
+    let http_built = extpeers::prepare(http_selected.clone(), &build_dir)?;
+    for p in &http_selected {
+        if !http_built.iter().any(|b| b.name == p.name) {
+            notes.push(format!(
+                "http peer {}: not built (its compiler is missing): skipped",
+                p.name
+            ));
+        }
+    }
+    for p in &http_built {
+        p.path(&bin_dir).map_err(|e| e.to_string())?;
+    }
     let pinned = !no_pin && taskset_available();
     if !no_pin && !pinned {
         notes.push("taskset not found or not working: everything ran unpinned".into());
@@ -198,9 +224,10 @@ fn run() -> Result<bool, String> {
                     bulk_bytes: trace_mb * 1_000_000,
                 }),
                 format!(
-                    "Counted with `strace -c -f` attached to each server once it was ready and warmed up, over {trace_requests} round trips (bulk: {trace_mb} MB; ping: {} requests without pipelining, {} with `-P 16`, the 50 connections' setup and close included), divided by the operations. strace slows the server: these runs are not timed. `(EAGAIN)` counts the reads that found nothing.",
+                    "Counted with `strace -c -f` attached to each server once it was ready and warmed up, over {trace_requests} round trips (bulk: {trace_mb} MB; ping: {} requests without pipelining, {} with `-P 16`, the 50 connections' setup and close included; http: one {} s `wrk` run with strace attached before it starts, as wrk cannot stop after N requests, divided by the requests wrk counted, its 50 connections' setup and close included and the up to 50 requests in flight at its end served but not counted), divided by the operations. strace slows the server: these runs are not timed. `(EAGAIN)` counts the reads that found nothing.",
                     trace_requests * 2,
-                    trace_requests * 10
+                    trace_requests * 10,
+                    http::TRACE_SECS
                 ),
             ),
             Err(e) => {
@@ -215,6 +242,7 @@ fn run() -> Result<bool, String> {
         cfg,
         peers: built,
         only_peers,
+        http_peers: http_built,
         echo_conns,
         idle_conns,
         trace,
@@ -237,6 +265,9 @@ fn run() -> Result<bool, String> {
     println!();
     println!("medians over {rounds} round(s) ({secs} s windows); x tokio and x C floor: server cost per op over theirs");
     print!("{}", table::text(&part.rows));
+    if let Some(line) = table::reference_line(&part.rows) {
+        println!("{line}");
+    }
     if let Some(line) = table::warned_line(&part.rows) {
         println!("{line}");
     }

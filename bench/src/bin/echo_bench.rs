@@ -224,6 +224,7 @@ fn run() -> Result<(), String> {
         cfg: cfg.clone(),
         peers: peers.clone(),
         only_peers: None,
+        http_peers: Vec::new(),
         echo_conns: Vec::new(),
         idle_conns: 0,
         trace,

@@ -74,9 +74,9 @@ pub fn document(info: &RunInfo, part: &Part) -> String {
     out.push_str("## Method\n\n");
     let _ = writeln!(
         out,
-        "Workloads: {}. Each cell is the median over {} interleaved round(s) (A B A B ...) with the range (min–max) beside it; each round measures a {} s window after {} s of warm-up (`ping` runs `redis-benchmark` for a fixed number of requests, sized for about that long; `idle` reads memory once the connections are open). \
+        "Workloads: {}. Each cell is the median over {} interleaved round(s) (A B A B ...) with the range (min–max) beside it; each round measures a {} s window after {} s of warm-up (`ping` runs `redis-benchmark` for a fixed number of requests, sized for about that long; `http` runs `wrk`, which takes whole seconds, so both are rounded up; `idle` reads memory once the connections are open). \
 Server cost per op is the server's CPU time (user + system, from `/proc/PID/stat` over exactly the counted window) per operation (`rt` round trip, `req` request, `hs` handshake, `MB` 10^6 bytes echoed); for `idle`, its resident memory per idle connection. \
-`x tokio` and `x C floor` divide it by the median of the idiomatic tokio server and of the hand-written C epoll server in the same row group (lower is better). Throughput is what the load generator counted; on loopback it is often the client's limit, which is why the server's CPU per operation is the headline figure.\n",
+`x tokio` and `x C floor` divide it by the median of the idiomatic tokio server and of the hand-written C epoll server in the same row group (lower is better; for a workload the tokio echo servers do not serve, `x tokio` is against that workload's own server on tokio, named in the cell: `http` against hyper). Throughput is what the load generator counted; on loopback it is often the client's limit, which is why the server's CPU per operation is the headline figure.\n",
         info.workloads.join(", "),
         info.rounds,
         info.secs,
@@ -94,6 +94,9 @@ Server cost per op is the server's CPU time (user + system, from `/proc/PID/stat
     } else {
         out.push_str(&table::markdown(&part.rows));
         out.push('\n');
+        if let Some(line) = table::reference_line(&part.rows) {
+            let _ = writeln!(out, "{line}\n");
+        }
         if let Some(line) = table::warned_line(&part.rows) {
             let _ = writeln!(out, "{line}\n");
         }

@@ -31,7 +31,8 @@ pub mod workloads;
 
 pub use workloads::WORKLOADS;
 
-/// The peer every ratio and the chart are against.
+/// The peer the `x tokio` ratios and the chart are against, unless a
+/// workload names another (see [`Row::reference`]).
 pub const BASELINE: &str = "tokio";
 
 /// The median and the range of one figure over the rounds.
@@ -117,6 +118,10 @@ pub struct Row {
     pub server_cpu_pct: Option<Spread>,
     /// Rounds that had warnings.
     pub warned_rounds: usize,
+    /// The peer whose cost `x tokio` and the chart divide by: [`BASELINE`],
+    /// or for a workload the tokio echo servers do not serve, its own
+    /// server on tokio (`http`: `hyper`). See [`Row::against`].
+    pub reference: String,
 }
 
 impl Row {
@@ -141,7 +146,14 @@ impl Row {
             p99_us: some(|s| s.p99_us),
             server_cpu_pct: some(|s| s.server_cpu_pct),
             warned_rounds: samples.iter().filter(|s| !s.warnings.is_empty()).count(),
+            reference: BASELINE.to_string(),
         }
+    }
+
+    /// This row with `peer` as its reference (instead of [`BASELINE`]).
+    pub fn against(mut self, peer: &str) -> Row {
+        self.reference = peer.to_string();
+        self
     }
 
     /// The `idle` row of `peer`: KB per idle connection, one value per round.
@@ -159,6 +171,7 @@ impl Row {
             p99_us: None,
             server_cpu_pct: None,
             warned_rounds: 0,
+            reference: BASELINE.to_string(),
         }
     }
 }
@@ -176,6 +189,13 @@ pub fn ratio_to(rows: &[Row], row: &Row, peer: &str) -> Option<Spread> {
         Cost::KbPerConn => base.cost.median >= 0.1,
     };
     meaningful.then(|| row.cost.scaled(base.cost.median))
+}
+
+/// The cost of `row` relative to its reference peer's (see
+/// [`Row::reference`]) in the same workload: the `x tokio` column and the
+/// chart's bars.
+pub fn ratio_to_reference(rows: &[Row], row: &Row) -> Option<Spread> {
+    ratio_to(rows, row, &row.reference)
 }
 
 /// The system calls of one peer in one workload, per operation.
@@ -207,6 +227,13 @@ impl Part {
         self.notes.extend(other.notes);
         self.errors += other.errors;
     }
+
+    /// This part with `peer` as the reference of every row (see
+    /// [`Row::against`]).
+    pub fn against(mut self, peer: &str) -> Part {
+        self.rows = self.rows.into_iter().map(|r| r.against(peer)).collect();
+        self
+    }
 }
 
 /// Everything a workload function needs.
@@ -219,8 +246,13 @@ pub struct Ctx {
     /// ones only if built).
     pub peers: Vec<Peer>,
     /// `--peers`: the only peers to run, by name, in any workload (none:
-    /// every peer). Workloads with peers of their own (TLS) filter by it too.
+    /// every peer). Workloads with peers of their own (TLS, http) filter by
+    /// it too.
     pub only_peers: Option<Vec<String>>,
+    /// The `http` workload's servers ([`crate::http::peers`]) this run has,
+    /// in that order (its `nim` and `c-floor` only if built); empty unless
+    /// `http` is selected and `wrk` is there.
+    pub http_peers: Vec<Peer>,
     /// Connection counts of the `echo64` rows.
     pub echo_conns: Vec<usize>,
     /// Connections of the `idle` row.

@@ -2,7 +2,10 @@
 //! workload a group of horizontal bars, one per peer, each the peer's cost
 //! per operation relative to tokio's in the same workload (tokio = 1.0,
 //! lower is better): server CPU per operation, and for `idle` memory per
-//! connection. A bar longer than the axis is cut at its end and marked.
+//! connection. A workload the tokio echo servers do not serve is drawn
+//! against its own server on tokio (its [`Row::reference`], e.g. `hyper`
+//! for `http`), and its heading says so (`http c50 (x hyper)`). A bar
+//! longer than the axis is cut at its end and marked.
 //!
 //! ```text
 //!  echo64 c50   asyncnet    ██████████████▏ 1.01x
@@ -12,7 +15,7 @@
 
 use std::fmt::Write as _;
 
-use crate::suite::{ratio_to, Cost, Row, BASELINE};
+use crate::suite::{ratio_to_reference, Cost, Row, BASELINE};
 
 /// Chart width, px.
 const WIDTH: f64 = 960.0;
@@ -37,6 +40,7 @@ pub fn color(peer: &str) -> String {
         "tokio" => "#ff7f0e".into(),
         "tokio-tuned" => "#fdae6b".into(),
         "tokio-mt" => "#e6550d".into(),
+        "hyper" => "#9467bd".into(),
         "nim" => "#2ca02c".into(),
         "c-floor" => "#7f7f7f".into(),
         other => {
@@ -70,39 +74,44 @@ pub fn axis_end(max: f64) -> f64 {
     ((max * 2.0).ceil() / 2.0).clamp(1.5, MAX_AXIS)
 }
 
-/// One workload's bars: its label, what its cost is, each row with its
-/// ratio to tokio.
+/// One workload's bars: its label, what its cost is, the peer its bars are
+/// relative to, each row with its ratio to that peer.
 struct Group<'a> {
     workload: String,
     kind: Cost,
+    reference: String,
     bars: Vec<(&'a Row, f64)>,
 }
 
 /// Rows grouped by workload, in order, each with its bars' ratios; and the
-/// workloads left out for want of a tokio row.
+/// workloads left out for want of a row of their reference peer, as
+/// `http c50 (no hyper row)`.
 fn groups(rows: &[Row]) -> (Vec<Group<'_>>, Vec<String>) {
     let mut out: Vec<Group<'_>> = Vec::new();
-    let mut skipped = Vec::new();
+    let mut skipped: Vec<&str> = Vec::new();
+    let mut notes = Vec::new();
     for row in rows {
         if out.last().is_none_or(|g| g.workload != row.workload) {
-            if skipped.last() == Some(&row.workload) {
+            if skipped.last() == Some(&row.workload.as_str()) {
                 continue;
             }
             out.push(Group {
                 workload: row.workload.clone(),
                 kind: row.cost_kind,
+                reference: row.reference.clone(),
                 bars: Vec::new(),
             });
         }
-        match ratio_to(rows, row, BASELINE) {
+        match ratio_to_reference(rows, row) {
             Some(r) => out.last_mut().expect("pushed").bars.push((row, r.median)),
             None => {
                 out.pop();
-                skipped.push(row.workload.clone());
+                skipped.push(&row.workload);
+                notes.push(format!("{} (no {} row)", row.workload, row.reference));
             }
         }
     }
-    (out, skipped)
+    (out, notes)
 }
 
 /// The chart of `rows` (as [`crate::suite::table`] lists them).
@@ -143,9 +152,20 @@ pub fn chart(rows: &[Row]) -> String {
         s,
         r#"<text x="{PLOT_X0}" y="18" font-size="14" font-weight="bold">Server CPU per operation relative to tokio (tokio = 1.0, lower is better)</text>"#
     );
+    // Groups against another server on tokio (http: hyper) say so.
+    let mut others: Vec<&str> = Vec::new();
+    for g in groups.iter().filter(|g| g.reference != BASELINE) {
+        if !others.contains(&g.reference.as_str()) {
+            others.push(&g.reference);
+        }
+    }
+    let others: String = others
+        .iter()
+        .map(|p| format!("(x {p}): relative to {p}, on tokio; ", p = escape(p)))
+        .collect();
     let _ = writeln!(
         s,
-        r##"<text x="{PLOT_X0}" y="34" fill="#555555">idle rows: server memory per idle connection relative to tokio; median of the rounds</text>"##
+        r##"<text x="{PLOT_X0}" y="34" fill="#555555">idle rows: server memory per idle connection; {others}medians of the rounds</text>"##
     );
     // Grid and axis labels, every half step; tokio's 1.0 stronger.
     let mut tick = 0.0;
@@ -173,13 +193,17 @@ pub fn chart(rows: &[Row]) -> String {
     for Group {
         workload,
         kind,
+        reference,
         bars,
     } in &groups
     {
-        let head = match kind {
-            Cost::CpuUs => escape(workload),
-            Cost::KbPerConn => format!("{} (memory)", escape(workload)),
-        };
+        let mut head = escape(workload);
+        if *kind == Cost::KbPerConn {
+            head.push_str(" (memory)");
+        }
+        if reference != BASELINE {
+            let _ = write!(head, " (x {})", escape(reference));
+        }
         let _ = writeln!(
             s,
             r#"<text x="8" y="{:.1}" font-weight="bold">{head}</text>"#,
@@ -198,10 +222,11 @@ pub fn chart(rows: &[Row]) -> String {
             );
             let _ = writeln!(
                 s,
-                r#"<rect class="bar" data-workload="{}" data-peer="{peer}" data-ratio="{r:.6}" x="{PLOT_X0}" y="{y:.1}" width="{w:.3}" height="{BAR_H}" fill="{}"><title>{} {peer}: {r:.3}x tokio</title></rect>"#,
+                r#"<rect class="bar" data-workload="{}" data-peer="{peer}" data-ratio="{r:.6}" x="{PLOT_X0}" y="{y:.1}" width="{w:.3}" height="{BAR_H}" fill="{}"><title>{} {peer}: {r:.3}x {}</title></rect>"#,
                 escape(workload),
                 color(&row.peer),
-                escape(workload)
+                escape(workload),
+                escape(reference)
             );
             let label = if cut {
                 format!("{r:.2}x (cut)")
@@ -237,7 +262,7 @@ pub fn chart(rows: &[Row]) -> String {
     if !skipped.is_empty() {
         let _ = writeln!(
             s,
-            r##"<text x="8" y="{:.1}" fill="#555555">not drawn (no tokio row): {}</text>"##,
+            r##"<text x="8" y="{:.1}" fill="#555555">not drawn: {}</text>"##,
             legend_y + 34.0,
             escape(&skipped.join(", "))
         );

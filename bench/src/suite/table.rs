@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::peers::FLOOR;
-use crate::suite::{ratio_to, Cost, Row, Spread, SyscallRow, BASELINE};
+use crate::suite::{ratio_to, ratio_to_reference, Cost, Row, Spread, SyscallRow, BASELINE};
 
 /// The column headers of the main table.
 pub const HEADERS: [&str; 9] = [
@@ -60,6 +60,17 @@ fn ratio(r: Option<Spread>) -> String {
         .unwrap_or_else(|| "–".to_string())
 }
 
+/// The `x tokio` cell: the ratio to the row's reference, which is named
+/// beside it when it is not tokio (`0.912x (hyper)`).
+fn reference_ratio(rows: &[Row], row: &Row) -> String {
+    let r = ratio(ratio_to_reference(rows, row));
+    if row.reference == BASELINE || r == "–" {
+        r
+    } else {
+        format!("{r} ({})", row.reference)
+    }
+}
+
 fn opt(s: &Option<Spread>) -> String {
     s.as_ref()
         .map(|s| num(s.median))
@@ -83,7 +94,7 @@ pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
         row.peer.clone(),
         rate,
         cost,
-        ratio(ratio_to(rows, row, BASELINE)),
+        reference_ratio(rows, row),
         ratio(ratio_to(rows, row, FLOOR)),
         opt(&row.user_us),
         opt(&row.p50_us),
@@ -150,6 +161,26 @@ pub fn warned_line(rows: &[Row]) -> Option<String> {
         format!(
             "Rows with a round that had a warning (see the notes): {}.",
             warned.join(", ")
+        )
+    })
+}
+
+/// `x tokio of http c50 is against hyper: ...`: the workloads whose `x
+/// tokio` (and chart bars) are against another peer than tokio, or nothing
+/// if there are none.
+pub fn reference_line(rows: &[Row]) -> Option<String> {
+    let mut others: Vec<String> = Vec::new();
+    for r in rows.iter().filter(|r| r.reference != BASELINE) {
+        let item = format!("{} is against {}", r.workload, r.reference);
+        if !others.contains(&item) {
+            others.push(item);
+        }
+    }
+    let whose = if others.len() > 1 { "each" } else { "that" };
+    (!others.is_empty()).then(|| {
+        format!(
+            "x tokio of {}: {whose} workload's own server on tokio (named in the cell), as the tokio echo servers do not serve it.",
+            others.join(", of ")
         )
     })
 }

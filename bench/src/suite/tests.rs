@@ -17,12 +17,18 @@ fn sample(rate: f64, server_us: f64) -> Sample {
     }
 }
 
-/// Two CPU workloads with tokio and the floor, a memory one, and one with
-/// no tokio row (not drawn).
+/// Two CPU workloads with tokio and the floor, a memory one, one with no
+/// tokio row (not drawn), and `http` against hyper (with the floor, no
+/// tokio).
 fn rows() -> Vec<Row> {
     let cpu = |w: &str, p: &str, us: [f64; 3]| {
         let s: Vec<Sample> = us.iter().map(|&u| sample(1000.0 / u, u)).collect();
-        Row::from_samples(w, p, "round trip", &s)
+        let unit = if w.starts_with("http") {
+            "request"
+        } else {
+            "round trip"
+        };
+        Row::from_samples(w, p, unit, &s)
     };
     vec![
         cpu("echo64 c50", "asyncnet", [4.6, 4.7, 4.8]),
@@ -37,9 +43,17 @@ fn rows() -> Vec<Row> {
         Row::memory("idle c5000", "asyncnet", &[6.2, 6.3, 6.25]),
         Row::memory("idle c5000", "tokio", &[4.75, 4.75, 4.76]),
         Row::memory("idle c5000", "c-floor", &[0.0, 0.01, 0.0]),
-        cpu("http c50", "hyper", [11.0, 11.1, 11.2]),
+        cpu("unix64 c50", "asyncnet", [5.0, 5.1, 5.2]),
+        cpu("http c50", "asyncnet", [5.4, 5.5, 5.6]).against("hyper"),
+        cpu("http c50", "hyper", [10.0, 11.0, 12.0]).against("hyper"),
+        cpu("http c50", "c-floor", [2.2, 2.2, 2.2]).against("hyper"),
     ]
 }
+
+/// Indices into [`rows`].
+const UNIX_ASYNCNET: usize = 11;
+const HTTP_ASYNCNET: usize = 12;
+const HTTP_HYPER: usize = 13;
 
 #[test]
 fn spreads_and_rows() {
@@ -73,7 +87,29 @@ fn spreads_and_rows() {
     // The floor's memory per connection is about zero: no ratio to it.
     assert!(ratio_to(&rows, &rows[8], "c-floor").is_none());
     assert!(ratio_to(&rows, &rows[8], BASELINE).is_some());
-    assert!(ratio_to(&rows, &rows[11], BASELINE).is_none());
+    assert!(ratio_to(&rows, &rows[UNIX_ASYNCNET], BASELINE).is_none());
+    // Rows are against tokio unless told; http's are against hyper.
+    assert_eq!(r.reference, BASELINE);
+    assert_eq!(rows[8].reference, BASELINE);
+    assert_eq!(ratio_to_reference(&rows, asyncnet), Some(vs_tokio));
+    let http = &rows[HTTP_ASYNCNET];
+    assert_eq!(http.reference, "hyper");
+    assert!(ratio_to(&rows, http, BASELINE).is_none());
+    let vs_hyper = ratio_to_reference(&rows, http).unwrap();
+    assert!((vs_hyper.median - 0.5).abs() < 1e-12);
+    assert!((vs_hyper.min - 5.4 / 11.0).abs() < 1e-12);
+    assert!((ratio_to(&rows, http, "c-floor").unwrap().median - 2.5).abs() < 1e-12);
+    assert_eq!(
+        ratio_to_reference(&rows, &rows[HTTP_HYPER]).unwrap().median,
+        1.0
+    );
+    // A part's rows all take its reference.
+    let part = Part {
+        rows: rows[..4].to_vec(),
+        ..Part::default()
+    }
+    .against("hyper");
+    assert!(part.rows.iter().all(|r| r.reference == "hyper"));
 }
 
 #[test]
@@ -89,6 +125,7 @@ fn interleaves_rounds_and_keeps_going_after_an_error() {
         },
         peers: crate::peers::select("asyncnet,tokio,nim").unwrap(),
         only_peers: Some(vec!["tokio".into(), "nim".into(), "hyper".into()]),
+        http_peers: Vec::new(),
         echo_conns: vec![1],
         idle_conns: 1,
         trace: None,
@@ -150,12 +187,32 @@ fn text_and_markdown_tables_have_every_row() {
         md.contains("| idle c5000 | asyncnet | – | 6.25 KB/conn (6.20–6.30) | 1.316x | – |"),
         "{md}"
     );
+    // No tokio row: no ratio.
     assert!(
-        md.contains("| http c50 | hyper | ") && md.contains("| – | – | 1.11 |"),
+        md.contains(
+            "| unix64 c50 | asyncnet | 196 rt/s (192–200) | 5.10 µs/rt (5.00–5.20) | – | – |"
+        ),
         "{md}"
     );
+    // http: x tokio against hyper, named; x C floor as everywhere.
+    assert!(
+        md.contains("| http c50 | asyncnet | 182 req/s (179–185) | 5.50 µs/req (5.40–5.60) | 0.500x (hyper) | 2.500x |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| http c50 | hyper | 90.9 req/s (83.3–100) | 11.0 µs/req (10.0–12.0) | 1.000x (hyper) | 5.000x |"),
+        "{md}"
+    );
+    assert!(md.contains("| http c50 | c-floor | 455 req/s (455–455) | 2.20 µs/req (2.20–2.20) | 0.200x (hyper) | 1.000x |"), "{md}");
+    assert!(text.contains("0.500x (hyper)"), "{text}");
+    let line = table::reference_line(&rows).unwrap();
+    assert_eq!(
+        line,
+        "x tokio of http c50 is against hyper: that workload's own server on tokio (named in the cell), as the tokio echo servers do not serve it."
+    );
+    assert!(table::reference_line(&rows[..11]).is_none());
     // Text: aligned (every row as wide as its cells), workloads apart.
-    assert_eq!(text.lines().filter(|l| l.is_empty()).count(), 3, "{text}");
+    assert_eq!(text.lines().filter(|l| l.is_empty()).count(), 4, "{text}");
     assert_eq!(table::num(211_848.4), "211848");
     assert_eq!(table::num(0.4123), "0.412");
     assert_eq!(table::num(f64::NAN), "–");
@@ -259,13 +316,14 @@ fn chart_is_well_formed_with_proportional_bars() {
         .iter()
         .filter(|e| e.0 == "rect" && attr(e, "class").as_deref() == Some("bar"))
         .collect();
-    // Every row with a tokio row in its workload has a bar; http has none.
-    let drawn: Vec<&Row> = rows.iter().filter(|r| r.workload != "http c50").collect();
+    // Every row with a row of its reference in its workload has a bar
+    // (http's against hyper); unix (no tokio row) has none.
+    let drawn: Vec<&Row> = rows.iter().filter(|r| r.workload != "unix64 c50").collect();
     assert_eq!(bars.len(), drawn.len());
     for (r, b) in drawn.iter().zip(&bars) {
         assert_eq!(attr(b, "data-workload").unwrap(), r.workload);
         assert_eq!(attr(b, "data-peer").unwrap(), svg::escape(&r.peer));
-        let want = ratio_to(&rows, r, BASELINE).unwrap().median;
+        let want = ratio_to_reference(&rows, r).unwrap().median;
         let got: f64 = attr(b, "data-ratio").unwrap().parse().unwrap();
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     }
@@ -291,7 +349,35 @@ fn chart_is_well_formed_with_proportional_bars() {
         .fold(0.0, f64::max);
     assert!((longest - svg::MAX_AXIS * px_per_unit[0]).abs() < 0.01);
     assert!(svg.contains("(cut)"));
-    assert!(svg.contains("not drawn (no tokio row): http c50"));
+    assert!(
+        svg.contains("not drawn: unix64 c50 (no tokio row)"),
+        "{svg}"
+    );
+    let http_bar = |peer: &str| {
+        let b = bars
+            .iter()
+            .find(|b| {
+                attr(b, "data-workload").as_deref() == Some("http c50")
+                    && attr(b, "data-peer").as_deref() == Some(peer)
+            })
+            .unwrap_or_else(|| panic!("no http c50 bar for {peer}"));
+        attr(b, "data-ratio").unwrap().parse::<f64>().unwrap()
+    };
+    assert!((http_bar("asyncnet") - 0.5).abs() < 1e-6);
+    assert!((http_bar("hyper") - 1.0).abs() < 1e-6);
+    assert!((http_bar("c-floor") - 0.2).abs() < 1e-6);
+    assert!(svg.contains(">http c50 (x hyper)</text>"), "{svg}");
+    assert!(
+        svg.contains("http c50 asyncnet: 0.500x hyper</title>"),
+        "{svg}"
+    );
+    assert!(
+        svg.contains("(x hyper): relative to hyper, on tokio;"),
+        "{svg}"
+    );
+    assert!(svg.contains(">echo64 c50</text>"), "{svg}");
+    // Without an http row the chart names no other reference.
+    assert!(!svg::chart(&rows[..11]).contains("(x "));
     assert!(svg.contains("nim &amp; &lt;co&gt;"));
     assert!(svg.contains("idle c5000 (memory)"));
     assert_eq!(svg::axis_end(1.02), 1.5);
@@ -365,6 +451,9 @@ fn document_has_every_section_and_row() {
         "| echo64 c50 | asyncnet | rt | 1.000 | 0.000 | 1.000 | 0.000 | 0.000 | 2.000 |  |",
         "- udp: nim and c-floor serve TCP only",
         "Rows with a round that had a warning (see the notes): echo64 c50 nim.",
+        "| http c50 | asyncnet | 182 req/s (179–185) | 5.50 µs/req (5.40–5.60) | 0.500x (hyper) | 2.500x |",
+        "x tokio of http c50 is against hyper: that workload's own server on tokio",
+        "`http` against hyper",
     ] {
         assert!(smoke.contains(s), "missing {s:?} in\n{smoke}");
     }

@@ -14,7 +14,7 @@ use crate::syscalls::{self, Profile};
 use crate::tls::certs::{self, IdentityFiles};
 use crate::tls::runner::{self as tls_runner, TlsWorkload};
 use crate::workload::{self, RoundResult};
-use crate::{bulk, idle, ping, rlimit};
+use crate::{bulk, http, idle, ping, rlimit};
 
 /// One workload of the suite.
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +54,11 @@ pub const WORKLOADS: &[Entry] = &[
         run: unix,
     },
     Entry {
+        name: "http",
+        describe: "HTTP/1.1 keep-alive hello world, wrk -t1 -c50",
+        run: http_hello,
+    },
+    Entry {
         name: "tls",
         describe: "TLS echo (1 KiB, 50 connections) and TLS handshakes",
         run: tls,
@@ -68,9 +73,13 @@ pub const WORKLOADS: &[Entry] = &[
 /// Every peer name some workload runs, for checking `--peers`.
 pub fn known_peers() -> Vec<String> {
     let mut names: Vec<String> = crate::peers::all().into_iter().map(|p| p.name).collect();
-    for p in tls_runner::PEERS {
-        if !names.iter().any(|n| n == p.name) {
-            names.push(p.name.to_string());
+    let others = tls_runner::PEERS
+        .iter()
+        .map(|p| p.name.to_string())
+        .chain(http::peers().into_iter().map(|p| p.name));
+    for name in others {
+        if !names.contains(&name) {
+            names.push(name);
         }
     }
     names
@@ -99,6 +108,11 @@ const IDLE_PEERS: [&str; 7] = [
     "nim",
     "c-floor",
 ];
+
+/// The `http` row's servers (of [`http::peers`], the same names as the echo
+/// servers but HTTP programs), and its reference: its server on tokio.
+const HTTP_PEERS: [&str; 4] = ["asyncnet", "hyper", "nim", "c-floor"];
+const HTTP_REFERENCE: &str = http::BASELINE;
 
 /// Message size of the echo, UDP and Unix rows.
 const SIZE: usize = 64;
@@ -352,6 +366,53 @@ fn ping_inline(ctx: &Ctx) -> Part {
     part
 }
 
+/// An `http` round in the suite's terms.
+pub fn http_sample(r: &http::HttpResult) -> Sample {
+    Sample {
+        rate: r.wrk.rps,
+        server_us: r.server_us_per_req(),
+        user_us: Some(r.server_user_us_per_req()),
+        p50_us: Some(r.wrk.p50_us),
+        p99_us: Some(r.wrk.p99_us),
+        server_cpu_pct: Some(r.server_cpu_pct()),
+        warnings: r.warnings(),
+    }
+}
+
+/// `http c50`: HTTP/1.1 keep-alive hello world driven by `wrk`, against
+/// hyper (the HTTP server on tokio) rather than tokio; skipped with a note
+/// without `wrk`. Its system call pass is a short fixed-length wrk run per
+/// peer, divided by wrk's request count ([`http::trace_round`]).
+fn http_hello(ctx: &Ctx) -> Part {
+    let mut part = Part::default();
+    if !http::tool_available() {
+        part.notes.push(format!(
+            "http: skipped: `{}` not found or not working (package wrk)",
+            http::TOOL
+        ));
+        return part;
+    }
+    let conns = http::CONNS;
+    let label = format!("http c{conns}");
+    let peers: Vec<Peer> = HTTP_PEERS
+        .iter()
+        .filter(|n| ctx.wants(n))
+        .filter_map(|n| ctx.http_peers.iter().find(|p| p.name == *n).cloned())
+        .collect();
+    part.extend(
+        ctx.interleave(&label, "request", &names(&peers), |name| {
+            http::run_round(find(&peers, name), conns, &ctx.cfg).map(|r| http_sample(&r))
+        })
+        .against(HTTP_REFERENCE),
+    );
+    if ctx.trace.is_some() {
+        part.extend(trace_each(ctx, &label, "request", &peers, |p| {
+            http::trace_round(p, conns, http::TRACE_SECS, &ctx.cfg)
+        }));
+    }
+    part
+}
+
 /// A TLS round in the suite's terms.
 fn tls_sample(r: &tls_runner::RoundResult) -> Sample {
     Sample {
@@ -490,6 +551,48 @@ mod tests {
                 assert!(crate::peers::select(p).is_ok(), "{p}");
             }
         }
+        // The http row's peers are the http workload's, its reference among
+        // them, and `--peers` knows them all (hyper only from there).
+        assert_eq!(
+            http::select(&HTTP_PEERS.join(",")).unwrap().len(),
+            HTTP_PEERS.len()
+        );
+        assert!(HTTP_PEERS.contains(&HTTP_REFERENCE));
+        let known = known_peers();
+        for p in HTTP_PEERS.iter().chain(&STREAM_PEERS) {
+            assert!(known.iter().any(|k| k == p), "{p}");
+        }
+        assert_eq!(known.iter().filter(|k| *k == "hyper").count(), 1);
+        assert!(crate::peers::select("hyper").is_err());
+        assert!(WORKLOADS.iter().any(|w| w.name == "http"));
+    }
+
+    #[test]
+    fn http_rounds_become_samples_with_their_warnings() {
+        let mut r = http::HttpResult {
+            peer: "asyncnet".into(),
+            wrk: http::WrkReport {
+                requests: 200_000,
+                secs: 2.0,
+                rps: 100_000.0,
+                p50_us: 150.0,
+                p99_us: 900.0,
+                non_2xx: 0,
+                socket_errors: http::SocketErrors::default(),
+            },
+            wall_secs: 2.0,
+            server_user_secs: 0.2,
+            server_sys_secs: 0.8,
+        };
+        let s = http_sample(&r);
+        assert_eq!(s.rate, 100_000.0);
+        assert!((s.server_us - 5.0).abs() < 1e-9);
+        assert!((s.user_us.unwrap() - 1.0).abs() < 1e-9);
+        assert_eq!((s.p50_us, s.p99_us), (Some(150.0), Some(900.0)));
+        assert!((s.server_cpu_pct.unwrap() - 50.0).abs() < 1e-9);
+        assert!(s.warnings.is_empty());
+        r.wrk.non_2xx = 7;
+        assert_eq!(http_sample(&r).warnings.len(), 1);
     }
 
     #[test]
