@@ -133,6 +133,7 @@ impl Loop {
             shared: Arc::new(Shared {
                 id,
                 remote: Mutex::new(Vec::new()),
+                remote_pending: std::sync::atomic::AtomicBool::new(false),
                 poller: driver.remote_waker(),
             }),
             driver: Rc::new(driver),
@@ -154,9 +155,11 @@ impl Loop {
 
     /// Run queued callbacks and ready tasks, up to the budget.
     fn run_ready(&self) {
-        let soon: Vec<_> = self.soon.borrow_mut().drain(..).collect();
-        for f in soon {
-            f();
+        if !self.soon.borrow().is_empty() {
+            let soon: Vec<_> = self.soon.borrow_mut().drain(..).collect();
+            for f in soon {
+                f();
+            }
         }
         self.shared.drain_remote();
         for _ in 0..BUDGET {

@@ -42,12 +42,18 @@ thread_local! {
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) remote: Mutex<Vec<TaskId>>,
+    /// Set when `remote` has entries, so that the loop takes the lock only then.
+    pub(crate) remote_pending: AtomicBool,
     pub(crate) poller: Arc<mio::Waker>,
 }
 
 impl Shared {
     /// Move wake-ups posted from other threads onto the local queue.
     pub(crate) fn drain_remote(&self) {
+        // Cross-thread wakes are rare: look at the flag before taking the lock.
+        if !self.remote_pending.swap(false, Ordering::Acquire) {
+            return;
+        }
         let mut remote = match self.remote.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -98,9 +104,14 @@ impl Wake for TaskWaker {
                 .try_with(|q| q.borrow_mut().push_back(self.id))
                 .is_ok();
         if !local {
-            match self.shared.remote.lock() {
-                Ok(mut g) => g.push(self.id),
-                Err(poisoned) => poisoned.into_inner().push(self.id),
+            {
+                let mut remote = match self.shared.remote.lock() {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                remote.push(self.id);
+                // Under the lock, after the push: a drain that sees the flag sees the entry.
+                self.shared.remote_pending.store(true, Ordering::Release);
             }
             // If the loop is gone, nobody is left to wake.
             let _ = self.shared.poller.wake();
