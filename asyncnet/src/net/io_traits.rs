@@ -15,7 +15,6 @@ use futures_io::{AsyncRead, AsyncWrite};
 
 use super::options::Flags;
 use super::socket::AsyncSocket;
-use super::write::WRITE_HIGH_WATER;
 use crate::driver::Direction;
 
 impl AsyncSocket {
@@ -55,14 +54,10 @@ impl AsyncSocket {
         }
         let inner = &self.inner;
         loop {
-            let queued = inner.wbuf.borrow().len();
-            if queued + buf.len() <= WRITE_HIGH_WATER {
-                let end = inner.wbuf.borrow_mut().push(buf, &inner.driver.pool);
-                inner.wbuf.borrow_mut().commit(end);
-                self.defer_flush();
+            if self.try_coalesce(buf) {
                 return Poll::Ready(Ok(buf.len()));
             }
-            if queued > 0 {
+            if !inner.wbuf.borrow().is_empty() {
                 let end = inner.wbuf.borrow().accepted();
                 ready!(self.poll_flush_to(cx, end, Flags::NONE))?;
                 continue;

@@ -119,18 +119,28 @@ impl AsyncSocket {
         if data.is_empty() {
             return Ok(());
         }
-        let inner = &self.inner;
-        let coalesce = flags.contains(Flags::SAFE_DISCONN);
-        if coalesce && inner.wbuf.borrow().len() + data.len() <= WRITE_HIGH_WATER {
-            let end = inner.wbuf.borrow_mut().push(data, &inner.driver.pool);
-            inner.wbuf.borrow_mut().commit(end);
-            self.defer_flush();
+        if flags.contains(Flags::SAFE_DISCONN) && self.try_coalesce(data) {
             return Ok(());
         }
         // Boxed: the path that may wait is rare (large messages, a full buffer), and keeping
         // its state out of line keeps every task that sends small (idle connections cost
         // little memory).
         Box::pin(self.send_queued(data, flags)).await
+    }
+
+    /// Queue `data` behind the output buffer if the buffer stays within the high-water mark
+    /// (the bytes are then as good as sent: committed, written before the loop sleeps).
+    pub(crate) fn try_coalesce(&self, data: &[u8]) -> bool {
+        let inner = &self.inner;
+        let mut wb = inner.wbuf.borrow_mut();
+        if wb.len() + data.len() > WRITE_HIGH_WATER {
+            return false;
+        }
+        let end = wb.push(data, &inner.driver.pool);
+        wb.commit(end);
+        drop(wb);
+        self.defer_flush();
+        true
     }
 
     /// The part of a send that may wait: write now what the kernel takes, queue the rest, and
@@ -390,7 +400,7 @@ impl AsyncSocket {
     }
 
     /// Have the queue written before the loop sleeps.
-    pub(crate) fn defer_flush(&self) {
+    fn defer_flush(&self) {
         let inner = &self.inner;
         if !inner.flush_deferred.replace(true) {
             let weak = Rc::downgrade(inner);
