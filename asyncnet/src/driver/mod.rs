@@ -192,7 +192,7 @@ pub(crate) struct Driver {
     /// Takes reads for sockets with nothing buffered; only leftovers are copied out, so
     /// sockets need no buffer of their own between messages.
     pub(crate) scratch: RefCell<Box<[u8]>>,
-    /// Empty write buffers, lent to sockets while they have bytes queued.
+    /// Empty byte buffers, lent to sockets while they hold bytes (read or write).
     pub(crate) pool: crate::net::BufferPool,
     /// Run before the loop sleeps (weak: an item dropped meanwhile has finished on its own).
     deferred: RefCell<Vec<Weak<dyn BeforeSleep>>>,

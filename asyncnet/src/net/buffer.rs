@@ -1,6 +1,8 @@
 //! The socket's read and write buffers.
 //!
-//! Both exist only while bytes are in them: an idle connection holds no buffer memory. A read
+//! Both exist only while bytes are in them: an idle connection holds no buffer memory; their
+//! storage comes from, and goes back to, the loop's [`BufferPool`], so a message costs no
+//! allocation. A read
 //! that completes in one go never touches the read buffer (the loop's scratch buffer, or the
 //! caller's own, takes the bytes); only bytes that arrived but were not yet asked for are kept.
 #![forbid(unsafe_code)]
@@ -49,22 +51,26 @@ impl ReadBuffer {
         self.scanned = n.min(self.len());
     }
 
-    /// Mark `n` unread bytes as consumed.
-    pub(crate) fn consume(&mut self, n: usize) {
+    /// Mark `n` unread bytes as consumed. Storage left empty goes back to `pool`.
+    pub(crate) fn consume(&mut self, n: usize, pool: &BufferPool) {
         debug_assert!(n <= self.len());
         let n = n.min(self.len());
         self.pos += n;
         self.scanned = self.scanned.saturating_sub(n);
         if self.is_empty() {
-            self.data = Vec::new();
+            pool.put(std::mem::take(&mut self.data));
             self.pos = 0;
         }
     }
 
-    /// Append bytes that arrived but were not consumed.
-    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+    /// Append bytes that arrived but were not consumed (storage from `pool` if there is
+    /// none).
+    pub(crate) fn extend(&mut self, bytes: &[u8], pool: &BufferPool) {
         if bytes.is_empty() {
             return;
+        }
+        if self.data.capacity() == 0 {
+            self.data = pool.take();
         }
         self.compact();
         self.data.extend_from_slice(bytes);
@@ -87,10 +93,10 @@ impl ReadBuffer {
     }
 
     /// Take up to `n` unread bytes into `out`.
-    pub(crate) fn take_into(&mut self, out: &mut [u8]) -> usize {
+    pub(crate) fn take_into(&mut self, out: &mut [u8], pool: &BufferPool) -> usize {
         let n = out.len().min(self.len());
         out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-        self.consume(n);
+        self.consume(n, pool);
         n
     }
 
@@ -100,7 +106,11 @@ impl ReadBuffer {
         &mut self,
         max: usize,
         read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+        pool: &BufferPool,
     ) -> io::Result<usize> {
+        if self.data.capacity() == 0 {
+            self.data = pool.take();
+        }
         self.compact();
         let start = self.data.len();
         self.data.resize(start + max, 0);
@@ -108,7 +118,7 @@ impl ReadBuffer {
         let n = *r.as_ref().unwrap_or(&0);
         self.data.truncate(start + n);
         if self.is_empty() {
-            self.data = Vec::new();
+            pool.put(std::mem::take(&mut self.data));
             self.pos = 0;
         }
         r
@@ -256,8 +266,9 @@ impl WriteBuffer {
     }
 }
 
-/// Empty write buffers of one loop, kept for the next socket that has bytes to queue: a
-/// connection between messages holds no buffer, yet a reply costs no `malloc`/`free` pair.
+/// Empty byte buffers of one loop (read and write), kept for the next socket that has bytes to
+/// hold: a connection between messages holds no buffer, yet a message costs no
+/// `malloc`/`free` pair.
 ///
 /// Bounded: at most [`POOL_BUFFERS`] buffers of at most [`POOL_CAPACITY`] bytes each are kept;
 /// others are freed.
@@ -302,21 +313,28 @@ mod tests {
 
     #[test]
     fn read_buffer_releases_memory_when_drained() {
+        let pool = BufferPool::default();
         let mut b = ReadBuffer::default();
-        b.extend(b"hello");
-        b.consume(2);
+        b.extend(b"hello", &pool);
+        b.consume(2, &pool);
         assert_eq!(b.unread(), b"llo");
-        b.consume(3);
+        b.consume(3, &pool);
         assert!(b.is_empty());
         assert_eq!(b.data.capacity(), 0);
+        assert_eq!(
+            pool.free.borrow().len(),
+            1,
+            "the storage went back to the pool"
+        );
     }
 
     #[test]
     fn scanned_stays_within_the_bytes_it_describes() {
+        let pool = BufferPool::default();
         let mut b = ReadBuffer::default();
-        b.extend(b"abcdef");
+        b.extend(b"abcdef", &pool);
         b.set_scanned(6);
-        b.consume(4);
+        b.consume(4, &pool);
         assert_eq!(b.scanned(), 2);
         b.unread_front(b"x\n".to_vec());
         assert_eq!(b.scanned(), 0);
@@ -325,24 +343,29 @@ mod tests {
     #[test]
     fn unread_front_keeps_order() {
         let mut b = ReadBuffer::default();
-        b.extend(b"world");
+        b.extend(b"world", &BufferPool::default());
         b.unread_front(b"hello ".to_vec());
         assert_eq!(b.unread(), b"hello world");
     }
 
     #[test]
     fn fill_from_appends_and_keeps_partial_on_error() {
+        let pool = BufferPool::default();
         let mut b = ReadBuffer::default();
-        b.extend(b"ab");
+        b.extend(b"ab", &pool);
         let n = b
-            .fill_from(8, |buf| {
-                buf[..3].copy_from_slice(b"cde");
-                Ok(3)
-            })
+            .fill_from(
+                8,
+                |buf| {
+                    buf[..3].copy_from_slice(b"cde");
+                    Ok(3)
+                },
+                &pool,
+            )
             .unwrap();
         assert_eq!(n, 3);
         assert_eq!(b.unread(), b"abcde");
-        let e = b.fill_from(8, |_| Err(io::ErrorKind::WouldBlock.into()));
+        let e = b.fill_from(8, |_| Err(io::ErrorKind::WouldBlock.into()), &pool);
         assert!(e.is_err());
         assert_eq!(b.unread(), b"abcde");
     }

@@ -26,7 +26,10 @@ impl AsyncSocket {
         self.socket()?;
         let inner = &self.inner;
         if !inner.rbuf.borrow().is_empty() {
-            return Poll::Ready(Ok(inner.rbuf.borrow_mut().take_into(buf)));
+            return Poll::Ready(Ok(inner
+                .rbuf
+                .borrow_mut()
+                .take_into(buf, &inner.driver.pool)));
         }
         loop {
             if inner.read_eof.get() {

@@ -273,7 +273,7 @@ impl AsyncSocket {
                     let n = buf.len().min(rb.len());
                     buf[..n].copy_from_slice(&rb.unread()[..n]);
                     if !peek {
-                        rb.consume(n);
+                        rb.consume(n, &inner.driver.pool);
                     }
                     return Poll::Ready(Ok(n));
                 }
@@ -299,7 +299,7 @@ impl AsyncSocket {
             }
         }
         // Buffered, consuming: serve from the buffer, then read straight into `buf`.
-        let mut filled = inner.rbuf.borrow_mut().take_into(buf);
+        let mut filled = inner.rbuf.borrow_mut().take_into(buf, &inner.driver.pool);
         while filled < buf.len() && !inner.read_eof.get() {
             if !inner.io.is_ready(Direction::Read) {
                 match self.poll_readable(cx) {
@@ -364,7 +364,7 @@ impl AsyncSocket {
             let mut rb = inner.rbuf.borrow_mut();
             let n = size.min(rb.len());
             let v = rb.unread()[..n].to_vec();
-            rb.consume(n);
+            rb.consume(n, &inner.driver.pool);
             v
         };
         while out.len() < size && !inner.read_eof.get() {
@@ -404,10 +404,11 @@ impl AsyncSocket {
                 ready!(self.poll_readable(cx))?;
             }
             let chunk = (want - have).clamp(BUFFER_SIZE, MAX_CHUNK);
-            let r = inner
-                .rbuf
-                .borrow_mut()
-                .fill_from(chunk, |b| self.raw_read(b, false));
+            let r = inner.rbuf.borrow_mut().fill_from(
+                chunk,
+                |b| self.raw_read(b, false),
+                &inner.driver.pool,
+            );
             self.settle(r, flags)?;
         }
     }
@@ -434,7 +435,7 @@ impl AsyncSocket {
                         Scan::Line { content, consumed } => {
                             let r = deliver(&rb.unread()[..content]);
                             if !peek {
-                                rb.consume(consumed);
+                                rb.consume(consumed, &inner.driver.pool);
                             }
                             return Poll::Ready(Ok(Some(r)));
                         }
@@ -450,7 +451,7 @@ impl AsyncSocket {
                     let r = deliver(rb.unread());
                     if !peek {
                         let n = rb.len();
-                        rb.consume(n);
+                        rb.consume(n, &inner.driver.pool);
                     }
                     return Poll::Ready(Ok(Some(r)));
                 }
@@ -469,16 +470,19 @@ impl AsyncSocket {
                         match scan(data, 0, max_length) {
                             Scan::Line { content, consumed } => {
                                 let r = deliver(&data[..content]);
-                                inner.rbuf.borrow_mut().extend(&data[consumed..]);
+                                inner
+                                    .rbuf
+                                    .borrow_mut()
+                                    .extend(&data[consumed..], &inner.driver.pool);
                                 return Poll::Ready(Ok(Some(r)));
                             }
                             Scan::NeedMore { scanned } => {
                                 let mut rb = inner.rbuf.borrow_mut();
-                                rb.extend(data);
+                                rb.extend(data, &inner.driver.pool);
                                 rb.set_scanned(scanned);
                             }
                             Scan::TooLong => {
-                                inner.rbuf.borrow_mut().extend(data);
+                                inner.rbuf.borrow_mut().extend(data, &inner.driver.pool);
                                 return Poll::Ready(Err(error::line_too_long(max_length)));
                             }
                         }
@@ -487,17 +491,18 @@ impl AsyncSocket {
                     other => other,
                 }
             } else if inner.buffered.get() {
-                inner
-                    .rbuf
-                    .borrow_mut()
-                    .fill_from(BUFFER_SIZE, |b| self.raw_read(b, false))
+                inner.rbuf.borrow_mut().fill_from(
+                    BUFFER_SIZE,
+                    |b| self.raw_read(b, false),
+                    &inner.driver.pool,
+                )
             } else {
                 // Unbuffered: one byte at a time, so that nothing past the line is taken
                 // from the kernel (Nim does the same). The partial line lives in the socket.
                 let mut byte = [0u8; 1];
                 let r = self.raw_read(&mut byte, false);
                 if let Ok(1) = r {
-                    inner.rbuf.borrow_mut().extend(&byte);
+                    inner.rbuf.borrow_mut().extend(&byte, &inner.driver.pool);
                 }
                 r
             };
