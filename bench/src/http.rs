@@ -27,6 +27,7 @@ use crate::extpeers::{self, run_bounded};
 use crate::parse_ready_line;
 use crate::peers::{self, Peer, Source, FLOOR};
 use crate::procstat::{clock_ticks_per_sec, CpuTicks};
+use crate::report::{request_ratio_lines, RequestFigures};
 use crate::stats::median;
 use crate::syscalls::{Profile, Tracer, TRACE_TIMEOUT};
 use crate::workload::{RoundConfig, READY_TIMEOUT};
@@ -360,33 +361,19 @@ pub fn summary_table(summaries: &[HttpSummary], baseline: &str) -> String {
     if baseline != NIM {
         references.push(NIM);
     }
-    for reference in references {
-        let Some(base) = summaries.iter().find(|s| s.peer == reference) else {
-            continue;
-        };
-        for s in summaries.iter().filter(|s| s.peer != reference) {
-            let _ = writeln!(
-                out,
-                "ratio {}/{}: requests/s {:.3}x (higher is better); server CPU per request {:.3}x, user part {:.3}x (lower is better)",
-                s.peer,
-                base.peer,
-                s.rps / base.rps,
-                s.server_us_per_req / base.server_us_per_req,
-                s.server_user_us_per_req / base.server_user_us_per_req,
-            );
-        }
-    }
-    if let Some(floor) = summaries.iter().find(|s| s.peer == FLOOR) {
-        for s in summaries.iter().filter(|s| s.peer != FLOOR) {
-            let _ = writeln!(
-                out,
-                "{}: requests/s {:.3}x the C floor; server CPU per request {:.2}x the C floor, user part {:.2}x",
-                s.peer,
-                s.rps / floor.rps,
-                s.server_us_per_req / floor.server_us_per_req,
-                s.server_user_us_per_req / floor.server_user_us_per_req,
-            );
-        }
+    let rows: Vec<RequestFigures<'_>> = summaries
+        .iter()
+        .map(|s| RequestFigures {
+            peer: &s.peer,
+            rps: s.rps,
+            server_us_per_req: s.server_us_per_req,
+            server_user_us_per_req: s.server_user_us_per_req,
+        })
+        .collect();
+    for (i, reference) in references.iter().enumerate() {
+        // The floor lines once, after the last reference's.
+        let last = i + 1 == references.len();
+        request_ratio_lines(&mut out, "", &rows, reference, last);
     }
     out
 }

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use crate::child::Spawned;
 use crate::extpeers::run_bounded;
 use crate::parse_ready_line;
-use crate::peers::{Peer, FLOOR};
+use crate::peers::Peer;
 use crate::procstat::CpuTicks;
+use crate::report::{request_ratio_lines, RequestFigures};
 use crate::stats::median;
 use crate::workload::{RoundConfig, READY_TIMEOUT};
 
@@ -268,35 +269,17 @@ pub fn summary_table(summaries: &[PingSummary], baseline: &str) -> String {
         );
     }
     for pipeline in PIPELINES {
-        let at: Vec<&PingSummary> = summaries
+        let rows: Vec<RequestFigures<'_>> = summaries
             .iter()
             .filter(|s| s.pipeline == pipeline)
+            .map(|s| RequestFigures {
+                peer: &s.peer,
+                rps: s.rps,
+                server_us_per_req: s.server_us_per_req,
+                server_user_us_per_req: s.server_user_us_per_req,
+            })
             .collect();
-        if let Some(base) = at.iter().find(|s| s.peer == baseline) {
-            for s in at.iter().filter(|s| s.peer != baseline) {
-                let _ = writeln!(
-                    out,
-                    "-P {pipeline}: ratio {}/{}: requests/s {:.3}x (higher is better); server CPU per request {:.3}x, user part {:.3}x (lower is better)",
-                    s.peer,
-                    base.peer,
-                    s.rps / base.rps,
-                    s.server_us_per_req / base.server_us_per_req,
-                    s.server_user_us_per_req / base.server_user_us_per_req,
-                );
-            }
-        }
-        if let Some(floor) = at.iter().find(|s| s.peer == FLOOR) {
-            for s in at.iter().filter(|s| s.peer != FLOOR) {
-                let _ = writeln!(
-                    out,
-                    "-P {pipeline}: {}: requests/s {:.3}x the C floor; server CPU per request {:.2}x the C floor, user part {:.2}x",
-                    s.peer,
-                    s.rps / floor.rps,
-                    s.server_us_per_req / floor.server_us_per_req,
-                    s.server_user_us_per_req / floor.server_user_us_per_req,
-                );
-            }
-        }
+        request_ratio_lines(&mut out, &format!("-P {pipeline}: "), &rows, baseline, true);
     }
     out
 }
@@ -304,6 +287,7 @@ pub fn summary_table(summaries: &[PingSummary], baseline: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::peers::FLOOR;
 
     #[test]
     fn parses_quiet_output() {

@@ -224,3 +224,52 @@ mod tests {
         assert!(lossy.warnings()[0].contains("2 datagram"));
     }
 }
+
+/// One peer's medians in a request workload (`ping`, `http`), for [`request_ratio_lines`].
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFigures<'a> {
+    pub peer: &'a str,
+    pub rps: f64,
+    pub server_us_per_req: f64,
+    pub server_user_us_per_req: f64,
+}
+
+/// The ratio lines of a request workload: each peer against `reference` (if it ran), then,
+/// if `with_floor`, each peer as a multiple of the C floor. Every line starts with `prefix`
+/// (e.g. `-P 16: `).
+pub fn request_ratio_lines(
+    out: &mut String,
+    prefix: &str,
+    rows: &[RequestFigures<'_>],
+    reference: &str,
+    with_floor: bool,
+) {
+    if let Some(base) = rows.iter().find(|r| r.peer == reference) {
+        for r in rows.iter().filter(|r| r.peer != reference) {
+            let _ = writeln!(
+                out,
+                "{prefix}ratio {}/{}: requests/s {:.3}x (higher is better); server CPU per request {:.3}x, user part {:.3}x (lower is better)",
+                r.peer,
+                base.peer,
+                r.rps / base.rps,
+                r.server_us_per_req / base.server_us_per_req,
+                r.server_user_us_per_req / base.server_user_us_per_req,
+            );
+        }
+    }
+    if !with_floor {
+        return;
+    }
+    if let Some(floor) = rows.iter().find(|r| r.peer == FLOOR) {
+        for r in rows.iter().filter(|r| r.peer != FLOOR) {
+            let _ = writeln!(
+                out,
+                "{prefix}{}: requests/s {:.3}x the C floor; server CPU per request {:.2}x the C floor, user part {:.2}x",
+                r.peer,
+                r.rps / floor.rps,
+                r.server_us_per_req / floor.server_us_per_req,
+                r.server_user_us_per_req / floor.server_user_us_per_req,
+            );
+        }
+    }
+}
