@@ -202,6 +202,45 @@ fn close_finishes_what_the_kernel_could_not_take_in_the_background(fam: Family) 
     })
 }
 
+fn a_thread_that_ends_after_wait_for_loses_nothing_it_closed_with(fam: Family) {
+    let big = pattern(16 * 1024 * 1024);
+    let expected = big.clone();
+    // The whole program of this thread: queue more than the kernel holds, close, return.
+    // Its loop is torn down when the thread ends, so the tail must be in the kernel by the
+    // time `wait_for` returns.
+    let reader = support::in_fresh_thread(move || {
+        wait_for(async move {
+            let (mut peer, sock) = std_peer(fam, true).await?;
+            // The peer starts reading only later, so the tail is still ours at close.
+            let reader = thread::spawn(move || {
+                thread::sleep(Duration::from_millis(200));
+                peer.set_read_timeout(Some(support::HANG_GUARD))
+                    .expect("timeout");
+                let mut all = Vec::new();
+                peer.read_to_end(&mut all).map(|_| all)
+            });
+            let h = spawn({
+                let sock = sock.clone();
+                async move { sock.send(big).await }
+            });
+            settle().await;
+            assert!(!h.is_finished(), "16 MiB fit into the kernel at once?");
+            h.abort(); // dropped mid-send: its bytes are committed
+            sock.close()?;
+            io::Result::Ok(reader)
+        })
+    })
+    .expect("the closing thread")
+    .expect("connect, send and close");
+    let got = reader.join().expect("reader thread").expect("peer read");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "bytes that arrived before the end"
+    );
+    assert!(got == expected, "every byte arrived, in order");
+}
+
 fn shutdown_write_delivers_coalesced_bytes_before_the_end(fam: Family) {
     run(async move {
         let (mut peer, sock) = std_peer(fam, true).await?;
@@ -354,6 +393,7 @@ family_tests!(
     close_delivers_coalesced_bytes_then_ends_the_stream,
     dropping_the_last_handle_delivers_coalesced_bytes,
     close_finishes_what_the_kernel_could_not_take_in_the_background,
+    a_thread_that_ends_after_wait_for_loses_nothing_it_closed_with,
     shutdown_write_delivers_coalesced_bytes_before_the_end,
     a_dropped_flush_loses_nothing,
     a_flush_that_finds_the_peer_gone_is_an_error_and_close_is_not,

@@ -34,9 +34,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct BuildDir(PathBuf);
 
 impl BuildDir {
+    /// A fresh directory, named after the process and a per-process count (tests of one
+    /// binary run in parallel, each with its own).
     pub fn new() -> io::Result<BuildDir> {
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path =
-            std::env::temp_dir().join(format!("asyncnet-bench-peers-{}", std::process::id()));
+            std::env::temp_dir().join(format!("asyncnet-bench-peers-{}-{n}", std::process::id()));
         std::fs::create_dir(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
         Ok(BuildDir(path))

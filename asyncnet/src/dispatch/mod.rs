@@ -250,6 +250,11 @@ fn surface(f: Failure) -> io::Error {
 /// Other tasks (from [`spawn`]) run meanwhile. The loop is this thread's own, created on
 /// first use; it keeps its tasks and sockets between calls.
 ///
+/// Before returning, it also waits until sockets that were closed (or dropped) with bytes
+/// still queued have handed them to the kernel, for at most
+/// [`CLOSE_LINGER`](crate::CLOSE_LINGER) each, so that a program which ends after
+/// `wait_for` loses none of what it sent. Those are the only tasks it waits for.
+///
 /// # Panics
 ///
 /// - when a detached task fails meanwhile (returns `Err` or panics): its panic is resumed, its
@@ -277,8 +282,17 @@ pub fn wait_for<F: Future>(future: F) -> F::Output {
             if l.main_woken.replace(false) {
                 wake.clear();
                 if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-                    // What the future sent last leaves before the caller gets control.
+                    // What the future sent last leaves before the caller gets control, and
+                    // what closed sockets still owe reaches the kernel (or times out).
                     l.driver.run_deferred();
+                    while l.driver.lingering.get() > 0 {
+                        if let Some(f) = l.take_failure() {
+                            panic!("asyncnet: a detached task failed: {}", surface(f));
+                        }
+                        if let Err(e) = l.turn(None, true) {
+                            panic!("asyncnet: the event loop's poller failed: {e}");
+                        }
+                    }
                     if let Some(f) = l.take_failure() {
                         panic!("asyncnet: a detached task failed: {}", surface(f));
                     }

@@ -198,6 +198,9 @@ pub(crate) struct Driver {
     deferred: RefCell<Vec<Weak<dyn BeforeSleep>>>,
     /// The list's previous allocation, reused turn after turn.
     spare: RefCell<Vec<Weak<dyn BeforeSleep>>>,
+    /// Closed sockets whose owed bytes are still being written in the background
+    /// (`net/linger.rs`); `wait_for` does not return while any is left.
+    pub(crate) lingering: std::cell::Cell<usize>,
 }
 
 impl Driver {
@@ -213,6 +216,7 @@ impl Driver {
             pool: crate::net::BufferPool::default(),
             deferred: RefCell::new(Vec::new()),
             spare: RefCell::new(Vec::new()),
+            lingering: std::cell::Cell::new(0),
         })
     }
 

@@ -22,6 +22,12 @@ use crate::sys;
 
 /// How long a closed socket's queued bytes may wait for the kernel to take them before the
 /// descriptor is closed anyway.
+///
+/// The loop writes them in the background, so it must keep running meanwhile:
+/// [`wait_for`](crate::wait_for), [`drain`](crate::drain) and
+/// [`run_forever`](crate::run_forever) return only after they are written (or this time has
+/// passed). A thread that drives its loop with [`poll`](crate::poll) alone and then ends
+/// drops what is left.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
 
 /// Finish a closed socket: write `rest` (through the TLS session, if any, then
@@ -64,7 +70,9 @@ pub(crate) fn in_background(
         return;
     }
     let driver = driver.clone();
+    let counted = Lingering::new(&driver);
     crate::dispatch::spawn_internal(async move {
+        let _counted = counted;
         let fd = socket.as_raw_fd();
         let Ok(io_state) = driver.register(fd) else {
             return;
@@ -86,4 +94,21 @@ pub(crate) fn in_background(
         driver.deregister(&io_state, fd);
         drop(socket);
     });
+}
+
+/// Counts a closed socket still writing in the background, from its start until its task
+/// ends or is dropped, in [`Driver::lingering`].
+struct Lingering(Rc<Driver>);
+
+impl Lingering {
+    fn new(driver: &Rc<Driver>) -> Lingering {
+        driver.lingering.set(driver.lingering.get() + 1);
+        Lingering(driver.clone())
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        self.0.lingering.set(self.0.lingering.get() - 1);
+    }
 }
