@@ -14,13 +14,13 @@
 //! server in between and so counts the calls of exactly those round trips.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdTcpStream};
+use std::net::{SocketAddr, TcpStream as StdTcpStream};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::event::Source;
-use mio::net::{TcpStream, UdpSocket, UnixStream};
+use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::stats::Histogram;
@@ -491,191 +491,8 @@ pub fn idle_conns(
     Ok((out, started.elapsed()))
 }
 
-/// Settings of the UDP echo workload.
-#[derive(Clone, Debug)]
-pub struct UdpEcho {
-    pub addr: SocketAddr,
-    /// Client sockets, each with one datagram in flight.
-    pub socks: usize,
-    /// Bytes per datagram (at least 9: a sequence number, filler, `\n`).
-    pub size: usize,
-    /// A datagram whose echo has not come back after this long is counted
-    /// as lost and sent again (same sequence number).
-    pub resend_after: Duration,
-    pub warmup: Duration,
-    pub secs: Duration,
-}
-
-/// The datagram with sequence number `seq`: `seq` (8 bytes, little
-/// endian), then filler, then `\n`.
-fn fill_datagram(buf: &mut [u8], seq: u64) {
-    let n = buf.len();
-    buf[..8].copy_from_slice(&seq.to_le_bytes());
-    for (i, b) in buf[8..n - 1].iter_mut().enumerate() {
-        *b = b'a' + ((i as u64 + seq) % 26) as u8;
-    }
-    buf[n - 1] = b'\n';
-}
-
-struct Dgram {
-    socket: UdpSocket,
-    msg: Vec<u8>,
-    /// One byte more than a datagram, to see an echo that is too long.
-    buf: Vec<u8>,
-    check: Vec<u8>,
-    seq: u64,
-    /// First send of the current datagram (for the latency).
-    sent_at: Instant,
-    /// Last (re)send of it (for the resend timer).
-    last_send: Instant,
-    /// The last send hit WouldBlock: send again when writable.
-    unsent: bool,
-}
-
-impl Dgram {
-    /// Sends the current datagram (or marks it unsent on WouldBlock).
-    fn send(&mut self, now: Instant) -> io::Result<()> {
-        self.last_send = now;
-        loop {
-            match self.socket.send(&self.msg) {
-                Ok(n) if n == self.msg.len() => {
-                    self.unsent = false;
-                    return Ok(());
-                }
-                Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.unsent = true;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn next_datagram(&mut self, now: Instant) -> io::Result<()> {
-        self.seq += 1;
-        fill_datagram(&mut self.msg, self.seq);
-        self.sent_at = now;
-        self.send(now)
-    }
-
-    /// Reads datagrams until WouldBlock; true if the echo of the current
-    /// one came. Late duplicates of earlier (resent) datagrams are skipped;
-    /// anything else is an error.
-    fn drain(&mut self) -> io::Result<bool> {
-        let mut echoed = false;
-        loop {
-            let n = match self.socket.recv(&mut self.buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(echoed),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            let got = &self.buf[..n];
-            if got == self.msg.as_slice() {
-                echoed = true;
-                continue;
-            }
-            let stale = n == self.msg.len() && {
-                let seq = u64::from_le_bytes(got[..8].try_into().expect("8 bytes"));
-                fill_datagram(&mut self.check, seq);
-                seq < self.seq && got == self.check.as_slice()
-            };
-            if !stale {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the echo ({n} bytes) is neither the datagram sent ({} bytes) nor an earlier one",
-                        self.msg.len()
-                    ),
-                ));
-            }
-        }
-    }
-}
-
-/// UDP echo: each of `socks` sockets (connected to the server) sends one
-/// `size`-byte datagram, waits for its echo, and sends the next one. An
-/// echo missing for `resend_after` counts as lost and the datagram is sent
-/// again, so a loss slows the run but never stalls it.
-pub fn udp_echo(cfg: &UdpEcho, mut on_phase: impl FnMut(Phase)) -> io::Result<Report> {
-    if cfg.socks == 0 || cfg.size < 9 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socks must be at least 1 and size at least 9",
-        ));
-    }
-    let mut poll = Poll::new()?;
-    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let mut socks = Vec::with_capacity(cfg.socks);
-    let now = Instant::now();
-    for i in 0..cfg.socks {
-        let mut socket = UdpSocket::bind(local)?;
-        socket.connect(cfg.addr)?;
-        poll.registry().register(
-            &mut socket,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        socks.push(Dgram {
-            socket,
-            msg: vec![0; cfg.size],
-            buf: vec![0; cfg.size + 1],
-            check: vec![0; cfg.size],
-            // Sequence numbers of different sockets never meet (each gets
-            // only its own echoes); distinct ones only ease debugging.
-            seq: (i as u64) << 40,
-            sent_at: now,
-            last_send: now,
-            unsent: false,
-        });
-    }
-    for d in &mut socks {
-        d.next_datagram(Instant::now())?;
-    }
-
-    // How often to look for overdue echoes.
-    let scan_every = (cfg.resend_after / 4).max(Duration::from_millis(1));
-    let mut next_scan = Instant::now() + scan_every;
-    let mut events = Events::with_capacity(1024);
-    let mut window = Window::new(socks.len(), cfg.warmup, cfg.secs);
-    loop {
-        let now = Instant::now();
-        if let Some(report) = window.tick(now, &mut on_phase) {
-            return report;
-        }
-        if now >= next_scan {
-            for d in &mut socks {
-                if now.duration_since(d.last_send) >= cfg.resend_after {
-                    if window.in_window() {
-                        window.lost += 1;
-                    }
-                    d.send(now)?;
-                }
-            }
-            next_scan = now + scan_every;
-        }
-        poll_until(
-            &mut poll,
-            &mut events,
-            window.next_deadline().min(next_scan),
-        )?;
-        for ev in events.iter() {
-            let i = ev.token().0;
-            let d = &mut socks[i];
-            if d.unsent {
-                d.send(Instant::now())?;
-            }
-            // Edge-triggered: `drain` reads until WouldBlock.
-            if d.drain()? {
-                let done = Instant::now();
-                window.record(i, d.sent_at, done);
-                d.next_datagram(done)?;
-            }
-        }
-    }
-}
+mod udp;
+pub use udp::{udp_echo, UdpEcho};
 
 #[cfg(test)]
 mod tests {
@@ -835,78 +652,5 @@ mod tests {
         assert!(r.round_trips > 0);
         assert_eq!(r.idle_conns(), 0);
         assert_eq!(r.lost, 0);
-    }
-
-    /// A blocking UDP echo server that drops the first `drop_first`
-    /// datagrams and echoes every other one twice if `twice`.
-    fn std_udp_echo(drop_first: usize, twice: bool) -> SocketAddr {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = s.local_addr().unwrap();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut seen = 0;
-            while let Ok((n, from)) = s.recv_from(&mut buf) {
-                seen += 1;
-                if seen <= drop_first {
-                    continue;
-                }
-                for _ in 0..1 + usize::from(twice) {
-                    let _ = s.send_to(&buf[..n], from);
-                }
-            }
-        });
-        addr
-    }
-
-    fn udp_cfg(addr: SocketAddr) -> UdpEcho {
-        UdpEcho {
-            addr,
-            socks: 4,
-            size: 64,
-            resend_after: Duration::from_millis(20),
-            warmup: Duration::from_millis(100),
-            secs: Duration::from_millis(200),
-        }
-    }
-
-    #[test]
-    fn udp_against_std_echo() {
-        let r = udp_echo(&udp_cfg(std_udp_echo(0, false)), |_| {}).unwrap();
-        assert!(r.round_trips > 0);
-        assert_eq!(r.per_conn.len(), 4);
-        assert_eq!(r.idle_conns(), 0);
-        assert_eq!(r.lost, 0);
-    }
-
-    #[test]
-    fn udp_survives_losses_and_duplicates() {
-        // The first datagram of every socket is dropped: each is resent
-        // during the warm-up, so the window sees no loss but must not stall.
-        let r = udp_echo(&udp_cfg(std_udp_echo(4, true)), |_| {}).unwrap();
-        assert!(r.round_trips > 0);
-        assert_eq!(r.idle_conns(), 0);
-    }
-
-    #[test]
-    fn udp_rejects_a_wrong_echo() {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = s.local_addr().unwrap();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok((n, from)) = s.recv_from(&mut buf) {
-                buf[n / 2] ^= 1;
-                let _ = s.send_to(&buf[..n], from);
-            }
-        });
-        let err = udp_echo(&udp_cfg(addr), |_| {}).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-    }
-
-    #[test]
-    fn datagram_layout() {
-        let mut b = [0u8; 12];
-        fill_datagram(&mut b, 0x0102);
-        assert_eq!(&b[..8], &[2, 1, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(b[11], b'\n');
     }
 }
