@@ -74,13 +74,13 @@
 //! | `dial` | tries addresses in turn | the same, for now (racing them is a later step) |
 //! | TLS hostname verification in `connect` | none: any valid certificate is accepted | always on for clients (chain and name; IP addresses against IP names) unless `danger_accept_invalid_certs` |
 //! | `wrapConnectedSocket` handshake | deferred to the first I/O | completes in the call |
-//! | TLS `close` | no close_notify | close_notify sent (if the kernel takes it at once) |
+//! | TLS `close` | no close_notify | close_notify sent, after the queued bytes, in the background if the kernel cannot take it at once |
 //! | TLS peer closes without close_notify | looks like a clean end | `UnexpectedEof` error (truncation) |
 //! | TLS handshake cut off by the peer | reported as success | `UnexpectedEof` error |
 //! | a client that fails its handshake on a wrapped listener | the accept fails | that client is dropped, the error recorded ([`AsyncSocket::take_accept_error`]), the listener goes on |
 //! | `send("")` on TLS | crash | no-op |
 //! | when `send` completes | when the kernel has every byte: one system call per message | at once, the bytes coalesced in the socket's output buffer and written when the task next waits for input, the loop turn ends, or 64 KiB are queued ([crate docs](crate#write-coalescing)); `flush().await` or [`Flags::NONE`](crate::Flags::NONE) give Nim's meaning |
-//! | `close` with bytes still to send | the pending sends' futures fail, their bytes dropped | bytes of completed (or dropped) sends are written first, for up to [`CLOSE_LINGER`](crate::CLOSE_LINGER) in the background; a write error nobody has heard of is returned |
+//! | `close` with bytes still to send | the pending sends' futures fail, their bytes dropped | bytes of completed (or dropped) sends are written first, for up to [`CLOSE_LINGER`](crate::CLOSE_LINGER) in the background (`wait_for` returns only after they are written); a write error nobody has heard of is returned |
 //! | UDP datagram larger than `size` | silently truncated | error [`DatagramTruncated`](crate::DatagramTruncated) with the kept bytes and the sender |
 //! | `sendTo` on a TCP socket | undefined | `InvalidInput` |
 //! | `getLocalAddr`/`getPeerAddr` on Unix sockets | error | the path and port 0 (`""` unnamed, `@name` abstract) |
