@@ -47,7 +47,8 @@
 //! - [`AsyncSocket::flush`], [`AsyncSocket::shutdown_write`], [`AsyncSocket::close`], or the
 //!   last handle being dropped (bytes the kernel does not take at once get
 //!   [`CLOSE_LINGER`] in the background; [`wait_for`] does not return before they are
-//!   written, so a program that ends after it loses none of them).
+//!   written, and a socket dropped outside the loop writes them before its drop returns, so
+//!   a program that ends loses none of them).
 //!
 //! So a server that answers pipelined requests one `send` at a time writes once per batch,
 //! and a ping-pong still costs one `read` and one `write` per round trip. Order is kept

@@ -241,6 +241,74 @@ fn a_thread_that_ends_after_wait_for_loses_nothing_it_closed_with(fam: Family) {
     assert!(got == expected, "every byte arrived, in order");
 }
 
+/// A std peer that starts reading after a pause (so the tail is still ours when the socket
+/// goes), then reads to the end.
+fn late_reader(mut peer: TcpStream) -> thread::JoinHandle<io::Result<Vec<u8>>> {
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(200));
+        peer.set_read_timeout(Some(support::HANG_GUARD))?;
+        let mut all = Vec::new();
+        peer.read_to_end(&mut all).map(|_| all)
+    })
+}
+
+/// Connect, and queue `big` behind a send that is then dropped (its bytes are committed):
+/// more than the kernel holds while nobody reads.
+async fn queued(fam: Family, big: Vec<u8>) -> io::Result<(TcpStream, AsyncSocket)> {
+    let (peer, sock) = std_peer(fam, true).await?;
+    let h = spawn({
+        let sock = sock.clone();
+        async move { sock.send(big).await }
+    });
+    settle().await;
+    assert!(!h.is_finished(), "16 MiB fit into the kernel at once?");
+    h.abort();
+    Ok((peer, sock))
+}
+
+fn a_socket_dropped_after_wait_for_returned_delivers_its_queued_bytes(fam: Family) {
+    let big = pattern(16 * 1024 * 1024);
+    let expected = big.clone();
+    let reader = support::in_fresh_thread(move || {
+        let (peer, sock) = wait_for(queued(fam, big)).expect("connect and queue");
+        let reader = late_reader(peer);
+        // Outside the loop, as at the end of `main`: no loop turn is coming.
+        drop(sock);
+        reader
+    })
+    .expect("the dropping thread");
+    let got = reader.join().expect("reader thread").expect("peer read");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "bytes that arrived before the end"
+    );
+    assert!(got == expected, "every byte arrived, in order");
+}
+
+fn a_thread_whose_loop_ends_mid_linger_still_delivers(fam: Family) {
+    let big = pattern(16 * 1024 * 1024);
+    let expected = big.clone();
+    let reader = support::in_fresh_thread(move || {
+        let (peer, sock) = wait_for(queued(fam, big)).expect("connect and queue");
+        let reader = late_reader(peer);
+        // Closed inside the loop, which then runs one turn only (`poll`, not `wait_for`):
+        // the background write is unfinished when the thread ends.
+        drop(spawn(async move { sock.close() }));
+        asyncnet::poll(Some(Duration::ZERO)).expect("one turn");
+        asyncnet::poll(Some(Duration::ZERO)).expect("one turn");
+        reader
+    })
+    .expect("the closing thread");
+    let got = reader.join().expect("reader thread").expect("peer read");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "bytes that arrived before the end"
+    );
+    assert!(got == expected, "every byte arrived, in order");
+}
+
 fn shutdown_write_delivers_coalesced_bytes_before_the_end(fam: Family) {
     run(async move {
         let (mut peer, sock) = std_peer(fam, true).await?;
@@ -394,6 +462,8 @@ family_tests!(
     dropping_the_last_handle_delivers_coalesced_bytes,
     close_finishes_what_the_kernel_could_not_take_in_the_background,
     a_thread_that_ends_after_wait_for_loses_nothing_it_closed_with,
+    a_socket_dropped_after_wait_for_returned_delivers_its_queued_bytes,
+    a_thread_whose_loop_ends_mid_linger_still_delivers,
     shutdown_write_delivers_coalesced_bytes_before_the_end,
     a_dropped_flush_loses_nothing,
     a_flush_that_finds_the_peer_gone_is_an_error_and_close_is_not,

@@ -337,6 +337,12 @@ pub(crate) fn spawn_internal(future: impl Future<Output = ()> + 'static) {
     try_with_loop(|l| drop(l.tasks.spawn(future, &l.shared)));
 }
 
+/// Whether this thread's loop is running (inside `wait_for`, `poll`, ...): a task spawned
+/// now is sure to be polled. False outside, and while the thread is being torn down.
+pub(crate) fn loop_running() -> bool {
+    try_with_loop(|l| l.running.get()).unwrap_or(false)
+}
+
 /// Run `callback` at the start of the next loop turn (Nim's `callSoon`).
 pub fn call_soon(callback: impl FnOnce() + 'static) {
     with_loop(|l| l.soon.borrow_mut().push_back(Box::new(callback)));

@@ -4,7 +4,9 @@
 //! is written here; the rest gets [`CLOSE_LINGER`] in a background task with a registration
 //! of its own, after which the descriptor is closed whatever is left, so a peer that never
 //! reads cannot pin it for ever. (The kernel does the same after `close(2)`: it goes on
-//! sending what it had accepted.)
+//! sending what it had accepted.) Where no loop turn is sure to come (outside a running loop,
+//! or the thread ending with the task unfinished), the rest is written blocking instead,
+//! within the same limit.
 #![forbid(unsafe_code)]
 
 use std::future::poll_fn;
@@ -12,7 +14,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::{ready, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::Connection;
 use socket2::Socket;
@@ -23,11 +25,12 @@ use crate::sys;
 /// How long a closed socket's queued bytes may wait for the kernel to take them before the
 /// descriptor is closed anyway.
 ///
-/// The loop writes them in the background, so it must keep running meanwhile:
+/// A socket closed (or dropped) inside the loop has them written in the background:
 /// [`wait_for`](crate::wait_for), [`drain`](crate::drain) and
 /// [`run_forever`](crate::run_forever) return only after they are written (or this time has
-/// passed). A thread that drives its loop with [`poll`](crate::poll) alone and then ends
-/// drops what is left.
+/// passed). A socket dropped outside the loop (after `wait_for` returned, say at the end of
+/// `main`) writes them before the drop returns, blocking for at most this time; so does a
+/// thread whose loop ends with such a write unfinished.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
 
 /// Finish a closed socket: write `rest` (through the TLS session, if any, then
@@ -60,6 +63,12 @@ pub(crate) fn finish(
 
 /// Run `step` (`Ok(true)`: done; `Ok(false)`: the kernel is full; `Err`: give up) now, and
 /// again each time the socket turns writable, for at most `limit`; then close the socket.
+///
+/// In a task of the loop when the loop is running (inside `wait_for`, `poll`, ...). Outside
+/// it (a handle dropped after `wait_for` returned, as at the end of `main`), no loop turn
+/// may ever come, so the bytes are finished here, blocking, within `limit`: nothing else on
+/// this thread is waiting meanwhile. A task that the loop drops unfinished (the thread ends
+/// with its loop) finishes the same way.
 pub(crate) fn in_background(
     driver: &Rc<Driver>,
     socket: Socket,
@@ -69,12 +78,23 @@ pub(crate) fn in_background(
     if !matches!(step(&socket), Ok(false)) {
         return;
     }
+    let deadline = Instant::now() + limit;
+    if !crate::dispatch::loop_running() {
+        finish_blocking(&socket, deadline, &mut step);
+        return;
+    }
     let driver = driver.clone();
     let counted = Lingering::new(&driver);
+    let mut unfinished = Unfinished(Some((socket, deadline, Box::new(step))));
     crate::dispatch::spawn_internal(async move {
         let _counted = counted;
+        let Some((socket, _, step)) = unfinished.0.as_mut() else {
+            return;
+        };
         let fd = socket.as_raw_fd();
         let Ok(io_state) = driver.register(fd) else {
+            // No registration (the poller refuses it): give up rather than block the loop.
+            drop(unfinished.0.take());
             return;
         };
         // The kernel was full a moment ago; the registration reports when it is not.
@@ -85,15 +105,50 @@ pub(crate) fn in_background(
             {
                 return Poll::Ready(());
             }
-            match step(&socket) {
+            match step(socket) {
                 Ok(false) => io_state.clear(Direction::Write),
                 Ok(true) | Err(_) => return Poll::Ready(()),
             }
         });
         let _ = crate::with_timeout(written, limit).await;
         driver.deregister(&io_state, fd);
-        drop(socket);
+        // Done (or given up): close the socket.
+        drop(unfinished.0.take());
     });
+}
+
+/// The state of a background finish; if its task is dropped before the end, the rest is
+/// written blocking (see [`in_background`]).
+struct Unfinished(Option<(Socket, Instant, Box<Step>)>);
+
+/// One attempt to write what is left (see [`in_background`]).
+type Step = dyn FnMut(&Socket) -> io::Result<bool>;
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some((socket, deadline, mut step)) = self.0.take() {
+            finish_blocking(&socket, deadline, &mut step);
+        }
+    }
+}
+
+/// Run `step` on the socket in blocking mode until it is done, fails, or `deadline` passes.
+/// The descriptor must be out of the poller.
+fn finish_blocking(socket: &Socket, deadline: Instant, step: &mut Step) {
+    if socket.set_nonblocking(false).is_err() {
+        return;
+    }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // A zero timeout would mean "no timeout" to the kernel.
+        if left < Duration::from_millis(1) || socket.set_write_timeout(Some(left)).is_err() {
+            return;
+        }
+        // `Ok(false)`: the timeout ran out with the kernel still full (EAGAIN).
+        if !matches!(step(socket), Ok(false)) {
+            return;
+        }
+    }
 }
 
 /// Counts a closed socket still writing in the background, from its start until its task
