@@ -181,66 +181,6 @@ fn dropping_the_last_handle_delivers_coalesced_bytes(fam: Family) {
     })
 }
 
-fn close_finishes_what_the_kernel_could_not_take_in_the_background(fam: Family) {
-    run(async move {
-        let (peer, sock) = std_peer(fam, true).await?;
-        // More than the kernel's buffers hold while nobody reads: the tail is still queued
-        // when close is called, and must arrive once the peer reads.
-        let big = pattern(16 * 1024 * 1024);
-        let h = spawn({
-            let sock = sock.clone();
-            let big = big.clone();
-            async move { sock.send(big).await }
-        });
-        settle().await;
-        assert!(!h.is_finished(), "16 MiB fit into the kernel at once?");
-        h.abort(); // dropped mid-send: its bytes are committed
-        sock.close()?;
-        let got = read_on_thread(peer, big.len()).recv().await?;
-        assert!(got == big, "every byte arrived, in order");
-        Ok(())
-    })
-}
-
-fn a_thread_that_ends_after_wait_for_loses_nothing_it_closed_with(fam: Family) {
-    let big = pattern(16 * 1024 * 1024);
-    let expected = big.clone();
-    // The whole program of this thread: queue more than the kernel holds, close, return.
-    // Its loop is torn down when the thread ends, so the tail must be in the kernel by the
-    // time `wait_for` returns.
-    let reader = support::in_fresh_thread(move || {
-        wait_for(async move {
-            let (mut peer, sock) = std_peer(fam, true).await?;
-            // The peer starts reading only later, so the tail is still ours at close.
-            let reader = thread::spawn(move || {
-                thread::sleep(Duration::from_millis(200));
-                peer.set_read_timeout(Some(support::HANG_GUARD))
-                    .expect("timeout");
-                let mut all = Vec::new();
-                peer.read_to_end(&mut all).map(|_| all)
-            });
-            let h = spawn({
-                let sock = sock.clone();
-                async move { sock.send(big).await }
-            });
-            settle().await;
-            assert!(!h.is_finished(), "16 MiB fit into the kernel at once?");
-            h.abort(); // dropped mid-send: its bytes are committed
-            sock.close()?;
-            io::Result::Ok(reader)
-        })
-    })
-    .expect("the closing thread")
-    .expect("connect, send and close");
-    let got = reader.join().expect("reader thread").expect("peer read");
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "bytes that arrived before the end"
-    );
-    assert!(got == expected, "every byte arrived, in order");
-}
-
 /// A std peer that starts reading after a pause (so the tail is still ours when the socket
 /// goes), then reads to the end.
 fn late_reader(mut peer: TcpStream) -> thread::JoinHandle<io::Result<Vec<u8>>> {
@@ -262,8 +202,51 @@ async fn queued(fam: Family, big: Vec<u8>) -> io::Result<(TcpStream, AsyncSocket
     });
     settle().await;
     assert!(!h.is_finished(), "16 MiB fit into the kernel at once?");
-    h.abort();
+    h.abort(); // dropped mid-send: its bytes are committed
     Ok((peer, sock))
+}
+
+/// What a [`late_reader`] got must be `expected`, whole and in order.
+fn assert_all_arrived(reader: thread::JoinHandle<io::Result<Vec<u8>>>, expected: &[u8]) {
+    let got = reader.join().expect("reader thread").expect("peer read");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "bytes that arrived before the end"
+    );
+    assert!(got == expected, "every byte arrived, in order");
+}
+
+fn close_finishes_what_the_kernel_could_not_take_in_the_background(fam: Family) {
+    run(async move {
+        // More than the kernel's buffers hold while nobody reads: the tail is still queued
+        // when close is called, and must arrive once the peer reads.
+        let big = pattern(16 * 1024 * 1024);
+        let (peer, sock) = queued(fam, big.clone()).await?;
+        sock.close()?;
+        let got = read_on_thread(peer, big.len()).recv().await?;
+        assert!(got == big, "every byte arrived, in order");
+        Ok(())
+    })
+}
+
+fn a_thread_that_ends_after_wait_for_loses_nothing_it_closed_with(fam: Family) {
+    let big = pattern(16 * 1024 * 1024);
+    let expected = big.clone();
+    // The whole program of this thread: queue more than the kernel holds, close, return.
+    // Its loop is torn down when the thread ends, so the tail must be in the kernel by the
+    // time `wait_for` returns.
+    let reader = support::in_fresh_thread(move || {
+        wait_for(async move {
+            let (peer, sock) = queued(fam, big).await?;
+            let reader = late_reader(peer);
+            sock.close()?;
+            io::Result::Ok(reader)
+        })
+    })
+    .expect("the closing thread")
+    .expect("connect, queue and close");
+    assert_all_arrived(reader, &expected);
 }
 
 fn a_socket_dropped_after_wait_for_returned_delivers_its_queued_bytes(fam: Family) {
@@ -277,13 +260,7 @@ fn a_socket_dropped_after_wait_for_returned_delivers_its_queued_bytes(fam: Famil
         reader
     })
     .expect("the dropping thread");
-    let got = reader.join().expect("reader thread").expect("peer read");
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "bytes that arrived before the end"
-    );
-    assert!(got == expected, "every byte arrived, in order");
+    assert_all_arrived(reader, &expected);
 }
 
 fn a_thread_whose_loop_ends_mid_linger_still_delivers(fam: Family) {
@@ -300,13 +277,7 @@ fn a_thread_whose_loop_ends_mid_linger_still_delivers(fam: Family) {
         reader
     })
     .expect("the closing thread");
-    let got = reader.join().expect("reader thread").expect("peer read");
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "bytes that arrived before the end"
-    );
-    assert!(got == expected, "every byte arrived, in order");
+    assert_all_arrived(reader, &expected);
 }
 
 fn shutdown_write_delivers_coalesced_bytes_before_the_end(fam: Family) {

@@ -278,29 +278,24 @@ pub fn wait_for<F: Future>(future: F) -> F::Output {
         let waker = Waker::from(wake.clone());
         let mut cx = Context::from_waker(&waker);
         l.main_woken.set(true);
+        let mut output = None;
         loop {
-            if l.main_woken.replace(false) {
+            if output.is_none() && l.main_woken.replace(false) {
                 wake.clear();
                 if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-                    // What the future sent last leaves before the caller gets control, and
-                    // what closed sockets still owe reaches the kernel (or times out).
+                    // What the future sent last leaves before the caller gets control.
                     l.driver.run_deferred();
-                    while l.driver.lingering.get() > 0 {
-                        if let Some(f) = l.take_failure() {
-                            panic!("asyncnet: a detached task failed: {}", surface(f));
-                        }
-                        if let Err(e) = l.turn(None, true) {
-                            panic!("asyncnet: the event loop's poller failed: {e}");
-                        }
-                    }
-                    if let Some(f) = l.take_failure() {
-                        panic!("asyncnet: a detached task failed: {}", surface(f));
-                    }
-                    return v;
+                    output = Some(v);
                 }
             }
             if let Some(f) = l.take_failure() {
                 panic!("asyncnet: a detached task failed: {}", surface(f));
+            }
+            // Closed sockets' queued bytes reach the kernel (or time out) before returning.
+            if l.driver.lingering.get() == 0 {
+                if let Some(v) = output.take() {
+                    return v;
+                }
             }
             if let Err(e) = l.turn(None, true) {
                 panic!("asyncnet: the event loop's poller failed: {e}");

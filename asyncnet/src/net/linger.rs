@@ -83,22 +83,17 @@ pub(crate) fn in_background(
         finish_blocking(&socket, deadline, &mut step);
         return;
     }
-    let driver = driver.clone();
-    let counted = Lingering::new(&driver);
-    let mut unfinished = Unfinished(Some((socket, deadline, Box::new(step))));
+    let mut bg = Lingering::new(driver, socket, deadline, step);
     crate::dispatch::spawn_internal(async move {
-        let _counted = counted;
-        let Some((socket, _, step)) = unfinished.0.as_mut() else {
-            return;
-        };
-        let fd = socket.as_raw_fd();
-        let Ok(io_state) = driver.register(fd) else {
+        let fd = bg.socket.as_raw_fd();
+        let Ok(io_state) = bg.driver.register(fd) else {
             // No registration (the poller refuses it): give up rather than block the loop.
-            drop(unfinished.0.take());
+            bg.close();
             return;
         };
         // The kernel was full a moment ago; the registration reports when it is not.
         io_state.clear(Direction::Write);
+        let Lingering { socket, step, .. } = &mut bg;
         let written = poll_fn(|cx| loop {
             if !io_state.is_ready(Direction::Write)
                 && ready!(io_state.poll_ready(Direction::Write, cx)).is_err()
@@ -111,30 +106,57 @@ pub(crate) fn in_background(
             }
         });
         let _ = crate::with_timeout(written, limit).await;
-        driver.deregister(&io_state, fd);
-        // Done (or given up): close the socket.
-        drop(unfinished.0.take());
+        bg.driver.deregister(&io_state, fd);
+        // Done (or given up).
+        bg.close();
     });
 }
 
-/// The state of a background finish; if its task is dropped before the end, the rest is
-/// written blocking (see [`in_background`]).
-struct Unfinished(Option<(Socket, Instant, Box<Step>)>);
+/// A closed socket finishing in the background, counted in [`Driver::lingering`] from its
+/// start until its task ends or is dropped. Dropped unfinished (the loop ends with the
+/// thread), it writes the rest blocking (see [`in_background`]).
+struct Lingering<F: FnMut(&Socket) -> io::Result<bool>> {
+    driver: Rc<Driver>,
+    socket: Socket,
+    deadline: Instant,
+    step: F,
+    done: bool,
+}
 
-/// One attempt to write what is left (see [`in_background`]).
-type Step = dyn FnMut(&Socket) -> io::Result<bool>;
+impl<F: FnMut(&Socket) -> io::Result<bool>> Lingering<F> {
+    fn new(driver: &Rc<Driver>, socket: Socket, deadline: Instant, step: F) -> Self {
+        driver.lingering.set(driver.lingering.get() + 1);
+        Lingering {
+            driver: driver.clone(),
+            socket,
+            deadline,
+            step,
+            done: false,
+        }
+    }
 
-impl Drop for Unfinished {
+    /// Close the socket, with whatever is left unwritten.
+    fn close(mut self) {
+        self.done = true;
+    }
+}
+
+impl<F: FnMut(&Socket) -> io::Result<bool>> Drop for Lingering<F> {
     fn drop(&mut self) {
-        if let Some((socket, deadline, mut step)) = self.0.take() {
-            finish_blocking(&socket, deadline, &mut step);
+        self.driver.lingering.set(self.driver.lingering.get() - 1);
+        if !self.done {
+            finish_blocking(&self.socket, self.deadline, &mut self.step);
         }
     }
 }
 
 /// Run `step` on the socket in blocking mode until it is done, fails, or `deadline` passes.
 /// The descriptor must be out of the poller.
-fn finish_blocking(socket: &Socket, deadline: Instant, step: &mut Step) {
+fn finish_blocking(
+    socket: &Socket,
+    deadline: Instant,
+    step: &mut dyn FnMut(&Socket) -> io::Result<bool>,
+) {
     if socket.set_nonblocking(false).is_err() {
         return;
     }
@@ -148,22 +170,5 @@ fn finish_blocking(socket: &Socket, deadline: Instant, step: &mut Step) {
         if !matches!(step(socket), Ok(false)) {
             return;
         }
-    }
-}
-
-/// Counts a closed socket still writing in the background, from its start until its task
-/// ends or is dropped, in [`Driver::lingering`].
-struct Lingering(Rc<Driver>);
-
-impl Lingering {
-    fn new(driver: &Rc<Driver>) -> Lingering {
-        driver.lingering.set(driver.lingering.get() + 1);
-        Lingering(driver.clone())
-    }
-}
-
-impl Drop for Lingering {
-    fn drop(&mut self) {
-        self.0.lingering.set(self.0.lingering.get() - 1);
     }
 }
