@@ -138,6 +138,26 @@ fn build_command(source: Source, dir: &Path) -> io::Result<(&'static str, Comman
     })
 }
 
+/// [`prepare`] in a private directory of its own, made only if some peer is
+/// built from source; fails if no peer is left. Keep the returned directory
+/// until every server is killed: it is removed when it drops.
+pub fn prepare_in_own_dir(peers: Vec<Peer>) -> Result<(Option<BuildDir>, Vec<Peer>), String> {
+    let needs_build = peers
+        .iter()
+        .any(|p| matches!(p.program, Program::Source(_)));
+    let (dir, peers) = if needs_build {
+        let dir = BuildDir::new().map_err(|e| e.to_string())?;
+        let peers = prepare(peers, &dir)?;
+        (Some(dir), peers)
+    } else {
+        (None, peers)
+    };
+    if peers.is_empty() {
+        return Err("no peer left to run".into());
+    }
+    Ok((dir, peers))
+}
+
 /// Builds the peers that come from source into `dir`, turning them into
 /// `External` peers; a peer whose compiler is missing is left out, with a
 /// note on stdout. A failed build is an error (with the compiler's output).
@@ -206,7 +226,11 @@ mod tests {
         assert!(!available("no-such-tool-asyncnet-bench", &path));
         // Peers not built from source pass through untouched.
         let peers = crate::peers::select("tokio").unwrap();
-        assert_eq!(prepare(peers, &dir).unwrap().len(), 1);
+        assert_eq!(prepare(peers.clone(), &dir).unwrap().len(), 1);
+        let (own, kept) = prepare_in_own_dir(peers).unwrap();
+        assert!(own.is_none(), "nothing to build, no directory");
+        assert_eq!(kept.len(), 1);
+        assert!(prepare_in_own_dir(Vec::new()).is_err(), "no peer left");
         drop(dir);
         assert!(!path.exists());
     }

@@ -24,14 +24,12 @@ use std::time::{Duration, Instant};
 
 use crate::child::{taskset_available, Spawned};
 use crate::extpeers::{self, run_bounded};
-use crate::parse_ready_line;
 use crate::peers::{self, Peer, Source, FLOOR};
 use crate::procstat::{clock_ticks_per_sec, CpuTicks};
 use crate::report::{request_ratio_lines, RequestFigures};
 use crate::stats::median;
 use crate::syscalls::{Profile, Tracer, TRACE_TIMEOUT};
-use crate::workload::{RoundConfig, READY_TIMEOUT};
-use crate::Listen;
+use crate::workload::{self, RoundConfig};
 
 mod wrk;
 
@@ -174,7 +172,7 @@ impl HttpResult {
 /// process started here is killed before this returns, on success, error or
 /// panic.
 pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<HttpResult> {
-    let (mut server, port) = start_server(peer, cfg)?;
+    let (mut server, port) = workload::start_tcp_server(peer, cfg)?;
     let warmup = whole_secs(cfg.warmup);
     if warmup > 0 {
         run_wrk(port, conns, warmup, cfg.loadgen_cpu)
@@ -200,22 +198,6 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Htt
     })
 }
 
-/// Starts `peer`'s server on a free port (pinned to the server CPU unless the
-/// peer is never pinned) and waits for its ready line.
-fn start_server(peer: &Peer, cfg: &RoundConfig) -> io::Result<(Spawned, u16)> {
-    let server_path = peer.path(&cfg.bin_dir)?;
-    let server = Spawned::start(
-        &peer.name,
-        &server_path,
-        &peer.args_for(&Listen::Tcp(0)),
-        peer.cpu(cfg.server_cpu),
-    )?;
-    let port = server
-        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
-        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
-    Ok((server, port))
-}
-
 /// The system call pass for `peer`: `strace -c -f` attached to its server
 /// once it is ready, one `wrk -t1 -cCONNS -dSECSs` run (wrk cannot stop
 /// after N requests), the server killed, and the counts divided by the
@@ -227,7 +209,7 @@ fn start_server(peer: &Peer, cfg: &RoundConfig) -> io::Result<(Spawned, u16)> {
 /// A run in which wrk saw a failed request or socket error is an error (its
 /// counts would not be those of served requests).
 pub fn trace_round(peer: &Peer, conns: usize, secs: u64, cfg: &RoundConfig) -> io::Result<Profile> {
-    let (mut server, port) = start_server(peer, cfg)?;
+    let (mut server, port) = workload::start_tcp_server(peer, cfg)?;
     let tracer = Tracer::attach(server.pid())?;
     let report = run_wrk(port, conns, secs.max(1), cfg.loadgen_cpu)?;
     if let Some(s) = server.try_wait()? {
@@ -414,24 +396,9 @@ pub fn run(opts: &Options) -> Result<(), String> {
         println!("note: `{TOOL}` not found or not working (package wrk): skipping workload http");
         return Ok(());
     }
-    // nim and c-floor: compiled into a private directory, removed when
-    // `_build_dir` drops (after every server is killed: each round kills
-    // its own).
-    let needs_build = peers
-        .iter()
-        .any(|p| matches!(p.program, peers::Program::Source(_)));
-    let _build_dir = if needs_build {
-        Some(extpeers::BuildDir::new().map_err(|e| e.to_string())?)
-    } else {
-        None
-    };
-    let peers = match &_build_dir {
-        Some(dir) => extpeers::prepare(peers, dir)?,
-        None => peers,
-    };
-    if peers.is_empty() {
-        return Err("no peer left to run".into());
-    }
+    // Peers built from source (nim, c-floor): their directory is removed when
+    // `_build_dir` drops, after every server is killed (each round kills its own).
+    let (_build_dir, peers) = extpeers::prepare_in_own_dir(peers)?;
     let bin_dir = peers::bin_dir().map_err(|e| e.to_string())?;
     for p in &peers {
         p.path(&bin_dir).map_err(|e| e.to_string())?;
@@ -529,7 +496,7 @@ mod tests {
             p[1].program,
             peers::Program::Sibling("http_asyncnet")
         ));
-        assert_eq!(p[1].args_for(&Listen::Tcp(0)), ["0"]);
+        assert_eq!(p[1].args_for(&crate::Listen::Tcp(0)), ["0"]);
         assert_eq!(select(DEFAULT_PEERS).unwrap().len(), 4);
         assert!(select("tokio").unwrap_err().contains("unknown peer"));
         assert_eq!(

@@ -12,12 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::parse_ready_line;
 use crate::peers::{self, Peer, FLOOR};
 use crate::procstat::vm_rss_kb;
 use crate::stats::median;
-use crate::workload::{parse_kv, RoundConfig, READY_TIMEOUT};
-use crate::Listen;
+use crate::workload::{self, parse_kv, RoundConfig};
 
 /// How long the load generator may take to set up all connections.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -50,17 +48,8 @@ impl IdleResult {
 /// Runs one `idle` round against `peer`: every process started here is
 /// killed before this returns, on success, error or panic.
 pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<IdleResult> {
-    let server_path = peer.path(&cfg.bin_dir)?;
     let loadgen_path = peers::sibling(&cfg.bin_dir, "loadgen");
-    let mut server = Spawned::start(
-        &peer.name,
-        &server_path,
-        &peer.args_for(&Listen::Tcp(0)),
-        peer.cpu(cfg.server_cpu),
-    )?;
-    let port = server
-        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
-        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
+    let (mut server, port) = workload::start_tcp_server(peer, cfg)?;
     thread::sleep(SETTLE);
     let rss_before_kb = vm_rss_kb(server.pid())?;
 

@@ -328,6 +328,25 @@ pub struct Server {
     _socket_path: Option<SocketPath>,
 }
 
+/// Starts `peer`'s server on an ephemeral loopback TCP port (pinned as `cfg` says) and waits
+/// for its ready line; returns the process and its port.
+pub fn start_tcp_server(peer: &Peer, cfg: &RoundConfig) -> io::Result<(Spawned, u16)> {
+    let process = Spawned::start(
+        &peer.name,
+        &peer.path(&cfg.bin_dir)?,
+        &peer.args_for(&Listen::Tcp(0)),
+        peer.cpu(cfg.server_cpu),
+    )?;
+    let port = process
+        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
+        .map_err(waiting_for_ready)?;
+    Ok((process, port))
+}
+
+fn waiting_for_ready(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("waiting for the ready line: {e}"))
+}
+
 /// Starts `peer`'s server for `transport` (pinned as `cfg` says) and waits for its ready line.
 pub fn start_server(peer: &Peer, transport: Transport, cfg: &RoundConfig) -> io::Result<Server> {
     start_server_with(peer, transport, cfg, &[])
@@ -355,13 +374,11 @@ pub fn start_server_with(
     args.extend(peer.args_for(&listen));
     let process = Spawned::start(&peer.name, &server_path, &args, peer.cpu(cfg.server_cpu))?;
     let ready = Instant::now() + READY_TIMEOUT;
-    let waiting =
-        |e: io::Error| io::Error::new(e.kind(), format!("waiting for the ready line: {e}"));
     let target = match &listen {
         Listen::Unix(path) => {
             let got = process
                 .wait_for_line(ready, parse_ready_path)
-                .map_err(waiting)?;
+                .map_err(waiting_for_ready)?;
             if got != *path {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -377,7 +394,7 @@ pub fn start_server_with(
         _ => {
             let port = process
                 .wait_for_line(ready, parse_ready_line)
-                .map_err(waiting)?;
+                .map_err(waiting_for_ready)?;
             vec!["--port".to_string(), port.to_string()]
         }
     };

@@ -157,24 +157,9 @@ fn run() -> Result<(), String> {
 
     let peers = peers::select(&peer_list)?;
     let bin_dir = peers::bin_dir().map_err(|e| e.to_string())?;
-    // Peers built from source (nim, c-floor): compiled into a private
-    // directory, removed when `_build_dir` drops (after every server is
-    // killed: each round kills its own).
-    let needs_build = peers
-        .iter()
-        .any(|p| matches!(p.program, peers::Program::Source(_)));
-    let _build_dir = if needs_build {
-        Some(extpeers::BuildDir::new().map_err(|e| e.to_string())?)
-    } else {
-        None
-    };
-    let peers = match &_build_dir {
-        Some(dir) => extpeers::prepare(peers, dir)?,
-        None => peers,
-    };
-    if peers.is_empty() {
-        return Err("no peer left to run".into());
-    }
+    // Peers built from source (nim, c-floor): their directory is removed when
+    // `_build_dir` drops, after every server is killed (each round kills its own).
+    let (_build_dir, peers) = extpeers::prepare_in_own_dir(peers)?;
     // Fail before the first round if anything is missing.
     for p in &peers {
         p.path(&bin_dir).map_err(|e| e.to_string())?;
