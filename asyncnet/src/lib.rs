@@ -80,8 +80,9 @@ pub use dispatch::{
 };
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
-    dial, dial_with, resolve_host, AsyncSocket, Flags, SoBool, SocketBuilder, BUFFER_SIZE,
-    CLOSE_LINGER, MAX_LINE_LENGTH, MAX_RESOLVERS, SOMAXCONN, WRITE_HIGH_WATER,
+    dial, dial_with, resolve_host, wrap_connected_socket, wrap_socket, AsyncSocket, Flags, SoBool,
+    SocketBuilder, BUFFER_SIZE, CLOSE_LINGER, MAX_LINE_LENGTH, MAX_RESOLVERS, SOMAXCONN,
+    WRITE_HIGH_WATER,
 };
 /// The TLS library, for downcasting handshake errors (`rustls::Error`).
 pub use rustls;
@@ -92,6 +93,6 @@ pub use socket2::Protocol;
 /// Socket type (`SockType::STREAM`, `SockType::DGRAM`), Nim's `SockType`.
 pub use socket2::Type as SockType;
 pub use tls::{
-    wrap_connected_socket, wrap_socket, ClientBuilder, HandshakeAs, ServerBuilder, TlsContext,
-    TlsInfo, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT,
+    ClientBuilder, HandshakeAs, ServerBuilder, TlsContext, TlsInfo, TlsVersion,
+    DEFAULT_HANDSHAKE_TIMEOUT,
 };

@@ -56,6 +56,8 @@ pub(crate) struct Loop {
     running: Cell<bool>,
     main_woken: Cell<bool>,
     main_gen: Cell<u64>,
+    /// Background work that `wait_for` waits for before it returns (see [`Background`]).
+    background: Rc<Cell<usize>>,
 }
 
 impl fmt::Debug for Loop {
@@ -144,6 +146,7 @@ impl Loop {
             running: Cell::new(false),
             main_woken: Cell::new(false),
             main_gen: Cell::new(0),
+            background: Rc::new(Cell::new(0)),
         })
     }
 
@@ -292,7 +295,7 @@ pub fn wait_for<F: Future>(future: F) -> F::Output {
                 panic!("asyncnet: a detached task failed: {}", surface(f));
             }
             // Closed sockets' queued bytes reach the kernel (or time out) before returning.
-            if l.driver.lingering.get() == 0 {
+            if l.background.get() == 0 {
                 if let Some(v) = output.take() {
                     return v;
                 }
@@ -336,6 +339,29 @@ pub(crate) fn spawn_internal(future: impl Future<Output = ()> + 'static) {
 /// now is sure to be polled. False outside, and while the thread is being torn down.
 pub(crate) fn loop_running() -> bool {
     try_with_loop(|l| l.running.get()).unwrap_or(false)
+}
+
+/// Background work of the library that [`wait_for`] waits for before it returns (a closed
+/// socket's queued bytes on their way to the kernel), counted from [`Background::start`]
+/// until the guard is dropped.
+#[derive(Debug)]
+pub(crate) struct Background(Rc<Cell<usize>>);
+
+impl Background {
+    /// Count one piece of background work on this thread's loop; `None` while the thread is
+    /// being torn down (no `wait_for` can come any more).
+    pub(crate) fn start() -> Option<Background> {
+        try_with_loop(|l| {
+            l.background.set(l.background.get() + 1);
+            Background(l.background.clone())
+        })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// Run `callback` at the start of the next loop turn (Nim's `callSoon`).

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::task::Poll;
 
 /// Bytes received from the kernel but not yet consumed.
 ///
@@ -105,9 +106,9 @@ impl ReadBuffer {
     pub(crate) fn fill_from(
         &mut self,
         max: usize,
-        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+        read: impl FnOnce(&mut [u8]) -> Poll<io::Result<usize>>,
         pool: &BufferPool,
-    ) -> io::Result<usize> {
+    ) -> Poll<io::Result<usize>> {
         if self.data.capacity() == 0 {
             self.data = pool.take();
         }
@@ -115,7 +116,10 @@ impl ReadBuffer {
         let start = self.data.len();
         self.data.resize(start + max, 0);
         let r = read(&mut self.data[start..]);
-        let n = *r.as_ref().unwrap_or(&0);
+        let n = match r {
+            Poll::Ready(Ok(n)) => n,
+            _ => 0,
+        };
         self.data.truncate(start + n);
         if self.is_empty() {
             pool.put(std::mem::take(&mut self.data));
@@ -353,20 +357,20 @@ mod tests {
         let pool = BufferPool::default();
         let mut b = ReadBuffer::default();
         b.extend(b"ab", &pool);
-        let n = b
-            .fill_from(
-                8,
-                |buf| {
-                    buf[..3].copy_from_slice(b"cde");
-                    Ok(3)
-                },
-                &pool,
-            )
-            .unwrap();
-        assert_eq!(n, 3);
+        let n = b.fill_from(
+            8,
+            |buf| {
+                buf[..3].copy_from_slice(b"cde");
+                Poll::Ready(Ok(3))
+            },
+            &pool,
+        );
+        assert!(matches!(n, Poll::Ready(Ok(3))));
         assert_eq!(b.unread(), b"abcde");
-        let e = b.fill_from(8, |_| Err(io::ErrorKind::WouldBlock.into()), &pool);
-        assert!(e.is_err());
+        let e = b.fill_from(8, |_| Poll::Ready(Err(io::ErrorKind::Other.into())), &pool);
+        assert!(matches!(e, Poll::Ready(Err(_))));
+        assert_eq!(b.unread(), b"abcde");
+        assert!(b.fill_from(8, |_| Poll::Pending, &pool).is_pending());
         assert_eq!(b.unread(), b"abcde");
     }
 

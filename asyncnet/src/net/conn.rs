@@ -12,12 +12,20 @@ use socket2::{SockAddr, Socket};
 
 use super::socket::{addr_text, AsyncSocket};
 use crate::dispatch::{sleep_async, Sleep};
-use crate::driver::Direction;
 use crate::sys;
 
 /// First and longest wait of an accept that ran out of descriptors.
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// A listener's memory of resource errors (made on the first one).
+#[derive(Debug, Default)]
+pub(crate) struct AcceptState {
+    /// The last resource error `accept` rode out, until taken.
+    error: Option<io::Error>,
+    /// How long the last back-off waited (0 after a success).
+    backoff: Duration,
+}
 
 impl AsyncSocket {
     /// Accept one connection (Nim's `accept`). The new socket is buffered if this one is.
@@ -88,19 +96,32 @@ impl AsyncSocket {
         Ok((addr.as_socket(), socket))
     }
 
+    /// The last resource error (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) that `accept` met
+    /// and rode out by waiting, or the last TLS handshake that failed in `accept`, taken so
+    /// that the next call reports only newer ones.
+    pub fn take_accept_error(&self) -> Option<io::Error> {
+        self.inner.accept.borrow_mut().as_mut()?.error.take()
+    }
+
+    fn accept_state(&self) -> std::cell::RefMut<'_, AcceptState> {
+        std::cell::RefMut::map(self.inner.accept.borrow_mut(), |a| {
+            &mut **a.get_or_insert_with(Box::default)
+        })
+    }
+
     async fn accept_raw(&self) -> io::Result<(SockAddr, AsyncSocket)> {
         loop {
             let mut backoff: Option<Sleep> = None;
             let (socket, addr) = poll_fn(|cx| self.poll_accept(cx, &mut backoff)).await?;
             let inner = &self.inner;
-            let client =
-                AsyncSocket::register(socket, inner.domain, inner.sock_type, inner.buffered.get())?;
+            let buffered = inner.read.buffered.get();
+            let client = AsyncSocket::register(socket, inner.domain, inner.sock_type, buffered)?;
             client.inner.connected.set(true);
             match self.accept_tls(&client).await {
                 None | Some(Ok(())) => return Ok((addr, client)),
                 Some(Err(e)) => {
                     // That client failed its handshake: drop it, keep listening.
-                    *inner.accept_error.borrow_mut() = Some(e);
+                    self.accept_state().error = Some(e);
                     // Nothing was sent on it: there is no write error to report.
                     let _ = client.close();
                 }
@@ -113,31 +134,26 @@ impl AsyncSocket {
         cx: &mut Context<'_>,
         backoff: &mut Option<Sleep>,
     ) -> Poll<io::Result<(Socket, SockAddr)>> {
-        let inner = &self.inner;
         loop {
             if let Some(sleep) = backoff.as_mut() {
                 ready!(Pin::new(sleep).poll(cx));
                 *backoff = None;
             }
-            if !inner.io.is_ready(Direction::Read) {
-                ready!(inner.io.poll_ready(Direction::Read, cx))?;
-            }
-            let r = sys::accept(&*self.socket()?);
-            match r {
+            match ready!(self.poll_accept_once(cx)) {
                 Ok(pair) => {
-                    inner.accept_backoff.set(Duration::ZERO);
+                    if let Some(state) = self.inner.accept.borrow_mut().as_mut() {
+                        state.backoff = Duration::ZERO;
+                    }
                     return Poll::Ready(Ok(pair));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    inner.io.clear(Direction::Read);
                 }
                 Err(e) if sys::is_transient_accept_error(&e) => {}
                 Err(e) if sys::is_resource_exhaustion(&e) => {
                     // The pending connection stays in the kernel's queue and no new edge
                     // will come for it: retry on a timer, not on readiness.
-                    let wait = (inner.accept_backoff.get() * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
-                    inner.accept_backoff.set(wait);
-                    *inner.accept_error.borrow_mut() = Some(e);
+                    let mut state = self.accept_state();
+                    let wait = (state.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                    state.backoff = wait;
+                    state.error = Some(e);
                     *backoff = Some(sleep_async(wait));
                 }
                 Err(e) => return Poll::Ready(Err(e)),
@@ -175,7 +191,7 @@ impl AsyncSocket {
     /// ```
     pub async fn connect(&self, address: &str, port: u16) -> io::Result<()> {
         let fit = self.family_map();
-        let addrs: Vec<SocketAddr> = super::dial::resolve(address, port)
+        let addrs: Vec<SocketAddr> = super::resolve::resolve(address, port)
             .await?
             .into_iter()
             .filter_map(fit)
@@ -209,46 +225,25 @@ impl AsyncSocket {
 
     /// Connect to any address (IP or Unix).
     pub(crate) async fn connect_sockaddr(&self, addr: &SockAddr) -> io::Result<()> {
-        let mut started = self.socket()?.connect(addr);
         let mut wait = BACKOFF_MIN;
-        while addr.domain() == socket2::Domain::UNIX
-            && matches!(&started, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-        {
-            // A Unix stream answers EAGAIN when the listener's backlog is full: no connect
-            // is under way, so there is nothing to wait on but time.
-            sleep_async(wait).await;
-            wait = (wait * 2).min(BACKOFF_MAX);
-            started = self.socket()?.connect(addr);
-        }
-        self.inner.io.reset_read_closed();
-        match started {
-            Ok(()) => {
-                self.inner.connected.set(true);
-                return Ok(());
-            }
-            Err(e) if sys::is_in_progress(&e) || e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        // Writability may be left over from before the connect: confirm with getpeername.
-        self.inner.io.clear(Direction::Write);
-        poll_fn(|cx| loop {
-            ready!(self.inner.io.poll_ready(Direction::Write, cx))?;
-            let socket = self.socket()?;
-            if let Some(e) = socket.take_error()? {
-                return Poll::Ready(Err(e));
-            }
-            match socket.peer_addr() {
-                Ok(_) => {
-                    self.inner.io.reset_read_closed();
-                    self.inner.connected.set(true);
-                    return Poll::Ready(Ok(()));
+        let connected = loop {
+            match self.start_connect(addr) {
+                Err(e)
+                    if addr.domain() == socket2::Domain::UNIX
+                        && e.kind() == io::ErrorKind::WouldBlock =>
+                {
+                    // A Unix stream answers EAGAIN when the listener's backlog is full: no
+                    // connect is under way, so there is nothing to wait on but time.
+                    sleep_async(wait).await;
+                    wait = (wait * 2).min(BACKOFF_MAX);
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    self.inner.io.clear(Direction::Write);
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+                r => break r?,
             }
-        })
-        .await
+        };
+        if !connected {
+            poll_fn(|cx| self.poll_connected(cx)).await?;
+        }
+        self.inner.connected.set(true);
+        Ok(())
     }
 }

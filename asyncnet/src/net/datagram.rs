@@ -15,10 +15,10 @@ use std::task::{ready, Context, Poll};
 
 use socket2::SockAddr;
 
+use super::local::SCRATCH_SIZE;
 use super::options::Flags;
 use super::socket::{addr_text, addr_text_into, AsyncSocket};
-use crate::driver::{Direction, SCRATCH_SIZE};
-use crate::{error, sys};
+use crate::error;
 
 /// No datagram is larger than this (UDP: 64 KiB; Unix: the socket buffer's limit), so a
 /// receive never allocates more, whatever size it is asked for.
@@ -62,7 +62,7 @@ impl AsyncSocket {
     ) -> io::Result<()> {
         self.require_datagram("send_to")?;
         let fit = self.family_map();
-        let addrs = super::dial::resolve(address, port).await?;
+        let addrs = super::resolve::resolve(address, port).await?;
         let mut last = io::Error::new(
             io::ErrorKind::AddrNotAvailable,
             format!("{address} has no address of the socket's family"),
@@ -146,19 +146,20 @@ impl AsyncSocket {
         flags: Flags,
     ) -> io::Result<(Vec<u8>, String, u16)> {
         self.require_datagram("recv_from")?;
-        let driver = self.inner.driver.clone();
+        let local = self.inner.local.clone();
         let mut own = Vec::new();
+        let peek = flags.contains(Flags::PEEK);
         poll_fn(|cx| {
             // Small datagrams land in the loop's scratch buffer: no allocation while waiting.
             let mut scratch;
             let buf: &mut [u8] = if size <= SCRATCH_SIZE {
-                scratch = driver.scratch.borrow_mut();
+                scratch = local.scratch.borrow_mut();
                 &mut scratch[..size]
             } else {
                 own.resize(size.min(MAX_DATAGRAM), 0);
                 &mut own[..]
             };
-            let (n, cut, from) = ready!(self.poll_recv_datagram(cx, buf, flags))?;
+            let (n, cut, from) = ready!(self.poll_recv_datagram(cx, buf, peek))?;
             let (address, port) = addr_text(&from)?;
             let data = buf[..n].to_vec();
             Poll::Ready(if cut {
@@ -191,8 +192,7 @@ impl AsyncSocket {
         port: &mut u16,
     ) -> io::Result<usize> {
         self.require_datagram("recv_from_into")?;
-        let (n, cut, from) =
-            poll_fn(|cx| self.poll_recv_datagram(cx, data, Flags::default())).await?;
+        let (n, cut, from) = poll_fn(|cx| self.poll_recv_datagram(cx, data, false)).await?;
         *port = addr_text_into(&from, address)?;
         if cut {
             return Err(error::truncated(Vec::new(), address.clone(), *port));
@@ -214,8 +214,7 @@ impl AsyncSocket {
     /// As [`recv_from`](AsyncSocket::recv_from).
     pub async fn recv_from_addr(&self, data: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.require_datagram("recv_from_addr")?;
-        let (n, cut, from) =
-            poll_fn(|cx| self.poll_recv_datagram(cx, data, Flags::default())).await?;
+        let (n, cut, from) = poll_fn(|cx| self.poll_recv_datagram(cx, data, false)).await?;
         let from_ip = from.as_socket().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "the sender has no IP address")
         })?;
@@ -238,46 +237,8 @@ impl AsyncSocket {
 
     /// Send one datagram, to `to` or (connected socket) to the peer.
     pub(crate) async fn send_datagram(&self, to: Option<&SockAddr>, data: &[u8]) -> io::Result<()> {
-        let io_state = &self.inner.io;
-        poll_fn(|cx| loop {
-            if !io_state.is_ready(Direction::Write) {
-                ready!(io_state.poll_ready(Direction::Write, cx))?;
-            }
-            let socket = self.socket()?;
-            let r = match to {
-                Some(addr) => socket.send_to_with_flags(data, addr, sys::SEND_FLAGS),
-                None => socket.send_with_flags(data, sys::SEND_FLAGS),
-            };
-            match r {
-                Ok(_) => return Poll::Ready(Ok(())),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io_state.clear(Direction::Write),
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        })
-        .await
-    }
-
-    /// Take one datagram: its length, whether it was cut, and its sender.
-    pub(crate) fn poll_recv_datagram(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-        flags: Flags,
-    ) -> Poll<io::Result<(usize, bool, SockAddr)>> {
-        let io_state = &self.inner.io;
-        loop {
-            if !io_state.is_ready(Direction::Read) {
-                ready!(io_state.poll_ready(Direction::Read, cx))?;
-            }
-            let r = sys::recv_from(&*self.socket()?, buf, flags.contains(Flags::PEEK));
-            match r {
-                Ok(got) => return Poll::Ready(Ok(got)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io_state.clear(Direction::Read),
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        poll_fn(|cx| self.poll_send_datagram(cx, to, data)).await?;
+        Ok(())
     }
 
     /// `recv_into` on a datagram socket: one datagram; a cut one is an error.
@@ -287,7 +248,7 @@ impl AsyncSocket {
         buf: &mut [u8],
         flags: Flags,
     ) -> Poll<io::Result<usize>> {
-        let (n, cut, from) = ready!(self.poll_recv_datagram(cx, buf, flags))?;
+        let (n, cut, from) = ready!(self.poll_recv_datagram(cx, buf, flags.contains(Flags::PEEK)))?;
         if cut {
             let (address, port) = addr_text(&from)?;
             return Poll::Ready(Err(error::truncated(buf[..n].to_vec(), address, port)));

@@ -15,7 +15,6 @@ use futures_io::{AsyncRead, AsyncWrite};
 
 use super::options::Flags;
 use super::socket::AsyncSocket;
-use crate::driver::Direction;
 
 impl AsyncSocket {
     /// Read what is available: buffered bytes, else one system call. 0 is end-of-stream.
@@ -24,25 +23,20 @@ impl AsyncSocket {
             return Poll::Ready(Ok(0));
         }
         self.socket()?;
-        let inner = &self.inner;
-        if !inner.rbuf.borrow().is_empty() {
-            return Poll::Ready(Ok(inner
-                .rbuf
+        let read = &self.inner.read;
+        if !read.buf.borrow().is_empty() {
+            return Poll::Ready(Ok(read
+                .buf
                 .borrow_mut()
-                .take_into(buf, &inner.driver.pool)));
+                .take_into(buf, &self.inner.local.pool)));
         }
         loop {
-            if inner.read_eof.get() {
+            if read.eof.get() {
                 return Poll::Ready(Ok(0));
             }
-            if !inner.io.is_ready(Direction::Read) {
-                ready!(self.poll_readable(cx))?;
-            }
-            match self.raw_read(buf, false) {
-                Ok(0) => inner.read_eof.set(true),
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+            match ready!(self.poll_read_stream(cx, buf))? {
+                0 => read.eof.set(true),
+                n => return Poll::Ready(Ok(n)),
             }
         }
     }
@@ -55,27 +49,18 @@ impl AsyncSocket {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let inner = &self.inner;
+        let write = &self.inner.write;
         loop {
             if self.try_coalesce(buf) {
                 return Poll::Ready(Ok(buf.len()));
             }
-            if !inner.wbuf.borrow().is_empty() {
-                let end = inner.wbuf.borrow().accepted();
-                ready!(self.poll_flush_to(cx, end, Flags::NONE))?;
-                continue;
+            if write.buf.borrow().is_empty() {
+                let n = ready!(self.poll_write(cx, buf))?;
+                write.buf.borrow_mut().note_direct(n);
+                return Poll::Ready(Ok(n));
             }
-            if !inner.io.is_ready(Direction::Write) {
-                ready!(inner.io.poll_ready(Direction::Write, cx))?;
-            }
-            match self.raw_write(buf) {
-                Ok(n) => {
-                    inner.wbuf.borrow_mut().note_direct(n);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+            let end = write.buf.borrow().accepted();
+            ready!(self.poll_flush_to(cx, end, Flags::NONE))?;
         }
     }
 }
@@ -106,12 +91,11 @@ impl AsyncWrite for AsyncSocket {
     /// Flush, then shut down the writing half (the socket stays open for reading).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_flush_all(cx))?;
-        if !self.inner.write_shut.get() {
+        if !self.inner.write.shut.replace(true) {
             // TLS: close_notify before the end of the stream (queued once, flushed below).
-            self.inner.write_shut.set(true);
             self.tls_send_close_notify();
         }
-        ready!(self.poll_tls_flush(cx))?;
+        ready!(self.poll_flush_records(cx))?;
         Poll::Ready(self.socket()?.shutdown(std::net::Shutdown::Write))
     }
 }

@@ -13,14 +13,15 @@ use std::future::poll_fn;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
-use rustls::Connection;
 use socket2::Socket;
 
-use crate::driver::{Direction, Driver};
+use super::transport::Wire;
+use crate::dispatch::Background;
+use crate::driver::{Direction, Driver, Registration};
 use crate::sys;
+use crate::tls::Tls;
 
 /// How long a closed socket's queued bytes may wait for the kernel to take them before the
 /// descriptor is closed anyway.
@@ -35,30 +36,31 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
 
 /// Finish a closed socket: write `rest` (through the TLS session, if any, then
 /// close_notify), then close the descriptor.
-pub(crate) fn finish(
-    driver: &Rc<Driver>,
-    socket: Socket,
-    rest: Vec<u8>,
-    conn: Option<Box<Connection>>,
-) {
-    match conn {
-        Some(conn) => crate::tls::close_session(driver, socket, conn, rest),
-        None if rest.is_empty() => drop(socket),
-        None => {
-            let mut pos = 0;
-            in_background(driver, socket, CLOSE_LINGER, move |s| loop {
-                if pos == rest.len() {
-                    return Ok(true);
-                }
-                match s.send_with_flags(&rest[pos..], sys::SEND_FLAGS) {
-                    Ok(n) => pos += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) => return Err(e),
-                }
-            });
+pub(crate) fn finish(driver: &Rc<Driver>, socket: Socket, rest: Vec<u8>, tls: Option<Box<Tls>>) {
+    if let Some(tls) = tls {
+        // Nothing to say on a session that never finished its handshake.
+        if let Some(mut closer) = tls.into_closer(rest) {
+            closer.drain_incoming(&mut Wire(&socket));
+            let limit = closer.limit(CLOSE_LINGER);
+            in_background(driver, socket, limit, move |s| closer.step(&mut Wire(s)));
         }
+        return;
     }
+    if rest.is_empty() {
+        return;
+    }
+    let mut pos = 0;
+    in_background(driver, socket, CLOSE_LINGER, move |s| loop {
+        if pos == rest.len() {
+            return Ok(true);
+        }
+        match s.send_with_flags(&rest[pos..], sys::SEND_FLAGS) {
+            Ok(n) => pos += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    });
 }
 
 /// Run `step` (`Ok(true)`: done; `Ok(false)`: the kernel is full; `Err`: give up) now, and
@@ -69,7 +71,7 @@ pub(crate) fn finish(
 /// may ever come, so the bytes are finished here, blocking, within `limit`: nothing else on
 /// this thread is waiting meanwhile. A task that the loop drops unfinished (the thread ends
 /// with its loop) finishes the same way.
-pub(crate) fn in_background(
+fn in_background(
     driver: &Rc<Driver>,
     socket: Socket,
     limit: Duration,
@@ -83,40 +85,41 @@ pub(crate) fn in_background(
         finish_blocking(&socket, deadline, &mut step);
         return;
     }
-    let mut bg = Lingering::new(driver, socket, deadline, step);
+    let mut bg = Lingering {
+        _count: Background::start(),
+        socket,
+        deadline,
+        step,
+        done: false,
+    };
+    let driver = driver.clone();
     crate::dispatch::spawn_internal(async move {
         let fd = bg.socket.as_raw_fd();
-        let Ok(io_state) = bg.driver.register(fd) else {
+        let Ok(io) = Registration::new(&driver, fd) else {
             // No registration (the poller refuses it): give up rather than block the loop.
             bg.close();
             return;
         };
-        // The kernel was full a moment ago; the registration reports when it is not.
-        io_state.clear(Direction::Write);
         let Lingering { socket, step, .. } = &mut bg;
-        let written = poll_fn(|cx| loop {
-            if !io_state.is_ready(Direction::Write)
-                && ready!(io_state.poll_ready(Direction::Write, cx)).is_err()
-            {
-                return Poll::Ready(());
-            }
-            match step(socket) {
-                Ok(false) => io_state.clear(Direction::Write),
-                Ok(true) | Err(_) => return Poll::Ready(()),
-            }
+        let written = poll_fn(|cx| {
+            io.poll_io(Direction::Write, cx, || match step(socket) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e),
+            })
         });
         let _ = crate::with_timeout(written, limit).await;
-        bg.driver.deregister(&io_state, fd);
+        io.deregister(fd);
         // Done (or given up).
         bg.close();
     });
 }
 
-/// A closed socket finishing in the background, counted in [`Driver::lingering`] from its
-/// start until its task ends or is dropped. Dropped unfinished (the loop ends with the
+/// A closed socket finishing in the background, counted as the loop's background work from
+/// its start until its task ends or is dropped. Dropped unfinished (the loop ends with the
 /// thread), it writes the rest blocking (see [`in_background`]).
 struct Lingering<F: FnMut(&Socket) -> io::Result<bool>> {
-    driver: Rc<Driver>,
+    _count: Option<Background>,
     socket: Socket,
     deadline: Instant,
     step: F,
@@ -124,17 +127,6 @@ struct Lingering<F: FnMut(&Socket) -> io::Result<bool>> {
 }
 
 impl<F: FnMut(&Socket) -> io::Result<bool>> Lingering<F> {
-    fn new(driver: &Rc<Driver>, socket: Socket, deadline: Instant, step: F) -> Self {
-        driver.lingering.set(driver.lingering.get() + 1);
-        Lingering {
-            driver: driver.clone(),
-            socket,
-            deadline,
-            step,
-            done: false,
-        }
-    }
-
     /// Close the socket, with whatever is left unwritten.
     fn close(mut self) {
         self.done = true;
@@ -143,13 +135,11 @@ impl<F: FnMut(&Socket) -> io::Result<bool>> Lingering<F> {
 
 impl<F: FnMut(&Socket) -> io::Result<bool>> Drop for Lingering<F> {
     fn drop(&mut self) {
-        self.driver.lingering.set(self.driver.lingering.get() - 1);
         if !self.done {
             finish_blocking(&self.socket, self.deadline, &mut self.step);
         }
     }
 }
-
 /// Run `step` on the socket in blocking mode until it is done, fails, or `deadline` passes.
 /// The descriptor must be out of the poller.
 fn finish_blocking(

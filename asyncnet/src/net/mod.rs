@@ -1,4 +1,23 @@
-//! Sockets (Nim's `asyncnet`): [`AsyncSocket`] and [`dial`].
+//! Sockets (Nim's `asyncnet`): [`AsyncSocket`], [`dial`], and TLS on sockets.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | `socket` | `AsyncSocket` and its state (`Inner`): creation, options, addresses, close |
+//! | `transport` | every system call on a registered socket, plain or TLS, through the driver's seam |
+//! | `read` | the receiving side (`ReadState`): `recv`, `recv_into`, lines |
+//! | `line` | finding a line in bytes (pure) |
+//! | `write` | the sending side (`WriteState`): `send`, `flush`, write coalescing |
+//! | `buffer` | the read and write buffers and their pool (pure) |
+//! | `local` | memory this thread's sockets share (the pool, the scratch buffer) |
+//! | `conn` | `accept` (and its `AcceptState`), `connect` |
+//! | `datagram` | `send_to`, `recv_from` |
+//! | `unix` | Unix-domain addresses, `bind_unix`, `connect_unix` |
+//! | `secure` | `wrap_socket`, `wrap_connected_socket`, the session on a socket |
+//! | `linger` | the end of a closed socket with bytes still owed |
+//! | `resolve` | name resolution off the loop's thread |
+//! | `dial` | `dial`: resolve, then connect |
+//! | `io_traits` | `futures-io`'s `AsyncRead`/`AsyncWrite` |
+//! | `options` | `Flags`, `SoBool` |
 #![forbid(unsafe_code)]
 
 mod buffer;
@@ -8,17 +27,20 @@ mod dial;
 mod io_traits;
 mod line;
 mod linger;
+mod local;
 mod options;
 mod read;
+mod resolve;
+mod secure;
 mod socket;
+mod transport;
 mod unix;
 mod write;
 
-pub(crate) use buffer::BufferPool;
-pub(crate) use linger::in_background as linger_in_background;
-pub use write::WRITE_HIGH_WATER;
-
-pub use dial::{dial, dial_with, resolve_host, MAX_RESOLVERS};
+pub use dial::{dial, dial_with};
 pub use linger::CLOSE_LINGER;
 pub use options::{Flags, SoBool};
+pub use resolve::{resolve_host, MAX_RESOLVERS};
+pub use secure::{wrap_connected_socket, wrap_socket};
 pub use socket::{AsyncSocket, SocketBuilder, BUFFER_SIZE, MAX_LINE_LENGTH, SOMAXCONN};
+pub use write::WRITE_HIGH_WATER;

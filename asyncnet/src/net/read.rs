@@ -5,48 +5,127 @@
 //! returns `Pending`, so dropping the future loses nothing; the next read starts from there.
 #![forbid(unsafe_code)]
 
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::task::{ready, Context, Poll};
 
+use super::buffer::ReadBuffer;
 use super::line::{scan, Scan};
+use super::local::SCRATCH_SIZE;
 use super::options::Flags;
 use super::socket::{AsyncSocket, BUFFER_SIZE, MAX_LINE_LENGTH};
-use crate::driver::{Direction, SCRATCH_SIZE};
 use crate::error;
 
 /// The most a buffered read asks for in one system call.
 const MAX_CHUNK: usize = 4 * 1024 * 1024;
 
+/// A socket's receiving side.
+#[derive(Debug)]
+pub(crate) struct ReadState {
+    /// Reads ask the kernel for more than requested and keep the rest (always, once TLS is
+    /// on: records are decrypted whole).
+    pub(super) buffered: Cell<bool>,
+    /// A read returned 0 (or, under `SAFE_DISCONN`, a reset): the peer sends nothing more.
+    pub(super) eof: Cell<bool>,
+    /// Bytes received but not yet asked for (a buffered read's surplus, a dropped read's
+    /// partial line or message).
+    pub(super) buf: RefCell<ReadBuffer>,
+}
+
+impl ReadState {
+    pub(super) fn new(buffered: bool) -> ReadState {
+        ReadState {
+            buffered: Cell::new(buffered),
+            eof: Cell::new(false),
+            buf: RefCell::new(ReadBuffer::default()),
+        }
+    }
+}
+
+/// How a read is served, decided once per call from the socket and the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One datagram per read.
+    Datagram,
+    /// Stream, one system call for at most what was asked.
+    Unbuffered,
+    /// Stream, unbuffered, `PEEK`: look at the kernel's queue with `MSG_PEEK`.
+    UnbufferedPeek,
+    /// Stream, buffered, `PEEK`: fill the socket's buffer and copy without consuming.
+    BufferedPeek,
+    /// Stream, buffered: wait for the whole size (or the end), keep the surplus.
+    Buffered,
+}
+
+/// A line found by [`next_line`]: what `deliver` made of it and how many bytes it took
+/// (terminator included); or how many leading bytes are known to hold no `\n`.
+type Found<R> = Result<(R, usize), usize>;
+
+/// The one scan for a line: in `bytes`, whose first `from` hold no `\n`, hand the next
+/// line's content to `deliver`.
+///
+/// # Errors
+///
+/// The line is longer than `max_length` ([`LineTooLong`](crate::LineTooLong)).
+fn next_line<R>(
+    bytes: &[u8],
+    from: usize,
+    max_length: usize,
+    deliver: &mut dyn FnMut(&[u8]) -> R,
+) -> io::Result<Found<R>> {
+    match scan(bytes, from, max_length) {
+        Scan::Line { content, consumed } => Ok(Ok((deliver(&bytes[..content]), consumed))),
+        Scan::NeedMore { scanned } => Ok(Err(scanned)),
+        Scan::TooLong => Err(error::line_too_long(max_length)),
+    }
+}
+
 impl AsyncSocket {
+    fn read_mode(&self, flags: Flags) -> Mode {
+        if self.is_stream() {
+            self.stream_mode(flags)
+        } else {
+            Mode::Datagram
+        }
+    }
+
+    /// The mode of a read that treats the socket as a byte stream (lines do, on any socket).
+    fn stream_mode(&self, flags: Flags) -> Mode {
+        match (self.inner.read.buffered.get(), flags.contains(Flags::PEEK)) {
+            (false, false) => Mode::Unbuffered,
+            (false, true) => Mode::UnbufferedPeek,
+            (true, true) => Mode::BufferedPeek,
+            (true, false) => Mode::Buffered,
+        }
+    }
+
     /// Book a read's result. Data: its length. End of stream (0 bytes, or a disconnection
-    /// under `SAFE_DISCONN`): recorded, and 0. `WouldBlock`: 0 (readiness is already cleared,
-    /// so the caller's loop waits). Any other error is returned.
+    /// under `SAFE_DISCONN`): recorded, and 0. Any other error is returned.
     fn settle(&self, r: io::Result<usize>, flags: Flags) -> io::Result<usize> {
         match r {
             Ok(0) => {
-                self.inner.read_eof.set(true);
+                self.inner.read.eof.set(true);
                 Ok(0)
             }
             Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) if flags.contains(Flags::SAFE_DISCONN) && crate::sys::is_disconnect(&e) => {
-                self.inner.read_eof.set(true);
+                self.inner.read.eof.set(true);
                 Ok(0)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Wait until the socket is readable. Before the task sleeps, the output buffer is
-    /// written: replies to the requests just read leave now, in one write (and a write error
-    /// nobody has heard of is returned).
-    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let io = &self.inner.io;
-        if !io.is_ready(Direction::Read) && !io.is_closed() {
-            self.flush_before_wait()?;
-        }
-        io.poll_ready(Direction::Read, cx)
+    /// One read from the stream into `buf`, booked by [`settle`](Self::settle).
+    fn poll_read_settled(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        flags: Flags,
+    ) -> Poll<io::Result<usize>> {
+        let r = ready!(self.poll_read_stream(cx, buf));
+        Poll::Ready(self.settle(r, flags))
     }
 
     /// Receive up to `size` bytes (Nim's `recv`), with the default flags (`SAFE_DISCONN`).
@@ -259,67 +338,54 @@ impl AsyncSocket {
             return Poll::Ready(Ok(0));
         }
         self.socket()?;
-        if !self.is_stream() {
-            return self.poll_recv_datagram_into(cx, buf, flags);
-        }
-        let peek = flags.contains(Flags::PEEK);
-        let inner = &self.inner;
-        if !inner.buffered.get() || peek {
-            {
-                // Bytes left by a dropped line read (unbuffered) or a peek come first.
-                let mut rb = inner.rbuf.borrow_mut();
-                let pending_peek = peek && inner.buffered.get();
-                if !rb.is_empty() && !pending_peek {
-                    let n = buf.len().min(rb.len());
-                    buf[..n].copy_from_slice(&rb.unread()[..n]);
-                    if !peek {
-                        rb.consume(n, &inner.driver.pool);
-                    }
-                    return Poll::Ready(Ok(n));
-                }
-            }
-            if inner.buffered.get() {
+        let read = &self.inner.read;
+        let pool = &self.inner.local.pool;
+        match self.read_mode(flags) {
+            Mode::Datagram => self.poll_recv_datagram_into(cx, buf, flags),
+            Mode::BufferedPeek => {
                 ready!(self.poll_fill(cx, buf.len(), flags))?;
-                let rb = inner.rbuf.borrow();
-                let n = buf.len().min(rb.len());
-                buf[..n].copy_from_slice(&rb.unread()[..n]);
-                return Poll::Ready(Ok(n));
+                Poll::Ready(Ok(copy_front(read.buf.borrow().unread(), buf)))
             }
-            loop {
-                if inner.read_eof.get() {
-                    return Poll::Ready(Ok(0));
+            mode @ (Mode::Unbuffered | Mode::UnbufferedPeek) => {
+                // Bytes left by a dropped line read come first.
+                if !read.buf.borrow().is_empty() {
+                    let mut rb = read.buf.borrow_mut();
+                    return Poll::Ready(Ok(if mode == Mode::Unbuffered {
+                        rb.take_into(buf, pool)
+                    } else {
+                        copy_front(rb.unread(), buf)
+                    }));
                 }
-                if !inner.io.is_ready(Direction::Read) {
-                    ready!(self.poll_readable(cx))?;
-                }
-                match self.settle(self.raw_read(buf, peek), flags)? {
-                    0 => {}
-                    n => return Poll::Ready(Ok(n)),
-                }
-            }
-        }
-        // Buffered, consuming: serve from the buffer, then read straight into `buf`.
-        let mut filled = inner.rbuf.borrow_mut().take_into(buf, &inner.driver.pool);
-        while filled < buf.len() && !inner.read_eof.get() {
-            if !inner.io.is_ready(Direction::Read) {
-                match self.poll_readable(cx) {
-                    Poll::Ready(Ok(())) => {}
-                    other => {
-                        // Keep what arrived in the socket, not in this future.
-                        inner.rbuf.borrow_mut().unread_front(buf[..filled].to_vec());
-                        return other.map(|r| r.map(|()| 0));
+                loop {
+                    if read.eof.get() {
+                        return Poll::Ready(Ok(0));
+                    }
+                    let r = if mode == Mode::Unbuffered {
+                        ready!(self.poll_read_stream(cx, buf))
+                    } else {
+                        ready!(self.poll_peek(cx, buf, |_| true))
+                    };
+                    if let n @ 1.. = self.settle(r, flags)? {
+                        return Poll::Ready(Ok(n));
                     }
                 }
             }
-            match self.settle(self.raw_read(&mut buf[filled..], false), flags) {
-                Ok(n) => filled += n,
-                Err(e) => {
-                    inner.rbuf.borrow_mut().unread_front(buf[..filled].to_vec());
-                    return Poll::Ready(Err(e));
+            Mode::Buffered => {
+                // Serve from the buffer, then read straight into `buf`.
+                let mut filled = read.buf.borrow_mut().take_into(buf, pool);
+                while filled < buf.len() && !read.eof.get() {
+                    match self.poll_read_settled(cx, &mut buf[filled..], flags) {
+                        Poll::Ready(Ok(n)) => filled += n,
+                        other => {
+                            // Keep what arrived in the socket, not in this future.
+                            read.buf.borrow_mut().unread_front(buf[..filled].to_vec());
+                            return other;
+                        }
+                    }
                 }
+                Poll::Ready(Ok(filled))
             }
         }
-        Poll::Ready(Ok(filled))
     }
 
     pub(crate) fn poll_recv(
@@ -332,61 +398,66 @@ impl AsyncSocket {
             return Poll::Ready(Ok(Vec::new()));
         }
         self.socket()?;
-        let inner = &self.inner;
-        if !self.is_stream() {
-            // One datagram, through the scratch buffer when it fits.
-            let driver = inner.driver.clone();
-            let mut scratch = driver.scratch.borrow_mut();
-            let mut own;
-            let buf: &mut [u8] = if size <= SCRATCH_SIZE {
-                &mut scratch[..size]
-            } else {
-                own = vec![0; size.min(super::datagram::MAX_DATAGRAM)];
-                &mut own[..]
-            };
-            let n = ready!(self.poll_recv_datagram_into(cx, buf, flags))?;
-            return Poll::Ready(Ok(buf[..n].to_vec()));
+        let read = &self.inner.read;
+        match self.read_mode(flags) {
+            Mode::Datagram | Mode::Unbuffered | Mode::UnbufferedPeek => {
+                // One read (one datagram) into the loop's scratch buffer when it fits, then
+                // an exact-size copy.
+                let local = self.inner.local.clone();
+                let mut scratch = local.scratch.borrow_mut();
+                let mut own;
+                let buf: &mut [u8] = if size <= SCRATCH_SIZE {
+                    &mut scratch[..size]
+                } else if self.is_stream() {
+                    &mut scratch[..]
+                } else {
+                    own = vec![0; size.min(super::datagram::MAX_DATAGRAM)];
+                    &mut own[..]
+                };
+                let n = ready!(self.poll_recv_into(cx, buf, flags))?;
+                Poll::Ready(Ok(buf[..n].to_vec()))
+            }
+            Mode::BufferedPeek => {
+                ready!(self.poll_fill(cx, size, flags))?;
+                let rb = read.buf.borrow();
+                Poll::Ready(Ok(rb.unread()[..size.min(rb.len())].to_vec()))
+            }
+            Mode::Buffered => self.poll_recv_buffered(cx, size, flags),
         }
-        if inner.buffered.get() && flags.contains(Flags::PEEK) {
-            ready!(self.poll_fill(cx, size, flags))?;
-            let rb = inner.rbuf.borrow();
-            return Poll::Ready(Ok(rb.unread()[..size.min(rb.len())].to_vec()));
-        }
-        if !inner.buffered.get() {
-            // One read into the loop's scratch buffer, then an exact-size copy.
-            let driver = inner.driver.clone();
-            let mut scratch = driver.scratch.borrow_mut();
-            let want = size.min(SCRATCH_SIZE);
-            let n = ready!(self.poll_recv_into(cx, &mut scratch[..want], flags))?;
-            return Poll::Ready(Ok(scratch[..n].to_vec()));
-        }
+    }
+
+    /// Buffered `recv(size)`: what is buffered, then reads into the result itself until it
+    /// holds `size` bytes or the stream ends.
+    fn poll_recv_buffered(
+        &self,
+        cx: &mut Context<'_>,
+        size: usize,
+        flags: Flags,
+    ) -> Poll<io::Result<Vec<u8>>> {
+        let read = &self.inner.read;
         let mut out = {
-            let mut rb = inner.rbuf.borrow_mut();
+            let mut rb = read.buf.borrow_mut();
             let n = size.min(rb.len());
             let v = rb.unread()[..n].to_vec();
-            rb.consume(n, &inner.driver.pool);
+            rb.consume(n, &self.inner.local.pool);
             v
         };
-        while out.len() < size && !inner.read_eof.get() {
-            if !inner.io.is_ready(Direction::Read) {
-                match self.poll_readable(cx) {
-                    Poll::Ready(Ok(())) => {}
-                    other => {
-                        inner.rbuf.borrow_mut().unread_front(out);
-                        return other.map(|r| r.map(|()| Vec::new()));
-                    }
-                }
-            }
+        while out.len() < size && !read.eof.get() {
             // Grow geometrically, never past `size`: a huge `size` costs memory only as
             // bytes actually arrive.
             let start = out.len();
             let chunk = (size - start).min(start.max(BUFFER_SIZE)).min(MAX_CHUNK);
             out.resize(start + chunk, 0);
-            let r = self.raw_read(&mut out[start..], false);
-            out.truncate(start + *r.as_ref().unwrap_or(&0));
-            if let Err(e) = self.settle(r, flags) {
-                inner.rbuf.borrow_mut().unread_front(out);
-                return Poll::Ready(Err(e));
+            let r = self.poll_read_settled(cx, &mut out[start..], flags);
+            let n = match r {
+                Poll::Ready(Ok(n)) => n,
+                _ => 0,
+            };
+            out.truncate(start + n);
+            if let Poll::Pending | Poll::Ready(Err(_)) = r {
+                // Keep what arrived in the socket, not in this future.
+                read.buf.borrow_mut().unread_front(out);
+                return r.map_ok(|_| Vec::new());
             }
         }
         Poll::Ready(Ok(out))
@@ -394,23 +465,29 @@ impl AsyncSocket {
 
     /// Buffered: read into the socket's buffer until it holds `want` bytes or the stream ends.
     fn poll_fill(&self, cx: &mut Context<'_>, want: usize, flags: Flags) -> Poll<io::Result<()>> {
-        let inner = &self.inner;
+        let read = &self.inner.read;
         loop {
-            let have = inner.rbuf.borrow().len();
-            if have >= want || inner.read_eof.get() {
+            let have = read.buf.borrow().len();
+            if have >= want || read.eof.get() {
                 return Poll::Ready(Ok(()));
             }
-            if !inner.io.is_ready(Direction::Read) {
-                ready!(self.poll_readable(cx))?;
-            }
-            let chunk = (want - have).clamp(BUFFER_SIZE, MAX_CHUNK);
-            let r = inner.rbuf.borrow_mut().fill_from(
-                chunk,
-                |b| self.raw_read(b, false),
-                &inner.driver.pool,
-            );
-            self.settle(r, flags)?;
+            ready!(self.poll_fill_once(cx, (want - have).clamp(BUFFER_SIZE, MAX_CHUNK), flags))?;
         }
+    }
+
+    /// One read of up to `max` bytes appended to the socket's buffer.
+    fn poll_fill_once(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+        flags: Flags,
+    ) -> Poll<io::Result<usize>> {
+        let r = self.inner.read.buf.borrow_mut().fill_from(
+            max,
+            |b| self.poll_read_stream(cx, b),
+            &self.inner.local.pool,
+        );
+        Poll::Ready(self.settle(ready!(r), flags))
     }
 
     /// Find the next line and hand its content to `deliver`; `None` at end-of-stream.
@@ -422,92 +499,103 @@ impl AsyncSocket {
         deliver: &mut dyn FnMut(&[u8]) -> R,
     ) -> Poll<io::Result<Option<R>>> {
         self.socket()?;
-        if !self.inner.buffered.get() && flags.contains(Flags::PEEK) {
+        let mode = self.stream_mode(flags);
+        if mode == Mode::UnbufferedPeek {
             return self.poll_peek_line_unbuffered(cx, flags, max_length, deliver);
         }
-        let inner = &self.inner;
-        let peek = flags.contains(Flags::PEEK);
         loop {
-            {
-                let mut rb = inner.rbuf.borrow_mut();
-                if !rb.is_empty() {
-                    match scan(rb.unread(), rb.scanned(), max_length) {
-                        Scan::Line { content, consumed } => {
-                            let r = deliver(&rb.unread()[..content]);
-                            if !peek {
-                                rb.consume(consumed, &inner.driver.pool);
-                            }
-                            return Poll::Ready(Ok(Some(r)));
-                        }
-                        Scan::TooLong => return Poll::Ready(Err(error::line_too_long(max_length))),
-                        Scan::NeedMore { scanned } => rb.set_scanned(scanned),
-                    }
-                }
-                if inner.read_eof.get() {
-                    if rb.is_empty() {
-                        return Poll::Ready(Ok(None));
-                    }
-                    // End of stream in the middle of a line: the partial line is a line.
-                    let r = deliver(rb.unread());
-                    if !peek {
-                        let n = rb.len();
-                        rb.consume(n, &inner.driver.pool);
-                    }
-                    return Poll::Ready(Ok(Some(r)));
-                }
+            if let Some(r) = self.buffered_line(mode, max_length, deliver)? {
+                return Poll::Ready(Ok(r));
             }
-            if !inner.io.is_ready(Direction::Read) {
-                ready!(self.poll_readable(cx))?;
+            if let Some(r) = ready!(self.poll_line_read(cx, mode, flags, max_length, deliver))? {
+                return Poll::Ready(Ok(Some(r)));
             }
-            let r = if inner.buffered.get() && !peek && inner.rbuf.borrow().is_empty() {
-                // Nothing buffered: read into the loop's scratch buffer and keep only what
-                // follows the line, so that a socket between messages holds no buffer.
-                let driver = inner.driver.clone();
-                let mut scratch = driver.scratch.borrow_mut();
-                match self.raw_read(&mut scratch, false) {
-                    Ok(n) if n > 0 => {
-                        let data = &scratch[..n];
-                        match scan(data, 0, max_length) {
-                            Scan::Line { content, consumed } => {
-                                let r = deliver(&data[..content]);
-                                inner
-                                    .rbuf
-                                    .borrow_mut()
-                                    .extend(&data[consumed..], &inner.driver.pool);
-                                return Poll::Ready(Ok(Some(r)));
-                            }
-                            Scan::NeedMore { scanned } => {
-                                let mut rb = inner.rbuf.borrow_mut();
-                                rb.extend(data, &inner.driver.pool);
-                                rb.set_scanned(scanned);
-                            }
-                            Scan::TooLong => {
-                                inner.rbuf.borrow_mut().extend(data, &inner.driver.pool);
-                                return Poll::Ready(Err(error::line_too_long(max_length)));
-                            }
-                        }
-                        Ok(n)
-                    }
-                    other => other,
-                }
-            } else if inner.buffered.get() {
-                inner.rbuf.borrow_mut().fill_from(
-                    BUFFER_SIZE,
-                    |b| self.raw_read(b, false),
-                    &inner.driver.pool,
-                )
-            } else {
-                // Unbuffered: one byte at a time, so that nothing past the line is taken
-                // from the kernel (Nim does the same). The partial line lives in the socket.
-                let mut byte = [0u8; 1];
-                let r = self.raw_read(&mut byte, false);
-                if let Ok(1) = r {
-                    inner.rbuf.borrow_mut().extend(&byte, &inner.driver.pool);
-                }
-                r
-            };
-            self.settle(r, flags)?;
         }
+    }
+
+    /// A line from the socket's buffer, if it holds one (`Some(None)`: the end of the
+    /// stream; a partial line at the end is a line). `PEEK` leaves it there.
+    fn buffered_line<R>(
+        &self,
+        mode: Mode,
+        max_length: usize,
+        deliver: &mut dyn FnMut(&[u8]) -> R,
+    ) -> io::Result<Option<Option<R>>> {
+        let read = &self.inner.read;
+        let mut rb = read.buf.borrow_mut();
+        let keep = mode == Mode::BufferedPeek;
+        if !rb.is_empty() {
+            match next_line(rb.unread(), rb.scanned(), max_length, deliver)? {
+                Ok((r, used)) => {
+                    if !keep {
+                        rb.consume(used, &self.inner.local.pool);
+                    }
+                    return Ok(Some(Some(r)));
+                }
+                Err(scanned) => rb.set_scanned(scanned),
+            }
+        }
+        if !read.eof.get() {
+            return Ok(None);
+        }
+        if rb.is_empty() {
+            return Ok(Some(None));
+        }
+        // End of stream in the middle of a line: the partial line is a line.
+        let r = deliver(rb.unread());
+        if !keep {
+            let n = rb.len();
+            rb.consume(n, &self.inner.local.pool);
+        }
+        Ok(Some(Some(r)))
+    }
+
+    /// Read more for a line. With nothing buffered, a buffered socket reads into the loop's
+    /// scratch buffer and keeps only what follows the line (a socket between messages holds
+    /// no buffer): the line itself may come back at once.
+    fn poll_line_read<R>(
+        &self,
+        cx: &mut Context<'_>,
+        mode: Mode,
+        flags: Flags,
+        max_length: usize,
+        deliver: &mut dyn FnMut(&[u8]) -> R,
+    ) -> Poll<io::Result<Option<R>>> {
+        let read = &self.inner.read;
+        let pool = &self.inner.local.pool;
+        if mode == Mode::Buffered && read.buf.borrow().is_empty() {
+            let local = self.inner.local.clone();
+            let mut scratch = local.scratch.borrow_mut();
+            let n = ready!(self.poll_read_settled(cx, &mut scratch, flags))?;
+            let data = &scratch[..n];
+            let mut rb = read.buf.borrow_mut();
+            return Poll::Ready(match next_line(data, 0, max_length, deliver) {
+                Ok(Ok((r, used))) => {
+                    rb.extend(&data[used..], pool);
+                    Ok(Some(r))
+                }
+                Ok(Err(scanned)) => {
+                    rb.extend(data, pool);
+                    rb.set_scanned(scanned);
+                    Ok(None)
+                }
+                Err(e) => {
+                    rb.extend(data, pool);
+                    Err(e)
+                }
+            });
+        }
+        if mode != Mode::Unbuffered {
+            ready!(self.poll_fill_once(cx, BUFFER_SIZE, flags))?;
+            return Poll::Ready(Ok(None));
+        }
+        // Unbuffered: one byte at a time, so that nothing past the line is taken from the
+        // kernel (Nim does the same). The partial line lives in the socket.
+        let mut byte = [0u8; 1];
+        if ready!(self.poll_read_settled(cx, &mut byte, flags))? == 1 {
+            read.buf.borrow_mut().extend(&byte, pool);
+        }
+        Poll::Ready(Ok(None))
     }
 
     /// Unbuffered `PEEK` line: look at the kernel's queue with `MSG_PEEK`, take nothing.
@@ -518,49 +606,47 @@ impl AsyncSocket {
         max_length: usize,
         deliver: &mut dyn FnMut(&[u8]) -> R,
     ) -> Poll<io::Result<Option<R>>> {
-        let inner = &self.inner;
+        let read = &self.inner.read;
         let limit = max_length.saturating_add(2);
         // Peek a small window first and widen it only while the kernel fills it without a
         // newline: a short line costs a small buffer, not `max_length`.
         let mut window = limit.min(4096);
         loop {
-            if !inner.io.is_ready(Direction::Read) {
-                ready!(self.poll_readable(cx))?;
-            }
             // A partial line left by a dropped (consuming) line read comes first.
-            let mut view = inner.rbuf.borrow().unread().to_vec();
+            let mut view = read.buf.borrow().unread().to_vec();
             let have = view.len();
             let want = window.saturating_sub(have).clamp(1, MAX_CHUNK);
             view.resize(have + want, 0);
-            let r = if inner.read_eof.get() {
-                Ok(0)
+            let n = if read.eof.get() {
+                0
             } else {
-                self.raw_read(&mut view[have..], true)
-            };
-            let n = match r {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => self.settle(other, flags)?,
+                // Enough to decide: the end, a full window, a newline, or the peer gone.
+                let r = ready!(self.poll_peek(cx, &mut view[have..], |seen| {
+                    seen.is_empty()
+                        || seen.len() == want
+                        || memchr::memchr(b'\n', seen).is_some()
+                        || self.peer_closed()
+                }));
+                self.settle(r, flags)?
             };
             view.truncate(have + n);
             let filled = n == want;
-            let at_end = n == 0 || (inner.io.is_read_closed() && !filled);
-            match scan(&view, 0, max_length) {
-                Scan::Line { content, .. } => {
-                    return Poll::Ready(Ok(Some(deliver(&view[..content]))))
-                }
-                Scan::TooLong => return Poll::Ready(Err(error::line_too_long(max_length))),
-                Scan::NeedMore { .. } if at_end => {
+            let at_end = n == 0 || (self.peer_closed() && !filled);
+            match next_line(&view, 0, max_length, deliver)? {
+                Ok((r, _)) => return Poll::Ready(Ok(Some(r))),
+                Err(_) if at_end => {
                     return Poll::Ready(Ok((!view.is_empty()).then(|| deliver(&view))));
                 }
-                Scan::NeedMore { .. } if filled && window < limit => {
-                    // More may be queued behind the window: look again, wider.
-                    window = window.saturating_mul(2).min(limit);
-                }
-                Scan::NeedMore { .. } => {
-                    // A peek drains nothing, so readiness stays until new bytes arrive.
-                    inner.io.clear(Direction::Read);
-                }
+                // More may be queued behind the window: look again, wider.
+                Err(_) => window = window.saturating_mul(2).min(limit),
             }
         }
     }
+}
+
+/// Copy the front of `from` into `to`; how many bytes.
+fn copy_front(from: &[u8], to: &mut [u8]) -> usize {
+    let n = to.len().min(from.len());
+    to[..n].copy_from_slice(&from[..n]);
+    n
 }

@@ -7,13 +7,17 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::buffer::{ReadBuffer, WriteBuffer};
+use super::buffer::ReadBuffer;
+use super::conn::AcceptState;
+use super::local::Local;
 use super::options::SoBool;
-use crate::driver::{Direction, Driver, IoState};
+use super::read::ReadState;
+use super::write::WriteState;
+use crate::driver::Registration;
+use crate::tls::Tls;
 use crate::{error, sys};
 
 /// Nim's `BufferSize`: how much a buffered read asks the kernel for at least.
@@ -35,65 +39,42 @@ pub struct AsyncSocket {
     pub(crate) inner: Rc<Inner>,
 }
 
-/// Why the sending side gave up on queued bytes.
-#[derive(Debug)]
-pub(crate) struct SendFailure {
-    /// Bytes from this sequence number on were discarded, not sent.
-    pub(crate) lost_from: u64,
-    pub(crate) kind: io::ErrorKind,
-    pub(crate) message: String,
-    /// A disconnection (which `SafeDisconn` sends do not report as an error).
-    pub(crate) disconnect: bool,
-    /// A call has returned it as an error (`close` and waiting reads report it only if not).
-    pub(crate) reported: bool,
-}
-
+/// One socket's state, each part owned by the module that uses it.
 pub(crate) struct Inner {
-    pub(crate) driver: Rc<Driver>,
-    pub(crate) io: Rc<IoState>,
+    /// The socket's place in the poller: every system call on the socket goes through this
+    /// seam (`transport.rs`).
+    pub(super) io: Registration,
+    /// This thread's buffer pool and scratch buffer.
+    pub(super) local: Rc<Local>,
     /// `None` once closed.
     socket: RefCell<Option<Socket>>,
-    fd: Cell<RawFd>,
-    pub(crate) domain: Domain,
-    pub(crate) sock_type: Type,
-    /// Reads are buffered (always, once TLS is on: records are decrypted whole).
-    pub(crate) buffered: Cell<bool>,
-    /// The TLS session, once the socket is wrapped and the handshake has started (boxed:
-    /// it is over a kilobyte, and most sockets never have one).
-    pub(crate) tls: RefCell<Option<Box<rustls::Connection>>>,
-    /// Decrypted bytes wait inside the TLS session.
-    pub(crate) tls_plain: Cell<bool>,
-    /// Set by `wrap_socket`: `connect` and `accept` start TLS with it.
-    pub(crate) tls_ctx: RefCell<Option<Box<crate::tls::TlsContext>>>,
-    /// The server name a TLS client asked for (DNS names only).
-    pub(crate) tls_name: RefCell<Option<Box<str>>>,
-    pub(crate) rbuf: RefCell<ReadBuffer>,
-    /// A read returned 0: the peer sends nothing more.
-    pub(crate) read_eof: Cell<bool>,
-    pub(crate) wbuf: RefCell<WriteBuffer>,
-    /// Boxed, as the TLS state: rare, and an idle connection should cost little.
-    pub(crate) send_failure: RefCell<Option<Box<SendFailure>>>,
-    /// A background task is writing the output buffer.
-    pub(crate) flushing: Cell<bool>,
-    /// The socket is on the loop's list of buffers to write before it sleeps.
-    pub(crate) flush_deferred: Cell<bool>,
+    /// Address family, fixed at creation.
+    pub(super) domain: Domain,
+    /// Stream or datagram, fixed at creation.
+    pub(super) sock_type: Type,
     /// The socket has had a peer (connected, accepted, or adopted connected): a send error
     /// then means the peer went away, not that there never was one.
-    pub(crate) connected: Cell<bool>,
-    /// `shutdown_write` was called: sends fail.
-    pub(crate) write_shut: Cell<bool>,
-    pub(crate) accept_error: RefCell<Option<io::Error>>,
-    pub(crate) accept_backoff: Cell<Duration>,
+    pub(super) connected: Cell<bool>,
+    /// Received bytes not yet asked for, end of stream, buffered or not (`read.rs`).
+    pub(super) read: ReadState,
+    /// The output queue and what happened to it (`write.rs`).
+    pub(super) write: WriteState,
+    /// TLS: the context `wrap_socket` set, then the session (boxed: it is over a kilobyte,
+    /// and most sockets never have one).
+    pub(super) tls: RefCell<Option<Box<Tls>>>,
+    /// Listeners only: the last resource error `accept` rode out, and its back-off
+    /// (`conn.rs`; boxed, made on first need).
+    pub(super) accept: RefCell<Option<Box<AcceptState>>>,
 }
 
 impl fmt::Debug for AsyncSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
         f.debug_struct("AsyncSocket")
-            .field("fd", &i.fd.get())
+            .field("fd", &self.fd())
             .field("domain", &i.domain)
             .field("type", &i.sock_type)
-            .field("buffered", &i.buffered.get())
+            .field("buffered", &i.read.buffered.get())
             .field("closed", &self.is_closed())
             .finish()
     }
@@ -247,32 +228,19 @@ impl AsyncSocket {
         sock_type: Type,
         buffered: bool,
     ) -> io::Result<AsyncSocket> {
-        let driver = crate::dispatch::driver()?;
-        let fd = socket.as_raw_fd();
-        let io = driver.register(fd)?;
+        let io = Registration::new(&crate::dispatch::driver()?, socket.as_raw_fd())?;
         Ok(AsyncSocket {
             inner: Rc::new(Inner {
-                driver,
                 io,
+                local: super::local::local(),
                 socket: RefCell::new(Some(socket)),
-                fd: Cell::new(fd),
                 domain,
                 sock_type,
-                buffered: Cell::new(buffered),
-                tls: RefCell::new(None),
-                tls_plain: Cell::new(false),
-                tls_ctx: RefCell::new(None),
-                tls_name: RefCell::new(None),
-                rbuf: RefCell::new(ReadBuffer::default()),
-                read_eof: Cell::new(false),
-                wbuf: RefCell::new(WriteBuffer::default()),
-                send_failure: RefCell::new(None),
-                flushing: Cell::new(false),
-                flush_deferred: Cell::new(false),
-                write_shut: Cell::new(false),
                 connected: Cell::new(false),
-                accept_error: RefCell::new(None),
-                accept_backoff: Cell::new(Duration::ZERO),
+                read: ReadState::new(buffered),
+                write: WriteState::default(),
+                tls: RefCell::new(None),
+                accept: RefCell::new(None),
             }),
         })
     }
@@ -300,7 +268,7 @@ impl AsyncSocket {
                 }
             }
         } else {
-            let addrs = super::dial::resolve_blocking(address, port)?;
+            let addrs = super::resolve::resolve_blocking(address, port)?;
             let fit = self.family_map();
             addrs.into_iter().find_map(fit).ok_or_else(|| {
                 io::Error::new(
@@ -403,7 +371,11 @@ impl AsyncSocket {
 
     /// The OS descriptor (Nim's `getFd`), or -1 once closed (Nim's `osInvalidSocket`).
     pub fn fd(&self) -> RawFd {
-        self.inner.fd.get()
+        self.inner
+            .socket
+            .borrow()
+            .as_ref()
+            .map_or(-1, AsRawFd::as_raw_fd)
     }
 
     /// Whether [`close`](AsyncSocket::close) was called (Nim's `isClosed`).
@@ -413,29 +385,25 @@ impl AsyncSocket {
 
     /// Whether this socket buffers reads.
     pub fn is_buffered(&self) -> bool {
-        self.inner.buffered.get()
+        self.inner.read.buffered.get()
     }
 
     /// Whether received bytes wait in the socket's buffer, so that a read can complete
     /// without the kernel (Nim's `hasDataBuffered`).
     pub fn has_data_buffered(&self) -> bool {
-        !self.inner.rbuf.borrow().is_empty() || self.inner.tls_plain.get()
+        !self.inner.read.buf.borrow().is_empty()
+            || self
+                .inner
+                .tls
+                .borrow()
+                .as_ref()
+                .is_some_and(|t| t.has_plaintext())
     }
 
     /// Whether a send found the peer gone (reset or broken pipe). Sends after that fail
     /// with `BrokenPipe`; receives return what was buffered, then end-of-stream.
     pub fn is_disconnected(&self) -> bool {
-        self.inner
-            .send_failure
-            .borrow()
-            .as_ref()
-            .is_some_and(|f| f.disconnect)
-    }
-
-    /// The last resource error (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) that `accept` met
-    /// and rode out by waiting, taken so that the next call reports only newer ones.
-    pub fn take_accept_error(&self) -> Option<io::Error> {
-        self.inner.accept_error.borrow_mut().take()
+        self.inner.write.is_disconnected()
     }
 
     /// Shut down the writing half (`shutdown(SHUT_WR)`): the peer reads end-of-stream once it
@@ -449,7 +417,7 @@ impl AsyncSocket {
     /// The socket is closed or not connected.
     pub fn shutdown_write(&self) -> io::Result<()> {
         self.socket()?;
-        if self.inner.write_shut.replace(true) {
+        if self.inner.write.shut.replace(true) {
             return Ok(());
         }
         self.try_flush_now();
@@ -499,16 +467,11 @@ impl AsyncSocket {
         }
         self.try_flush_now();
         self.fail_waiting_sends(error::closed());
-        let report = self.take_unreported_write_error();
-        let fd = inner.fd.replace(-1);
-        inner.driver.deregister(&inner.io, fd);
-        let socket = inner.socket.borrow_mut().take();
-        let rest = inner.wbuf.borrow_mut().take_pending();
-        let conn = inner.tls.borrow_mut().take();
-        if let Some(socket) = socket {
-            super::linger::finish(&inner.driver, socket, rest, conn);
+        let report = inner.write.take_unreported_error();
+        if let Some(socket) = inner.socket.borrow_mut().take() {
+            inner.finish_closed(socket);
         }
-        *inner.rbuf.borrow_mut() = ReadBuffer::default();
+        inner.read.buf.replace(ReadBuffer::default());
         report.map_or(Ok(()), Err)
     }
 
@@ -538,59 +501,17 @@ impl AsyncSocket {
     pub(crate) fn is_stream(&self) -> bool {
         self.inner.sock_type == Type::STREAM
     }
+}
 
-    /// One `read(2)`/`recv(2)` with readiness bookkeeping: `WouldBlock` clears read readiness,
-    /// and so does a short read on a stream (the kernel had no more; asking again would only
-    /// cost a system call to hear `WouldBlock`). `EINTR` is retried.
-    pub(crate) fn raw_read(&self, buf: &mut [u8], peek: bool) -> io::Result<usize> {
-        if self.is_ssl() {
-            // Reads on a TLS socket are buffered, so they never peek at the kernel. A wrapped
-            // socket whose handshake never started fails here rather than read plaintext.
-            return self.tls_read(buf);
-        }
-        let socket = self.socket()?;
-        loop {
-            let r = if peek {
-                sys::peek(&socket, buf)
-            } else {
-                io::Read::read(&mut &*socket, buf)
-            };
-            match r {
-                Ok(n) => {
-                    if n > 0 && n < buf.len() && !peek && self.is_stream() {
-                        self.inner.io.clear(Direction::Read);
-                    }
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        self.inner.io.clear(Direction::Read);
-                    }
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    /// One `send(2)` without `SIGPIPE`; `WouldBlock` clears write readiness. `EINTR` is retried.
-    pub(crate) fn raw_write(&self, buf: &[u8]) -> io::Result<usize> {
-        if self.is_ssl() {
-            return self.tls_write(buf);
-        }
-        let socket = self.socket()?;
-        loop {
-            match socket.send_with_flags(buf, sys::SEND_FLAGS) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        self.inner.io.clear(Direction::Write);
-                    }
-                    return Err(e);
-                }
-                Ok(n) => return Ok(n),
-            }
-        }
+impl Inner {
+    /// The socket is closed: leave the poller before the descriptor closes, then finish the
+    /// queued bytes (every send that queued them has completed or was dropped) and say
+    /// goodbye on TLS, in the background (`linger.rs`).
+    fn finish_closed(&self, socket: Socket) {
+        self.io.deregister(socket.as_raw_fd());
+        let rest = self.write.buf.borrow_mut().take_pending();
+        let tls = self.tls.borrow_mut().take();
+        super::linger::finish(self.io.driver(), socket, rest, tls);
     }
 }
 
@@ -600,10 +521,7 @@ impl Drop for Inner {
         // finish the queued bytes (every send that queued them has completed or was
         // dropped) and say goodbye on TLS.
         if let Some(socket) = self.socket.get_mut().take() {
-            self.driver.deregister(&self.io, socket.as_raw_fd());
-            let rest = self.wbuf.get_mut().take_pending();
-            let conn = self.tls.get_mut().take();
-            super::linger::finish(&self.driver, socket, rest, conn);
+            self.finish_closed(socket);
         }
     }
 }

@@ -28,14 +28,65 @@ use std::io;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
+use std::cell::{Cell, RefCell};
+
+use super::buffer::WriteBuffer;
 use super::options::Flags;
-use super::socket::{AsyncSocket, Inner, SendFailure};
+use super::socket::{AsyncSocket, Inner};
 use crate::driver::{BeforeSleep, Direction};
 use crate::{error, sys};
 
 /// The most bytes that completed sends may leave in a socket's output buffer. A send that
 /// would pass it writes at once and waits (back-pressure) until no more than this is queued.
 pub const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// A socket's sending side.
+#[derive(Debug, Default)]
+pub(crate) struct WriteState {
+    /// Bytes of sends not yet written, in order.
+    pub(super) buf: RefCell<WriteBuffer>,
+    /// Why the sending side gave up on queued bytes (boxed: rare, and an idle connection
+    /// should cost little).
+    failure: RefCell<Option<Box<SendFailure>>>,
+    /// A background task is writing the queue.
+    flushing: Cell<bool>,
+    /// The socket is on the loop's list of queues to write before it sleeps.
+    deferred: Cell<bool>,
+    /// `shutdown_write` was called: sends fail.
+    pub(super) shut: Cell<bool>,
+}
+
+/// Why the sending side gave up on queued bytes.
+#[derive(Debug)]
+struct SendFailure {
+    /// Bytes from this sequence number on were discarded, not sent.
+    lost_from: u64,
+    kind: io::ErrorKind,
+    message: String,
+    /// A disconnection (which `SafeDisconn` sends do not report as an error).
+    disconnect: bool,
+    /// A call has returned it as an error (`close` and waiting reads report it only if not).
+    reported: bool,
+}
+
+impl WriteState {
+    /// Whether a write found the peer gone.
+    pub(super) fn is_disconnected(&self) -> bool {
+        self.failure.borrow().as_ref().is_some_and(|f| f.disconnect)
+    }
+
+    /// An error met while writing queued bytes that no call has reported yet (a
+    /// disconnection is not one: [`is_disconnected`](AsyncSocket::is_disconnected) shows it).
+    pub(super) fn take_unreported_error(&self) -> Option<io::Error> {
+        let mut failure = self.failure.borrow_mut();
+        let f = failure.as_mut()?;
+        if f.reported || f.disconnect {
+            return None;
+        }
+        f.reported = true;
+        Some(io::Error::new(f.kind, f.message.clone()))
+    }
+}
 
 impl AsyncSocket {
     /// Send every byte of `data` (Nim's `send`), with the default flags (`SAFE_DISCONN`).
@@ -132,11 +183,11 @@ impl AsyncSocket {
     /// (the bytes are then as good as sent: committed, written before the loop sleeps).
     pub(crate) fn try_coalesce(&self, data: &[u8]) -> bool {
         let inner = &self.inner;
-        let mut wb = inner.wbuf.borrow_mut();
+        let mut wb = inner.write.buf.borrow_mut();
         if wb.len() + data.len() > WRITE_HIGH_WATER {
             return false;
         }
-        let end = wb.push(data, &inner.driver.pool);
+        let end = wb.push(data, &inner.local.pool);
         wb.commit(end);
         drop(wb);
         self.defer_flush();
@@ -163,14 +214,14 @@ impl AsyncSocket {
         };
         let r = async {
             poll_fn(|cx| self.poll_flush_to(cx, target, flags)).await?;
-            if !coalesce && self.inner.tls.borrow().is_some() {
-                poll_fn(|cx| self.poll_tls_flush(cx)).await?;
+            if !coalesce {
+                poll_fn(|cx| self.poll_flush_records(cx)).await?;
             }
             Ok(())
         }
         .await;
         guard.done = true;
-        inner.wbuf.borrow_mut().commit(end);
+        inner.write.buf.borrow_mut().commit(end);
         if self.owes_bytes() {
             self.defer_flush();
         }
@@ -215,9 +266,9 @@ impl AsyncSocket {
     /// error, a disconnection included.
     pub(crate) fn poll_flush_all(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.socket()?;
-        let end = self.inner.wbuf.borrow().accepted();
+        let end = self.inner.write.buf.borrow().accepted();
         ready!(self.poll_flush_to(cx, end, Flags::NONE))?;
-        self.poll_tls_flush(cx)
+        self.poll_flush_records(cx)
     }
 
     /// The errors every send checks first: closed, never connected, shut down, an earlier
@@ -232,13 +283,13 @@ impl AsyncSocket {
                 "send on a socket that is not connected",
             ));
         }
-        if self.inner.write_shut.get() {
+        if self.inner.write.shut.get() {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the socket was shut down for writing",
             ));
         }
-        if let Some(f) = self.inner.send_failure.borrow_mut().as_mut() {
+        if let Some(f) = self.inner.write.failure.borrow_mut().as_mut() {
             f.reported = true;
             return Err(if f.disconnect {
                 error::disconnected()
@@ -253,40 +304,41 @@ impl AsyncSocket {
     /// rest. Returns the sequence number of the message's end.
     fn start_send(&self, data: &[u8], flags: Flags) -> io::Result<u64> {
         let inner = &self.inner;
-        if !inner.wbuf.borrow().is_empty() {
-            return Ok(inner.wbuf.borrow_mut().push(data, &inner.driver.pool));
+        let pool = &inner.local.pool;
+        if !inner.write.buf.borrow().is_empty() {
+            return Ok(inner.write.buf.borrow_mut().push(data, pool));
         }
         let mut off = 0;
-        while off < data.len() && inner.io.is_ready(Direction::Write) {
-            match self.raw_write(&data[off..]) {
+        while off < data.len() {
+            match self.try_write(&data[off..]) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if !inner.connected.get() && sys::is_disconnect(&e) => {
                     // Linux answers EPIPE to a send on a socket that never had a peer: that
                     // is no disconnection, and no flag makes it succeed.
-                    inner.wbuf.borrow_mut().note_direct(off);
+                    inner.write.buf.borrow_mut().note_direct(off);
                     return Err(io::Error::new(
                         io::ErrorKind::NotConnected,
                         "send on a socket that is not connected",
                     ));
                 }
                 Err(e) => {
-                    let end = inner.wbuf.borrow_mut().note_direct(off);
+                    let end = inner.write.buf.borrow_mut().note_direct(off);
                     let disconnect = self.record_failure(&e);
                     if disconnect && flags.contains(Flags::SAFE_DISCONN) {
                         return Ok(end);
                     }
-                    if let Some(f) = inner.send_failure.borrow_mut().as_mut() {
+                    if let Some(f) = inner.write.failure.borrow_mut().as_mut() {
                         f.reported = true;
                     }
                     return Err(e);
                 }
             }
         }
-        let mut wb = inner.wbuf.borrow_mut();
+        let mut wb = inner.write.buf.borrow_mut();
         let end = wb.note_direct(off);
         Ok(if off < data.len() {
-            wb.push(&data[off..], &inner.driver.pool)
+            wb.push(&data[off..], pool)
         } else {
             end
         })
@@ -299,9 +351,9 @@ impl AsyncSocket {
         end: u64,
         flags: Flags,
     ) -> Poll<io::Result<()>> {
-        let inner = &self.inner;
+        let write = &self.inner.write;
         loop {
-            if let Some(f) = inner.send_failure.borrow_mut().as_mut() {
+            if let Some(f) = write.failure.borrow_mut().as_mut() {
                 if end > f.lost_from {
                     if f.disconnect && flags.contains(Flags::SAFE_DISCONN) {
                         return Poll::Ready(Ok(()));
@@ -310,39 +362,39 @@ impl AsyncSocket {
                     return Poll::Ready(Err(io::Error::new(f.kind, f.message.clone())));
                 }
             }
-            if inner.wbuf.borrow().written() >= end {
+            if write.buf.borrow().written() >= end {
                 return Poll::Ready(Ok(()));
             }
-            if !inner.io.is_ready(Direction::Write) {
-                ready!(inner.io.poll_ready(Direction::Write, cx))?;
+            if self.is_closed() {
+                return Poll::Ready(Err(error::closed()));
             }
-            let r = self.raw_write(inner.wbuf.borrow().pending());
+            let r = self.try_write(write.buf.borrow().pending());
             match r {
-                Ok(n) => {
-                    inner.wbuf.borrow_mut().advance(n, &inner.driver.pool);
-                    // Other senders may be parked on bytes this call just wrote; no new
-                    // edge would wake them.
-                    inner.io.wake_waiters(Direction::Write);
+                Ok(n) => write.buf.borrow_mut().advance(n, &self.inner.local.pool),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.poll_writable(cx))?;
+                    continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     self.record_failure(&e);
-                    inner.io.wake_waiters(Direction::Write);
                 }
             }
+            // Other senders may be parked on bytes this call just wrote (or lost); no new
+            // edge would wake them.
+            self.inner.io.wake(Direction::Write);
         }
     }
 
     /// Drop the bytes of sends still waiting (their sends fail with `e`, not a
     /// disconnection, whatever the flags); bytes of completed sends stay queued.
     pub(crate) fn fail_waiting_sends(&self, e: io::Error) {
-        let mut wb = self.inner.wbuf.borrow_mut();
+        let mut wb = self.inner.write.buf.borrow_mut();
         if !wb.has_uncommitted() {
             return;
         }
-        let lost_from = wb.discard_uncommitted(&self.inner.driver.pool);
+        let lost_from = wb.discard_uncommitted(&self.inner.local.pool);
         drop(wb);
-        let mut failure = self.inner.send_failure.borrow_mut();
+        let mut failure = self.inner.write.failure.borrow_mut();
         if failure.is_none() {
             *failure = Some(Box::new(SendFailure {
                 lost_from,
@@ -354,57 +406,43 @@ impl AsyncSocket {
             }));
         }
         drop(failure);
-        self.inner.io.wake_waiters(Direction::Write);
+        self.inner.io.wake(Direction::Write);
     }
 
     /// Remember a failed write and drop the queue (nobody can write it now). Returns whether
     /// the failure was a disconnection.
     fn record_failure(&self, e: &io::Error) -> bool {
         let disconnect = sys::is_disconnect(e);
-        let mut wb = self.inner.wbuf.borrow_mut();
+        let mut wb = self.inner.write.buf.borrow_mut();
         let lost_from = wb.written();
-        wb.discard(&self.inner.driver.pool);
-        self.inner.send_failure.borrow_mut().get_or_insert_with(|| {
-            Box::new(SendFailure {
-                lost_from,
-                kind: e.kind(),
-                message: e.to_string(),
-                disconnect,
-                reported: false,
-            })
-        });
+        wb.discard(&self.inner.local.pool);
+        self.inner
+            .write
+            .failure
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                Box::new(SendFailure {
+                    lost_from,
+                    kind: e.kind(),
+                    message: e.to_string(),
+                    disconnect,
+                    reported: false,
+                })
+            });
         disconnect
-    }
-
-    /// An error met while writing queued bytes that no call has reported yet (a
-    /// disconnection is not one: [`is_disconnected`](AsyncSocket::is_disconnected) shows it).
-    pub(crate) fn take_unreported_write_error(&self) -> Option<io::Error> {
-        let mut failure = self.inner.send_failure.borrow_mut();
-        let f = failure.as_mut()?;
-        if f.reported || f.disconnect {
-            return None;
-        }
-        f.reported = true;
-        Some(io::Error::new(f.kind, f.message.clone()))
     }
 
     /// Whether queued bytes (or TLS records) still have to reach the kernel.
     pub(crate) fn owes_bytes(&self) -> bool {
-        !self.inner.wbuf.borrow().is_empty()
-            || self
-                .inner
-                .tls
-                .borrow()
-                .as_ref()
-                .is_some_and(|c| c.wants_write())
+        !self.inner.write.buf.borrow().is_empty() || self.tls_wants_write()
     }
 
     /// Have the queue written before the loop sleeps.
     fn defer_flush(&self) {
         let inner = &self.inner;
-        if !inner.flush_deferred.replace(true) {
+        if !inner.write.deferred.replace(true) {
             let weak = Rc::downgrade(inner);
-            inner.driver.defer(weak);
+            inner.io.driver().defer(weak);
         }
     }
 
@@ -412,7 +450,7 @@ impl AsyncSocket {
     /// next request), and report a write error nobody has heard of.
     pub(crate) fn flush_before_wait(&self) -> io::Result<()> {
         self.flush_owed();
-        match self.take_unreported_write_error() {
+        match self.inner.write.take_unreported_error() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -432,10 +470,11 @@ impl AsyncSocket {
         if inner.io.is_closed() {
             return;
         }
-        while !inner.wbuf.borrow().is_empty() {
-            let r = self.raw_write(inner.wbuf.borrow().pending());
+        let write = &inner.write;
+        while !write.buf.borrow().is_empty() {
+            let r = self.try_write(write.buf.borrow().pending());
             match r {
-                Ok(n) if n > 0 => inner.wbuf.borrow_mut().advance(n, &inner.driver.pool),
+                Ok(n) if n > 0 => write.buf.borrow_mut().advance(n, &inner.local.pool),
                 Ok(_) => return,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -444,14 +483,12 @@ impl AsyncSocket {
                 }
             }
         }
-        if inner.tls.borrow().is_some() {
-            // Records of the last plaintext may still wait in the session.
-            match self.write_records() {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    self.record_failure(&e);
-                }
+        // Records of the last plaintext may still wait in the TLS session.
+        match self.try_flush_records() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                self.record_failure(&e);
             }
         }
     }
@@ -460,17 +497,17 @@ impl AsyncSocket {
     /// every handle goes meanwhile, the socket's drop hands the bytes on (see `linger`).
     pub(crate) fn flush_in_background(&self) {
         let inner = &self.inner;
-        if inner.flushing.get() || inner.io.is_closed() || !self.owes_bytes() {
+        if inner.write.flushing.get() || inner.io.is_closed() || !self.owes_bytes() {
             return;
         }
-        inner.flushing.set(true);
+        inner.write.flushing.set(true);
         let weak = Rc::downgrade(inner);
         crate::dispatch::spawn_internal(async move {
             // A failure is recorded in the socket and reported by its next operation.
             let flushed = poll_weak(&weak, |s, cx| s.poll_flush_all(cx)).await;
             if let (Some(r), Some(inner)) = (flushed, weak.upgrade()) {
                 let socket = AsyncSocket { inner };
-                socket.inner.flushing.set(false);
+                socket.inner.write.flushing.set(false);
                 if r.is_ok() {
                     // Queued meanwhile by a send that then went away: go on.
                     socket.flush_in_background();
@@ -489,7 +526,7 @@ impl AsyncSocket {
                 if let Some(inner) = weak.upgrade() {
                     AsyncSocket { inner }.tls_send_close_notify();
                 }
-                if let Some(Ok(())) = poll_weak(&weak, |s, cx| s.poll_tls_flush(cx)).await {
+                if let Some(Ok(())) = poll_weak(&weak, |s, cx| s.poll_flush_records(cx)).await {
                     if let Some(inner) = weak.upgrade() {
                         if let Ok(socket) = (AsyncSocket { inner }).socket() {
                             let _ = socket.shutdown(std::net::Shutdown::Write);
@@ -515,7 +552,7 @@ async fn poll_weak<T>(
 
 impl BeforeSleep for Inner {
     fn before_sleep(self: Rc<Self>) {
-        self.flush_deferred.set(false);
+        self.write.deferred.set(false);
         AsyncSocket { inner: self }.flush_owed();
     }
 }
@@ -531,7 +568,7 @@ struct QueuedSend<'a> {
 impl Drop for QueuedSend<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.socket.inner.wbuf.borrow_mut().commit(self.end);
+            self.socket.inner.write.buf.borrow_mut().commit(self.end);
             self.socket.flush_in_background();
         }
     }

@@ -1,5 +1,7 @@
-//! TLS on `AsyncSocket` (Nim's SSL procs), with rustls: verification of chain and host name
-//! on by default, close_notify sent on close, truncation reported.
+//! TLS with rustls (Nim's SSL procs): contexts, and the sans-IO drive loop of a session.
+//! Verification of chain and host name on by default, close_notify sent on close,
+//! truncation reported. This module moves records through a byte pipe it is given; it knows
+//! nothing of sockets or of how to wait (`net` does).
 #![forbid(unsafe_code)]
 
 mod context;
@@ -8,5 +10,5 @@ mod session;
 pub use context::{
     ClientBuilder, ServerBuilder, TlsContext, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT,
 };
-pub(crate) use session::close_session;
-pub use session::{wrap_connected_socket, wrap_socket, HandshakeAs, TlsInfo};
+pub(crate) use session::{truncated, Step, Tls};
+pub use session::{HandshakeAs, TlsInfo};

@@ -1,0 +1,447 @@
+//! A socket's place in the poller, and the one seam every socket operation goes through.
+//!
+//! The seam owns "try the operation, retry `EINTR`, on `WouldBlock` clear readiness and park,
+//! wake": [`Registration::poll_io`] waits, [`Registration::try_io`] does not. The caller says
+//! only *what* to do (a closure that makes one system call); nothing outside this file reads
+//! or changes readiness.
+//!
+//! ```text
+//!  poll_io(dir, op) ── ready(dir)? ──no──> park the task in waiters(dir) ──> Pending
+//!                          │yes
+//!                          op() ── Ok / Err ───────────────────────────────> Ready
+//!                           ├── Interrupted ──> op() again
+//!                           └── WouldBlock ──> clear(dir), park ──────────> Pending
+//!  Driver::turn ── event(token) ──> set(dir), wake every waiter of dir
+//! ```
+#![forbid(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use super::Driver;
+
+/// A direction of readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+impl Direction {
+    fn bit(self) -> u8 {
+        match self {
+            Direction::Read => READ,
+            Direction::Write => WRITE,
+        }
+    }
+}
+
+pub(super) const READ: u8 = 1;
+pub(super) const WRITE: u8 = 2;
+/// The peer will send nothing more (an event said so); kept until the socket closes.
+pub(super) const READ_CLOSED: u8 = 4;
+
+/// Per-socket readiness and the tasks waiting on it, shared by the socket's [`Registration`]
+/// and the driver's table (which sets it when events come).
+///
+/// Invariant: `ready` holds a direction's bit from the moment an event reports it (or the
+/// socket is registered: the first operation is tried before anyone waits) until an
+/// operation in that direction returns `WouldBlock` (or a stream read returns short, which
+/// says the same without the extra system call); every task in `readers`/`writers` is woken
+/// (and removed) whenever that bit is set or the socket closes.
+#[derive(Debug)]
+pub(super) struct IoState {
+    /// The socket's slot in the driver's table.
+    pub(super) key: usize,
+    /// `READ`, `WRITE`, `READ_CLOSED` bits.
+    ready: Cell<u8>,
+    /// Deregistered: every operation fails from now on.
+    closed: Cell<bool>,
+    readers: RefCell<Waiters>,
+    writers: RefCell<Waiters>,
+}
+
+impl IoState {
+    pub(super) fn new(key: usize) -> IoState {
+        IoState {
+            key,
+            // Optimistic: the first operation tries the system call before waiting.
+            ready: Cell::new(READ | WRITE),
+            closed: Cell::new(false),
+            readers: RefCell::new(Waiters::default()),
+            writers: RefCell::new(Waiters::default()),
+        }
+    }
+
+    /// Ready in `dir`: an event said so and nothing has consumed it. Once the peer has shut
+    /// down its side, reads stay ready for good: the data and the hang-up can come in one
+    /// event, and after a short read consumed the data the end of the stream must still be
+    /// read (no new edge will announce it).
+    fn is_ready(&self, dir: Direction) -> bool {
+        let r = self.ready.get();
+        r & dir.bit() != 0 || (dir == Direction::Read && r & READ_CLOSED != 0)
+    }
+
+    fn clear(&self, bits: u8) {
+        self.ready.set(self.ready.get() & !bits);
+    }
+
+    fn waiters(&self, dir: Direction) -> &RefCell<Waiters> {
+        match dir {
+            Direction::Read => &self.readers,
+            Direction::Write => &self.writers,
+        }
+    }
+
+    /// An event: set `bits` and wake the waiters of the directions they concern.
+    pub(super) fn wake(&self, bits: u8) {
+        self.ready.set(self.ready.get() | bits);
+        if bits & READ != 0 {
+            wake_all(&self.readers);
+        }
+        if bits & WRITE != 0 {
+            wake_all(&self.writers);
+        }
+    }
+
+    /// Deregistered: fail every waiter from now on. Returns false if it already was.
+    pub(super) fn close(&self) -> bool {
+        if self.closed.replace(true) {
+            return false;
+        }
+        wake_all(&self.readers);
+        wake_all(&self.writers);
+        true
+    }
+}
+
+/// The tasks waiting on one direction of a socket. Almost always one: it is kept inline, so
+/// that waiting costs no allocation; more go to a list.
+#[derive(Debug, Default)]
+struct Waiters {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Waiters {
+    fn add(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
+        }
+    }
+}
+
+fn wake_all(list: &RefCell<Waiters>) {
+    // Take the wakers out first: a woken waker may run code that registers again.
+    let (first, more) = {
+        let mut l = list.borrow_mut();
+        if l.first.is_none() {
+            return;
+        }
+        (l.first.take(), std::mem::take(&mut l.more))
+    };
+    if let Some(w) = first {
+        w.wake();
+    }
+    for w in more {
+        w.wake();
+    }
+}
+
+/// One socket registered with this thread's driver, edge-triggered, for both directions.
+///
+/// Every operation on the socket goes through [`poll_io`](Registration::poll_io) or
+/// [`try_io`](Registration::try_io). Dropping the registration does not deregister: call
+/// [`deregister`](Registration::deregister) before the descriptor is closed.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    driver: Rc<Driver>,
+    state: Rc<IoState>,
+}
+
+impl Registration {
+    /// Register `fd` with this thread's driver (any socket: domain, type and protocol do not
+    /// matter).
+    pub(crate) fn new(driver: &Rc<Driver>, fd: RawFd) -> io::Result<Registration> {
+        let state = driver.register(fd)?;
+        Ok(Registration {
+            driver: driver.clone(),
+            state,
+        })
+    }
+
+    /// The driver the socket is registered with.
+    pub(crate) fn driver(&self) -> &Rc<Driver> {
+        &self.driver
+    }
+
+    /// Run `op` (one system call) once the socket is ready in `dir`, parking the task until
+    /// it is. `EINTR` is retried; `WouldBlock` clears readiness and parks. Fails once the
+    /// socket is closed.
+    pub(crate) fn poll_io<T>(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut() -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        self.poll_io_draining(dir, cx, &mut op, |_| false)
+    }
+
+    /// [`poll_io`](Registration::poll_io) for a stream read of up to `len` bytes: a read that
+    /// returns fewer (but some) has drained the kernel's queue for now, so read readiness is
+    /// cleared without a second system call to hear `WouldBlock`.
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        mut op: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io_draining(Direction::Read, cx, &mut op, |&n| n > 0 && n < len)
+    }
+
+    fn poll_io_draining<T>(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        op: &mut dyn FnMut() -> io::Result<T>,
+        drained: impl Fn(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
+        let state = &*self.state;
+        loop {
+            if state.closed.get() {
+                return Poll::Ready(Err(crate::error::closed()));
+            }
+            if !state.is_ready(dir) {
+                state.waiters(dir).borrow_mut().add(cx.waker());
+                return Poll::Pending;
+            }
+            match op() {
+                Ok(v) => {
+                    if drained(&v) {
+                        state.clear(dir.bit());
+                    }
+                    return Poll::Ready(Ok(v));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => state.clear(dir.bit()),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Ready in `dir`, or park the task until an event says it is (the operation itself
+    /// is then tried with [`try_io`](Registration::try_io)). Fails once the socket is closed.
+    pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_io(dir, cx, || Ok(()))
+    }
+
+    /// Run `op` once if the socket is ready in `dir`, without waiting: `WouldBlock` when it is
+    /// not (or `op` says so, which clears readiness). `EINTR` is retried.
+    pub(crate) fn try_io<T>(
+        &self,
+        dir: Direction,
+        mut op: impl FnMut() -> io::Result<T>,
+    ) -> io::Result<T> {
+        let state = &*self.state;
+        if state.closed.get() {
+            return Err(crate::error::closed());
+        }
+        loop {
+            if !state.is_ready(dir) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    state.clear(dir.bit());
+                    return Err(e);
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Whether an operation in `dir` would wait rather than be tried now.
+    #[cfg(test)]
+    fn would_wait(&self, dir: Direction) -> bool {
+        !self.state.closed.get() && !self.state.is_ready(dir)
+    }
+
+    /// A `connect(2)` is under way: forget what the socket reported before it (an
+    /// unconnected socket reports a hang-up, and may look writable), so that
+    /// [`poll_io`](Registration::poll_io) waits for the connect's own event.
+    pub(crate) fn connect_started(&self) {
+        self.state.clear(WRITE | READ_CLOSED);
+    }
+
+    /// The connect completed (or failed): a hang-up reported before was the unconnected
+    /// socket's, not a peer's.
+    pub(crate) fn connect_finished(&self) {
+        self.state.clear(READ_CLOSED);
+    }
+
+    /// Whether an event said that the peer has shut down its sending side.
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.state.ready.get() & READ_CLOSED != 0
+    }
+
+    /// Whether the socket was deregistered (closed).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.closed.get()
+    }
+
+    /// Wake every task waiting in `dir` without changing readiness: what they wait for
+    /// (bytes of theirs written by another task) has happened without an event.
+    pub(crate) fn wake(&self, dir: Direction) {
+        wake_all(self.state.waiters(dir));
+    }
+
+    /// Leave the poller and fail every task waiting on the socket. Call before `close(2)`,
+    /// so that the descriptor number cannot be reused while it is still in the poller.
+    pub(crate) fn deregister(&self, fd: RawFd) {
+        if !self.state.closed.get() {
+            self.driver.deregister(&self.state, fd);
+            self.state.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A registration of no descriptor: the seam's logic without a socket.
+    fn bare() -> Registration {
+        Registration {
+            driver: Rc::new(Driver::new().expect("a poller")),
+            state: Rc::new(IoState::new(0)),
+        }
+    }
+
+    fn counting_waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    #[test]
+    fn would_block_clears_readiness_and_parks_until_an_event_wakes_and_retries() {
+        let reg = bare();
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut calls = 0;
+        let mut op = || {
+            calls += 1;
+            if calls == 1 {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(7)
+            }
+        };
+        assert!(reg.poll_io(Direction::Read, &mut cx, &mut op).is_pending());
+        assert!(reg.would_wait(Direction::Read));
+        assert!(
+            reg.poll_io(Direction::Read, &mut cx, &mut op).is_pending(),
+            "no retry"
+        );
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        reg.state.wake(READ);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "the event wakes the task"
+        );
+        assert!(matches!(
+            reg.poll_io(Direction::Read, &mut cx, &mut op),
+            Poll::Ready(Ok(7))
+        ));
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn interrupted_is_retried_and_other_errors_are_returned() {
+        let reg = bare();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut calls = 0;
+        let r = reg.poll_io(Direction::Write, &mut cx, || {
+            calls += 1;
+            match calls {
+                1 => Err::<(), _>(io::ErrorKind::Interrupted.into()),
+                _ => Err(io::ErrorKind::ConnectionReset.into()),
+            }
+        });
+        assert!(matches!(r, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset));
+        assert_eq!(calls, 2);
+        assert!(
+            !reg.would_wait(Direction::Write),
+            "an error is no WouldBlock"
+        );
+    }
+
+    #[test]
+    fn a_short_stream_read_drains_readiness_and_a_full_one_does_not() {
+        let reg = bare();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            reg.poll_read(&mut cx, 10, || Ok(10)),
+            Poll::Ready(Ok(10))
+        ));
+        assert!(!reg.would_wait(Direction::Read));
+        assert!(matches!(
+            reg.poll_read(&mut cx, 10, || Ok(4)),
+            Poll::Ready(Ok(4))
+        ));
+        assert!(reg.would_wait(Direction::Read));
+    }
+
+    #[test]
+    fn a_hang_up_keeps_reads_ready_until_connect_forgets_it() {
+        let reg = bare();
+        reg.state.clear(READ);
+        reg.state.wake(READ | READ_CLOSED);
+        reg.state.clear(READ);
+        assert!(
+            !reg.would_wait(Direction::Read),
+            "the end of stream must still be read"
+        );
+        assert!(reg.peer_closed());
+        reg.connect_started();
+        assert!(reg.would_wait(Direction::Read) && reg.would_wait(Direction::Write));
+        assert!(!reg.peer_closed());
+    }
+
+    #[test]
+    fn closing_fails_waiters_and_every_later_operation() {
+        let reg = bare();
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let r = reg.poll_io(Direction::Write, &mut cx, || {
+            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+        });
+        assert!(r.is_pending());
+        assert!(reg.state.close());
+        assert!(!reg.state.close(), "once");
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        let r = reg.poll_io(Direction::Write, &mut cx, || Ok(()));
+        assert!(matches!(r, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected));
+        assert!(reg.try_io(Direction::Read, || Ok(())).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! TLS on sockets (Nim's `wrapSocket`, `wrapConnectedSocket`, `isSsl`, ...): the session
+//! lives in `tls`; here it is attached to a socket and its handshake driven.
+#![forbid(unsafe_code)]
+
+use std::future::poll_fn;
+use std::io;
+
+use super::socket::AsyncSocket;
+use crate::tls::{HandshakeAs, Tls, TlsContext, TlsInfo};
+
+/// Wrap an unconnected socket (Nim's `wrapSocket`): a later [`connect`](AsyncSocket::connect)
+/// completes only after the TLS handshake (verifying the server's chain and the name given to
+/// `connect`), and every socket that [`accept`](AsyncSocket::accept) returns from a wrapped
+/// listener has completed its handshake.
+///
+/// An accepting handshake that fails or takes longer than the context's handshake timeout
+/// drops that client only: `accept` records the error (see
+/// [`take_accept_error`](AsyncSocket::take_accept_error)) and goes on with the next one.
+/// Handshakes in `accept` run one after another; a server that must not let one slow client
+/// delay the next can accept a plain socket and call [`wrap_connected_socket`] in a task.
+///
+/// Reads on a TLS socket are buffered, whatever the socket was made with.
+///
+/// # Errors
+///
+/// `InvalidInput` if the socket is already connected or already TLS.
+pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
+    socket.socket()?;
+    if socket.is_ssl() || socket.inner.connected.get() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "wrap_socket needs a socket that is neither connected nor TLS (see wrap_connected_socket)",
+        ));
+    }
+    *socket.inner.tls.borrow_mut() = Some(Box::new(Tls::wrapped(ctx)));
+    Ok(())
+}
+
+/// Start TLS on a connected socket and complete the handshake (Nim's `wrapConnectedSocket`,
+/// but the handshake really completes in the call, as Nim's docs promise).
+///
+/// As a client, `hostname` is the name to verify the certificate against and to send as SNI
+/// (never sent for an IP address, which is verified against the certificate's IP names); an
+/// empty `hostname` means the peer's IP address. As a server, `hostname` is ignored.
+///
+/// # Errors
+///
+/// The context is for the other side; the handshake fails (`InvalidData` with a
+/// `rustls::Error` source naming the reason, e.g. an expired or wrong-name certificate); the
+/// peer closes during the handshake (`UnexpectedEof`).
+///
+/// # Cancel safety
+///
+/// Dropping the future mid-handshake leaves the socket unusable; close it.
+pub async fn wrap_connected_socket(
+    ctx: &TlsContext,
+    socket: &AsyncSocket,
+    handshake: HandshakeAs,
+    hostname: &str,
+) -> io::Result<()> {
+    let name = match handshake {
+        HandshakeAs::Server => None,
+        HandshakeAs::Client if hostname.is_empty() => Some(socket.peer_addr()?.0),
+        HandshakeAs::Client => Some(hostname.to_owned()),
+    };
+    socket.start_tls(ctx, name.as_deref())?;
+    socket.handshake().await
+}
+
+impl AsyncSocket {
+    /// Whether TLS is on (Nim's `isSsl`): wrapped and past the start of its handshake, or
+    /// wrapped and waiting for `connect`/`accept`.
+    pub fn is_ssl(&self) -> bool {
+        self.inner.tls.borrow().is_some()
+    }
+
+    /// The certificates the peer presented, DER-encoded, leaf first (Nim's
+    /// `getPeerCertificates`). Empty on a plain socket, before the handshake, and for a
+    /// client that presented none. A client's handshake fails unless the chain verified, so on
+    /// a client socket this is a verified chain (unless verification was turned off with
+    /// `danger_accept_invalid_certs`); on a server, it is verified only if the context
+    /// requires client certificates.
+    pub fn peer_certificates(&self) -> Vec<Vec<u8>> {
+        self.inner
+            .tls
+            .borrow()
+            .as_ref()
+            .map(|t| t.peer_certificates())
+            .unwrap_or_default()
+    }
+
+    /// The negotiated protocol, cipher suite, ALPN protocol and server name (the useful part
+    /// of Nim's `sslHandle`); `None` on a plain socket or before the handshake completed.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        self.inner.tls.borrow().as_ref()?.info()
+    }
+
+    /// Create the TLS session (client: verifying `name`). Reads are buffered from now on.
+    pub(super) fn start_tls(&self, ctx: &TlsContext, name: Option<&str>) -> io::Result<()> {
+        self.socket()?;
+        if self
+            .inner
+            .tls
+            .borrow()
+            .as_ref()
+            .is_some_and(|t| t.has_session())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the socket is already TLS",
+            ));
+        }
+        *self.inner.tls.borrow_mut() = Some(Box::new(Tls::start(ctx, name)?));
+        self.inner.read.buffered.set(true);
+        Ok(())
+    }
+
+    /// Run the handshake to its end, last flight flushed.
+    async fn handshake(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_handshake(cx)).await
+    }
+
+    /// The context `wrap_socket` set, if the session has not started yet.
+    fn pending_tls_context(&self) -> Option<TlsContext> {
+        self.inner.tls.borrow().as_ref()?.pending_context().cloned()
+    }
+
+    /// `connect` on a wrapped socket: the TCP connection is up, now the handshake.
+    pub(super) async fn finish_tls_connect(&self, name: &str) -> io::Result<()> {
+        if let Some(ctx) = self.pending_tls_context() {
+            self.start_tls(&ctx, Some(name))?;
+            self.handshake().await?;
+        }
+        Ok(())
+    }
+
+    /// `accept` on a wrapped listener: handshake the new client within the context's
+    /// timeout. `None` for a plain listener.
+    pub(super) async fn accept_tls(&self, client: &AsyncSocket) -> Option<io::Result<()>> {
+        let ctx = self.pending_tls_context()?;
+        let r = async {
+            client.start_tls(&ctx, None)?;
+            client.handshake().await
+        };
+        Some(match crate::with_timeout(r, ctx.handshake_timeout).await {
+            Ok(r) => r,
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("TLS handshake: {e}"),
+            )),
+        })
+    }
+}

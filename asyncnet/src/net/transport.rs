@@ -1,0 +1,342 @@
+//! Every system call on a registered socket, in one place: reads, writes, accept, connect and
+//! datagrams, plain or through the TLS session. Each goes through the driver's seam
+//! ([`Registration`](crate::driver::Registration)), which owns how to wait; the rest of `net`
+//! sees only "bytes arrived", "the kernel took n", "wait". This is also the one place where
+//! `net` calls into `tls`.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::task::{ready, Context, Poll};
+
+use socket2::{SockAddr, Socket};
+
+use super::socket::AsyncSocket;
+use crate::driver::Direction;
+use crate::sys;
+use crate::tls::{self, Step};
+
+/// The socket as the TLS session's byte pipe: reads and writes go straight to the kernel.
+pub(super) struct Wire<'a>(pub(super) &'a Socket);
+
+impl Read for Wire<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&mut &*self.0).read(buf)
+    }
+}
+
+impl Write for Wire<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.send_with_flags(buf, sys::SEND_FLAGS)
+    }
+    /// rustls hands over all its queued records at once: one `sendmsg` for them all.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.send_vectored_with_flags(bufs, sys::SEND_FLAGS)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn would_block() -> io::Error {
+    io::ErrorKind::WouldBlock.into()
+}
+
+fn not_tls() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "not a TLS socket")
+}
+
+impl AsyncSocket {
+    /// Read from the byte stream (plaintext on TLS) into `buf`; `Ok(0)` is the end of the
+    /// stream. Before the task parks, the output queue is written (replies to the requests
+    /// just read leave before we sleep on the next one), and a write error nobody has heard
+    /// of is returned instead.
+    pub(super) fn poll_read_stream(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = if self.inner.tls.borrow().is_some() {
+            self.poll_read_tls(cx, buf)
+        } else {
+            let socket = self.socket()?;
+            self.inner
+                .io
+                .poll_read(cx, buf.len(), || (&mut &*socket).read(buf))
+        };
+        if r.is_pending() {
+            self.flush_before_wait()?;
+        }
+        r
+    }
+
+    fn poll_read_tls(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut tls = self.inner.tls.borrow_mut();
+        let tls = tls.as_mut().ok_or_else(not_tls)?;
+        let socket = self.socket()?;
+        loop {
+            if let Some(n) = tls.read_plain(buf)? {
+                return Poll::Ready(Ok(n));
+            }
+            let got = self
+                .inner
+                .io
+                .poll_io(Direction::Read, cx, || tls.read_records(&mut Wire(&socket)));
+            match ready!(got) {
+                // The end: rustls says on the next read whether it was clean.
+                Ok(0) => {
+                    return Poll::Ready(tls.read_plain(buf)?.ok_or_else(|| {
+                        tls::truncated("the peer closed the TLS connection without close_notify")
+                    }))
+                }
+                Ok(_) => {}
+                Err(e) if sys::is_disconnect(&e) => {
+                    return Poll::Ready(Err(tls::truncated(&format!(
+                        "the TLS connection was reset before close_notify ({e})"
+                    ))))
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Peek at the kernel's queue into `buf` until `enough` says the bytes seen so far
+    /// (`buf[..n]`, `n`) will do; until then, wait for new bytes (a peek drains nothing, so
+    /// readiness is cleared as if it had said `WouldBlock`).
+    pub(super) fn poll_peek(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        enough: impl Fn(&[u8]) -> bool,
+    ) -> Poll<io::Result<usize>> {
+        if self.inner.tls.borrow().is_some() {
+            // TLS reads are buffered: they never peek at the kernel.
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an unbuffered peek on a TLS socket",
+            )));
+        }
+        let socket = self.socket()?;
+        let r = self.inner.io.poll_io(Direction::Read, cx, || {
+            let n = sys::peek(&socket, buf)?;
+            if enough(&buf[..n]) {
+                Ok(n)
+            } else {
+                Err(would_block())
+            }
+        });
+        drop(socket);
+        if r.is_pending() {
+            self.flush_before_wait()?;
+        }
+        r
+    }
+
+    /// Whether an event said that the peer will send nothing more.
+    pub(super) fn peer_closed(&self) -> bool {
+        self.inner.io.peer_closed()
+    }
+
+    /// Write what the kernel (on TLS: the session) takes of `buf` now, without waiting:
+    /// `WouldBlock` when it takes nothing.
+    pub(super) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        let socket = self.socket()?;
+        let io = &self.inner.io;
+        let mut tls = self.inner.tls.borrow_mut();
+        let Some(tls) = tls.as_mut() else {
+            return io.try_io(Direction::Write, || {
+                socket.send_with_flags(buf, sys::SEND_FLAGS)
+            });
+        };
+        // Records of earlier sends go first.
+        io.try_io(Direction::Write, || tls.write_records(&mut Wire(&socket)))?;
+        let n = tls.write_plain(buf)?;
+        match io.try_io(Direction::Write, || tls.write_records(&mut Wire(&socket))) {
+            // The records wait in the session; a flush finishes them.
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if n == 0 && !buf.is_empty() {
+            return Err(would_block());
+        }
+        Ok(n)
+    }
+
+    /// [`try_write`](AsyncSocket::try_write), waiting until the kernel takes something.
+    pub(super) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            match self.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(self.poll_writable(cx))?,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    /// Wait until a write may be tried again (after [`try_write`](AsyncSocket::try_write)
+    /// said `WouldBlock`).
+    pub(super) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.io.poll_ready(Direction::Write, cx)
+    }
+
+    /// Write the TLS session's queued records that the kernel takes now (nothing on a plain
+    /// socket); `WouldBlock` when some remain.
+    pub(super) fn try_flush_records(&self) -> io::Result<()> {
+        match self.inner.tls.borrow_mut().as_mut() {
+            Some(tls) if tls.wants_write() => {
+                let socket = self.socket()?;
+                self.inner
+                    .io
+                    .try_io(Direction::Write, || tls.write_records(&mut Wire(&socket)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Wait until every record of the TLS session has been written.
+    pub(super) fn poll_flush_records(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.tls.borrow_mut().as_mut() {
+            Some(tls) if tls.wants_write() => {
+                let socket = self.socket()?;
+                self.inner.io.poll_io(Direction::Write, cx, || {
+                    tls.write_records(&mut Wire(&socket))
+                })
+            }
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Whether TLS records wait in the session.
+    pub(super) fn tls_wants_write(&self) -> bool {
+        self.inner
+            .tls
+            .borrow()
+            .as_ref()
+            .is_some_and(|t| t.wants_write())
+    }
+
+    /// Queue close_notify (once the handshake is done) and write what the kernel takes now;
+    /// [`poll_flush_records`](AsyncSocket::poll_flush_records) writes the rest. Reading goes
+    /// on (a half-close).
+    pub(super) fn tls_send_close_notify(&self) {
+        let queued = self
+            .inner
+            .tls
+            .borrow_mut()
+            .as_mut()
+            .is_some_and(|t| t.send_close_notify());
+        if queued {
+            let _ = self.try_flush_records();
+        }
+    }
+
+    /// Run the TLS handshake to its end, last flight written.
+    pub(super) fn poll_handshake(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let io = &self.inner.io;
+        let mut tls = self.inner.tls.borrow_mut();
+        let tls = tls.as_mut().ok_or_else(not_tls)?;
+        let socket = self.socket()?;
+        let wire = || Wire(&socket);
+        loop {
+            match tls.handshake_step()? {
+                Step::Done => {
+                    return io.poll_io(Direction::Write, cx, || tls.write_records(&mut wire()))
+                }
+                Step::Write => {
+                    ready!(io.poll_io(Direction::Write, cx, || tls.write_records(&mut wire())))?;
+                }
+                Step::Read => {
+                    let n =
+                        ready!(io.poll_io(Direction::Read, cx, || tls.read_records(&mut wire())))?;
+                    if n == 0 {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the peer closed the connection during the TLS handshake",
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Take one pending connection from the kernel (non-blocking, close-on-exec).
+    pub(super) fn poll_accept_once(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Socket, SockAddr)>> {
+        let socket = self.socket()?;
+        self.inner
+            .io
+            .poll_io(Direction::Read, cx, || sys::accept(&socket))
+    }
+
+    /// Start `connect(2)`: `Ok(true)` connected at once, `Ok(false)` under way (wait with
+    /// [`poll_connected`](AsyncSocket::poll_connected)). On a Unix socket `WouldBlock` is
+    /// returned as is: the listener's backlog is full and no connect is under way.
+    pub(super) fn start_connect(&self, addr: &SockAddr) -> io::Result<bool> {
+        let r = self.socket()?.connect(addr);
+        let unix = addr.domain() == socket2::Domain::UNIX;
+        match r {
+            Ok(()) => {
+                self.inner.io.connect_finished();
+                Ok(true)
+            }
+            Err(e)
+                if sys::is_in_progress(&e) || (e.kind() == io::ErrorKind::WouldBlock && !unix) =>
+            {
+                self.inner.io.connect_started();
+                Ok(false)
+            }
+            Err(e) => {
+                self.inner.io.connect_finished();
+                Err(e)
+            }
+        }
+    }
+
+    /// Wait for a connect under way: writability, then the socket's error or its peer.
+    pub(super) fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = ready!(self.inner.io.poll_io(Direction::Write, cx, || {
+            let socket = self.socket()?;
+            if let Some(e) = socket.take_error()? {
+                return Err(e);
+            }
+            match socket.peer_addr() {
+                Ok(_) => Ok(()),
+                // Writability left over from before the connect: not there yet.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(would_block()),
+                Err(e) => Err(e),
+            }
+        }));
+        if r.is_ok() {
+            self.inner.io.connect_finished();
+        }
+        Poll::Ready(r)
+    }
+
+    /// Take one datagram: its length, whether it was cut, and its sender.
+    pub(super) fn poll_recv_datagram(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> Poll<io::Result<(usize, bool, SockAddr)>> {
+        let socket = self.socket()?;
+        self.inner
+            .io
+            .poll_io(Direction::Read, cx, || sys::recv_from(&socket, buf, peek))
+    }
+
+    /// Send one datagram, to `to` or (connected socket) to the peer: whole or not at all.
+    pub(super) fn poll_send_datagram(
+        &self,
+        cx: &mut Context<'_>,
+        to: Option<&SockAddr>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let socket = self.socket()?;
+        self.inner.io.poll_io(Direction::Write, cx, || match to {
+            Some(addr) => socket.send_to_with_flags(data, addr, sys::SEND_FLAGS),
+            None => socket.send_with_flags(data, sys::SEND_FLAGS),
+        })
+    }
+}

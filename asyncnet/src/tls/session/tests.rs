@@ -1,0 +1,1 @@
+//! The drive loop over in-memory pipes (filled in below).
