@@ -79,8 +79,8 @@
 //! | TLS handshake cut off by the peer | reported as success | `UnexpectedEof` error |
 //! | a client that fails its handshake on a wrapped listener | the accept fails | that client is dropped, the error recorded ([`AsyncSocket::take_accept_error`]), the listener goes on |
 //! | `send("")` on TLS | crash | no-op |
-//! | when `send` completes | when the kernel has every byte: one system call per message | at once, the bytes coalesced in the socket's output buffer and written when the task next waits for input, the loop turn ends, or 64 KiB are queued ([crate docs](crate#write-coalescing)); `flush().await` or [`Flags::NONE`](crate::Flags::NONE) give Nim's meaning |
-//! | `close` with bytes still to send | the pending sends' futures fail, their bytes dropped | bytes of completed (or dropped) sends are written first, for up to [`CLOSE_LINGER`](crate::CLOSE_LINGER) in the background (`wait_for` returns only after they are written; dropped outside the loop, the socket writes them before the drop returns); a write error nobody has heard of is returned |
+//! | when `send` completes | when the kernel has every byte: one system call per message | at once, the bytes coalesced (the rule: [Write coalescing](crate#write-coalescing)); `flush().await` or [`Flags::NONE`](crate::Flags::NONE) give Nim's meaning |
+//! | `close` with bytes still to send | the pending sends' futures fail, their bytes dropped | bytes of completed (or dropped) sends are still written (the rule: [`CLOSE_LINGER`](crate::CLOSE_LINGER)); a write error nobody has heard of is returned |
 //! | UDP datagram larger than `size` | silently truncated | error [`DatagramTruncated`](crate::DatagramTruncated) with the kept bytes and the sender |
 //! | `sendTo` on a TCP socket | undefined | `InvalidInput` |
 //! | `getLocalAddr`/`getPeerAddr` on Unix sockets | error | the path and port 0 (`""` unnamed, `@name` abstract) |

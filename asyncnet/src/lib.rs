@@ -45,10 +45,8 @@
 //! - the buffer would pass [`WRITE_HIGH_WATER`] (64 KiB): that send writes at once and waits
 //!   (back-pressure) until no more than the mark is queued;
 //! - [`AsyncSocket::flush`], [`AsyncSocket::shutdown_write`], [`AsyncSocket::close`], or the
-//!   last handle being dropped (bytes the kernel does not take at once get
-//!   [`CLOSE_LINGER`] in the background; [`wait_for`] does not return before they are
-//!   written, and a socket dropped outside the loop writes them before its drop returns, so
-//!   a program that ends loses none of them).
+//!   last handle being dropped (what the kernel does not take at once is still written, as
+//!   [`CLOSE_LINGER`] says, so a program that ends loses none of it).
 //!
 //! So a server that answers pipelined requests one `send` at a time writes once per batch,
 //! and a ping-pong still costs one `read` and one `write` per round trip. Order is kept

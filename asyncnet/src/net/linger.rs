@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
-use super::transport::Wire;
+use super::transport::tls_goodbye;
 use crate::dispatch::Background;
 use crate::driver::{Direction, Driver, Registration};
 use crate::sys;
@@ -39,10 +39,8 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
 pub(crate) fn finish(driver: &Rc<Driver>, socket: Socket, rest: Vec<u8>, tls: Option<Box<Tls>>) {
     if let Some(tls) = tls {
         // Nothing to say on a session that never finished its handshake.
-        if let Some(mut closer) = tls.into_closer(rest) {
-            closer.drain_incoming(&mut Wire(&socket));
-            let limit = closer.limit(CLOSE_LINGER);
-            in_background(driver, socket, limit, move |s| closer.step(&mut Wire(s)));
+        if let Some((limit, step)) = tls_goodbye(tls, &socket, rest, CLOSE_LINGER) {
+            in_background(driver, socket, limit, step);
         }
         return;
     }

@@ -391,13 +391,7 @@ impl AsyncSocket {
     /// Whether received bytes wait in the socket's buffer, so that a read can complete
     /// without the kernel (Nim's `hasDataBuffered`).
     pub fn has_data_buffered(&self) -> bool {
-        !self.inner.read.buf.borrow().is_empty()
-            || self
-                .inner
-                .tls
-                .borrow()
-                .as_ref()
-                .is_some_and(|t| t.has_plaintext())
+        !self.inner.read.buf.borrow().is_empty() || self.tls_has_plaintext()
     }
 
     /// Whether a send found the peer gone (reset or broken pipe). Sends after that fail
@@ -441,13 +435,10 @@ impl AsyncSocket {
 
     /// Close the socket (Nim's `close`). Idempotent.
     ///
-    /// Bytes of completed (or dropped) sends that are still queued are written: what the
-    /// kernel does not take at once gets up to [`CLOSE_LINGER`](crate::CLOSE_LINGER) in a
-    /// background task, which then closes the descriptor, as the kernel itself finishes
-    /// sending after `close(2)`. On TLS, close_notify follows them. That task runs on the
-    /// loop: a thread that closes and then blocks (or leaves the loop for good) may leave
-    /// those bytes unsent. To know that every byte reached the kernel, await
-    /// [`flush`](AsyncSocket::flush) before closing.
+    /// Bytes of completed (or dropped) sends that are still queued are written, as
+    /// [`CLOSE_LINGER`](crate::CLOSE_LINGER) says (the kernel itself finishes sending after
+    /// `close(2)` the same way); on TLS, close_notify follows them. To know that every byte
+    /// reached the kernel, await [`flush`](AsyncSocket::flush) before closing.
     ///
     /// Every operation waiting on the socket (in any task) completes with an error of kind
     /// `NotConnected`; a send still waiting (back-pressure) fails, and the part of its message

@@ -1,19 +1,20 @@
 //! Every system call on a registered socket, in one place: reads, writes, accept, connect and
 //! datagrams, plain or through the TLS session. Each goes through the driver's seam
-//! ([`Registration`](crate::driver::Registration)), which owns how to wait; the rest of `net`
-//! sees only "bytes arrived", "the kernel took n", "wait". This is also the one place where
-//! `net` calls into `tls`.
+//! (`Registration`), which owns how to wait; the rest of `net` sees only "bytes arrived",
+//! "the kernel took n", "wait". This is also where reads and writes meet the TLS session
+//! (`secure.rs` only starts sessions and reports on them).
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use socket2::{SockAddr, Socket};
 
 use super::socket::AsyncSocket;
 use crate::driver::Direction;
 use crate::sys;
-use crate::tls::{self, Step};
+use crate::tls::{self, Step, Tls};
 
 /// The socket as the TLS session's byte pipe: reads and writes go straight to the kernel.
 pub(super) struct Wire<'a>(pub(super) &'a Socket);
@@ -35,6 +36,22 @@ impl Write for Wire<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// The end of a closed socket's TLS session: take the records the peer sent that nobody
+/// read, then a step for `linger` that sends `rest` (plaintext of completed sends) and
+/// close_notify through the socket, with how long it may take. `None` when there is nothing
+/// to say (the handshake never finished).
+pub(super) fn tls_goodbye(
+    tls: Box<Tls>,
+    socket: &Socket,
+    rest: Vec<u8>,
+    with_plaintext: Duration,
+) -> Option<(Duration, impl FnMut(&Socket) -> io::Result<bool>)> {
+    let mut closer = tls.into_closer(rest)?;
+    closer.drain_incoming(&mut Wire(socket));
+    let limit = closer.limit(with_plaintext);
+    Some((limit, move |s: &Socket| closer.step(&mut Wire(s))))
 }
 
 fn would_block() -> io::Error {
@@ -203,6 +220,15 @@ impl AsyncSocket {
             }
             _ => Poll::Ready(Ok(())),
         }
+    }
+
+    /// Whether decrypted bytes wait in the TLS session (a read needs no I/O).
+    pub(super) fn tls_has_plaintext(&self) -> bool {
+        self.inner
+            .tls
+            .borrow()
+            .as_ref()
+            .is_some_and(|t| t.has_plaintext())
     }
 
     /// Whether TLS records wait in the session.

@@ -1,26 +1,18 @@
-//! Sending: `send`, `flush` and the socket's output buffer (write coalescing).
+//! Sending: `send`, `flush` and the socket's output buffer.
 //!
-//! A `send` with the default flags copies its bytes into the socket's output buffer and
-//! completes at once, as long as the buffer stays within [`WRITE_HIGH_WATER`]. The buffer is
-//! written with one system call:
+//! The rule users see is written once, in the crate docs ([Write
+//! coalescing](crate#write-coalescing)). Where each of its points is kept:
 //!
-//! ```text
-//!   send ──> output buffer ──(1) a read on this socket is about to wait ──> write(2)
-//!                          ──(2) the loop turn ends (or wait_for returns) ─┘
-//!                          ──(3) a send would pass the high-water mark ───┘
-//!                          ──(4) flush().await, close, shutdown_write ────┘
-//! ```
+//! | the queue is written when | by |
+//! | --- | --- |
+//! | a read on the socket is about to wait | `flush_before_wait`, called by `transport.rs` before a read parks |
+//! | the loop turn ends, or `wait_for` returns | `defer_flush` puts the socket on the driver's before-sleep list (`BeforeSleep`) |
+//! | a send would pass [`WRITE_HIGH_WATER`] | `send_queued`: it writes and waits (back-pressure) |
+//! | `flush`, `shutdown_write`, `close`, the last drop | `poll_flush_all`, `try_flush_now`, and `linger.rs` for what is left at close |
 //!
-//! So a connection that receives many requests in one read answers them with one `write`,
-//! and a ping-pong still costs one `read` and one `write` per round trip. What the kernel does
-//! not take at once stays queued, in order, and a background task writes it when the socket
-//! is writable. Sends from several tasks never interleave, and a dropped send never tears a
-//! message: its bytes are already queued.
-//!
-//! An error met while writing queued bytes is recorded in the socket: later sends and
-//! [`flush`](AsyncSocket::flush) fail with it; the next read that waits and
-//! [`close`](AsyncSocket::close) report it once (a disconnection is instead recorded as
-//! [`is_disconnected`](AsyncSocket::is_disconnected), by `SAFE_DISCONN`'s rule).
+//! Sends never interleave and a dropped send never tears a message: its bytes are in the
+//! queue before the send can wait. A failed write is recorded in `WriteState::failure`
+//! and reported as the crate docs say.
 #![forbid(unsafe_code)]
 
 use std::future::{poll_fn, Future};
@@ -92,14 +84,11 @@ impl AsyncSocket {
     /// Send every byte of `data` (Nim's `send`), with the default flags (`SAFE_DISCONN`).
     ///
     /// The bytes are coalesced: they join the socket's output buffer and the send completes
-    /// at once, without a system call, while the buffer stays within [`WRITE_HIGH_WATER`].
-    /// They are written, together with whatever else was sent meanwhile, when a read on this
-    /// socket is about to wait, when the loop turn ends (or [`wait_for`](crate::wait_for)
-    /// returns), at the high-water mark, or by [`flush`](AsyncSocket::flush) — never later.
-    /// A send that would pass the mark writes at once and waits until at most the mark is
-    /// queued. Await [`flush`](AsyncSocket::flush) to know that the kernel has every byte
-    /// (Nim's meaning of `send`), or send with [`Flags::NONE`](crate::Flags::NONE), which
-    /// is not coalesced.
+    /// at once, without a system call, while the buffer stays within [`WRITE_HIGH_WATER`];
+    /// when they are written is the crate's [Write coalescing](crate#write-coalescing) rule.
+    /// Await [`flush`](AsyncSocket::flush) to know that the kernel has every byte (Nim's
+    /// meaning of `send`), or send with [`Flags::NONE`](crate::Flags::NONE), which is not
+    /// coalesced.
     ///
     /// Sends from several tasks are written whole and in the order they started.
     ///
