@@ -80,15 +80,18 @@ impl IoState {
     /// down its side, reads stay ready for good: the data and the hang-up can come in one
     /// event, and after a short read consumed the data the end of the stream must still be
     /// read (no new edge will announce it).
+    #[inline]
     fn is_ready(&self, dir: Direction) -> bool {
         let r = self.ready.get();
         r & dir.bit() != 0 || (dir == Direction::Read && r & READ_CLOSED != 0)
     }
 
+    #[inline]
     fn clear(&self, bits: u8) {
         self.ready.set(self.ready.get() & !bits);
     }
 
+    #[inline]
     fn waiters(&self, dir: Direction) -> &RefCell<Waiters> {
         match dir {
             Direction::Read => &self.readers,
@@ -127,6 +130,7 @@ struct Waiters {
 }
 
 impl Waiters {
+    #[inline]
     fn add(&mut self, waker: &Waker) {
         match &self.first {
             None => self.first = Some(waker.clone()),
@@ -187,32 +191,36 @@ impl Registration {
     /// Run `op` (one system call) once the socket is ready in `dir`, parking the task until
     /// it is. `EINTR` is retried; `WouldBlock` clears readiness and parks. Fails once the
     /// socket is closed.
+    #[inline]
     pub(crate) fn poll_io<T>(
         &self,
         dir: Direction,
         cx: &mut Context<'_>,
-        mut op: impl FnMut() -> io::Result<T>,
+        op: impl FnMut() -> io::Result<T>,
     ) -> Poll<io::Result<T>> {
-        self.poll_io_draining(dir, cx, &mut op, |_| false)
+        self.poll_io_draining(dir, cx, op, |_| false)
     }
 
     /// [`poll_io`](Registration::poll_io) for a stream read of up to `len` bytes: a read that
     /// returns fewer (but some) has drained the kernel's queue for now, so read readiness is
     /// cleared without a second system call to hear `WouldBlock`.
+    #[inline]
     pub(crate) fn poll_read(
         &self,
         cx: &mut Context<'_>,
         len: usize,
-        mut op: impl FnMut() -> io::Result<usize>,
+        op: impl FnMut() -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        self.poll_io_draining(Direction::Read, cx, &mut op, |&n| n > 0 && n < len)
+        self.poll_io_draining(Direction::Read, cx, op, |&n| n > 0 && n < len)
     }
 
+    /// The seam's loop; `drained` says whether a result consumed the readiness.
+    #[inline]
     fn poll_io_draining<T>(
         &self,
         dir: Direction,
         cx: &mut Context<'_>,
-        op: &mut dyn FnMut() -> io::Result<T>,
+        mut op: impl FnMut() -> io::Result<T>,
         drained: impl Fn(&T) -> bool,
     ) -> Poll<io::Result<T>> {
         let state = &*self.state;
@@ -240,12 +248,14 @@ impl Registration {
 
     /// Ready in `dir`, or park the task until an event says it is (the operation itself
     /// is then tried with [`try_io`](Registration::try_io)). Fails once the socket is closed.
+    #[inline]
     pub(crate) fn poll_ready(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_io(dir, cx, || Ok(()))
     }
 
     /// Run `op` once if the socket is ready in `dir`, without waiting: `WouldBlock` when it is
     /// not (or `op` says so, which clears readiness). `EINTR` is retried.
+    #[inline]
     pub(crate) fn try_io<T>(
         &self,
         dir: Direction,
@@ -290,11 +300,13 @@ impl Registration {
     }
 
     /// Whether an event said that the peer has shut down its sending side.
+    #[inline]
     pub(crate) fn peer_closed(&self) -> bool {
         self.state.ready.get() & READ_CLOSED != 0
     }
 
     /// Whether the socket was deregistered (closed).
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.state.closed.get()
     }

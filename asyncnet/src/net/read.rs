@@ -82,6 +82,7 @@ fn next_line<R>(
 }
 
 impl AsyncSocket {
+    #[inline]
     fn read_mode(&self, flags: Flags) -> Mode {
         if self.is_stream() {
             self.stream_mode(flags)
@@ -91,6 +92,7 @@ impl AsyncSocket {
     }
 
     /// The mode of a read that treats the socket as a byte stream (lines do, on any socket).
+    #[inline]
     fn stream_mode(&self, flags: Flags) -> Mode {
         match (self.inner.read.buffered.get(), flags.contains(Flags::PEEK)) {
             (false, false) => Mode::Unbuffered,
@@ -102,6 +104,7 @@ impl AsyncSocket {
 
     /// Book a read's result. Data: its length. End of stream (0 bytes, or a disconnection
     /// under `SAFE_DISCONN`): recorded, and 0. Any other error is returned.
+    #[inline]
     fn settle(&self, r: io::Result<usize>, flags: Flags) -> io::Result<usize> {
         match r {
             Ok(0) => {
@@ -118,6 +121,7 @@ impl AsyncSocket {
     }
 
     /// One read from the stream into `buf`, booked by [`settle`](Self::settle).
+    #[inline]
     fn poll_read_settled(
         &self,
         cx: &mut Context<'_>,
@@ -403,8 +407,7 @@ impl AsyncSocket {
             Mode::Datagram | Mode::Unbuffered | Mode::UnbufferedPeek => {
                 // One read (one datagram) into the loop's scratch buffer when it fits, then
                 // an exact-size copy.
-                let local = self.inner.local.clone();
-                let mut scratch = local.scratch.borrow_mut();
+                let mut scratch = self.inner.local.scratch.borrow_mut();
                 let mut own;
                 let buf: &mut [u8] = if size <= SCRATCH_SIZE {
                     &mut scratch[..size]
@@ -515,6 +518,7 @@ impl AsyncSocket {
 
     /// A line from the socket's buffer, if it holds one (`Some(None)`: the end of the
     /// stream; a partial line at the end is a line). `PEEK` leaves it there.
+    #[inline]
     fn buffered_line<R>(
         &self,
         mode: Mode,
@@ -553,6 +557,7 @@ impl AsyncSocket {
     /// Read more for a line. With nothing buffered, a buffered socket reads into the loop's
     /// scratch buffer and keeps only what follows the line (a socket between messages holds
     /// no buffer): the line itself may come back at once.
+    #[inline]
     fn poll_line_read<R>(
         &self,
         cx: &mut Context<'_>,
@@ -564,8 +569,7 @@ impl AsyncSocket {
         let read = &self.inner.read;
         let pool = &self.inner.local.pool;
         if mode == Mode::Buffered && read.buf.borrow().is_empty() {
-            let local = self.inner.local.clone();
-            let mut scratch = local.scratch.borrow_mut();
+            let mut scratch = self.inner.local.scratch.borrow_mut();
             let n = ready!(self.poll_read_settled(cx, &mut scratch, flags))?;
             let data = &scratch[..n];
             let mut rb = read.buf.borrow_mut();

@@ -467,6 +467,7 @@ impl AsyncSocket {
     }
 
     /// The OS socket, or the "closed" error.
+    #[inline]
     pub(crate) fn socket(&self) -> io::Result<Ref<'_, Socket>> {
         Ref::filter_map(self.inner.socket.borrow(), Option::as_ref).map_err(|_| error::closed())
     }

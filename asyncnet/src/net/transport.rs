@@ -67,6 +67,7 @@ impl AsyncSocket {
     /// stream. Before the task parks, the output queue is written (replies to the requests
     /// just read leave before we sleep on the next one), and a write error nobody has heard
     /// of is returned instead.
+    #[inline]
     pub(super) fn poll_read_stream(
         &self,
         cx: &mut Context<'_>,
@@ -75,10 +76,9 @@ impl AsyncSocket {
         let r = if self.inner.tls.borrow().is_some() {
             self.poll_read_tls(cx, buf)
         } else {
-            let socket = self.socket()?;
             self.inner
                 .io
-                .poll_read(cx, buf.len(), || (&mut &*socket).read(buf))
+                .poll_read(cx, buf.len(), || (&mut &*self.socket()?).read(buf))
         };
         if r.is_pending() {
             self.flush_before_wait()?;
@@ -155,15 +155,16 @@ impl AsyncSocket {
 
     /// Write what the kernel (on TLS: the session) takes of `buf` now, without waiting:
     /// `WouldBlock` when it takes nothing.
+    #[inline]
     pub(super) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        let socket = self.socket()?;
         let io = &self.inner.io;
         let mut tls = self.inner.tls.borrow_mut();
         let Some(tls) = tls.as_mut() else {
             return io.try_io(Direction::Write, || {
-                socket.send_with_flags(buf, sys::SEND_FLAGS)
+                self.socket()?.send_with_flags(buf, sys::SEND_FLAGS)
             });
         };
+        let socket = self.socket()?;
         // Records of earlier sends go first.
         io.try_io(Direction::Write, || tls.write_records(&mut Wire(&socket)))?;
         let n = tls.write_plain(buf)?;
@@ -197,6 +198,7 @@ impl AsyncSocket {
 
     /// Write the TLS session's queued records that the kernel takes now (nothing on a plain
     /// socket); `WouldBlock` when some remain.
+    #[inline]
     pub(super) fn try_flush_records(&self) -> io::Result<()> {
         match self.inner.tls.borrow_mut().as_mut() {
             Some(tls) if tls.wants_write() => {
@@ -223,6 +225,7 @@ impl AsyncSocket {
     }
 
     /// Whether decrypted bytes wait in the TLS session (a read needs no I/O).
+    #[inline]
     pub(super) fn tls_has_plaintext(&self) -> bool {
         self.inner
             .tls
@@ -232,6 +235,7 @@ impl AsyncSocket {
     }
 
     /// Whether TLS records wait in the session.
+    #[inline]
     pub(super) fn tls_wants_write(&self) -> bool {
         self.inner
             .tls

@@ -422,6 +422,7 @@ impl AsyncSocket {
     }
 
     /// Whether queued bytes (or TLS records) still have to reach the kernel.
+    #[inline]
     pub(crate) fn owes_bytes(&self) -> bool {
         !self.inner.write.buf.borrow().is_empty() || self.tls_wants_write()
     }
@@ -437,6 +438,7 @@ impl AsyncSocket {
 
     /// Before a read waits: write the queue now (the reply goes out before we sleep on the
     /// next request), and report a write error nobody has heard of.
+    #[inline]
     pub(crate) fn flush_before_wait(&self) -> io::Result<()> {
         self.flush_owed();
         match self.inner.write.take_unreported_error() {
@@ -446,6 +448,7 @@ impl AsyncSocket {
     }
 
     /// Write what the kernel takes now; leave the rest to a background task.
+    #[inline]
     pub(crate) fn flush_owed(&self) {
         if self.owes_bytes() {
             self.try_flush_now();
@@ -484,11 +487,18 @@ impl AsyncSocket {
 
     /// Finish writing the queue in a background task. The task holds the socket weakly: if
     /// every handle goes meanwhile, the socket's drop hands the bytes on (see `linger`).
+    #[inline]
     pub(crate) fn flush_in_background(&self) {
         let inner = &self.inner;
         if inner.write.flushing.get() || inner.io.is_closed() || !self.owes_bytes() {
             return;
         }
+        self.spawn_flusher();
+    }
+
+    #[cold]
+    fn spawn_flusher(&self) {
+        let inner = &self.inner;
         inner.write.flushing.set(true);
         let weak = Rc::downgrade(inner);
         crate::dispatch::spawn_internal(async move {
