@@ -17,9 +17,10 @@
 //! itself and reports later. The seam is shaped so that the second fits behind the same
 //! socket code:
 //!
-//! - **Where the calls are.** Every system call on a registered socket is made in one file of
-//!   `net` (`net/transport.rs`: read, write, accept, connect, datagrams, and TLS records,
-//!   which are reads and writes too) and passes through the seam. An io_uring driver gives
+//! - **Where the calls are.** Every operation on a registered socket that can wait is made in
+//!   one file of `net` (`net/transport.rs`: read, write, accept, connect, datagrams, and TLS
+//!   records, which are reads and writes too) and passes through the seam; the only other
+//!   user of the seam is `net/linger.rs`, which writes a closed socket's last bytes. An io_uring driver gives
 //!   `Registration` a second implementation of the same operations, chosen once per loop:
 //!   `poll_read` submits a `RECV` (or arms a multishot receive) and returns `Pending`; the
 //!   completion wakes the task, whose next poll takes the result. Nothing above

@@ -1,5 +1,5 @@
-//! Every system call on a registered socket, in one place: reads, writes, accept, connect and
-//! datagrams, plain or through the TLS session. Each goes through the driver's seam
+//! Every operation on a registered socket that can wait, in one place: reads, writes, accept,
+//! connect and datagrams, plain or through the TLS session. Each goes through the driver's seam
 //! (`Registration`), which owns how to wait; the rest of `net` sees only "bytes arrived",
 //! "the kernel took n", "wait". This is also where reads and writes meet the TLS session
 //! (`secure.rs` only starts sessions and reports on them).
