@@ -73,8 +73,9 @@ mod sys;
 mod tls;
 
 pub use dispatch::{
-    call_soon, drain, has_pending_operations, poll, run_forever, sleep_async, spawn, wait_for,
-    with_timeout, Elapsed, JoinHandle, Sleep, TaskOutput,
+    call_soon, drain, has_pending_operations, poll, run_forever, set_task_failure_handler,
+    sleep_async, spawn, wait_for, with_timeout, Elapsed, JoinHandle, Sleep, TaskFailure,
+    TaskOutput,
 };
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{

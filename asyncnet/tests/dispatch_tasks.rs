@@ -1,5 +1,6 @@
-//! The dispatcher's tasks: `spawn` and `JoinHandle`, failures of detached tasks surfacing from
-//! `run_forever` / `poll` / `drain` / `wait_for`, `abort`, `call_soon`,
+//! The dispatcher's tasks: `spawn` and `JoinHandle`; failures of detached tasks (reported on
+//! stderr by default while the loop goes on, given to a handler, or raised from
+//! `run_forever` / `poll` / `drain` / `wait_for`); `abort`, `call_soon`,
 //! `has_pending_operations`, and wake-ups from other threads.
 //!
 //! Tests that leave a loop in a failed state run in a fresh thread, so that the loop of the
@@ -17,7 +18,7 @@ use asyncnet::{
     call_soon, drain, has_pending_operations, poll, run_forever, sleep_async, spawn, wait_for,
     with_timeout,
 };
-use support::{in_fresh_thread, run, settle, DropFlag};
+use support::{in_fresh_thread, raise_task_failures, run, settle, DropFlag};
 
 /// Panic with `message`; typed `()` so that the task's output is `()`.
 fn boom(message: &str) {
@@ -81,8 +82,9 @@ fn tasks_start_at_the_next_turn_in_spawn_order() {
 }
 
 #[test]
-fn a_detached_task_returning_err_makes_run_forever_return_it() {
+fn a_raised_detached_failure_makes_run_forever_return_it() {
     let r = in_fresh_thread(|| {
+        raise_task_failures();
         drop(spawn(async {
             sleep_async(Duration::from_millis(1)).await;
             Err::<(), _>(io::Error::new(io::ErrorKind::AddrInUse, "detached boom"))
@@ -96,8 +98,9 @@ fn a_detached_task_returning_err_makes_run_forever_return_it() {
 }
 
 #[test]
-fn a_detached_task_returning_err_makes_poll_return_it() {
+fn a_raised_detached_failure_makes_poll_return_it() {
     let r = in_fresh_thread(|| {
+        raise_task_failures();
         drop(spawn(async { Err::<(), _>(io::Error::other("poll boom")) }));
         let mut result = Ok(());
         for _ in 0..10 {
@@ -112,8 +115,9 @@ fn a_detached_task_returning_err_makes_poll_return_it() {
 }
 
 #[test]
-fn a_detached_task_returning_err_makes_drain_return_it() {
+fn a_raised_detached_failure_makes_drain_return_it() {
     let r = in_fresh_thread(|| {
+        raise_task_failures();
         drop(spawn(async {
             sleep_async(Duration::from_millis(1)).await;
             Err::<(), _>(io::Error::other("drain boom"))
@@ -124,8 +128,9 @@ fn a_detached_task_returning_err_makes_drain_return_it() {
 }
 
 #[test]
-fn a_detached_task_returning_err_makes_wait_for_panic() {
+fn a_raised_detached_failure_makes_wait_for_panic() {
     let r = in_fresh_thread(|| {
+        raise_task_failures();
         drop(spawn(async {
             Err::<(), _>(io::Error::other("wait_for boom"))
         }));
@@ -136,8 +141,9 @@ fn a_detached_task_returning_err_makes_wait_for_panic() {
 }
 
 #[test]
-fn a_detached_error_from_another_wait_for_is_not_swallowed() {
+fn a_raised_detached_error_from_another_wait_for_is_not_swallowed() {
     let r = in_fresh_thread(|| {
+        raise_task_failures();
         drop(spawn(async { Err::<(), _>(io::Error::other("late boom")) }));
         // The main future completes at once; the failure still surfaces.
         let first = std::panic::catch_unwind(|| wait_for(async { settle().await }));
@@ -152,11 +158,12 @@ fn a_detached_error_from_another_wait_for_is_not_swallowed() {
 }
 
 #[test]
-fn dropping_the_handle_of_a_task_that_already_failed_reports_the_failure() {
+fn dropping_the_handle_of_a_task_that_already_failed_raises_the_failure() {
     // The task finishes while its handle is alive; dropping the handle unread detaches the
     // failure, which run_forever and drain must then report even with nothing left to run.
     for via_drain in [false, true] {
         let r = in_fresh_thread(move || {
+            raise_task_failures();
             let h = spawn(async { Err::<(), _>(io::Error::other("unlooked boom")) });
             while !h.is_finished() {
                 poll(Some(Duration::from_millis(1))).expect("poll");
@@ -178,8 +185,9 @@ fn dropping_the_handle_of_a_task_that_already_failed_reports_the_failure() {
 }
 
 #[test]
-fn a_panicking_detached_task_resumes_its_panic_from_run_forever() {
+fn a_raised_detached_panic_resumes_its_panic_from_run_forever() {
     let r = in_fresh_thread(|| {
+        raise_task_failures();
         drop(spawn(async {
             sleep_async(Duration::from_millis(1)).await;
             boom("task kaboom");
@@ -191,8 +199,9 @@ fn a_panicking_detached_task_resumes_its_panic_from_run_forever() {
 }
 
 #[test]
-fn a_panicking_detached_task_resumes_its_panic_from_wait_for() {
+fn a_raised_detached_panic_resumes_its_panic_from_wait_for() {
     let r = in_fresh_thread(|| {
+        raise_task_failures();
         drop(spawn(async {
             boom("wait kaboom");
         }));
@@ -330,9 +339,10 @@ fn run_forever_returns_once_the_last_task_finishes_without_io() {
 }
 
 #[test]
-fn run_forever_reports_a_failure_while_other_tasks_wait_on_io() {
+fn run_forever_returns_a_raised_failure_while_other_tasks_wait_on_io() {
     // A server: one task waits for connections that never come, another fails at once.
     let r = in_fresh_thread(|| {
+        raise_task_failures();
         let server = support::listener(support::Family::V4).expect("listener");
         drop(spawn(async move { server.accept().await.map(|_| ()) }));
         drop(spawn(async {
@@ -344,8 +354,9 @@ fn run_forever_reports_a_failure_while_other_tasks_wait_on_io() {
 }
 
 #[test]
-fn wait_for_panics_with_a_detached_failure_while_its_future_waits_on_io() {
+fn wait_for_panics_with_a_raised_failure_while_its_future_waits_on_io() {
     let r = in_fresh_thread(|| {
+        raise_task_failures();
         let server = support::listener(support::Family::V4).expect("listener");
         drop(spawn(async {
             Err::<(), _>(io::Error::other("early boom"))
@@ -498,4 +509,51 @@ fn wait_for_inside_a_task_panics_instead_of_deadlocking() {
         .map_err(|e| e.to_string())
     });
     assert_eq!(r, Ok(Ok(true)));
+}
+
+#[test]
+fn by_default_a_detached_failure_is_reported_and_the_loop_goes_on() {
+    let r = in_fresh_thread(|| {
+        drop(spawn(async {
+            Err::<(), _>(io::Error::other("peer sent junk"))
+        }));
+        drop(spawn(async {
+            boom("a bug in one task");
+        }));
+        // Neither failure ends the loop: later work still runs, nothing is raised.
+        let later = wait_for(async {
+            sleep_async(Duration::from_millis(5)).await;
+            7
+        });
+        (later, run_forever().is_ok(), has_pending_operations())
+    });
+    assert_eq!(r, Ok((7, true, false)));
+}
+
+#[test]
+fn a_failure_handler_gets_every_detached_failure_and_none_of_the_joined() {
+    let r = in_fresh_thread(|| {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        asyncnet::set_task_failure_handler(move |f| log.borrow_mut().push(f.to_string()));
+        drop(spawn(async { Err::<(), _>(io::Error::other("first")) }));
+        drop(spawn(async {
+            boom("second");
+        }));
+        let joined = spawn(async { Err::<(), _>(io::Error::other("joined")) });
+        let joined = wait_for(joined).map_err(|e| e.to_string());
+        wait_for(sleep_async(Duration::from_millis(5)));
+        let mut seen = seen.borrow().clone();
+        seen.sort();
+        (joined, seen)
+    });
+    let (joined, seen) = r.expect("no panic reaches the caller");
+    assert_eq!(joined, Err(String::from("joined")));
+    assert_eq!(
+        seen,
+        [
+            "a detached task failed: first",
+            "a detached task panicked: second"
+        ]
+    );
 }

@@ -55,6 +55,7 @@ fn nim_asyncnet_client_exchanges_crlf_and_lf_lines_and_a_large_payload_with_our_
     let client = nim::Process::spawn("echo_client", command).expect("start the Nim client");
 
     let phase = Phase::new();
+    asyncnet::set_task_failure_handler(asyncnet::TaskFailure::raise);
     let served = wait_for(with_timeout(
         serve_one_client(listener, phase.clone()),
         HANG_GUARD,
@@ -166,6 +167,7 @@ fn our_client_exchanges_crlf_and_lf_lines_and_a_large_payload_with_nim_asyncnet_
         .unwrap_or_else(|| panic!("expected `PORT <n>`, got {port_line:?}"));
 
     let phase = Phase::new();
+    asyncnet::set_task_failure_handler(asyncnet::TaskFailure::raise);
     let driven = wait_for(with_timeout(
         drive_nim_server(port, phase.clone()),
         HANG_GUARD,

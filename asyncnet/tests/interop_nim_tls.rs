@@ -44,6 +44,7 @@ fn nim_asyncnet_tls_client_verifies_our_server_and_exchanges_lines_and_a_payload
     let client = Process::spawn("tls_echo_client", command).expect("start the Nim client");
 
     let phase = Phase::new();
+    asyncnet::set_task_failure_handler(asyncnet::TaskFailure::raise);
     let served = wait_for(with_timeout(
         serve_one_client(listener, phase.clone()),
         HANG_GUARD,

@@ -212,6 +212,7 @@ fn our_client_exchanges_lines_and_10_mb_with_s_server(extra: &[&str], version: &
     server.write_stdin(payload());
 
     let phase = Phase::new();
+    asyncnet::set_task_failure_handler(asyncnet::TaskFailure::raise);
     let driven = wait_for(with_timeout(
         drive_s_server(port, pki.client_context(), phase.clone()),
         HANG_GUARD,
@@ -271,6 +272,7 @@ fn our_client_rejects_an_openssl_s_server_certificate_from_an_unknown_ca() {
     let pki = Pki::new("asyncnet interop CA (s_server)");
     let other = Pki::new("some other CA");
     let (server, port) = start_s_server(&pki, &[]);
+    asyncnet::set_task_failure_handler(asyncnet::TaskFailure::raise);
     let result = wait_for(with_timeout(
         async {
             let sock = AsyncSocket::new()?;
@@ -498,6 +500,7 @@ where
         };
         let _ = port_tx.send(Ok(listener.local_addr().expect("local address").1));
         let phase = Phase::new();
+        asyncnet::set_task_failure_handler(asyncnet::TaskFailure::raise);
         let result = wait_for(with_timeout(body(listener, phase.clone()), HANG_GUARD))
             .map_err(io::Error::from)
             .and_then(|r| r)
@@ -614,6 +617,7 @@ fn openssl_s_client_rejects_our_server_certificate_from_an_unknown_ca() {
     let (done_tx, done_rx) = mpsc::channel();
     let ctx = pki.server_context();
     thread::spawn(move || {
+        asyncnet::set_task_failure_handler(asyncnet::TaskFailure::raise);
         let result = wait_for(with_timeout(
             async {
                 // A plain listener: the handshake's error comes back to us, not to accept.

@@ -20,7 +20,7 @@
 mod task;
 mod time;
 
-pub use task::{JoinHandle, TaskOutput};
+pub use task::{JoinHandle, TaskFailure, TaskOutput};
 pub use time::{sleep_async, with_timeout, Elapsed, Sleep};
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -37,7 +37,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::driver::Driver;
-use task::{Failure, Shared, TaskWaker, Tasks, CURRENT_LOOP, LOCAL_READY, MAIN_KEY};
+use task::{Shared, TaskWaker, Tasks, CURRENT_LOOP, LOCAL_READY, MAIN_KEY};
 use time::Timers;
 
 /// How many tasks run before the loop looks at I/O again, so that a busy task set cannot
@@ -51,7 +51,10 @@ pub(crate) struct Loop {
     pub(crate) timers: Timers,
     shared: Arc<Shared>,
     soon: RefCell<VecDeque<Box<dyn FnOnce()>>>,
-    failures: RefCell<VecDeque<Failure>>,
+    /// Failures raised ([`TaskFailure::raise`]) and not yet returned by `poll`/`wait_for`.
+    failures: RefCell<VecDeque<TaskFailure>>,
+    /// What to do with a detached task's failure (`None`: [`TaskFailure::report`]).
+    on_failure: RefCell<Option<FailureHandler>>,
     /// Set while a `wait_for`/`poll` runs, to refuse nesting.
     running: Cell<bool>,
     main_woken: Cell<bool>,
@@ -122,8 +125,74 @@ pub(crate) fn driver() -> io::Result<Rc<Driver>> {
     LOOP.with(|c| get_or_create(c).map(|l| l.driver.clone()))
 }
 
-fn report_failure(f: Failure) {
-    try_with_loop(|l| l.failures.borrow_mut().push_back(f));
+type FailureHandler = Box<dyn FnMut(TaskFailure)>;
+
+/// A detached task failed: hand it to the thread's handler (by default, standard error).
+fn report_failure(f: TaskFailure) {
+    let handler = try_with_loop(|l| l.on_failure.borrow_mut().take()).flatten();
+    match handler {
+        None => f.report(),
+        Some(mut handler) => {
+            handler(f);
+            // Put it back unless the handler installed another meanwhile.
+            try_with_loop(|l| {
+                let mut slot = l.on_failure.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(handler);
+                }
+            });
+        }
+    }
+}
+
+/// Choose what this thread's loop does when a detached task (one whose [`JoinHandle`] was
+/// dropped, Nim's `asyncCheck`) fails: returns `Err`, or panics.
+///
+/// By default the failure is written to standard error ([`TaskFailure::report`]) and the
+/// loop goes on: a server whose connection task returns `Err` on a peer's bad input (a line
+/// that is not UTF-8, one too long) keeps serving everyone else, and so does one whose task
+/// panics (as a thread's panic does not end the process, the panic hook prints it and the
+/// task is gone). Other choices:
+///
+/// - [`TaskFailure::raise`]: Nim's behaviour: [`poll`], [`drain`] and [`run_forever`] return
+///   the error (and resume the panic), [`wait_for`] panics with it. For programs and tests in
+///   which any failure is a bug.
+/// - your own function: count, log or collect failures, or end the program on some of them.
+///
+/// The handler runs on the loop's thread, right after the task ended. Failures of tasks
+/// whose handle is kept go to the handle instead, never here.
+///
+/// # Examples
+///
+/// ```
+/// use std::{cell::RefCell, io, rc::Rc};
+/// use asyncnet::{set_task_failure_handler, spawn, wait_for, TaskFailure};
+///
+/// let seen = Rc::new(RefCell::new(Vec::new()));
+/// let log = seen.clone();
+/// set_task_failure_handler(move |f: TaskFailure| log.borrow_mut().push(f.to_string()));
+/// drop(spawn(async { Err::<(), _>(io::Error::other("bad input")) }));
+/// wait_for(asyncnet::sleep_async(std::time::Duration::from_millis(1)));
+/// assert_eq!(*seen.borrow(), ["a detached task failed: bad input"]);
+/// # set_task_failure_handler(TaskFailure::report);
+/// ```
+pub fn set_task_failure_handler(handler: impl FnMut(TaskFailure) + 'static) {
+    with_loop(|l| *l.on_failure.borrow_mut() = Some(Box::new(handler)));
+}
+
+impl TaskFailure {
+    /// Write the failure to standard error and go on (the default handler).
+    pub fn report(self) {
+        eprintln!("asyncnet: {self}");
+    }
+
+    /// Hand the failure back to the loop: the next [`poll`], [`drain`] or [`run_forever`]
+    /// returns it (a panic is resumed there), and [`wait_for`] panics with it (Nim's
+    /// `waitFor` on a failed `asyncCheck`). As a handler:
+    /// `set_task_failure_handler(TaskFailure::raise)`.
+    pub fn raise(self) {
+        try_with_loop(|l| l.failures.borrow_mut().push_back(self));
+    }
 }
 
 impl Loop {
@@ -143,6 +212,7 @@ impl Loop {
             timers: Timers::default(),
             soon: RefCell::new(VecDeque::new()),
             failures: RefCell::new(VecDeque::new()),
+            on_failure: RefCell::new(None),
             running: Cell::new(false),
             main_woken: Cell::new(false),
             main_gen: Cell::new(0),
@@ -211,8 +281,8 @@ impl Loop {
         Ok(())
     }
 
-    /// Take the oldest unreported failure of a detached task.
-    fn take_failure(&self) -> Option<Failure> {
+    /// Take the oldest raised failure of a detached task.
+    fn take_failure(&self) -> Option<TaskFailure> {
         self.failures.borrow_mut().pop_front()
     }
 
@@ -241,10 +311,10 @@ impl Drop for EnterGuard<'_> {
 }
 
 /// Surface a detached task's failure: an error becomes `Err`, a panic resumes.
-fn surface(f: Failure) -> io::Error {
+fn surface(f: TaskFailure) -> io::Error {
     match f {
-        Failure::Error(e) => e,
-        Failure::Panic(p) => panic::resume_unwind(p),
+        TaskFailure::Error(e) => e,
+        TaskFailure::Panic(p) => panic::resume_unwind(p),
     }
 }
 
@@ -260,9 +330,9 @@ fn surface(f: Failure) -> io::Error {
 ///
 /// # Panics
 ///
-/// - when a detached task fails meanwhile (returns `Err` or panics): its panic is resumed, its
-///   error becomes a panic naming it, as Nim's `waitFor` raises the exception of a failed
-///   `asyncCheck`. Keep the [`JoinHandle`] or handle errors inside the task to avoid this.
+/// - when a detached task's failure was raised ([`TaskFailure::raise`], which is not the
+///   default: see [`set_task_failure_handler`]): its panic is resumed, its error becomes a
+///   panic naming it, as Nim's `waitFor` raises the exception of a failed `asyncCheck`.
 /// - when called from inside a task of the loop.
 ///
 /// # Examples
@@ -311,8 +381,8 @@ pub fn wait_for<F: Future>(future: F) -> F::Output {
 ///
 /// The task starts at the next loop turn. Await the returned [`JoinHandle`] for its output,
 /// or drop the handle to detach the task. A detached task that fails (returns `Err` or
-/// panics) is never swallowed: [`poll`], [`drain`] and [`run_forever`] return its error (and
-/// resume its panic), and [`wait_for`] panics with it.
+/// panics) is never swallowed: its failure goes to the loop's failure handler, which by
+/// default writes it to standard error and goes on (see [`set_task_failure_handler`]).
 ///
 /// # Examples
 ///
@@ -370,7 +440,7 @@ pub fn call_soon(callback: impl FnOnce() + 'static) {
 }
 
 /// Whether the loop has anything left to do: live tasks, pending timers or callbacks, or a
-/// detached task's failure not yet reported (Nim's `hasPendingOperations`).
+/// raised failure not yet returned (Nim's `hasPendingOperations`).
 pub fn has_pending_operations() -> bool {
     with_loop(|l| l.pending())
 }
@@ -380,11 +450,12 @@ pub fn has_pending_operations() -> bool {
 ///
 /// # Errors
 ///
-/// The error of a detached task that failed, or the poller's own error.
+/// The poller's own error, or a detached task's failure that was raised
+/// ([`TaskFailure::raise`]; by default failures are reported, not raised).
 ///
 /// # Panics
 ///
-/// Resumes the panic of a detached task that panicked; panics if called from inside a task.
+/// Resumes a raised panic of a detached task; panics if called from inside a task.
 pub fn poll(timeout: Option<Duration>) -> io::Result<()> {
     with_loop(|l| {
         let _guard = l.enter("poll");
@@ -425,7 +496,7 @@ pub fn drain(timeout: Duration) -> io::Result<()> {
 ///
 /// # Errors
 ///
-/// The first failure of a detached task, or the poller's own error.
+/// As [`poll`].
 pub fn run_forever() -> io::Result<()> {
     while has_pending_operations() {
         poll(None)?;

@@ -119,17 +119,38 @@ impl Wake for TaskWaker {
     }
 }
 
-/// What a detached task leaves behind when it fails.
-pub(crate) enum Failure {
+/// What a detached task (one whose [`JoinHandle`] was dropped) leaves behind when it fails:
+/// handed to this thread's failure handler (see
+/// [`set_task_failure_handler`](crate::set_task_failure_handler)).
+pub enum TaskFailure {
+    /// The task returned `Err`.
     Error(io::Error),
+    /// The task panicked: the payload, as `std::panic::catch_unwind` gives it (the panic
+    /// hook has already printed the message and where it happened).
     Panic(Box<dyn Any + Send>),
 }
 
-impl fmt::Debug for Failure {
+impl fmt::Debug for TaskFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Error(e) => write!(f, "Error({e})"),
-            Failure::Panic(_) => f.write_str("Panic(..)"),
+            TaskFailure::Error(e) => write!(f, "Error({e})"),
+            TaskFailure::Panic(_) => f.write_str("Panic(..)"),
+        }
+    }
+}
+
+impl fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskFailure::Error(e) => write!(f, "a detached task failed: {e}"),
+            TaskFailure::Panic(p) => {
+                let message = p
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(a payload that is not text)");
+                write!(f, "a detached task panicked: {message}")
+            }
         }
     }
 }
@@ -137,7 +158,8 @@ impl fmt::Debug for Failure {
 /// The output of a spawned task, as far as the loop needs to know whether it failed.
 ///
 /// A task whose [`JoinHandle`] was dropped (a detached task, Nim's `asyncCheck`) and that
-/// ends in failure makes the loop report that failure instead of swallowing it. Implemented
+/// ends in failure hands that failure to the loop's failure handler instead of swallowing it
+/// (see [`set_task_failure_handler`](crate::set_task_failure_handler)). Implemented
 /// for `()` (never a failure) and `Result<T, E>` (`Err` is a failure); wrap other outputs in
 /// `Ok::<_, std::io::Error>(value)` or implement this trait for them.
 pub trait TaskOutput: 'static {
@@ -167,10 +189,10 @@ struct JoinState<T> {
     detached: Cell<bool>,
 }
 
-fn failure_of<T: TaskOutput>(result: std::thread::Result<T>) -> Option<Failure> {
+fn failure_of<T: TaskOutput>(result: std::thread::Result<T>) -> Option<TaskFailure> {
     match result {
-        Ok(v) => v.into_failure().map(Failure::Error),
-        Err(p) => Some(Failure::Panic(p)),
+        Ok(v) => v.into_failure().map(TaskFailure::Error),
+        Err(p) => Some(TaskFailure::Panic(p)),
     }
 }
 
@@ -216,7 +238,7 @@ where
 /// A handle to a spawned task: await it for the task's output.
 ///
 /// Dropping the handle detaches the task: it runs on, and if it then fails (returns `Err` or
-/// panics) the loop reports the failure (see [`spawn`](crate::spawn)).
+/// panics) the failure goes to the loop's failure handler (see [`spawn`](crate::spawn)).
 pub struct JoinHandle<T: TaskOutput> {
     state: Rc<JoinState<T>>,
     id: TaskId,

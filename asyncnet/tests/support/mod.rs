@@ -107,6 +107,7 @@ macro_rules! family_tests {
 /// Run `body` on this thread's loop. Fails the test if the body returns an error or takes
 /// longer than [`HANG_GUARD`].
 pub fn run<T>(body: impl Future<Output = io::Result<T>>) -> T {
+    raise_task_failures();
     match wait_for(with_timeout(body, HANG_GUARD)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => panic!("test body failed: {e} (kind {:?})", e.kind()),
@@ -128,6 +129,12 @@ pub fn in_fresh_thread<T: Send + 'static>(
         Ok(r) => r,
         Err(_) => panic!("fresh thread hung for {HANG_GUARD:?}"),
     }
+}
+
+/// Make a detached task's failure fail the test: `wait_for` panics with it, `poll`/`drain`
+/// return it (Nim's semantics; a program's default is to report it on stderr and go on).
+pub fn raise_task_failures() {
+    asyncnet::set_task_failure_handler(asyncnet::TaskFailure::raise);
 }
 
 /// The message of a panic payload.

@@ -329,6 +329,7 @@ pub fn pattern(n: usize) -> Vec<u8> {
 /// a loaded machine moves tens of megabytes through TLS slowly.
 pub fn run_long<T>(body: impl std::future::Future<Output = io::Result<T>>) -> T {
     const LONG_GUARD: Duration = Duration::from_secs(240);
+    asyncnet::set_task_failure_handler(asyncnet::TaskFailure::raise);
     match asyncnet::wait_for(asyncnet::with_timeout(body, LONG_GUARD)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => panic!("test body failed: {e} (kind {:?})", e.kind()),
