@@ -56,6 +56,15 @@ pub(crate) fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "socket is closed")
 }
 
+/// What an asyncnet future says when it must wait but no asyncnet loop drives this thread
+/// (it is polled by another runtime, or by hand): nothing would ever wake it.
+pub(crate) const NOT_DRIVEN: &str = "asyncnet: this future was polled outside asyncnet's event loop (by another runtime such as tokio?), so nothing would ever wake it; run asyncnet futures with asyncnet::wait_for or asyncnet::spawn, on a thread of their own next to another runtime (crate docs: \"Living next to tokio\")";
+
+/// [`NOT_DRIVEN`] as an error of kind `Unsupported`.
+pub(crate) fn not_driven() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, NOT_DRIVEN)
+}
+
 /// The error of a send after a `SafeDisconn` send found the peer gone.
 pub(crate) fn disconnected() -> io::Error {
     io::Error::new(

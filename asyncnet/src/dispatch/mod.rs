@@ -298,6 +298,7 @@ impl Loop {
         if self.running.replace(true) {
             panic!("asyncnet: {what} called from inside the event loop (a task cannot block on the loop that runs it)");
         }
+        self.driver.set_driven(true);
         EnterGuard(self)
     }
 }
@@ -307,6 +308,16 @@ struct EnterGuard<'a>(&'a Loop);
 impl Drop for EnterGuard<'_> {
     fn drop(&mut self) {
         self.0.running.set(false);
+        self.0.driver.set_driven(false);
+    }
+}
+
+/// Panic unless this thread's loop is running: a future that parks outside it (polled by
+/// another runtime) would never be woken. Futures that can return an error return
+/// [`not_driven`](crate::error::not_driven) instead.
+pub(crate) fn assert_driven() {
+    if !loop_running() {
+        panic!("{}", crate::error::NOT_DRIVEN);
     }
 }
 

@@ -282,6 +282,7 @@ impl<T: TaskOutput> Future for JoinHandle<T> {
             Some(Ok(v)) => Poll::Ready(v),
             Some(Err(p)) => panic::resume_unwind(p),
             None => {
+                super::assert_driven();
                 *self.state.waiter.borrow_mut() = Some(cx.waker().clone());
                 Poll::Pending
             }

@@ -126,6 +126,7 @@ impl Future for Sleep {
             }
             return Poll::Ready(());
         }
+        super::assert_driven();
         let deadline = self.deadline;
         match self.key {
             Some(key) => super::with_loop(|rt| rt.timers.update(key, cx.waker())),

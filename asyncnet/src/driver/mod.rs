@@ -49,7 +49,7 @@ mod registration;
 
 pub(crate) use registration::{Direction, Registration};
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::{Rc, Weak};
@@ -82,6 +82,9 @@ pub(crate) struct Driver {
     deferred: RefCell<Vec<Weak<dyn BeforeSleep>>>,
     /// The list's previous allocation, reused turn after turn.
     spare: RefCell<Vec<Weak<dyn BeforeSleep>>>,
+    /// The loop is running (inside `wait_for`, `poll`, ...): a task that parks will be woken.
+    /// Outside, an operation that would park fails instead of hanging.
+    driven: Cell<bool>,
 }
 
 impl Driver {
@@ -95,7 +98,19 @@ impl Driver {
             waker,
             deferred: RefCell::new(Vec::new()),
             spare: RefCell::new(Vec::new()),
+            driven: Cell::new(false),
         })
+    }
+
+    /// Say whether the loop that owns this driver is running (and so will wake what parks).
+    pub(crate) fn set_driven(&self, driven: bool) {
+        self.driven.set(driven);
+    }
+
+    /// Whether the loop that owns this driver is running.
+    #[inline]
+    pub(crate) fn is_driven(&self) -> bool {
+        self.driven.get()
     }
 
     /// A handle that wakes `turn` from any thread.

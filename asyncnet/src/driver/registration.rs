@@ -190,7 +190,8 @@ impl Registration {
 
     /// Run `op` (one system call) once the socket is ready in `dir`, parking the task until
     /// it is. `EINTR` is retried; `WouldBlock` clears readiness and parks. Fails once the
-    /// socket is closed.
+    /// socket is closed, and instead of parking where the loop is not running (nothing would
+    /// wake the task: it is polled by another runtime).
     #[inline]
     pub(crate) fn poll_io<T>(
         &self,
@@ -229,6 +230,9 @@ impl Registration {
                 return Poll::Ready(Err(crate::error::closed()));
             }
             if !state.is_ready(dir) {
+                if !self.driver.is_driven() {
+                    return Poll::Ready(Err(crate::error::not_driven()));
+                }
                 state.waiters(dir).borrow_mut().add(cx.waker());
                 return Poll::Pending;
             }
@@ -341,10 +345,12 @@ mod tests {
         }
     }
 
-    /// A registration of no descriptor: the seam's logic without a socket.
+    /// A registration of no descriptor, its loop running: the seam's logic without a socket.
     fn bare() -> Registration {
+        let driver = Rc::new(Driver::new().expect("a poller"));
+        driver.set_driven(true);
         Registration {
-            driver: Rc::new(Driver::new().expect("a poller")),
+            driver,
             state: Rc::new(IoState::new(0)),
         }
     }
@@ -438,6 +444,25 @@ mod tests {
         reg.connect_started();
         assert!(reg.would_wait(Direction::Read) && reg.would_wait(Direction::Write));
         assert!(!reg.peer_closed());
+    }
+
+    #[test]
+    fn an_operation_that_would_park_where_no_loop_runs_fails_instead_of_hanging() {
+        let reg = bare();
+        reg.driver.set_driven(false);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            reg.poll_io(Direction::Read, &mut cx, || Ok(1)),
+            Poll::Ready(Ok(1))
+        ));
+        let r = reg.poll_io(Direction::Read, &mut cx, || {
+            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+        });
+        let Poll::Ready(Err(e)) = r else {
+            panic!("parked where nothing would wake it: {r:?}")
+        };
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("asyncnet::wait_for"), "{e}");
     }
 
     #[test]
