@@ -203,6 +203,23 @@ fn has_data_buffered_tracks_leftover_bytes(fam: Family) {
     })
 }
 
+/// Nim's `BufferSize` rule: a buffered `recv(n)` asks the kernel for more than `n` and keeps
+/// the rest, so a length-prefixed frame (a small header, then its body) costs one read.
+fn buffered_recv_reads_ahead_and_keeps_the_rest(fam: Family) {
+    run(async move {
+        let (mut peer, sock) = std_peer(fam, true).await?;
+        put(&mut peer, b"\x00\x08lengthy!rest");
+        assert_eq!(sock.recv(2).await?, b"\x00\x08");
+        assert!(sock.has_data_buffered(), "the body came with the header");
+        let mut body = [0u8; 8];
+        assert_eq!(sock.recv_into(&mut body).await?, 8);
+        assert_eq!(&body, b"lengthy!");
+        assert_eq!(sock.recv(4).await?, b"rest");
+        assert!(!sock.has_data_buffered());
+        Ok(())
+    })
+}
+
 fn send_delivers_every_byte_in_order(fam: Family) {
     run(async move {
         let (mut peer, sock) = std_peer(fam, true).await?;
@@ -280,6 +297,7 @@ family_tests!(
     peek_leaves_the_bytes_for_the_next_read,
     buffered_peek_waits_for_n_bytes,
     has_data_buffered_tracks_leftover_bytes,
+    buffered_recv_reads_ahead_and_keeps_the_rest,
     send_delivers_every_byte_in_order,
     send_and_recv_between_two_of_our_sockets,
     buffered_peek_larger_than_64_kib_waits_for_every_byte,

@@ -18,10 +18,13 @@
 //! | `dial` | `dial`: resolve, then connect |
 //! | `io_traits` | `futures-io`'s `AsyncRead`/`AsyncWrite` |
 //! | `options` | `Flags`, `SoBool` |
-#![forbid(unsafe_code)]
+//! | `convert` | `AsFd`, `AsRawFd`, `into_fd`, to and from the standard library's sockets |
+//!
+//! Every file here forbids `unsafe` code but `convert.rs`, which lends the descriptor.
 
 mod buffer;
 mod conn;
+mod convert;
 mod datagram;
 mod dial;
 mod io_traits;

@@ -375,10 +375,10 @@ impl AsyncSocket {
                 }
             }
             Mode::Buffered => {
-                // Serve from the buffer, then read straight into `buf`.
+                // Serve from the buffer, then read more (see `poll_read_ahead`).
                 let mut filled = read.buf.borrow_mut().take_into(buf, pool);
                 while filled < buf.len() && !read.eof.get() {
-                    match self.poll_read_settled(cx, &mut buf[filled..], flags) {
+                    match self.poll_read_ahead(cx, &mut buf[filled..], flags) {
                         Poll::Ready(Ok(n)) => filled += n,
                         other => {
                             // Keep what arrived in the socket, not in this future.
@@ -451,7 +451,7 @@ impl AsyncSocket {
             let start = out.len();
             let chunk = (size - start).min(start.max(BUFFER_SIZE)).min(MAX_CHUNK);
             out.resize(start + chunk, 0);
-            let r = self.poll_read_settled(cx, &mut out[start..], flags);
+            let r = self.poll_read_ahead(cx, &mut out[start..], flags);
             let n = match r {
                 Poll::Ready(Ok(n)) => n,
                 _ => 0,
@@ -464,6 +464,27 @@ impl AsyncSocket {
             }
         }
         Poll::Ready(Ok(out))
+    }
+
+    /// One buffered read for `dst` (the socket's buffer is empty): a small `dst` is served
+    /// through the socket's buffer, asking the kernel for [`BUFFER_SIZE`] and keeping the
+    /// surplus (Nim's `BufferSize`: a length-prefixed protocol then reads a header and its
+    /// body in one system call); a large one is read into straight.
+    fn poll_read_ahead(
+        &self,
+        cx: &mut Context<'_>,
+        dst: &mut [u8],
+        flags: Flags,
+    ) -> Poll<io::Result<usize>> {
+        if dst.len() >= BUFFER_SIZE {
+            return self.poll_read_settled(cx, dst, flags);
+        }
+        ready!(self.poll_fill_once(cx, BUFFER_SIZE, flags))?;
+        let read = &self.inner.read;
+        Poll::Ready(Ok(read
+            .buf
+            .borrow_mut()
+            .take_into(dst, &self.inner.local.pool)))
     }
 
     /// Buffered: read into the socket's buffer until it holds `want` bytes or the stream ends.

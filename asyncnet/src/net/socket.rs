@@ -65,6 +65,9 @@ pub(crate) struct Inner {
     /// Listeners only: the last resource error `accept` rode out, and its back-off
     /// (`conn.rs`; boxed, made on first need).
     pub(super) accept: RefCell<Option<Box<AcceptState>>>,
+    /// The descriptor number lent through `AsFd` (-1: never): it stays allocated until the
+    /// last handle is gone (`convert.rs`).
+    pub(super) lent: Cell<RawFd>,
 }
 
 impl fmt::Debug for AsyncSocket {
@@ -228,6 +231,7 @@ impl AsyncSocket {
         sock_type: Type,
         buffered: bool,
     ) -> io::Result<AsyncSocket> {
+        super::convert::prepare()?;
         let io = Registration::new(&crate::dispatch::driver()?, socket.as_raw_fd())?;
         Ok(AsyncSocket {
             inner: Rc::new(Inner {
@@ -241,6 +245,7 @@ impl AsyncSocket {
                 write: WriteState::default(),
                 tls: RefCell::new(None),
                 accept: RefCell::new(None),
+                lent: Cell::new(-1),
             }),
         })
     }
@@ -460,10 +465,32 @@ impl AsyncSocket {
         self.fail_waiting_sends(error::closed());
         let report = inner.write.take_unreported_error();
         if let Some(socket) = inner.socket.borrow_mut().take() {
-            inner.finish_closed(socket);
+            // Handles remain (this one at least): a lent number must stay allocated.
+            let socket = if inner.lent.get() >= 0 {
+                inner.io.deregister(socket.as_raw_fd());
+                super::convert::retire_lent(socket)
+            } else {
+                Some(socket)
+            };
+            if let Some(socket) = socket {
+                inner.finish_closed(socket);
+            }
         }
         inner.read.buf.replace(ReadBuffer::default());
         report.map_or(Ok(()), Err)
+    }
+
+    /// Take the descriptor out of the socket (see `convert.rs`): the poller forgets it and the
+    /// socket is closed without touching the descriptor.
+    pub(super) fn take_socket(&self) -> Option<Socket> {
+        let socket = self.inner.socket.borrow_mut().take()?;
+        self.inner.io.deregister(socket.as_raw_fd());
+        Some(socket)
+    }
+
+    /// The open socket's descriptor number.
+    pub(super) fn inner_socket_fd(&self) -> Option<RawFd> {
+        self.inner.socket.borrow().as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// The OS socket, or the "closed" error.
@@ -513,7 +540,10 @@ impl Drop for Inner {
         // finish the queued bytes (every send that queued them has completed or was
         // dropped) and say goodbye on TLS.
         if let Some(socket) = self.socket.get_mut().take() {
+            // The last handle: no borrow of a lent number can be left.
             self.finish_closed(socket);
+        } else if self.lent.get() >= 0 {
+            super::convert::release_lent(self.lent.get());
         }
     }
 }
@@ -526,12 +556,6 @@ impl PartialEq for AsyncSocket {
 }
 
 impl Eq for AsyncSocket {}
-
-impl AsRawFd for AsyncSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd()
-    }
-}
 
 fn ip_addr(a: SockAddr) -> io::Result<SocketAddr> {
     a.as_socket()
