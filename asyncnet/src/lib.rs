@@ -79,9 +79,9 @@ pub use dispatch::{
 };
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
-    dial, dial_with, resolve_host, wrap_connected_socket, wrap_socket, AsyncSocket, Flags, SoBool,
-    SocketBuilder, BUFFER_SIZE, CLOSE_LINGER, MAX_LINE_LENGTH, MAX_RESOLVERS, SOMAXCONN,
-    WRITE_HIGH_WATER,
+    dial, dial_with, resolve_host, wrap_connected_socket, wrap_socket, AsyncSocket, BufReader,
+    Flags, SoBool, SocketBuilder, BUFFER_SIZE, CLOSE_LINGER, MAX_LINE_LENGTH, MAX_RESOLVERS,
+    SOMAXCONN, WRITE_HIGH_WATER,
 };
 /// The TLS library, for downcasting handshake errors (`rustls::Error`).
 pub use rustls;

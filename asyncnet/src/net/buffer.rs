@@ -93,6 +93,16 @@ impl ReadBuffer {
         self.pos = 0;
     }
 
+    /// Take every unread byte out, as a buffer of its own (no copy when nothing was consumed
+    /// yet).
+    pub(crate) fn take_all(&mut self) -> Vec<u8> {
+        let mut data = std::mem::take(&mut self.data);
+        data.drain(..self.pos);
+        self.pos = 0;
+        self.scanned = 0;
+        data
+    }
+
     /// Take up to `n` unread bytes into `out`.
     pub(crate) fn take_into(&mut self, out: &mut [u8], pool: &BufferPool) -> usize {
         let n = out.len().min(self.len());

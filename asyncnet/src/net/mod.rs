@@ -41,6 +41,7 @@ mod unix;
 mod write;
 
 pub use dial::{dial, dial_with};
+pub use io_traits::BufReader;
 pub use linger::CLOSE_LINGER;
 pub use options::{Flags, SoBool};
 pub use resolve::{resolve_host, MAX_RESOLVERS};
