@@ -211,17 +211,14 @@ impl Drop for BufReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::test_support::tcp_pair;
     use crate::wait_for;
     use std::future::poll_fn;
 
     #[test]
     fn async_read_returns_what_arrived_on_a_buffered_socket() {
         wait_for(async {
-            let server = AsyncSocket::new()?;
-            server.bind_addr(0, "127.0.0.1")?;
-            server.listen()?;
-            let client = crate::dial("127.0.0.1", server.local_addr()?.1).await?;
-            let peer = server.accept().await?;
+            let (client, peer) = tcp_pair().await?;
             let mut w = client.clone();
             let n = poll_fn(|cx| Pin::new(&mut w).poll_write(cx, b"abc")).await?;
             assert_eq!(n, 3);
@@ -245,11 +242,7 @@ mod tests {
     #[test]
     fn a_buf_reader_shows_the_sockets_own_bytes_and_gives_back_what_it_did_not_consume() {
         wait_for(async {
-            let server = AsyncSocket::new()?;
-            server.bind_addr(0, "127.0.0.1")?;
-            server.listen()?;
-            let client = crate::dial("127.0.0.1", server.local_addr()?.1).await?;
-            let peer = server.accept().await?;
+            let (client, peer) = tcp_pair().await?;
             client.send("one\ntwo\nthree\n").await?;
             client.flush().await?;
             // The line read takes the rest along into the socket's buffer.

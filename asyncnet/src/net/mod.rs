@@ -48,3 +48,20 @@ pub use resolve::{resolve_host, MAX_RESOLVERS};
 pub use secure::{wrap_connected_socket, wrap_socket};
 pub use socket::{AsyncSocket, SocketBuilder, BUFFER_SIZE, MAX_LINE_LENGTH, SOMAXCONN};
 pub use write::WRITE_HIGH_WATER;
+
+/// Helpers for the unit tests of `net`.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::io;
+
+    use super::AsyncSocket;
+
+    /// A connected pair over IPv4 loopback: (the dialled client, the accepted peer).
+    pub(crate) async fn tcp_pair() -> io::Result<(AsyncSocket, AsyncSocket)> {
+        let server = AsyncSocket::new()?;
+        server.bind_addr(0, "127.0.0.1")?;
+        server.listen()?;
+        let client = crate::dial("127.0.0.1", server.local_addr()?.1).await?;
+        Ok((client, server.accept().await?))
+    }
+}

@@ -578,13 +578,7 @@ mod tests {
     use super::*;
     use crate::wait_for;
 
-    async fn pair() -> io::Result<(AsyncSocket, AsyncSocket)> {
-        let server = AsyncSocket::new()?;
-        server.bind_addr(0, "127.0.0.1")?;
-        server.listen()?;
-        let client = crate::dial("127.0.0.1", server.local_addr()?.1).await?;
-        Ok((client, server.accept().await?))
-    }
+    use crate::net::test_support::tcp_pair as pair;
 
     /// As if writing the queue had failed with `EIO` (no socket fails so on demand).
     fn fail_writes(s: &AsyncSocket) {
