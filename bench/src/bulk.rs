@@ -373,10 +373,6 @@ pub fn bulk(cfg: &Bulk, mut on_phase: impl FnMut(Phase)) -> io::Result<BulkRepor
 /// are added per round).
 pub fn workload(chunk: usize, in_flight: usize) -> Workload {
     Workload {
-        name: "bulk".into(),
-        describe: format!(
-            "TCP bulk stream through an echo server, one connection, {chunk}-byte writes, at most {in_flight} bytes in flight"
-        ),
         transport: Transport::Tcp,
         loadgen_args: vec![
             "--workload".into(),

@@ -386,11 +386,8 @@ pub fn trace_loadgen(
         l.starts_with("result ").then(|| l.to_string())
     })?;
     let kv = parse_kv(&result);
-    let done: u64 = if work.name == "bulk" {
-        field(&kv, "bytes")?
-    } else {
-        field(&kv, "round_trips")?
-    };
+    // Bulk counts bytes, the others round trips.
+    let done: u64 = field(&kv, "bytes").or_else(|_| field(&kv, "round_trips"))?;
     if done != count {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -33,65 +33,35 @@ pub enum Transport {
     Unix,
 }
 
-/// A workload: a name for the report, what the servers listen on, and the
+/// A workload: what the servers listen on, and the
 /// `loadgen` arguments that select and configure it (`--port` or `--path`,
 /// `--secs` and `--warmup` are added per round).
 #[derive(Clone, Debug)]
 pub struct Workload {
-    pub name: String,
-    /// One-line description for the report's header.
-    pub describe: String,
     pub transport: Transport,
     pub loadgen_args: Vec<String>,
 }
 
-/// The workloads of the runner's `--workload`, in the order of `all`.
-pub const NAMES: [&str; 3] = ["echo", "udp", "unix"];
-
-/// Default connections (UDP: sockets) of workload `name`.
-pub fn default_conns(name: &str) -> usize {
-    match name {
-        "udp" => 32,
-        "idle" => IDLE_CONNS,
-        _ => 50,
-    }
-}
-
-/// Default connections of the `idle` workload.
-pub const IDLE_CONNS: usize = 5000;
-
-/// Workload `name` (one of [`NAMES`]) with `size`-byte messages and
+/// Workload `name` (`echo`, `udp` or `unix`) with `size`-byte messages and
 /// `conns` connections (UDP: sockets), each with one message in flight.
 pub fn by_name(name: &str, size: usize, conns: usize) -> Option<Workload> {
-    let (transport, describe) = match name {
-        "echo" => (
-            Transport::Tcp,
-            format!("TCP echo ping-pong, {size}-byte messages, {conns} connections"),
-        ),
-        "udp" => (
-            Transport::Udp,
-            format!(
-                "UDP echo, {size}-byte datagrams, {conns} sockets with one datagram in flight each"
-            ),
-        ),
-        "unix" => (
-            Transport::Unix,
-            format!("Unix stream echo ping-pong, {size}-byte messages, {conns} connections"),
-        ),
+    let transport = match name {
+        "echo" => Transport::Tcp,
+        "udp" => Transport::Udp,
+        "unix" => Transport::Unix,
         _ => return None,
     };
+    let args = [
+        "--workload",
+        name,
+        "--size",
+        &size.to_string(),
+        "--conns",
+        &conns.to_string(),
+    ];
     Some(Workload {
-        name: name.into(),
-        describe,
         transport,
-        loadgen_args: vec![
-            "--workload".into(),
-            name.into(),
-            "--size".into(),
-            size.to_string(),
-            "--conns".into(),
-            conns.to_string(),
-        ],
+        loadgen_args: args.map(String::from).to_vec(),
     })
 }
 
@@ -153,18 +123,13 @@ pub struct RoundConfig {
 /// The outcome of one round against one peer.
 #[derive(Clone, Debug)]
 pub struct RoundResult {
-    pub peer: String,
     /// Connections (UDP: sockets) of the load generator.
     pub conns: usize,
     pub round_trips: u64,
-    /// The measured window as timed by the load generator.
-    pub window_secs: f64,
     /// Round trips per second.
     pub rps: f64,
-    pub mean_us: f64,
     pub p50_us: f64,
     pub p99_us: f64,
-    pub max_us: f64,
     /// Connections that completed no round trip in the window.
     pub idle_conns: usize,
     /// Fewest and most round trips completed by one connection.
@@ -459,15 +424,11 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
 
     let kv = parse_kv(&result);
     Ok(RoundResult {
-        peer: peer.name.clone(),
         conns: field(&kv, "conns")?,
         round_trips: field(&kv, "round_trips")?,
-        window_secs: field(&kv, "secs")?,
         rps: field(&kv, "rps")?,
-        mean_us: field(&kv, "mean_us")?,
         p50_us: field(&kv, "p50_us")?,
         p99_us: field(&kv, "p99_us")?,
-        max_us: field(&kv, "max_us")?,
         idle_conns: field(&kv, "idle_conns")?,
         conn_min: field(&kv, "conn_min")?,
         conn_max: field(&kv, "conn_max")?,
@@ -498,18 +459,6 @@ mod tests {
     }
 
     #[test]
-    fn workloads_by_name() {
-        for name in NAMES {
-            let w = by_name(name, 64, default_conns(name)).unwrap();
-            assert_eq!(w.loadgen_args[1], name);
-        }
-        assert_eq!(by_name("udp", 64, 32).unwrap().transport, Transport::Udp);
-        assert_eq!(default_conns("udp"), 32);
-        assert_eq!(default_conns("idle"), IDLE_CONNS);
-        assert!(by_name("nope", 64, 1).is_none());
-    }
-
-    #[test]
     fn socket_paths_are_cleaned_up() {
         let p = SocketPath::new().unwrap();
         let path = p.0.clone();
@@ -524,11 +473,12 @@ mod tests {
     }
 
     #[test]
-    fn pingpong_args() {
-        let w = echo_pingpong(64, 50);
+    fn workload_args() {
         assert_eq!(
-            w.loadgen_args,
+            echo_pingpong(64, 50).loadgen_args,
             ["--workload", "echo", "--size", "64", "--conns", "50"]
         );
+        assert_eq!(by_name("udp", 64, 32).unwrap().transport, Transport::Udp);
+        assert!(by_name("nope", 64, 1).is_none());
     }
 }

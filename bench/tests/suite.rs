@@ -1,5 +1,5 @@
-//! The bulk workload against our echo server, and the suite end to end,
-//! briefly. No figure is checked, only that each part runs and reports.
+//! The bulk workload against our echo server, and the suite (`bench`) end
+//! to end, briefly. No figure is checked, only that each part runs and reports.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,34 +55,6 @@ fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[test]
-fn echo_bench_runs_the_bulk_workload() {
-    let (ok, out, err) = run(
-        env!("CARGO_BIN_EXE_echo_bench"),
-        &[
-            "--workload",
-            "bulk",
-            "--peers",
-            "asyncnet,tokio",
-            "--rounds",
-            "1",
-            "--secs",
-            "0.3",
-            "--warmup",
-            "0.1",
-            "--no-pin",
-        ],
-    );
-    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
-    for peer in ["asyncnet", "tokio"] {
-        let row = out
-            .lines()
-            .find(|l| l.starts_with("bulk") && l.split_whitespace().nth(1) == Some(peer))
-            .unwrap_or_else(|| panic!("no bulk row for {peer}:\n{out}"));
-        assert!(row.contains("MB/s") && row.contains("µs/MB"), "{row}");
-    }
-}
-
 /// A fresh directory under the temporary directory, removed when dropped.
 struct TempDir(PathBuf);
 
@@ -106,10 +78,10 @@ impl Drop for TempDir {
 fn suite_writes_the_document_and_the_chart() {
     let dir = TempDir::new("suite");
     let (ok, out, err) = run(
-        env!("CARGO_BIN_EXE_bench_suite"),
+        env!("CARGO_BIN_EXE_bench"),
         &[
             "--only",
-            "echo,unix",
+            "echo,unix,bulk,tls",
             "--echo-conns",
             "2",
             "--peers",
@@ -131,9 +103,18 @@ fn suite_writes_the_document_and_the_chart() {
     let md = std::fs::read_to_string(dir.0.join("BENCHMARKS.md")).unwrap();
     let svg = std::fs::read_to_string(dir.0.join("bench/chart.svg")).unwrap();
     assert!(md.starts_with("# Benchmarks\n\n> **Smoke run, not a measurement.**"));
-    assert!(md.contains("--only echo,unix"), "{md}");
+    assert!(
+        md.contains("target/release/bench --only echo,unix,bulk,tls"),
+        "{md}"
+    );
     assert!(md.contains("![Server CPU per operation relative to tokio](bench/chart.svg)"));
-    for workload in ["echo64 c2", "unix64 c50"] {
+    for workload in [
+        "echo64 c2",
+        "unix64 c50",
+        "bulk",
+        "tls echo 1K c50",
+        "tls handshake",
+    ] {
         for peer in ["asyncnet", "tokio"] {
             let row = format!("| {workload} | {peer} | ");
             assert!(md.contains(&row), "no {row:?} in\n{md}");
@@ -154,15 +135,18 @@ fn suite_writes_the_document_and_the_chart() {
 #[test]
 fn suite_rejects_unknown_workloads() {
     let (ok, _, err) = run(
-        env!("CARGO_BIN_EXE_bench_suite"),
+        env!("CARGO_BIN_EXE_bench"),
         &["--only", "echo,nope", "--no-write"],
     );
     assert!(!ok);
     assert!(err.contains("unknown workload \"nope\""), "{err}");
     let (ok, _, err) = run(
-        env!("CARGO_BIN_EXE_bench_suite"),
+        env!("CARGO_BIN_EXE_bench"),
         &["--peers", "tokio,nope", "--no-write"],
     );
     assert!(!ok);
     assert!(err.contains("unknown peer \"nope\""), "{err}");
+    let (ok, _, err) = run(env!("CARGO_BIN_EXE_bench"), &["--rounds", "0"]);
+    assert!(!ok);
+    assert!(err.contains("at least 1"), "{err}");
 }

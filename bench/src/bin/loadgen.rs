@@ -45,22 +45,57 @@
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use asyncnet_bench::args::Args;
 use asyncnet_bench::bulk::{self, Bulk};
 use asyncnet_bench::loadgen::{self, Phase, PingPong, Report, Target, UdpEcho};
 use asyncnet_bench::rlimit;
-use asyncnet_bench::workload::default_conns;
 
-const USAGE: &str = "\
-usage: loadgen [--workload echo|udp] --port PORT [options]
-       loadgen --workload unix --path PATH [options]
-       loadgen --workload bulk --port PORT [--chunk 65536] [--in-flight 1048576] [options]
-       loadgen --workload idle --port PORT [--conns 5000] [--size 64] [--hold-secs 120]
-options: [--conns 50 (udp: 32)] [--size 64] [--secs 5] [--warmup 1] [--resend-ms 100 (udp)]
-         [--count N [--pause]]   (echo, unix, bulk: exactly N round trips, bulk: bytes)";
+/// The load generator (see the module documentation).
+#[derive(clap::Parser)]
+struct Cli {
+    /// echo, udp, unix, bulk or idle
+    #[arg(long, default_value = "echo")]
+    workload: String,
+    /// The server's port on 127.0.0.1 (all but unix)
+    #[arg(long)]
+    port: Option<u16>,
+    /// The server's socket (unix)
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// Connections, udp: sockets [default: 50, udp 32, idle 5000]
+    #[arg(long)]
+    conns: Option<usize>,
+    /// Bytes per message or datagram
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Measured window, seconds
+    #[arg(long, default_value = "5", value_parser = secs)]
+    secs: Duration,
+    /// Warm-up before it, seconds
+    #[arg(long, default_value = "1", value_parser = secs)]
+    warmup: Duration,
+    /// udp: resend a datagram after so long without its echo, ms
+    #[arg(long, default_value_t = 100)]
+    resend_ms: u64,
+    /// idle: how long to hold the connections, seconds
+    #[arg(long, default_value = "120", value_parser = secs)]
+    hold_secs: Duration,
+    /// bulk: bytes per write
+    #[arg(long, default_value_t = bulk::CHUNK)]
+    chunk: usize,
+    /// bulk: most bytes written and not yet echoed
+    #[arg(long, default_value_t = bulk::IN_FLIGHT)]
+    in_flight: usize,
+    /// echo, unix, bulk: exactly N round trips (bulk: bytes) instead of a window
+    #[arg(long)]
+    count: Option<u64>,
+    /// With --count: wait for a line on stdin after each measure line
+    #[arg(long, requires = "count")]
+    pause: bool,
+}
 
 fn say(line: &str) {
     let mut out = io::stdout().lock();
@@ -74,37 +109,32 @@ fn wait_for_stdin() {
     let _ = io::stdin().read_line(&mut line);
 }
 
-fn secs(v: f64, name: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(v).map_err(|_| format!("invalid --{name} {v}"))
+fn secs(v: &str) -> Result<Duration, String> {
+    let v: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(v).map_err(|e| e.to_string())
 }
 
 fn run() -> Result<(), String> {
-    let mut args = Args::from_env();
-    if args.wants_help() {
-        println!("{USAGE}");
-        return Ok(());
-    }
-    let workload = args.take("workload", "echo".to_string())?;
-    let port = args.take_str("port")?;
-    let path = args.take_str("path")?;
-    let conns = args.take("conns", default_conns(&workload))?;
-    let size = args.take("size", 64usize)?;
-    let secs_v = args.take("secs", 5.0f64)?;
-    let warmup_v = args.take("warmup", 1.0f64)?;
-    let resend_ms = args.take("resend-ms", 100u64)?;
-    let hold_v = args.take("hold-secs", 120.0f64)?;
-    let chunk = args.take("chunk", bulk::CHUNK)?;
-    let in_flight = args.take("in-flight", bulk::IN_FLIGHT)?;
-    let count: Option<u64> = args
-        .take_str("count")?
-        .map(|c| c.parse())
-        .transpose()
-        .map_err(|_| "invalid value for --count")?;
-    let pause = args.take_flag("pause");
-    args.finish()?;
-    if pause && count.is_none() {
-        return Err("--pause needs --count".into());
-    }
+    let Cli {
+        workload,
+        port,
+        path,
+        conns,
+        size,
+        secs,
+        warmup,
+        resend_ms,
+        hold_secs: hold,
+        chunk,
+        in_flight,
+        count,
+        pause,
+    } = clap::Parser::parse();
+    let conns = conns.unwrap_or(match workload.as_str() {
+        "udp" => 32,
+        "idle" => 5000,
+        _ => 50,
+    });
     if count.is_some() && !matches!(workload.as_str(), "echo" | "unix" | "bulk") {
         return Err(format!(
             "--count is for echo, unix and bulk, not {workload}"
@@ -115,15 +145,8 @@ fn run() -> Result<(), String> {
     if workload != "bulk" {
         rlimit::ensure_nofile(conns)?;
     }
-    let hold = secs(hold_v, "hold-secs")?;
-    let warmup = secs(warmup_v, "warmup")?;
-    let secs = secs(secs_v, "secs")?;
     let addr = || -> Result<SocketAddr, String> {
-        let port: u16 = port
-            .as_deref()
-            .ok_or("--port is required")?
-            .parse()
-            .map_err(|_| "invalid --port")?;
+        let port = port.ok_or("--port is required")?;
         Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
     };
 
@@ -173,7 +196,7 @@ fn run() -> Result<(), String> {
             let target = if workload == "echo" {
                 Target::Tcp(addr()?)
             } else {
-                Target::Unix(path.ok_or("--path is required for --workload unix")?.into())
+                Target::Unix(path.ok_or("--path is required for --workload unix")?)
             };
             let cfg = PingPong {
                 target,

@@ -20,13 +20,34 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use asyncnet_bench::args::Args;
 use asyncnet_bench::tls::certs;
 use asyncnet_bench::tls::loadgen::{self, Mode, Phase, Settings};
 
-const USAGE: &str = "\
-usage: tls_loadgen --port PORT --cert FILE [--mode echo|handshake] [options]
-options: [--conns 50 (handshake: 16)] [--size 1024] [--secs 5] [--warmup 1]";
+/// The TLS load generator (see the module documentation).
+#[derive(clap::Parser)]
+struct Cli {
+    /// echo or handshake
+    #[arg(long, default_value = "echo")]
+    mode: String,
+    /// The server's port on 127.0.0.1
+    #[arg(long)]
+    port: u16,
+    /// The server's certificate (PEM), pinned
+    #[arg(long)]
+    cert: PathBuf,
+    /// Connections (handshake: slots) [default: 50, handshake 16]
+    #[arg(long)]
+    conns: Option<usize>,
+    /// Bytes per message (echo)
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Measured window, seconds
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Warm-up before it, seconds
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+}
 
 fn say(line: &str) {
     let mut out = io::stdout().lock();
@@ -38,30 +59,19 @@ fn secs(v: f64, name: &str) -> Result<Duration, String> {
 }
 
 fn run() -> Result<(), String> {
-    let mut args = Args::from_env();
-    if args.wants_help() {
-        println!("{USAGE}");
-        return Ok(());
-    }
-    let mode_name = args.take("mode", "echo".to_string())?;
-    let port: u16 = args
-        .take_str("port")?
-        .ok_or("--port is required")?
-        .parse()
-        .map_err(|_| "invalid --port")?;
-    let cert: PathBuf = args.take_str("cert")?.ok_or("--cert is required")?.into();
-    let default_conns = if mode_name == "handshake" { 16 } else { 50 };
-    let conns: usize = args.take("conns", default_conns)?;
-    let size: usize = args.take("size", 1024)?;
-    let secs_v = args.take("secs", 5.0f64)?;
-    let warmup_v = args.take("warmup", 1.0f64)?;
-    args.finish()?;
+    let cli: Cli = clap::Parser::parse();
+    let (mode_name, cert, size) = (cli.mode, cli.cert, cli.size);
+    let conns = cli
+        .conns
+        .unwrap_or(if mode_name == "handshake" { 16 } else { 50 });
     let mode = match mode_name.as_str() {
         "echo" if size > 0 => Mode::Echo { size },
         "echo" => return Err("--size must be at least 1".into()),
         "handshake" => Mode::Handshake,
         m => return Err(format!("unknown mode {m:?} (known: echo, handshake)")),
     };
+    let port = cli.port;
+    let (secs_v, warmup_v) = (cli.secs, cli.warmup);
     let pinned = certs::read_cert(&cert).map_err(|e| e.to_string())?;
     let settings = Settings {
         addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),

@@ -73,9 +73,9 @@ pub const WORKLOADS: &[Entry] = &[
 /// Every peer name some workload runs, for checking `--peers`.
 pub fn known_peers() -> Vec<String> {
     let mut names: Vec<String> = crate::peers::all().into_iter().map(|p| p.name).collect();
-    let others = tls_runner::PEERS
-        .iter()
-        .map(|p| p.name.to_string())
+    let others = tls_runner::peers()
+        .into_iter()
+        .map(|p| p.name)
         .chain(http::peers().into_iter().map(|p| p.name));
     for name in others {
         if !names.contains(&name) {
@@ -112,7 +112,7 @@ const IDLE_PEERS: [&str; 7] = [
 /// The `http` row's servers (of [`http::peers`], the same names as the echo
 /// servers but HTTP programs), and its reference: its server on tokio.
 const HTTP_PEERS: [&str; 4] = ["asyncnet", "hyper", "nim", "c-floor"];
-const HTTP_REFERENCE: &str = http::BASELINE;
+const HTTP_REFERENCE: &str = "hyper";
 
 /// Message size of the echo, UDP and Unix rows.
 const SIZE: usize = 64;
@@ -122,7 +122,7 @@ const CONNS: usize = 50;
 const UDP_SOCKS: usize = 32;
 /// `redis-benchmark` requests per second of window: about what the slower
 /// servers do without pipelining, and with `-P 16` when they write once per
-/// reply (the defaults of `echo_bench --workload ping` at 5 s).
+/// reply.
 const PING_RATE: [f64; 2] = [80_000.0, 200_000.0];
 
 fn names(peers: &[Peer]) -> Vec<String> {
@@ -180,54 +180,6 @@ pub fn trace_each(
                 part.errors += 1;
             }
         }
-    }
-    part
-}
-
-/// The runner's (`echo_bench`) `--syscalls` pass for its stream workloads
-/// (`echo`, `unix`; `udp` is noted and skipped): each against each of
-/// `peers` that serves its transport.
-pub fn loadgen_syscalls(ctx: &Ctx, works: &[workload::Workload], peers: &[Peer]) -> Part {
-    let mut part = Part::default();
-    let Some(t) = &ctx.trace else {
-        return part;
-    };
-    for w in works {
-        if w.transport == workload::Transport::Udp {
-            part.notes.push(format!(
-                "{}: no system call pass (the UDP load generator has no fixed-size mode)",
-                w.name
-            ));
-            continue;
-        }
-        let peers: Vec<Peer> = peers
-            .iter()
-            .filter(|p| w.transport == workload::Transport::Tcp || !p.tcp_only)
-            .cloned()
-            .collect();
-        part.extend(trace_each(ctx, &w.name, "round trip", &peers, |p| {
-            syscalls::trace_loadgen(p, w, t.requests, t.requests as f64, &ctx.cfg)
-        }));
-    }
-    part
-}
-
-/// The runner's `--syscalls` pass for `ping`: both pipeline depths, `conns`
-/// clients.
-pub fn ping_syscalls(ctx: &Ctx, peers: &[Peer], conns: usize) -> Part {
-    let mut part = Part::default();
-    let Some(t) = &ctx.trace else {
-        return part;
-    };
-    for pipeline in ping::PIPELINES {
-        let n = ping_trace_requests(t.requests, pipeline);
-        part.extend(trace_each(
-            ctx,
-            &format!("ping P{pipeline}"),
-            "request",
-            peers,
-            |p| syscalls::trace_ping(p, pipeline, n, conns, &ctx.cfg),
-        ));
     }
     part
 }
@@ -303,7 +255,7 @@ fn bulk_stream(ctx: &Ctx) -> Part {
 
 /// The `bulk` rows of `peers` (in that order), and their system call pass
 /// if it is on.
-pub fn bulk_rows(ctx: &Ctx, peers: &[Peer]) -> Part {
+fn bulk_rows(ctx: &Ctx, peers: &[Peer]) -> Part {
     let (chunk, in_flight) = (bulk::CHUNK, bulk::IN_FLIGHT);
     let mut part = ctx.interleave("bulk", "MB", &names(peers), |name| {
         bulk::run_round(find(peers, name), chunk, in_flight, &ctx.cfg).map(|r| r.sample())
@@ -426,33 +378,30 @@ fn tls_sample(r: &tls_runner::RoundResult) -> Sample {
     }
 }
 
-/// `tls echo` and `tls handshake`: the TLS benchmark's code, in process.
+/// `tls echo` and `tls handshake`: TLS echo ping-pong and handshakes, asyncnet against tokio
+/// (tokio-rustls); `asyncnet-accept` only if `--peers` names it.
 fn tls(ctx: &Ctx) -> Part {
     let mut part = Part::default();
-    let peers: Vec<tls_runner::TlsPeer> = tls_runner::PEERS
-        .iter()
-        .filter(|p| ["asyncnet", "tokio"].contains(&p.name))
-        .filter(|p| ctx.wants(p.name))
-        .cloned()
+    let named = |p: &str| {
+        ctx.only_peers
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|n| n == p))
+    };
+    let peers: Vec<Peer> = tls_runner::peers()
+        .into_iter()
+        .filter(|p| p.name != "asyncnet-accept" || named(&p.name))
+        .filter(|p| ctx.wants(&p.name))
         .collect();
     if peers.is_empty() {
         return part;
     }
-    let setup = || -> io::Result<(IdentityFiles, tls_runner::RoundConfig)> {
-        tls_runner::check_binaries(&ctx.cfg.bin_dir, &peers)?;
-        let files = IdentityFiles::write(&certs::generate()?)?;
-        let cfg = tls_runner::RoundConfig {
-            bin_dir: ctx.cfg.bin_dir.clone(),
-            cert: files.cert.clone(),
-            key: files.key.clone(),
-            secs: ctx.cfg.secs,
-            warmup: ctx.cfg.warmup,
-            server_cpus: ctx.cfg.server_cpu.map(|c| c.to_string()),
-            loadgen_cpus: ctx.cfg.loadgen_cpu.map(|c| c.to_string()),
-        };
-        Ok((files, cfg))
+    let setup = || -> io::Result<IdentityFiles> {
+        for p in &peers {
+            p.path(&ctx.cfg.bin_dir)?;
+        }
+        IdentityFiles::write(&certs::generate()?)
     };
-    let (_files, cfg) = match setup() {
+    let files = match setup() {
         Ok(s) => s,
         Err(e) => {
             part.notes.push(format!("tls: skipped: {e}"));
@@ -460,7 +409,6 @@ fn tls(ctx: &Ctx) -> Part {
             return part;
         }
     };
-    let names: Vec<String> = peers.iter().map(|p| p.name.to_string()).collect();
     let works = [
         (
             "tls echo 1K c50",
@@ -477,9 +425,10 @@ fn tls(ctx: &Ctx) -> Part {
         ),
     ];
     for (label, unit, work) in works {
-        part.extend(ctx.interleave(label, unit, &names, |name| {
-            let peer = peers.iter().find(|p| p.name == name).expect("listed");
-            tls_runner::run_round(peer, &work, &cfg).map(|r| tls_sample(&r))
+        part.extend(ctx.interleave(label, unit, &names(&peers), |name| {
+            let files = (files.cert.as_path(), files.key.as_path());
+            tls_runner::run_round(find(&peers, name), &work, files, &ctx.cfg)
+                .map(|r| tls_sample(&r))
         }));
     }
     if ctx.trace.is_some() {
@@ -541,6 +490,7 @@ mod tests {
 
     #[test]
     fn workload_names_are_unique_and_peers_known() {
+        let known = known_peers();
         let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
         names.sort_unstable();
         names.dedup();
@@ -557,8 +507,8 @@ mod tests {
             http::select(&HTTP_PEERS.join(",")).unwrap().len(),
             HTTP_PEERS.len()
         );
+        assert!(known.iter().any(|k| k == "asyncnet-accept"));
         assert!(HTTP_PEERS.contains(&HTTP_REFERENCE));
-        let known = known_peers();
         for p in HTTP_PEERS.iter().chain(&STREAM_PEERS) {
             assert!(known.iter().any(|k| k == p), "{p}");
         }

@@ -2,8 +2,8 @@
 //! one table on stdout, written to `BENCHMARKS.md` (repository root) with
 //! the bar chart `bench/chart.svg` beside it.
 //!
-//! Build first, then run: `cargo build --release -p asyncnet-bench &&
-//! target/release/bench_suite`. It runs the binaries next to its own
+//! The one front end. Build first, then run: `cargo build --release -p
+//! asyncnet-bench && target/release/bench` (`--help` for the options). It runs the binaries next to its own
 //! executable and builds only the `nim` and `c-floor` peers, the echo ones
 //! and the `http` ones (skipped with a note if `nim` or `cc` is missing);
 //! `ping` needs `redis-benchmark`, `http` needs `wrk`, the system call pass
@@ -12,7 +12,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use asyncnet_bench::args::Args;
 use asyncnet_bench::child::{taskset_available, Spawned};
 use asyncnet_bench::suite::machine::Machine;
 use asyncnet_bench::suite::markdown::{self, RunInfo};
@@ -21,31 +20,68 @@ use asyncnet_bench::syscalls::{self, TraceConfig, Tracer};
 use asyncnet_bench::workload::{loadgen_path, RoundConfig};
 use asyncnet_bench::{extpeers, http, peers, rlimit};
 
-const USAGE: &str = "\
-usage: bench_suite [options]
-  --rounds N           interleaved rounds per peer (default 3)
-  --secs S             measured window per round, seconds (default 5)
-  --warmup S           warm-up before each window, seconds (default 1)
-  --only A,B           workloads to run (default all: echo, bulk, ping, udp,
-                       unix, http, tls, idle)
-  --peers A,B          peers to run where they apply (default all: asyncnet,
-                       asyncnet-lines (idle only), tokio, tokio-tuned,
-                       tokio-mt, hyper (http only), nim, c-floor; in http,
-                       asyncnet, nim and c-floor are its HTTP servers)
-  --echo-conns A,B     connection counts of the echo rows (default 1,50,500)
-  --idle-conns N       connections of the idle row (default 5000)
-  --no-syscalls        skip the system call pass (default: run it if strace
-                       is installed and may attach)
-  --syscall-requests N round trips per traced run (default 5000; ping: x2
-                       without pipelining, x10 with; http: a 2 s wrk run
-                       instead, divided by its requests)
-  --syscall-mb N       MB per traced bulk run (default 16)
-  --server-cpu N       CPU for the servers (default 0)
-  --loadgen-cpu N      CPU for the load generators (default 1)
-  --no-pin             do not use taskset
-  --out DIR            write DIR/BENCHMARKS.md and DIR/bench/chart.svg
-                       (default: the repository this was built from)
-  --no-write           print the table only";
+/// Every workload against every peer that serves it: one table, written to
+/// BENCHMARKS.md with the chart bench/chart.svg.
+#[derive(clap::Parser)]
+#[command(name = "bench")]
+struct Cli {
+    /// Interleaved rounds per peer
+    #[arg(long, default_value_t = 3, value_parser = at_least_1::<usize>)]
+    rounds: usize,
+    /// Measured window per round, seconds, in (0, 3600]
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Warm-up before each window, seconds, in [0, 3600]
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Workloads to run [default: all: echo, bulk, ping, udp, unix, http, tls, idle]
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Peers to run where they apply [default: all: asyncnet, asyncnet-lines (idle only),
+    /// tokio, tokio-tuned, tokio-mt, hyper (http only), nim, c-floor; asyncnet-accept
+    /// (tls) only if named; in http, asyncnet, nim and c-floor are its HTTP servers]
+    #[arg(long, value_delimiter = ',')]
+    peers: Option<Vec<String>>,
+    /// Connection counts of the echo rows
+    #[arg(long, value_delimiter = ',', default_value = "1,50,500", value_parser = at_least_1::<usize>)]
+    echo_conns: Vec<usize>,
+    /// Connections of the idle row
+    #[arg(long, default_value_t = 5000, value_parser = at_least_1::<usize>)]
+    idle_conns: usize,
+    /// Skip the system call pass (default: run it if strace is installed and may attach)
+    #[arg(long)]
+    no_syscalls: bool,
+    /// Round trips per traced run (ping: x2 without pipelining, x10 with; http: a 2 s
+    /// wrk run instead, divided by its requests)
+    #[arg(long, default_value_t = TraceConfig::default().requests, value_parser = at_least_1::<u64>)]
+    syscall_requests: u64,
+    /// MB per traced bulk run
+    #[arg(long, default_value_t = TraceConfig::default().bulk_bytes / 1_000_000, value_parser = at_least_1::<u64>)]
+    syscall_mb: u64,
+    /// CPU for the servers
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    /// CPU for the load generators
+    #[arg(long, default_value_t = 1)]
+    loadgen_cpu: usize,
+    /// Do not use taskset
+    #[arg(long)]
+    no_pin: bool,
+    /// Write DIR/BENCHMARKS.md and DIR/bench/chart.svg [default: the repository this was
+    /// built from]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the table only
+    #[arg(long)]
+    no_write: bool,
+}
+
+fn at_least_1<T: std::str::FromStr + PartialOrd + From<u8>>(v: &str) -> Result<T, String> {
+    match v.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        _ => Err("expected a whole number of at least 1".into()),
+    }
+}
 
 /// The repository root this binary was built from, if it is still there.
 fn default_out() -> PathBuf {
@@ -55,17 +91,6 @@ fn default_out() -> PathBuf {
     } else {
         PathBuf::from(".")
     }
-}
-
-fn list<T: std::str::FromStr>(v: &str, name: &str) -> Result<Vec<T>, String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| format!("invalid value {s:?} in --{name}"))
-        })
-        .collect()
 }
 
 /// Whether `strace` may attach to a process of ours: tried on a `sleep`.
@@ -83,45 +108,30 @@ fn strace_works() -> Result<(), String> {
 }
 
 fn run() -> Result<bool, String> {
-    let mut args = Args::from_env();
-    if args.wants_help() {
-        println!("{USAGE}");
-        return Ok(true);
-    }
-    let rounds: usize = args.take("rounds", 3)?;
-    let secs: f64 = args.take("secs", 5.0)?;
-    let warmup: f64 = args.take("warmup", 1.0)?;
+    let Cli {
+        rounds,
+        secs,
+        warmup,
+        only,
+        peers: only_peers,
+        echo_conns,
+        idle_conns,
+        no_syscalls,
+        syscall_requests: trace_requests,
+        syscall_mb: trace_mb,
+        server_cpu,
+        loadgen_cpu,
+        no_pin,
+        out,
+        no_write,
+    } = clap::Parser::parse();
+    let out_dir = out.unwrap_or_else(default_out);
     let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
-    let only: Vec<String> = list(&args.take("only", all.join(","))?, "only")?;
-    let only_peers: Option<Vec<String>> = args
-        .take_str("peers")?
-        .map(|l| list(&l, "peers"))
-        .transpose()?;
-    let echo_conns: Vec<usize> = list(
-        &args.take("echo-conns", "1,50,500".to_string())?,
-        "echo-conns",
-    )?;
-    let idle_conns: usize = args.take("idle-conns", 5000)?;
-    let no_syscalls = args.take_flag("no-syscalls");
-    let trace_requests: u64 = args.take("syscall-requests", TraceConfig::default().requests)?;
-    let trace_mb: u64 = args.take("syscall-mb", TraceConfig::default().bulk_bytes / 1_000_000)?;
-    let server_cpu: usize = args.take("server-cpu", 0)?;
-    let loadgen_cpu: usize = args.take("loadgen-cpu", 1)?;
-    let no_pin = args.take_flag("no-pin");
-    let out_dir = args
-        .take_str("out")?
-        .map(PathBuf::from)
-        .unwrap_or_else(default_out);
-    let no_write = args.take_flag("no-write");
-    args.finish()?;
-    if rounds == 0 || idle_conns == 0 || trace_requests == 0 || trace_mb == 0 {
-        return Err(
-            "--rounds, --idle-conns, --syscall-requests and --syscall-mb must be at least 1".into(),
-        );
-    }
-    if echo_conns.is_empty() || echo_conns.contains(&0) {
-        return Err("--echo-conns needs counts of at least 1".into());
-    }
+    let only: Vec<String> = if only.is_empty() {
+        all.iter().map(|w| w.to_string()).collect()
+    } else {
+        only
+    };
     if !(secs > 0.0 && secs <= 3600.0 && (0.0..=3600.0).contains(&warmup)) {
         return Err("--secs must be in (0, 3600] and --warmup in [0, 3600]".into());
     }
@@ -331,7 +341,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("bench_suite: {e}");
+            eprintln!("bench: {e}");
             ExitCode::FAILURE
         }
     }
