@@ -23,6 +23,7 @@ use crate::child::Spawned;
 use crate::extpeers::run_bounded;
 use crate::peers::{self, Peer, Source, FLOOR};
 use crate::procstat::CpuTicks;
+use crate::suite::Sample;
 use crate::syscalls::{Profile, Tracer, TRACE_TIMEOUT};
 use crate::workload::{self, RoundConfig};
 
@@ -123,44 +124,10 @@ fn run_to_end(mut wrk: Spawned, deadline: Instant) -> io::Result<WrkReport> {
     parse_wrk(&out).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// One measured run of one peer.
-#[derive(Clone, Debug)]
-pub struct HttpResult {
-    pub peer: String,
-    pub wrk: WrkReport,
-    /// Between the two CPU readings.
-    pub wall_secs: f64,
-    pub server_user_secs: f64,
-    pub server_sys_secs: f64,
-}
-
-impl HttpResult {
-    /// Server CPU (user + system) per request, in microseconds (NaN if wrk
-    /// completed none).
-    pub fn server_us_per_req(&self) -> f64 {
-        (self.server_user_secs + self.server_sys_secs) * 1e6 / self.wrk.requests as f64
-    }
-
-    /// The user-mode part of it.
-    pub fn server_user_us_per_req(&self) -> f64 {
-        self.server_user_secs * 1e6 / self.wrk.requests as f64
-    }
-
-    /// Server CPU use over the run, in % of one CPU.
-    pub fn server_cpu_pct(&self) -> f64 {
-        100.0 * (self.server_user_secs + self.server_sys_secs) / self.wall_secs
-    }
-
-    /// What makes this run doubtful: failed requests or connections.
-    pub fn warnings(&self) -> Vec<String> {
-        report_warnings(&self.wrk)
-    }
-}
-
 /// One round against `peer`: warm-up, then the measured wrk run. Every
 /// process started here is killed before this returns, on success, error or
 /// panic.
-pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<HttpResult> {
+pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Sample> {
     let (mut server, port) = workload::start_tcp_server(peer, cfg)?;
     let warmup = whole_secs(cfg.warmup);
     if warmup > 0 {
@@ -177,14 +144,18 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Htt
         )));
     }
     server.kill()?;
-    let (server_user_secs, server_sys_secs) = s1.secs_since(s0);
-    Ok(HttpResult {
-        peer: peer.name.clone(),
-        wrk: report,
-        wall_secs: (t1 - t0).as_secs_f64(),
-        server_user_secs,
-        server_sys_secs,
-    })
+    Ok(sample(&report, (t1 - t0).as_secs_f64(), s1.secs_since(s0)))
+}
+
+/// A measured wrk run in the suite's terms, the server having spent `cpu` (user, system)
+/// seconds in `secs`.
+pub fn sample(wrk: &WrkReport, secs: f64, cpu: (f64, f64)) -> Sample {
+    Sample {
+        p50_us: Some(wrk.p50_us),
+        p99_us: Some(wrk.p99_us),
+        warnings: report_warnings(wrk),
+        ..Sample::measured(wrk.rps, wrk.requests as f64, secs, cpu)
+    }
 }
 
 /// The system call pass for `peer`: `strace -c -f` attached to its server

@@ -20,6 +20,7 @@ use crate::extpeers::run_bounded;
 use crate::parse_ready_line;
 use crate::peers::Peer;
 use crate::procstat::CpuTicks;
+use crate::suite::Sample;
 use crate::workload::{RoundConfig, READY_TIMEOUT};
 
 /// The load generator of this workload.
@@ -51,37 +52,6 @@ pub fn tool_path() -> PathBuf {
                 .find(|p| p.is_file())
         })
         .unwrap_or_else(|| PathBuf::from(TOOL))
-}
-
-/// One run of one peer at one pipeline depth.
-#[derive(Clone, Debug)]
-pub struct PingResult {
-    pub peer: String,
-    pub pipeline: usize,
-    pub requests: u64,
-    /// Requests per second as printed by `redis-benchmark`.
-    pub rps: f64,
-    /// Between the two CPU readings.
-    pub wall_secs: f64,
-    pub server_user_secs: f64,
-    pub server_sys_secs: f64,
-}
-
-impl PingResult {
-    /// Server CPU (user + system) per request, in microseconds.
-    pub fn server_us_per_req(&self) -> f64 {
-        (self.server_user_secs + self.server_sys_secs) * 1e6 / self.requests as f64
-    }
-
-    /// The user-mode part of it.
-    pub fn server_user_us_per_req(&self) -> f64 {
-        self.server_user_secs * 1e6 / self.requests as f64
-    }
-
-    /// Server CPU use over the run, in % of one CPU.
-    pub fn server_cpu_pct(&self) -> f64 {
-        100.0 * (self.server_user_secs + self.server_sys_secs) / self.wall_secs
-    }
 }
 
 /// The requests per second of `redis-benchmark -q` output such as
@@ -125,7 +95,7 @@ pub fn run_round(
     requests: u64,
     conns: usize,
     cfg: &RoundConfig,
-) -> io::Result<PingResult> {
+) -> io::Result<Sample> {
     let server_path = peer.path(&cfg.bin_dir)?;
     let mut server = Spawned::start(
         &peer.name,
@@ -161,16 +131,13 @@ pub fn run_round(
         )));
     }
     server.kill()?;
-    let (server_user_secs, server_sys_secs) = s1.secs_since(s0);
-    Ok(PingResult {
-        peer: peer.name.clone(),
-        pipeline,
-        requests,
+    let secs = (t1 - t0).as_secs_f64();
+    Ok(Sample::measured(
         rps,
-        wall_secs: (t1 - t0).as_secs_f64(),
-        server_user_secs,
-        server_sys_secs,
-    })
+        requests as f64,
+        secs,
+        s1.secs_since(s0),
+    ))
 }
 
 #[cfg(test)]
@@ -191,19 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn server_cost_per_request() {
-        let r = PingResult {
-            peer: "a".into(),
-            pipeline: 1,
-            requests: 1_000_000,
-            rps: 100.0,
-            wall_secs: 2.0,
-            server_user_secs: 0.5,
-            server_sys_secs: 1.0,
-        };
-        assert!((r.server_us_per_req() - 1.5).abs() < 1e-9);
-        assert!((r.server_user_us_per_req() - 0.5).abs() < 1e-9);
-        assert!((r.server_cpu_pct() - 75.0).abs() < 1e-9);
+    fn arguments() {
         assert_eq!(
             bench_args("7", 50, 1000, 16).join(" "),
             "-h 127.0.0.1 -p 7 -t ping_inline -c 50 -n 1000 -P 16 -q"

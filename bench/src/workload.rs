@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::child::Spawned;
 use crate::peers::{self, Peer};
 use crate::procstat::CpuTicks;
+use crate::suite::Sample;
 use crate::{parse_ready_line, parse_ready_path, Listen};
 
 /// How long a server may take to print its ready line.
@@ -120,90 +121,6 @@ pub struct RoundConfig {
     pub loadgen_cpu: Option<usize>,
 }
 
-/// The outcome of one round against one peer.
-#[derive(Clone, Debug)]
-pub struct RoundResult {
-    /// Connections (UDP: sockets) of the load generator.
-    pub conns: usize,
-    pub round_trips: u64,
-    /// Round trips per second.
-    pub rps: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    /// Connections that completed no round trip in the window.
-    pub idle_conns: usize,
-    /// Fewest and most round trips completed by one connection.
-    pub conn_min: u64,
-    pub conn_max: u64,
-    /// UDP: datagrams resent in the window for want of an echo.
-    pub lost: u64,
-    /// The window as seen by the runner (between the two /proc samples).
-    pub sampled_secs: f64,
-    pub server_user_secs: f64,
-    pub server_sys_secs: f64,
-    pub loadgen_user_secs: f64,
-    pub loadgen_sys_secs: f64,
-}
-
-impl RoundResult {
-    pub fn server_cpu_secs(&self) -> f64 {
-        self.server_user_secs + self.server_sys_secs
-    }
-
-    /// Server CPU time per round trip, in microseconds.
-    pub fn server_us_per_rt(&self) -> f64 {
-        self.server_cpu_secs() * 1e6 / self.round_trips as f64
-    }
-
-    /// Server user-mode CPU time per round trip, in microseconds: the part
-    /// spent outside the kernel (the event loop and the library).
-    pub fn server_user_us_per_rt(&self) -> f64 {
-        self.server_user_secs * 1e6 / self.round_trips as f64
-    }
-
-    /// Server CPU use over the window, in % of one CPU.
-    pub fn server_cpu_pct(&self) -> f64 {
-        100.0 * self.server_cpu_secs() / self.sampled_secs
-    }
-
-    /// What makes this round doubtful, if anything: the server did not
-    /// serve every connection (some got no round trip at all, or one got
-    /// under half of another's), or neither process kept its CPU busy.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        if self.idle_conns > 0 {
-            w.push(format!(
-                "{} connection(s) completed no round trip in the window (lost wake-up or starvation in the server?)",
-                self.idle_conns
-            ));
-        } else if self.conn_min * 2 < self.conn_max {
-            w.push(format!(
-                "unfair service: one connection completed {} round trips, another {}",
-                self.conn_min, self.conn_max
-            ));
-        }
-        if self.lost > 0 {
-            w.push(format!(
-                "{} datagram(s) got no echo in time and were resent (each costs the resend delay)",
-                self.lost
-            ));
-        }
-        // With one connection the two sides take turns, each waiting for the
-        // other (and for the wake-up) by design: neither is ever busy.
-        if self.conns > 1 && self.server_cpu_pct() < IDLE_PCT && self.loadgen_cpu_pct() < IDLE_PCT {
-            w.push(format!(
-                "server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)"
-            ));
-        }
-        w
-    }
-
-    /// Load generator CPU use over the window, in % of one CPU.
-    pub fn loadgen_cpu_pct(&self) -> f64 {
-        100.0 * (self.loadgen_user_secs + self.loadgen_sys_secs) / self.sampled_secs
-    }
-}
-
 /// What a load generator's measured window gave: its `result` line, when the window began
 /// and ended, and the CPU time (user, system) in seconds that the server and the load
 /// generator spent in it.
@@ -213,6 +130,58 @@ pub struct Window {
     pub end: Instant,
     pub server: (f64, f64),
     pub loadgen: (f64, f64),
+}
+
+impl Window {
+    /// The window in the suite's terms: `ops` operations done in it at `rate` per second.
+    pub fn sample(&self, ops: f64, rate: f64) -> Sample {
+        Sample::measured(rate, ops, self.secs(), self.server)
+    }
+
+    fn secs(&self) -> f64 {
+        (self.end - self.start).as_secs_f64()
+    }
+
+    /// True if neither process kept its CPU busy (both under [`IDLE_PCT`]): something else
+    /// held them up (other load on the machine, or a stall).
+    pub fn both_idle(&self) -> bool {
+        let pct = |(user, sys): (f64, f64)| 100.0 * (user + sys) / self.secs();
+        pct(self.server) < IDLE_PCT && pct(self.loadgen) < IDLE_PCT
+    }
+}
+
+/// The warning of a round in which [`Window::both_idle`].
+pub fn both_idle_warning() -> String {
+    format!("server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)")
+}
+
+/// What makes a ping-pong round doubtful: the server did not serve every connection (`idle`
+/// of them got no round trip at all, or one got under half of another's), UDP datagrams were
+/// `lost`, or neither process kept its CPU busy (`both_idle`; with one connection the two
+/// sides take turns by design, so the caller says false).
+pub fn pingpong_warnings(
+    idle: usize,
+    (fewest, most): (u64, u64),
+    lost: u64,
+    both_idle: bool,
+) -> Vec<String> {
+    let mut w = Vec::new();
+    if idle > 0 {
+        w.push(format!("{idle} connection(s) completed no round trip in the window (lost wake-up or starvation in the server?)"));
+    } else if fewest * 2 < most {
+        w.push(format!(
+            "unfair service: one connection completed {fewest} round trips, another {most}"
+        ));
+    }
+    if lost > 0 {
+        w.push(format!(
+            "{lost} datagram(s) got no echo in time and were resent (each costs the resend delay)"
+        ));
+    }
+    if both_idle {
+        w.push(both_idle_warning());
+    }
+    w
 }
 
 /// Follows the load generator through its window (`measure-start`, `measure-end`, then a
@@ -415,34 +384,20 @@ pub fn measured_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io
 
 /// Runs one round of `workload` against `peer`. Every process started here
 /// is killed before this returns, on success, error or panic.
-pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<RoundResult> {
+pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Sample> {
     let window = measured_round(peer, workload, cfg)?;
-    let result = window.result;
-    let (t0, t1) = (window.start, window.end);
-    let ((server_user_secs, server_sys_secs), (loadgen_user_secs, loadgen_sys_secs)) =
-        (window.server, window.loadgen);
-
-    let kv = parse_kv(&result);
-    Ok(RoundResult {
-        conns: field(&kv, "conns")?,
-        round_trips: field(&kv, "round_trips")?,
-        rps: field(&kv, "rps")?,
-        p50_us: field(&kv, "p50_us")?,
-        p99_us: field(&kv, "p99_us")?,
-        idle_conns: field(&kv, "idle_conns")?,
-        conn_min: field(&kv, "conn_min")?,
-        conn_max: field(&kv, "conn_max")?,
-        lost: if kv.contains_key("lost") {
-            field(&kv, "lost")?
-        } else {
-            0
-        },
-        sampled_secs: (t1 - t0).as_secs_f64(),
-        server_user_secs,
-        server_sys_secs,
-        loadgen_user_secs,
-        loadgen_sys_secs,
-    })
+    let kv = parse_kv(&window.result);
+    let mut s = window.sample(field(&kv, "round_trips")?, field(&kv, "rps")?);
+    s.p50_us = Some(field(&kv, "p50_us")?);
+    s.p99_us = Some(field(&kv, "p99_us")?);
+    let conns: usize = field(&kv, "conns")?;
+    s.warnings = pingpong_warnings(
+        field(&kv, "idle_conns")?,
+        (field(&kv, "conn_min")?, field(&kv, "conn_max")?),
+        field(&kv, "lost")?,
+        conns > 1 && window.both_idle(),
+    );
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -470,6 +425,18 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         assert!(remove_socket(&file).is_err());
         std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn pingpong_round_warnings() {
+        assert!(pingpong_warnings(0, (10, 11), 0, false).is_empty());
+        assert!(pingpong_warnings(3, (0, 11), 0, false)[0].contains("3 connection"));
+        let w = pingpong_warnings(0, (1, 11), 0, true);
+        assert!(
+            w[0].contains("unfair") && w[1].contains("both under"),
+            "{w:?}"
+        );
+        assert!(pingpong_warnings(0, (5, 5), 2, false)[0].contains("2 datagram"));
     }
 
     #[test]

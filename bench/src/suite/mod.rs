@@ -88,6 +88,20 @@ pub struct Sample {
     pub warnings: Vec<String>,
 }
 
+impl Sample {
+    /// `ops` operations at `rate` per second, in a window of `secs` in which the server spent
+    /// `user` and `sys` seconds of CPU (no latencies, no warnings yet).
+    pub fn measured(rate: f64, ops: f64, secs: f64, (user, sys): (f64, f64)) -> Sample {
+        Sample {
+            rate,
+            server_us: (user + sys) * 1e6 / ops,
+            user_us: Some(user * 1e6 / ops),
+            server_cpu_pct: Some(100.0 * (user + sys) / secs),
+            ..Sample::default()
+        }
+    }
+}
+
 /// What a row's cost figure is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cost {

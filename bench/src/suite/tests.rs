@@ -60,6 +60,12 @@ fn spreads_and_rows() {
     let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
     assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
     assert!(Spread::of(&[]).is_none());
+    let m = Sample::measured(1.0, 2.0, 2.0, (0.5, 1.5));
+    assert_eq!(
+        (m.rate, m.server_us, m.user_us),
+        (1.0, 1e6, Some(250_000.0))
+    );
+    assert_eq!(m.server_cpu_pct, Some(100.0));
     assert_eq!(s.scaled(2.0).max, 1.5);
 
     let mut warned = sample(10.0, 1.0);

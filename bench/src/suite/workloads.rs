@@ -9,11 +9,11 @@ use std::io;
 
 use crate::peers::Peer;
 use crate::suite::table::short_unit;
-use crate::suite::{Ctx, Part, Row, Sample, SyscallRow};
+use crate::suite::{Ctx, Part, Row, SyscallRow};
 use crate::syscalls::{self, Profile};
 use crate::tls::certs::{self, IdentityFiles};
 use crate::tls::runner::{self as tls_runner, TlsWorkload};
-use crate::workload::{self, RoundResult};
+use crate::workload;
 use crate::{bulk, http, idle, ping, rlimit};
 
 /// One workload of the suite.
@@ -136,19 +136,6 @@ fn find<'a>(peers: &'a [Peer], name: &str) -> &'a Peer {
         .expect("a peer of the list")
 }
 
-/// A ping-pong round in the suite's terms.
-pub fn round_sample(r: &RoundResult) -> Sample {
-    Sample {
-        rate: r.rps,
-        server_us: r.server_us_per_rt(),
-        user_us: Some(r.server_user_us_per_rt()),
-        p50_us: Some(r.p50_us),
-        p99_us: Some(r.p99_us),
-        server_cpu_pct: Some(r.server_cpu_pct()),
-        warnings: r.warnings(),
-    }
-}
-
 /// The system call pass of one workload: `trace` once per peer (a
 /// failure is a note and an error).
 pub fn trace_each(
@@ -188,7 +175,7 @@ pub fn trace_each(
 /// system call pass.
 fn pingpong(ctx: &Ctx, label: &str, work: &workload::Workload, peers: &[Peer]) -> Part {
     let mut part = ctx.interleave(label, "round trip", &names(peers), |name| {
-        workload::run_round(find(peers, name), work, &ctx.cfg).map(|r| round_sample(&r))
+        workload::run_round(find(peers, name), work, &ctx.cfg)
     });
     if let Some(t) = &ctx.trace {
         part.extend(trace_each(ctx, label, "round trip", peers, |p| {
@@ -235,7 +222,7 @@ fn udp(ctx: &Ctx) -> Part {
     let work = workload::by_name("udp", SIZE, UDP_SOCKS).expect("a known workload");
     let label = format!("udp{SIZE} s{UDP_SOCKS}");
     let mut part = ctx.interleave(&label, "round trip", &names(&peers), |name| {
-        workload::run_round(find(&peers, name), &work, &ctx.cfg).map(|r| round_sample(&r))
+        workload::run_round(find(&peers, name), &work, &ctx.cfg)
     });
     part.notes.push(
         "udp: nim and c-floor serve TCP only; tokio-tuned serves UDP as tokio does".to_string(),
@@ -258,7 +245,7 @@ fn bulk_stream(ctx: &Ctx) -> Part {
 fn bulk_rows(ctx: &Ctx, peers: &[Peer]) -> Part {
     let (chunk, in_flight) = (bulk::CHUNK, bulk::IN_FLIGHT);
     let mut part = ctx.interleave("bulk", "MB", &names(peers), |name| {
-        bulk::run_round(find(peers, name), chunk, in_flight, &ctx.cfg).map(|r| r.sample())
+        bulk::run_round(find(peers, name), chunk, in_flight, &ctx.cfg)
     });
     if let Some(t) = &ctx.trace {
         let work = bulk::workload(chunk, in_flight);
@@ -297,16 +284,7 @@ fn ping_inline(ctx: &Ctx) -> Part {
         let label = format!("ping P{pipeline}");
         let requests = ping_requests(i, ctx.cfg.secs);
         part.extend(ctx.interleave(&label, "request", &names(&peers), |name| {
-            let r = ping::run_round(find(&peers, name), pipeline, requests, CONNS, &ctx.cfg)?;
-            Ok(Sample {
-                rate: r.rps,
-                server_us: r.server_us_per_req(),
-                user_us: Some(r.server_user_us_per_req()),
-                p50_us: None,
-                p99_us: None,
-                server_cpu_pct: Some(r.server_cpu_pct()),
-                warnings: Vec::new(),
-            })
+            ping::run_round(find(&peers, name), pipeline, requests, CONNS, &ctx.cfg)
         }));
         if let Some(t) = &ctx.trace {
             let n = ping_trace_requests(t.requests, pipeline);
@@ -316,19 +294,6 @@ fn ping_inline(ctx: &Ctx) -> Part {
         }
     }
     part
-}
-
-/// An `http` round in the suite's terms.
-pub fn http_sample(r: &http::HttpResult) -> Sample {
-    Sample {
-        rate: r.wrk.rps,
-        server_us: r.server_us_per_req(),
-        user_us: Some(r.server_user_us_per_req()),
-        p50_us: Some(r.wrk.p50_us),
-        p99_us: Some(r.wrk.p99_us),
-        server_cpu_pct: Some(r.server_cpu_pct()),
-        warnings: r.warnings(),
-    }
 }
 
 /// `http c50`: HTTP/1.1 keep-alive hello world driven by `wrk`, against
@@ -353,7 +318,7 @@ fn http_hello(ctx: &Ctx) -> Part {
         .collect();
     part.extend(
         ctx.interleave(&label, "request", &names(&peers), |name| {
-            http::run_round(find(&peers, name), conns, &ctx.cfg).map(|r| http_sample(&r))
+            http::run_round(find(&peers, name), conns, &ctx.cfg)
         })
         .against(HTTP_REFERENCE),
     );
@@ -363,19 +328,6 @@ fn http_hello(ctx: &Ctx) -> Part {
         }));
     }
     part
-}
-
-/// A TLS round in the suite's terms.
-fn tls_sample(r: &tls_runner::RoundResult) -> Sample {
-    Sample {
-        rate: r.rate,
-        server_us: r.server_us_per_op(),
-        user_us: Some(r.server_user_us_per_op()),
-        p50_us: Some(r.p50_us),
-        p99_us: Some(r.p99_us),
-        server_cpu_pct: Some(r.server_cpu_pct()),
-        warnings: r.warnings(),
-    }
 }
 
 /// `tls echo` and `tls handshake`: TLS echo ping-pong and handshakes, asyncnet against tokio
@@ -428,7 +380,6 @@ fn tls(ctx: &Ctx) -> Part {
         part.extend(ctx.interleave(label, unit, &names(&peers), |name| {
             let files = (files.cert.as_path(), files.key.as_path());
             tls_runner::run_round(find(&peers, name), &work, files, &ctx.cfg)
-                .map(|r| tls_sample(&r))
         }));
     }
     if ctx.trace.is_some() {
@@ -519,30 +470,24 @@ mod tests {
 
     #[test]
     fn http_rounds_become_samples_with_their_warnings() {
-        let mut r = http::HttpResult {
-            peer: "asyncnet".into(),
-            wrk: http::WrkReport {
-                requests: 200_000,
-                secs: 2.0,
-                rps: 100_000.0,
-                p50_us: 150.0,
-                p99_us: 900.0,
-                non_2xx: 0,
-                socket_errors: http::SocketErrors::default(),
-            },
-            wall_secs: 2.0,
-            server_user_secs: 0.2,
-            server_sys_secs: 0.8,
+        let mut wrk = http::WrkReport {
+            requests: 200_000,
+            secs: 2.0,
+            rps: 100_000.0,
+            p50_us: 150.0,
+            p99_us: 900.0,
+            non_2xx: 0,
+            socket_errors: http::SocketErrors::default(),
         };
-        let s = http_sample(&r);
+        let s = http::sample(&wrk, 2.0, (0.2, 0.8));
         assert_eq!(s.rate, 100_000.0);
         assert!((s.server_us - 5.0).abs() < 1e-9);
         assert!((s.user_us.unwrap() - 1.0).abs() < 1e-9);
         assert_eq!((s.p50_us, s.p99_us), (Some(150.0), Some(900.0)));
         assert!((s.server_cpu_pct.unwrap() - 50.0).abs() < 1e-9);
         assert!(s.warnings.is_empty());
-        r.wrk.non_2xx = 7;
-        assert_eq!(http_sample(&r).warnings.len(), 1);
+        wrk.non_2xx = 7;
+        assert_eq!(http::sample(&wrk, 2.0, (0.2, 0.8)).warnings.len(), 1);
     }
 
     #[test]

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use crate::child::Spawned;
 use crate::parse_ready_line;
 use crate::peers::{self, Peer};
-use crate::workload::{field, measure_window, parse_kv, RoundConfig, LOADGEN_SLACK, READY_TIMEOUT};
+use crate::suite::Sample;
+use crate::workload::{
+    self, field, measure_window, parse_kv, RoundConfig, LOADGEN_SLACK, READY_TIMEOUT,
+};
 
 /// Every TLS peer: `asyncnet`, `tokio` (tokio-rustls), and `asyncnet-accept` (the listener
 /// wrapped, so `accept` does the handshakes; run only if named in `--peers`).
@@ -50,58 +53,25 @@ impl TlsWorkload {
     }
 }
 
-/// One round against one peer.
-#[derive(Clone, Debug)]
-pub struct RoundResult {
-    pub ops: u64,
-    pub rate: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub idle_conns: usize,
-    pub errors: u64,
-    pub first_error: Option<String>,
-    pub sampled_secs: f64,
-    pub server_user_secs: f64,
-    pub server_sys_secs: f64,
-    pub loadgen_secs: f64,
-}
-
-impl RoundResult {
-    /// Server CPU per operation, µs.
-    pub fn server_us_per_op(&self) -> f64 {
-        (self.server_user_secs + self.server_sys_secs) * 1e6 / self.ops as f64
+/// What makes a TLS round doubtful: `idle` connections (handshake: slots) that completed
+/// nothing in the window, `errors` failed connections (the first said `first_error`), or
+/// neither process kept its CPU busy.
+pub fn warnings(idle: usize, errors: u64, first_error: &str, both_idle: bool) -> Vec<String> {
+    let mut w = Vec::new();
+    if idle > 0 {
+        w.push(format!(
+            "{idle} connection(s)/slot(s) completed nothing in the window"
+        ));
     }
-
-    /// Its user-mode part (rustls and the event loop, not the kernel), µs.
-    pub fn server_user_us_per_op(&self) -> f64 {
-        self.server_user_secs * 1e6 / self.ops as f64
+    if errors > 0 {
+        w.push(format!(
+            "{errors} connection(s) failed, first: {first_error}"
+        ));
     }
-
-    pub fn server_cpu_pct(&self) -> f64 {
-        100.0 * (self.server_user_secs + self.server_sys_secs) / self.sampled_secs
+    if both_idle {
+        w.push(workload::both_idle_warning());
     }
-
-    /// What makes the round doubtful.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        if self.idle_conns > 0 {
-            w.push(format!(
-                "{} connection(s)/slot(s) completed nothing in the window",
-                self.idle_conns
-            ));
-        }
-        if self.errors > 0 {
-            w.push(format!(
-                "{} connection(s) failed, first: {}",
-                self.errors,
-                self.first_error.as_deref().unwrap_or("?")
-            ));
-        }
-        if self.server_cpu_pct() < 90.0 && 100.0 * self.loadgen_secs / self.sampled_secs < 90.0 {
-            w.push("server and loadgen both under 90% CPU: something else held them up".into());
-        }
-        w
-    }
+    w
 }
 
 /// One measured round of `work` against `peer`, whose server presents `cert` and `key`.
@@ -110,7 +80,7 @@ pub fn run_round(
     work: &TlsWorkload,
     (cert, key): (&Path, &Path),
     cfg: &RoundConfig,
-) -> io::Result<RoundResult> {
+) -> io::Result<Sample> {
     let mut args = peer.args.clone();
     args.extend(
         [
@@ -152,24 +122,21 @@ pub fn run_round(
         deadline,
     )?;
     let kv = parse_kv(&w.result);
-    Ok(RoundResult {
-        ops: field(&kv, "ops")?,
-        rate: field(&kv, "rate")?,
-        p50_us: field(&kv, "p50_us")?,
-        p99_us: field(&kv, "p99_us")?,
-        idle_conns: field(&kv, "idle_conns")?,
-        errors: field(&kv, "errors")?,
-        // Last on the line, spaces and all.
-        first_error: w
-            .result
-            .split_once(" first_error=")
-            .map(|(_, e)| e.trim().to_string())
-            .filter(|e| e != "none"),
-        sampled_secs: (w.end - w.start).as_secs_f64(),
-        server_user_secs: w.server.0,
-        server_sys_secs: w.server.1,
-        loadgen_secs: w.loadgen.0 + w.loadgen.1,
-    })
+    let mut s = w.sample(field(&kv, "ops")?, field(&kv, "rate")?);
+    s.p50_us = Some(field(&kv, "p50_us")?);
+    s.p99_us = Some(field(&kv, "p99_us")?);
+    // Last on the line, spaces and all.
+    let first_error = w
+        .result
+        .split_once(" first_error=")
+        .map_or("?", |(_, e)| e.trim());
+    s.warnings = warnings(
+        field(&kv, "idle_conns")?,
+        field(&kv, "errors")?,
+        first_error,
+        w.both_idle(),
+    );
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -190,23 +157,9 @@ mod tests {
             TlsWorkload::Handshake { conns: 8 }.loadgen_args(),
             ["--mode", "handshake", "--conns", "8"]
         );
-        let mut r = RoundResult {
-            ops: 500,
-            rate: 100.0,
-            p50_us: 100.0,
-            p99_us: 200.0,
-            idle_conns: 0,
-            errors: 0,
-            first_error: None,
-            sampled_secs: 5.0,
-            server_user_secs: 4.0,
-            server_sys_secs: 1.0,
-            loadgen_secs: 5.0,
-        };
-        assert!(r.warnings().is_empty());
-        assert!((r.server_us_per_op() - 10_000.0).abs() < 1e-6);
-        r.errors = 2;
-        r.first_error = Some("reset".into());
-        assert!(r.warnings()[0].contains("2 connection(s) failed, first: reset"));
+        assert!(warnings(0, 0, "none", false).is_empty());
+        let w = warnings(1, 2, "reset", true);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[1].contains("2 connection(s) failed, first: reset"));
     }
 }
