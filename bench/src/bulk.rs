@@ -395,8 +395,8 @@ pub fn run_round(
 ) -> io::Result<Sample> {
     let window = workload::measured_round(peer, &workload(chunk, in_flight), cfg)?;
     let kv = parse_kv(&window.result);
-    let mb = field::<f64>(&kv, "bytes")? / 1e6;
-    let mut s = window.sample(mb, field(&kv, "mb_per_sec")?);
+    let mb = field::<f64>(&kv, "ops")? / 1e6;
+    let mut s = window.sample(mb, field(&kv, "rate")?);
     if window.both_idle() {
         s.warnings.push(workload::both_idle_warning());
     }

@@ -387,7 +387,7 @@ pub fn trace_loadgen(
     })?;
     let kv = parse_kv(&result);
     // Bulk counts bytes, the others round trips.
-    let done: u64 = field(&kv, "bytes").or_else(|_| field(&kv, "round_trips"))?;
+    let done: u64 = field(&kv, "ops")?;
     if done != count {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

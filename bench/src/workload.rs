@@ -387,7 +387,7 @@ pub fn measured_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io
 pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Sample> {
     let window = measured_round(peer, workload, cfg)?;
     let kv = parse_kv(&window.result);
-    let mut s = window.sample(field(&kv, "round_trips")?, field(&kv, "rps")?);
+    let mut s = window.sample(field(&kv, "ops")?, field(&kv, "rate")?);
     s.p50_us = Some(field(&kv, "p50_us")?);
     s.p99_us = Some(field(&kv, "p99_us")?);
     let conns: usize = field(&kv, "conns")?;

@@ -35,8 +35,8 @@ pub enum Phase {
 /// What a workload measured in its window.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// Round trips completed inside the window.
-    pub round_trips: u64,
+    /// Operations (round trips; TLS handshake: connections) completed inside the window.
+    pub ops: u64,
     /// The window's actual length.
     pub window: Duration,
     /// Latency of those round trips, in nanoseconds.
@@ -49,20 +49,23 @@ pub struct Report {
     /// UDP: datagrams resent in the window because no echo came back in
     /// time (lost, or very late). Always 0 for stream workloads.
     pub lost: u64,
+    /// TLS handshakes: connections that failed in the window, and the first error.
+    pub errors: u64,
+    pub first_error: Option<String>,
 }
 
 impl Report {
     pub fn per_sec(&self) -> f64 {
-        self.round_trips as f64 / self.window.as_secs_f64()
+        self.ops as f64 / self.window.as_secs_f64()
     }
 
     /// Mean latency in microseconds. With every connection always having
     /// one message in flight it is about `conns / per_sec()` (Little's law).
     pub fn mean_us(&self) -> f64 {
-        if self.round_trips == 0 {
+        if self.ops == 0 {
             return 0.0;
         }
-        self.latency_sum_ns as f64 / self.round_trips as f64 / 1e3
+        self.latency_sum_ns as f64 / self.ops as f64 / 1e3
     }
 
     /// Connections that completed no round trip in the window.
@@ -97,21 +100,23 @@ pub struct PingPong {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The warm-up, then the measured window: what is counted in it, and when
-/// it starts and ends.
-struct Window {
+/// it starts and ends (every load generator's, TLS included).
+pub(crate) struct Window {
     secs: Duration,
     measure_at: Instant,
     end_at: Instant,
     start: Option<Instant>,
     hist: Histogram,
-    round_trips: u64,
+    ops: u64,
     latency_sum_ns: u128,
     per_conn: Vec<u64>,
     lost: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
 }
 
 impl Window {
-    fn new(conns: usize, warmup: Duration, secs: Duration) -> Window {
+    pub(crate) fn new(conns: usize, warmup: Duration, secs: Duration) -> Window {
         let measure_at = Instant::now() + warmup;
         Window {
             secs,
@@ -119,16 +124,24 @@ impl Window {
             end_at: measure_at + secs,
             start: None,
             hist: Histogram::new(),
-            round_trips: 0,
+            ops: 0,
             latency_sum_ns: 0,
             per_conn: vec![0; conns],
             lost: 0,
+            errors: 0,
+            first_error: None,
         }
+    }
+
+    /// Counts a failed operation (TLS handshakes), keeping the first error.
+    pub(crate) fn error(&mut self, e: &io::Error) {
+        self.errors += 1;
+        self.first_error.get_or_insert_with(|| e.to_string());
     }
 
     /// Starts or ends the window when it is time (calling `on_phase`). At
     /// the end, returns the report, or an error if nothing completed.
-    fn tick(
+    pub(crate) fn tick(
         &mut self,
         now: Instant,
         on_phase: &mut impl FnMut(Phase),
@@ -136,10 +149,12 @@ impl Window {
         match self.start {
             None if now >= self.measure_at => {
                 self.hist.clear();
-                self.round_trips = 0;
+                self.ops = 0;
                 self.latency_sum_ns = 0;
                 self.per_conn.iter_mut().for_each(|c| *c = 0);
                 self.lost = 0;
+                self.errors = 0;
+                self.first_error = None;
                 self.start = Some(now);
                 self.end_at = now + self.secs;
                 on_phase(Phase::MeasureStart);
@@ -147,19 +162,21 @@ impl Window {
             }
             Some(start) if now >= self.end_at => {
                 on_phase(Phase::MeasureEnd);
-                if self.round_trips == 0 {
+                if self.ops == 0 {
                     return Some(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "no round trip completed in the measured window",
+                        "nothing completed in the measured window",
                     )));
                 }
                 Some(Ok(Report {
-                    round_trips: self.round_trips,
+                    ops: self.ops,
                     window: now - start,
                     latency_ns: std::mem::take(&mut self.hist),
                     latency_sum_ns: self.latency_sum_ns,
                     per_conn: std::mem::take(&mut self.per_conn),
                     lost: self.lost,
+                    errors: self.errors,
+                    first_error: self.first_error.take(),
                 }))
             }
             _ => None,
@@ -175,11 +192,11 @@ impl Window {
         }
     }
 
-    /// Counts a round trip of connection `conn` (if inside the window).
-    fn record(&mut self, conn: usize, sent_at: Instant, done: Instant) {
+    /// Counts an operation of connection `conn` (if inside the window).
+    pub(crate) fn record(&mut self, conn: usize, sent_at: Instant, done: Instant) {
         if self.start.is_some() {
             let ns = (done - sent_at).as_nanos();
-            self.round_trips += 1;
+            self.ops += 1;
             self.per_conn[conn] += 1;
             self.latency_sum_ns += ns;
             self.hist.record(u64::try_from(ns).unwrap_or(u64::MAX));
@@ -388,12 +405,14 @@ fn pingpong_counted<S: Read + Write + Source>(
     let window = start.elapsed();
     on_phase(Phase::MeasureEnd);
     Ok(Report {
-        round_trips: count,
+        ops: count,
         window,
         latency_ns: hist,
         latency_sum_ns,
         per_conn,
         lost: 0,
+        errors: 0,
+        first_error: None,
     })
 }
 
@@ -539,10 +558,10 @@ mod tests {
         let mut phases = Vec::new();
         let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
         assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
-        assert!(r.round_trips > 0);
-        assert_eq!(r.latency_ns.count(), r.round_trips);
+        assert!(r.ops > 0);
+        assert_eq!(r.latency_ns.count(), r.ops);
         assert_eq!(r.per_conn.len(), 3);
-        assert_eq!(r.per_conn.iter().sum::<u64>(), r.round_trips);
+        assert_eq!(r.per_conn.iter().sum::<u64>(), r.ops);
         assert_eq!(r.idle_conns(), 0);
         assert!(r.mean_us() > 0.0);
         assert!(r.window >= Duration::from_millis(200));
@@ -563,7 +582,7 @@ mod tests {
         let mut phases = Vec::new();
         let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
         assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
-        assert_eq!(r.round_trips, 100);
+        assert_eq!(r.ops, 100);
         assert_eq!(r.latency_ns.count(), 100);
         assert_eq!(r.per_conn.iter().sum::<u64>(), 100);
         assert_eq!(r.idle_conns(), 0);
@@ -576,7 +595,7 @@ mod tests {
             |_| {},
         )
         .unwrap();
-        assert_eq!((r.round_trips, r.idle_conns()), (2, 1));
+        assert_eq!((r.ops, r.idle_conns()), (2, 1));
         let zero = PingPong {
             count: Some(0),
             ..cfg
@@ -649,7 +668,7 @@ mod tests {
         let r = echo_pingpong(&cfg, |_| {});
         std::fs::remove_file(&path).unwrap();
         let r = r.unwrap();
-        assert!(r.round_trips > 0);
+        assert!(r.ops > 0);
         assert_eq!(r.idle_conns(), 0);
         assert_eq!(r.lost, 0);
     }

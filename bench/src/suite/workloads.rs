@@ -6,13 +6,14 @@
 //! and returns a [`Sample`]) and list it in [`WORKLOADS`].
 
 use std::io;
+use std::path::Path;
 
 use crate::peers::Peer;
 use crate::suite::table::short_unit;
 use crate::suite::{Ctx, Part, Row, SyscallRow};
 use crate::syscalls::{self, Profile};
+use crate::tls;
 use crate::tls::certs::{self, IdentityFiles};
-use crate::tls::runner::{self as tls_runner, TlsWorkload};
 use crate::workload;
 use crate::{bulk, http, idle, ping, rlimit};
 
@@ -73,7 +74,7 @@ pub const WORKLOADS: &[Entry] = &[
 /// Every peer name some workload runs, for checking `--peers`.
 pub fn known_peers() -> Vec<String> {
     let mut names: Vec<String> = crate::peers::all().into_iter().map(|p| p.name).collect();
-    let others = tls_runner::peers()
+    let others = tls::peers(Path::new(""), Path::new(""))
         .into_iter()
         .map(|p| p.name)
         .chain(http::peers().into_iter().map(|p| p.name));
@@ -339,50 +340,37 @@ fn tls(ctx: &Ctx) -> Part {
             .as_ref()
             .is_some_and(|o| o.iter().any(|n| n == p))
     };
-    let peers: Vec<Peer> = tls_runner::peers()
-        .into_iter()
-        .filter(|p| p.name != "asyncnet-accept" || named(&p.name))
-        .filter(|p| ctx.wants(&p.name))
-        .collect();
-    if peers.is_empty() {
-        return part;
-    }
-    let setup = || -> io::Result<IdentityFiles> {
-        for p in &peers {
-            p.path(&ctx.cfg.bin_dir)?;
-        }
-        IdentityFiles::write(&certs::generate()?)
-    };
-    let files = match setup() {
-        Ok(s) => s,
+    let files = match certs::generate().and_then(|id| IdentityFiles::write(&id)) {
+        Ok(files) => files,
         Err(e) => {
             part.notes.push(format!("tls: skipped: {e}"));
             part.errors += 1;
             return part;
         }
     };
+    let peers: Vec<Peer> = tls::peers(&files.cert, &files.key)
+        .into_iter()
+        .filter(|p| p.name != "asyncnet-accept" || named(&p.name))
+        .filter(|p| ctx.wants(&p.name))
+        .collect();
     let works = [
         (
             "tls echo 1K c50",
             "round trip",
-            TlsWorkload::Echo {
-                size: 1024,
-                conns: CONNS,
-            },
+            tls::workload(Some(1024), CONNS, &files.cert),
         ),
         (
             "tls handshake",
             "handshake",
-            TlsWorkload::Handshake { conns: 16 },
+            tls::workload(None, 16, &files.cert),
         ),
     ];
-    for (label, unit, work) in works {
+    for (label, unit, work) in &works {
         part.extend(ctx.interleave(label, unit, &names(&peers), |name| {
-            let files = (files.cert.as_path(), files.key.as_path());
-            tls_runner::run_round(find(&peers, name), &work, files, &ctx.cfg)
+            tls::run_round(find(&peers, name), work, &ctx.cfg)
         }));
     }
-    if ctx.trace.is_some() {
+    if ctx.trace.is_some() && !peers.is_empty() {
         part.notes
             .push("tls: no system call pass (its load generator has no fixed-size mode)".into());
     }
