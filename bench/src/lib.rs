@@ -5,7 +5,7 @@
 //!
 //! * [`bulk`]: the `bulk` workload (one connection streaming through an
 //!   echo server, MB/s).
-//! * [`stats`]: latency histogram, medians.
+//! * [`stats`]: the median of the rounds.
 //! * [`procstat`]: CPU time of a process from `/proc/PID/stat`.
 //! * [`loadgen`]: the load generator's workloads (plain mio).
 //! * [`child`]: child processes pinned with `taskset`, killed on drop, read
@@ -15,7 +15,7 @@
 //! * [`idle`]: the `idle` workload (server memory per idle connection).
 //! * [`ping`]: the `ping` workload (Redis inline PING, `redis-benchmark`).
 //! * [`http`]: the `http` workload (HTTP/1.1 keep-alive hello world, `wrk`).
-//! * [`rlimit`]: raising `RLIMIT_NOFILE` (the only unsafe code here).
+//! * [`rlimit`]: raising `RLIMIT_NOFILE`.
 //! * [`workload`]: what the load generator does, and one measured round of it.
 //! * [`syscalls`]: system calls per operation, by name (`strace -c -f`).
 //! * [`suite`]: the suite (the `bench` front end): every workload, one table,
@@ -31,8 +31,7 @@
 //! end of stream (UDP: every datagram back to its sender). The `http`
 //! workload's peers serve HTTP instead of echoing (see [`http`]).
 
-// Unsafe only in `rlimit` (two libc calls).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
@@ -45,7 +44,6 @@ pub mod loadgen;
 pub mod peers;
 pub mod ping;
 pub mod procstat;
-#[allow(unsafe_code)]
 pub mod rlimit;
 pub mod stats;
 pub mod suite;

@@ -21,11 +21,9 @@
 //! only the counts are used, never the times.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -228,31 +226,12 @@ impl Default for TraceConfig {
     }
 }
 
-/// A file path under the temporary directory, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str) -> TempFile {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        TempFile(std::env::temp_dir().join(format!(
-            "asyncnet-bench-strace-{}-{n}.{tag}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// `strace -c -f` attached to a running process.
 pub struct Tracer {
     strace: Spawned,
-    out: TempFile,
-    err: TempFile,
+    /// Its summary (`-o`) and its stderr, removed when dropped.
+    out: tempfile::NamedTempFile,
+    err: tempfile::NamedTempFile,
 }
 
 impl Tracer {
@@ -261,19 +240,23 @@ impl Tracer {
     /// not attach (e.g. `kernel.yama.ptrace_scope` 1 or more, for a user
     /// who is not root), with what `strace` said.
     pub fn attach(pid: u32) -> io::Result<Tracer> {
-        let out = TempFile::new("txt");
-        let err = TempFile::new("err");
+        let out = tempfile::NamedTempFile::new()?;
+        let err = tempfile::NamedTempFile::new()?;
         let args: Vec<String> = ["-c", "-f", "-q", "-o"]
             .map(String::from)
             .into_iter()
-            .chain([out.0.display().to_string(), "-p".into(), pid.to_string()])
+            .chain([
+                out.path().display().to_string(),
+                "-p".into(),
+                pid.to_string(),
+            ])
             .collect();
         let strace = Spawned::start_with_stderr(
             TOOL,
             Path::new(TOOL),
             &args,
             None,
-            Stdio::from(File::create(&err.0)?),
+            Stdio::from(err.reopen()?),
         )?;
         let mut t = Tracer { strace, out, err };
         let deadline = Instant::now() + ATTACH_TIMEOUT;
@@ -298,7 +281,7 @@ impl Tracer {
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.err.0)
+        std::fs::read_to_string(self.err.path())
             .unwrap_or_default()
             .trim()
             .to_string()
@@ -322,7 +305,7 @@ impl Tracer {
                 ))
             }
         }
-        let text = std::fs::read_to_string(&self.out.0)?;
+        let text = std::fs::read_to_string(self.out.path())?;
         parse_summary(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }

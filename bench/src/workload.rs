@@ -4,9 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
@@ -70,43 +68,6 @@ pub fn by_name(name: &str, size: usize, conns: usize) -> Option<Workload> {
 /// message in flight.
 pub fn echo_pingpong(size: usize, conns: usize) -> Workload {
     by_name("echo", size, conns).expect("a known workload")
-}
-
-/// A fresh path for a Unix server's socket, removed (if it is a socket)
-/// when dropped.
-struct SocketPath(PathBuf);
-
-impl SocketPath {
-    fn new() -> io::Result<SocketPath> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("asyncnet-bench-{}-{n}.sock", std::process::id()));
-        remove_socket(&path)?;
-        Ok(SocketPath(path))
-    }
-}
-
-impl Drop for SocketPath {
-    fn drop(&mut self) {
-        if let Err(e) = remove_socket(&self.0) {
-            eprintln!("warning: could not remove {}: {e}", self.0.display());
-        }
-    }
-}
-
-/// Removes `path` if it is a socket; nothing there is fine; anything else
-/// there is an error (never removed).
-fn remove_socket(path: &Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket", path.display()),
-        )),
-    }
 }
 
 /// Settings shared by every round.
@@ -258,8 +219,9 @@ pub struct Server {
     pub process: Spawned,
     /// The load generator's arguments that reach it: `--port P` or `--path PATH`.
     pub target: Vec<String>,
-    /// Declared after the process: removed after the server is killed.
-    _socket_path: Option<SocketPath>,
+    /// A Unix server's socket is in it. Declared after the process: removed after the
+    /// server is killed.
+    _socket_dir: Option<tempfile::TempDir>,
 }
 
 /// Starts `peer`'s server on an ephemeral loopback TCP port (pinned as `cfg` says) and waits
@@ -294,14 +256,18 @@ pub fn start_server_with(
     flags: &[&str],
 ) -> io::Result<Server> {
     let server_path = peer.path(&cfg.bin_dir)?;
-    let socket_path = match transport {
-        Transport::Unix => Some(SocketPath::new()?),
+    let socket_dir = match transport {
+        Transport::Unix => Some(
+            tempfile::Builder::new()
+                .prefix("asyncnet-bench-")
+                .tempdir()?,
+        ),
         _ => None,
     };
-    let listen = match (transport, &socket_path) {
+    let listen = match (transport, &socket_dir) {
         (Transport::Tcp, _) => Listen::Tcp(0),
         (Transport::Udp, _) => Listen::Udp(0),
-        (Transport::Unix, Some(p)) => Listen::Unix(p.0.clone()),
+        (Transport::Unix, Some(dir)) => Listen::Unix(dir.path().join("server.sock")),
         (Transport::Unix, None) => unreachable!("made above"),
     };
     let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
@@ -335,7 +301,7 @@ pub fn start_server_with(
     Ok(Server {
         process,
         target,
-        _socket_path: socket_path,
+        _socket_dir: socket_dir,
     })
 }
 
@@ -411,20 +377,6 @@ mod tests {
         assert_eq!(field::<f64>(&kv, "rps").unwrap(), 12.5);
         assert_eq!(field::<u64>(&kv, "round_trips").unwrap(), 10);
         assert!(field::<u64>(&kv, "p50_us").is_err());
-    }
-
-    #[test]
-    fn socket_paths_are_cleaned_up() {
-        let p = SocketPath::new().unwrap();
-        let path = p.0.clone();
-        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        drop(p);
-        assert!(!path.exists());
-        drop(l);
-        let file = std::env::temp_dir().join(format!("asyncnet-bench-test-{}", std::process::id()));
-        std::fs::write(&file, b"x").unwrap();
-        assert!(remove_socket(&file).is_err());
-        std::fs::remove_file(&file).unwrap();
     }
 
     #[test]

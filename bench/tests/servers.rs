@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,26 +30,6 @@ fn start_with(bin: &str, flags: &[&str], listen: &Listen) -> (Spawned, u16) {
         _ => server.wait_for_line(deadline, parse_ready_line).unwrap(),
     };
     (server, port)
-}
-
-/// A socket path under the temporary directory, removed when dropped.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(tag: &str) -> TempPath {
-        let p = std::env::temp_dir().join(format!(
-            "asyncnet-bench-test-{}-{tag}.sock",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&p);
-        TempPath(p)
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -129,10 +109,11 @@ fn unix_connect(path: &Path) -> UnixStream {
 }
 
 fn check_unix_echo(bin: &str, tag: &str) {
-    let path = TempPath::new(tag);
-    let (mut server, _) = start_on(bin, &Listen::Unix(path.0.clone()));
+    let dir = tempfile::Builder::new().prefix(tag).tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let (mut server, _) = start_on(bin, &Listen::Unix(path.clone()));
 
-    let mut conns: Vec<UnixStream> = (0..5).map(|_| unix_connect(&path.0)).collect();
+    let mut conns: Vec<UnixStream> = (0..5).map(|_| unix_connect(&path)).collect();
     for round in 0..20u8 {
         for (i, c) in conns.iter_mut().enumerate() {
             let msg = [b'a' + (i as u8 + round) % 26; 64];
@@ -145,7 +126,7 @@ fn check_unix_echo(bin: &str, tag: &str) {
 
     // A large payload, so the server's writes block and must resume.
     let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
-    let mut c = unix_connect(&path.0);
+    let mut c = unix_connect(&path);
     let mut w = c.try_clone().unwrap();
     let data = payload.clone();
     let writer = thread::spawn(move || {
@@ -163,7 +144,7 @@ fn check_unix_echo(bin: &str, tag: &str) {
     );
 
     drop(conns);
-    let mut c = unix_connect(&path.0);
+    let mut c = unix_connect(&path);
     c.write_all(b"still there\n").unwrap();
     let mut back = [0u8; 12];
     c.read_exact(&mut back).unwrap();

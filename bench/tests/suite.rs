@@ -1,7 +1,7 @@
 //! The bulk workload against our echo server, and the suite (`bench`) end
 //! to end, briefly. No figure is checked, only that each part runs and reports.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -55,28 +55,9 @@ fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A fresh directory under the temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("asyncnet-bench-test-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn suite_writes_the_document_and_the_chart() {
-    let dir = TempDir::new("suite");
+    let dir = tempfile::tempdir().unwrap();
     let (ok, out, err) = run(
         env!("CARGO_BIN_EXE_bench"),
         &[
@@ -96,12 +77,12 @@ fn suite_writes_the_document_and_the_chart() {
             "200",
             "--no-pin",
             "--out",
-            dir.0.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
         ],
     );
     assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
-    let md = std::fs::read_to_string(dir.0.join("BENCHMARKS.md")).unwrap();
-    let svg = std::fs::read_to_string(dir.0.join("bench/chart.svg")).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("BENCHMARKS.md")).unwrap();
+    let svg = std::fs::read_to_string(dir.path().join("bench/chart.svg")).unwrap();
     assert!(md.starts_with("# Benchmarks\n\n> **Smoke run, not a measurement.**"));
     assert!(
         md.contains("target/release/bench --only echo,unix,bulk,tls"),

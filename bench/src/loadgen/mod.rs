@@ -23,7 +23,12 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::stats::Histogram;
+/// Latencies in nanoseconds, to 3 significant digits.
+pub type Histogram = hdrhistogram::Histogram<u64>;
+
+fn histogram() -> Histogram {
+    Histogram::new(3).expect("3 significant digits are valid")
+}
 
 /// Where the measured window is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +128,7 @@ impl Window {
             measure_at,
             end_at: measure_at + secs,
             start: None,
-            hist: Histogram::new(),
+            hist: histogram(),
             ops: 0,
             latency_sum_ns: 0,
             per_conn: vec![0; conns],
@@ -148,7 +153,7 @@ impl Window {
     ) -> Option<io::Result<Report>> {
         match self.start {
             None if now >= self.measure_at => {
-                self.hist.clear();
+                self.hist.reset();
                 self.ops = 0;
                 self.latency_sum_ns = 0;
                 self.per_conn.iter_mut().for_each(|c| *c = 0);
@@ -171,7 +176,7 @@ impl Window {
                 Some(Ok(Report {
                     ops: self.ops,
                     window: now - start,
-                    latency_ns: std::mem::take(&mut self.hist),
+                    latency_ns: std::mem::replace(&mut self.hist, histogram()),
                     latency_sum_ns: self.latency_sum_ns,
                     per_conn: std::mem::take(&mut self.per_conn),
                     lost: self.lost,
@@ -199,7 +204,8 @@ impl Window {
             self.ops += 1;
             self.per_conn[conn] += 1;
             self.latency_sum_ns += ns;
-            self.hist.record(u64::try_from(ns).unwrap_or(u64::MAX));
+            self.hist
+                .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
         }
     }
 
@@ -393,12 +399,12 @@ fn pingpong_counted<S: Read + Write + Source>(
     drive(poll, conns, conns.len() as u64, |_, _, _| {})?;
     on_phase(Phase::MeasureStart);
     let start = Instant::now();
-    let mut hist = Histogram::new();
+    let mut hist = histogram();
     let mut latency_sum_ns = 0u128;
     let mut per_conn = vec![0u64; conns.len()];
     drive(poll, conns, count, |i, sent, done| {
         let ns = (done - sent).as_nanos();
-        hist.record(u64::try_from(ns).unwrap_or(u64::MAX));
+        hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
         latency_sum_ns += ns;
         per_conn[i] += 1;
     })?;
@@ -559,7 +565,7 @@ mod tests {
         let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
         assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
         assert!(r.ops > 0);
-        assert_eq!(r.latency_ns.count(), r.ops);
+        assert_eq!(r.latency_ns.len(), r.ops);
         assert_eq!(r.per_conn.len(), 3);
         assert_eq!(r.per_conn.iter().sum::<u64>(), r.ops);
         assert_eq!(r.idle_conns(), 0);
@@ -583,7 +589,7 @@ mod tests {
         let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
         assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
         assert_eq!(r.ops, 100);
-        assert_eq!(r.latency_ns.count(), 100);
+        assert_eq!(r.latency_ns.len(), 100);
         assert_eq!(r.per_conn.iter().sum::<u64>(), 100);
         assert_eq!(r.idle_conns(), 0);
         // Fewer round trips than connections: some stay unused.
