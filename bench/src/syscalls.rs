@@ -423,37 +423,6 @@ pub fn trace_ping(
     Ok(Profile::new(&counts, requests as f64))
 }
 
-/// The header of [`table_row`].
-pub fn table_header() -> String {
-    format!(
-        "{:<16} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
-        "workload",
-        "peer",
-        "per",
-        "read",
-        "(EAGAIN)",
-        "write",
-        "ep_wait",
-        "ep_ctl",
-        "total",
-        "other"
-    )
-}
-
-/// One line of the system call table: calls per operation.
-pub fn table_row(workload: &str, peer: &str, unit: &str, p: &Profile) -> String {
-    format!(
-        "{workload:<16} {peer:<14} {unit:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}  {}",
-        p.read,
-        p.read_errors,
-        p.write,
-        p.epoll_wait,
-        p.epoll_ctl,
-        p.total,
-        p.others_text(3)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,8 +511,5 @@ mod tests {
             (p.read, p.read_errors, p.write, p.total),
             (2.0, 1.0, 1.0, 3.0)
         );
-        let row = table_row("echo64 c50", "asyncnet", "rt", &p);
-        assert!(row.contains("2.000"), "{row}");
-        assert!(table_header().contains("ep_ctl"));
     }
 }

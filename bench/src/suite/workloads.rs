@@ -9,7 +9,7 @@ use std::io;
 use std::path::Path;
 
 use crate::peers::Peer;
-use crate::suite::table::short_unit;
+use crate::suite::table;
 use crate::suite::{Ctx, Part, Row, SyscallRow};
 use crate::syscalls::{self, Profile};
 use crate::tls;
@@ -150,16 +150,17 @@ pub fn trace_each(
     for p in peers {
         match trace(p) {
             Ok(profile) => {
-                ctx.say(&format!(
-                    "  syscalls {}",
-                    syscalls::table_row(workload, &p.name, short_unit(unit), &profile)
-                ));
-                part.syscalls.push(SyscallRow {
+                let row = SyscallRow {
                     workload: workload.to_string(),
                     peer: p.name.clone(),
                     unit: unit.to_string(),
                     profile,
-                });
+                };
+                ctx.say(&format!(
+                    "  syscalls {}",
+                    table::syscall_cells(&row).join(" ")
+                ));
+                part.syscalls.push(row);
             }
             Err(e) => {
                 let note = format!("{workload}, {}: system call pass: error: {e}", p.name);
