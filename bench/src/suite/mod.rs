@@ -1,4 +1,4 @@
-//! The suite (`bench_suite`): every workload against every peer that
+//! The suite (the `bench` front end): every workload against every peer that
 //! serves it, one table, written to `BENCHMARKS.md` with an SVG bar chart.
 //!
 //! Every workload comes down to rows of one generic type, [`Row`]: a
