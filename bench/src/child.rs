@@ -189,6 +189,39 @@ impl Spawned {
         }
     }
 
+    /// Waits until `deadline` for the child to exit; an error if it does not, or fails (the
+    /// message ends with `detail`, e.g. what it said).
+    pub fn finish(&mut self, deadline: Instant, detail: &str) -> io::Result<()> {
+        match self.wait_until(deadline)? {
+            Some(s) if s.success() => Ok(()),
+            Some(s) => Err(io::Error::other(format!(
+                "{} failed: {s}{detail}",
+                self.name
+            ))),
+            None => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not exit", self.name),
+            )),
+        }
+    }
+
+    /// An error if the child (a server) has exited: it died during the run.
+    pub fn check_alive(&mut self) -> io::Result<()> {
+        match self.try_wait()? {
+            Some(s) => Err(io::Error::other(format!(
+                "server {} exited during the run: {s}",
+                self.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Kills a server that must still be running ([`Spawned::check_alive`]).
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.check_alive()?;
+        self.kill()
+    }
+
     /// Kills the child (if still running) and reaps it.
     pub fn kill(&mut self) -> io::Result<()> {
         if self.try_wait()?.is_none() {

@@ -107,20 +107,7 @@ fn run_to_end(mut wrk: Spawned, deadline: Instant) -> io::Result<WrkReport> {
             Err(e) => return Err(e),
         }
     }
-    match wrk.wait_until(deadline)? {
-        Some(s) if s.success() => {}
-        Some(s) => {
-            return Err(io::Error::other(format!(
-                "{TOOL} failed: {s}; it said:\n{out}"
-            )))
-        }
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{TOOL} did not exit"),
-            ))
-        }
-    }
+    wrk.finish(deadline, &format!("; it said:\n{out}"))?;
     parse_wrk(&out).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
@@ -137,13 +124,7 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Sam
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
     let report = run_wrk(port, conns, whole_secs(cfg.secs).max(1), cfg.loadgen_cpu)?;
     let (s1, t1) = (CpuTicks::of(server.pid())?, Instant::now());
-    if let Some(s) = server.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the run: {s}",
-            peer.name
-        )));
-    }
-    server.kill()?;
+    server.stop()?;
     Ok(sample(&report, (t1 - t0).as_secs_f64(), s1.secs_since(s0)))
 }
 
@@ -172,13 +153,7 @@ pub fn trace_round(peer: &Peer, conns: usize, secs: u64, cfg: &RoundConfig) -> i
     let (mut server, port) = workload::start_tcp_server(peer, cfg)?;
     let tracer = Tracer::attach(server.pid())?;
     let report = run_wrk(port, conns, secs.max(1), cfg.loadgen_cpu)?;
-    if let Some(s) = server.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the traced run: {s}",
-            peer.name
-        )));
-    }
-    server.kill()?;
+    server.stop()?;
     let counts = tracer.finish(Instant::now() + TRACE_TIMEOUT)?;
     let problems = report_warnings(&report);
     if !problems.is_empty() {

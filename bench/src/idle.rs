@@ -82,12 +82,7 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Idl
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
     thread::sleep(SETTLE);
-    if let Some(s) = server.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the round: {s}",
-            peer.name
-        )));
-    }
+    server.check_alive()?;
     let rss_with_kb = vm_rss_kb(server.pid())?;
     // Both killed here by their drop: loadgen first, then the server.
     drop(loadgen);

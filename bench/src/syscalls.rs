@@ -290,21 +290,8 @@ impl Tracer {
     /// Once the traced process is gone (killed by the caller): waits for
     /// `strace` to write its summary and exit, and parses it.
     pub fn finish(mut self, deadline: Instant) -> io::Result<Vec<Count>> {
-        match self.strace.wait_until(deadline)? {
-            Some(s) if s.success() => {}
-            Some(s) => {
-                return Err(io::Error::other(format!(
-                    "{TOOL} failed ({s}): {}",
-                    self.stderr()
-                )))
-            }
-            None => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{TOOL} did not exit after the server"),
-                ))
-            }
-        }
+        let said = format!(": {}", self.stderr());
+        self.strace.finish(deadline, &said)?;
         let text = std::fs::read_to_string(self.out.path())?;
         parse_summary(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
@@ -356,13 +343,7 @@ pub fn trace_loadgen(
     let tracer = Tracer::attach(server.process.pid())?;
     lg.send_line("go")?;
     lg.wait_for_line(deadline, line("measure-end"))?;
-    if let Some(s) = server.process.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the traced run: {s}",
-            peer.name
-        )));
-    }
-    server.process.kill()?;
+    server.process.stop()?;
     let counts = tracer.finish(deadline)?;
     lg.send_line("go")?;
     let result = lg.wait_for_line(deadline, |l| {
@@ -402,23 +383,8 @@ pub fn trace_ping(
         Stdio::null(),
     )?;
     bench.wait_for_line(deadline, ping::parse_rps)?;
-    match bench.wait_until(deadline)? {
-        Some(s) if s.success() => {}
-        Some(s) => return Err(io::Error::other(format!("{} failed: {s}", ping::TOOL))),
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{} did not exit", ping::TOOL),
-            ))
-        }
-    }
-    if let Some(s) = server.process.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the traced run: {s}",
-            peer.name
-        )));
-    }
-    server.process.kill()?;
+    bench.finish(deadline, "")?;
+    server.process.stop()?;
     let counts = tracer.finish(deadline)?;
     Ok(Profile::new(&counts, requests as f64))
 }

@@ -151,9 +151,7 @@ pub fn pingpong_warnings(
 /// server.
 pub fn measure_window(
     server: &mut Spawned,
-    server_name: &str,
     loadgen: &mut Spawned,
-    loadgen_name: &str,
     deadline: Instant,
 ) -> io::Result<Window> {
     loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-start").then_some(()))?;
@@ -171,22 +169,8 @@ pub fn measure_window(
     let result = loadgen.wait_for_line(deadline, |l| {
         l.starts_with("result ").then(|| l.to_string())
     })?;
-    match loadgen.wait_until(deadline)? {
-        Some(s) if s.success() => {}
-        Some(s) => return Err(io::Error::other(format!("{loadgen_name} failed: {s}"))),
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{loadgen_name} did not exit"),
-            ))
-        }
-    }
-    if let Some(s) = server.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {server_name} exited during the round: {s}"
-        )));
-    }
-    server.kill()?;
+    loadgen.finish(deadline, "")?;
+    server.stop()?;
     Ok(Window {
         result,
         start,
@@ -339,13 +323,7 @@ pub fn measured_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io
     ]);
     let mut loadgen = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
     let deadline = Instant::now() + Duration::from_secs_f64(cfg.warmup + cfg.secs) + LOADGEN_SLACK;
-    measure_window(
-        &mut server.process,
-        &peer.name,
-        &mut loadgen,
-        "loadgen",
-        deadline,
-    )
+    measure_window(&mut server.process, &mut loadgen, deadline)
 }
 
 /// Runs one round of `workload` against `peer`. Every process started here

@@ -172,18 +172,23 @@ fn run() -> Result<bool, String> {
     let mut notes = Vec::new();
     // nim and c-floor: built into a private directory, removed at the end.
     let build_dir = extpeers::BuildDir::new().map_err(|e| e.to_string())?;
-    let built = extpeers::prepare(selected.clone(), &build_dir)?;
-    for p in &selected {
-        if !built.iter().any(|b| b.name == p.name) {
+    let mut build = |selected: Vec<peers::Peer>, what: &str| -> Result<Vec<peers::Peer>, String> {
+        let built = extpeers::prepare(selected.clone(), &build_dir)?;
+        for p in selected
+            .iter()
+            .filter(|p| !built.iter().any(|b| b.name == p.name))
+        {
             notes.push(format!(
-                "peer {}: not built (its compiler is missing): skipped everywhere",
+                "{what} {}: not built (its compiler is missing): skipped",
                 p.name
             ));
         }
-    }
-    for p in &built {
-        p.path(&bin_dir).map_err(|e| e.to_string())?;
-    }
+        for p in &built {
+            p.path(&bin_dir).map_err(|e| e.to_string())?;
+        }
+        Ok(built)
+    };
+    let built = build(selected, "peer")?;
     // The http row's servers (its own nim and c-floor too), only if it
     // will run: selected and wrk there (else it notes why it skipped).
     let http_selected: Vec<peers::Peer> =
@@ -195,18 +200,7 @@ fn run() -> Result<bool, String> {
         } else {
             Vec::new()
         };
-    let http_built = extpeers::prepare(http_selected.clone(), &build_dir)?;
-    for p in &http_selected {
-        if !http_built.iter().any(|b| b.name == p.name) {
-            notes.push(format!(
-                "http peer {}: not built (its compiler is missing): skipped",
-                p.name
-            ));
-        }
-    }
-    for p in &http_built {
-        p.path(&bin_dir).map_err(|e| e.to_string())?;
-    }
+    let http_built = build(http_selected, "http peer")?;
     let pinned = !no_pin && taskset_available();
     if !no_pin && !pinned {
         notes.push("taskset not found or not working: everything ran unpinned".into());

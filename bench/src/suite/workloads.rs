@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::peers::Peer;
 use crate::suite::table;
-use crate::suite::{Ctx, Part, Row, SyscallRow};
+use crate::suite::{Ctx, Part, Row, Sample, SyscallRow};
 use crate::syscalls::{self, Profile};
 use crate::tls;
 use crate::tls::certs::{self, IdentityFiles};
@@ -380,47 +380,22 @@ fn tls(ctx: &Ctx) -> Part {
 
 /// `idle`: KB of server memory per idle connection.
 fn idle_memory(ctx: &Ctx) -> Part {
-    let mut part = Part::default();
     let conns = ctx.idle_conns;
     let label = format!("idle c{conns}");
     if let Err(e) = rlimit::ensure_nofile(conns) {
-        part.notes.push(format!("{label}: skipped: {e}"));
-        part.errors += 1;
-        return part;
+        let notes = vec![format!("{label}: skipped: {e}")];
+        return Part {
+            notes,
+            errors: 1,
+            ..Part::default()
+        };
     }
     let peers = ctx.pick(&IDLE_PEERS);
-    let mut kb: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
-    let mut failed = vec![false; peers.len()];
-    for round in 1..=ctx.rounds {
-        for (i, peer) in peers.iter().enumerate() {
-            if failed[i] {
-                continue;
-            }
-            match idle::run_round(peer, conns, &ctx.cfg) {
-                Ok(r) => {
-                    ctx.say(&format!(
-                        "  {label:<16} round {round}/{}  {:<14} {:>8.2} KB/connection",
-                        ctx.rounds,
-                        peer.name,
-                        r.kb_per_conn()
-                    ));
-                    kb[i].push(r.kb_per_conn());
-                }
-                Err(e) => {
-                    let note = format!("{label}, {}, round {round}: error: {e}", peer.name);
-                    println!("  {note}");
-                    part.notes.push(note);
-                    part.errors += 1;
-                    failed[i] = true;
-                }
-            }
-        }
-    }
-    for (peer, kb) in peers.iter().zip(&kb) {
-        if !kb.is_empty() {
-            part.rows.push(Row::memory(&label, &peer.name, kb));
-        }
-    }
+    let mut part = ctx.interleave(&label, "connection", &names(&peers), |name| {
+        let r = idle::run_round(find(&peers, name), conns, &ctx.cfg)?;
+        Ok(Sample::memory(r.kb_per_conn()))
+    });
+    part.rows = part.rows.into_iter().map(Row::into_memory).collect();
     part
 }
 
