@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(slow.unwrap_err().kind(), io::ErrorKind::TimedOut);
         assert!(!available("no-such-tool-asyncnet-bench", &path));
         // Peers not built from source pass through untouched.
-        let peers = crate::peers::select("tokio").unwrap();
+        let peers = crate::peers::named(&["tokio"]);
         assert_eq!(prepare(peers.clone(), &dir).unwrap().len(), 1);
         drop(dir);
         assert!(!path.exists());

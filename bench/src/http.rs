@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
 use crate::extpeers::run_bounded;
-use crate::peers::{self, Peer, Source, FLOOR};
+use crate::peers::{Peer, Source, FLOOR};
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
 use crate::syscalls::{Profile, Tracer, TRACE_TIMEOUT};
-use crate::workload::{self, RoundConfig};
+use crate::workload::{self, RoundConfig, Transport};
 
 mod wrk;
 
@@ -51,11 +51,6 @@ pub fn peers() -> Vec<Peer> {
         Peer::source("nim", Source::NimHttp),
         Peer::source(FLOOR, Source::CFloorHttp),
     ]
-}
-
-/// The peers of this workload named in a comma-separated list, in order.
-pub fn select(list: &str) -> Result<Vec<Peer>, String> {
-    peers::select_from(&peers(), list)
 }
 
 /// True if `wrk` runs (`wrk --version` prints its name but exits with 1).
@@ -115,7 +110,11 @@ fn run_to_end(mut wrk: Spawned, deadline: Instant) -> io::Result<WrkReport> {
 /// process started here is killed before this returns, on success, error or
 /// panic.
 pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Sample> {
-    let (mut server, port) = workload::start_tcp_server(peer, cfg)?;
+    let workload::Server {
+        process: mut server,
+        port,
+        ..
+    } = workload::start_server(peer, Transport::Tcp, cfg)?;
     let warmup = whole_secs(cfg.warmup);
     if warmup > 0 {
         run_wrk(port, conns, warmup, cfg.loadgen_cpu)
@@ -150,7 +149,11 @@ pub fn sample(wrk: &WrkReport, secs: f64, cpu: (f64, f64)) -> Sample {
 /// A run in which wrk saw a failed request or socket error is an error (its
 /// counts would not be those of served requests).
 pub fn trace_round(peer: &Peer, conns: usize, secs: u64, cfg: &RoundConfig) -> io::Result<Profile> {
-    let (mut server, port) = workload::start_tcp_server(peer, cfg)?;
+    let workload::Server {
+        process: mut server,
+        port,
+        ..
+    } = workload::start_server(peer, Transport::Tcp, cfg)?;
     let tracer = Tracer::attach(server.pid())?;
     let report = run_wrk(port, conns, secs.max(1), cfg.loadgen_cpu)?;
     server.stop()?;
@@ -187,18 +190,18 @@ mod tests {
 
     #[test]
     fn peers_and_arguments() {
-        let p = select("c-floor,asyncnet").unwrap();
+        let mut p = peers();
+        p.reverse();
         assert_eq!(p[0].name, FLOOR);
         assert!(matches!(
             p[0].program,
-            peers::Program::Source(Source::CFloorHttp)
+            crate::peers::Program::Source(Source::CFloorHttp)
         ));
         assert!(matches!(
-            p[1].program,
-            peers::Program::Sibling("http_asyncnet")
+            p[3].program,
+            crate::peers::Program::Sibling("http_asyncnet")
         ));
-        assert_eq!(p[1].args_for(&crate::Listen::Tcp(0)), ["0"]);
-        assert!(select("tokio").unwrap_err().contains("unknown peer"));
+        assert_eq!(p[3].args_for(&crate::Listen::Tcp(0)), ["0"]);
         assert_eq!(
             wrk_args(8080, 50, 5),
             ["-t1", "-c50", "-d5s", "--latency", "http://127.0.0.1:8080/"]

@@ -47,7 +47,11 @@ impl IdleResult {
 /// killed before this returns, on success, error or panic.
 pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<IdleResult> {
     let loadgen_path = peers::sibling(&cfg.bin_dir, "loadgen");
-    let (mut server, port) = workload::start_tcp_server(peer, cfg)?;
+    let workload::Server {
+        process: mut server,
+        port,
+        ..
+    } = workload::start_server(peer, workload::Transport::Tcp, cfg)?;
     thread::sleep(SETTLE);
     let rss_before_kb = vm_rss_kb(server.pid())?;
 

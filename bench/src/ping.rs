@@ -17,11 +17,10 @@ use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
 use crate::extpeers::run_bounded;
-use crate::parse_ready_line;
-use crate::peers::Peer;
+use crate::peers::{Peer, PONG_FLAG};
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
-use crate::workload::{RoundConfig, READY_TIMEOUT};
+use crate::workload::{self, RoundConfig, Transport};
 
 /// The load generator of this workload.
 pub const TOOL: &str = "redis-benchmark";
@@ -96,16 +95,11 @@ pub fn run_round(
     conns: usize,
     cfg: &RoundConfig,
 ) -> io::Result<Sample> {
-    let server_path = peer.path(&cfg.bin_dir)?;
-    let mut server = Spawned::start(
-        &peer.name,
-        &server_path,
-        &peer.pong_args(0),
-        peer.cpu(cfg.server_cpu),
-    )?;
-    let port = server
-        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
-        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
+    let workload::Server {
+        process: mut server,
+        port,
+        ..
+    } = workload::start_server_with(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
     let args = bench_args(&port.to_string(), conns, requests, pipeline);
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
     // Its stderr only says it could not fetch the server's CONFIG: dropped.

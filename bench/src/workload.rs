@@ -203,24 +203,11 @@ pub struct Server {
     pub process: Spawned,
     /// The load generator's arguments that reach it: `--port P` or `--path PATH`.
     pub target: Vec<String>,
+    /// Its port (TCP, UDP).
+    pub port: u16,
     /// A Unix server's socket is in it. Declared after the process: removed after the
     /// server is killed.
     _socket_dir: Option<tempfile::TempDir>,
-}
-
-/// Starts `peer`'s server on an ephemeral loopback TCP port (pinned as `cfg` says) and waits
-/// for its ready line; returns the process and its port.
-pub fn start_tcp_server(peer: &Peer, cfg: &RoundConfig) -> io::Result<(Spawned, u16)> {
-    let process = Spawned::start(
-        &peer.name,
-        &peer.path(&cfg.bin_dir)?,
-        &peer.args_for(&Listen::Tcp(0)),
-        peer.cpu(cfg.server_cpu),
-    )?;
-    let port = process
-        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
-        .map_err(waiting_for_ready)?;
-    Ok((process, port))
 }
 
 fn waiting_for_ready(e: io::Error) -> io::Error {
@@ -258,7 +245,7 @@ pub fn start_server_with(
     args.extend(peer.args_for(&listen));
     let process = Spawned::start(&peer.name, &server_path, &args, peer.cpu(cfg.server_cpu))?;
     let ready = Instant::now() + READY_TIMEOUT;
-    let target = match &listen {
+    let (target, port) = match &listen {
         Listen::Unix(path) => {
             let got = process
                 .wait_for_line(ready, parse_ready_path)
@@ -273,18 +260,19 @@ pub fn start_server_with(
                     ),
                 ));
             }
-            vec!["--path".to_string(), got.display().to_string()]
+            (vec!["--path".to_string(), got.display().to_string()], 0)
         }
         _ => {
             let port = process
                 .wait_for_line(ready, parse_ready_line)
                 .map_err(waiting_for_ready)?;
-            vec!["--port".to_string(), port.to_string()]
+            (vec!["--port".to_string(), port.to_string()], port)
         }
     };
     Ok(Server {
         process,
         target,
+        port,
         _socket_dir: socket_dir,
     })
 }

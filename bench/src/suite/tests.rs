@@ -129,7 +129,7 @@ fn interleaves_rounds_and_keeps_going_after_an_error() {
             server_cpu: None,
             loadgen_cpu: None,
         },
-        peers: crate::peers::select("asyncnet,tokio,nim").unwrap(),
+        peers: crate::peers::named(&["asyncnet", "tokio", "nim"]),
         only_peers: Some(vec!["tokio".into(), "nim".into(), "hyper".into()]),
         http_peers: Vec::new(),
         echo_conns: vec![1],

@@ -413,22 +413,20 @@ mod tests {
         let lists: [&[&str]; 4] = [&STREAM_PEERS, &UNIX_PEERS, &UDP_PEERS, &IDLE_PEERS];
         for list in lists {
             for p in list {
-                assert!(crate::peers::select(p).is_ok(), "{p}");
+                assert_eq!(crate::peers::named(&[p]).len(), 1, "{p}");
             }
         }
         // The http row's peers are the http workload's, its reference among
         // them, and `--peers` knows them all (hyper only from there).
-        assert_eq!(
-            http::select(&HTTP_PEERS.join(",")).unwrap().len(),
-            HTTP_PEERS.len()
-        );
+        let http_peers: Vec<String> = http::peers().into_iter().map(|p| p.name).collect();
+        assert_eq!(http_peers, HTTP_PEERS);
         assert!(known.iter().any(|k| k == "asyncnet-accept"));
         assert!(HTTP_PEERS.contains(&HTTP_REFERENCE));
         for p in HTTP_PEERS.iter().chain(&STREAM_PEERS) {
             assert!(known.iter().any(|k| k == p), "{p}");
         }
         assert_eq!(known.iter().filter(|k| *k == "hyper").count(), 1);
-        assert!(crate::peers::select("hyper").is_err());
+        assert!(crate::peers::named(&["hyper"]).is_empty());
         assert!(WORKLOADS.iter().any(|w| w.name == "http"));
     }
 
