@@ -26,7 +26,7 @@ pub struct Spawned {
     name: String,
     child: Child,
     lines: Receiver<String>,
-    /// The child's stdin if started with [`Spawned::start_with_stdin`].
+    /// The child's stdin if piped ([`Spawned::start_with`]).
     stdin: Option<ChildStdin>,
     status: Option<ExitStatus>,
 }
@@ -41,33 +41,13 @@ impl Spawned {
         args: &[String],
         cpu: Option<usize>,
     ) -> io::Result<Self> {
-        Self::start_with_stderr(name, program, args, cpu, Stdio::inherit())
+        Self::start_with(name, program, args, cpu, Stdio::null(), Stdio::inherit())
     }
 
-    /// [`Spawned::start`] with stderr going to `stderr` instead of ours
-    /// (e.g. `Stdio::null()` for a tool's harmless warnings).
-    pub fn start_with_stderr(
-        name: &str,
-        program: &Path,
-        args: &[String],
-        cpu: Option<usize>,
-        stderr: Stdio,
-    ) -> io::Result<Self> {
-        Self::spawn(name, program, args, cpu, Stdio::null(), stderr)
-    }
-
-    /// [`Spawned::start`] with the child's stdin a pipe, for
-    /// [`Spawned::send_line`] (closed when the `Spawned` drops).
-    pub fn start_with_stdin(
-        name: &str,
-        program: &Path,
-        args: &[String],
-        cpu: Option<usize>,
-    ) -> io::Result<Self> {
-        Self::spawn(name, program, args, cpu, Stdio::piped(), Stdio::inherit())
-    }
-
-    fn spawn(
+    /// [`Spawned::start`] with the child's stdin and stderr as given: `Stdio::piped()` stdin
+    /// for [`Spawned::send_line`] (closed when the `Spawned` drops), `Stdio::null()` stderr
+    /// for a tool's harmless warnings.
+    pub fn start_with(
         name: &str,
         program: &Path,
         args: &[String],
@@ -120,7 +100,7 @@ impl Spawned {
     }
 
     /// Writes `line` and a newline to the child's stdin and flushes it
-    /// (only for a child started with [`Spawned::start_with_stdin`]).
+    /// (only for a child started with a piped stdin).
     pub fn send_line(&mut self, line: &str) -> io::Result<()> {
         let stdin = self
             .stdin

@@ -103,8 +103,14 @@ pub fn run_round(
     let args = bench_args(&port.to_string(), conns, requests, pipeline);
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
     // Its stderr only says it could not fetch the server's CONFIG: dropped.
-    let mut bench =
-        Spawned::start_with_stderr(TOOL, &tool_path(), &args, cfg.loadgen_cpu, Stdio::null())?;
+    let mut bench = Spawned::start_with(
+        TOOL,
+        &tool_path(),
+        &args,
+        cfg.loadgen_cpu,
+        Stdio::null(),
+        Stdio::null(),
+    )?;
     let deadline = Instant::now() + RUN_TIMEOUT;
     let rps = bench.wait_for_line(deadline, parse_rps)?;
     bench.finish(deadline, "")?;

@@ -251,11 +251,12 @@ impl Tracer {
                 pid.to_string(),
             ])
             .collect();
-        let strace = Spawned::start_with_stderr(
+        let strace = Spawned::start_with(
             TOOL,
             Path::new(TOOL),
             &args,
             None,
+            Stdio::null(),
             Stdio::from(err.reopen()?),
         )?;
         let mut t = Tracer { strace, out, err };
@@ -336,7 +337,14 @@ pub fn trace_loadgen(
     let mut args = work.loadgen_args.clone();
     args.extend(server.target.iter().cloned());
     args.extend(["--count".into(), count.to_string(), "--pause".into()]);
-    let mut lg = Spawned::start_with_stdin("loadgen", &loadgen, &args, cfg.loadgen_cpu)?;
+    let mut lg = Spawned::start_with(
+        "loadgen",
+        &loadgen,
+        &args,
+        cfg.loadgen_cpu,
+        Stdio::piped(),
+        Stdio::inherit(),
+    )?;
     let deadline = Instant::now() + TRACE_TIMEOUT;
     let line = |want: &'static str| move |l: &str| (l.trim() == want).then_some(());
     lg.wait_for_line(deadline, line("measure-start"))?;
@@ -375,11 +383,12 @@ pub fn trace_ping(
     let args = ping::bench_args(port, conns, requests, pipeline);
     let tracer = Tracer::attach(server.process.pid())?;
     let deadline = Instant::now() + TRACE_TIMEOUT;
-    let mut bench = Spawned::start_with_stderr(
+    let mut bench = Spawned::start_with(
         ping::TOOL,
         &ping::tool_path(),
         &args,
         cfg.loadgen_cpu,
+        Stdio::null(),
         Stdio::null(),
     )?;
     bench.wait_for_line(deadline, ping::parse_rps)?;

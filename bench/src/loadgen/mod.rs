@@ -524,96 +524,78 @@ pub use udp::{udp_echo, UdpEcho};
 mod tests {
     use super::*;
     use std::net::TcpListener;
+    use std::os::unix::net::UnixListener;
     use std::thread;
 
-    /// A blocking thread-per-connection echo server, for testing the client.
+    /// A blocking echo of one connection, on its own thread.
+    fn echo(mut s: impl Read + Write + Send + 'static) {
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = s.read(&mut buf) {
+                if s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// A blocking thread-per-connection TCP echo server, for testing the client.
     fn std_echo_server(conns: usize) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        thread::spawn(move || {
-            for s in l.incoming().take(conns) {
-                let mut s = s.unwrap();
-                thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if s.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        thread::spawn(move || l.incoming().take(conns).for_each(|s| echo(s.unwrap())));
         addr
     }
 
-    #[test]
-    fn pingpong_against_std_echo() {
-        let addr = std_echo_server(3);
-        let cfg = PingPong {
-            target: Target::Tcp(addr),
-            conns: 3,
+    fn cfg(target: Target, conns: usize, count: Option<u64>) -> PingPong {
+        let (warmup, secs) = (Duration::from_millis(50), Duration::from_millis(200));
+        PingPong {
+            target,
+            conns,
             size: 64,
-            warmup: Duration::from_millis(50),
-            secs: Duration::from_millis(200),
-            count: None,
-        };
-        let mut phases = Vec::new();
-        let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
-        assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
-        assert!(r.ops > 0);
-        assert_eq!(r.latency_ns.len(), r.ops);
-        // A loopback round trip takes microseconds, not nanoseconds.
-        assert!(
-            r.latency_ns.value_at_quantile(0.5) >= 1_000,
-            "{}",
-            r.latency_ns.value_at_quantile(0.5)
-        );
-        assert_eq!(r.per_conn.len(), 3);
-        assert_eq!(r.per_conn.iter().sum::<u64>(), r.ops);
-        assert_eq!(r.idle_conns(), 0);
-        assert!(r.mean_us() > 0.0);
-        assert!(r.window >= Duration::from_millis(200));
-        assert!(r.per_sec() > 0.0);
+            warmup,
+            secs,
+            count,
+        }
+    }
+
+    #[test]
+    fn pingpong_over_tcp_and_unix_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        thread::spawn(move || l.incoming().take(3).for_each(|s| echo(s.unwrap())));
+        for target in [Target::Tcp(std_echo_server(3)), Target::Unix(path)] {
+            let mut phases = Vec::new();
+            let r = echo_pingpong(&cfg(target, 3, None), |p| phases.push(p)).unwrap();
+            assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
+            assert!(r.ops > 0);
+            assert_eq!(r.latency_ns.len(), r.ops);
+            // A loopback round trip takes microseconds, not nanoseconds.
+            assert!(
+                r.latency_ns.value_at_quantile(0.5) >= 1_000,
+                "{:?}",
+                r.latency_ns
+            );
+            assert_eq!(r.per_conn.iter().sum::<u64>(), r.ops);
+            assert_eq!((r.per_conn.len(), r.idle_conns(), r.lost), (3, 0, 0));
+            assert!(r.mean_us() > 0.0 && r.per_sec() > 0.0);
+            assert!(r.window >= Duration::from_millis(200));
+        }
     }
 
     #[test]
     fn counted_pingpong_is_exact() {
         let addr = std_echo_server(6);
-        let cfg = PingPong {
-            target: Target::Tcp(addr),
-            conns: 3,
-            size: 32,
-            warmup: Duration::ZERO,
-            secs: Duration::ZERO,
-            count: Some(100),
-        };
         let mut phases = Vec::new();
-        let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
+        let r = echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(100)), |p| phases.push(p)).unwrap();
         assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
-        assert_eq!(r.ops, 100);
-        assert_eq!(r.latency_ns.len(), 100);
+        assert_eq!((r.ops, r.latency_ns.len(), r.idle_conns()), (100, 100, 0));
         assert_eq!(r.per_conn.iter().sum::<u64>(), 100);
-        assert_eq!(r.idle_conns(), 0);
         // Fewer round trips than connections: some stay unused.
-        let r = echo_pingpong(
-            &PingPong {
-                count: Some(2),
-                ..cfg.clone()
-            },
-            |_| {},
-        )
-        .unwrap();
+        let r = echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(2)), |_| {}).unwrap();
         assert_eq!((r.ops, r.idle_conns()), (2, 1));
-        let zero = PingPong {
-            count: Some(0),
-            ..cfg
-        };
-        assert!(echo_pingpong(&zero, |_| {}).is_err());
+        assert!(echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(0)), |_| {}).is_err());
     }
 
     #[test]
@@ -630,59 +612,12 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let t = thread::spawn(move || drop(l.accept().unwrap()));
-        let cfg = PingPong {
-            target: Target::Tcp(addr),
-            conns: 1,
-            size: 8,
-            warmup: Duration::from_millis(10),
-            secs: Duration::from_secs(5),
-            count: None,
-        };
-        let err = echo_pingpong(&cfg, |_| {}).unwrap_err();
+        let err = echo_pingpong(&cfg(Target::Tcp(addr), 1, None), |_| {}).unwrap_err();
         t.join().unwrap();
+        use io::ErrorKind::*;
         assert!(
-            matches!(
-                err.kind(),
-                io::ErrorKind::UnexpectedEof
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::BrokenPipe
-            ),
+            matches!(err.kind(), UnexpectedEof | ConnectionReset | BrokenPipe),
             "{err}"
         );
-    }
-
-    #[test]
-    fn pingpong_over_unix_stream() {
-        use std::os::unix::net::UnixListener;
-        let path = std::env::temp_dir().join(format!("asyncnet-lg-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).unwrap();
-        thread::spawn(move || {
-            for s in l.incoming().take(2) {
-                let mut s = s.unwrap();
-                thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n @ 1..) = s.read(&mut buf) {
-                        if s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        let cfg = PingPong {
-            target: Target::Unix(path.clone()),
-            conns: 2,
-            size: 64,
-            warmup: Duration::from_millis(20),
-            secs: Duration::from_millis(100),
-            count: None,
-        };
-        let r = echo_pingpong(&cfg, |_| {});
-        std::fs::remove_file(&path).unwrap();
-        let r = r.unwrap();
-        assert!(r.ops > 0);
-        assert_eq!(r.idle_conns(), 0);
-        assert_eq!(r.lost, 0);
     }
 }
