@@ -3,9 +3,10 @@
 //! the bar chart `bench/chart.svg` beside it.
 //!
 //! The one front end. Build first, then run: `cargo build --release -p
-//! asyncnet-bench && target/release/bench` (`--help` for the options). It runs the binaries next to its own
-//! executable and builds only the `nim` and `c-floor` peers, the echo ones
-//! and the `http` ones (skipped with a note if `nim` or `cc` is missing);
+//! asyncnet-bench && target/release/bench` (`--help` for the options). It
+//! runs the binaries next to its own executable and builds only the `nim`
+//! and `c-floor` peers, the echo ones and the `http` ones (skipped with a
+//! note if `nim` or `cc` is missing);
 //! `ping` needs `redis-benchmark`, `http` needs `wrk`, the system call pass
 //! `strace` (each skipped with a note if missing).
 
@@ -26,7 +27,7 @@ use asyncnet_bench::{extpeers, http, peers, rlimit};
 #[command(name = "bench")]
 struct Cli {
     /// Interleaved rounds per peer
-    #[arg(long, default_value_t = 3, value_parser = at_least_1::<usize>)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_1())]
     rounds: usize,
     /// Measured window per round, seconds, in (0, 3600]
     #[arg(long, default_value_t = 5.0)]
@@ -43,20 +44,20 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
     /// Connection counts of the echo rows
-    #[arg(long, value_delimiter = ',', default_value = "1,50,500", value_parser = at_least_1::<usize>)]
+    #[arg(long, value_delimiter = ',', default_value = "1,50,500", value_parser = at_least_1())]
     echo_conns: Vec<usize>,
     /// Connections of the idle row
-    #[arg(long, default_value_t = 5000, value_parser = at_least_1::<usize>)]
+    #[arg(long, default_value_t = 5000, value_parser = at_least_1())]
     idle_conns: usize,
     /// Skip the system call pass (default: run it if strace is installed and may attach)
     #[arg(long)]
     no_syscalls: bool,
     /// Round trips per traced run (ping: x2 without pipelining, x10 with; http: a 2 s
     /// wrk run instead, divided by its requests)
-    #[arg(long, default_value_t = TraceConfig::default().requests, value_parser = at_least_1::<u64>)]
+    #[arg(long, default_value_t = TraceConfig::default().requests, value_parser = clap::value_parser!(u64).range(1..))]
     syscall_requests: u64,
     /// MB per traced bulk run
-    #[arg(long, default_value_t = TraceConfig::default().bulk_bytes / 1_000_000, value_parser = at_least_1::<u64>)]
+    #[arg(long, default_value_t = TraceConfig::default().bulk_bytes / 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     syscall_mb: u64,
     /// CPU for the servers
     #[arg(long, default_value_t = 0)]
@@ -76,11 +77,9 @@ struct Cli {
     no_write: bool,
 }
 
-fn at_least_1<T: std::str::FromStr + PartialOrd + From<u8>>(v: &str) -> Result<T, String> {
-    match v.parse::<T>() {
-        Ok(n) if n >= T::from(1) => Ok(n),
-        _ => Err("expected a whole number of at least 1".into()),
-    }
+/// A count of at least 1.
+fn at_least_1() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 /// The repository root this binary was built from, if it is still there.
