@@ -80,7 +80,7 @@ pub enum Listen {
 }
 
 impl Listen {
-    /// The server arguments that select this (what [`server_args`] parses).
+    /// The server arguments that select this (what [`ListenArgs`] parses).
     pub fn to_args(&self) -> Vec<String> {
         match self {
             Listen::Tcp(port) => vec![port.to_string()],
