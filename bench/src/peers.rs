@@ -121,8 +121,8 @@ impl Peer {
     }
 }
 
-/// Every known peer. The default list of the runner is `asyncnet,tokio`;
-/// `nim` and `c-floor` are built by the runner when selected.
+/// Every echo peer; `nim` and `c-floor` are built by the runner (`bench`)
+/// when selected.
 pub fn all() -> Vec<Peer> {
     let mut lines = Peer::sibling("asyncnet-lines", "echo_asyncnet");
     lines.args.push("--lines".into());

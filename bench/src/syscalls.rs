@@ -1,6 +1,6 @@
 //! System calls per operation, by name: the optional pass that runs each
-//! peer once more under `strace -c -f` (the runner's `--syscalls`, and the
-//! suite whenever `strace` is installed).
+//! peer once more under `strace -c -f` (whenever `strace` is installed and
+//! may attach, unless `bench --no-syscalls`).
 //!
 //! `strace` is attached to the server (`strace -c -f -q -o FILE -p PID`:
 //! all its threads, and any it starts) only once the server is ready and
