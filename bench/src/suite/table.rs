@@ -103,8 +103,13 @@ pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
 }
 
 /// Aligned text: a header, then a line per row of `body`, a blank line between workloads
-/// (the first cell); the first two columns left-aligned, figures right.
-pub fn aligned<const N: usize>(headers: [&str; N], body: &[[String; N]]) -> String {
+/// (the first cell); the first two columns left-aligned (and the last if `last_left`),
+/// figures right.
+pub fn aligned<const N: usize>(
+    headers: [&str; N],
+    body: &[[String; N]],
+    last_left: bool,
+) -> String {
     let mut widths = headers.map(|h| h.chars().count());
     for c in body {
         for (w, cell) in widths.iter_mut().zip(c) {
@@ -115,7 +120,7 @@ pub fn aligned<const N: usize>(headers: [&str; N], body: &[[String; N]]) -> Stri
         let mut out = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             let pad = " ".repeat(w - cell.chars().count());
-            let _ = if i < 2 {
+            let _ = if i < 2 || (last_left && i == N - 1) {
                 write!(out, "{cell}{pad}  ")
             } else {
                 write!(out, "{pad}{cell}  ")
@@ -150,6 +155,7 @@ pub fn text(rows: &[Row]) -> String {
     aligned(
         HEADERS,
         &rows.iter().map(|r| cells(rows, r)).collect::<Vec<_>>(),
+        false,
     )
 }
 
@@ -243,6 +249,7 @@ pub fn syscalls_text(rows: &[SyscallRow]) -> String {
     aligned(
         SYSCALL_HEADERS,
         &rows.iter().map(syscall_cells).collect::<Vec<_>>(),
+        true,
     )
 }
 
