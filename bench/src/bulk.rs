@@ -372,17 +372,11 @@ pub fn bulk(cfg: &Bulk, mut on_phase: impl FnMut(Phase)) -> io::Result<BulkRepor
 /// The `loadgen` arguments of the bulk workload (the target and the span
 /// are added per round).
 pub fn workload(chunk: usize, in_flight: usize) -> Workload {
-    Workload {
-        transport: Transport::Tcp,
-        loadgen_args: vec![
-            "--workload".into(),
-            "bulk".into(),
-            "--chunk".into(),
-            chunk.to_string(),
-            "--in-flight".into(),
-            in_flight.to_string(),
-        ],
-    }
+    Workload::new(
+        Transport::Tcp,
+        "bulk",
+        &[("chunk", chunk), ("in-flight", in_flight)],
+    )
 }
 
 /// Runs one timed bulk round against `peer` (one operation: one MB echoed);

@@ -41,33 +41,29 @@ pub struct Workload {
     pub loadgen_args: Vec<String>,
 }
 
-/// Workload `name` (`echo`, `udp` or `unix`) with `size`-byte messages and
-/// `conns` connections (UDP: sockets), each with one message in flight.
-pub fn by_name(name: &str, size: usize, conns: usize) -> Option<Workload> {
-    let transport = match name {
-        "echo" => Transport::Tcp,
-        "udp" => Transport::Udp,
-        "unix" => Transport::Unix,
-        _ => return None,
-    };
-    let args = [
-        "--workload",
-        name,
-        "--size",
-        &size.to_string(),
-        "--conns",
-        &conns.to_string(),
-    ];
-    Some(Workload {
-        transport,
-        loadgen_args: args.map(String::from).to_vec(),
-    })
-}
+impl Workload {
+    /// `loadgen --workload NAME ARGS...` against servers listening on `transport`.
+    pub fn new(transport: Transport, name: &str, args: &[(&str, usize)]) -> Workload {
+        let mut loadgen_args = vec!["--workload".to_string(), name.to_string()];
+        for (k, v) in args {
+            loadgen_args.extend([format!("--{k}"), v.to_string()]);
+        }
+        Workload {
+            transport,
+            loadgen_args,
+        }
+    }
 
-/// TCP echo ping-pong: `conns` connections, each with one `size`-byte
-/// message in flight.
-pub fn echo_pingpong(size: usize, conns: usize) -> Workload {
-    by_name("echo", size, conns).expect("a known workload")
+    /// A ping-pong (`echo`: TCP, `udp`, `unix`) of `size`-byte messages on `conns`
+    /// connections (UDP: sockets), each with one message in flight.
+    pub fn pingpong(transport: Transport, size: usize, conns: usize) -> Workload {
+        let name = match transport {
+            Transport::Tcp => "echo",
+            Transport::Udp => "udp",
+            Transport::Unix => "unix",
+        };
+        Workload::new(transport, name, &[("size", size), ("conns", conns)])
+    }
 }
 
 /// Settings shared by every round.
@@ -360,10 +356,10 @@ mod tests {
     #[test]
     fn workload_args() {
         assert_eq!(
-            echo_pingpong(64, 50).loadgen_args,
+            Workload::pingpong(Transport::Tcp, 64, 50).loadgen_args,
             ["--workload", "echo", "--size", "64", "--conns", "50"]
         );
-        assert_eq!(by_name("udp", 64, 32).unwrap().transport, Transport::Udp);
-        assert!(by_name("nope", 64, 1).is_none());
+        let udp = Workload::pingpong(Transport::Udp, 64, 32);
+        assert_eq!(udp.loadgen_args[..2], ["--workload", "udp"]);
     }
 }

@@ -14,7 +14,7 @@ use crate::suite::{Ctx, Part, Row, Sample, SyscallRow};
 use crate::syscalls::{self, Profile};
 use crate::tls;
 use crate::tls::certs::{self, IdentityFiles};
-use crate::workload;
+use crate::workload::{self, Transport, Workload};
 use crate::{bulk, http, idle, ping, rlimit};
 
 /// One workload of the suite.
@@ -173,16 +173,20 @@ pub fn trace_each(
     part
 }
 
-/// A ping-pong workload (`echo` or `unix`) as one row per peer, then its
-/// system call pass.
-fn pingpong(ctx: &Ctx, label: &str, work: &workload::Workload, peers: &[Peer]) -> Part {
+/// A ping-pong workload (`echo`, `unix`, `udp`) as one row per peer, then its
+/// system call pass (none for UDP).
+fn pingpong(ctx: &Ctx, label: &str, work: &Workload, peers: &[Peer]) -> Part {
     let mut part = ctx.interleave(label, "round trip", &names(peers), |name| {
         workload::run_round(find(peers, name), work, &ctx.cfg)
     });
-    if let Some(t) = &ctx.trace {
-        part.extend(trace_each(ctx, label, "round trip", peers, |p| {
+    match &ctx.trace {
+        Some(_) if work.transport == Transport::Udp => part.notes.push(format!(
+            "{label}: no system call pass (the UDP load generator has no fixed-size mode)"
+        )),
+        Some(t) => part.extend(trace_each(ctx, label, "round trip", peers, |p| {
             syscalls::trace_loadgen(p, work, t.requests, t.requests as f64, &ctx.cfg)
-        }));
+        })),
+        None => {}
     }
     part
 }
@@ -201,7 +205,7 @@ fn echo(ctx: &Ctx) -> Part {
         part.extend(pingpong(
             ctx,
             &label,
-            &workload::echo_pingpong(SIZE, conns),
+            &Workload::pingpong(Transport::Tcp, SIZE, conns),
             &peers,
         ));
     }
@@ -211,7 +215,7 @@ fn echo(ctx: &Ctx) -> Part {
 /// `unix`: the same ping-pong over a Unix stream socket, 50 connections.
 fn unix(ctx: &Ctx) -> Part {
     let peers = ctx.pick(&UNIX_PEERS);
-    let work = workload::by_name("unix", SIZE, CONNS).expect("a known workload");
+    let work = Workload::pingpong(Transport::Unix, SIZE, CONNS);
     let mut part = pingpong(ctx, &format!("unix{SIZE} c{CONNS}"), &work, &peers);
     part.notes
         .push("unix: nim and c-floor serve TCP only".to_string());
@@ -220,31 +224,18 @@ fn unix(ctx: &Ctx) -> Part {
 
 /// `udp`: 32 sockets, one 64-byte datagram in flight each.
 fn udp(ctx: &Ctx) -> Part {
-    let peers = ctx.pick(&UDP_PEERS);
-    let work = workload::by_name("udp", SIZE, UDP_SOCKS).expect("a known workload");
+    let work = Workload::pingpong(Transport::Udp, SIZE, UDP_SOCKS);
     let label = format!("udp{SIZE} s{UDP_SOCKS}");
-    let mut part = ctx.interleave(&label, "round trip", &names(&peers), |name| {
-        workload::run_round(find(&peers, name), &work, &ctx.cfg)
-    });
-    part.notes.push(
-        "udp: nim and c-floor serve TCP only; tokio-tuned serves UDP as tokio does".to_string(),
-    );
-    if ctx.trace.is_some() {
-        part.notes.push(
-            "udp: no system call pass (the UDP load generator has no fixed-size mode)".to_string(),
-        );
-    }
+    let mut part = pingpong(ctx, &label, &work, &ctx.pick(&UDP_PEERS));
+    part.notes
+        .push("udp: nim and c-floor serve TCP only; tokio-tuned serves UDP as tokio does".into());
     part
 }
 
-/// `bulk`: one connection streaming through each byte-echo peer.
+/// `bulk`: one connection streaming through each byte-echo peer, and the
+/// system call pass if it is on.
 fn bulk_stream(ctx: &Ctx) -> Part {
-    bulk_rows(ctx, &ctx.pick(&STREAM_PEERS))
-}
-
-/// The `bulk` rows of `peers` (in that order), and their system call pass
-/// if it is on.
-fn bulk_rows(ctx: &Ctx, peers: &[Peer]) -> Part {
+    let peers = &ctx.pick(&STREAM_PEERS);
     let (chunk, in_flight) = (bulk::CHUNK, bulk::IN_FLIGHT);
     let mut part = ctx.interleave("bulk", "MB", &names(peers), |name| {
         bulk::run_round(find(peers, name), chunk, in_flight, &ctx.cfg)

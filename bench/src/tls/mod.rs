@@ -54,21 +54,17 @@ pub fn peers(cert: &Path, key: &Path) -> Vec<Peer> {
 /// The load generator's workload: `tls-echo` of `size`-byte messages on `conns` connections,
 /// or (`size` none) `tls-handshake` on `conns` slots; the server's certificate is `cert`.
 pub fn workload(size: Option<usize>, conns: usize, cert: &Path) -> Workload {
-    let mut args = vec!["--workload".to_string()];
-    match size {
-        Some(size) => args.extend(["tls-echo".into(), "--size".into(), size.to_string()]),
-        None => args.push("tls-handshake".into()),
-    }
-    args.extend([
-        "--conns".into(),
-        conns.to_string(),
-        "--cert".into(),
-        cert.display().to_string(),
-    ]);
-    Workload {
-        transport: Transport::Tcp,
-        loadgen_args: args,
-    }
+    let mut w = match size {
+        Some(size) => Workload::new(
+            Transport::Tcp,
+            "tls-echo",
+            &[("size", size), ("conns", conns)],
+        ),
+        None => Workload::new(Transport::Tcp, "tls-handshake", &[("conns", conns)]),
+    };
+    w.loadgen_args
+        .extend(["--cert".into(), cert.display().to_string()]);
+    w
 }
 
 /// One measured round of `work` against `peer` (one operation: a round trip, or a
