@@ -24,7 +24,7 @@ use crate::extpeers::run_bounded;
 use crate::peers::{Peer, Source, FLOOR};
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
-use crate::syscalls::{Profile, Tracer, TRACE_TIMEOUT};
+use crate::syscalls::Profile;
 use crate::workload::{self, RoundConfig, Transport};
 
 mod wrk;
@@ -149,23 +149,15 @@ pub fn sample(wrk: &WrkReport, secs: f64, cpu: (f64, f64)) -> Sample {
 /// A run in which wrk saw a failed request or socket error is an error (its
 /// counts would not be those of served requests).
 pub fn trace_round(peer: &Peer, conns: usize, secs: u64, cfg: &RoundConfig) -> io::Result<Profile> {
-    let workload::Server {
-        process: mut server,
-        port,
-        ..
-    } = workload::start_server(peer, Transport::Tcp, cfg)?;
-    let tracer = Tracer::attach(server.pid())?;
-    let report = run_wrk(port, conns, secs.max(1), cfg.loadgen_cpu)?;
-    server.stop()?;
-    let counts = tracer.finish(Instant::now() + TRACE_TIMEOUT)?;
-    let problems = report_warnings(&report);
-    if !problems.is_empty() {
-        return Err(io::Error::other(format!(
-            "traced {TOOL} run: {}",
-            problems.join("; ")
-        )));
-    }
-    Ok(Profile::new(&counts, report.requests as f64))
+    crate::syscalls::traced(peer, &[], cfg, |port| {
+        let report = run_wrk(port, conns, secs.max(1), cfg.loadgen_cpu)?;
+        let problems = report_warnings(&report);
+        if !problems.is_empty() {
+            let problems = problems.join("; ");
+            return Err(io::Error::other(format!("traced {TOOL} run: {problems}")));
+        }
+        Ok(report.requests as f64)
+    })
 }
 
 /// What makes a wrk run doubtful: no request completed, failed requests or

@@ -100,29 +100,34 @@ pub fn run_round(
         port,
         ..
     } = workload::start_server_with(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
-    let args = bench_args(&port.to_string(), conns, requests, pipeline);
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
-    // Its stderr only says it could not fetch the server's CONFIG: dropped.
-    let mut bench = Spawned::start_with(
-        TOOL,
-        &tool_path(),
-        &args,
-        cfg.loadgen_cpu,
-        Stdio::null(),
-        Stdio::null(),
-    )?;
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let rps = bench.wait_for_line(deadline, parse_rps)?;
-    bench.finish(deadline, "")?;
+    let rps = run_bench(port, conns, requests, pipeline, cfg)?;
     let (s1, t1) = (CpuTicks::of(server.pid())?, Instant::now());
     server.stop()?;
-    let secs = (t1 - t0).as_secs_f64();
     Ok(Sample::measured(
         rps,
         requests as f64,
-        secs,
+        (t1 - t0).as_secs_f64(),
         s1.secs_since(s0),
     ))
+}
+
+/// One `redis-benchmark` run (see [`bench_args`]) to its end; its requests per second.
+pub fn run_bench(
+    port: u16,
+    conns: usize,
+    requests: u64,
+    pipeline: usize,
+    cfg: &RoundConfig,
+) -> io::Result<f64> {
+    let args = bench_args(&port.to_string(), conns, requests, pipeline);
+    // Its stderr only says it could not fetch the server's CONFIG: dropped.
+    let (stdin, stderr) = (Stdio::null(), Stdio::null());
+    let mut bench = Spawned::start_with(TOOL, &tool_path(), &args, cfg.loadgen_cpu, stdin, stderr)?;
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let rps = bench.wait_for_line(deadline, parse_rps)?;
+    bench.finish(deadline, "")?;
+    Ok(rps)
 }
 
 #[cfg(test)]

@@ -369,6 +369,23 @@ pub fn trace_loadgen(
     Ok(Profile::new(&counts, ops))
 }
 
+/// One traced run of a tool against `peer`'s TCP server (started with `flags`):
+/// `strace` attached once the server is ready, then `run(port)`, which returns the
+/// operations it did; the counts are divided by them.
+pub fn traced(
+    peer: &Peer,
+    flags: &[&str],
+    cfg: &RoundConfig,
+    run: impl FnOnce(u16) -> io::Result<f64>,
+) -> io::Result<Profile> {
+    let mut server = workload::start_server_with(peer, Transport::Tcp, cfg, flags)?;
+    let tracer = Tracer::attach(server.process.pid())?;
+    let ops = run(server.port)?;
+    server.process.stop()?;
+    let counts = tracer.finish(Instant::now() + TRACE_TIMEOUT)?;
+    Ok(Profile::new(&counts, ops))
+}
+
 /// One traced `redis-benchmark` run (`ping` workload) against `peer`:
 /// `requests` requests at pipeline depth `pipeline`, `conns` clients.
 pub fn trace_ping(
@@ -378,24 +395,10 @@ pub fn trace_ping(
     conns: usize,
     cfg: &RoundConfig,
 ) -> io::Result<Profile> {
-    let mut server = workload::start_server_with(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
-    let port = &server.target[1];
-    let args = ping::bench_args(port, conns, requests, pipeline);
-    let tracer = Tracer::attach(server.process.pid())?;
-    let deadline = Instant::now() + TRACE_TIMEOUT;
-    let mut bench = Spawned::start_with(
-        ping::TOOL,
-        &ping::tool_path(),
-        &args,
-        cfg.loadgen_cpu,
-        Stdio::null(),
-        Stdio::null(),
-    )?;
-    bench.wait_for_line(deadline, ping::parse_rps)?;
-    bench.finish(deadline, "")?;
-    server.process.stop()?;
-    let counts = tracer.finish(deadline)?;
-    Ok(Profile::new(&counts, requests as f64))
+    traced(peer, &[PONG_FLAG], cfg, |port| {
+        ping::run_bench(port, conns, requests, pipeline, cfg)?;
+        Ok(requests as f64)
+    })
 }
 
 #[cfg(test)]
