@@ -27,7 +27,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::loadgen::Phase;
 use crate::peers::Peer;
 use crate::suite::Sample;
-use crate::workload::{self, field, parse_kv, RoundConfig, Transport, Workload, IDLE_PCT};
+use crate::workload::{self, field, parse_kv, RoundConfig, Transport, Workload};
 
 /// Default bytes per write.
 pub const CHUNK: usize = 64 * 1024;
@@ -372,106 +372,29 @@ pub fn bulk(cfg: &Bulk, mut on_phase: impl FnMut(Phase)) -> io::Result<BulkRepor
 /// The `loadgen` arguments of the bulk workload (the target and the span
 /// are added per round).
 pub fn workload(chunk: usize, in_flight: usize) -> Workload {
-    Workload {
-        name: "bulk".into(),
-        describe: format!(
-            "TCP bulk stream through an echo server, one connection, {chunk}-byte writes, at most {in_flight} bytes in flight"
-        ),
-        transport: Transport::Tcp,
-        loadgen_args: vec![
-            "--workload".into(),
-            "bulk".into(),
-            "--chunk".into(),
-            chunk.to_string(),
-            "--in-flight".into(),
-            in_flight.to_string(),
-        ],
-    }
+    Workload::new(
+        Transport::Tcp,
+        "bulk",
+        &[("chunk", chunk), ("in-flight", in_flight)],
+    )
 }
 
-/// One round of the bulk workload against one peer.
-#[derive(Clone, Debug)]
-pub struct BulkResult {
-    pub peer: String,
-    /// Bytes echoed in the window.
-    pub bytes: u64,
-    pub mb_per_sec: f64,
-    /// The window as seen by the runner.
-    pub sampled_secs: f64,
-    pub server_user_secs: f64,
-    pub server_sys_secs: f64,
-    pub loadgen_secs: f64,
-}
-
-impl BulkResult {
-    fn mb(&self) -> f64 {
-        self.bytes as f64 / 1e6
-    }
-
-    /// Server CPU (user + system) per MB echoed, µs.
-    pub fn server_us_per_mb(&self) -> f64 {
-        (self.server_user_secs + self.server_sys_secs) * 1e6 / self.mb()
-    }
-
-    pub fn server_user_us_per_mb(&self) -> f64 {
-        self.server_user_secs * 1e6 / self.mb()
-    }
-
-    pub fn server_cpu_pct(&self) -> f64 {
-        100.0 * (self.server_user_secs + self.server_sys_secs) / self.sampled_secs
-    }
-
-    pub fn loadgen_cpu_pct(&self) -> f64 {
-        100.0 * self.loadgen_secs / self.sampled_secs
-    }
-
-    /// What makes the round doubtful.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        if self.server_cpu_pct() < IDLE_PCT && self.loadgen_cpu_pct() < IDLE_PCT {
-            w.push(format!(
-                "server and loadgen both under {IDLE_PCT}% CPU: they waited on something else"
-            ));
-        }
-        w
-    }
-
-    /// The round as the suite's generic figures (one op = one MB).
-    pub fn sample(&self) -> Sample {
-        Sample {
-            rate: self.mb_per_sec,
-            server_us: self.server_us_per_mb(),
-            user_us: Some(self.server_user_us_per_mb()),
-            p50_us: None,
-            p99_us: None,
-            server_cpu_pct: Some(self.server_cpu_pct()),
-            warnings: self.warnings(),
-        }
-    }
-}
-
-/// Runs one timed bulk round against `peer`; every process started here is
-/// killed before this returns.
+/// Runs one timed bulk round against `peer` (one operation: one MB echoed);
+/// every process started here is killed before this returns.
 pub fn run_round(
     peer: &Peer,
     chunk: usize,
     in_flight: usize,
     cfg: &RoundConfig,
-) -> io::Result<BulkResult> {
+) -> io::Result<Sample> {
     let window = workload::measured_round(peer, &workload(chunk, in_flight), cfg)?;
     let kv = parse_kv(&window.result);
-    let bytes: u64 = field(&kv, "bytes")?;
-    let (su, ss) = window.server;
-    let (lu, ls) = window.loadgen;
-    Ok(BulkResult {
-        peer: peer.name.clone(),
-        bytes,
-        mb_per_sec: field(&kv, "mb_per_sec")?,
-        sampled_secs: (window.end - window.start).as_secs_f64(),
-        server_user_secs: su,
-        server_sys_secs: ss,
-        loadgen_secs: lu + ls,
-    })
+    let mb = field::<f64>(&kv, "ops")? / 1e6;
+    let mut s = window.sample(mb, field(&kv, "rate")?);
+    if window.both_idle() {
+        s.warnings.push(workload::both_idle_warning());
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -538,15 +461,6 @@ mod tests {
     }
 
     #[test]
-    fn streams_through_an_echo() {
-        let mut phases = Vec::new();
-        let r = bulk(&cfg(echo_server(None)), |p| phases.push(p)).unwrap();
-        assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
-        assert!(r.bytes > 0 && r.reads > 0 && r.writes > 0);
-        assert!(r.mb_per_sec() > 0.0);
-    }
-
-    #[test]
     fn ends_the_stream_cleanly() {
         // A server that echoes, and reports how its connection ended: the
         // client must let it write every echo, then half-close.
@@ -567,19 +481,12 @@ mod tests {
                 }
             }
         });
-        bulk(&cfg(addr), |_| {}).unwrap();
+        let mut phases = Vec::new();
+        let r = bulk(&cfg(addr), |p| phases.push(p)).unwrap();
+        assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
+        assert!(r.bytes > 0 && r.reads > 0 && r.writes > 0 && r.mb_per_sec() > 0.0);
         let echoed: io::Result<u64> = server.join().unwrap();
         assert!(echoed.unwrap() > 0);
-    }
-
-    #[test]
-    fn counted_run_is_exact() {
-        let c = Bulk {
-            count: Some(1_000_003),
-            ..cfg(echo_server(None))
-        };
-        let r = bulk(&c, |_| {}).unwrap();
-        assert_eq!(r.bytes, 1_000_003);
     }
 
     #[test]
@@ -610,24 +517,5 @@ mod tests {
             ),
             "{e}"
         );
-    }
-
-    #[test]
-    fn rounds_become_samples() {
-        let r = BulkResult {
-            peer: "x".into(),
-            bytes: 2_000_000,
-            mb_per_sec: 1.0,
-            sampled_secs: 2.0,
-            server_user_secs: 0.5,
-            server_sys_secs: 1.5,
-            loadgen_secs: 2.0,
-        };
-        assert_eq!(r.server_us_per_mb(), 1e6);
-        let s = r.sample();
-        assert_eq!((s.rate, s.server_us), (1.0, 1e6));
-        assert_eq!(s.user_us, Some(250_000.0));
-        assert!(s.warnings.is_empty());
-        assert_eq!(workload(1, 2).loadgen_args[1], "bulk");
     }
 }

@@ -26,7 +26,7 @@ pub struct Spawned {
     name: String,
     child: Child,
     lines: Receiver<String>,
-    /// The child's stdin if started with [`Spawned::start_with_stdin`].
+    /// The child's stdin if piped ([`Spawned::start_with`]).
     stdin: Option<ChildStdin>,
     status: Option<ExitStatus>,
 }
@@ -41,33 +41,13 @@ impl Spawned {
         args: &[String],
         cpu: Option<usize>,
     ) -> io::Result<Self> {
-        Self::start_with_stderr(name, program, args, cpu, Stdio::inherit())
+        Self::start_with(name, program, args, cpu, Stdio::null(), Stdio::inherit())
     }
 
-    /// [`Spawned::start`] with stderr going to `stderr` instead of ours
-    /// (e.g. `Stdio::null()` for a tool's harmless warnings).
-    pub fn start_with_stderr(
-        name: &str,
-        program: &Path,
-        args: &[String],
-        cpu: Option<usize>,
-        stderr: Stdio,
-    ) -> io::Result<Self> {
-        Self::spawn(name, program, args, cpu, Stdio::null(), stderr)
-    }
-
-    /// [`Spawned::start`] with the child's stdin a pipe, for
-    /// [`Spawned::send_line`] (closed when the `Spawned` drops).
-    pub fn start_with_stdin(
-        name: &str,
-        program: &Path,
-        args: &[String],
-        cpu: Option<usize>,
-    ) -> io::Result<Self> {
-        Self::spawn(name, program, args, cpu, Stdio::piped(), Stdio::inherit())
-    }
-
-    fn spawn(
+    /// [`Spawned::start`] with the child's stdin and stderr as given: `Stdio::piped()` stdin
+    /// for [`Spawned::send_line`] (closed when the `Spawned` drops), `Stdio::null()` stderr
+    /// for a tool's harmless warnings.
+    pub fn start_with(
         name: &str,
         program: &Path,
         args: &[String],
@@ -120,7 +100,7 @@ impl Spawned {
     }
 
     /// Writes `line` and a newline to the child's stdin and flushes it
-    /// (only for a child started with [`Spawned::start_with_stdin`]).
+    /// (only for a child started with a piped stdin).
     pub fn send_line(&mut self, line: &str) -> io::Result<()> {
         let stdin = self
             .stdin
@@ -187,6 +167,39 @@ impl Spawned {
             }
             thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Waits until `deadline` for the child to exit; an error if it does not, or fails (the
+    /// message ends with `detail`, e.g. what it said).
+    pub fn finish(&mut self, deadline: Instant, detail: &str) -> io::Result<()> {
+        match self.wait_until(deadline)? {
+            Some(s) if s.success() => Ok(()),
+            Some(s) => Err(io::Error::other(format!(
+                "{} failed: {s}{detail}",
+                self.name
+            ))),
+            None => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not exit", self.name),
+            )),
+        }
+    }
+
+    /// An error if the child (a server) has exited: it died during the run.
+    pub fn check_alive(&mut self) -> io::Result<()> {
+        match self.try_wait()? {
+            Some(s) => Err(io::Error::other(format!(
+                "server {} exited during the run: {s}",
+                self.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Kills a server that must still be running ([`Spawned::check_alive`]).
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.check_alive()?;
+        self.kill()
     }
 
     /// Kills the child (if still running) and reaps it.

@@ -31,31 +31,19 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A private directory for the builds, removed (with everything in it) when
 /// dropped.
-pub struct BuildDir(PathBuf);
+pub struct BuildDir(tempfile::TempDir);
 
 impl BuildDir {
-    /// A fresh directory, named after the process and a per-process count (tests of one
-    /// binary run in parallel, each with its own).
     pub fn new() -> io::Result<BuildDir> {
-        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("asyncnet-bench-peers-{}-{n}", std::process::id()));
-        std::fs::create_dir(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
-        Ok(BuildDir(path))
+        Ok(BuildDir(
+            tempfile::Builder::new()
+                .prefix("asyncnet-bench-peers-")
+                .tempdir()?,
+        ))
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for BuildDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            eprintln!("warning: could not remove {}: {e}", self.0.display());
-        }
+        self.0.path()
     }
 }
 
@@ -138,26 +126,6 @@ fn build_command(source: Source, dir: &Path) -> io::Result<(&'static str, Comman
     })
 }
 
-/// [`prepare`] in a private directory of its own, made only if some peer is
-/// built from source; fails if no peer is left. Keep the returned directory
-/// until every server is killed: it is removed when it drops.
-pub fn prepare_in_own_dir(peers: Vec<Peer>) -> Result<(Option<BuildDir>, Vec<Peer>), String> {
-    let needs_build = peers
-        .iter()
-        .any(|p| matches!(p.program, Program::Source(_)));
-    let (dir, peers) = if needs_build {
-        let dir = BuildDir::new().map_err(|e| e.to_string())?;
-        let peers = prepare(peers, &dir)?;
-        (Some(dir), peers)
-    } else {
-        (None, peers)
-    };
-    if peers.is_empty() {
-        return Err("no peer left to run".into());
-    }
-    Ok((dir, peers))
-}
-
 /// Builds the peers that come from source into `dir`, turning them into
 /// `External` peers; a peer whose compiler is missing is left out, with a
 /// note on stdout. A failed build is an error (with the compiler's output).
@@ -225,12 +193,8 @@ mod tests {
         assert_eq!(slow.unwrap_err().kind(), io::ErrorKind::TimedOut);
         assert!(!available("no-such-tool-asyncnet-bench", &path));
         // Peers not built from source pass through untouched.
-        let peers = crate::peers::select("tokio").unwrap();
+        let peers = crate::peers::named(&["tokio"]);
         assert_eq!(prepare(peers.clone(), &dir).unwrap().len(), 1);
-        let (own, kept) = prepare_in_own_dir(peers).unwrap();
-        assert!(own.is_none(), "nothing to build, no directory");
-        assert_eq!(kept.len(), 1);
-        assert!(prepare_in_own_dir(Vec::new()).is_err(), "no peer left");
         drop(dir);
         assert!(!path.exists());
     }

@@ -3,10 +3,9 @@
 //! The crate is a handful of binaries (see `src/bin/`) plus the small modules
 //! they share:
 //!
-//! * [`args`]: a tiny `--key value` parser (no clap).
 //! * [`bulk`]: the `bulk` workload (one connection streaming through an
 //!   echo server, MB/s).
-//! * [`stats`]: latency histogram, medians.
+//! * [`stats`]: the median of the rounds.
 //! * [`procstat`]: CPU time of a process from `/proc/PID/stat`.
 //! * [`loadgen`]: the load generator's workloads (plain mio).
 //! * [`child`]: child processes pinned with `taskset`, killed on drop, read
@@ -16,14 +15,13 @@
 //! * [`idle`]: the `idle` workload (server memory per idle connection).
 //! * [`ping`]: the `ping` workload (Redis inline PING, `redis-benchmark`).
 //! * [`http`]: the `http` workload (HTTP/1.1 keep-alive hello world, `wrk`).
-//! * [`rlimit`]: raising `RLIMIT_NOFILE` (the only unsafe code here).
+//! * [`rlimit`]: raising `RLIMIT_NOFILE`.
 //! * [`workload`]: what the load generator does, and one measured round of it.
-//! * [`report`]: the table printed at the end.
 //! * [`syscalls`]: system calls per operation, by name (`strace -c -f`).
-//! * [`suite`]: the whole suite (`bench_suite`): every workload, one table,
+//! * [`suite`]: the suite (the `bench` front end): every workload, one table,
 //!   `BENCHMARKS.md` and its SVG chart.
-//! * [`tls`]: the TLS benchmark (`tls_bench`): certificates, its load
-//!   generator (mio + rustls) and its runner.
+//! * [`tls`]: the TLS workloads: certificates, their load generator
+//!   (mio + rustls) and one round.
 //!
 //! Every server ("peer") follows the same contract: it takes what to listen
 //! on as its last arguments ([`Listen`]: `PORT` for TCP on 127.0.0.1,
@@ -33,12 +31,10 @@
 //! end of stream (UDP: every datagram back to its sender). The `http`
 //! workload's peers serve HTTP instead of echoing (see [`http`]).
 
-// Unsafe only in `rlimit` (two libc calls).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
-pub mod args;
 pub mod bulk;
 pub mod child;
 pub mod extpeers;
@@ -48,8 +44,6 @@ pub mod loadgen;
 pub mod peers;
 pub mod ping;
 pub mod procstat;
-pub mod report;
-#[allow(unsafe_code)]
 pub mod rlimit;
 pub mod stats;
 pub mod suite;
@@ -86,7 +80,7 @@ pub enum Listen {
 }
 
 impl Listen {
-    /// The server arguments that select this (what [`server_args`] parses).
+    /// The server arguments that select this (what [`ListenArgs`] parses).
     pub fn to_args(&self) -> Vec<String> {
         match self {
             Listen::Tcp(port) => vec![port.to_string()],
@@ -114,49 +108,29 @@ pub fn say_ready(listen: &Listen, port: u16) -> std::io::Result<()> {
     out.flush()
 }
 
-/// The arguments of a server binary: the flags it knows (each `--NAME`,
-/// returned in the order of `flags`, true if given), then what to listen
-/// on (see [`Listen`]).
-pub fn server_args<const N: usize>(flags: [&str; N]) -> Result<([bool; N], Listen), String> {
-    server_args_from(flags, std::env::args().skip(1))
+/// What a server listens on, as its command line says it (clap: flatten it
+/// into the server's own arguments): `[PORT] | --udp [PORT] | --unix PATH`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ListenArgs {
+    /// TCP (or with --udp, UDP) port on 127.0.0.1; 0 or none: any free one
+    #[arg(default_value_t = 0)]
+    port: u16,
+    /// Serve UDP instead of TCP
+    #[arg(long, conflicts_with = "unix")]
+    udp: bool,
+    /// Serve a Unix stream socket at PATH
+    #[arg(long, value_name = "PATH", conflicts_with = "port")]
+    unix: Option<PathBuf>,
 }
 
-fn server_args_from<const N: usize>(
-    flags: [&str; N],
-    items: impl IntoIterator<Item = String>,
-) -> Result<([bool; N], Listen), String> {
-    let mut args = args::Args::new(items);
-    let set = flags.map(|f| args.take_flag(f));
-    let usage = || {
-        let f: String = flags.iter().map(|f| format!("[--{f}] ")).collect();
-        format!("usage: SERVER {f}[PORT] | --udp [PORT] | --unix PATH (PORT 0 = any free port)")
-    };
-    let unix = args.take_str("unix")?;
-    let udp = args.take_flag("udp");
-    let mut rest = args.into_vec();
-    if rest.len() > 1 || rest.first().is_some_and(|a| a.starts_with("--")) {
-        return Err(usage());
-    }
-    if let Some(path) = unix {
-        if udp || !rest.is_empty() {
-            return Err(usage());
+impl ListenArgs {
+    pub fn listen(&self) -> Listen {
+        match (&self.unix, self.udp) {
+            (Some(path), _) => Listen::Unix(path.clone()),
+            (None, true) => Listen::Udp(self.port),
+            (None, false) => Listen::Tcp(self.port),
         }
-        return Ok((set, Listen::Unix(PathBuf::from(path))));
     }
-    let port = match rest.pop() {
-        None => 0,
-        Some(p) => p
-            .parse()
-            .map_err(|_| format!("invalid port {p:?}; {}", usage()))?,
-    };
-    Ok((
-        set,
-        if udp {
-            Listen::Udp(port)
-        } else {
-            Listen::Tcp(port)
-        },
-    ))
 }
 
 #[cfg(test)]
@@ -190,41 +164,38 @@ mod tests {
     }
 
     #[test]
-    fn server_arguments() {
-        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            server_args_from(["lines"], v(&[])),
-            Ok(([false], Listen::Tcp(0)))
-        );
-        assert_eq!(
-            server_args_from(["lines"], v(&["--lines", "80"])),
-            Ok(([true], Listen::Tcp(80)))
-        );
-        assert_eq!(server_args_from([], v(&["80"])), Ok(([], Listen::Tcp(80))));
-        assert_eq!(
-            server_args_from([], v(&["--udp", "81"])),
-            Ok(([], Listen::Udp(81)))
-        );
-        assert_eq!(
-            server_args_from([], v(&["--udp"])),
-            Ok(([], Listen::Udp(0)))
-        );
-        assert_eq!(
-            server_args_from([], v(&["--unix", "/tmp/s"])),
-            Ok(([], Listen::Unix("/tmp/s".into())))
-        );
+    fn listen_arguments_round_trip() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Server {
+            #[arg(long)]
+            lines: bool,
+            #[command(flatten)]
+            listen: ListenArgs,
+        }
+        let parse =
+            |a: &[&str]| Server::try_parse_from(std::iter::once("s").chain(a.iter().copied()));
         for l in [
             Listen::Tcp(5),
             Listen::Udp(6),
             Listen::Unix("/tmp/t.sock".into()),
         ] {
-            assert_eq!(server_args_from([], l.to_args()), Ok(([], l.clone())));
+            let args = l.to_args();
+            let got = parse(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+            assert_eq!(got.listen.listen(), l);
         }
-        assert!(server_args_from([], v(&["--lines"])).is_err());
-        assert!(server_args_from([], v(&["1", "2"])).is_err());
-        assert!(server_args_from([], v(&["x"])).is_err());
-        assert!(server_args_from([], v(&["--unix"])).is_err());
-        assert!(server_args_from([], v(&["--unix", "/tmp/s", "1"])).is_err());
-        assert!(server_args_from([], v(&["--unix", "/tmp/s", "--udp"])).is_err());
+        let s = parse(&["--lines"]).unwrap();
+        assert!(s.lines);
+        assert_eq!(s.listen.listen(), Listen::Tcp(0));
+        assert_eq!(parse(&["--udp"]).unwrap().listen.listen(), Listen::Udp(0));
+        for bad in [
+            &["1", "2"][..],
+            &["x"],
+            &["--unix"],
+            &["--unix", "/tmp/s", "1"],
+            &["--unix", "/tmp/s", "--udp"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

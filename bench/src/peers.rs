@@ -114,14 +114,6 @@ impl Peer {
         a
     }
 
-    /// The argument list for the `ping` workload: `--pong` (every peer's
-    /// Redis inline PING mode), TCP on `port`.
-    pub fn pong_args(&self, port: u16) -> Vec<String> {
-        let mut a = vec![PONG_FLAG.to_string()];
-        a.extend(self.args_for(&Listen::Tcp(port)));
-        a
-    }
-
     /// The CPU to pin this peer's server to: `cpu` unless the peer is never
     /// pinned.
     pub fn cpu(&self, cpu: Option<usize>) -> Option<usize> {
@@ -129,8 +121,8 @@ impl Peer {
     }
 }
 
-/// Every known peer. The default list of the runner is `asyncnet,tokio`;
-/// `nim` and `c-floor` are built by the runner when selected.
+/// Every echo peer; `nim` and `c-floor` are built by the runner (`bench`)
+/// when selected.
 pub fn all() -> Vec<Peer> {
     let mut lines = Peer::sibling("asyncnet-lines", "echo_asyncnet");
     lines.args.push("--lines".into());
@@ -150,27 +142,14 @@ pub fn all() -> Vec<Peer> {
     ]
 }
 
-/// The peers named in a comma-separated list, in that order.
-pub fn select(list: &str) -> Result<Vec<Peer>, String> {
-    select_from(&all(), list)
-}
-
-/// The peers of `known` named in a comma-separated list, in that order.
-pub fn select_from(known: &[Peer], list: &str) -> Result<Vec<Peer>, String> {
-    let mut out: Vec<Peer> = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let peer = known.iter().find(|p| p.name == name).ok_or_else(|| {
-            let names: Vec<_> = known.iter().map(|p| p.name.as_str()).collect();
-            format!("unknown peer {name:?} (known: {})", names.join(", "))
-        })?;
-        if !out.iter().any(|p| p.name == name) {
-            out.push(peer.clone());
-        }
-    }
-    if out.is_empty() {
-        return Err("no peer selected".into());
-    }
-    Ok(out)
+/// The peers of [`all`] with these names, in this order (for tests).
+#[cfg(test)]
+pub(crate) fn named(names: &[&str]) -> Vec<Peer> {
+    let all = all();
+    names
+        .iter()
+        .filter_map(|n| all.iter().find(|p| p.name == *n).cloned())
+        .collect()
 }
 
 /// The directory holding the running executable (and its siblings).
@@ -191,27 +170,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn selects_in_given_order() {
-        let p = select("tokio, asyncnet,tokio").unwrap();
-        let names: Vec<_> = p.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["tokio", "asyncnet"]);
-        assert!(select("nope").is_err());
-        assert!(select("").is_err());
+    fn arguments_and_pinning() {
+        let p = named(&["tokio", "asyncnet"]);
         assert_eq!(p[0].args_for(&Listen::Tcp(7)), ["7"]);
         assert_eq!(p[0].args_for(&Listen::Udp(0)), ["--udp", "0"]);
-        let lines = select("asyncnet-lines").unwrap();
+        let lines = named(&["asyncnet-lines"]);
         assert_eq!(lines[0].args_for(&Listen::Tcp(0)), ["--lines", "0"]);
         assert_eq!(
             lines[0].args_for(&Listen::Unix("/tmp/s".into())),
             ["--lines", "--unix", "/tmp/s"]
         );
-        let t = select("tokio-tuned,tokio-mt").unwrap();
+        let t = named(&["tokio-tuned", "tokio-mt"]);
         assert_eq!(t[0].args_for(&Listen::Tcp(1)), ["--tuned", "1"]);
-        assert_eq!(t[0].pong_args(2), ["--pong", "--tuned", "2"]);
         assert_eq!(t[0].cpu(Some(0)), Some(0));
         assert_eq!(t[1].args_for(&Listen::Tcp(1)), ["--multi-thread", "1"]);
         assert_eq!(t[1].cpu(Some(0)), None);
-        let ext = select("nim,c-floor").unwrap();
+        let ext = named(&["nim", "c-floor"]);
         assert!(ext.iter().all(|p| p.tcp_only));
         assert!(ext[0].path(Path::new("/")).is_err());
         assert_eq!(ext[1].args_for(&Listen::Tcp(9)), ["9"]);

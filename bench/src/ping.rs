@@ -10,7 +10,6 @@
 //! time between the two readings over N (it includes connecting the clients,
 //! a negligible part).
 
-use std::fmt::Write;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,23 +17,15 @@ use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
 use crate::extpeers::run_bounded;
-use crate::parse_ready_line;
-use crate::peers::Peer;
+use crate::peers::{Peer, PONG_FLAG};
 use crate::procstat::CpuTicks;
-use crate::report::{request_ratio_lines, RequestFigures};
-use crate::stats::median;
-use crate::workload::{RoundConfig, READY_TIMEOUT};
+use crate::suite::Sample;
+use crate::workload::{self, RoundConfig, Transport};
 
 /// The load generator of this workload.
 pub const TOOL: &str = "redis-benchmark";
 /// Pipeline depths run, in this order, per round and peer.
 pub const PIPELINES: [usize; 2] = [1, 16];
-/// Default requests per run without pipelining (about 4 s at 100k/s).
-pub const REQUESTS: u64 = 400_000;
-/// Default requests per run with `-P 16`.
-pub const REQUESTS_PIPELINED: u64 = 1_000_000;
-/// Peers run when `--peers` is not given.
-pub const DEFAULT_PEERS: &str = "asyncnet,tokio,tokio-tuned,nim,c-floor";
 /// Longest a `redis-benchmark` run may take.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -60,37 +51,6 @@ pub fn tool_path() -> PathBuf {
                 .find(|p| p.is_file())
         })
         .unwrap_or_else(|| PathBuf::from(TOOL))
-}
-
-/// One run of one peer at one pipeline depth.
-#[derive(Clone, Debug)]
-pub struct PingResult {
-    pub peer: String,
-    pub pipeline: usize,
-    pub requests: u64,
-    /// Requests per second as printed by `redis-benchmark`.
-    pub rps: f64,
-    /// Between the two CPU readings.
-    pub wall_secs: f64,
-    pub server_user_secs: f64,
-    pub server_sys_secs: f64,
-}
-
-impl PingResult {
-    /// Server CPU (user + system) per request, in microseconds.
-    pub fn server_us_per_req(&self) -> f64 {
-        (self.server_user_secs + self.server_sys_secs) * 1e6 / self.requests as f64
-    }
-
-    /// The user-mode part of it.
-    pub fn server_user_us_per_req(&self) -> f64 {
-        self.server_user_secs * 1e6 / self.requests as f64
-    }
-
-    /// Server CPU use over the run, in % of one CPU.
-    pub fn server_cpu_pct(&self) -> f64 {
-        100.0 * (self.server_user_secs + self.server_sys_secs) / self.wall_secs
-    }
 }
 
 /// The requests per second of `redis-benchmark -q` output such as
@@ -134,160 +94,45 @@ pub fn run_round(
     requests: u64,
     conns: usize,
     cfg: &RoundConfig,
-) -> io::Result<PingResult> {
-    let server_path = peer.path(&cfg.bin_dir)?;
-    let mut server = Spawned::start(
-        &peer.name,
-        &server_path,
-        &peer.pong_args(0),
-        peer.cpu(cfg.server_cpu),
-    )?;
-    let port = server
-        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
-        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
-    let args = bench_args(&port.to_string(), conns, requests, pipeline);
+) -> io::Result<Sample> {
+    let workload::Server {
+        process: mut server,
+        port,
+        ..
+    } = workload::start_server_with(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
+    let rps = run_bench(port, conns, requests, pipeline, cfg)?;
+    let (s1, t1) = (CpuTicks::of(server.pid())?, Instant::now());
+    server.stop()?;
+    Ok(Sample::measured(
+        rps,
+        requests as f64,
+        (t1 - t0).as_secs_f64(),
+        s1.secs_since(s0),
+    ))
+}
+
+/// One `redis-benchmark` run (see [`bench_args`]) to its end; its requests per second.
+pub fn run_bench(
+    port: u16,
+    conns: usize,
+    requests: u64,
+    pipeline: usize,
+    cfg: &RoundConfig,
+) -> io::Result<f64> {
+    let args = bench_args(&port.to_string(), conns, requests, pipeline);
     // Its stderr only says it could not fetch the server's CONFIG: dropped.
-    let mut bench =
-        Spawned::start_with_stderr(TOOL, &tool_path(), &args, cfg.loadgen_cpu, Stdio::null())?;
+    let (stdin, stderr) = (Stdio::null(), Stdio::null());
+    let mut bench = Spawned::start_with(TOOL, &tool_path(), &args, cfg.loadgen_cpu, stdin, stderr)?;
     let deadline = Instant::now() + RUN_TIMEOUT;
     let rps = bench.wait_for_line(deadline, parse_rps)?;
-    match bench.wait_until(deadline)? {
-        Some(s) if s.success() => {}
-        Some(s) => return Err(io::Error::other(format!("{TOOL} failed: {s}"))),
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{TOOL} did not exit"),
-            ))
-        }
-    }
-    let (s1, t1) = (CpuTicks::of(server.pid())?, Instant::now());
-    if let Some(s) = server.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the run: {s}",
-            peer.name
-        )));
-    }
-    server.kill()?;
-    let (server_user_secs, server_sys_secs) = s1.secs_since(s0);
-    Ok(PingResult {
-        peer: peer.name.clone(),
-        pipeline,
-        requests,
-        rps,
-        wall_secs: (t1 - t0).as_secs_f64(),
-        server_user_secs,
-        server_sys_secs,
-    })
-}
-
-/// The header of the per-run rows.
-pub fn round_header() -> String {
-    format!(
-        "{:>5}  {:<14} {:>3} {:>10} {:>14} {:>11} {:>9} {:>8}",
-        "round", "peer", "-P", "requests", "requests/s", "srv µs/req", "(user)", "srv CPU"
-    )
-}
-
-/// One run's row.
-pub fn round_row(round: usize, r: &PingResult) -> String {
-    format!(
-        "{:>5}  {:<14} {:>3} {:>10} {:>14.0} {:>11.3} {:>9.3} {:>7.1}%",
-        round,
-        r.peer,
-        r.pipeline,
-        r.requests,
-        r.rps,
-        r.server_us_per_req(),
-        r.server_user_us_per_req(),
-        r.server_cpu_pct()
-    )
-}
-
-/// Medians of one peer at one pipeline depth.
-#[derive(Clone, Debug)]
-pub struct PingSummary {
-    pub peer: String,
-    pub pipeline: usize,
-    pub rounds: usize,
-    pub rps: f64,
-    pub server_us_per_req: f64,
-    pub server_user_us_per_req: f64,
-    pub server_cpu_pct: f64,
-}
-
-/// Per pipeline depth (in the order of [`PIPELINES`]), per peer named in
-/// `peers` (in that order) with results: the medians, per column.
-pub fn summarize(results: &[PingResult], peers: &[String]) -> Vec<PingSummary> {
-    let mut out = Vec::new();
-    for pipeline in PIPELINES {
-        for name in peers {
-            let rs: Vec<&PingResult> = results
-                .iter()
-                .filter(|r| &r.peer == name && r.pipeline == pipeline)
-                .collect();
-            if rs.is_empty() {
-                continue;
-            }
-            let med =
-                |f: fn(&PingResult) -> f64| median(&rs.iter().map(|r| f(r)).collect::<Vec<_>>());
-            out.push(PingSummary {
-                peer: name.clone(),
-                pipeline,
-                rounds: rs.len(),
-                rps: med(|r| r.rps),
-                server_us_per_req: med(PingResult::server_us_per_req),
-                server_user_us_per_req: med(PingResult::server_user_us_per_req),
-                server_cpu_pct: med(PingResult::server_cpu_pct),
-            });
-        }
-    }
-    out
-}
-
-/// The medians table, then per pipeline depth the ratios against `baseline`
-/// and, if the C floor ran, each other peer as a multiple of the floor.
-pub fn summary_table(summaries: &[PingSummary], baseline: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<14} {:>3} {:>6} {:>14} {:>11} {:>9} {:>8}",
-        "peer", "-P", "rounds", "requests/s", "srv µs/req", "(user)", "srv CPU"
-    );
-    for s in summaries {
-        let _ = writeln!(
-            out,
-            "{:<14} {:>3} {:>6} {:>14.0} {:>11.3} {:>9.3} {:>7.1}%",
-            s.peer,
-            s.pipeline,
-            s.rounds,
-            s.rps,
-            s.server_us_per_req,
-            s.server_user_us_per_req,
-            s.server_cpu_pct
-        );
-    }
-    for pipeline in PIPELINES {
-        let rows: Vec<RequestFigures<'_>> = summaries
-            .iter()
-            .filter(|s| s.pipeline == pipeline)
-            .map(|s| RequestFigures {
-                peer: &s.peer,
-                rps: s.rps,
-                server_us_per_req: s.server_us_per_req,
-                server_user_us_per_req: s.server_user_us_per_req,
-            })
-            .collect();
-        request_ratio_lines(&mut out, &format!("-P {pipeline}: "), &rows, baseline, true);
-    }
-    out
+    bench.finish(deadline, "")?;
+    Ok(rps)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peers::FLOOR;
 
     #[test]
     fn parses_quiet_output() {
@@ -302,45 +147,8 @@ mod tests {
         assert_eq!(parse_rps("WARNING: Could not fetch server CONFIG"), None);
     }
 
-    fn result(peer: &str, pipeline: usize, rps: f64, cpu: f64) -> PingResult {
-        PingResult {
-            peer: peer.into(),
-            pipeline,
-            requests: 1_000_000,
-            rps,
-            wall_secs: 2.0,
-            server_user_secs: cpu / 4.0,
-            server_sys_secs: cpu * 3.0 / 4.0,
-        }
-    }
-
     #[test]
-    fn medians_and_ratios() {
-        let rs = [
-            result("a", 1, 100.0, 2.0),
-            result("a", 1, 300.0, 1.0),
-            result(FLOOR, 1, 200.0, 1.0),
-            result("a", 16, 1000.0, 0.5),
-            result(FLOOR, 16, 2000.0, 0.25),
-        ];
-        let names = ["a".to_string(), FLOOR.to_string()];
-        let s = summarize(&rs, &names);
-        assert_eq!(s.len(), 4);
-        assert_eq!(
-            (s[0].peer.as_str(), s[0].pipeline, s[0].rounds),
-            ("a", 1, 2)
-        );
-        assert_eq!(s[0].rps, 200.0);
-        assert!((s[0].server_us_per_req - 1.5).abs() < 1e-9);
-        assert!((s[0].server_cpu_pct - 75.0).abs() < 1e-9);
-        assert_eq!(s[3].pipeline, 16);
-        let table = summary_table(&s, FLOOR);
-        assert!(table.contains("-P 1: ratio a/c-floor: requests/s 1.000x"));
-        assert!(
-            table.contains("-P 16: a: requests/s 0.500x the C floor; server CPU per request 2.00x")
-        );
-        assert!(round_row(1, &rs[0]).contains(" 2.000 "));
-        assert!(round_header().contains("requests/s"));
+    fn arguments() {
         assert_eq!(
             bench_args("7", 50, 1000, 16).join(" "),
             "-h 127.0.0.1 -p 7 -t ping_inline -c 50 -n 1000 -P 16 -q"

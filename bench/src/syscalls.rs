@@ -1,6 +1,6 @@
 //! System calls per operation, by name: the optional pass that runs each
-//! peer once more under `strace -c -f` (the runner's `--syscalls`, and the
-//! suite whenever `strace` is installed).
+//! peer once more under `strace -c -f` (whenever `strace` is installed and
+//! may attach, unless `bench --no-syscalls`).
 //!
 //! `strace` is attached to the server (`strace -c -f -q -o FILE -p PID`:
 //! all its threads, and any it starts) only once the server is ready and
@@ -21,11 +21,9 @@
 //! only the counts are used, never the times.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -228,31 +226,12 @@ impl Default for TraceConfig {
     }
 }
 
-/// A file path under the temporary directory, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str) -> TempFile {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        TempFile(std::env::temp_dir().join(format!(
-            "asyncnet-bench-strace-{}-{n}.{tag}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// `strace -c -f` attached to a running process.
 pub struct Tracer {
     strace: Spawned,
-    out: TempFile,
-    err: TempFile,
+    /// Its summary (`-o`) and its stderr, removed when dropped.
+    out: tempfile::NamedTempFile,
+    err: tempfile::NamedTempFile,
 }
 
 impl Tracer {
@@ -261,19 +240,24 @@ impl Tracer {
     /// not attach (e.g. `kernel.yama.ptrace_scope` 1 or more, for a user
     /// who is not root), with what `strace` said.
     pub fn attach(pid: u32) -> io::Result<Tracer> {
-        let out = TempFile::new("txt");
-        let err = TempFile::new("err");
+        let out = tempfile::NamedTempFile::new()?;
+        let err = tempfile::NamedTempFile::new()?;
         let args: Vec<String> = ["-c", "-f", "-q", "-o"]
             .map(String::from)
             .into_iter()
-            .chain([out.0.display().to_string(), "-p".into(), pid.to_string()])
+            .chain([
+                out.path().display().to_string(),
+                "-p".into(),
+                pid.to_string(),
+            ])
             .collect();
-        let strace = Spawned::start_with_stderr(
+        let strace = Spawned::start_with(
             TOOL,
             Path::new(TOOL),
             &args,
             None,
-            Stdio::from(File::create(&err.0)?),
+            Stdio::null(),
+            Stdio::from(err.reopen()?),
         )?;
         let mut t = Tracer { strace, out, err };
         let deadline = Instant::now() + ATTACH_TIMEOUT;
@@ -298,7 +282,7 @@ impl Tracer {
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.err.0)
+        std::fs::read_to_string(self.err.path())
             .unwrap_or_default()
             .trim()
             .to_string()
@@ -307,22 +291,9 @@ impl Tracer {
     /// Once the traced process is gone (killed by the caller): waits for
     /// `strace` to write its summary and exit, and parses it.
     pub fn finish(mut self, deadline: Instant) -> io::Result<Vec<Count>> {
-        match self.strace.wait_until(deadline)? {
-            Some(s) if s.success() => {}
-            Some(s) => {
-                return Err(io::Error::other(format!(
-                    "{TOOL} failed ({s}): {}",
-                    self.stderr()
-                )))
-            }
-            None => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{TOOL} did not exit after the server"),
-                ))
-            }
-        }
-        let text = std::fs::read_to_string(&self.out.0)?;
+        let said = format!(": {}", self.stderr());
+        self.strace.finish(deadline, &said)?;
+        let text = std::fs::read_to_string(self.out.path())?;
         parse_summary(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
@@ -366,37 +337,52 @@ pub fn trace_loadgen(
     let mut args = work.loadgen_args.clone();
     args.extend(server.target.iter().cloned());
     args.extend(["--count".into(), count.to_string(), "--pause".into()]);
-    let mut lg = Spawned::start_with_stdin("loadgen", &loadgen, &args, cfg.loadgen_cpu)?;
+    let mut lg = Spawned::start_with(
+        "loadgen",
+        &loadgen,
+        &args,
+        cfg.loadgen_cpu,
+        Stdio::piped(),
+        Stdio::inherit(),
+    )?;
     let deadline = Instant::now() + TRACE_TIMEOUT;
     let line = |want: &'static str| move |l: &str| (l.trim() == want).then_some(());
     lg.wait_for_line(deadline, line("measure-start"))?;
     let tracer = Tracer::attach(server.process.pid())?;
     lg.send_line("go")?;
     lg.wait_for_line(deadline, line("measure-end"))?;
-    if let Some(s) = server.process.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the traced run: {s}",
-            peer.name
-        )));
-    }
-    server.process.kill()?;
+    server.process.stop()?;
     let counts = tracer.finish(deadline)?;
     lg.send_line("go")?;
     let result = lg.wait_for_line(deadline, |l| {
         l.starts_with("result ").then(|| l.to_string())
     })?;
     let kv = parse_kv(&result);
-    let done: u64 = if work.name == "bulk" {
-        field(&kv, "bytes")?
-    } else {
-        field(&kv, "round_trips")?
-    };
+    // Bulk counts bytes, the others round trips.
+    let done: u64 = field(&kv, "ops")?;
     if done != count {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("loadgen did {done} operations, not {count}"),
         ));
     }
+    Ok(Profile::new(&counts, ops))
+}
+
+/// One traced run of a tool against `peer`'s TCP server (started with `flags`):
+/// `strace` attached once the server is ready, then `run(port)`, which returns the
+/// operations it did; the counts are divided by them.
+pub fn traced(
+    peer: &Peer,
+    flags: &[&str],
+    cfg: &RoundConfig,
+    run: impl FnOnce(u16) -> io::Result<f64>,
+) -> io::Result<Profile> {
+    let mut server = workload::start_server_with(peer, Transport::Tcp, cfg, flags)?;
+    let tracer = Tracer::attach(server.process.pid())?;
+    let ops = run(server.port)?;
+    server.process.stop()?;
+    let counts = tracer.finish(Instant::now() + TRACE_TIMEOUT)?;
     Ok(Profile::new(&counts, ops))
 }
 
@@ -409,69 +395,10 @@ pub fn trace_ping(
     conns: usize,
     cfg: &RoundConfig,
 ) -> io::Result<Profile> {
-    let mut server = workload::start_server_with(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
-    let port = &server.target[1];
-    let args = ping::bench_args(port, conns, requests, pipeline);
-    let tracer = Tracer::attach(server.process.pid())?;
-    let deadline = Instant::now() + TRACE_TIMEOUT;
-    let mut bench = Spawned::start_with_stderr(
-        ping::TOOL,
-        &ping::tool_path(),
-        &args,
-        cfg.loadgen_cpu,
-        Stdio::null(),
-    )?;
-    bench.wait_for_line(deadline, ping::parse_rps)?;
-    match bench.wait_until(deadline)? {
-        Some(s) if s.success() => {}
-        Some(s) => return Err(io::Error::other(format!("{} failed: {s}", ping::TOOL))),
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{} did not exit", ping::TOOL),
-            ))
-        }
-    }
-    if let Some(s) = server.process.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {} exited during the traced run: {s}",
-            peer.name
-        )));
-    }
-    server.process.kill()?;
-    let counts = tracer.finish(deadline)?;
-    Ok(Profile::new(&counts, requests as f64))
-}
-
-/// The header of [`table_row`].
-pub fn table_header() -> String {
-    format!(
-        "{:<16} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
-        "workload",
-        "peer",
-        "per",
-        "read",
-        "(EAGAIN)",
-        "write",
-        "ep_wait",
-        "ep_ctl",
-        "total",
-        "other"
-    )
-}
-
-/// One line of the system call table: calls per operation.
-pub fn table_row(workload: &str, peer: &str, unit: &str, p: &Profile) -> String {
-    format!(
-        "{workload:<16} {peer:<14} {unit:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}  {}",
-        p.read,
-        p.read_errors,
-        p.write,
-        p.epoll_wait,
-        p.epoll_ctl,
-        p.total,
-        p.others_text(3)
-    )
+    traced(peer, &[PONG_FLAG], cfg, |port| {
+        ping::run_bench(port, conns, requests, pipeline, cfg)?;
+        Ok(requests as f64)
+    })
 }
 
 #[cfg(test)]
@@ -562,8 +489,5 @@ mod tests {
             (p.read, p.read_errors, p.write, p.total),
             (2.0, 1.0, 1.0, 3.0)
         );
-        let row = table_row("echo64 c50", "asyncnet", "rt", &p);
-        assert!(row.contains("2.000"), "{row}");
-        assert!(table_header().contains("ep_ctl"));
     }
 }

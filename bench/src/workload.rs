@@ -4,14 +4,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
 use crate::peers::{self, Peer};
 use crate::procstat::CpuTicks;
+use crate::suite::Sample;
 use crate::{parse_ready_line, parse_ready_path, Listen};
 
 /// How long a server may take to print its ready line.
@@ -33,108 +32,37 @@ pub enum Transport {
     Unix,
 }
 
-/// A workload: a name for the report, what the servers listen on, and the
+/// A workload: what the servers listen on, and the
 /// `loadgen` arguments that select and configure it (`--port` or `--path`,
 /// `--secs` and `--warmup` are added per round).
 #[derive(Clone, Debug)]
 pub struct Workload {
-    pub name: String,
-    /// One-line description for the report's header.
-    pub describe: String,
     pub transport: Transport,
     pub loadgen_args: Vec<String>,
 }
 
-/// The workloads of the runner's `--workload`, in the order of `all`.
-pub const NAMES: [&str; 3] = ["echo", "udp", "unix"];
-
-/// Default connections (UDP: sockets) of workload `name`.
-pub fn default_conns(name: &str) -> usize {
-    match name {
-        "udp" => 32,
-        "idle" => IDLE_CONNS,
-        _ => 50,
-    }
-}
-
-/// Default connections of the `idle` workload.
-pub const IDLE_CONNS: usize = 5000;
-
-/// Workload `name` (one of [`NAMES`]) with `size`-byte messages and
-/// `conns` connections (UDP: sockets), each with one message in flight.
-pub fn by_name(name: &str, size: usize, conns: usize) -> Option<Workload> {
-    let (transport, describe) = match name {
-        "echo" => (
-            Transport::Tcp,
-            format!("TCP echo ping-pong, {size}-byte messages, {conns} connections"),
-        ),
-        "udp" => (
-            Transport::Udp,
-            format!(
-                "UDP echo, {size}-byte datagrams, {conns} sockets with one datagram in flight each"
-            ),
-        ),
-        "unix" => (
-            Transport::Unix,
-            format!("Unix stream echo ping-pong, {size}-byte messages, {conns} connections"),
-        ),
-        _ => return None,
-    };
-    Some(Workload {
-        name: name.into(),
-        describe,
-        transport,
-        loadgen_args: vec![
-            "--workload".into(),
-            name.into(),
-            "--size".into(),
-            size.to_string(),
-            "--conns".into(),
-            conns.to_string(),
-        ],
-    })
-}
-
-/// TCP echo ping-pong: `conns` connections, each with one `size`-byte
-/// message in flight.
-pub fn echo_pingpong(size: usize, conns: usize) -> Workload {
-    by_name("echo", size, conns).expect("a known workload")
-}
-
-/// A fresh path for a Unix server's socket, removed (if it is a socket)
-/// when dropped.
-struct SocketPath(PathBuf);
-
-impl SocketPath {
-    fn new() -> io::Result<SocketPath> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("asyncnet-bench-{}-{n}.sock", std::process::id()));
-        remove_socket(&path)?;
-        Ok(SocketPath(path))
-    }
-}
-
-impl Drop for SocketPath {
-    fn drop(&mut self) {
-        if let Err(e) = remove_socket(&self.0) {
-            eprintln!("warning: could not remove {}: {e}", self.0.display());
+impl Workload {
+    /// `loadgen --workload NAME ARGS...` against servers listening on `transport`.
+    pub fn new(transport: Transport, name: &str, args: &[(&str, usize)]) -> Workload {
+        let mut loadgen_args = vec!["--workload".to_string(), name.to_string()];
+        for (k, v) in args {
+            loadgen_args.extend([format!("--{k}"), v.to_string()]);
+        }
+        Workload {
+            transport,
+            loadgen_args,
         }
     }
-}
 
-/// Removes `path` if it is a socket; nothing there is fine; anything else
-/// there is an error (never removed).
-fn remove_socket(path: &Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket", path.display()),
-        )),
+    /// A ping-pong (`echo`: TCP, `udp`, `unix`) of `size`-byte messages on `conns`
+    /// connections (UDP: sockets), each with one message in flight.
+    pub fn pingpong(transport: Transport, size: usize, conns: usize) -> Workload {
+        let name = match transport {
+            Transport::Tcp => "echo",
+            Transport::Udp => "udp",
+            Transport::Unix => "unix",
+        };
+        Workload::new(transport, name, &[("size", size), ("conns", conns)])
     }
 }
 
@@ -150,95 +78,6 @@ pub struct RoundConfig {
     pub loadgen_cpu: Option<usize>,
 }
 
-/// The outcome of one round against one peer.
-#[derive(Clone, Debug)]
-pub struct RoundResult {
-    pub peer: String,
-    /// Connections (UDP: sockets) of the load generator.
-    pub conns: usize,
-    pub round_trips: u64,
-    /// The measured window as timed by the load generator.
-    pub window_secs: f64,
-    /// Round trips per second.
-    pub rps: f64,
-    pub mean_us: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub max_us: f64,
-    /// Connections that completed no round trip in the window.
-    pub idle_conns: usize,
-    /// Fewest and most round trips completed by one connection.
-    pub conn_min: u64,
-    pub conn_max: u64,
-    /// UDP: datagrams resent in the window for want of an echo.
-    pub lost: u64,
-    /// The window as seen by the runner (between the two /proc samples).
-    pub sampled_secs: f64,
-    pub server_user_secs: f64,
-    pub server_sys_secs: f64,
-    pub loadgen_user_secs: f64,
-    pub loadgen_sys_secs: f64,
-}
-
-impl RoundResult {
-    pub fn server_cpu_secs(&self) -> f64 {
-        self.server_user_secs + self.server_sys_secs
-    }
-
-    /// Server CPU time per round trip, in microseconds.
-    pub fn server_us_per_rt(&self) -> f64 {
-        self.server_cpu_secs() * 1e6 / self.round_trips as f64
-    }
-
-    /// Server user-mode CPU time per round trip, in microseconds: the part
-    /// spent outside the kernel (the event loop and the library).
-    pub fn server_user_us_per_rt(&self) -> f64 {
-        self.server_user_secs * 1e6 / self.round_trips as f64
-    }
-
-    /// Server CPU use over the window, in % of one CPU.
-    pub fn server_cpu_pct(&self) -> f64 {
-        100.0 * self.server_cpu_secs() / self.sampled_secs
-    }
-
-    /// What makes this round doubtful, if anything: the server did not
-    /// serve every connection (some got no round trip at all, or one got
-    /// under half of another's), or neither process kept its CPU busy.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        if self.idle_conns > 0 {
-            w.push(format!(
-                "{} connection(s) completed no round trip in the window (lost wake-up or starvation in the server?)",
-                self.idle_conns
-            ));
-        } else if self.conn_min * 2 < self.conn_max {
-            w.push(format!(
-                "unfair service: one connection completed {} round trips, another {}",
-                self.conn_min, self.conn_max
-            ));
-        }
-        if self.lost > 0 {
-            w.push(format!(
-                "{} datagram(s) got no echo in time and were resent (each costs the resend delay)",
-                self.lost
-            ));
-        }
-        // With one connection the two sides take turns, each waiting for the
-        // other (and for the wake-up) by design: neither is ever busy.
-        if self.conns > 1 && self.server_cpu_pct() < IDLE_PCT && self.loadgen_cpu_pct() < IDLE_PCT {
-            w.push(format!(
-                "server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)"
-            ));
-        }
-        w
-    }
-
-    /// Load generator CPU use over the window, in % of one CPU.
-    pub fn loadgen_cpu_pct(&self) -> f64 {
-        100.0 * (self.loadgen_user_secs + self.loadgen_sys_secs) / self.sampled_secs
-    }
-}
-
 /// What a load generator's measured window gave: its `result` line, when the window began
 /// and ended, and the CPU time (user, system) in seconds that the server and the load
 /// generator spent in it.
@@ -250,15 +89,65 @@ pub struct Window {
     pub loadgen: (f64, f64),
 }
 
+impl Window {
+    /// The window in the suite's terms: `ops` operations done in it at `rate` per second.
+    pub fn sample(&self, ops: f64, rate: f64) -> Sample {
+        Sample::measured(rate, ops, self.secs(), self.server)
+    }
+
+    fn secs(&self) -> f64 {
+        (self.end - self.start).as_secs_f64()
+    }
+
+    /// True if neither process kept its CPU busy (both under [`IDLE_PCT`]): something else
+    /// held them up (other load on the machine, or a stall).
+    pub fn both_idle(&self) -> bool {
+        let pct = |(user, sys): (f64, f64)| 100.0 * (user + sys) / self.secs();
+        pct(self.server) < IDLE_PCT && pct(self.loadgen) < IDLE_PCT
+    }
+}
+
+/// The warning of a round in which [`Window::both_idle`].
+pub fn both_idle_warning() -> String {
+    format!("server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)")
+}
+
+/// What makes a ping-pong round doubtful: the server did not serve every connection (`idle`
+/// of them got no round trip at all, or one got under half of another's), UDP datagrams were
+/// `lost`, or neither process kept its CPU busy (`both_idle`; with one connection the two
+/// sides take turns by design, so the caller says false).
+pub fn pingpong_warnings(
+    idle: usize,
+    (fewest, most): (u64, u64),
+    lost: u64,
+    both_idle: bool,
+) -> Vec<String> {
+    let mut w = Vec::new();
+    if idle > 0 {
+        w.push(format!("{idle} connection(s) completed no round trip in the window (lost wake-up or starvation in the server?)"));
+    } else if fewest * 2 < most {
+        w.push(format!(
+            "unfair service: one connection completed {fewest} round trips, another {most}"
+        ));
+    }
+    if lost > 0 {
+        w.push(format!(
+            "{lost} datagram(s) got no echo in time and were resent (each costs the resend delay)"
+        ));
+    }
+    if both_idle {
+        w.push(both_idle_warning());
+    }
+    w
+}
+
 /// Follows the load generator through its window (`measure-start`, `measure-end`, then a
 /// `result ` line), reading both processes' CPU time at each edge; then checks that the
 /// load generator exited cleanly and the server lived through the round, and stops the
 /// server.
 pub fn measure_window(
     server: &mut Spawned,
-    server_name: &str,
     loadgen: &mut Spawned,
-    loadgen_name: &str,
     deadline: Instant,
 ) -> io::Result<Window> {
     loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-start").then_some(()))?;
@@ -276,22 +165,8 @@ pub fn measure_window(
     let result = loadgen.wait_for_line(deadline, |l| {
         l.starts_with("result ").then(|| l.to_string())
     })?;
-    match loadgen.wait_until(deadline)? {
-        Some(s) if s.success() => {}
-        Some(s) => return Err(io::Error::other(format!("{loadgen_name} failed: {s}"))),
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{loadgen_name} did not exit"),
-            ))
-        }
-    }
-    if let Some(s) = server.try_wait()? {
-        return Err(io::Error::other(format!(
-            "server {server_name} exited during the round: {s}"
-        )));
-    }
-    server.kill()?;
+    loadgen.finish(deadline, "")?;
+    server.stop()?;
     Ok(Window {
         result,
         start,
@@ -324,23 +199,11 @@ pub struct Server {
     pub process: Spawned,
     /// The load generator's arguments that reach it: `--port P` or `--path PATH`.
     pub target: Vec<String>,
-    /// Declared after the process: removed after the server is killed.
-    _socket_path: Option<SocketPath>,
-}
-
-/// Starts `peer`'s server on an ephemeral loopback TCP port (pinned as `cfg` says) and waits
-/// for its ready line; returns the process and its port.
-pub fn start_tcp_server(peer: &Peer, cfg: &RoundConfig) -> io::Result<(Spawned, u16)> {
-    let process = Spawned::start(
-        &peer.name,
-        &peer.path(&cfg.bin_dir)?,
-        &peer.args_for(&Listen::Tcp(0)),
-        peer.cpu(cfg.server_cpu),
-    )?;
-    let port = process
-        .wait_for_line(Instant::now() + READY_TIMEOUT, parse_ready_line)
-        .map_err(waiting_for_ready)?;
-    Ok((process, port))
+    /// Its port (TCP, UDP).
+    pub port: u16,
+    /// A Unix server's socket is in it. Declared after the process: removed after the
+    /// server is killed.
+    _socket_dir: Option<tempfile::TempDir>,
 }
 
 fn waiting_for_ready(e: io::Error) -> io::Error {
@@ -360,21 +223,25 @@ pub fn start_server_with(
     flags: &[&str],
 ) -> io::Result<Server> {
     let server_path = peer.path(&cfg.bin_dir)?;
-    let socket_path = match transport {
-        Transport::Unix => Some(SocketPath::new()?),
+    let socket_dir = match transport {
+        Transport::Unix => Some(
+            tempfile::Builder::new()
+                .prefix("asyncnet-bench-")
+                .tempdir()?,
+        ),
         _ => None,
     };
-    let listen = match (transport, &socket_path) {
+    let listen = match (transport, &socket_dir) {
         (Transport::Tcp, _) => Listen::Tcp(0),
         (Transport::Udp, _) => Listen::Udp(0),
-        (Transport::Unix, Some(p)) => Listen::Unix(p.0.clone()),
+        (Transport::Unix, Some(dir)) => Listen::Unix(dir.path().join("server.sock")),
         (Transport::Unix, None) => unreachable!("made above"),
     };
     let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     args.extend(peer.args_for(&listen));
     let process = Spawned::start(&peer.name, &server_path, &args, peer.cpu(cfg.server_cpu))?;
     let ready = Instant::now() + READY_TIMEOUT;
-    let target = match &listen {
+    let (target, port) = match &listen {
         Listen::Unix(path) => {
             let got = process
                 .wait_for_line(ready, parse_ready_path)
@@ -389,19 +256,20 @@ pub fn start_server_with(
                     ),
                 ));
             }
-            vec!["--path".to_string(), got.display().to_string()]
+            (vec!["--path".to_string(), got.display().to_string()], 0)
         }
         _ => {
             let port = process
                 .wait_for_line(ready, parse_ready_line)
                 .map_err(waiting_for_ready)?;
-            vec!["--port".to_string(), port.to_string()]
+            (vec!["--port".to_string(), port.to_string()], port)
         }
     };
     Ok(Server {
         process,
         target,
-        _socket_path: socket_path,
+        port,
+        _socket_dir: socket_dir,
     })
 }
 
@@ -439,49 +307,25 @@ pub fn measured_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io
     ]);
     let mut loadgen = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
     let deadline = Instant::now() + Duration::from_secs_f64(cfg.warmup + cfg.secs) + LOADGEN_SLACK;
-    measure_window(
-        &mut server.process,
-        &peer.name,
-        &mut loadgen,
-        "loadgen",
-        deadline,
-    )
+    measure_window(&mut server.process, &mut loadgen, deadline)
 }
 
 /// Runs one round of `workload` against `peer`. Every process started here
 /// is killed before this returns, on success, error or panic.
-pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<RoundResult> {
+pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Sample> {
     let window = measured_round(peer, workload, cfg)?;
-    let result = window.result;
-    let (t0, t1) = (window.start, window.end);
-    let ((server_user_secs, server_sys_secs), (loadgen_user_secs, loadgen_sys_secs)) =
-        (window.server, window.loadgen);
-
-    let kv = parse_kv(&result);
-    Ok(RoundResult {
-        peer: peer.name.clone(),
-        conns: field(&kv, "conns")?,
-        round_trips: field(&kv, "round_trips")?,
-        window_secs: field(&kv, "secs")?,
-        rps: field(&kv, "rps")?,
-        mean_us: field(&kv, "mean_us")?,
-        p50_us: field(&kv, "p50_us")?,
-        p99_us: field(&kv, "p99_us")?,
-        max_us: field(&kv, "max_us")?,
-        idle_conns: field(&kv, "idle_conns")?,
-        conn_min: field(&kv, "conn_min")?,
-        conn_max: field(&kv, "conn_max")?,
-        lost: if kv.contains_key("lost") {
-            field(&kv, "lost")?
-        } else {
-            0
-        },
-        sampled_secs: (t1 - t0).as_secs_f64(),
-        server_user_secs,
-        server_sys_secs,
-        loadgen_user_secs,
-        loadgen_sys_secs,
-    })
+    let kv = parse_kv(&window.result);
+    let mut s = window.sample(field(&kv, "ops")?, field(&kv, "rate")?);
+    s.p50_us = Some(field(&kv, "p50_us")?);
+    s.p99_us = Some(field(&kv, "p99_us")?);
+    let conns: usize = field(&kv, "conns")?;
+    s.warnings = pingpong_warnings(
+        field(&kv, "idle_conns")?,
+        (field(&kv, "conn_min")?, field(&kv, "conn_max")?),
+        field(&kv, "lost")?,
+        conns > 1 && window.both_idle(),
+    );
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -498,37 +342,24 @@ mod tests {
     }
 
     #[test]
-    fn workloads_by_name() {
-        for name in NAMES {
-            let w = by_name(name, 64, default_conns(name)).unwrap();
-            assert_eq!(w.loadgen_args[1], name);
-        }
-        assert_eq!(by_name("udp", 64, 32).unwrap().transport, Transport::Udp);
-        assert_eq!(default_conns("udp"), 32);
-        assert_eq!(default_conns("idle"), IDLE_CONNS);
-        assert!(by_name("nope", 64, 1).is_none());
+    fn pingpong_round_warnings() {
+        assert!(pingpong_warnings(0, (10, 11), 0, false).is_empty());
+        assert!(pingpong_warnings(3, (0, 11), 0, false)[0].contains("3 connection"));
+        let w = pingpong_warnings(0, (1, 11), 0, true);
+        assert!(
+            w[0].contains("unfair") && w[1].contains("both under"),
+            "{w:?}"
+        );
+        assert!(pingpong_warnings(0, (5, 5), 2, false)[0].contains("2 datagram"));
     }
 
     #[test]
-    fn socket_paths_are_cleaned_up() {
-        let p = SocketPath::new().unwrap();
-        let path = p.0.clone();
-        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        drop(p);
-        assert!(!path.exists());
-        drop(l);
-        let file = std::env::temp_dir().join(format!("asyncnet-bench-test-{}", std::process::id()));
-        std::fs::write(&file, b"x").unwrap();
-        assert!(remove_socket(&file).is_err());
-        std::fs::remove_file(&file).unwrap();
-    }
-
-    #[test]
-    fn pingpong_args() {
-        let w = echo_pingpong(64, 50);
+    fn workload_args() {
         assert_eq!(
-            w.loadgen_args,
+            Workload::pingpong(Transport::Tcp, 64, 50).loadgen_args,
             ["--workload", "echo", "--size", "64", "--conns", "50"]
         );
+        let udp = Workload::pingpong(Transport::Udp, 64, 32);
+        assert_eq!(udp.loadgen_args[..2], ["--workload", "udp"]);
     }
 }

@@ -5,16 +5,12 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use asyncnet_bench::child::Spawned;
 use asyncnet_bench::{parse_ready_line, parse_ready_path, Listen};
-
-fn start_on(bin: &str, listen: &Listen) -> (Spawned, u16) {
-    start_with(bin, &[], listen)
-}
 
 fn start_with(bin: &str, flags: &[&str], listen: &Listen) -> (Spawned, u16) {
     let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
@@ -32,107 +28,52 @@ fn start_with(bin: &str, flags: &[&str], listen: &Listen) -> (Spawned, u16) {
     (server, port)
 }
 
-/// A socket path under the temporary directory, removed when dropped.
-struct TempPath(PathBuf);
+const ASYNCNET: &str = env!("CARGO_BIN_EXE_echo_asyncnet");
+const TOKIO: &str = env!("CARGO_BIN_EXE_echo_tokio");
 
-impl TempPath {
-    fn new(tag: &str) -> TempPath {
-        let p = std::env::temp_dir().join(format!(
-            "asyncnet-bench-test-{}-{tag}.sock",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&p);
-        TempPath(p)
+/// A TCP or Unix stream.
+trait Stream: Read + Write + Send + Sized + 'static {
+    fn dup(&self) -> Self;
+    fn close_write(&self);
+}
+
+impl Stream for TcpStream {
+    fn dup(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn close_write(&self) {
+        self.shutdown(std::net::Shutdown::Write).unwrap();
     }
 }
 
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+impl Stream for UnixStream {
+    fn dup(&self) -> Self {
+        self.try_clone().unwrap()
+    }
+    fn close_write(&self) {
+        self.shutdown(std::net::Shutdown::Write).unwrap();
     }
 }
 
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     s
-}
-
-fn check_echo(bin: &str) {
-    check_echo_with(bin, &[]);
-}
-
-fn check_echo_with(bin: &str, flags: &[&str]) {
-    let (mut server, port) = start_with(bin, flags, &Listen::Tcp(0));
-
-    // Small messages on several connections at once, interleaved.
-    let mut conns: Vec<TcpStream> = (0..5).map(|_| connect(port)).collect();
-    for round in 0..20u8 {
-        for (i, c) in conns.iter_mut().enumerate() {
-            let msg = [b'a' + (i as u8 + round) % 26; 64];
-            c.write_all(&msg).unwrap();
-            let mut back = [0u8; 64];
-            c.read_exact(&mut back).unwrap();
-            assert_eq!(back, msg);
-        }
-    }
-
-    // A large payload written while reading, so the server's writes block
-    // and must resume.
-    let payload: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
-    let mut c = connect(port);
-    let mut w = c.try_clone().unwrap();
-    let data = payload.clone();
-    let writer = thread::spawn(move || {
-        w.write_all(&data).unwrap();
-        w.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::new();
-    c.read_to_end(&mut back).unwrap();
-    writer.join().unwrap();
-    assert!(
-        back == payload,
-        "echoed {} of {} bytes, or different",
-        back.len(),
-        payload.len()
-    );
-
-    // A client vanishing without reading must not take the server down.
-    let mut rude = connect(port);
-    rude.write_all(&[1u8; 100_000]).unwrap();
-    drop(rude);
-    drop(conns);
-    let mut c = connect(port);
-    c.write_all(b"still there\n").unwrap();
-    let mut back = [0u8; 12];
-    c.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"still there\n");
-    assert!(server.try_wait().unwrap().is_none(), "{bin} exited");
-}
-
-#[test]
-fn echo_tokio_echoes() {
-    check_echo(env!("CARGO_BIN_EXE_echo_tokio"));
-}
-
-#[test]
-fn echo_asyncnet_echoes() {
-    check_echo(env!("CARGO_BIN_EXE_echo_asyncnet"));
 }
 
 fn unix_connect(path: &Path) -> UnixStream {
     let s = UnixStream::connect(path).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     s
 }
 
-fn check_unix_echo(bin: &str, tag: &str) {
-    let path = TempPath::new(tag);
-    let (mut server, _) = start_on(bin, &Listen::Unix(path.0.clone()));
-
-    let mut conns: Vec<UnixStream> = (0..5).map(|_| unix_connect(&path.0)).collect();
+/// The server `bin` (started with `flags` on `listen`) echoes: small messages on several
+/// connections at once, interleaved; a large payload written while reading (so the server's
+/// writes block and must resume); and a client vanishing without reading does not take it
+/// down.
+fn check_echo<S: Stream>(bin: &str, flags: &[&str], listen: Listen, connect: impl Fn(u16) -> S) {
+    let (mut server, port) = start_with(bin, flags, &listen);
+    let mut conns: Vec<S> = (0..5).map(|_| connect(port)).collect();
     for round in 0..20u8 {
         for (i, c) in conns.iter_mut().enumerate() {
             let msg = [b'a' + (i as u8 + round) % 26; 64];
@@ -142,15 +83,13 @@ fn check_unix_echo(bin: &str, tag: &str) {
             assert_eq!(back, msg);
         }
     }
-
-    // A large payload, so the server's writes block and must resume.
-    let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
-    let mut c = unix_connect(&path.0);
-    let mut w = c.try_clone().unwrap();
-    let data = payload.clone();
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut c = connect(port);
+    let (w, data) = (c.dup(), payload.clone());
     let writer = thread::spawn(move || {
+        let mut w = w;
         w.write_all(&data).unwrap();
-        w.shutdown(std::net::Shutdown::Write).unwrap();
+        w.close_write();
     });
     let mut back = Vec::new();
     c.read_to_end(&mut back).unwrap();
@@ -161,9 +100,10 @@ fn check_unix_echo(bin: &str, tag: &str) {
         back.len(),
         payload.len()
     );
-
-    drop(conns);
-    let mut c = unix_connect(&path.0);
+    let mut rude = connect(port);
+    rude.write_all(&[1u8; 100_000]).unwrap();
+    drop((rude, conns));
+    let mut c = connect(port);
     c.write_all(b"still there\n").unwrap();
     let mut back = [0u8; 12];
     c.read_exact(&mut back).unwrap();
@@ -171,8 +111,27 @@ fn check_unix_echo(bin: &str, tag: &str) {
     assert!(server.try_wait().unwrap().is_none(), "{bin} exited");
 }
 
+#[test]
+fn servers_echo_over_tcp() {
+    check_echo(ASYNCNET, &[], Listen::Tcp(0), connect);
+    check_echo(TOKIO, &[], Listen::Tcp(0), connect);
+    check_echo(TOKIO, &["--tuned"], Listen::Tcp(0), connect);
+    check_echo(TOKIO, &["--multi-thread"], Listen::Tcp(0), connect);
+}
+
+#[test]
+fn servers_echo_over_unix_streams() {
+    for bin in [ASYNCNET, TOKIO] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        check_echo(bin, &[], Listen::Unix(path.clone()), |_| {
+            unix_connect(&path)
+        });
+    }
+}
+
 fn check_udp_echo(bin: &str) {
-    let (mut server, port) = start_on(bin, &Listen::Udp(0));
+    let (mut server, port) = start_with(bin, &[], &Listen::Udp(0));
     let socks: Vec<UdpSocket> = (0..4)
         .map(|_| {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -216,39 +175,18 @@ fn check_udp_echo(bin: &str) {
 }
 
 #[test]
-fn echo_tokio_echoes_unix() {
-    check_unix_echo(env!("CARGO_BIN_EXE_echo_tokio"), "tokio");
-}
-
-#[test]
-fn echo_asyncnet_echoes_unix() {
-    check_unix_echo(env!("CARGO_BIN_EXE_echo_asyncnet"), "asyncnet");
-}
-
-#[test]
-fn echo_tokio_echoes_udp() {
-    check_udp_echo(env!("CARGO_BIN_EXE_echo_tokio"));
-}
-
-#[test]
-fn echo_asyncnet_echoes_udp() {
-    check_udp_echo(env!("CARGO_BIN_EXE_echo_asyncnet"));
+fn servers_echo_udp() {
+    check_udp_echo(ASYNCNET);
+    check_udp_echo(TOKIO);
 }
 
 #[test]
 fn asyncnet_refuses_lines_over_udp() {
-    let bin = env!("CARGO_BIN_EXE_echo_asyncnet");
-    let out = std::process::Command::new(bin)
+    let out = std::process::Command::new(ASYNCNET)
         .args(["--lines", "--udp", "0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-}
-
-#[test]
-fn echo_tokio_tuned_and_multi_thread_echo() {
-    check_echo_with(env!("CARGO_BIN_EXE_echo_tokio"), &["--tuned"]);
-    check_echo_with(env!("CARGO_BIN_EXE_echo_tokio"), &["--multi-thread"]);
 }
 
 /// `--pong`: one `+PONG\r\n` per line, whether the lines come one at a time,
@@ -276,8 +214,8 @@ fn check_pong(bin: &str, flags: &[&str]) {
 
 #[test]
 fn servers_pong() {
-    check_pong(env!("CARGO_BIN_EXE_echo_asyncnet"), &[]);
-    check_pong(env!("CARGO_BIN_EXE_echo_tokio"), &[]);
-    check_pong(env!("CARGO_BIN_EXE_echo_tokio"), &["--tuned"]);
-    check_pong(env!("CARGO_BIN_EXE_echo_tokio"), &["--multi-thread"]);
+    check_pong(ASYNCNET, &[]);
+    check_pong(TOKIO, &[]);
+    check_pong(TOKIO, &["--tuned"]);
+    check_pong(TOKIO, &["--multi-thread"]);
 }

@@ -1,9 +1,8 @@
 //! Both TLS servers keep the contract with the TLS load generator: ready line, handshake with
-//! the given certificate, byte echo, close after close_notify; and `tls_bench` runs.
+//! the given certificate, byte echo, close after close_notify.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use asyncnet_bench::child::Spawned;
@@ -88,29 +87,4 @@ fn a_wrong_certificate_is_refused() {
     };
     let e = loadgen::run(&s, |_| {}).unwrap_err();
     assert!(e.to_string().contains("pinned"), "{e}");
-}
-
-#[test]
-fn runner_prints_both_tables() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tls_bench"))
-        .args([
-            "--rounds", "1", "--secs", "0.3", "--warmup", "0.1", "--no-pin",
-        ])
-        .args(["--conns", "4", "--hs-conns", "2"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("echo: ratio asyncnet/tokio: round trips/s"),
-        "{text}"
-    );
-    assert!(
-        text.contains("handshake: ratio asyncnet/tokio: handshakes/s"),
-        "{text}"
-    );
 }

@@ -23,7 +23,7 @@ use std::io;
 use std::process::ExitCode;
 
 use asyncnet::{spawn, wait_for, AsyncSocket, Domain, SoBool, SockType};
-use asyncnet_bench::{say_ready, Listen};
+use asyncnet_bench::{say_ready, Listen, ListenArgs};
 
 /// Same buffer size as `echo_tokio`.
 const BUF_SIZE: usize = 4096;
@@ -142,21 +142,24 @@ async fn serve_udp(port: u16) -> io::Result<()> {
     }
 }
 
+/// Our echo server (see the module documentation).
+#[derive(clap::Parser)]
+struct Cli {
+    /// Buffered sockets, recv_line then send (stream sockets only)
+    #[arg(long, conflicts_with = "udp")]
+    lines: bool,
+    /// Redis inline PING mode: +PONG per line (stream sockets only)
+    #[arg(long, conflicts_with = "udp")]
+    pong: bool,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
 fn main() -> ExitCode {
-    let ([lines, pong_mode], listen) = match asyncnet_bench::server_args(["lines", "pong"]) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("echo_asyncnet: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let served = match &listen {
-        Listen::Udp(_) if lines || pong_mode => {
-            eprintln!("echo_asyncnet: --lines and --pong are for stream sockets, not --udp");
-            return ExitCode::from(2);
-        }
-        Listen::Udp(port) => wait_for(serve_udp(*port)),
-        _ => wait_for(serve_stream(&listen, lines, pong_mode)),
+    let cli = <Cli as clap::Parser>::parse();
+    let served = match cli.listen.listen() {
+        Listen::Udp(port) => wait_for(serve_udp(port)),
+        listen => wait_for(serve_stream(&listen, cli.lines, cli.pong)),
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -28,7 +28,7 @@ use tokio::io::{
 };
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 
-use asyncnet_bench::{say_ready, Listen};
+use asyncnet_bench::{say_ready, Listen, ListenArgs};
 
 /// Same buffer size as `echo_asyncnet`.
 const BUF_SIZE: usize = 4096;
@@ -187,12 +187,29 @@ async fn serve(listen: Listen, mode: Mode) -> io::Result<()> {
     }
 }
 
+/// The reference echo server (see the module documentation).
+#[derive(clap::Parser)]
+struct Cli {
+    /// BufReader and BufWriter, flushed when no input is buffered
+    #[arg(long)]
+    tuned: bool,
+    /// The multi_thread runtime, 2 workers
+    #[arg(long)]
+    multi_thread: bool,
+    /// Redis inline PING mode: +PONG per line (stream sockets only)
+    #[arg(long, conflicts_with = "udp")]
+    pong: bool,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
 fn main() -> io::Result<()> {
-    let ([tuned, multi_thread, pong], listen) =
-        asyncnet_bench::server_args(["tuned", "multi-thread", "pong"]).map_err(io::Error::other)?;
-    if pong && matches!(listen, Listen::Udp(_)) {
-        return Err(io::Error::other("--pong is for stream sockets, not --udp"));
-    }
+    let Cli {
+        tuned,
+        multi_thread,
+        pong,
+        listen,
+    } = clap::Parser::parse();
     let runtime = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -203,5 +220,5 @@ fn main() -> io::Result<()> {
             .enable_io()
             .build()?
     };
-    runtime.block_on(serve(listen, Mode { tuned, pong }))
+    runtime.block_on(serve(listen.listen(), Mode { tuned, pong }))
 }

@@ -262,19 +262,17 @@ async fn serve(port: u16) -> io::Result<()> {
     }
 }
 
+/// The `http` workload's server on asyncnet (see the module documentation).
+#[derive(clap::Parser)]
+struct Cli {
+    /// TCP port on 127.0.0.1; 0: any free one
+    #[arg(default_value_t = 0)]
+    port: u16,
+}
+
 fn main() -> ExitCode {
-    let port = match asyncnet_bench::server_args([]) {
-        Ok(([], Listen::Tcp(port))) => port,
-        Ok(_) => {
-            eprintln!("http_asyncnet: TCP only (usage: http_asyncnet [PORT])");
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("http_asyncnet: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match wait_for(serve(port)) {
+    let cli = <Cli as clap::Parser>::parse();
+    match wait_for(serve(cli.port)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("http_asyncnet: {e}");

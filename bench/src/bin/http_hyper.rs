@@ -60,13 +60,18 @@ async fn serve(port: u16) -> io::Result<()> {
     }
 }
 
+/// The `http` workload's server on hyper (see the module documentation).
+#[derive(clap::Parser)]
+struct Cli {
+    /// TCP port on 127.0.0.1; 0: any free one
+    #[arg(default_value_t = 0)]
+    port: u16,
+}
+
 fn main() -> io::Result<()> {
-    let ([], listen) = asyncnet_bench::server_args([]).map_err(io::Error::other)?;
-    let Listen::Tcp(port) = listen else {
-        return Err(io::Error::other("http_hyper serves TCP only"));
-    };
+    let cli = <Cli as clap::Parser>::parse();
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?
-        .block_on(serve(port))
+        .block_on(serve(cli.port))
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! measure-start                      (the measured window begins)
 //! measure-end                        (it ends)
-//! result workload=echo conns=50 size=64 round_trips=N secs=S rps=R mean_us=M p50_us=A p99_us=B max_us=C idle_conns=I conn_min=X conn_max=Y lost=L
+//! result workload=echo conns=50 size=64 ops=N secs=S rate=R mean_us=M p50_us=A p99_us=B max_us=C idle_conns=I conn_min=X conn_max=Y lost=L errors=E first_error=TEXT
 //! ```
 //!
 //! Workloads: `echo` (TCP on 127.0.0.1:`--port`), `unix` (Unix stream
@@ -18,7 +18,7 @@
 //! `--chunk`-byte writes (default 65536) of a checkable byte stream through
 //! the echo server, at most `--in-flight` bytes (default 1048576) written
 //! and not yet echoed; every echoed byte is checked. Prints
-//! `result workload=bulk conns=1 chunk=C in_flight=F bytes=B secs=S mb_per_sec=M reads=R writes=W`
+//! `result workload=bulk conns=1 chunk=C in_flight=F ops=BYTES secs=S rate=MB_PER_S reads=R writes=W`
 //! (bytes echoed in the window, MB = 10^6 bytes; the client's reads and
 //! writes in it).
 //!
@@ -40,27 +40,78 @@
 //! read the server's memory). It raises its soft limit on open files to the
 //! hard limit first.
 //!
-//! Single-threaded plain mio (`idle`: blocking std sockets): it uses
-//! neither asyncnet nor tokio.
+//! `tls-echo` and `tls-handshake` (TLS on 127.0.0.1:`--port`, the server's
+//! certificate `--cert` pinned): a ping-pong of `--size`-byte messages
+//! (default 1024) on `--conns` TLS connections, or `--conns` slots (default
+//! 16) each repeating connect, full handshake, 1-byte echo, close; `ops`
+//! counts the round trips or the completed connections, `errors` the failed
+//! ones (`first_error` the first of them, or `none`).
+//!
+//! Single-threaded plain mio (TLS: with rustls; `idle`: blocking std
+//! sockets): it uses neither asyncnet nor tokio.
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use asyncnet_bench::args::Args;
 use asyncnet_bench::bulk::{self, Bulk};
-use asyncnet_bench::loadgen::{self, Phase, PingPong, Report, Target, UdpEcho};
+use asyncnet_bench::loadgen::{self, Phase, PingPong, Target, UdpEcho};
 use asyncnet_bench::rlimit;
-use asyncnet_bench::workload::default_conns;
+use asyncnet_bench::tls::{certs, loadgen as tls};
 
-const USAGE: &str = "\
-usage: loadgen [--workload echo|udp] --port PORT [options]
-       loadgen --workload unix --path PATH [options]
-       loadgen --workload bulk --port PORT [--chunk 65536] [--in-flight 1048576] [options]
-       loadgen --workload idle --port PORT [--conns 5000] [--size 64] [--hold-secs 120]
-options: [--conns 50 (udp: 32)] [--size 64] [--secs 5] [--warmup 1] [--resend-ms 100 (udp)]
-         [--count N [--pause]]   (echo, unix, bulk: exactly N round trips, bulk: bytes)";
+/// The load generator (see the module documentation).
+#[derive(clap::Parser)]
+struct Cli {
+    /// echo, udp, unix, bulk, idle, tls-echo or tls-handshake
+    #[arg(long, default_value = "echo")]
+    workload: String,
+    /// The server's port on 127.0.0.1 (all but unix)
+    #[arg(long)]
+    port: Option<u16>,
+    /// The server's socket (unix)
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// The server's certificate, PEM, pinned (tls-*)
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Connections, udp: sockets [default: 50, udp 32, idle 5000, tls-handshake 16]
+    #[arg(long)]
+    conns: Option<usize>,
+    /// Bytes per message or datagram [default: 64, tls-echo 1024]
+    #[arg(long)]
+    size: Option<usize>,
+    /// Measured window, seconds
+    #[arg(long, default_value = "5", value_parser = secs)]
+    secs: Duration,
+    /// Warm-up before it, seconds
+    #[arg(long, default_value = "1", value_parser = secs)]
+    warmup: Duration,
+    /// udp: resend a datagram after so long without its echo, ms
+    #[arg(long, default_value_t = 100)]
+    resend_ms: u64,
+    /// idle: how long to hold the connections, seconds
+    #[arg(long, default_value = "120", value_parser = secs)]
+    hold_secs: Duration,
+    /// bulk: bytes per write
+    #[arg(long, default_value_t = bulk::CHUNK)]
+    chunk: usize,
+    /// bulk: most bytes written and not yet echoed
+    #[arg(long, default_value_t = bulk::IN_FLIGHT)]
+    in_flight: usize,
+    /// echo, unix, bulk: exactly N round trips (bulk: bytes) instead of a window
+    #[arg(long)]
+    count: Option<u64>,
+    /// With --count: wait for a line on stdin after each measure line
+    #[arg(long, requires = "count")]
+    pause: bool,
+}
+
+fn secs(v: &str) -> Result<Duration, String> {
+    let v: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(v).map_err(|e| e.to_string())
+}
 
 fn say(line: &str) {
     let mut out = io::stdout().lock();
@@ -68,44 +119,20 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-/// Blocks until a line (or the end) arrives on stdin: the runner's go-ahead.
-fn wait_for_stdin() {
-    let mut line = String::new();
-    let _ = io::stdin().read_line(&mut line);
-}
-
-fn secs(v: f64, name: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(v).map_err(|_| format!("invalid --{name} {v}"))
-}
-
 fn run() -> Result<(), String> {
-    let mut args = Args::from_env();
-    if args.wants_help() {
-        println!("{USAGE}");
-        return Ok(());
-    }
-    let workload = args.take("workload", "echo".to_string())?;
-    let port = args.take_str("port")?;
-    let path = args.take_str("path")?;
-    let conns = args.take("conns", default_conns(&workload))?;
-    let size = args.take("size", 64usize)?;
-    let secs_v = args.take("secs", 5.0f64)?;
-    let warmup_v = args.take("warmup", 1.0f64)?;
-    let resend_ms = args.take("resend-ms", 100u64)?;
-    let hold_v = args.take("hold-secs", 120.0f64)?;
-    let chunk = args.take("chunk", bulk::CHUNK)?;
-    let in_flight = args.take("in-flight", bulk::IN_FLIGHT)?;
-    let count: Option<u64> = args
-        .take_str("count")?
-        .map(|c| c.parse())
-        .transpose()
-        .map_err(|_| "invalid value for --count")?;
-    let pause = args.take_flag("pause");
-    args.finish()?;
-    if pause && count.is_none() {
-        return Err("--pause needs --count".into());
-    }
-    if count.is_some() && !matches!(workload.as_str(), "echo" | "unix" | "bulk") {
+    let cli: Cli = clap::Parser::parse();
+    let workload = cli.workload.as_str();
+    let conns = cli.conns.unwrap_or(match workload {
+        "udp" => 32,
+        "idle" => 5000,
+        "tls-handshake" => 16,
+        _ => 50,
+    });
+    let size = cli
+        .size
+        .unwrap_or(if workload == "tls-echo" { 1024 } else { 64 });
+    let (warmup, secs, count) = (cli.warmup, cli.secs, cli.count);
+    if count.is_some() && !matches!(workload, "echo" | "unix" | "bulk") {
         return Err(format!(
             "--count is for echo, unix and bulk, not {workload}"
         ));
@@ -115,109 +142,103 @@ fn run() -> Result<(), String> {
     if workload != "bulk" {
         rlimit::ensure_nofile(conns)?;
     }
-    let hold = secs(hold_v, "hold-secs")?;
-    let warmup = secs(warmup_v, "warmup")?;
-    let secs = secs(secs_v, "secs")?;
     let addr = || -> Result<SocketAddr, String> {
-        let port: u16 = port
-            .as_deref()
-            .ok_or("--port is required")?
-            .parse()
-            .map_err(|_| "invalid --port")?;
+        let port = cli.port.ok_or("--port is required")?;
         Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
     };
-
+    let pause = cli.pause;
     let on_phase = |p: Phase| {
         say(match p {
             Phase::MeasureStart => "measure-start",
             Phase::MeasureEnd => "measure-end",
         });
         if pause {
-            wait_for_stdin();
+            // The runner's go-ahead: a line (or the end) on stdin.
+            let _ = io::stdin().read_line(&mut String::new());
         }
     };
-    if workload == "idle" {
-        let (held, took) = loadgen::idle_conns(addr()?, conns, size, Duration::from_secs(10))
-            .map_err(|e| format!("idle workload: {e}"))?;
-        say(&format!(
-            "result workload=idle conns={} size={size} setup_secs={:.3}",
-            held.len(),
-            took.as_secs_f64()
-        ));
-        std::thread::sleep(hold);
-        drop(held);
-        return Ok(());
-    }
-    if workload == "bulk" {
-        let cfg = Bulk {
-            addr: addr()?,
-            chunk,
-            in_flight,
-            warmup,
-            secs,
-            count,
-        };
-        let r = bulk::bulk(&cfg, on_phase).map_err(|e| format!("bulk workload: {e}"))?;
-        say(&format!(
-            "result workload=bulk conns=1 chunk={chunk} in_flight={in_flight} bytes={} secs={:.6} mb_per_sec={:.3} reads={} writes={}",
-            r.bytes,
-            r.window.as_secs_f64(),
-            r.mb_per_sec(),
-            r.reads,
-            r.writes
-        ));
-        return Ok(());
-    }
-    let report: Report = match workload.as_str() {
+    let report = match workload {
+        "idle" => {
+            let (held, took) = loadgen::idle_conns(addr()?, conns, size, Duration::from_secs(10))
+                .map_err(|e| format!("idle workload: {e}"))?;
+            say(&format!(
+                "result workload=idle conns={} size={size} setup_secs={:.3}",
+                held.len(),
+                took.as_secs_f64()
+            ));
+            std::thread::sleep(cli.hold_secs);
+            return Ok(());
+        }
+        "bulk" => {
+            let (chunk, in_flight) = (cli.chunk, cli.in_flight);
+            let cfg = Bulk { addr: addr()?, chunk, in_flight, warmup, secs, count };
+            let r = bulk::bulk(&cfg, on_phase).map_err(|e| format!("bulk workload: {e}"))?;
+            say(&format!(
+                "result workload=bulk conns=1 chunk={chunk} in_flight={in_flight} ops={} secs={:.6} rate={:.3} reads={} writes={}",
+                r.bytes,
+                r.window.as_secs_f64(),
+                r.mb_per_sec(),
+                r.reads,
+                r.writes
+            ));
+            return Ok(());
+        }
         "echo" | "unix" => {
-            let target = if workload == "echo" {
-                Target::Tcp(addr()?)
-            } else {
-                Target::Unix(path.ok_or("--path is required for --workload unix")?.into())
+            let target = match &cli.path {
+                Some(path) if workload == "unix" => Target::Unix(path.clone()),
+                _ if workload == "unix" => return Err("--path is required for --workload unix".into()),
+                _ => Target::Tcp(addr()?),
             };
-            let cfg = PingPong {
-                target,
-                conns,
-                size,
-                warmup,
-                secs,
-                count,
-            };
+            let cfg = PingPong { target, conns, size, warmup, secs, count };
             loadgen::echo_pingpong(&cfg, on_phase)
         }
         "udp" => {
-            let cfg = UdpEcho {
+            let resend_after = Duration::from_millis(cli.resend_ms);
+            let cfg = UdpEcho { addr: addr()?, socks: conns, size, resend_after, warmup, secs };
+            loadgen::udp_echo(&cfg, on_phase)
+        }
+        "tls-echo" | "tls-handshake" => {
+            let cert = cli.cert.as_ref().ok_or("--cert is required for tls-*")?;
+            let pinned = certs::read_cert(cert).map_err(|e| e.to_string())?;
+            let settings = tls::Settings {
                 addr: addr()?,
-                socks: conns,
-                size,
-                resend_after: Duration::from_millis(resend_ms),
+                config: certs::client_config(pinned).map_err(|e| e.to_string())?,
+                server_name: certs::server_name(),
+                mode: match workload {
+                    "tls-echo" if size > 0 => tls::Mode::Echo { size },
+                    "tls-echo" => return Err("--size must be at least 1".into()),
+                    _ => tls::Mode::Handshake,
+                },
+                conns,
                 warmup,
                 secs,
             };
-            loadgen::udp_echo(&cfg, on_phase)
+            tls::run(&settings, on_phase)
         }
         other => {
             return Err(format!(
-                "unknown workload {other:?} (known: echo, udp, unix, bulk, idle)"
+                "unknown workload {other:?} (known: echo, udp, unix, bulk, idle, tls-echo, tls-handshake)"
             ))
         }
     }
     .map_err(|e| format!("{workload} workload: {e}"))?;
     let h = &report.latency_ns;
-    let conn_min = report.per_conn.iter().min().copied().unwrap_or(0);
-    let conn_max = report.per_conn.iter().max().copied().unwrap_or(0);
     say(&format!(
-        "result workload={workload} conns={conns} size={size} round_trips={} secs={:.6} rps={:.1} \
-         mean_us={:.1} p50_us={:.1} p99_us={:.1} max_us={:.1} idle_conns={} conn_min={conn_min} conn_max={conn_max} lost={}",
-        report.round_trips,
+        "result workload={workload} conns={conns} size={size} ops={} secs={:.6} rate={:.1} \
+         mean_us={:.1} p50_us={:.1} p99_us={:.1} max_us={:.1} idle_conns={} conn_min={} conn_max={} lost={} errors={} first_error={}",
+        report.ops,
         report.window.as_secs_f64(),
         report.per_sec(),
         report.mean_us(),
-        h.quantile(0.50) as f64 / 1e3,
-        h.quantile(0.99) as f64 / 1e3,
+        h.value_at_quantile(0.50) as f64 / 1e3,
+        h.value_at_quantile(0.99) as f64 / 1e3,
         h.max() as f64 / 1e3,
         report.idle_conns(),
+        report.per_conn.iter().min().copied().unwrap_or(0),
+        report.per_conn.iter().max().copied().unwrap_or(0),
         report.lost,
+        report.errors,
+        report.first_error.as_deref().unwrap_or("none"),
     ));
     Ok(())
 }

@@ -22,7 +22,6 @@ use asyncnet::{
 };
 use futures_io::AsyncRead;
 
-use asyncnet_bench::args::Args;
 use asyncnet_bench::{say_ready, Listen};
 
 const BUF_SIZE: usize = 4096;
@@ -72,26 +71,25 @@ async fn serve(ctx: TlsContext, accept_tls: bool, port: u16) -> io::Result<()> {
     }
 }
 
-fn parse() -> Result<(bool, PathBuf, PathBuf, u16), String> {
-    let mut args = Args::from_env();
-    let accept_tls = args.take_flag("accept-tls");
-    let cert = args.take_str("cert")?.ok_or("--cert is required")?;
-    let key = args.take_str("key")?.ok_or("--key is required")?;
-    let mut rest = args.into_vec();
-    let port = match rest.pop() {
-        None => 0,
-        Some(p) if rest.is_empty() => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
-        Some(_) => {
-            return Err(
-                "usage: tls_echo_asyncnet [--accept-tls] --cert FILE --key FILE [PORT]".into(),
-            )
-        }
-    };
-    Ok((accept_tls, cert.into(), key.into(), port))
+/// A TLS echo server (see the module documentation).
+#[derive(clap::Parser)]
+struct Cli {
+    /// Wrap the listener: accept does the handshakes (peer asyncnet-accept)
+    #[arg(long)]
+    accept_tls: bool,
+    /// The certificate chain, PEM
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key, PEM
+    #[arg(long)]
+    key: PathBuf,
+    /// TCP port on 127.0.0.1; 0: any free one
+    #[arg(default_value_t = 0)]
+    port: u16,
 }
 
 fn main() -> io::Result<()> {
-    let (accept_tls, cert, key, port) = parse().map_err(io::Error::other)?;
-    let ctx = TlsContext::server_from_files(cert, key)?;
-    wait_for(serve(ctx, accept_tls, port))
+    let cli = <Cli as clap::Parser>::parse();
+    let ctx = TlsContext::server_from_files(cli.cert, cli.key)?;
+    wait_for(serve(ctx, cli.accept_tls, cli.port))
 }

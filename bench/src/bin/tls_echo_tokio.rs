@@ -14,7 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use asyncnet_bench::args::Args;
 use asyncnet_bench::tls::certs;
 use asyncnet_bench::{say_ready, Listen};
 
@@ -37,22 +36,23 @@ async fn serve(acceptor: TlsAcceptor, stream: TcpStream) {
     let _ = tls.shutdown().await;
 }
 
-fn parse() -> Result<(PathBuf, PathBuf, u16), String> {
-    let mut args = Args::from_env();
-    let cert = args.take_str("cert")?.ok_or("--cert is required")?;
-    let key = args.take_str("key")?.ok_or("--key is required")?;
-    let mut rest = args.into_vec();
-    let port = match rest.pop() {
-        None => 0,
-        Some(p) if rest.is_empty() => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
-        Some(_) => return Err("usage: tls_echo_tokio --cert FILE --key FILE [PORT]".into()),
-    };
-    Ok((cert.into(), key.into(), port))
+/// A TLS echo server (see the module documentation).
+#[derive(clap::Parser)]
+struct Cli {
+    /// The certificate chain, PEM
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key, PEM
+    #[arg(long)]
+    key: PathBuf,
+    /// TCP port on 127.0.0.1; 0: any free one
+    #[arg(default_value_t = 0)]
+    port: u16,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> io::Result<()> {
-    let (cert, key, port) = parse().map_err(io::Error::other)?;
+    let Cli { cert, key, port } = clap::Parser::parse();
     let acceptor = TlsAcceptor::from(certs::server_config(&cert, &key)?);
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     say_ready(&Listen::Tcp(port), listener.local_addr()?.port())?;

@@ -23,7 +23,13 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::stats::Histogram;
+/// Latencies in nanoseconds, to 3 significant digits.
+pub type Histogram = hdrhistogram::Histogram<u64>;
+
+/// Latencies from 1 ns to 60 s (longer ones are counted as 60 s).
+fn histogram() -> Histogram {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
 
 /// Where the measured window is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,8 +41,8 @@ pub enum Phase {
 /// What a workload measured in its window.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// Round trips completed inside the window.
-    pub round_trips: u64,
+    /// Operations (round trips; TLS handshake: connections) completed inside the window.
+    pub ops: u64,
     /// The window's actual length.
     pub window: Duration,
     /// Latency of those round trips, in nanoseconds.
@@ -49,20 +55,23 @@ pub struct Report {
     /// UDP: datagrams resent in the window because no echo came back in
     /// time (lost, or very late). Always 0 for stream workloads.
     pub lost: u64,
+    /// TLS handshakes: connections that failed in the window, and the first error.
+    pub errors: u64,
+    pub first_error: Option<String>,
 }
 
 impl Report {
     pub fn per_sec(&self) -> f64 {
-        self.round_trips as f64 / self.window.as_secs_f64()
+        self.ops as f64 / self.window.as_secs_f64()
     }
 
     /// Mean latency in microseconds. With every connection always having
     /// one message in flight it is about `conns / per_sec()` (Little's law).
     pub fn mean_us(&self) -> f64 {
-        if self.round_trips == 0 {
+        if self.ops == 0 {
             return 0.0;
         }
-        self.latency_sum_ns as f64 / self.round_trips as f64 / 1e3
+        self.latency_sum_ns as f64 / self.ops as f64 / 1e3
     }
 
     /// Connections that completed no round trip in the window.
@@ -97,49 +106,61 @@ pub struct PingPong {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The warm-up, then the measured window: what is counted in it, and when
-/// it starts and ends.
-struct Window {
+/// it starts and ends (every load generator's, TLS included).
+pub(crate) struct Window {
     secs: Duration,
     measure_at: Instant,
     end_at: Instant,
     start: Option<Instant>,
     hist: Histogram,
-    round_trips: u64,
+    ops: u64,
     latency_sum_ns: u128,
     per_conn: Vec<u64>,
     lost: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
 }
 
 impl Window {
-    fn new(conns: usize, warmup: Duration, secs: Duration) -> Window {
+    pub(crate) fn new(conns: usize, warmup: Duration, secs: Duration) -> Window {
         let measure_at = Instant::now() + warmup;
         Window {
             secs,
             measure_at,
             end_at: measure_at + secs,
             start: None,
-            hist: Histogram::new(),
-            round_trips: 0,
+            hist: histogram(),
+            ops: 0,
             latency_sum_ns: 0,
             per_conn: vec![0; conns],
             lost: 0,
+            errors: 0,
+            first_error: None,
         }
+    }
+
+    /// Counts a failed operation (TLS handshakes), keeping the first error.
+    pub(crate) fn error(&mut self, e: &io::Error) {
+        self.errors += 1;
+        self.first_error.get_or_insert_with(|| e.to_string());
     }
 
     /// Starts or ends the window when it is time (calling `on_phase`). At
     /// the end, returns the report, or an error if nothing completed.
-    fn tick(
+    pub(crate) fn tick(
         &mut self,
         now: Instant,
         on_phase: &mut impl FnMut(Phase),
     ) -> Option<io::Result<Report>> {
         match self.start {
             None if now >= self.measure_at => {
-                self.hist.clear();
-                self.round_trips = 0;
+                self.hist.reset();
+                self.ops = 0;
                 self.latency_sum_ns = 0;
                 self.per_conn.iter_mut().for_each(|c| *c = 0);
                 self.lost = 0;
+                self.errors = 0;
+                self.first_error = None;
                 self.start = Some(now);
                 self.end_at = now + self.secs;
                 on_phase(Phase::MeasureStart);
@@ -147,19 +168,21 @@ impl Window {
             }
             Some(start) if now >= self.end_at => {
                 on_phase(Phase::MeasureEnd);
-                if self.round_trips == 0 {
+                if self.ops == 0 {
                     return Some(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "no round trip completed in the measured window",
+                        "nothing completed in the measured window",
                     )));
                 }
                 Some(Ok(Report {
-                    round_trips: self.round_trips,
+                    ops: self.ops,
                     window: now - start,
-                    latency_ns: std::mem::take(&mut self.hist),
+                    latency_ns: std::mem::replace(&mut self.hist, histogram()),
                     latency_sum_ns: self.latency_sum_ns,
                     per_conn: std::mem::take(&mut self.per_conn),
                     lost: self.lost,
+                    errors: self.errors,
+                    first_error: self.first_error.take(),
                 }))
             }
             _ => None,
@@ -175,14 +198,15 @@ impl Window {
         }
     }
 
-    /// Counts a round trip of connection `conn` (if inside the window).
-    fn record(&mut self, conn: usize, sent_at: Instant, done: Instant) {
+    /// Counts an operation of connection `conn` (if inside the window).
+    pub(crate) fn record(&mut self, conn: usize, sent_at: Instant, done: Instant) {
         if self.start.is_some() {
             let ns = (done - sent_at).as_nanos();
-            self.round_trips += 1;
+            self.ops += 1;
             self.per_conn[conn] += 1;
             self.latency_sum_ns += ns;
-            self.hist.record(u64::try_from(ns).unwrap_or(u64::MAX));
+            self.hist
+                .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
         }
     }
 
@@ -376,24 +400,26 @@ fn pingpong_counted<S: Read + Write + Source>(
     drive(poll, conns, conns.len() as u64, |_, _, _| {})?;
     on_phase(Phase::MeasureStart);
     let start = Instant::now();
-    let mut hist = Histogram::new();
+    let mut hist = histogram();
     let mut latency_sum_ns = 0u128;
     let mut per_conn = vec![0u64; conns.len()];
     drive(poll, conns, count, |i, sent, done| {
         let ns = (done - sent).as_nanos();
-        hist.record(u64::try_from(ns).unwrap_or(u64::MAX));
+        hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
         latency_sum_ns += ns;
         per_conn[i] += 1;
     })?;
     let window = start.elapsed();
     on_phase(Phase::MeasureEnd);
     Ok(Report {
-        round_trips: count,
+        ops: count,
         window,
         latency_ns: hist,
         latency_sum_ns,
         per_conn,
         lost: 0,
+        errors: 0,
+        first_error: None,
     })
 }
 
@@ -498,90 +524,78 @@ pub use udp::{udp_echo, UdpEcho};
 mod tests {
     use super::*;
     use std::net::TcpListener;
+    use std::os::unix::net::UnixListener;
     use std::thread;
 
-    /// A blocking thread-per-connection echo server, for testing the client.
+    /// A blocking echo of one connection, on its own thread.
+    fn echo(mut s: impl Read + Write + Send + 'static) {
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = s.read(&mut buf) {
+                if s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// A blocking thread-per-connection TCP echo server, for testing the client.
     fn std_echo_server(conns: usize) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        thread::spawn(move || {
-            for s in l.incoming().take(conns) {
-                let mut s = s.unwrap();
-                thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if s.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        thread::spawn(move || l.incoming().take(conns).for_each(|s| echo(s.unwrap())));
         addr
     }
 
-    #[test]
-    fn pingpong_against_std_echo() {
-        let addr = std_echo_server(3);
-        let cfg = PingPong {
-            target: Target::Tcp(addr),
-            conns: 3,
+    fn cfg(target: Target, conns: usize, count: Option<u64>) -> PingPong {
+        let (warmup, secs) = (Duration::from_millis(50), Duration::from_millis(200));
+        PingPong {
+            target,
+            conns,
             size: 64,
-            warmup: Duration::from_millis(50),
-            secs: Duration::from_millis(200),
-            count: None,
-        };
-        let mut phases = Vec::new();
-        let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
-        assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
-        assert!(r.round_trips > 0);
-        assert_eq!(r.latency_ns.count(), r.round_trips);
-        assert_eq!(r.per_conn.len(), 3);
-        assert_eq!(r.per_conn.iter().sum::<u64>(), r.round_trips);
-        assert_eq!(r.idle_conns(), 0);
-        assert!(r.mean_us() > 0.0);
-        assert!(r.window >= Duration::from_millis(200));
-        assert!(r.per_sec() > 0.0);
+            warmup,
+            secs,
+            count,
+        }
+    }
+
+    #[test]
+    fn pingpong_over_tcp_and_unix_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        thread::spawn(move || l.incoming().take(3).for_each(|s| echo(s.unwrap())));
+        for target in [Target::Tcp(std_echo_server(3)), Target::Unix(path)] {
+            let mut phases = Vec::new();
+            let r = echo_pingpong(&cfg(target, 3, None), |p| phases.push(p)).unwrap();
+            assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
+            assert!(r.ops > 0);
+            assert_eq!(r.latency_ns.len(), r.ops);
+            // A loopback round trip takes microseconds, not nanoseconds.
+            assert!(
+                r.latency_ns.value_at_quantile(0.5) >= 1_000,
+                "{:?}",
+                r.latency_ns
+            );
+            assert_eq!(r.per_conn.iter().sum::<u64>(), r.ops);
+            assert_eq!((r.per_conn.len(), r.idle_conns(), r.lost), (3, 0, 0));
+            assert!(r.mean_us() > 0.0 && r.per_sec() > 0.0);
+            assert!(r.window >= Duration::from_millis(200));
+        }
     }
 
     #[test]
     fn counted_pingpong_is_exact() {
         let addr = std_echo_server(6);
-        let cfg = PingPong {
-            target: Target::Tcp(addr),
-            conns: 3,
-            size: 32,
-            warmup: Duration::ZERO,
-            secs: Duration::ZERO,
-            count: Some(100),
-        };
         let mut phases = Vec::new();
-        let r = echo_pingpong(&cfg, |p| phases.push(p)).unwrap();
+        let r = echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(100)), |p| phases.push(p)).unwrap();
         assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
-        assert_eq!(r.round_trips, 100);
-        assert_eq!(r.latency_ns.count(), 100);
+        assert_eq!((r.ops, r.latency_ns.len(), r.idle_conns()), (100, 100, 0));
         assert_eq!(r.per_conn.iter().sum::<u64>(), 100);
-        assert_eq!(r.idle_conns(), 0);
         // Fewer round trips than connections: some stay unused.
-        let r = echo_pingpong(
-            &PingPong {
-                count: Some(2),
-                ..cfg.clone()
-            },
-            |_| {},
-        )
-        .unwrap();
-        assert_eq!((r.round_trips, r.idle_conns()), (2, 1));
-        let zero = PingPong {
-            count: Some(0),
-            ..cfg
-        };
-        assert!(echo_pingpong(&zero, |_| {}).is_err());
+        let r = echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(2)), |_| {}).unwrap();
+        assert_eq!((r.ops, r.idle_conns()), (2, 1));
+        assert!(echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(0)), |_| {}).is_err());
     }
 
     #[test]
@@ -598,59 +612,12 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let t = thread::spawn(move || drop(l.accept().unwrap()));
-        let cfg = PingPong {
-            target: Target::Tcp(addr),
-            conns: 1,
-            size: 8,
-            warmup: Duration::from_millis(10),
-            secs: Duration::from_secs(5),
-            count: None,
-        };
-        let err = echo_pingpong(&cfg, |_| {}).unwrap_err();
+        let err = echo_pingpong(&cfg(Target::Tcp(addr), 1, None), |_| {}).unwrap_err();
         t.join().unwrap();
+        use io::ErrorKind::*;
         assert!(
-            matches!(
-                err.kind(),
-                io::ErrorKind::UnexpectedEof
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::BrokenPipe
-            ),
+            matches!(err.kind(), UnexpectedEof | ConnectionReset | BrokenPipe),
             "{err}"
         );
-    }
-
-    #[test]
-    fn pingpong_over_unix_stream() {
-        use std::os::unix::net::UnixListener;
-        let path = std::env::temp_dir().join(format!("asyncnet-lg-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).unwrap();
-        thread::spawn(move || {
-            for s in l.incoming().take(2) {
-                let mut s = s.unwrap();
-                thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n @ 1..) = s.read(&mut buf) {
-                        if s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        let cfg = PingPong {
-            target: Target::Unix(path.clone()),
-            conns: 2,
-            size: 64,
-            warmup: Duration::from_millis(20),
-            secs: Duration::from_millis(100),
-            count: None,
-        };
-        let r = echo_pingpong(&cfg, |_| {});
-        std::fs::remove_file(&path).unwrap();
-        let r = r.unwrap();
-        assert!(r.round_trips > 0);
-        assert_eq!(r.idle_conns(), 0);
-        assert_eq!(r.lost, 0);
     }
 }

@@ -2,7 +2,6 @@
 //! compiler and tool versions, load, date.
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The machine and the tools, as found when the run started.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,28 +50,6 @@ pub fn cpu_model(cpuinfo: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
-/// `YYYY-MM-DD HH:MM UTC` of a time in seconds since the Unix epoch.
-pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Days to civil date (proleptic Gregorian), after Howard Hinnant's
-    // `civil_from_days`.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
 impl Machine {
     /// Looks at this machine now.
     pub fn probe() -> Machine {
@@ -83,10 +60,6 @@ impl Machine {
                 first_line(name, args).unwrap_or_else(|| "not found".to_string()),
             )
         };
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         Machine {
             nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu: cpu_model(&read("/proc/cpuinfo")).unwrap_or_else(|| "unknown".into()),
@@ -104,7 +77,8 @@ impl Machine {
                 .take(3)
                 .collect::<Vec<_>>()
                 .join(" "),
-            date: utc(secs),
+            date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+                .unwrap_or_else(|| "unknown".into()),
         }
     }
 
@@ -130,17 +104,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(utc(1_709_251_199), "2024-02-29 23:59 UTC");
-        assert_eq!(
-            utc(1_735_689_600 + 3 * 3600 + 7 * 60),
-            "2025-01-01 03:07 UTC"
-        );
-    }
-
-    #[test]
     fn cpu_model_line() {
         let info = "processor\t: 0\nvendor_id\t: X\nmodel name\t: Some CPU @ 2.00GHz\n";
         assert_eq!(cpu_model(info).as_deref(), Some("Some CPU @ 2.00GHz"));
@@ -151,7 +114,7 @@ mod tests {
     fn probes_this_machine() {
         let m = Machine::probe();
         assert!(m.nproc >= 1);
-        assert!(m.date.ends_with(" UTC"));
+        assert!(m.date.ends_with(" UTC") && m.date.len() == 20, "{}", m.date);
         let md = m.markdown();
         assert!(md.contains("- CPUs (`nproc`): "), "{md}");
         assert!(md.contains("- strace: "), "{md}");

@@ -1,4 +1,4 @@
-//! The suite (`bench_suite`): every workload against every peer that
+//! The suite (the `bench` front end): every workload against every peer that
 //! serves it, one table, written to `BENCHMARKS.md` with an SVG bar chart.
 //!
 //! Every workload comes down to rows of one generic type, [`Row`]: a
@@ -88,6 +88,31 @@ pub struct Sample {
     pub warnings: Vec<String>,
 }
 
+impl Sample {
+    /// `ops` operations at `rate` per second, in a window of `secs` in which the server spent
+    /// `user` and `sys` seconds of CPU (no latencies, no warnings yet).
+    pub fn measured(rate: f64, ops: f64, secs: f64, (user, sys): (f64, f64)) -> Sample {
+        Sample {
+            rate,
+            server_us: (user + sys) * 1e6 / ops,
+            user_us: Some(user * 1e6 / ops),
+            server_cpu_pct: Some(100.0 * (user + sys) / secs),
+            ..Sample::default()
+        }
+    }
+}
+
+impl Sample {
+    /// An `idle` round: `kb` of server memory per connection (as the cost; no rate).
+    pub fn memory(kb: f64) -> Sample {
+        Sample {
+            rate: f64::NAN,
+            server_us: kb,
+            ..Sample::default()
+        }
+    }
+}
+
 /// What a row's cost figure is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cost {
@@ -158,20 +183,18 @@ impl Row {
 
     /// The `idle` row of `peer`: KB per idle connection, one value per round.
     pub fn memory(workload: &str, peer: &str, kb_per_conn: &[f64]) -> Row {
+        let samples: Vec<Sample> = kb_per_conn.iter().map(|&kb| Sample::memory(kb)).collect();
+        Row::from_samples(workload, peer, "connection", &samples).into_memory()
+    }
+
+    /// This row of [`Sample::memory`]s as a memory row: KB per connection, no rate.
+    pub fn into_memory(self) -> Row {
         Row {
-            workload: workload.to_string(),
-            peer: peer.to_string(),
-            unit: "connection".to_string(),
-            rounds: kb_per_conn.len(),
             rate: None,
-            cost: Spread::of(kb_per_conn).expect("a row needs at least one round"),
             cost_kind: Cost::KbPerConn,
             user_us: None,
-            p50_us: None,
-            p99_us: None,
             server_cpu_pct: None,
-            warned_rounds: 0,
-            reference: BASELINE.to_string(),
+            ..self
         }
     }
 }
@@ -346,6 +369,12 @@ fn progress_line(
     s: &Sample,
 ) -> String {
     let unit = table::short_unit(unit);
+    if unit == "conn" {
+        return format!(
+            "  {workload:<16} round {round}/{rounds}  {peer:<14} {:>8.2} KB/connection",
+            s.server_us
+        );
+    }
     let mut line = format!(
         "  {workload:<16} round {round}/{rounds}  {peer:<14} {:>10.0} {unit}/s  {:>9.3} srv µs/{unit}",
         s.rate, s.server_us

@@ -102,12 +102,16 @@ pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
     ]
 }
 
-/// Aligned text: a header, then a line per row, a blank line between
-/// workloads.
-pub fn text(rows: &[Row]) -> String {
-    let body: Vec<[String; 9]> = rows.iter().map(|r| cells(rows, r)).collect();
-    let mut widths = HEADERS.map(|h| h.chars().count());
-    for c in &body {
+/// Aligned text: a header, then a line per row of `body`, a blank line between workloads
+/// (the first cell); the first two columns left-aligned (and the last if `last_left`),
+/// figures right.
+pub fn aligned<const N: usize>(
+    headers: [&str; N],
+    body: &[[String; N]],
+    last_left: bool,
+) -> String {
+    let mut widths = headers.map(|h| h.chars().count());
+    for c in body {
         for (w, cell) in widths.iter_mut().zip(c) {
             *w = (*w).max(cell.chars().count());
         }
@@ -115,38 +119,53 @@ pub fn text(rows: &[Row]) -> String {
     let line = |cells: &[String]| {
         let mut out = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            let pad = w - cell.chars().count();
-            // Text columns left, figures right.
-            if i < 2 {
-                let _ = write!(out, "{cell}{}  ", " ".repeat(pad));
+            let pad = " ".repeat(w - cell.chars().count());
+            let _ = if i < 2 || (last_left && i == N - 1) {
+                write!(out, "{cell}{pad}  ")
             } else {
-                let _ = write!(out, "{}{cell}  ", " ".repeat(pad));
-            }
+                write!(out, "{pad}{cell}  ")
+            };
         }
-        out.trim_end().to_string()
+        out.trim_end().to_string() + "\n"
     };
-    let mut out = line(&HEADERS.map(String::from));
-    out.push('\n');
+    let mut out = line(&headers.map(String::from));
     for (i, c) in body.iter().enumerate() {
-        if i > 0 && rows[i].workload != rows[i - 1].workload {
+        if i > 0 && c[0] != body[i - 1][0] {
             out.push('\n');
         }
         out.push_str(&line(c));
-        out.push('\n');
     }
     out
 }
 
-/// A Markdown table (figures right-aligned).
-pub fn markdown(rows: &[Row]) -> String {
-    let mut out = format!("| {} |\n", HEADERS.join(" | "));
-    out.push_str("| --- | --- |");
-    out.push_str(&" ---: |".repeat(HEADERS.len() - 2));
-    out.push('\n');
-    for r in rows {
-        let _ = writeln!(out, "| {} |", cells(rows, r).join(" | "));
+/// A Markdown table: the first two columns left-aligned, figures right, `last_left` the last
+/// column left too.
+pub fn md<const N: usize>(headers: [&str; N], body: &[[String; N]], last_left: bool) -> String {
+    let mut out = format!("| {} |\n| --- | --- |", headers.join(" | "));
+    out.push_str(&" ---: |".repeat(N - 2 - usize::from(last_left)));
+    out.push_str(if last_left { " --- |\n" } else { "\n" });
+    for c in body {
+        let _ = writeln!(out, "| {} |", c.join(" | "));
     }
     out
+}
+
+/// The main table as aligned text.
+pub fn text(rows: &[Row]) -> String {
+    aligned(
+        HEADERS,
+        &rows.iter().map(|r| cells(rows, r)).collect::<Vec<_>>(),
+        false,
+    )
+}
+
+/// The main table in Markdown.
+pub fn markdown(rows: &[Row]) -> String {
+    md(
+        HEADERS,
+        &rows.iter().map(|r| cells(rows, r)).collect::<Vec<_>>(),
+        false,
+    )
 }
 
 /// `Rows with a round that had a warning (see the notes): echo64 c50
@@ -185,44 +204,60 @@ pub fn reference_line(rows: &[Row]) -> Option<String> {
     })
 }
 
+/// The columns of the system call table.
+pub const SYSCALL_HEADERS: [&str; 10] = [
+    "workload",
+    "peer",
+    "per",
+    "read",
+    "(EAGAIN)",
+    "write",
+    "epoll_wait",
+    "epoll_ctl",
+    "total",
+    "largest others",
+];
+
+/// The cells of a system call row: calls per operation.
+pub fn syscall_cells(r: &SyscallRow) -> [String; 10] {
+    let p = &r.profile;
+    let figures = [
+        p.read,
+        p.read_errors,
+        p.write,
+        p.epoll_wait,
+        p.epoll_ctl,
+        p.total,
+    ];
+    let [a, b, c, d, e, f] = figures.map(|v| format!("{v:.3}"));
+    [
+        r.workload.clone(),
+        r.peer.clone(),
+        short_unit(&r.unit).into(),
+        a,
+        b,
+        c,
+        d,
+        e,
+        f,
+        p.others_text(3),
+    ]
+}
+
 /// The system call table as aligned text.
 pub fn syscalls_text(rows: &[SyscallRow]) -> String {
-    let mut out = crate::syscalls::table_header();
-    out.push('\n');
-    for r in rows {
-        out.push_str(&crate::syscalls::table_row(
-            &r.workload,
-            &r.peer,
-            short_unit(&r.unit),
-            &r.profile,
-        ));
-        out.push('\n');
-    }
-    out
+    aligned(
+        SYSCALL_HEADERS,
+        &rows.iter().map(syscall_cells).collect::<Vec<_>>(),
+        true,
+    )
 }
 
 /// The system call table in Markdown.
 pub fn syscalls_markdown(rows: &[SyscallRow]) -> String {
-    let mut out = String::from(
-        "| workload | peer | per | read | (EAGAIN) | write | epoll_wait | epoll_ctl | total | largest others |\n\
-         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
-    );
-    for r in rows {
-        let p = &r.profile;
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
-            r.workload,
-            r.peer,
-            short_unit(&r.unit),
-            p.read,
-            p.read_errors,
-            p.write,
-            p.epoll_wait,
-            p.epoll_ctl,
-            p.total,
-            p.others_text(3)
-        );
-    }
-    out
+    md(
+        SYSCALL_HEADERS,
+        &rows.iter().map(syscall_cells).collect::<Vec<_>>(),
+        true,
+    )
 }

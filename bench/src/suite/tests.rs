@@ -60,6 +60,12 @@ fn spreads_and_rows() {
     let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
     assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
     assert!(Spread::of(&[]).is_none());
+    let m = Sample::measured(1.0, 2.0, 2.0, (0.5, 1.5));
+    assert_eq!(
+        (m.rate, m.server_us, m.user_us),
+        (1.0, 1e6, Some(250_000.0))
+    );
+    assert_eq!(m.server_cpu_pct, Some(100.0));
     assert_eq!(s.scaled(2.0).max, 1.5);
 
     let mut warned = sample(10.0, 1.0);
@@ -123,7 +129,7 @@ fn interleaves_rounds_and_keeps_going_after_an_error() {
             server_cpu: None,
             loadgen_cpu: None,
         },
-        peers: crate::peers::select("asyncnet,tokio,nim").unwrap(),
+        peers: crate::peers::named(&["asyncnet", "tokio", "nim"]),
         only_peers: Some(vec!["tokio".into(), "nim".into(), "hyper".into()]),
         http_peers: Vec::new(),
         echo_conns: vec![1],
@@ -218,12 +224,10 @@ fn text_and_markdown_tables_have_every_row() {
     assert_eq!(table::num(f64::NAN), "–");
 }
 
-/// Checks that `svg` is well-formed XML as far as this chart goes: tags
-/// balanced and properly nested under one `svg` root, attributes quoted,
-/// geometric ones numeric, entities known. Returns every element's name and
-/// attributes, in order.
-fn parse_svg(svg: &str) -> Vec<(String, Vec<(String, String)>)> {
-    const NUMERIC: [&str; 12] = [
+/// The bars of `svg`, parsed as XML (so it must be well-formed, under one `svg` root, with
+/// every geometric attribute a finite number of at least 0): per bar, its attributes.
+fn chart_bars(svg: &str) -> Vec<std::collections::HashMap<String, String>> {
+    const NUMERIC: [&str; 9] = [
         "x",
         "y",
         "x1",
@@ -232,110 +236,56 @@ fn parse_svg(svg: &str) -> Vec<(String, Vec<(String, String)>)> {
         "y2",
         "width",
         "height",
-        "stroke-width",
-        "font-size",
         "data-ratio",
-        "rx",
     ];
-    let check_text = |t: &str| {
-        assert!(!t.contains('>'), "raw > in {t:?}");
-        for (i, _) in t.match_indices('&') {
-            let rest = &t[i..];
-            assert!(
-                ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"]
-                    .iter()
-                    .any(|e| rest.starts_with(e)),
-                "bad entity in {t:?}"
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}:\n{svg}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let mut bars = Vec::new();
+    for e in doc.descendants().filter(|n| n.is_element()) {
+        for a in e.attributes().filter(|a| NUMERIC.contains(&a.name())) {
+            let v: f64 = a
+                .value()
+                .parse()
+                .unwrap_or_else(|_| panic!("{}={:?}", a.name(), a.value()));
+            assert!(v.is_finite() && v >= 0.0, "{}={v}", a.name());
+        }
+        if e.tag_name().name() == "rect" && e.attribute("class") == Some("bar") {
+            bars.push(
+                e.attributes()
+                    .map(|a| (a.name().to_string(), a.value().to_string()))
+                    .collect(),
             );
         }
-    };
-    let mut stack: Vec<String> = Vec::new();
-    let mut elements = Vec::new();
-    let mut roots = 0;
-    let mut rest = svg;
-    while let Some(open) = rest.find('<') {
-        check_text(&rest[..open]);
-        let close = rest[open..].find('>').expect("unclosed tag") + open;
-        let tag = &rest[open + 1..close];
-        rest = &rest[close + 1..];
-        if let Some(name) = tag.strip_prefix('/') {
-            assert_eq!(
-                stack.pop().as_deref(),
-                Some(name.trim()),
-                "misnested </{name}>"
-            );
-            continue;
-        }
-        let self_closing = tag.ends_with('/');
-        let tag = tag.trim_end_matches('/');
-        let (name, mut attrs_text) = tag.split_once(' ').unwrap_or((tag, ""));
-        let mut attrs = Vec::new();
-        loop {
-            attrs_text = attrs_text.trim_start();
-            if attrs_text.is_empty() {
-                break;
-            }
-            let (key, after) = attrs_text.split_once("=\"").expect("unquoted attribute");
-            let end = after.find('"').expect("unterminated attribute");
-            let value = &after[..end];
-            check_text(value);
-            assert!(!value.contains('<'), "raw < in attribute {value:?}");
-            if NUMERIC.contains(&key) {
-                let v: f64 = value
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{key}={value:?} is not a number"));
-                assert!(v.is_finite() && v >= 0.0, "{key}={v}");
-            }
-            attrs.push((key.to_string(), value.to_string()));
-            attrs_text = &after[end + 1..];
-        }
-        if stack.is_empty() {
-            roots += 1;
-            assert_eq!(name, "svg");
-        }
-        if !self_closing {
-            stack.push(name.to_string());
-        }
-        elements.push((name.to_string(), attrs));
     }
-    check_text(rest);
-    assert!(stack.is_empty(), "unclosed: {stack:?}");
-    assert_eq!(roots, 1);
-    elements
+    bars
 }
 
 #[test]
 fn chart_is_well_formed_with_proportional_bars() {
     let rows = rows();
     let svg = svg::chart(&rows);
-    let elements = parse_svg(&svg);
-    let attr = |e: &(String, Vec<(String, String)>), k: &str| {
-        e.1.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
-    };
-    let bars: Vec<_> = elements
-        .iter()
-        .filter(|e| e.0 == "rect" && attr(e, "class").as_deref() == Some("bar"))
-        .collect();
+    let bars = chart_bars(&svg);
+    let num = |b: &std::collections::HashMap<String, String>, k: &str| b[k].parse::<f64>().unwrap();
     // Every row with a row of its reference in its workload has a bar
     // (http's against hyper); unix (no tokio row) has none.
     let drawn: Vec<&Row> = rows.iter().filter(|r| r.workload != "unix64 c50").collect();
     assert_eq!(bars.len(), drawn.len());
     for (r, b) in drawn.iter().zip(&bars) {
-        assert_eq!(attr(b, "data-workload").unwrap(), r.workload);
-        assert_eq!(attr(b, "data-peer").unwrap(), svg::escape(&r.peer));
+        assert_eq!(
+            (&b["data-workload"], &b["data-peer"]),
+            (&r.workload, &r.peer)
+        );
         let want = ratio_to_reference(&rows, r).unwrap().median;
-        let got: f64 = attr(b, "data-ratio").unwrap().parse().unwrap();
-        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        assert!(
+            (num(b, "data-ratio") - want).abs() < 1e-6,
+            "{b:?} vs {want}"
+        );
     }
-    // Lengths proportional to the ratios, up to the axis end.
+    // Lengths proportional to the ratios (tiny bars only to the rounding of their
+    // attributes), up to the axis end.
     let px_per_unit: Vec<f64> = bars
         .iter()
-        .map(|b| {
-            let w: f64 = attr(b, "width").unwrap().parse().unwrap();
-            let r: f64 = attr(b, "data-ratio").unwrap().parse().unwrap();
-            (w, r)
-        })
-        // Tiny bars only to the rounding of their attributes.
+        .map(|b| (num(b, "width"), num(b, "data-ratio")))
         .filter(|&(_, r)| (0.05..=svg::MAX_AXIS).contains(&r))
         .map(|(w, r)| w / r)
         .collect();
@@ -343,48 +293,27 @@ fn chart_is_well_formed_with_proportional_bars() {
     for k in &px_per_unit {
         assert!((k / px_per_unit[0] - 1.0).abs() < 1e-3, "{px_per_unit:?}");
     }
-    let longest = bars
-        .iter()
-        .map(|b| attr(b, "width").unwrap().parse::<f64>().unwrap())
-        .fold(0.0, f64::max);
+    let longest = bars.iter().map(|b| num(b, "width")).fold(0.0, f64::max);
     assert!((longest - svg::MAX_AXIS * px_per_unit[0]).abs() < 0.01);
-    assert!(svg.contains("(cut)"));
-    assert!(
-        svg.contains("not drawn: unix64 c50 (no tokio row)"),
-        "{svg}"
-    );
-    let http_bar = |peer: &str| {
-        let b = bars
-            .iter()
-            .find(|b| {
-                attr(b, "data-workload").as_deref() == Some("http c50")
-                    && attr(b, "data-peer").as_deref() == Some(peer)
-            })
-            .unwrap_or_else(|| panic!("no http c50 bar for {peer}"));
-        attr(b, "data-ratio").unwrap().parse::<f64>().unwrap()
-    };
-    assert!((http_bar("asyncnet") - 0.5).abs() < 1e-6);
-    assert!((http_bar("hyper") - 1.0).abs() < 1e-6);
-    assert!((http_bar("c-floor") - 0.2).abs() < 1e-6);
-    assert!(svg.contains(">http c50 (x hyper)</text>"), "{svg}");
-    assert!(
-        svg.contains("http c50 asyncnet: 0.500x hyper</title>"),
-        "{svg}"
-    );
-    assert!(
-        svg.contains("(x hyper): relative to hyper, on tokio;"),
-        "{svg}"
-    );
-    assert!(svg.contains(">echo64 c50</text>"), "{svg}");
+    for want in [
+        "(cut)",
+        "not drawn: unix64 c50 (no tokio row)",
+        ">http c50 (x hyper)</text>",
+        "http c50 asyncnet: 0.500x hyper</title>",
+        "(x hyper): relative to hyper, on tokio;",
+        ">echo64 c50</text>",
+        "nim &amp; &lt;co&gt;",
+        "idle c5000 (memory)",
+    ] {
+        assert!(svg.contains(want), "no {want:?} in\n{svg}");
+    }
     // Without an http row the chart names no other reference.
     assert!(!svg::chart(&rows[..11]).contains("(x "));
-    assert!(svg.contains("nim &amp; &lt;co&gt;"));
-    assert!(svg.contains("idle c5000 (memory)"));
     assert_eq!(svg::axis_end(1.02), 1.5);
     assert_eq!(svg::axis_end(2.2), 2.5);
     assert_eq!(svg::axis_end(40.0), svg::MAX_AXIS);
     // No rows at all: still a well-formed (empty) chart.
-    parse_svg(&svg::chart(&[]));
+    assert!(chart_bars(&svg::chart(&[])).is_empty());
 }
 
 fn info(rounds: usize, secs: f64) -> RunInfo {
@@ -398,7 +327,7 @@ fn info(rounds: usize, secs: f64) -> RunInfo {
             load: "0.10 0.20 0.30".into(),
             date: "2025-01-01 00:00 UTC".into(),
         },
-        command: format!("target/release/bench_suite --rounds {rounds} --secs {secs}"),
+        command: format!("target/release/bench --rounds {rounds} --secs {secs}"),
         rounds,
         secs,
         warmup: 1.0,
@@ -445,7 +374,7 @@ fn document_has_every_section_and_row() {
         "- kernel: 6.1.0",
         "- rustc: rustc 1.85.0",
         "- date: 2025-01-01 00:00 UTC",
-        "cargo build --release -p asyncnet-bench && target/release/bench_suite --rounds 1 --secs 1",
+        "cargo build --release -p asyncnet-bench && target/release/bench --rounds 1 --secs 1",
         "![Server CPU per operation relative to tokio](bench/chart.svg)",
         "## System calls per operation",
         "| echo64 c50 | asyncnet | rt | 1.000 | 0.000 | 1.000 | 0.000 | 0.000 | 2.000 |  |",

@@ -6,14 +6,15 @@
 //! and returns a [`Sample`]) and list it in [`WORKLOADS`].
 
 use std::io;
+use std::path::Path;
 
 use crate::peers::Peer;
-use crate::suite::table::short_unit;
+use crate::suite::table;
 use crate::suite::{Ctx, Part, Row, Sample, SyscallRow};
 use crate::syscalls::{self, Profile};
+use crate::tls;
 use crate::tls::certs::{self, IdentityFiles};
-use crate::tls::runner::{self as tls_runner, TlsWorkload};
-use crate::workload::{self, RoundResult};
+use crate::workload::{self, Transport, Workload};
 use crate::{bulk, http, idle, ping, rlimit};
 
 /// One workload of the suite.
@@ -73,9 +74,9 @@ pub const WORKLOADS: &[Entry] = &[
 /// Every peer name some workload runs, for checking `--peers`.
 pub fn known_peers() -> Vec<String> {
     let mut names: Vec<String> = crate::peers::all().into_iter().map(|p| p.name).collect();
-    let others = tls_runner::PEERS
-        .iter()
-        .map(|p| p.name.to_string())
+    let others = tls::peers(Path::new(""), Path::new(""))
+        .into_iter()
+        .map(|p| p.name)
         .chain(http::peers().into_iter().map(|p| p.name));
     for name in others {
         if !names.contains(&name) {
@@ -112,7 +113,7 @@ const IDLE_PEERS: [&str; 7] = [
 /// The `http` row's servers (of [`http::peers`], the same names as the echo
 /// servers but HTTP programs), and its reference: its server on tokio.
 const HTTP_PEERS: [&str; 4] = ["asyncnet", "hyper", "nim", "c-floor"];
-const HTTP_REFERENCE: &str = http::BASELINE;
+const HTTP_REFERENCE: &str = "hyper";
 
 /// Message size of the echo, UDP and Unix rows.
 const SIZE: usize = 64;
@@ -122,7 +123,7 @@ const CONNS: usize = 50;
 const UDP_SOCKS: usize = 32;
 /// `redis-benchmark` requests per second of window: about what the slower
 /// servers do without pipelining, and with `-P 16` when they write once per
-/// reply (the defaults of `echo_bench --workload ping` at 5 s).
+/// reply.
 const PING_RATE: [f64; 2] = [80_000.0, 200_000.0];
 
 fn names(peers: &[Peer]) -> Vec<String> {
@@ -134,19 +135,6 @@ fn find<'a>(peers: &'a [Peer], name: &str) -> &'a Peer {
         .iter()
         .find(|p| p.name == name)
         .expect("a peer of the list")
-}
-
-/// A ping-pong round in the suite's terms.
-pub fn round_sample(r: &RoundResult) -> Sample {
-    Sample {
-        rate: r.rps,
-        server_us: r.server_us_per_rt(),
-        user_us: Some(r.server_user_us_per_rt()),
-        p50_us: Some(r.p50_us),
-        p99_us: Some(r.p99_us),
-        server_cpu_pct: Some(r.server_cpu_pct()),
-        warnings: r.warnings(),
-    }
 }
 
 /// The system call pass of one workload: `trace` once per peer (a
@@ -162,16 +150,17 @@ pub fn trace_each(
     for p in peers {
         match trace(p) {
             Ok(profile) => {
-                ctx.say(&format!(
-                    "  syscalls {}",
-                    syscalls::table_row(workload, &p.name, short_unit(unit), &profile)
-                ));
-                part.syscalls.push(SyscallRow {
+                let row = SyscallRow {
                     workload: workload.to_string(),
                     peer: p.name.clone(),
                     unit: unit.to_string(),
                     profile,
-                });
+                };
+                ctx.say(&format!(
+                    "  syscalls {}",
+                    table::syscall_cells(&row).join(" ")
+                ));
+                part.syscalls.push(row);
             }
             Err(e) => {
                 let note = format!("{workload}, {}: system call pass: error: {e}", p.name);
@@ -184,64 +173,20 @@ pub fn trace_each(
     part
 }
 
-/// The runner's (`echo_bench`) `--syscalls` pass for its stream workloads
-/// (`echo`, `unix`; `udp` is noted and skipped): each against each of
-/// `peers` that serves its transport.
-pub fn loadgen_syscalls(ctx: &Ctx, works: &[workload::Workload], peers: &[Peer]) -> Part {
-    let mut part = Part::default();
-    let Some(t) = &ctx.trace else {
-        return part;
-    };
-    for w in works {
-        if w.transport == workload::Transport::Udp {
-            part.notes.push(format!(
-                "{}: no system call pass (the UDP load generator has no fixed-size mode)",
-                w.name
-            ));
-            continue;
-        }
-        let peers: Vec<Peer> = peers
-            .iter()
-            .filter(|p| w.transport == workload::Transport::Tcp || !p.tcp_only)
-            .cloned()
-            .collect();
-        part.extend(trace_each(ctx, &w.name, "round trip", &peers, |p| {
-            syscalls::trace_loadgen(p, w, t.requests, t.requests as f64, &ctx.cfg)
-        }));
-    }
-    part
-}
-
-/// The runner's `--syscalls` pass for `ping`: both pipeline depths, `conns`
-/// clients.
-pub fn ping_syscalls(ctx: &Ctx, peers: &[Peer], conns: usize) -> Part {
-    let mut part = Part::default();
-    let Some(t) = &ctx.trace else {
-        return part;
-    };
-    for pipeline in ping::PIPELINES {
-        let n = ping_trace_requests(t.requests, pipeline);
-        part.extend(trace_each(
-            ctx,
-            &format!("ping P{pipeline}"),
-            "request",
-            peers,
-            |p| syscalls::trace_ping(p, pipeline, n, conns, &ctx.cfg),
-        ));
-    }
-    part
-}
-
-/// A ping-pong workload (`echo` or `unix`) as one row per peer, then its
-/// system call pass.
-fn pingpong(ctx: &Ctx, label: &str, work: &workload::Workload, peers: &[Peer]) -> Part {
+/// A ping-pong workload (`echo`, `unix`, `udp`) as one row per peer, then its
+/// system call pass (none for UDP).
+fn pingpong(ctx: &Ctx, label: &str, work: &Workload, peers: &[Peer]) -> Part {
     let mut part = ctx.interleave(label, "round trip", &names(peers), |name| {
-        workload::run_round(find(peers, name), work, &ctx.cfg).map(|r| round_sample(&r))
+        workload::run_round(find(peers, name), work, &ctx.cfg)
     });
-    if let Some(t) = &ctx.trace {
-        part.extend(trace_each(ctx, label, "round trip", peers, |p| {
+    match &ctx.trace {
+        Some(_) if work.transport == Transport::Udp => part.notes.push(format!(
+            "{label}: no system call pass (the UDP load generator has no fixed-size mode)"
+        )),
+        Some(t) => part.extend(trace_each(ctx, label, "round trip", peers, |p| {
             syscalls::trace_loadgen(p, work, t.requests, t.requests as f64, &ctx.cfg)
-        }));
+        })),
+        None => {}
     }
     part
 }
@@ -260,7 +205,7 @@ fn echo(ctx: &Ctx) -> Part {
         part.extend(pingpong(
             ctx,
             &label,
-            &workload::echo_pingpong(SIZE, conns),
+            &Workload::pingpong(Transport::Tcp, SIZE, conns),
             &peers,
         ));
     }
@@ -270,7 +215,7 @@ fn echo(ctx: &Ctx) -> Part {
 /// `unix`: the same ping-pong over a Unix stream socket, 50 connections.
 fn unix(ctx: &Ctx) -> Part {
     let peers = ctx.pick(&UNIX_PEERS);
-    let work = workload::by_name("unix", SIZE, CONNS).expect("a known workload");
+    let work = Workload::pingpong(Transport::Unix, SIZE, CONNS);
     let mut part = pingpong(ctx, &format!("unix{SIZE} c{CONNS}"), &work, &peers);
     part.notes
         .push("unix: nim and c-floor serve TCP only".to_string());
@@ -279,34 +224,21 @@ fn unix(ctx: &Ctx) -> Part {
 
 /// `udp`: 32 sockets, one 64-byte datagram in flight each.
 fn udp(ctx: &Ctx) -> Part {
-    let peers = ctx.pick(&UDP_PEERS);
-    let work = workload::by_name("udp", SIZE, UDP_SOCKS).expect("a known workload");
+    let work = Workload::pingpong(Transport::Udp, SIZE, UDP_SOCKS);
     let label = format!("udp{SIZE} s{UDP_SOCKS}");
-    let mut part = ctx.interleave(&label, "round trip", &names(&peers), |name| {
-        workload::run_round(find(&peers, name), &work, &ctx.cfg).map(|r| round_sample(&r))
-    });
-    part.notes.push(
-        "udp: nim and c-floor serve TCP only; tokio-tuned serves UDP as tokio does".to_string(),
-    );
-    if ctx.trace.is_some() {
-        part.notes.push(
-            "udp: no system call pass (the UDP load generator has no fixed-size mode)".to_string(),
-        );
-    }
+    let mut part = pingpong(ctx, &label, &work, &ctx.pick(&UDP_PEERS));
+    part.notes
+        .push("udp: nim and c-floor serve TCP only; tokio-tuned serves UDP as tokio does".into());
     part
 }
 
-/// `bulk`: one connection streaming through each byte-echo peer.
+/// `bulk`: one connection streaming through each byte-echo peer, and the
+/// system call pass if it is on.
 fn bulk_stream(ctx: &Ctx) -> Part {
-    bulk_rows(ctx, &ctx.pick(&STREAM_PEERS))
-}
-
-/// The `bulk` rows of `peers` (in that order), and their system call pass
-/// if it is on.
-pub fn bulk_rows(ctx: &Ctx, peers: &[Peer]) -> Part {
+    let peers = &ctx.pick(&STREAM_PEERS);
     let (chunk, in_flight) = (bulk::CHUNK, bulk::IN_FLIGHT);
     let mut part = ctx.interleave("bulk", "MB", &names(peers), |name| {
-        bulk::run_round(find(peers, name), chunk, in_flight, &ctx.cfg).map(|r| r.sample())
+        bulk::run_round(find(peers, name), chunk, in_flight, &ctx.cfg)
     });
     if let Some(t) = &ctx.trace {
         let work = bulk::workload(chunk, in_flight);
@@ -345,16 +277,7 @@ fn ping_inline(ctx: &Ctx) -> Part {
         let label = format!("ping P{pipeline}");
         let requests = ping_requests(i, ctx.cfg.secs);
         part.extend(ctx.interleave(&label, "request", &names(&peers), |name| {
-            let r = ping::run_round(find(&peers, name), pipeline, requests, CONNS, &ctx.cfg)?;
-            Ok(Sample {
-                rate: r.rps,
-                server_us: r.server_us_per_req(),
-                user_us: Some(r.server_user_us_per_req()),
-                p50_us: None,
-                p99_us: None,
-                server_cpu_pct: Some(r.server_cpu_pct()),
-                warnings: Vec::new(),
-            })
+            ping::run_round(find(&peers, name), pipeline, requests, CONNS, &ctx.cfg)
         }));
         if let Some(t) = &ctx.trace {
             let n = ping_trace_requests(t.requests, pipeline);
@@ -364,19 +287,6 @@ fn ping_inline(ctx: &Ctx) -> Part {
         }
     }
     part
-}
-
-/// An `http` round in the suite's terms.
-pub fn http_sample(r: &http::HttpResult) -> Sample {
-    Sample {
-        rate: r.wrk.rps,
-        server_us: r.server_us_per_req(),
-        user_us: Some(r.server_user_us_per_req()),
-        p50_us: Some(r.wrk.p50_us),
-        p99_us: Some(r.wrk.p99_us),
-        server_cpu_pct: Some(r.server_cpu_pct()),
-        warnings: r.warnings(),
-    }
 }
 
 /// `http c50`: HTTP/1.1 keep-alive hello world driven by `wrk`, against
@@ -401,7 +311,7 @@ fn http_hello(ctx: &Ctx) -> Part {
         .collect();
     part.extend(
         ctx.interleave(&label, "request", &names(&peers), |name| {
-            http::run_round(find(&peers, name), conns, &ctx.cfg).map(|r| http_sample(&r))
+            http::run_round(find(&peers, name), conns, &ctx.cfg)
         })
         .against(HTTP_REFERENCE),
     );
@@ -413,76 +323,46 @@ fn http_hello(ctx: &Ctx) -> Part {
     part
 }
 
-/// A TLS round in the suite's terms.
-fn tls_sample(r: &tls_runner::RoundResult) -> Sample {
-    Sample {
-        rate: r.rate,
-        server_us: r.server_us_per_op(),
-        user_us: Some(r.server_user_us_per_op()),
-        p50_us: Some(r.p50_us),
-        p99_us: Some(r.p99_us),
-        server_cpu_pct: Some(r.server_cpu_pct()),
-        warnings: r.warnings(),
-    }
-}
-
-/// `tls echo` and `tls handshake`: the TLS benchmark's code, in process.
+/// `tls echo` and `tls handshake`: TLS echo ping-pong and handshakes, asyncnet against tokio
+/// (tokio-rustls); `asyncnet-accept` only if `--peers` names it.
 fn tls(ctx: &Ctx) -> Part {
     let mut part = Part::default();
-    let peers: Vec<tls_runner::TlsPeer> = tls_runner::PEERS
-        .iter()
-        .filter(|p| ["asyncnet", "tokio"].contains(&p.name))
-        .filter(|p| ctx.wants(p.name))
-        .cloned()
-        .collect();
-    if peers.is_empty() {
-        return part;
-    }
-    let setup = || -> io::Result<(IdentityFiles, tls_runner::RoundConfig)> {
-        tls_runner::check_binaries(&ctx.cfg.bin_dir, &peers)?;
-        let files = IdentityFiles::write(&certs::generate()?)?;
-        let cfg = tls_runner::RoundConfig {
-            bin_dir: ctx.cfg.bin_dir.clone(),
-            cert: files.cert.clone(),
-            key: files.key.clone(),
-            secs: ctx.cfg.secs,
-            warmup: ctx.cfg.warmup,
-            server_cpus: ctx.cfg.server_cpu.map(|c| c.to_string()),
-            loadgen_cpus: ctx.cfg.loadgen_cpu.map(|c| c.to_string()),
-        };
-        Ok((files, cfg))
+    let named = |p: &str| {
+        ctx.only_peers
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|n| n == p))
     };
-    let (_files, cfg) = match setup() {
-        Ok(s) => s,
+    let files = match certs::generate().and_then(|id| IdentityFiles::write(&id)) {
+        Ok(files) => files,
         Err(e) => {
             part.notes.push(format!("tls: skipped: {e}"));
             part.errors += 1;
             return part;
         }
     };
-    let names: Vec<String> = peers.iter().map(|p| p.name.to_string()).collect();
+    let peers: Vec<Peer> = tls::peers(&files.cert, &files.key)
+        .into_iter()
+        .filter(|p| p.name != "asyncnet-accept" || named(&p.name))
+        .filter(|p| ctx.wants(&p.name))
+        .collect();
     let works = [
         (
             "tls echo 1K c50",
             "round trip",
-            TlsWorkload::Echo {
-                size: 1024,
-                conns: CONNS,
-            },
+            tls::workload(Some(1024), CONNS, &files.cert),
         ),
         (
             "tls handshake",
             "handshake",
-            TlsWorkload::Handshake { conns: 16 },
+            tls::workload(None, 16, &files.cert),
         ),
     ];
-    for (label, unit, work) in works {
-        part.extend(ctx.interleave(label, unit, &names, |name| {
-            let peer = peers.iter().find(|p| p.name == name).expect("listed");
-            tls_runner::run_round(peer, &work, &cfg).map(|r| tls_sample(&r))
+    for (label, unit, work) in &works {
+        part.extend(ctx.interleave(label, unit, &names(&peers), |name| {
+            tls::run_round(find(&peers, name), work, &ctx.cfg)
         }));
     }
-    if ctx.trace.is_some() {
+    if ctx.trace.is_some() && !peers.is_empty() {
         part.notes
             .push("tls: no system call pass (its load generator has no fixed-size mode)".into());
     }
@@ -491,47 +371,22 @@ fn tls(ctx: &Ctx) -> Part {
 
 /// `idle`: KB of server memory per idle connection.
 fn idle_memory(ctx: &Ctx) -> Part {
-    let mut part = Part::default();
     let conns = ctx.idle_conns;
     let label = format!("idle c{conns}");
     if let Err(e) = rlimit::ensure_nofile(conns) {
-        part.notes.push(format!("{label}: skipped: {e}"));
-        part.errors += 1;
-        return part;
+        let notes = vec![format!("{label}: skipped: {e}")];
+        return Part {
+            notes,
+            errors: 1,
+            ..Part::default()
+        };
     }
     let peers = ctx.pick(&IDLE_PEERS);
-    let mut kb: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
-    let mut failed = vec![false; peers.len()];
-    for round in 1..=ctx.rounds {
-        for (i, peer) in peers.iter().enumerate() {
-            if failed[i] {
-                continue;
-            }
-            match idle::run_round(peer, conns, &ctx.cfg) {
-                Ok(r) => {
-                    ctx.say(&format!(
-                        "  {label:<16} round {round}/{}  {:<14} {:>8.2} KB/connection",
-                        ctx.rounds,
-                        peer.name,
-                        r.kb_per_conn()
-                    ));
-                    kb[i].push(r.kb_per_conn());
-                }
-                Err(e) => {
-                    let note = format!("{label}, {}, round {round}: error: {e}", peer.name);
-                    println!("  {note}");
-                    part.notes.push(note);
-                    part.errors += 1;
-                    failed[i] = true;
-                }
-            }
-        }
-    }
-    for (peer, kb) in peers.iter().zip(&kb) {
-        if !kb.is_empty() {
-            part.rows.push(Row::memory(&label, &peer.name, kb));
-        }
-    }
+    let mut part = ctx.interleave(&label, "connection", &names(&peers), |name| {
+        let r = idle::run_round(find(&peers, name), conns, &ctx.cfg)?;
+        Ok(Sample::memory(r.kb_per_conn()))
+    });
+    part.rows = part.rows.into_iter().map(Row::into_memory).collect();
     part
 }
 
@@ -541,6 +396,7 @@ mod tests {
 
     #[test]
     fn workload_names_are_unique_and_peers_known() {
+        let known = known_peers();
         let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
         names.sort_unstable();
         names.dedup();
@@ -548,51 +404,43 @@ mod tests {
         let lists: [&[&str]; 4] = [&STREAM_PEERS, &UNIX_PEERS, &UDP_PEERS, &IDLE_PEERS];
         for list in lists {
             for p in list {
-                assert!(crate::peers::select(p).is_ok(), "{p}");
+                assert_eq!(crate::peers::named(&[p]).len(), 1, "{p}");
             }
         }
         // The http row's peers are the http workload's, its reference among
         // them, and `--peers` knows them all (hyper only from there).
-        assert_eq!(
-            http::select(&HTTP_PEERS.join(",")).unwrap().len(),
-            HTTP_PEERS.len()
-        );
+        let http_peers: Vec<String> = http::peers().into_iter().map(|p| p.name).collect();
+        assert_eq!(http_peers, HTTP_PEERS);
+        assert!(known.iter().any(|k| k == "asyncnet-accept"));
         assert!(HTTP_PEERS.contains(&HTTP_REFERENCE));
-        let known = known_peers();
         for p in HTTP_PEERS.iter().chain(&STREAM_PEERS) {
             assert!(known.iter().any(|k| k == p), "{p}");
         }
         assert_eq!(known.iter().filter(|k| *k == "hyper").count(), 1);
-        assert!(crate::peers::select("hyper").is_err());
+        assert!(crate::peers::named(&["hyper"]).is_empty());
         assert!(WORKLOADS.iter().any(|w| w.name == "http"));
     }
 
     #[test]
     fn http_rounds_become_samples_with_their_warnings() {
-        let mut r = http::HttpResult {
-            peer: "asyncnet".into(),
-            wrk: http::WrkReport {
-                requests: 200_000,
-                secs: 2.0,
-                rps: 100_000.0,
-                p50_us: 150.0,
-                p99_us: 900.0,
-                non_2xx: 0,
-                socket_errors: http::SocketErrors::default(),
-            },
-            wall_secs: 2.0,
-            server_user_secs: 0.2,
-            server_sys_secs: 0.8,
+        let mut wrk = http::WrkReport {
+            requests: 200_000,
+            secs: 2.0,
+            rps: 100_000.0,
+            p50_us: 150.0,
+            p99_us: 900.0,
+            non_2xx: 0,
+            socket_errors: http::SocketErrors::default(),
         };
-        let s = http_sample(&r);
+        let s = http::sample(&wrk, 2.0, (0.2, 0.8));
         assert_eq!(s.rate, 100_000.0);
         assert!((s.server_us - 5.0).abs() < 1e-9);
         assert!((s.user_us.unwrap() - 1.0).abs() < 1e-9);
         assert_eq!((s.p50_us, s.p99_us), (Some(150.0), Some(900.0)));
         assert!((s.server_cpu_pct.unwrap() - 50.0).abs() < 1e-9);
         assert!(s.warnings.is_empty());
-        r.wrk.non_2xx = 7;
-        assert_eq!(http_sample(&r).warnings.len(), 1);
+        wrk.non_2xx = 7;
+        assert_eq!(http::sample(&wrk, 2.0, (0.2, 0.8)).warnings.len(), 1);
     }
 
     #[test]

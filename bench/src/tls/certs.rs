@@ -8,7 +8,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -47,42 +46,28 @@ pub fn generate() -> io::Result<Identity> {
     })
 }
 
-/// The identity's files in a fresh directory under the temporary directory (mode 0700),
-/// removed with it when dropped.
+/// The identity's files in a fresh private directory under the temporary directory, removed
+/// with it when dropped.
 #[derive(Debug)]
 pub struct IdentityFiles {
-    dir: PathBuf,
+    _dir: tempfile::TempDir,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 impl IdentityFiles {
     pub fn write(id: &Identity) -> io::Result<IdentityFiles> {
-        use std::os::unix::fs::DirBuilderExt;
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("asyncnet-tls-bench-{}-{n}", std::process::id()));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        let files = IdentityFiles {
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-            dir,
-        };
-        std::fs::write(&files.cert, &id.cert_pem)?;
-        std::fs::write(&files.key, &id.key_pem)?;
-        Ok(files)
-    }
-}
-
-impl Drop for IdentityFiles {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("warning: could not remove {}: {e}", self.dir.display());
-        }
+        let dir = tempfile::Builder::new()
+            .prefix("asyncnet-tls-bench-")
+            .tempdir()?;
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, &id.cert_pem)?;
+        std::fs::write(&key, &id.key_pem)?;
+        Ok(IdentityFiles {
+            _dir: dir,
+            cert,
+            key,
+        })
     }
 }
 
@@ -199,7 +184,7 @@ mod tests {
     fn identity_round_trip() {
         let id = generate().unwrap();
         let files = IdentityFiles::write(&id).unwrap();
-        let dir = files.dir.clone();
+        let dir = files.cert.parent().unwrap().to_path_buf();
         let cert = read_cert(&files.cert).unwrap();
         server_config(&files.cert, &files.key).unwrap();
         client_config(cert).unwrap();

@@ -2,17 +2,17 @@
 //! one table on stdout, written to `BENCHMARKS.md` (repository root) with
 //! the bar chart `bench/chart.svg` beside it.
 //!
-//! Build first, then run: `cargo build --release -p asyncnet-bench &&
-//! target/release/bench_suite`. It runs the binaries next to its own
-//! executable and builds only the `nim` and `c-floor` peers, the echo ones
-//! and the `http` ones (skipped with a note if `nim` or `cc` is missing);
+//! The one front end. Build first, then run: `cargo build --release -p
+//! asyncnet-bench && target/release/bench` (`--help` for the options). It
+//! runs the binaries next to its own executable and builds only the `nim`
+//! and `c-floor` peers, the echo ones and the `http` ones (skipped with a
+//! note if `nim` or `cc` is missing);
 //! `ping` needs `redis-benchmark`, `http` needs `wrk`, the system call pass
 //! `strace` (each skipped with a note if missing).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use asyncnet_bench::args::Args;
 use asyncnet_bench::child::{taskset_available, Spawned};
 use asyncnet_bench::suite::machine::Machine;
 use asyncnet_bench::suite::markdown::{self, RunInfo};
@@ -21,31 +21,66 @@ use asyncnet_bench::syscalls::{self, TraceConfig, Tracer};
 use asyncnet_bench::workload::{loadgen_path, RoundConfig};
 use asyncnet_bench::{extpeers, http, peers, rlimit};
 
-const USAGE: &str = "\
-usage: bench_suite [options]
-  --rounds N           interleaved rounds per peer (default 3)
-  --secs S             measured window per round, seconds (default 5)
-  --warmup S           warm-up before each window, seconds (default 1)
-  --only A,B           workloads to run (default all: echo, bulk, ping, udp,
-                       unix, http, tls, idle)
-  --peers A,B          peers to run where they apply (default all: asyncnet,
-                       asyncnet-lines (idle only), tokio, tokio-tuned,
-                       tokio-mt, hyper (http only), nim, c-floor; in http,
-                       asyncnet, nim and c-floor are its HTTP servers)
-  --echo-conns A,B     connection counts of the echo rows (default 1,50,500)
-  --idle-conns N       connections of the idle row (default 5000)
-  --no-syscalls        skip the system call pass (default: run it if strace
-                       is installed and may attach)
-  --syscall-requests N round trips per traced run (default 5000; ping: x2
-                       without pipelining, x10 with; http: a 2 s wrk run
-                       instead, divided by its requests)
-  --syscall-mb N       MB per traced bulk run (default 16)
-  --server-cpu N       CPU for the servers (default 0)
-  --loadgen-cpu N      CPU for the load generators (default 1)
-  --no-pin             do not use taskset
-  --out DIR            write DIR/BENCHMARKS.md and DIR/bench/chart.svg
-                       (default: the repository this was built from)
-  --no-write           print the table only";
+/// Every workload against every peer that serves it: one table, written to
+/// BENCHMARKS.md with the chart bench/chart.svg.
+#[derive(clap::Parser)]
+#[command(name = "bench")]
+struct Cli {
+    /// Interleaved rounds per peer
+    #[arg(long, default_value_t = 3, value_parser = at_least_1())]
+    rounds: usize,
+    /// Measured window per round, seconds, in (0, 3600]
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Warm-up before each window, seconds, in [0, 3600]
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Workloads to run [default: all: echo, bulk, ping, udp, unix, http, tls, idle]
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Peers to run where they apply [default: all: asyncnet, asyncnet-lines (idle only),
+    /// tokio, tokio-tuned, tokio-mt, hyper (http only), nim, c-floor; asyncnet-accept
+    /// (tls) only if named; in http, asyncnet, nim and c-floor are its HTTP servers]
+    #[arg(long, value_delimiter = ',')]
+    peers: Option<Vec<String>>,
+    /// Connection counts of the echo rows
+    #[arg(long, value_delimiter = ',', default_value = "1,50,500", value_parser = at_least_1())]
+    echo_conns: Vec<usize>,
+    /// Connections of the idle row
+    #[arg(long, default_value_t = 5000, value_parser = at_least_1())]
+    idle_conns: usize,
+    /// Skip the system call pass (default: run it if strace is installed and may attach)
+    #[arg(long)]
+    no_syscalls: bool,
+    /// Round trips per traced run (ping: x2 without pipelining, x10 with; http: a 2 s
+    /// wrk run instead, divided by its requests)
+    #[arg(long, default_value_t = TraceConfig::default().requests, value_parser = clap::value_parser!(u64).range(1..))]
+    syscall_requests: u64,
+    /// MB per traced bulk run
+    #[arg(long, default_value_t = TraceConfig::default().bulk_bytes / 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    syscall_mb: u64,
+    /// CPU for the servers
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    /// CPU for the load generators
+    #[arg(long, default_value_t = 1)]
+    loadgen_cpu: usize,
+    /// Do not use taskset
+    #[arg(long)]
+    no_pin: bool,
+    /// Write DIR/BENCHMARKS.md and DIR/bench/chart.svg [default: the repository this was
+    /// built from]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the table only
+    #[arg(long)]
+    no_write: bool,
+}
+
+/// A count of at least 1.
+fn at_least_1() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
 
 /// The repository root this binary was built from, if it is still there.
 fn default_out() -> PathBuf {
@@ -55,17 +90,6 @@ fn default_out() -> PathBuf {
     } else {
         PathBuf::from(".")
     }
-}
-
-fn list<T: std::str::FromStr>(v: &str, name: &str) -> Result<Vec<T>, String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| format!("invalid value {s:?} in --{name}"))
-        })
-        .collect()
 }
 
 /// Whether `strace` may attach to a process of ours: tried on a `sleep`.
@@ -83,45 +107,30 @@ fn strace_works() -> Result<(), String> {
 }
 
 fn run() -> Result<bool, String> {
-    let mut args = Args::from_env();
-    if args.wants_help() {
-        println!("{USAGE}");
-        return Ok(true);
-    }
-    let rounds: usize = args.take("rounds", 3)?;
-    let secs: f64 = args.take("secs", 5.0)?;
-    let warmup: f64 = args.take("warmup", 1.0)?;
+    let Cli {
+        rounds,
+        secs,
+        warmup,
+        only,
+        peers: only_peers,
+        echo_conns,
+        idle_conns,
+        no_syscalls,
+        syscall_requests: trace_requests,
+        syscall_mb: trace_mb,
+        server_cpu,
+        loadgen_cpu,
+        no_pin,
+        out,
+        no_write,
+    } = clap::Parser::parse();
+    let out_dir = out.unwrap_or_else(default_out);
     let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
-    let only: Vec<String> = list(&args.take("only", all.join(","))?, "only")?;
-    let only_peers: Option<Vec<String>> = args
-        .take_str("peers")?
-        .map(|l| list(&l, "peers"))
-        .transpose()?;
-    let echo_conns: Vec<usize> = list(
-        &args.take("echo-conns", "1,50,500".to_string())?,
-        "echo-conns",
-    )?;
-    let idle_conns: usize = args.take("idle-conns", 5000)?;
-    let no_syscalls = args.take_flag("no-syscalls");
-    let trace_requests: u64 = args.take("syscall-requests", TraceConfig::default().requests)?;
-    let trace_mb: u64 = args.take("syscall-mb", TraceConfig::default().bulk_bytes / 1_000_000)?;
-    let server_cpu: usize = args.take("server-cpu", 0)?;
-    let loadgen_cpu: usize = args.take("loadgen-cpu", 1)?;
-    let no_pin = args.take_flag("no-pin");
-    let out_dir = args
-        .take_str("out")?
-        .map(PathBuf::from)
-        .unwrap_or_else(default_out);
-    let no_write = args.take_flag("no-write");
-    args.finish()?;
-    if rounds == 0 || idle_conns == 0 || trace_requests == 0 || trace_mb == 0 {
-        return Err(
-            "--rounds, --idle-conns, --syscall-requests and --syscall-mb must be at least 1".into(),
-        );
-    }
-    if echo_conns.is_empty() || echo_conns.contains(&0) {
-        return Err("--echo-conns needs counts of at least 1".into());
-    }
+    let only: Vec<String> = if only.is_empty() {
+        all.iter().map(|w| w.to_string()).collect()
+    } else {
+        only
+    };
     if !(secs > 0.0 && secs <= 3600.0 && (0.0..=3600.0).contains(&warmup)) {
         return Err("--secs must be in (0, 3600] and --warmup in [0, 3600]".into());
     }
@@ -162,18 +171,23 @@ fn run() -> Result<bool, String> {
     let mut notes = Vec::new();
     // nim and c-floor: built into a private directory, removed at the end.
     let build_dir = extpeers::BuildDir::new().map_err(|e| e.to_string())?;
-    let built = extpeers::prepare(selected.clone(), &build_dir)?;
-    for p in &selected {
-        if !built.iter().any(|b| b.name == p.name) {
+    let mut build = |selected: Vec<peers::Peer>, what: &str| -> Result<Vec<peers::Peer>, String> {
+        let built = extpeers::prepare(selected.clone(), &build_dir)?;
+        for p in selected
+            .iter()
+            .filter(|p| !built.iter().any(|b| b.name == p.name))
+        {
             notes.push(format!(
-                "peer {}: not built (its compiler is missing): skipped everywhere",
+                "{what} {}: not built (its compiler is missing): skipped",
                 p.name
             ));
         }
-    }
-    for p in &built {
-        p.path(&bin_dir).map_err(|e| e.to_string())?;
-    }
+        for p in &built {
+            p.path(&bin_dir).map_err(|e| e.to_string())?;
+        }
+        Ok(built)
+    };
+    let built = build(selected, "peer")?;
     // The http row's servers (its own nim and c-floor too), only if it
     // will run: selected and wrk there (else it notes why it skipped).
     let http_selected: Vec<peers::Peer> =
@@ -185,18 +199,7 @@ fn run() -> Result<bool, String> {
         } else {
             Vec::new()
         };
-    let http_built = extpeers::prepare(http_selected.clone(), &build_dir)?;
-    for p in &http_selected {
-        if !http_built.iter().any(|b| b.name == p.name) {
-            notes.push(format!(
-                "http peer {}: not built (its compiler is missing): skipped",
-                p.name
-            ));
-        }
-    }
-    for p in &http_built {
-        p.path(&bin_dir).map_err(|e| e.to_string())?;
-    }
+    let http_built = build(http_selected, "http peer")?;
     let pinned = !no_pin && taskset_available();
     if !no_pin && !pinned {
         notes.push("taskset not found or not working: everything ran unpinned".into());
@@ -331,7 +334,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("bench_suite: {e}");
+            eprintln!("bench: {e}");
             ExitCode::FAILURE
         }
     }
