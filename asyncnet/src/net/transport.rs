@@ -370,3 +370,45 @@ impl AsyncSocket {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{spawn, wait_for, with_timeout};
+
+    #[test]
+    fn reads_dropped_by_the_thousand_on_a_quiet_socket_leave_a_bounded_waiter_list() {
+        wait_for(async {
+            let listener = AsyncSocket::new()?;
+            listener.bind_addr(0, "127.0.0.1")?;
+            listener.listen()?;
+            let client = crate::dial("127.0.0.1", listener.local_addr()?.1).await?;
+            let quiet = listener.accept().await?;
+            // 80,000 tasks, each waiting once for a byte that does not come.
+            let tasks: Vec<_> = (0..80_000)
+                .map(|_| {
+                    let s = quiet.clone();
+                    spawn(async move {
+                        Ok::<_, io::Error>(with_timeout(s.recv(1), Duration::ZERO).await.is_err())
+                    })
+                })
+                .collect();
+            for t in tasks {
+                assert!(t.await?, "nothing to read: every wait timed out");
+            }
+            let waiting = quiet.inner.io.waiting(Direction::Read);
+            assert!(
+                waiting <= 65,
+                "{waiting} wakers of finished reads left behind"
+            );
+            // A real read still works.
+            client.send("x").await?;
+            assert_eq!(quiet.recv(1).await?, b"x");
+            assert_eq!(quiet.inner.io.waiting(Direction::Read), 0);
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
+    }
+}
