@@ -17,8 +17,8 @@
 //! - **One talker cannot starve the others**: after each line it relays, a member's reader
 //!   lets the other tasks (the writers) run.
 //!
-//! `tests/example_chat_server.rs` runs [`listen`] and [`serve`] against clients that never
-//! read and against connect/disconnect churn.
+//! `tests/example_chat_server.rs` and `tests/example_chat_churn.rs` run [`listen`] and
+//! [`serve`] against a client that never reads and against connect/disconnect churn.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
