@@ -411,4 +411,71 @@ mod tests {
         })
         .unwrap();
     }
+
+    /// A future that counts its polls.
+    struct Counted<F> {
+        polls: std::rc::Rc<std::cell::Cell<u64>>,
+        inner: std::pin::Pin<Box<F>>,
+    }
+
+    impl<F: std::future::Future> std::future::Future for Counted<F> {
+        type Output = F::Output;
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            self.polls.set(self.polls.get() + 1);
+            self.inner.as_mut().poll(cx)
+        }
+    }
+
+    #[test]
+    fn a_herd_of_live_readers_on_one_socket_settles_instead_of_waking_itself_for_ever() {
+        wait_for(async {
+            let listener = AsyncSocket::new()?;
+            listener.bind_addr(0, "127.0.0.1")?;
+            listener.listen()?;
+            let client = crate::dial("127.0.0.1", listener.local_addr()?.1).await?;
+            let quiet = listener.accept().await?;
+            let polls = std::rc::Rc::new(std::cell::Cell::new(0));
+            let got = std::rc::Rc::new(std::cell::Cell::new(0));
+            const HERD: usize = 1000;
+            for _ in 0..HERD {
+                let (s, got) = (quiet.clone(), got.clone());
+                let read = async move {
+                    let b = s.recv(1).await?;
+                    got.set(got.get() + b.len());
+                    Ok::<_, io::Error>(())
+                };
+                drop(spawn(Counted {
+                    polls: polls.clone(),
+                    inner: Box::pin(read),
+                }));
+            }
+            // Settled: a few milliseconds pass without a poll (a herd that woke itself would
+            // be polled all the time).
+            let settled = async {
+                loop {
+                    let before = polls.get();
+                    crate::sleep_async(Duration::from_millis(20)).await;
+                    if polls.get() == before {
+                        return;
+                    }
+                }
+            };
+            with_timeout(settled, Duration::from_secs(20))
+                .await
+                .expect("the herd never settled");
+            assert_eq!(quiet.inner.io.waiting(Direction::Read), HERD);
+            // Every byte sent still reaches a reader.
+            client.send(vec![7u8; HERD]).await?;
+            let all_read = async {
+                while got.get() < HERD {
+                    crate::sleep_async(Duration::from_millis(5)).await;
+                }
+            };
+            with_timeout(all_read, Duration::from_secs(20))
+                .await
+                .expect("a byte was lost");
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
+    }
 }
