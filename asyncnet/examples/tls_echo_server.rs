@@ -34,7 +34,9 @@ fn self_signed() -> io::Result<(TlsContext, PathBuf)> {
 
 async fn process_client(ctx: TlsContext, client: AsyncSocket) -> io::Result<()> {
     // The handshake runs in this client's task, so a slow or silent client holds up no one
-    // else (a listener wrapped with `wrap_socket` would run handshakes one after another).
+    // else (a listener wrapped with `wrap_socket` would run handshakes one after another),
+    // and it is bounded by the context's handshake timeout (10 s by default): a client that
+    // stalls it gets `TimedOut`, and its connection closes as this task ends.
     wrap_connected_socket(&ctx, &client, HandshakeAs::Server, "").await?;
     while let Some(line) = client.recv_line().await? {
         client.send(format!("{line}\r\n")).await?;
@@ -43,13 +45,18 @@ async fn process_client(ctx: TlsContext, client: AsyncSocket) -> io::Result<()> 
     Ok(())
 }
 
-async fn serve(port: u16, ctx: TlsContext) -> io::Result<()> {
+/// A listener on 127.0.0.1:`port` (0: any free port).
+pub(crate) fn listen(port: u16) -> io::Result<AsyncSocket> {
     let server = AsyncSocket::new()?;
     server.set_sock_opt(SoBool::ReuseAddr, true)?;
     server.bind_addr(port, "127.0.0.1")?;
     server.listen()?;
-    let (address, port) = server.local_addr()?;
-    println!("TLS echo server listening on {address}:{port}");
+    Ok(server)
+}
+
+/// Serve the clients of `server`, each in its own task (`tests/example_tls_echo_server.rs`
+/// runs this with stalled clients).
+pub(crate) async fn serve(server: AsyncSocket, ctx: TlsContext) -> io::Result<()> {
     loop {
         let client = server.accept().await?;
         let ctx = ctx.clone();
@@ -93,5 +100,10 @@ fn main() -> io::Result<()> {
         }
         _ => usage(),
     };
-    wait_for(serve(port, ctx))
+    wait_for(async {
+        let server = listen(port)?;
+        let (address, port) = server.local_addr()?;
+        println!("TLS echo server listening on {address}:{port}");
+        serve(server, ctx).await
+    })
 }

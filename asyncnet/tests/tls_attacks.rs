@@ -13,7 +13,9 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use asyncnet::{rustls, spawn, AsyncSocket, JoinHandle, TlsContext};
+use asyncnet::{
+    rustls, spawn, wrap_connected_socket, AsyncSocket, HandshakeAs, JoinHandle, TlsContext,
+};
 use support::run;
 use tls_support::*;
 
@@ -153,6 +155,35 @@ fn a_client_that_never_speaks_is_dropped_after_the_handshake_timeout() {
         // And the listener lives on.
         let accepted = accept_task(&listener);
         good_client_is_served(&pki, port, accepted).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn a_stalled_handshake_in_wrap_connected_socket_times_out_and_its_connection_closes() {
+    let pki = Pki::new();
+    run(async {
+        let ctx = TlsContext::server_builder(
+            pki.server.cert_pem.as_bytes(),
+            pki.server.key_pem.as_bytes(),
+        )
+        .handshake_timeout(Duration::from_millis(200))
+        .build()?;
+        let listener = plain_listener()?;
+        let port = port_of(&listener);
+        for (what, bytes) in stalled_handshakes(&pki) {
+            let peer = guarded(TcpStream::connect(("127.0.0.1", port))?);
+            (&peer).write_all(&bytes)?;
+            let server = listener.accept().await?;
+            let e = wrap_connected_socket(&ctx, &server, HandshakeAs::Server, "")
+                .await
+                .expect_err(what);
+            assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{what}: {e}");
+            // Dropping the last handle closes the connection: the peer sees its end.
+            let end = sees_the_end(peer);
+            drop(server);
+            assert!(join_thread(end).await, "{what}: the connection stayed open");
+        }
         Ok(())
     })
 }

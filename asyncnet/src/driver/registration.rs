@@ -123,24 +123,127 @@ impl IoState {
 
 /// The tasks waiting on one direction of a socket. Almost always one: it is kept inline, so
 /// that waiting costs no allocation; more go to a list.
+///
+/// A future dropped while it waits (a read under `with_timeout`, a cancelled `select`) leaves
+/// its waker here: nothing tells the list, and a waker cannot say whether its task still
+/// waits. Such wakers are shed without scanning. A task adds its waker without looking
+/// through the list (only the last entry is compared, which catches a task polled twice in a
+/// row), and once the list is `limit` long every waiter is woken (a spurious wake: a task
+/// that still waits is polled and waits again, a finished one is gone) and the list starts
+/// over with the newcomer.
+///
+/// ```text
+///  add ── first empty? ──yes──> first = waker                      (one waiter: no allocation)
+///          │no
+///          same as first or as the last of more? ──yes──> nothing
+///          │no
+///          a probe coming back? ──yes──> limit = 2 × the probe's list length
+///          more.len() == limit? ──yes──> wake all (keep the oldest as a probe), list = [waker]
+///          │no
+///          more.push(waker)
+///  event ── wake all, limit halves (not below MIN_LIMIT), probes forgotten
+/// ```
+///
+/// The limit adapts to the tasks that really wait: a woken waiter that comes back (a probe)
+/// proves that the list held live waiters, so the limit doubles past them and a herd of live
+/// waiters (many tasks sending on one slow socket) settles instead of waking itself for ever;
+/// wakers of finished tasks never come back, so on a quiet socket with many dropped waits the
+/// list stays within [`MIN_LIMIT`]. A list of `n` entries is woken only after `n` additions
+/// since it was last emptied, so waiting costs O(1) per poll, amortized. (The one case this
+/// misjudges: all [`MAX_PROBES`] probes are wakers of finished tasks while more live tasks
+/// than the limit wait; those are then woken once per `limit` additions until the socket's
+/// next event. Extra polls, never a lost wake.)
 #[derive(Debug, Default)]
 struct Waiters {
+    /// The first waiter (on a socket with one reader, the only one).
     first: Option<Waker>,
-    more: Vec<Waker>,
+    /// The others, allocated the first time a second task waits and kept after.
+    rest: Option<Box<Rest>>,
 }
 
+/// The waiters after the first, and what sheds the wakers of dropped futures.
+#[derive(Debug, Default)]
+struct Rest {
+    more: Vec<Waker>,
+    /// `more`'s length that wakes everyone; below [`MIN_LIMIT`] (0 at first) counts as it.
+    limit: usize,
+    /// Oldest waiters of lists that were woken to start over, with the list's length then;
+    /// at most [`MAX_PROBES`], forgotten at the next event.
+    probes: Vec<(Waker, usize)>,
+}
+
+/// The smallest length of [`Rest::more`] that wakes every waiter to shed stale wakers.
+const MIN_LIMIT: usize = 64;
+
+/// How many probes a list watches for at once.
+const MAX_PROBES: usize = 8;
+
 impl Waiters {
-    #[inline]
-    fn add(&mut self, waker: &Waker) {
-        match &self.first {
-            None => self.first = Some(waker.clone()),
-            Some(w) if w.will_wake(waker) => {}
-            Some(_) => {
-                if !self.more.iter().any(|w| w.will_wake(waker)) {
-                    self.more.push(waker.clone());
-                }
+    /// Add `waker` to a list that already has a first waiter; returns the wakers to wake
+    /// (outside the list's borrow) when the list was full and started over.
+    fn add_more(&mut self, waker: &Waker) -> Option<(Option<Waker>, Vec<Waker>)> {
+        let rest = self.rest.get_or_insert_with(Box::default);
+        if rest.more.last().is_some_and(|w| w.will_wake(waker)) {
+            return None;
+        }
+        if let Some(i) = rest.probes.iter().position(|(w, _)| w.will_wake(waker)) {
+            let (_, len) = rest.probes.swap_remove(i);
+            rest.limit = rest.limit.max(len.saturating_mul(2));
+        }
+        let limit = rest.limit.max(MIN_LIMIT);
+        if rest.more.len() < limit {
+            rest.more.push(waker.clone());
+            return None;
+        }
+        let oldest = self.first.replace(waker.clone());
+        if let Some(oldest) = &oldest {
+            if rest.probes.len() < MAX_PROBES {
+                rest.probes.push((oldest.clone(), limit));
             }
         }
+        Some((oldest, std::mem::take(&mut rest.more)))
+    }
+
+    /// How many wakers the list holds.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |r| r.more.len())
+    }
+}
+
+impl Rest {
+    /// An event woke the list: take the waiters out; the limit halves, the probes are
+    /// forgotten.
+    fn on_event(&mut self) -> Vec<Waker> {
+        self.limit /= 2;
+        self.probes.clear();
+        std::mem::take(&mut self.more)
+    }
+}
+
+/// Park the current task in `list`.
+#[inline]
+fn park(list: &RefCell<Waiters>, waker: &Waker) {
+    let mut l = list.borrow_mut();
+    match &l.first {
+        None => l.first = Some(waker.clone()),
+        Some(w) if w.will_wake(waker) => {}
+        Some(_) => {
+            drop(l);
+            park_more(list, waker);
+        }
+    }
+}
+
+#[cold]
+fn park_more(list: &RefCell<Waiters>, waker: &Waker) {
+    // Wake outside the borrow: a woken waker may run code that registers again.
+    let full = list.borrow_mut().add_more(waker);
+    if let Some((first, more)) = full {
+        if let Some(w) = first {
+            w.wake();
+        }
+        wake_each(more);
     }
 }
 
@@ -148,14 +251,19 @@ fn wake_all(list: &RefCell<Waiters>) {
     // Take the wakers out first: a woken waker may run code that registers again.
     let (first, more) = {
         let mut l = list.borrow_mut();
-        if l.first.is_none() {
+        let Some(first) = l.first.take() else {
             return;
-        }
-        (l.first.take(), std::mem::take(&mut l.more))
+        };
+        (first, l.rest.as_mut().map(|r| r.on_event()))
     };
-    if let Some(w) = first {
-        w.wake();
+    first.wake();
+    if let Some(more) = more {
+        wake_each(more);
     }
+}
+
+#[cold]
+fn wake_each(more: Vec<Waker>) {
     for w in more {
         w.wake();
     }
@@ -233,7 +341,7 @@ impl Registration {
                 if !self.driver.is_driven() {
                     return Poll::Ready(Err(crate::error::not_driven()));
                 }
-                state.waiters(dir).borrow_mut().add(cx.waker());
+                park(state.waiters(dir), cx.waker());
                 return Poll::Pending;
             }
             match op() {
@@ -282,6 +390,12 @@ impl Registration {
                 r => return r,
             }
         }
+    }
+
+    /// How many wakers wait in `dir` (the wakers of dropped futures included).
+    #[cfg(test)]
+    pub(crate) fn waiting(&self, dir: Direction) -> usize {
+        self.state.waiters(dir).borrow().len()
     }
 
     /// Whether an operation in `dir` would wait rather than be tried now.
@@ -480,5 +594,92 @@ mod tests {
         let r = reg.poll_io(Direction::Write, &mut cx, || Ok(()));
         assert!(matches!(r, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected));
         assert!(reg.try_io(Direction::Read, || Ok(())).is_err());
+    }
+
+    #[test]
+    fn wakers_of_dropped_waits_stay_bounded_and_a_live_waiter_is_still_woken() {
+        let reg = bare();
+        let quiet = || Err::<(), _>(io::ErrorKind::WouldBlock.into());
+        let (live, live_waker) = counting_waker();
+        assert!(reg
+            .poll_io(
+                Direction::Read,
+                &mut Context::from_waker(&live_waker),
+                quiet
+            )
+            .is_pending());
+        // 80,000 tasks, each waiting once and then dropped (a read under a zero timeout).
+        for _ in 0..80_000 {
+            let (_, waker) = counting_waker();
+            assert!(reg
+                .poll_io(Direction::Read, &mut Context::from_waker(&waker), quiet)
+                .is_pending());
+            assert!(
+                reg.waiting(Direction::Read) <= MIN_LIMIT + 1,
+                "{} wakers wait",
+                reg.waiting(Direction::Read)
+            );
+        }
+        // The live task was woken (spuriously) when the list started over; polled again, it
+        // waits again, and the socket's event wakes it.
+        let spurious = live.0.load(Ordering::SeqCst);
+        assert!(spurious >= 1);
+        assert!(reg
+            .poll_io(
+                Direction::Read,
+                &mut Context::from_waker(&live_waker),
+                quiet
+            )
+            .is_pending());
+        reg.state.wake(READ);
+        assert_eq!(live.0.load(Ordering::SeqCst), spurious + 1);
+        assert_eq!(reg.waiting(Direction::Read), 0);
+    }
+
+    #[test]
+    fn many_live_waiters_settle_instead_of_waking_each_other_for_ever() {
+        let reg = bare();
+        let quiet = || Err::<(), _>(io::ErrorKind::WouldBlock.into());
+        let tasks: Vec<_> = (0..1000).map(|_| counting_waker()).collect();
+        // Every woken task is polled again (and waits again), round after round, until no
+        // task is woken: the limit has grown past the number of live waiters.
+        let mut to_poll: Vec<usize> = (0..tasks.len()).collect();
+        let mut seen = vec![0; tasks.len()];
+        let mut rounds = 0;
+        while !to_poll.is_empty() {
+            rounds += 1;
+            assert!(rounds < 20, "still waking each other after {rounds} rounds");
+            for &i in &to_poll {
+                let mut cx = Context::from_waker(&tasks[i].1);
+                assert!(reg.poll_io(Direction::Read, &mut cx, quiet).is_pending());
+            }
+            to_poll.clear();
+            for (i, (count, _)) in tasks.iter().enumerate() {
+                let now = count.0.load(Ordering::SeqCst);
+                if now != seen[i] {
+                    seen[i] = now;
+                    to_poll.push(i);
+                }
+            }
+        }
+        assert_eq!(reg.waiting(Direction::Read), tasks.len());
+        reg.state.wake(READ);
+        for (count, _) in &tasks {
+            assert!(count.0.load(Ordering::SeqCst) >= 1);
+        }
+    }
+
+    #[test]
+    fn a_task_polled_twice_in_a_row_waits_once() {
+        let reg = bare();
+        let quiet = || Err::<(), _>(io::ErrorKind::WouldBlock.into());
+        let (_, a) = counting_waker();
+        let (_, b) = counting_waker();
+        for w in [&a, &b, &b, &b, &a, &a] {
+            assert!(reg
+                .poll_io(Direction::Read, &mut Context::from_waker(w), quiet)
+                .is_pending());
+        }
+        assert_eq!(reg.waiting(Direction::Read), 2);
     }
 }

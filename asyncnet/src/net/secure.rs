@@ -4,6 +4,7 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::time::Duration;
 
 use super::socket::AsyncSocket;
 use crate::tls::{HandshakeAs, Tls, TlsContext, TlsInfo};
@@ -43,11 +44,21 @@ pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
 /// (never sent for an IP address, which is verified against the certificate's IP names); an
 /// empty `hostname` means the peer's IP address. As a server, `hostname` is ignored.
 ///
+/// As a server, the handshake gets the context's handshake timeout
+/// ([`DEFAULT_HANDSHAKE_TIMEOUT`](crate::DEFAULT_HANDSHAKE_TIMEOUT), or
+/// [`ServerBuilder::handshake_timeout`](crate::ServerBuilder::handshake_timeout)), as in
+/// `accept` on a wrapped listener: a client that sends nothing, half a record, or never reads
+/// the server's answer cannot hold the socket longer. As a client it gets none (as `connect`
+/// on a wrapped socket): the client chose whom to call, and bounds the call the way it bounds
+/// `connect`, with [`with_timeout`](crate::with_timeout).
+///
 /// # Errors
 ///
 /// The context is for the other side; the handshake fails (`InvalidData` with a
 /// `rustls::Error` source naming the reason, e.g. an expired or wrong-name certificate); the
-/// peer closes during the handshake (`UnexpectedEof`).
+/// peer closes during the handshake (`UnexpectedEof`); as a server, the handshake takes
+/// longer than the context's handshake timeout (`TimedOut`). After an error the socket is
+/// unusable: close it (dropping its last handle does too).
 ///
 /// # Cancel safety
 ///
@@ -64,7 +75,10 @@ pub async fn wrap_connected_socket(
         HandshakeAs::Client => Some(hostname.to_owned()),
     };
     socket.start_tls(ctx, name.as_deref())?;
-    socket.handshake().await
+    match handshake {
+        HandshakeAs::Server => socket.handshake_within(ctx.handshake_timeout).await,
+        HandshakeAs::Client => socket.handshake().await,
+    }
 }
 
 impl AsyncSocket {
@@ -120,6 +134,17 @@ impl AsyncSocket {
         poll_fn(|cx| self.poll_handshake(cx)).await
     }
 
+    /// [`handshake`](AsyncSocket::handshake) within `timeout` (`TimedOut` after it).
+    async fn handshake_within(&self, timeout: Duration) -> io::Result<()> {
+        match crate::with_timeout(self.handshake(), timeout).await {
+            Ok(r) => r,
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("TLS handshake: {e}"),
+            )),
+        }
+    }
+
     /// The context `wrap_socket` set, if the session has not started yet.
     fn pending_tls_context(&self) -> Option<TlsContext> {
         self.inner.tls.borrow().as_ref()?.pending_context().cloned()
@@ -138,16 +163,9 @@ impl AsyncSocket {
     /// timeout. `None` for a plain listener.
     pub(super) async fn accept_tls(&self, client: &AsyncSocket) -> Option<io::Result<()>> {
         let ctx = self.pending_tls_context()?;
-        let r = async {
-            client.start_tls(&ctx, None)?;
-            client.handshake().await
-        };
-        Some(match crate::with_timeout(r, ctx.handshake_timeout).await {
-            Ok(r) => r,
-            Err(e) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("TLS handshake: {e}"),
-            )),
-        })
+        if let Err(e) = client.start_tls(&ctx, None) {
+            return Some(Err(e));
+        }
+        Some(client.handshake_within(ctx.handshake_timeout).await)
     }
 }

@@ -370,3 +370,112 @@ impl AsyncSocket {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{spawn, wait_for, with_timeout};
+
+    #[test]
+    fn reads_dropped_by_the_thousand_on_a_quiet_socket_leave_a_bounded_waiter_list() {
+        wait_for(async {
+            let listener = AsyncSocket::new()?;
+            listener.bind_addr(0, "127.0.0.1")?;
+            listener.listen()?;
+            let client = crate::dial("127.0.0.1", listener.local_addr()?.1).await?;
+            let quiet = listener.accept().await?;
+            // 80,000 tasks, each waiting once for a byte that does not come.
+            let tasks: Vec<_> = (0..80_000)
+                .map(|_| {
+                    let s = quiet.clone();
+                    spawn(async move {
+                        Ok::<_, io::Error>(with_timeout(s.recv(1), Duration::ZERO).await.is_err())
+                    })
+                })
+                .collect();
+            for t in tasks {
+                assert!(t.await?, "nothing to read: every wait timed out");
+            }
+            let waiting = quiet.inner.io.waiting(Direction::Read);
+            assert!(
+                waiting <= 65,
+                "{waiting} wakers of finished reads left behind"
+            );
+            // A real read still works.
+            client.send("x").await?;
+            assert_eq!(quiet.recv(1).await?, b"x");
+            assert_eq!(quiet.inner.io.waiting(Direction::Read), 0);
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
+    }
+
+    /// A future that counts its polls.
+    struct Counted<F> {
+        polls: std::rc::Rc<std::cell::Cell<u64>>,
+        inner: std::pin::Pin<Box<F>>,
+    }
+
+    impl<F: std::future::Future> std::future::Future for Counted<F> {
+        type Output = F::Output;
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            self.polls.set(self.polls.get() + 1);
+            self.inner.as_mut().poll(cx)
+        }
+    }
+
+    #[test]
+    fn a_herd_of_live_readers_on_one_socket_settles_instead_of_waking_itself_for_ever() {
+        wait_for(async {
+            let listener = AsyncSocket::new()?;
+            listener.bind_addr(0, "127.0.0.1")?;
+            listener.listen()?;
+            let client = crate::dial("127.0.0.1", listener.local_addr()?.1).await?;
+            let quiet = listener.accept().await?;
+            let polls = std::rc::Rc::new(std::cell::Cell::new(0));
+            let got = std::rc::Rc::new(std::cell::Cell::new(0));
+            const HERD: usize = 1000;
+            for _ in 0..HERD {
+                let (s, got) = (quiet.clone(), got.clone());
+                let read = async move {
+                    let b = s.recv(1).await?;
+                    got.set(got.get() + b.len());
+                    Ok::<_, io::Error>(())
+                };
+                drop(spawn(Counted {
+                    polls: polls.clone(),
+                    inner: Box::pin(read),
+                }));
+            }
+            // Settled: a few milliseconds pass without a poll (a herd that woke itself would
+            // be polled all the time).
+            let settled = async {
+                loop {
+                    let before = polls.get();
+                    crate::sleep_async(Duration::from_millis(20)).await;
+                    if polls.get() == before {
+                        return;
+                    }
+                }
+            };
+            with_timeout(settled, Duration::from_secs(20))
+                .await
+                .expect("the herd never settled");
+            assert_eq!(quiet.inner.io.waiting(Direction::Read), HERD);
+            // Every byte sent still reaches a reader.
+            client.send(vec![7u8; HERD]).await?;
+            let all_read = async {
+                while got.get() < HERD {
+                    crate::sleep_async(Duration::from_millis(5)).await;
+                }
+            };
+            with_timeout(all_read, Duration::from_secs(20))
+                .await
+                .expect("a byte was lost");
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
+    }
+}

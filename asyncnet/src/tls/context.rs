@@ -23,8 +23,12 @@ pub enum TlsVersion {
     Tls13,
 }
 
-/// How long a handshake may take in `accept` before that client is dropped (the listener
-/// goes on accepting). A client that never speaks cannot hold the listener longer than this.
+/// How long a server's handshake may take by default: in `accept` on a wrapped listener
+/// (that client is dropped, the listener goes on accepting) and in
+/// [`wrap_connected_socket`](crate::wrap_connected_socket) as a server (`TimedOut`). A
+/// client that never speaks, or never reads the answer, cannot hold a server's socket
+/// longer than this. Client handshakes get no timeout of their own (bound them with
+/// [`with_timeout`](crate::with_timeout)).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
@@ -43,6 +47,7 @@ pub(crate) enum Config {
 #[derive(Clone)]
 pub struct TlsContext {
     pub(crate) config: Config,
+    /// How long a server's handshake may take (client contexts carry the default, unused).
     pub(crate) handshake_timeout: Duration,
 }
 
@@ -299,7 +304,8 @@ impl ServerBuilder {
         self
     }
 
-    /// How long `accept` waits for one client's handshake (default
+    /// How long one client's handshake may take, in `accept` on a wrapped listener and in
+    /// [`wrap_connected_socket`](crate::wrap_connected_socket) (default
     /// [`DEFAULT_HANDSHAKE_TIMEOUT`]).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
