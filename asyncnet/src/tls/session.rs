@@ -68,6 +68,9 @@ pub(crate) struct Tls {
     name: Option<Box<str>>,
     /// Decrypted bytes wait in the session.
     plain: bool,
+    /// A protocol error met after data that is still to be read: reported once that data is
+    /// (so that a good record and a bad one in the same read do not lose the good one).
+    failed: Option<rustls::Error>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -118,6 +121,7 @@ impl Tls {
             conn: None,
             name: None,
             plain: false,
+            failed: None,
         }
     }
 
@@ -145,6 +149,7 @@ impl Tls {
             conn: Some(conn),
             name: dns_name,
             plain: false,
+            failed: None,
         })
     }
 
@@ -188,7 +193,8 @@ impl Tls {
 
     /// Read records from `pipe` and process them. Returns what the pipe's read returned (0:
     /// the pipe's end). A protocol error is sent to the peer as an alert (best effort) and
-    /// returned.
+    /// returned: at once during the handshake, after the data that came before it otherwise
+    /// (from [`read_plain`](Tls::read_plain), once that data is read).
     pub(crate) fn read_records(&mut self, pipe: &mut impl PipeIo) -> io::Result<usize> {
         let conn = self.conn.as_mut().ok_or_else(no_session)?;
         let n = conn.read_tls(pipe)?;
@@ -201,7 +207,14 @@ impl Tls {
             Err(e) => {
                 // Tell the peer why (rustls queued the alert behind any earlier records).
                 while conn.wants_write() && conn.write_tls(pipe).is_ok() {}
-                return Err(tls_error(e));
+                if conn.is_handshaking() {
+                    return Err(tls_error(e));
+                }
+                // Records before the bad one may have brought data: it is read first, and
+                // the error comes after it (`read_plain`).
+                self.plain = true;
+                self.failed = Some(e);
+                return Ok(n);
             }
         }
         // Answers the peer may be owed (key updates, session tickets): best effort now; the
@@ -238,12 +251,16 @@ impl Tls {
                 let left = conn
                     .process_new_packets()
                     .map_or(0, |st| st.plaintext_bytes_to_read());
-                self.plain = left > 0;
+                // After a failure rustls says nothing more: the data left, if any, is read on.
+                self.plain = left > 0 || (self.failed.is_some() && n > 0);
                 Ok(Some(n))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.plain = false;
-                Ok(None)
+                match &self.failed {
+                    Some(failed) => Err(tls_error(failed.clone())),
+                    None => Ok(None),
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(truncated(
                 "the peer closed the TLS connection without close_notify",

@@ -383,3 +383,31 @@ fn into_closer_is_none_while_handshaking_then_sends_close_notify_alone() {
     assert_eq!(recv(&mut p.s, &mut p.sp, usize::MAX), (vec![], 1));
     assert_eq!(p.s.read_plain(&mut [0; 16]).unwrap(), Some(0));
 }
+
+#[test]
+fn a_good_record_before_a_corrupt_one_in_the_same_read_is_read_before_the_error() {
+    let mut p = connected(false);
+    send(&mut p.c, &mut p.cp, b"fine\n");
+    // An application-data record whose ciphertext is made up, in the same pipe read.
+    let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+    record.extend((0..0x40u8).map(|i| i.wrapping_mul(31)));
+    p.cp.write_all(&record).unwrap();
+    let mut buf = [0u8; 100];
+    // Drain what the handshake left (session tickets) and the two records in one go.
+    let mut got = Vec::new();
+    let err = loop {
+        match p.s.read_plain(&mut buf) {
+            Ok(Some(n)) => got.extend_from_slice(&buf[..n]),
+            Ok(None) => {
+                p.s.read_records(&mut p.sp)
+                    .expect("the error waits for the data");
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(got, b"fine\n", "the data before the bad record");
+    assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
+    assert!(p.sp.sent() > 0, "an alert for the peer");
+    let again = p.s.read_plain(&mut buf).unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::InvalidData, "the error stays");
+}
