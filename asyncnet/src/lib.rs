@@ -120,8 +120,8 @@
 //!
 //! Any operation gets a deadline with [`with_timeout`]: when the time runs out, the
 //! operation's future is dropped and the call returns [`Elapsed`] (which `?` turns into an
-//! `io::Error` of kind `TimedOut`). What that loses is what dropping the operation loses, as
-//! its "Cancel safety" section says; for the reads, nothing: half a line stays buffered, and
+//! `io::Error` of kind `TimedOut`). A timeout loses [what dropping the operation
+//! loses](with_timeout#cancel-safety); for the reads, nothing: half a line stays buffered, and
 //! the next read returns it whole.
 //!
 //! ```
@@ -165,7 +165,7 @@
 //!
 //! A frame here is a 2-byte big-endian length, then that many bytes. On a buffered socket
 //! (the default), [`recv(n)`](AsyncSocket::recv) waits for `n` bytes (or the end), and asks
-//! the kernel for [`BUFFER_SIZE`] bytes at a time, keeping what it did not return: the body
+//! the kernel for at least [`BUFFER_SIZE`] bytes, keeping what it did not return: the body
 //! that came with its header is already buffered when the body's `recv` runs, so a frame
 //! costs one read system call. The two `send`s of a frame are coalesced into one write.
 //!
