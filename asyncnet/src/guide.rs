@@ -80,8 +80,8 @@
 //! | a client that fails its handshake on a wrapped listener | the accept fails | that client is dropped, the error recorded ([`AsyncSocket::take_accept_error`]), the listener goes on |
 //! | `send("")` on TLS | crash | no-op |
 //! | when `send` completes | when the kernel has every byte: one system call per message | at once, the bytes coalesced (the rule: [Write coalescing](crate#write-coalescing)); `flush().await` or [`Flags::NONE`](crate::Flags::NONE) give Nim's meaning |
-//! | a failed `asyncCheck` task | `waitFor` raises its exception: one client's bad input can end a server | reported on stderr and the loop goes on (a handler can count, collect, or [`raise`](crate::TaskFailure::raise) it as Nim does) |
-//! | awaited by another runtime | (no other runtime) | fails at once with `Unsupported` naming the fix, never hangs (crate docs: "Living next to tokio") |
+//! | a failed `asyncCheck` task | `waitFor` raises its exception: one client's bad input can end a server | reported on stderr and the loop goes on (a handler can count, collect, or [`raise`](crate::TaskFailure::raise) it as Nim does: [When a detached task fails](crate#when-a-detached-task-fails)) |
+//! | awaited by another runtime | (no other runtime) | fails at once with `Unsupported` naming the fix, never hangs ([Living next to tokio](crate#living-next-to-tokio)) |
 //! | buffered `recv(n)` | reads `BufferSize` ahead | the same: at least [`BUFFER_SIZE`](crate::BUFFER_SIZE) asked of the kernel, the rest kept |
 //! | `close` with bytes still to send | the pending sends' futures fail, their bytes dropped | bytes of completed (or dropped) sends are still written (the rule: [`CLOSE_LINGER`](crate::CLOSE_LINGER)); a write error nobody has heard of is returned |
 //! | UDP datagram larger than `size` | silently truncated | error [`DatagramTruncated`](crate::DatagramTruncated) with the kept bytes and the sender |

@@ -32,6 +32,12 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! Each public async method documents its errors, what dropping its future loses (its
+//! "Cancel safety", ideally nothing) and has an example. The [`guide`] maps every Nim proc to
+//! its Rust counterpart and lists where this crate deliberately behaves differently (safer)
+//! than Nim. The [How-to](#how-to) section below shows common programs: a TLS client,
+//! timeouts, framing, one loop per core, multicast, living next to tokio.
+//!
 //! # Write coalescing
 //!
 //! [`AsyncSocket::send`] does not make a system call per message. Its bytes join the
@@ -58,8 +64,326 @@
 //! `send(..).await` followed by [`flush`](AsyncSocket::flush)`().await`, or a send with
 //! [`Flags::NONE`], which is never coalesced.
 //!
-//! The [`guide`] maps every Nim proc to its Rust counterpart and lists where this crate
-//! deliberately behaves differently (safer) than Nim.
+//! # `AsyncRead` and `AsyncWrite`
+//!
+//! [`AsyncSocket`] implements `futures-io`'s [`AsyncRead`](futures_io::AsyncRead) and
+//! [`AsyncWrite`](futures_io::AsyncWrite) and is `Unpin`, so codecs, protocol crates and
+//! adapters written against those traits run over it as it is (see [Length-prefixed
+//! frames](#length-prefixed-frames)). On a socket they mean:
+//!
+//! - `poll_read` returns the bytes the socket has buffered, if any; otherwise what one system
+//!   call gives (waiting for at least one byte); 0 is the end of the stream. It never waits
+//!   for more once it has something, unlike [`recv`](AsyncSocket::recv), which on a buffered
+//!   socket waits until it has the whole size asked for (or the stream ends).
+//! - `poll_write` goes through the same output buffer as [`send`](AsyncSocket::send):
+//!   coalesced by the same rule ([Write coalescing](#write-coalescing)), kept in the same
+//!   order, with the same back-pressure, so `send` and `AsyncWrite` calls can be mixed on one
+//!   socket.
+//! - `poll_flush` completes when the kernel has every byte written so far, as
+//!   [`flush`](AsyncSocket::flush) does.
+//! - `poll_close` flushes, then closes the socket as [`close`](AsyncSocket::close) does:
+//!   "close" means one thing whichever way it is called. The half-close, which keeps the
+//!   socket open for reading, is [`shutdown_write`](AsyncSocket::shutdown_write).
+//! - `AsyncBufRead` comes through [`AsyncSocket::buf_reader`]: a [`BufReader`] that shows the
+//!   socket's own read buffer (no second copy) and gives back what it did not consume.
+//!
+//! # How-to
+//!
+//! ## A TLS client
+//!
+//! A client context trusts the system's roots; a socket wrapped with [`wrap_socket`] before
+//! [`connect`](AsyncSocket::connect) completes the handshake in `connect`, verifying the
+//! chain and the name it was given. (A server, and a client trusting a certificate of its
+//! own: [`TlsContext`]'s example.)
+//!
+//! ```no_run
+//! use asyncnet::{wait_for, wrap_socket, AsyncSocket, TlsContext};
+//!
+//! wait_for(async {
+//!     let ctx = TlsContext::client()?; // the system's root certificates
+//!     let sock = AsyncSocket::new()?;
+//!     wrap_socket(&ctx, &sock)?;
+//!     sock.connect("example.com", 443).await?; // resolve, TCP, then the TLS handshake
+//!     sock.send("HEAD / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n").await?;
+//!     let status = sock.recv_line().await?.unwrap_or_default();
+//!     println!("{status}"); // e.g. "HTTP/1.1 200 OK"
+//!     sock.close()
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! `AsyncSocket::new()` is IPv4, so `connect` tries the host's IPv4 addresses only. To try
+//! every address, [`dial`], then [`wrap_connected_socket`] with [`HandshakeAs::Client`] and
+//! the host name.
+//!
+//! ## Timeouts on a server
+//!
+//! Any operation gets a deadline with [`with_timeout`]: when the time runs out, the
+//! operation's future is dropped and the call returns [`Elapsed`] (which `?` turns into an
+//! `io::Error` of kind `TimedOut`). A timeout loses [what dropping the operation
+//! loses](with_timeout#cancel-safety); for the reads, nothing: half a line stays buffered, and
+//! the next read returns it whole.
+//!
+//! ```
+//! use std::{io, time::Duration};
+//! use asyncnet::{spawn, wait_for, with_timeout, AsyncSocket};
+//!
+//! /// A line echo that drops a client silent for 10 seconds.
+//! async fn serve_client(client: AsyncSocket) -> io::Result<()> {
+//!     while let Some(line) = with_timeout(client.recv_line(), Duration::from_secs(10)).await?? {
+//!         client.send(format!("{line}\r\n")).await?;
+//!     }
+//!     Ok(())
+//! }
+//!
+//! wait_for(async {
+//!     let server = AsyncSocket::new()?;
+//!     server.bind_addr(0, "127.0.0.1")?;
+//!     server.listen()?;
+//!     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+//!     let peer = server.accept().await?;
+//!
+//!     // Half a line arrives, and the read times out...
+//!     client.send("hel").await?;
+//!     assert!(with_timeout(peer.recv_line(), Duration::from_millis(50)).await.is_err());
+//!     // ...but nothing is lost: the next read returns the whole line.
+//!     client.send("lo\r\n").await?;
+//!     assert_eq!(peer.recv_line().await?.as_deref(), Some("hello"));
+//!
+//!     spawn(serve_client(peer));
+//!     client.send("ping\r\n").await?;
+//!     assert_eq!(client.recv_line().await?.as_deref(), Some("ping"));
+//!     Ok::<(), io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! A deadline for a whole exchange (a request of several reads and sends) wraps the exchange's
+//! `async` block the same way.
+//!
+//! ## Length-prefixed frames
+//!
+//! A frame here is a 2-byte big-endian length, then that many bytes. On a buffered socket
+//! (the default), [`recv(n)`](AsyncSocket::recv) waits for `n` bytes (or the end), and asks
+//! the kernel for at least [`BUFFER_SIZE`] bytes, keeping what it did not return: the body
+//! that came with its header is already buffered when the body's `recv` runs, so a frame
+//! costs one read system call. The two `send`s of a frame are coalesced into one write.
+//!
+//! ```
+//! use std::io;
+//! use asyncnet::{wait_for, AsyncSocket};
+//!
+//! async fn write_frame(sock: &AsyncSocket, body: &[u8]) -> io::Result<()> {
+//!     let len = u16::try_from(body.len())
+//!         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 64 KiB"))?;
+//!     sock.send(len.to_be_bytes()).await?;
+//!     sock.send(body).await
+//! }
+//!
+//! /// The next frame's body, or `None` if the stream ended between frames.
+//! async fn read_frame(sock: &AsyncSocket) -> io::Result<Option<Vec<u8>>> {
+//!     let header = sock.recv(2).await?;
+//!     if header.is_empty() {
+//!         return Ok(None);
+//!     }
+//!     if header.len() < 2 {
+//!         return Err(io::ErrorKind::UnexpectedEof.into());
+//!     }
+//!     let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
+//!     let body = sock.recv(len).await?;
+//!     if body.len() < len {
+//!         return Err(io::ErrorKind::UnexpectedEof.into());
+//!     }
+//!     Ok(Some(body))
+//! }
+//!
+//! wait_for(async {
+//!     let server = AsyncSocket::new()?;
+//!     server.bind_addr(0, "127.0.0.1")?;
+//!     server.listen()?;
+//!     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+//!     let peer = server.accept().await?;
+//!     write_frame(&client, b"hello").await?;
+//!     write_frame(&client, b"").await?;
+//!     write_frame(&client, &[7; 1000]).await?;
+//!     client.close()?;
+//!     assert_eq!(read_frame(&peer).await?.as_deref(), Some(&b"hello"[..]));
+//!     assert_eq!(read_frame(&peer).await?.as_deref(), Some(&b""[..]));
+//!     assert_eq!(read_frame(&peer).await?.map(|body| body.len()), Some(1000));
+//!     assert_eq!(read_frame(&peer).await?, None);
+//!     Ok::<(), io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Each `recv` loses nothing when dropped, but `read_frame` holds the header between its two
+//! reads: under a timeout, put the deadline around the connection's whole exchange, or peek
+//! the header (`recv_with(2, Flags::PEEK)`) and then take header and body in one `recv`.
+//!
+//! A codec crate does the same through [`AsyncRead` and
+//! `AsyncWrite`](#asyncread-and-asyncwrite): here `asynchronous-codec`'s `LengthCodec`
+//! (an 8-byte big-endian length, then the bytes).
+//!
+//! ```
+//! use asynchronous_codec::{Bytes, Framed, LengthCodec};
+//! use futures_util::{SinkExt, StreamExt};
+//! use asyncnet::{wait_for, AsyncSocket};
+//!
+//! wait_for(async {
+//!     let server = AsyncSocket::new()?;
+//!     server.bind_addr(0, "127.0.0.1")?;
+//!     server.listen()?;
+//!     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+//!     let peer = server.accept().await?;
+//!     let mut tx = Framed::new(client, LengthCodec);
+//!     let mut rx = Framed::new(peer, LengthCodec);
+//!     tx.send(Bytes::from_static(b"hello")).await?; // `send` on a `Sink` flushes
+//!     tx.send(Bytes::from_static(b"world")).await?;
+//!     assert_eq!(rx.next().await.transpose()?, Some(Bytes::from_static(b"hello")));
+//!     assert_eq!(rx.next().await.transpose()?, Some(Bytes::from_static(b"world")));
+//!     tx.close().await?; // flushes, then closes the socket
+//!     assert!(rx.next().await.is_none());
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## One loop per core
+//!
+//! Each thread has its own loop, so a server uses every core by running one [`wait_for`] per
+//! thread, each with a listener of its own on the same port ([`SoBool::ReusePort`]). Nothing
+//! is shared or locked; a connection stays on the thread that accepted it (sockets are not
+//! `Send`).
+//!
+//! ```no_run
+//! use std::{io, thread};
+//! use asyncnet::{spawn, wait_for, AsyncSocket, SoBool};
+//!
+//! async fn serve(port: u16) -> io::Result<()> {
+//!     let server = AsyncSocket::new()?;
+//!     server.set_sock_opt(SoBool::ReusePort, true)?; // before `bind_addr`, on every listener
+//!     server.bind_addr(port, "0.0.0.0")?;
+//!     server.listen()?;
+//!     loop {
+//!         let client = server.accept().await?;
+//!         spawn(async move {
+//!             while let Some(line) = client.recv_line().await? {
+//!                 client.send(format!("{line}\r\n")).await?;
+//!             }
+//!             Ok::<(), io::Error>(())
+//!         });
+//!     }
+//! }
+//!
+//! let cores = thread::available_parallelism().map_or(1, |n| n.get());
+//! let threads: Vec<_> = (0..cores).map(|_| thread::spawn(|| wait_for(serve(7000)))).collect();
+//! for t in threads {
+//!     t.join().expect("a server thread panicked")?;
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Portability: Linux spreads new connections over the listeners. macOS and the BSDs let them
+//! bind the same port but do not balance between them (FreeBSD's `SO_REUSEPORT_LB` does).
+//!
+//! ## Multicast
+//!
+//! Options that asyncnet does not wrap are set with `socket2` on the socket's own descriptor:
+//! `socket2::SockRef::from(&sock)` borrows it (no `unsafe`, nothing to close).
+//!
+//! ```no_run
+//! use std::net::Ipv4Addr;
+//! use asyncnet::{wait_for, AsyncSocket, SoBool, SockType};
+//!
+//! wait_for(async {
+//!     let sock = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+//!     sock.set_sock_opt(SoBool::ReuseAddr, true)?; // other listeners of the group on this host
+//!     sock.bind_addr(7400, "0.0.0.0")?;
+//!     let group = Ipv4Addr::new(239, 255, 0, 1);
+//!     let raw = socket2::SockRef::from(&sock);
+//!     raw.join_multicast_v4(&group, &Ipv4Addr::UNSPECIFIED)?; // on the default interface
+//!     raw.set_multicast_loop_v4(true)?; // see our own datagrams
+//!     sock.send_to("239.255.0.1", 7400, "hello, group").await?;
+//!     let (data, address, port) = sock.recv_from(1500).await?;
+//!     println!("{address}:{port}: {}", String::from_utf8_lossy(&data));
+//!     Ok::<(), std::io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## Living next to tokio
+//!
+//! asyncnet's futures run on asyncnet's loop only: [`wait_for`] and [`spawn`], on the thread
+//! that made the sockets. Awaited on another runtime (inside tokio's `block_on` or a tokio
+//! task), a future that has to wait could never be woken there, so instead of hanging it
+//! fails at once: with an `io::Error` of kind `Unsupported` whose message points here (a
+//! future without an error type, such as [`sleep_async`], panics with that message).
+//!
+//! ```
+//! use asyncnet::AsyncSocket;
+//!
+//! let server = AsyncSocket::new()?;
+//! server.bind_addr(0, "127.0.0.1")?;
+//! server.listen()?;
+//! let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+//! // No client is coming, so `accept` would have to wait: on tokio it cannot.
+//! let e = tokio.block_on(server.accept()).unwrap_err();
+//! assert_eq!(e.kind(), std::io::ErrorKind::Unsupported);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Instead, give asyncnet a thread of its own, running `wait_for` and owning the sockets, and
+//! talk to it over channels: tokio's channels work under any executor, and asyncnet's wakers
+//! may be woken from any thread. `examples/tokio_bridge.rs` is a complete program (`cargo run
+//! --example tokio_bridge`): a tokio runtime sends requests to the asyncnet thread over an
+//! `mpsc` channel and gets each answer back on a `oneshot`.
+//!
+//! ## When a detached task fails
+//!
+//! A task whose [`JoinHandle`] was dropped (Nim's `asyncCheck`) and that returns `Err` or
+//! panics is not swallowed: by default its failure is written to standard error and the loop
+//! goes on, so one client's bad input ends that client's task only. A test in which any
+//! failure is a bug installs [`TaskFailure::raise`] with [`set_task_failure_handler`]; a
+//! server may install its own function to count or log failures:
+//!
+//! ```
+//! use std::{cell::Cell, io, rc::Rc};
+//! use asyncnet::{set_task_failure_handler, spawn, wait_for, AsyncSocket};
+//!
+//! async fn echo(client: AsyncSocket) -> io::Result<()> {
+//!     // `recv_line` fails on a line that is not UTF-8, and so does the task.
+//!     while let Some(line) = client.recv_line().await? {
+//!         client.send(format!("{line}\r\n")).await?;
+//!     }
+//!     Ok(())
+//! }
+//!
+//! let failures = Rc::new(Cell::new(0));
+//! let count = failures.clone();
+//! set_task_failure_handler(move |failure| {
+//!     eprintln!("{failure}"); // what the default handler does
+//!     count.set(count.get() + 1);
+//! });
+//! wait_for(async {
+//!     let server = AsyncSocket::new()?;
+//!     server.bind_addr(0, "127.0.0.1")?;
+//!     server.listen()?;
+//!     let port = server.local_addr()?.1;
+//!     let bad = asyncnet::dial("127.0.0.1", port).await?;
+//!     let good = asyncnet::dial("127.0.0.1", port).await?;
+//!     for _ in 0..2 {
+//!         spawn(echo(server.accept().await?)); // detached: the handle is dropped
+//!     }
+//!     bad.send(b"\xff\xfe\r\n").await?;
+//!     assert_eq!(bad.recv_line().await?, None); // its task failed and closed its socket
+//!     good.send("still served\r\n").await?;
+//!     assert_eq!(good.recv_line().await?.as_deref(), Some("still served"));
+//!     Ok::<(), io::Error>(())
+//! })?;
+//! assert_eq!(failures.get(), 1);
+//! # set_task_failure_handler(asyncnet::TaskFailure::report);
+//! # Ok::<(), std::io::Error>(())
+//! ```
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]

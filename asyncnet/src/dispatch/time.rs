@@ -180,14 +180,29 @@ impl From<Elapsed> for io::Error {
 /// # Examples
 ///
 /// ```
+/// use std::io;
 /// use std::time::Duration;
-/// use asyncnet::{sleep_async, wait_for, with_timeout};
+/// use asyncnet::{sleep_async, wait_for, with_timeout, Elapsed};
 ///
-/// let r = wait_for(with_timeout(sleep_async(Duration::from_secs(60)), Duration::from_millis(10)));
-/// assert!(r.is_err());
+/// // The future finished first: its output.
 /// let r = wait_for(with_timeout(async { 7 }, Duration::from_secs(1)));
 /// assert_eq!(r, Ok(7));
+///
+/// // The time ran out first: `Err(Elapsed)`, and the sleep was dropped (cancelled).
+/// let r = wait_for(with_timeout(sleep_async(Duration::from_secs(60)), Duration::from_millis(10)));
+/// let elapsed: Elapsed = r.unwrap_err();
+/// assert_eq!(elapsed.to_string(), "operation timed out");
+///
+/// // In a function returning `io::Result`, `?` turns `Elapsed` into `TimedOut`.
+/// async fn quick() -> io::Result<()> {
+///     with_timeout(sleep_async(Duration::from_secs(60)), Duration::from_millis(10)).await?;
+///     Ok(())
+/// }
+/// assert_eq!(wait_for(quick()).unwrap_err().kind(), io::ErrorKind::TimedOut);
 /// ```
+///
+/// A socket read under a timeout, and what a timeout loses there: crate docs, [Timeouts on a
+/// server](crate#timeouts-on-a-server).
 pub async fn with_timeout<F: Future>(future: F, duration: Duration) -> Result<F::Output, Elapsed> {
     let mut future = pin!(future);
     let mut sleep = sleep_async(duration);

@@ -54,9 +54,11 @@ impl AsyncSocket {
     ///     let server = AsyncSocket::new()?;
     ///     server.bind_addr(0, "127.0.0.1")?;
     ///     server.listen()?;
-    ///     let _client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
-    ///     let (address, _peer) = server.accept_addr().await?;
-    ///     assert_eq!(address, "127.0.0.1");
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     let peer = server.accept().await?; // connected to `client`
+    ///     assert_eq!(peer.peer_addr()?, client.local_addr()?);
+    ///     client.send("hi\n").await?;
+    ///     assert_eq!(peer.recv_line().await?.as_deref(), Some("hi"));
     ///     Ok::<(), std::io::Error>(())
     /// })?;
     /// # Ok::<(), std::io::Error>(())
@@ -76,6 +78,24 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`accept`](AsyncSocket::accept): nothing is lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let _client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     // The peer's address as text, ready for a log line (its port: `peer_addr`).
+    ///     let (address, peer) = server.accept_addr().await?;
+    ///     assert_eq!(address, "127.0.0.1");
+    ///     assert_eq!(peer.peer_addr()?.0, address);
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn accept_addr(&self) -> io::Result<(String, AsyncSocket)> {
         let (addr, socket) = self.accept_raw().await?;
         Ok((addr_text(&addr)?.0, socket))
@@ -91,6 +111,26 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`accept`](AsyncSocket::accept): nothing is lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use asyncnet::{AsyncSocket, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     // A `SocketAddr`, nothing to parse: e.g. to count connections per IP address.
+    ///     let (from, _peer) = server.accept_socket_addr().await?;
+    ///     let from: SocketAddr = from.expect("a TCP peer has an IP address");
+    ///     assert!(from.ip().is_loopback());
+    ///     assert_eq!(from, client.local_socket_addr()?);
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn accept_socket_addr(&self) -> io::Result<(Option<SocketAddr>, AsyncSocket)> {
         let (addr, socket) = self.accept_raw().await?;
         Ok((addr.as_socket(), socket))
@@ -218,6 +258,31 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`connect`](AsyncSocket::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let addr = server.local_socket_addr()?; // e.g. "127.0.0.1:8080".parse().unwrap()
+    ///     // One address, no name resolution, one attempt.
+    ///     let client = AsyncSocket::new()?;
+    ///     client.connect_addr(addr).await?;
+    ///     assert_eq!(client.peer_socket_addr()?, addr);
+    ///
+    ///     // The attempt's own error: a port bound by nobody listening refuses.
+    ///     let bound = AsyncSocket::new()?;
+    ///     bound.bind_addr(0, "127.0.0.1")?;
+    ///     let other = AsyncSocket::new()?;
+    ///     let refused = other.connect_addr(bound.local_socket_addr()?).await;
+    ///     assert_eq!(refused.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn connect_addr(&self, addr: SocketAddr) -> io::Result<()> {
         self.connect_sockaddr(&SockAddr::from(addr)).await?;
         self.finish_tls_connect(&addr.ip().to_string()).await

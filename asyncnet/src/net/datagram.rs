@@ -88,6 +88,24 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`send_to`](AsyncSocket::send_to).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, SockType, wait_for};
+    /// wait_for(async {
+    ///     let a = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     a.bind_addr(0, "127.0.0.1")?;
+    ///     let to = a.local_socket_addr()?; // a typed address: no resolution, one send
+    ///     let b = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     b.send_to_addr(to, "ping").await?; // the first send binds `b` to a free port
+    ///     let (data, address, port) = a.recv_from(1024).await?;
+    ///     assert_eq!(data, b"ping");
+    ///     assert_eq!((address.as_str(), port), ("127.0.0.1", b.local_addr()?.1));
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn send_to_addr(&self, addr: SocketAddr, data: impl AsRef<[u8]>) -> io::Result<()> {
         self.require_datagram("send_to_addr")?;
         self.send_datagram(Some(&SockAddr::from(addr)), data.as_ref())
@@ -104,6 +122,32 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`send_to`](AsyncSocket::send_to).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, Domain, SockType, wait_for};
+    /// let dir = std::env::temp_dir().join(format!("asyncnet-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("d.sock");
+    /// # let _ = std::fs::remove_file(&path);
+    /// let unix_dgram = || {
+    ///     AsyncSocket::builder().domain(Domain::UNIX).sock_type(SockType::DGRAM).build()
+    /// };
+    /// let r = wait_for(async {
+    ///     let server = unix_dgram()?;
+    ///     server.bind_unix(&path)?;
+    ///     let client = unix_dgram()?; // not bound: it can send, but nobody can answer it
+    ///     client.send_to_unix(&path, "hello").await?;
+    ///     let (data, address, port) = server.recv_from(64).await?;
+    ///     assert_eq!(data, b"hello");
+    ///     assert_eq!((address.as_str(), port), ("", 0)); // an unnamed sender
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// std::fs::remove_dir_all(&dir)?;
+    /// r?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn send_to_unix(
         &self,
         path: impl AsRef<Path>,
@@ -127,6 +171,32 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// Nothing is lost: a datagram is taken from the kernel only in the poll that returns it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, DatagramTruncated, SockType, wait_for};
+    /// wait_for(async {
+    ///     let a = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     a.bind_addr(0, "127.0.0.1")?;
+    ///     let b = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     let port = a.local_addr()?.1;
+    ///     b.send_to("127.0.0.1", port, "one").await?;
+    ///     b.send_to("127.0.0.1", port, "a longer one").await?;
+    ///     // One datagram per call: message boundaries are kept.
+    ///     let (data, address, from_port) = a.recv_from(1024).await?;
+    ///     assert_eq!(data, b"one");
+    ///     // Answer the sender.
+    ///     a.send_to(&address, from_port, "got it").await?;
+    ///     assert_eq!(b.recv_from(1024).await?.0, b"got it");
+    ///     // A datagram larger than `size` is an error, never passed off as whole.
+    ///     let e = a.recv_from(8).await.unwrap_err();
+    ///     let cut = e.get_ref().and_then(|s| s.downcast_ref::<DatagramTruncated>());
+    ///     assert_eq!(cut.map(|c| &c.data[..]), Some(&b"a longer"[..]));
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_from(&self, size: usize) -> io::Result<(Vec<u8>, String, u16)> {
         self.recv_from_with(size, Flags::default()).await
     }
@@ -140,6 +210,26 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`recv_from`](AsyncSocket::recv_from).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, Flags, SockType, wait_for};
+    /// wait_for(async {
+    ///     let a = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     a.bind_addr(0, "127.0.0.1")?;
+    ///     let b = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     b.send_to("127.0.0.1", a.local_addr()?.1, "v1:hello").await?;
+    ///     // Look at the datagram (here, for its version tag) without taking it...
+    ///     let (peeked, _, _) = a.recv_from_with(1024, Flags::PEEK).await?;
+    ///     assert!(peeked.starts_with(b"v1:"));
+    ///     // ...it is still queued, whole, for the next receive.
+    ///     let (data, _, _) = a.recv_from(1024).await?;
+    ///     assert_eq!(data, peeked);
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_from_with(
         &self,
         size: usize,
@@ -185,6 +275,33 @@ impl AsyncSocket {
     ///
     /// As [`recv_from`](AsyncSocket::recv_from); the buffers are written only when a datagram
     /// is returned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, SockType, wait_for};
+    /// wait_for(async {
+    ///     let a = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     a.bind_addr(0, "127.0.0.1")?;
+    ///     let b = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     for word in ["one", "two", "three"] {
+    ///         b.send_to("127.0.0.1", a.local_addr()?.1, word).await?;
+    ///     }
+    ///     // Buffers made once, reused by every receive: no allocation per datagram.
+    ///     let mut data = [0u8; 1500];
+    ///     let mut address = String::with_capacity(64);
+    ///     let mut port = 0;
+    ///     let capacity = address.capacity();
+    ///     for expected in ["one", "two", "three"] {
+    ///         let n = a.recv_from_into(&mut data, &mut address, &mut port).await?;
+    ///         assert_eq!(&data[..n], expected.as_bytes());
+    ///         assert_eq!((address.as_str(), port), ("127.0.0.1", b.local_addr()?.1));
+    ///     }
+    ///     assert_eq!(address.capacity(), capacity); // cleared and refilled, never reallocated
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_from_into(
         &self,
         data: &mut [u8],
@@ -212,6 +329,35 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`recv_from`](AsyncSocket::recv_from).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, SockType, spawn, wait_for};
+    ///
+    /// // An echo server's loop: one buffer, typed addresses, no allocation per datagram.
+    /// async fn echo(server: AsyncSocket) -> std::io::Result<()> {
+    ///     let mut buf = [0u8; 1500];
+    ///     loop {
+    ///         let (n, from) = server.recv_from_addr(&mut buf).await?;
+    ///         server.send_to_addr(from, &buf[..n]).await?;
+    ///     }
+    /// }
+    ///
+    /// wait_for(async {
+    ///     let server = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     let to = server.local_socket_addr()?;
+    ///     spawn(echo(server));
+    ///     let client = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+    ///     client.send_to_addr(to, "echo?").await?;
+    ///     let mut buf = [0u8; 1500];
+    ///     let (n, from) = client.recv_from_addr(&mut buf).await?;
+    ///     assert_eq!((&buf[..n], from), (&b"echo?"[..], to));
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_from_addr(&self, data: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.require_datagram("recv_from_addr")?;
         let (n, cut, from) = poll_fn(|cx| self.poll_recv_datagram(cx, data, false)).await?;

@@ -49,6 +49,28 @@ pub async fn dial(address: &str, port: u16) -> io::Result<AsyncSocket> {
 /// # Cancel safety
 ///
 /// As [`dial`].
+///
+/// # Examples
+///
+/// ```
+/// use asyncnet::{AsyncSocket, Protocol, SockType, wait_for};
+/// wait_for(async {
+///     let server = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
+///     server.bind_addr(0, "127.0.0.1")?;
+///     // A connected UDP socket: `send` and `recv` carry one datagram each, to and from
+///     // that peer only.
+///     let sock = asyncnet::dial_with("127.0.0.1", server.local_addr()?.1, Protocol::UDP, false)
+///         .await?;
+///     sock.send("ping").await?;
+///     let (data, address, port) = server.recv_from(64).await?;
+///     assert_eq!(data, b"ping");
+///     server.send_to(&address, port, "pong").await?;
+///     assert_eq!(sock.recv(64).await?, b"pong");
+///     assert!(!sock.is_buffered());
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub async fn dial_with(
     address: &str,
     port: u16,

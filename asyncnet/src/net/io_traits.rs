@@ -1,6 +1,6 @@
 //! `futures-io` traits, so that codecs, TLS and protocol crates can use an `AsyncSocket`.
-//! What they mean on a socket is written once, in the crate docs ("`AsyncRead` and
-//! `AsyncWrite`").
+//! What they mean on a socket is written once, in the crate docs: [`AsyncRead` and
+//! `AsyncWrite`](crate#asyncread-and-asyncwrite).
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -84,10 +84,9 @@ impl AsyncWrite for AsyncSocket {
         self.poll_flush_all(cx)
     }
 
-    /// Flush, then close the socket, as [`close`](AsyncSocket::close) does: "close" means
-    /// one thing on a socket, whichever way it is called (`sock.close()`,
-    /// `AsyncWriteExt::close(&mut sock).await`). For a write-side shutdown that keeps the
-    /// socket open for reading, call [`shutdown_write`](AsyncSocket::shutdown_write).
+    /// Flush, then close the socket as [`close`](AsyncSocket::close) does (the half-close is
+    /// [`shutdown_write`](AsyncSocket::shutdown_write)); see [`AsyncRead` and
+    /// `AsyncWrite`](crate#asyncread-and-asyncwrite).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.is_closed() {
             return Poll::Ready(Ok(()));

@@ -22,6 +22,10 @@
 //!
 //! Every file here forbids `unsafe` code but `convert.rs`, which lends the descriptor.
 
+// `socket` first: rustdoc lists `AsyncSocket`'s inherent methods impl block by impl block in
+// module order, so its page opens with creation (`new`, `builder`, ...), not with `accept`.
+mod socket;
+
 mod buffer;
 mod conn;
 mod convert;
@@ -35,7 +39,6 @@ mod options;
 mod read;
 mod resolve;
 mod secure;
-mod socket;
 mod transport;
 mod unix;
 mod write;

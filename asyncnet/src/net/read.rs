@@ -181,6 +181,29 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`recv`](AsyncSocket::recv): nothing is lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, Flags, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     let peer = server.accept().await?;
+    ///     client.send("HELO there").await?;
+    ///     // Look at the first bytes (to choose a protocol, say) without taking them...
+    ///     assert_eq!(peer.recv_with(4, Flags::PEEK).await?, b"HELO");
+    ///     // ...the next read starts at the same place.
+    ///     assert_eq!(peer.recv(10).await?, b"HELO there");
+    ///     // `Flags::PEEK` alone drops the default `SAFE_DISCONN`; keep both with `|`.
+    ///     assert_eq!(Flags::default(), Flags::SAFE_DISCONN);
+    ///     let _both = Flags::PEEK | Flags::SAFE_DISCONN;
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_with(&self, size: usize, flags: Flags) -> io::Result<Vec<u8>> {
         poll_fn(|cx| self.poll_recv(cx, size, flags)).await
     }
@@ -197,6 +220,32 @@ impl AsyncSocket {
     ///
     /// Nothing is lost: if the future is dropped, bytes it had received are in the socket's
     /// buffer, not in `buf`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     let peer = server.accept().await?;
+    ///     client.send("0123456789").await?;
+    ///     client.close()?;
+    ///     // One buffer of the caller's, reused: no allocation per read.
+    ///     let mut buf = [0u8; 4];
+    ///     assert_eq!(peer.recv_into(&mut buf).await?, 4); // buffered: filled whole
+    ///     assert_eq!(&buf, b"0123");
+    ///     assert_eq!(peer.recv_into(&mut buf).await?, 4);
+    ///     assert_eq!(&buf, b"4567");
+    ///     assert_eq!(peer.recv_into(&mut buf).await?, 2); // the stream ended first
+    ///     assert_eq!(&buf[..2], b"89");
+    ///     assert_eq!(peer.recv_into(&mut buf).await?, 0); // end of stream
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_into(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv_into_with(buf, Flags::default()).await
     }
@@ -210,6 +259,30 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`recv_into`](AsyncSocket::recv_into): nothing is lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, Flags, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     let peer = server.accept().await?;
+    ///     client.send([0u8, 5, b'h', b'e', b'l', b'l', b'o']).await?;
+    ///     // Peek a 2-byte length header into a fixed buffer; it stays in the socket.
+    ///     let mut header = [0u8; 2];
+    ///     assert_eq!(peer.recv_into_with(&mut header, Flags::PEEK).await?, 2);
+    ///     let len = usize::from(u16::from_be_bytes(header));
+    ///     // Now read header and body in one call, into a buffer of the right size.
+    ///     let mut frame = vec![0u8; 2 + len];
+    ///     assert_eq!(peer.recv_into(&mut frame).await?, 7);
+    ///     assert_eq!(&frame[2..], b"hello");
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_into_with(&self, buf: &mut [u8], flags: Flags) -> io::Result<usize> {
         poll_fn(|cx| self.poll_recv_into(cx, buf, flags)).await
     }
@@ -269,6 +342,32 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`recv_line`](AsyncSocket::recv_line): nothing is lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, Flags, LineTooLong, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     let peer = server.accept().await?;
+    ///     client.send("a rather long line\nok\n").await?;
+    ///     // A line over the limit is an error, and is not consumed...
+    ///     let e = peer.recv_line_with(Flags::default(), 8).await.unwrap_err();
+    ///     let too_long = e.get_ref().and_then(|s| s.downcast_ref::<LineTooLong>());
+    ///     assert_eq!(too_long, Some(&LineTooLong { max_length: 8 }));
+    ///     // ...so a larger limit (or `recv`) still gets it whole.
+    ///     let line = peer.recv_line_with(Flags::default(), 100).await?;
+    ///     assert_eq!(line.as_deref(), Some("a rather long line"));
+    ///     // `PEEK` shows the next line and leaves it to be read again.
+    ///     assert_eq!(peer.recv_line_with(Flags::PEEK, 100).await?.as_deref(), Some("ok"));
+    ///     assert_eq!(peer.recv_line().await?.as_deref(), Some("ok"));
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_line_with(
         &self,
         flags: Flags,
@@ -291,6 +390,36 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// Nothing is lost, and `buf` is untouched unless the call completes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     let peer = server.accept().await?;
+    ///     client.send("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n").await?;
+    ///     client.close()?;
+    ///     let mut line = String::with_capacity(256);
+    ///     let capacity = line.capacity();
+    ///     assert!(peer.recv_line_into(&mut line).await?);
+    ///     assert_eq!(line, "GET / HTTP/1.1");
+    ///     // It appends: clear the buffer between lines to reuse its memory.
+    ///     line.clear();
+    ///     while peer.recv_line_into(&mut line).await? && !line.is_empty() {
+    ///         assert_eq!(line, "Host: example.com");
+    ///         line.clear();
+    ///     }
+    ///     assert_eq!(line.capacity(), capacity); // one allocation for every line
+    ///     assert!(!peer.recv_line_into(&mut line).await?); // end of stream: nothing appended
+    ///     assert!(line.is_empty());
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_line_into(&self, buf: &mut String) -> io::Result<bool> {
         self.recv_line_into_with(buf, Flags::default(), MAX_LINE_LENGTH)
             .await
@@ -305,6 +434,28 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`recv_line_into`](AsyncSocket::recv_line_into).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, Flags, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     let peer = server.accept().await?;
+    ///     client.send("QUIT\r\n").await?;
+    ///     let mut line = String::new();
+    ///     // Short commands only (here 16 bytes); `PEEK` leaves the line in the socket, so
+    ///     // another part of the program can read it.
+    ///     assert!(peer.recv_line_into_with(&mut line, Flags::PEEK, 16).await?);
+    ///     assert_eq!(line, "QUIT");
+    ///     assert_eq!(peer.recv_line().await?.as_deref(), Some("QUIT"));
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn recv_line_into_with(
         &self,
         buf: &mut String,

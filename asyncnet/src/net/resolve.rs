@@ -190,6 +190,24 @@ fn finish(job: &Job, r: io::Result<Vec<SocketAddr>>) {
 /// # Cancel safety
 ///
 /// Dropping the future abandons the lookup; its result is discarded.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use asyncnet::{resolve_host, wait_for};
+/// wait_for(async {
+///     // A name: looked up on a helper thread while the loop goes on.
+///     let addrs = resolve_host("localhost", 80).await?;
+///     assert!(!addrs.is_empty());
+///     assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+///     // An IP literal (brackets allowed for IPv6): no lookup at all.
+///     let v6: SocketAddr = "[::1]:443".parse().unwrap();
+///     assert_eq!(resolve_host("[::1]", 443).await?, [v6]);
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub async fn resolve_host(address: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     resolve(address, port).await
 }

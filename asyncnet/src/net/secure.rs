@@ -25,6 +25,41 @@ use crate::tls::{HandshakeAs, Tls, TlsContext, TlsInfo};
 /// # Errors
 ///
 /// `InvalidInput` if the socket is already connected or already TLS.
+///
+/// # Examples
+///
+/// Both sides wrapped before use (the certificate and contexts are made as in
+/// [`TlsContext`]'s example):
+///
+/// ```
+/// use asyncnet::{spawn, wait_for, wrap_socket, AsyncSocket, TlsContext};
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+/// #     .map_err(std::io::Error::other)?;
+/// # let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+/// # let server_ctx = TlsContext::server_builder(cert_pem.as_bytes(), key_pem.as_bytes()).build()?;
+/// # let client_ctx = TlsContext::client_builder().add_root_pem(cert_pem.as_bytes()).build()?;
+/// wait_for(async {
+///     let server = AsyncSocket::new()?;
+///     server.bind_addr(0, "127.0.0.1")?;
+///     server.listen()?;
+///     wrap_socket(&server_ctx, &server)?;
+///     let port = server.local_addr()?.1;
+///     let accepted = spawn(async move { server.accept().await }); // handshake included
+///
+///     let client = AsyncSocket::new()?;
+///     wrap_socket(&client_ctx, &client)?;
+///     client.connect("localhost", port).await?; // handshake included
+///     let peer = accepted.await?;
+///     assert!(client.is_ssl() && peer.is_ssl());
+///     peer.send("hello\r\n").await?;
+///     assert_eq!(client.recv_line().await?.as_deref(), Some("hello"));
+///
+///     // A socket that is already connected is wrapped with `wrap_connected_socket`.
+///     assert!(wrap_socket(&client_ctx, &client).is_err());
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
     socket.socket()?;
     if socket.is_ssl() || socket.inner.connected.get() {
@@ -63,6 +98,40 @@ pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
 /// # Cancel safety
 ///
 /// Dropping the future mid-handshake leaves the socket unusable; close it.
+///
+/// # Examples
+///
+/// TLS started on plain connections, each handshake in its own task, so a slow client holds
+/// up no one else (certificate and contexts as in [`TlsContext`]'s example):
+///
+/// ```
+/// use asyncnet::{spawn, wait_for, wrap_connected_socket, AsyncSocket, HandshakeAs, TlsContext};
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+/// #     .map_err(std::io::Error::other)?;
+/// # let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+/// # let server_ctx = TlsContext::server_builder(cert_pem.as_bytes(), key_pem.as_bytes()).build()?;
+/// # let client_ctx = TlsContext::client_builder().add_root_pem(cert_pem.as_bytes()).build()?;
+/// wait_for(async {
+///     let server = AsyncSocket::new()?;
+///     server.bind_addr(0, "127.0.0.1")?;
+///     server.listen()?;
+///     let port = server.local_addr()?.1;
+///     spawn(async move {
+///         let peer = server.accept().await?; // plain TCP
+///         wrap_connected_socket(&server_ctx, &peer, HandshakeAs::Server, "").await?;
+///         let line = peer.recv_line().await?.unwrap_or_default();
+///         peer.send(format!("{line}\r\n")).await
+///     });
+///
+///     let client = asyncnet::dial("127.0.0.1", port).await?; // plain TCP
+///     // The server's certificate is for "localhost": verify that name.
+///     wrap_connected_socket(&client_ctx, &client, HandshakeAs::Client, "localhost").await?;
+///     client.send("hello\r\n").await?;
+///     assert_eq!(client.recv_line().await?.as_deref(), Some("hello"));
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub async fn wrap_connected_socket(
     ctx: &TlsContext,
     socket: &AsyncSocket,

@@ -86,6 +86,38 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`connect`](AsyncSocket::connect): close the socket after dropping the future.
+    ///
+    /// # Examples
+    ///
+    /// A connected datagram socket (for a stream socket, see
+    /// [`bind_unix`](AsyncSocket::bind_unix)):
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, Domain, SockType, wait_for};
+    /// let dir = std::env::temp_dir().join(format!("asyncnet-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("log.sock");
+    /// # let _ = std::fs::remove_file(&path);
+    /// let unix_dgram = || {
+    ///     AsyncSocket::builder().domain(Domain::UNIX).sock_type(SockType::DGRAM).build()
+    /// };
+    /// let r = wait_for(async {
+    ///     let server = unix_dgram()?;
+    ///     server.bind_unix(&path)?;
+    ///     let client = unix_dgram()?;
+    ///     client.connect_unix(&path).await?;
+    ///     client.send("one datagram").await?; // no address needed once connected
+    ///     assert_eq!(server.recv(64).await?, b"one datagram");
+    ///
+    ///     // Nothing bound at a path: `NotFound`.
+    ///     let e = unix_dgram()?.connect_unix(dir.join("nobody")).await.unwrap_err();
+    ///     assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// std::fs::remove_dir_all(&dir)?;
+    /// r?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn connect_unix(&self, path: impl AsRef<Path>) -> io::Result<()> {
         if self.is_ssl() {
             return Err(io::Error::new(

@@ -149,6 +149,27 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// As [`send`](AsyncSocket::send).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncnet::{AsyncSocket, Flags, wait_for};
+    /// wait_for(async {
+    ///     let server = AsyncSocket::new()?;
+    ///     server.bind_addr(0, "127.0.0.1")?;
+    ///     server.listen()?;
+    ///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+    ///     let peer = server.accept().await?;
+    ///     client.send("queued\r\n").await?; // coalesced: completes without a system call
+    ///     // Not coalesced: written now, behind what was queued (order is kept), and
+    ///     // complete only when the kernel has every byte; a reset would be its error.
+    ///     client.send_with("written\r\n", Flags::NONE).await?;
+    ///     assert_eq!(peer.recv_line().await?.as_deref(), Some("queued"));
+    ///     assert_eq!(peer.recv_line().await?.as_deref(), Some("written"));
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn send_with(&self, data: impl AsRef<[u8]>, flags: Flags) -> io::Result<()> {
         let data = data.as_ref();
         if !self.is_stream() {

@@ -44,6 +44,54 @@ pub(crate) enum Config {
 /// [`TlsContext::client`], [`TlsContext::client_builder`] or [`TlsContext::server_builder`],
 /// then wrap sockets with [`wrap_socket`](crate::wrap_socket) or
 /// [`wrap_connected_socket`](crate::wrap_connected_socket).
+///
+/// # Examples
+///
+/// A TLS line echo over loopback, with a self-signed certificate made on the spot (by the
+/// `rcgen` crate; a real server loads its own, e.g. with
+/// [`server_from_files`](TlsContext::server_from_files)). The client trusts that certificate
+/// and nothing else; a client of public servers uses [`TlsContext::client`] (the system's
+/// roots) instead, as in the crate docs' [TLS client](crate#a-tls-client).
+///
+/// ```
+/// use asyncnet::{spawn, wait_for, wrap_socket, AsyncSocket, TlsContext};
+///
+/// // A certificate for "localhost", and its private key, as PEM.
+/// let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+///     .map_err(std::io::Error::other)?;
+/// let cert_pem = cert.cert.pem();
+/// let key_pem = cert.signing_key.serialize_pem();
+///
+/// // The server presents it; the client trusts it as a root.
+/// let server_ctx = TlsContext::server_builder(cert_pem.as_bytes(), key_pem.as_bytes()).build()?;
+/// let client_ctx = TlsContext::client_builder().add_root_pem(cert_pem.as_bytes()).build()?;
+///
+/// wait_for(async {
+///     let server = AsyncSocket::new()?;
+///     server.bind_addr(0, "127.0.0.1")?;
+///     server.listen()?;
+///     wrap_socket(&server_ctx, &server)?; // what `accept` returns has done its handshake
+///     let port = server.local_addr()?.1;
+///     spawn(async move {
+///         let peer = server.accept().await?;
+///         while let Some(line) = peer.recv_line().await? {
+///             peer.send(format!("{line}\r\n")).await?;
+///         }
+///         Ok::<(), std::io::Error>(())
+///     });
+///
+///     let client = AsyncSocket::new()?;
+///     wrap_socket(&client_ctx, &client)?;
+///     // TCP, then the handshake: the chain and the name "localhost" are verified.
+///     client.connect("localhost", port).await?;
+///     client.send("hello over TLS\r\n").await?;
+///     assert_eq!(client.recv_line().await?.as_deref(), Some("hello over TLS"));
+///     let info = client.tls_info().expect("the handshake is done");
+///     assert_eq!(info.server_name.as_deref(), Some("localhost"));
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct TlsContext {
     pub(crate) config: Config,
@@ -119,6 +167,25 @@ impl TlsContext {
 
     /// Options for a server context presenting `cert_chain_pem` (leaf first) with the private
     /// key `key_pem` (PKCS#8, PKCS#1 or SEC1, PEM).
+    ///
+    /// # Examples
+    ///
+    /// Where the PEM text comes from, and a client and server talking: [`TlsContext`]'s
+    /// example.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use asyncnet::TlsContext;
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+    /// #     .map_err(std::io::Error::other)?;
+    /// # let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    /// let ctx = TlsContext::server_builder(cert_pem.as_bytes(), key_pem.as_bytes())
+    ///     .alpn(&[b"http/1.1"])
+    ///     .handshake_timeout(Duration::from_secs(5)) // slow clients are dropped sooner
+    ///     .build()?;
+    /// assert!(!ctx.is_client());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn server_builder(cert_chain_pem: &[u8], key_pem: &[u8]) -> ServerBuilder {
         let identity = certs_from_pem(cert_chain_pem).and_then(|c| Ok((c, key_from_pem(key_pem)?)));
         ServerBuilder {
