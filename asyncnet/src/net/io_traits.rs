@@ -18,7 +18,7 @@ impl AsyncSocket {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.socket()?;
+        self.check_open()?;
         let read = &self.inner.read;
         if !read.buf.borrow().is_empty() {
             return Poll::Ready(Ok(read

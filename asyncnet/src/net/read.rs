@@ -492,7 +492,7 @@ impl AsyncSocket {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.socket()?;
+        self.check_open()?;
         let read = &self.inner.read;
         let pool = &self.inner.local.pool;
         match self.read_mode(flags) {
@@ -552,7 +552,7 @@ impl AsyncSocket {
         if size == 0 {
             return Poll::Ready(Ok(Vec::new()));
         }
-        self.socket()?;
+        self.check_open()?;
         let read = &self.inner.read;
         match self.read_mode(flags) {
             Mode::Datagram | Mode::Unbuffered | Mode::UnbufferedPeek => {
@@ -673,7 +673,7 @@ impl AsyncSocket {
         max_length: usize,
         deliver: &mut dyn FnMut(&[u8]) -> R,
     ) -> Poll<io::Result<Option<R>>> {
-        self.socket()?;
+        self.check_open()?;
         let mode = self.stream_mode(flags);
         if mode == Mode::UnbufferedPeek {
             return self.poll_peek_line_unbuffered(cx, flags, max_length, deliver);

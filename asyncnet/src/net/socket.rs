@@ -488,6 +488,15 @@ impl AsyncSocket {
         Some(socket)
     }
 
+    /// The "closed" error once the socket is closed (cheaper than borrowing the socket).
+    #[inline]
+    pub(crate) fn check_open(&self) -> io::Result<()> {
+        if self.inner.io.is_closed() {
+            return Err(error::closed());
+        }
+        Ok(())
+    }
+
     /// The open socket's descriptor number.
     pub(super) fn inner_socket_fd(&self) -> Option<RawFd> {
         self.inner.socket.borrow().as_ref().map(AsRawFd::as_raw_fd)
