@@ -138,3 +138,52 @@ fn a_member_that_never_reads_is_dropped_and_the_others_still_get_every_line() {
         Ok(())
     })
 }
+
+#[test]
+fn hostile_members_leave_and_the_others_still_chat() {
+    run(async {
+        let (room, port) = start()?;
+        let a = connect(port)?;
+        let mut b = connect(port)?;
+        eventually("two members", || room.len() == 2).await;
+        // A line that is not UTF-8, a 2 MB line, garbage, a reset mid-line.
+        let hostile: Vec<Vec<u8>> = vec![
+            b"bad \xff\n".to_vec(),
+            vec![b'x'; 2 << 20],
+            (0..10_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect(),
+            b"half a li".to_vec(),
+        ];
+        let n = hostile.len();
+        for (i, bytes) in hostile.into_iter().enumerate() {
+            let mut s = connect(port)?;
+            if i == n - 1 {
+                socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
+            }
+            // The server may close on the member before taking every byte.
+            let _ = s.write_all(&bytes);
+            drop(s);
+        }
+        eventually("the hostile members left", || room.len() == 2).await;
+        writeln!(b, "still here")?;
+        let mut line = String::new();
+        let mut a = BufReader::new(a);
+        // What the hostile members sent before their bad bytes may arrive first.
+        let deadline = Instant::now() + GENEROUS;
+        while line.trim_end() != "still here" {
+            assert!(Instant::now() < deadline, "the line never came");
+            line.clear();
+            let a_line = join(thread::spawn(move || {
+                let mut l = String::new();
+                let r = a.read_line(&mut l);
+                (a, l, r.map(|_| ()))
+            }))
+            .await;
+            a = a_line.0;
+            a_line.2?;
+            line = a_line.1;
+        }
+        Ok(())
+    })
+}

@@ -53,3 +53,39 @@ fn stalled_handshakes_are_dropped_and_do_not_keep_the_tls_echo_server_from_servi
         Ok(())
     })
 }
+
+#[test]
+fn hostile_clients_do_not_keep_the_tls_echo_server_from_serving() {
+    let pki = Pki::new();
+    run(async {
+        let ctx = TlsContext::server_builder(
+            pki.server.cert_pem.as_bytes(),
+            pki.server.key_pem.as_bytes(),
+        )
+        .build()?;
+        let listener = example::listen(0)?;
+        let port = port_of(&listener);
+        drop(spawn(example::serve(listener, ctx)));
+        // Garbage instead of a handshake, and a reset in the middle of one.
+        let mut raw = TcpStream::connect(("127.0.0.1", port))?;
+        raw.write_all(&[0x42; 10_000])?;
+        drop(raw);
+        let raw = TcpStream::connect(("127.0.0.1", port))?;
+        (&raw).write_all(&[0x16, 0x03, 0x01])?;
+        socket2::SockRef::from(&raw).set_linger(Some(Duration::ZERO))?;
+        drop(raw);
+        // Inside TLS: a line that is not UTF-8, a 2 MB line, a close mid-line.
+        for payload in [
+            &b"bad \xff\n"[..],
+            &vec![b'x'; 2 << 20][..],
+            &b"half a li"[..],
+        ] {
+            let client: AsyncSocket = tls_connect(&pki.client_ctx(), "localhost", port).await?;
+            // The server may give up on the line before taking it all.
+            let _ = client.send(payload).await;
+            let _ = client.flush().await;
+            let _ = client.close();
+        }
+        echoes(&pki, port, "still served").await
+    })
+}
