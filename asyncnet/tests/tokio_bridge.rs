@@ -61,6 +61,23 @@ fn a_read_that_must_wait_on_tokio_fails_at_once() {
 }
 
 #[test]
+fn a_send_awaited_on_tokio_fails_instead_of_queueing_bytes_nothing_would_write() {
+    let outcome = support::in_fresh_thread(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server_side, _) = listener.accept().expect("accept");
+        let sock = AsyncSocket::from_fd(server_side.into(), true).expect("adopt");
+        let e = tokio_runtime()
+            .block_on(sock.send("lost?\n"))
+            .expect_err("a coalesced send would be written by a loop that never runs");
+        drop(client);
+        assert_names_the_fix(&e);
+    });
+    outcome.expect("no hang");
+}
+
+#[test]
 fn sleep_async_awaited_on_tokio_panics_naming_the_fix() {
     let outcome = support::in_fresh_thread(|| {
         tokio_runtime().block_on(asyncnet::sleep_async(Duration::from_millis(10)));

@@ -281,10 +281,15 @@ impl AsyncSocket {
         self.poll_flush_records(cx)
     }
 
-    /// The errors every send checks first: closed, never connected, shut down, an earlier
-    /// write failed.
+    /// The errors every send checks first: closed, no loop running, never connected, shut
+    /// down, an earlier write failed.
     pub(crate) fn check_writable(&self) -> io::Result<()> {
-        self.socket()?;
+        self.check_open()?;
+        if !self.inner.io.driver().is_driven() {
+            // Queued bytes are written by the loop: with no loop running (another runtime
+            // polls this send), they would wait for ever.
+            return Err(error::not_driven());
+        }
         if !self.inner.connected.get() {
             // Nothing could ever carry the bytes: say so now rather than when they are
             // written.
