@@ -3,6 +3,8 @@
 //! server's descriptors return to where they were, and two members still chat. Alone in its
 //! test binary: it counts the whole process's open descriptors.
 
+#[path = "support/chat.rs"]
+mod chat;
 mod support;
 
 #[allow(dead_code)]
@@ -12,47 +14,9 @@ mod example;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant};
 
-use asyncnet::{sleep_async, spawn};
-use example::Room;
+use chat::{connect, eventually, join, start};
 use support::run;
-
-/// Only a guard: what it bounds must happen, and takes a small fraction of it.
-const GENEROUS: Duration = Duration::from_secs(20);
-
-/// The example serving a fresh room on a free port.
-fn start() -> io::Result<(std::rc::Rc<Room>, u16)> {
-    let room = Room::new();
-    let listener = example::listen(0)?;
-    let port = listener.local_addr()?.1;
-    drop(spawn(example::serve(listener, room.clone())));
-    Ok((room, port))
-}
-
-/// Wait (letting the loop run) until `cond` holds; fails the test after [`GENEROUS`].
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + GENEROUS;
-    while !cond() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        sleep_async(Duration::from_millis(5)).await;
-    }
-}
-
-/// Wait for a thread without blocking the loop.
-async fn join<T>(h: thread::JoinHandle<T>) -> T {
-    while !h.is_finished() {
-        sleep_async(Duration::from_millis(2)).await;
-    }
-    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-}
-
-fn connect(port: u16) -> io::Result<TcpStream> {
-    let s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(GENEROUS))?;
-    s.set_write_timeout(Some(GENEROUS))?;
-    Ok(s)
-}
 
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd")

@@ -3,82 +3,23 @@
 //! the others. (Churn is in `example_chat_churn.rs`: it counts the process's descriptors,
 //! so it runs alone in its own test binary.)
 
+#[path = "support/chat.rs"]
+mod chat;
 mod support;
 
 #[allow(dead_code)]
 #[path = "../examples/chat_server.rs"]
 mod example;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use asyncnet::{sleep_async, spawn};
-use example::Room;
-use support::run;
-
-/// Only a guard: what it bounds must happen, and takes a small fraction of it.
-const GENEROUS: Duration = Duration::from_secs(20);
-
-/// The example serving a fresh room on a free port.
-fn start() -> io::Result<(std::rc::Rc<Room>, u16)> {
-    let room = Room::new();
-    let listener = example::listen(0)?;
-    let port = listener.local_addr()?.1;
-    drop(spawn(example::serve(listener, room.clone())));
-    Ok((room, port))
-}
-
-/// Wait (letting the loop run) until `cond` holds; fails the test after [`GENEROUS`].
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + GENEROUS;
-    while !cond() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        sleep_async(Duration::from_millis(5)).await;
-    }
-}
-
-/// Wait for a thread without blocking the loop.
-async fn join<T>(h: thread::JoinHandle<T>) -> T {
-    while !h.is_finished() {
-        sleep_async(Duration::from_millis(2)).await;
-    }
-    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-}
-
-fn connect(port: u16) -> io::Result<TcpStream> {
-    let s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(GENEROUS))?;
-    s.set_write_timeout(Some(GENEROUS))?;
-    Ok(s)
-}
-
-/// Read `peer` (in a thread) until the server ends the connection: true at end of stream or
-/// a reset, false if the guard ran out first.
-fn sees_the_end(mut peer: TcpStream) -> thread::JoinHandle<bool> {
-    thread::spawn(move || {
-        let mut buf = [0u8; 64 * 1024];
-        loop {
-            match peer.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return false
-                }
-                Err(_) => return true,
-            }
-        }
-    })
-}
+use chat::{connect, eventually, join, start, GENEROUS};
+use support::{run, sees_the_end};
 
 #[test]
 fn a_member_that_never_reads_is_dropped_and_the_others_still_get_every_line() {

@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use asyncnet::{spawn, AsyncSocket, TlsContext};
-use support::run;
+use support::{run, sees_the_end};
 use tls_support::*;
 
 /// A good client's round trip through the example.

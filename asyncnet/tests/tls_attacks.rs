@@ -16,7 +16,7 @@ use std::time::Duration;
 use asyncnet::{
     rustls, spawn, wrap_connected_socket, AsyncSocket, HandshakeAs, JoinHandle, TlsContext,
 };
-use support::run;
+use support::{run, sees_the_end};
 use tls_support::*;
 
 /// Accept on `listener` in a task (a wrapped listener skips clients whose handshake fails).

@@ -383,3 +383,27 @@ impl Drop for TempSocketPath {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// Read `peer` (in a thread) until the server ends the connection: true at end of stream or
+/// a reset, false if the guard ran out first.
+pub fn sees_the_end(peer: std::net::TcpStream) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match io::Read::read(&mut &peer, &mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    })
+}

@@ -303,30 +303,6 @@ pub fn stalled_handshakes(pki: &Pki) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Read `peer` (in a thread) until the server ends the connection: true at end of stream or
-/// a reset, false if the guard ran out first.
-pub fn sees_the_end(peer: TcpStream) -> std::thread::JoinHandle<bool> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            match (&peer).read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return false
-                }
-                Err(_) => return true,
-            }
-        }
-    })
-}
-
 /// Wait for a peer thread without blocking the loop (our sockets keep working meanwhile).
 pub async fn join_thread<T>(h: std::thread::JoinHandle<T>) -> T {
     while !h.is_finished() {
