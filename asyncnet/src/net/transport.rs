@@ -376,16 +376,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::net::test_support::tcp_pair;
     use crate::{spawn, wait_for, with_timeout};
 
     #[test]
     fn reads_dropped_by_the_thousand_on_a_quiet_socket_leave_a_bounded_waiter_list() {
         wait_for(async {
-            let listener = AsyncSocket::new()?;
-            listener.bind_addr(0, "127.0.0.1")?;
-            listener.listen()?;
-            let client = crate::dial("127.0.0.1", listener.local_addr()?.1).await?;
-            let quiet = listener.accept().await?;
+            let (client, quiet) = tcp_pair().await?;
             // 80,000 tasks, each waiting once for a byte that does not come.
             let tasks: Vec<_> = (0..80_000)
                 .map(|_| {
@@ -429,11 +426,7 @@ mod tests {
     #[test]
     fn a_herd_of_live_readers_on_one_socket_settles_instead_of_waking_itself_for_ever() {
         wait_for(async {
-            let listener = AsyncSocket::new()?;
-            listener.bind_addr(0, "127.0.0.1")?;
-            listener.listen()?;
-            let client = crate::dial("127.0.0.1", listener.local_addr()?.1).await?;
-            let quiet = listener.accept().await?;
+            let (client, quiet) = tcp_pair().await?;
             let polls = std::rc::Rc::new(std::cell::Cell::new(0));
             let got = std::rc::Rc::new(std::cell::Cell::new(0));
             const HERD: usize = 1000;
