@@ -114,7 +114,7 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Sam
         process: mut server,
         port,
         ..
-    } = workload::start_server(peer, Transport::Tcp, cfg)?;
+    } = workload::start_server(peer, Transport::Tcp, cfg, &[])?;
     let warmup = whole_secs(cfg.warmup);
     if warmup > 0 {
         run_wrk(port, conns, warmup, cfg.loadgen_cpu)

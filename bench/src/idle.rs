@@ -51,7 +51,7 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Idl
         process: mut server,
         port,
         ..
-    } = workload::start_server(peer, workload::Transport::Tcp, cfg)?;
+    } = workload::start_server(peer, workload::Transport::Tcp, cfg, &[])?;
     thread::sleep(SETTLE);
     let rss_before_kb = vm_rss_kb(server.pid())?;
 

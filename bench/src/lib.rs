@@ -3,8 +3,6 @@
 //! The crate is a handful of binaries (see `src/bin/`) plus the small modules
 //! they share:
 //!
-//! * [`bulk`]: the `bulk` workload (one connection streaming through an
-//!   echo server, MB/s).
 //! * [`stats`]: the median of the rounds.
 //! * [`procstat`]: CPU time of a process from `/proc/PID/stat`.
 //! * [`loadgen`]: the load generator's workloads (plain mio).
@@ -35,7 +33,6 @@
 
 use std::path::PathBuf;
 
-pub mod bulk;
 pub mod child;
 pub mod extpeers;
 pub mod http;

@@ -99,7 +99,7 @@ pub fn run_round(
         process: mut server,
         port,
         ..
-    } = workload::start_server_with(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
+    } = workload::start_server(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
     let rps = run_bench(port, conns, requests, pipeline, cfg)?;
     let (s1, t1) = (CpuTicks::of(server.pid())?, Instant::now());

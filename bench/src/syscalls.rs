@@ -323,17 +323,16 @@ pub fn tracer_pid(status: &str) -> Option<u32> {
 }
 
 /// One traced fixed-size run of a `loadgen` workload (`echo`, `unix` or
-/// `bulk`) against `peer`: `count` round trips (bulk: bytes), the counts
-/// divided by `ops`.
+/// `bulk`) against `peer`: `count` round trips (bulk: bytes, the counts then
+/// per MB).
 pub fn trace_loadgen(
     peer: &Peer,
     work: &Workload,
     count: u64,
-    ops: f64,
     cfg: &RoundConfig,
 ) -> io::Result<Profile> {
     let loadgen = loadgen_path(cfg)?;
-    let mut server = workload::start_server(peer, work.transport, cfg)?;
+    let mut server = workload::start_server(peer, work.transport, cfg, &[])?;
     let mut args = work.loadgen_args.clone();
     args.extend(server.target.iter().cloned());
     args.extend(["--count".into(), count.to_string(), "--pause".into()]);
@@ -366,6 +365,11 @@ pub fn trace_loadgen(
             format!("loadgen did {done} operations, not {count}"),
         ));
     }
+    let ops = if work.bulk {
+        count as f64 / 1e6
+    } else {
+        count as f64
+    };
     Ok(Profile::new(&counts, ops))
 }
 
@@ -378,7 +382,7 @@ pub fn traced(
     cfg: &RoundConfig,
     run: impl FnOnce(u16) -> io::Result<f64>,
 ) -> io::Result<Profile> {
-    let mut server = workload::start_server_with(peer, Transport::Tcp, cfg, flags)?;
+    let mut server = workload::start_server(peer, Transport::Tcp, cfg, flags)?;
     let tracer = Tracer::attach(server.process.pid())?;
     let ops = run(server.port)?;
     server.process.stop()?;

@@ -32,13 +32,15 @@ pub enum Transport {
     Unix,
 }
 
-/// A workload: what the servers listen on, and the
-/// `loadgen` arguments that select and configure it (`--port` or `--path`,
-/// `--secs` and `--warmup` are added per round).
+/// A workload: what the servers listen on, and the `loadgen` arguments that
+/// select and configure it (`--port` or `--path`, `--secs` and `--warmup`
+/// are added per round). `bulk` counts MB (its bytes / 10^6) and has no
+/// latencies.
 #[derive(Clone, Debug)]
 pub struct Workload {
     pub transport: Transport,
     pub loadgen_args: Vec<String>,
+    pub bulk: bool,
 }
 
 impl Workload {
@@ -48,9 +50,11 @@ impl Workload {
         for (k, v) in args {
             loadgen_args.extend([format!("--{k}"), v.to_string()]);
         }
+        let bulk = name == "bulk";
         Workload {
             transport,
             loadgen_args,
+            bulk,
         }
     }
 
@@ -78,56 +82,24 @@ pub struct RoundConfig {
     pub loadgen_cpu: Option<usize>,
 }
 
-/// What a load generator's measured window gave: its `result` line, when the window began
-/// and ended, and the CPU time (user, system) in seconds that the server and the load
-/// generator spent in it.
-pub struct Window {
-    pub result: String,
-    pub start: Instant,
-    pub end: Instant,
-    pub server: (f64, f64),
-    pub loadgen: (f64, f64),
-}
-
-impl Window {
-    /// The window in the suite's terms: `ops` operations done in it at `rate` per second.
-    pub fn sample(&self, ops: f64, rate: f64) -> Sample {
-        Sample::measured(rate, ops, self.secs(), self.server)
-    }
-
-    fn secs(&self) -> f64 {
-        (self.end - self.start).as_secs_f64()
-    }
-
-    /// True if neither process kept its CPU busy (both under [`IDLE_PCT`]): something else
-    /// held them up (other load on the machine, or a stall).
-    pub fn both_idle(&self) -> bool {
-        let pct = |(user, sys): (f64, f64)| 100.0 * (user + sys) / self.secs();
-        pct(self.server) < IDLE_PCT && pct(self.loadgen) < IDLE_PCT
-    }
-}
-
-/// The warning of a round in which [`Window::both_idle`].
-pub fn both_idle_warning() -> String {
-    format!("server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)")
-}
-
-/// What makes a ping-pong round doubtful: the server did not serve every connection (`idle`
-/// of them got no round trip at all, or one got under half of another's), UDP datagrams were
-/// `lost`, or neither process kept its CPU busy (`both_idle`; with one connection the two
-/// sides take turns by design, so the caller says false).
-pub fn pingpong_warnings(
+/// What makes a round doubtful: the server did not serve every connection
+/// (`idle` of them completed nothing, or one got under half of another's),
+/// UDP datagrams were `lost`, TLS connections failed (`errors`, the first
+/// said `first_error`), or neither process kept its CPU busy (`both_idle`:
+/// something else held them up).
+pub fn warnings(
     idle: usize,
     (fewest, most): (u64, u64),
     lost: u64,
+    (errors, first_error): (u64, &str),
     both_idle: bool,
 ) -> Vec<String> {
     let mut w = Vec::new();
     if idle > 0 {
-        w.push(format!("{idle} connection(s) completed no round trip in the window (lost wake-up or starvation in the server?)"));
+        w.push(format!("{idle} connection(s) completed nothing in the window (lost wake-up or starvation in the server?)"));
     } else if fewest * 2 < most {
         w.push(format!(
-            "unfair service: one connection completed {fewest} round trips, another {most}"
+            "unfair service: one connection completed {fewest} operations, another {most}"
         ));
     }
     if lost > 0 {
@@ -135,45 +107,15 @@ pub fn pingpong_warnings(
             "{lost} datagram(s) got no echo in time and were resent (each costs the resend delay)"
         ));
     }
+    if errors > 0 {
+        w.push(format!(
+            "{errors} connection(s) failed, first: {first_error}"
+        ));
+    }
     if both_idle {
-        w.push(both_idle_warning());
+        w.push(format!("server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)"));
     }
     w
-}
-
-/// Follows the load generator through its window (`measure-start`, `measure-end`, then a
-/// `result ` line), reading both processes' CPU time at each edge; then checks that the
-/// load generator exited cleanly and the server lived through the round, and stops the
-/// server.
-pub fn measure_window(
-    server: &mut Spawned,
-    loadgen: &mut Spawned,
-    deadline: Instant,
-) -> io::Result<Window> {
-    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-start").then_some(()))?;
-    let (s0, l0, start) = (
-        CpuTicks::of(server.pid())?,
-        CpuTicks::of(loadgen.pid())?,
-        Instant::now(),
-    );
-    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-end").then_some(()))?;
-    let (s1, l1, end) = (
-        CpuTicks::of(server.pid())?,
-        CpuTicks::of(loadgen.pid())?,
-        Instant::now(),
-    );
-    let result = loadgen.wait_for_line(deadline, |l| {
-        l.starts_with("result ").then(|| l.to_string())
-    })?;
-    loadgen.finish(deadline, "")?;
-    server.stop()?;
-    Ok(Window {
-        result,
-        start,
-        end,
-        server: s1.secs_since(s0),
-        loadgen: l1.secs_since(l0),
-    })
 }
 
 /// Parses `key=value` pairs from a line such as `result rps=1.0 p50_us=2`.
@@ -206,17 +148,10 @@ pub struct Server {
     _socket_dir: Option<tempfile::TempDir>,
 }
 
-fn waiting_for_ready(e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("waiting for the ready line: {e}"))
-}
-
-/// Starts `peer`'s server for `transport` (pinned as `cfg` says) and waits for its ready line.
-pub fn start_server(peer: &Peer, transport: Transport, cfg: &RoundConfig) -> io::Result<Server> {
-    start_server_with(peer, transport, cfg, &[])
-}
-
-/// [`start_server`] with `flags` before the peer's own arguments (e.g. `--pong`).
-pub fn start_server_with(
+/// Starts `peer`'s server for `transport` (pinned as `cfg` says), with
+/// `flags` before the peer's own arguments (e.g. `--pong`), and waits for
+/// its ready line.
+pub fn start_server(
     peer: &Peer,
     transport: Transport,
     cfg: &RoundConfig,
@@ -245,7 +180,9 @@ pub fn start_server_with(
         Listen::Unix(path) => {
             let got = process
                 .wait_for_line(ready, parse_ready_path)
-                .map_err(waiting_for_ready)?;
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("waiting for the ready line: {e}"))
+                })?;
             if got != *path {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -261,7 +198,9 @@ pub fn start_server_with(
         _ => {
             let port = process
                 .wait_for_line(ready, parse_ready_line)
-                .map_err(waiting_for_ready)?;
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("waiting for the ready line: {e}"))
+                })?;
             (vec!["--port".to_string(), port.to_string()], port)
         }
     };
@@ -289,14 +228,15 @@ pub fn loadgen_path(cfg: &RoundConfig) -> io::Result<PathBuf> {
     }
 }
 
-/// One timed round of `workload` against `peer`, before its result line is
-/// interpreted: start the server, run `loadgen` with the workload's
-/// arguments plus the target, `--secs` and `--warmup`, and measure both
-/// processes over the window. Every process started here is killed before
+/// Runs one round of `workload` against `peer`: start the server, run
+/// `loadgen` with the workload's arguments plus the target, `--secs` and
+/// `--warmup`, read both processes' CPU time when it prints `measure-start`
+/// and `measure-end`, then check that it exited cleanly and that the server
+/// lived through the round. Every process started here is killed before
 /// this returns, on success, error or panic.
-pub fn measured_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Window> {
+pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Sample> {
     let loadgen_path = loadgen_path(cfg)?;
-    let mut server = start_server(peer, workload.transport, cfg)?;
+    let mut server = start_server(peer, workload.transport, cfg, &[])?;
     let mut args = workload.loadgen_args.clone();
     args.extend(server.target.iter().cloned());
     args.extend([
@@ -305,25 +245,45 @@ pub fn measured_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io
         "--warmup".to_string(),
         cfg.warmup.to_string(),
     ]);
-    let mut loadgen = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
+    let mut lg = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
     let deadline = Instant::now() + Duration::from_secs_f64(cfg.warmup + cfg.secs) + LOADGEN_SLACK;
-    measure_window(&mut server.process, &mut loadgen, deadline)
-}
+    let pids = (server.process.pid(), lg.pid());
+    let edge = |want: &'static str| {
+        lg.wait_for_line(deadline, |l| (l.trim() == want).then_some(()))?;
+        Ok::<_, io::Error>((CpuTicks::of(pids.0)?, CpuTicks::of(pids.1)?, Instant::now()))
+    };
+    let (s0, l0, start) = edge("measure-start")?;
+    let (s1, l1, end) = edge("measure-end")?;
+    let result = lg.wait_for_line(deadline, |l| {
+        l.starts_with("result ").then(|| l.to_string())
+    })?;
+    lg.finish(deadline, "")?;
+    server.process.stop()?;
+    let secs = (end - start).as_secs_f64();
+    let (server_cpu, loadgen_cpu) = (s1.secs_since(s0), l1.secs_since(l0));
+    let busy = |(user, sys): (f64, f64)| 100.0 * (user + sys) / secs >= IDLE_PCT;
 
-/// Runs one round of `workload` against `peer`. Every process started here
-/// is killed before this returns, on success, error or panic.
-pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Sample> {
-    let window = measured_round(peer, workload, cfg)?;
-    let kv = parse_kv(&window.result);
-    let mut s = window.sample(field(&kv, "ops")?, field(&kv, "rate")?);
-    s.p50_us = Some(field(&kv, "p50_us")?);
-    s.p99_us = Some(field(&kv, "p99_us")?);
+    let kv = parse_kv(&result);
+    let scale = if workload.bulk { 1e-6 } else { 1.0 };
+    let ops = field::<f64>(&kv, "ops")? * scale;
+    let mut s = Sample::measured(field::<f64>(&kv, "rate")? * scale, ops, secs, server_cpu);
+    if !workload.bulk {
+        s.p50_us = Some(field(&kv, "p50_us")?);
+        s.p99_us = Some(field(&kv, "p99_us")?);
+    }
+    // With one connection the two sides of a ping-pong take turns by design.
     let conns: usize = field(&kv, "conns")?;
-    s.warnings = pingpong_warnings(
+    let both_idle = (workload.bulk || conns > 1) && !busy(server_cpu) && !busy(loadgen_cpu);
+    // Last on the line, spaces and all.
+    let first_error = result
+        .split_once(" first_error=")
+        .map_or("?", |(_, e)| e.trim());
+    s.warnings = warnings(
         field(&kv, "idle_conns")?,
         (field(&kv, "conn_min")?, field(&kv, "conn_max")?),
         field(&kv, "lost")?,
-        conns > 1 && window.both_idle(),
+        (field(&kv, "errors")?, first_error),
+        both_idle,
     );
     Ok(s)
 }
@@ -342,15 +302,19 @@ mod tests {
     }
 
     #[test]
-    fn pingpong_round_warnings() {
-        assert!(pingpong_warnings(0, (10, 11), 0, false).is_empty());
-        assert!(pingpong_warnings(3, (0, 11), 0, false)[0].contains("3 connection"));
-        let w = pingpong_warnings(0, (1, 11), 0, true);
+    fn round_warnings() {
+        assert!(warnings(0, (10, 11), 0, (0, "none"), false).is_empty());
+        assert!(warnings(3, (0, 11), 0, (0, "none"), false)[0].contains("3 connection"));
+        let w = warnings(0, (1, 11), 0, (2, "reset"), true);
         assert!(
-            w[0].contains("unfair") && w[1].contains("both under"),
+            w[0].contains("unfair") && w[2].contains("both under"),
             "{w:?}"
         );
-        assert!(pingpong_warnings(0, (5, 5), 2, false)[0].contains("2 datagram"));
+        assert!(
+            w[1].contains("2 connection(s) failed, first: reset"),
+            "{w:?}"
+        );
+        assert!(warnings(0, (5, 5), 2, (0, "none"), false)[0].contains("2 datagram"));
     }
 
     #[test]

@@ -1,50 +1,7 @@
-//! The bulk workload against our echo server, and the suite (`bench`) end
-//! to end, briefly. No figure is checked, only that each part runs and reports.
+//! The suite (`bench`) end to end, briefly. No figure is checked, only that
+//! each part runs and reports.
 
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-use asyncnet_bench::bulk::{self, Bulk};
-use asyncnet_bench::child::Spawned;
-use asyncnet_bench::loadgen::Phase;
-use asyncnet_bench::parse_ready_line;
-
-fn start_echo_asyncnet() -> (Spawned, u16) {
-    let bin = env!("CARGO_BIN_EXE_echo_asyncnet");
-    let server = Spawned::start("echo_asyncnet", Path::new(bin), &["0".into()], None).unwrap();
-    let port = server
-        .wait_for_line(Instant::now() + Duration::from_secs(10), parse_ready_line)
-        .unwrap();
-    (server, port)
-}
-
-fn client(port: u16) -> Bulk {
-    Bulk {
-        addr: ([127, 0, 0, 1], port).into(),
-        chunk: bulk::CHUNK,
-        in_flight: bulk::IN_FLIGHT,
-        warmup: Duration::from_millis(50),
-        secs: Duration::from_millis(250),
-        count: None,
-    }
-}
-
-#[test]
-fn bulk_streams_through_echo_asyncnet() {
-    let (mut server, port) = start_echo_asyncnet();
-    let mut phases = Vec::new();
-    let r = bulk::bulk(&client(port), |p| phases.push(p)).unwrap();
-    assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
-    assert!(r.bytes > 0 && r.mb_per_sec() > 0.0);
-    // Exactly so many bytes, checked, and the server is still there.
-    let counted = Bulk {
-        count: Some(3_000_017),
-        ..client(port)
-    };
-    assert_eq!(bulk::bulk(&counted, |_| {}).unwrap().bytes, 3_000_017);
-    assert!(server.try_wait().unwrap().is_none(), "echo_asyncnet exited");
-}
 
 fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(bin).args(args).output().unwrap();

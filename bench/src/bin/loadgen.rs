@@ -17,10 +17,8 @@
 //! `bulk` (TCP on 127.0.0.1:`--port`): one connection streaming
 //! `--chunk`-byte writes (default 65536) of a checkable byte stream through
 //! the echo server, at most `--in-flight` bytes (default 1048576) written
-//! and not yet echoed; every echoed byte is checked. Prints
-//! `result workload=bulk conns=1 chunk=C in_flight=F ops=BYTES secs=S rate=MB_PER_S reads=R writes=W`
-//! (bytes echoed in the window, MB = 10^6 bytes; the client's reads and
-//! writes in it).
+//! and not yet echoed; every echoed byte is checked. Its `ops` are the bytes
+//! echoed in the window, `rate` bytes per second, `size` the chunk.
 //!
 //! `--count N` (echo, unix, bulk): a fixed-size run instead of the timed
 //! window: a warm-up (one round trip per connection; bulk: `--in-flight`
@@ -56,8 +54,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use asyncnet_bench::bulk::{self, Bulk};
-use asyncnet_bench::loadgen::{self, Phase, PingPong, Target, UdpEcho};
+use asyncnet_bench::loadgen::{self as lg, Bulk, Phase, PingPong, Span, Target, UdpEcho};
 use asyncnet_bench::rlimit;
 use asyncnet_bench::tls::{certs, loadgen as tls};
 
@@ -95,10 +92,10 @@ struct Cli {
     #[arg(long, default_value = "120", value_parser = secs)]
     hold_secs: Duration,
     /// bulk: bytes per write
-    #[arg(long, default_value_t = bulk::CHUNK)]
+    #[arg(long, default_value_t = lg::CHUNK)]
     chunk: usize,
     /// bulk: most bytes written and not yet echoed
-    #[arg(long, default_value_t = bulk::IN_FLIGHT)]
+    #[arg(long, default_value_t = lg::IN_FLIGHT)]
     in_flight: usize,
     /// echo, unix, bulk: exactly N round trips (bulk: bytes) instead of a window
     #[arg(long)]
@@ -123,25 +120,30 @@ fn run() -> Result<(), String> {
     let cli: Cli = clap::Parser::parse();
     let workload = cli.workload.as_str();
     let conns = cli.conns.unwrap_or(match workload {
+        "bulk" => 1,
         "udp" => 32,
         "idle" => 5000,
         "tls-handshake" => 16,
         _ => 50,
     });
-    let size = cli
-        .size
-        .unwrap_or(if workload == "tls-echo" { 1024 } else { 64 });
-    let (warmup, secs, count) = (cli.warmup, cli.secs, cli.count);
-    if count.is_some() && !matches!(workload, "echo" | "unix" | "bulk") {
+    let size = match workload {
+        "tls-echo" => cli.size.unwrap_or(1024),
+        "bulk" => cli.chunk,
+        _ => cli.size.unwrap_or(64),
+    };
+    let span = Span {
+        warmup: cli.warmup,
+        secs: cli.secs,
+        count: cli.count,
+    };
+    if span.count.is_some() && !matches!(workload, "echo" | "unix" | "bulk") {
         return Err(format!(
             "--count is for echo, unix and bulk, not {workload}"
         ));
     }
     // Hundreds of connections (and the idle workload's thousands) need
     // more files than a default soft limit of 1024 may allow.
-    if workload != "bulk" {
-        rlimit::ensure_nofile(conns)?;
-    }
+    rlimit::ensure_nofile(conns)?;
     let addr = || -> Result<SocketAddr, String> {
         let port = cli.port.ok_or("--port is required")?;
         Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
@@ -159,7 +161,7 @@ fn run() -> Result<(), String> {
     };
     let report = match workload {
         "idle" => {
-            let (held, took) = loadgen::idle_conns(addr()?, conns, size, Duration::from_secs(10))
+            let (held, took) = lg::idle_conns(addr()?, conns, size, Duration::from_secs(10))
                 .map_err(|e| format!("idle workload: {e}"))?;
             say(&format!(
                 "result workload=idle conns={} size={size} setup_secs={:.3}",
@@ -170,18 +172,9 @@ fn run() -> Result<(), String> {
             return Ok(());
         }
         "bulk" => {
-            let (chunk, in_flight) = (cli.chunk, cli.in_flight);
-            let cfg = Bulk { addr: addr()?, chunk, in_flight, warmup, secs, count };
-            let r = bulk::bulk(&cfg, on_phase).map_err(|e| format!("bulk workload: {e}"))?;
-            say(&format!(
-                "result workload=bulk conns=1 chunk={chunk} in_flight={in_flight} ops={} secs={:.6} rate={:.3} reads={} writes={}",
-                r.bytes,
-                r.window.as_secs_f64(),
-                r.mb_per_sec(),
-                r.reads,
-                r.writes
-            ));
-            return Ok(());
+            let in_flight = cli.in_flight;
+            let cfg = Bulk { addr: addr()?, chunk: size, in_flight, span };
+            lg::bulk(&cfg, on_phase)
         }
         "echo" | "unix" => {
             let target = match &cli.path {
@@ -189,13 +182,13 @@ fn run() -> Result<(), String> {
                 _ if workload == "unix" => return Err("--path is required for --workload unix".into()),
                 _ => Target::Tcp(addr()?),
             };
-            let cfg = PingPong { target, conns, size, warmup, secs, count };
-            loadgen::echo_pingpong(&cfg, on_phase)
+            let cfg = PingPong { target, conns, size, span };
+            lg::echo_pingpong(&cfg, on_phase)
         }
         "udp" => {
             let resend_after = Duration::from_millis(cli.resend_ms);
-            let cfg = UdpEcho { addr: addr()?, socks: conns, size, resend_after, warmup, secs };
-            loadgen::udp_echo(&cfg, on_phase)
+            let cfg = UdpEcho { addr: addr()?, socks: conns, size, resend_after, span };
+            lg::udp_echo(&cfg, on_phase)
         }
         "tls-echo" | "tls-handshake" => {
             let cert = cli.cert.as_ref().ok_or("--cert is required for tls-*")?;
@@ -205,13 +198,11 @@ fn run() -> Result<(), String> {
                 config: certs::client_config(pinned).map_err(|e| e.to_string())?,
                 server_name: certs::server_name(),
                 mode: match workload {
-                    "tls-echo" if size > 0 => tls::Mode::Echo { size },
-                    "tls-echo" => return Err("--size must be at least 1".into()),
+                    "tls-echo" => tls::Mode::Echo { size },
                     _ => tls::Mode::Handshake,
                 },
                 conns,
-                warmup,
-                secs,
+                span,
             };
             tls::run(&settings, on_phase)
         }
@@ -220,8 +211,8 @@ fn run() -> Result<(), String> {
                 "unknown workload {other:?} (known: echo, udp, unix, bulk, idle, tls-echo, tls-handshake)"
             ))
         }
-    }
-    .map_err(|e| format!("{workload} workload: {e}"))?;
+    };
+    let report = report.map_err(|e| format!("{workload} workload: {e}"))?;
     let h = &report.latency_ns;
     say(&format!(
         "result workload={workload} conns={conns} size={size} ops={} secs={:.6} rate={:.1} \

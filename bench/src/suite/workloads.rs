@@ -15,7 +15,7 @@ use crate::syscalls::{self, Profile};
 use crate::tls;
 use crate::tls::certs::{self, IdentityFiles};
 use crate::workload::{self, Transport, Workload};
-use crate::{bulk, http, idle, ping, rlimit};
+use crate::{http, idle, loadgen, ping, rlimit};
 
 /// One workload of the suite.
 #[derive(Clone, Copy, Debug)]
@@ -173,18 +173,20 @@ pub fn trace_each(
     part
 }
 
-/// A ping-pong workload (`echo`, `unix`, `udp`) as one row per peer, then its
-/// system call pass (none for UDP).
-fn pingpong(ctx: &Ctx, label: &str, work: &Workload, peers: &[Peer]) -> Part {
-    let mut part = ctx.interleave(label, "round trip", &names(peers), |name| {
+/// A `loadgen` workload as one row per peer, then its system call pass if
+/// it is on and the workload has a fixed-size mode (`fixed`: stream echo
+/// and bulk).
+fn rows(ctx: &Ctx, label: &str, unit: &str, work: &Workload, peers: &[Peer], fixed: bool) -> Part {
+    let mut part = ctx.interleave(label, unit, &names(peers), |name| {
         workload::run_round(find(peers, name), work, &ctx.cfg)
     });
     match &ctx.trace {
-        Some(_) if work.transport == Transport::Udp => part.notes.push(format!(
-            "{label}: no system call pass (the UDP load generator has no fixed-size mode)"
+        Some(_) if !fixed => part.notes.push(format!(
+            "{label}: no system call pass (its load generator has no fixed-size mode)"
         )),
-        Some(t) => part.extend(trace_each(ctx, label, "round trip", peers, |p| {
-            syscalls::trace_loadgen(p, work, t.requests, t.requests as f64, &ctx.cfg)
+        Some(t) => part.extend(trace_each(ctx, label, unit, peers, |p| {
+            let count = if work.bulk { t.bulk_bytes } else { t.requests };
+            syscalls::trace_loadgen(p, work, count, &ctx.cfg)
         })),
         None => {}
     }
@@ -202,21 +204,24 @@ fn echo(ctx: &Ctx) -> Part {
             part.errors += 1;
             continue;
         }
-        part.extend(pingpong(
-            ctx,
-            &label,
-            &Workload::pingpong(Transport::Tcp, SIZE, conns),
-            &peers,
-        ));
+        let work = Workload::pingpong(Transport::Tcp, SIZE, conns);
+        part.extend(rows(ctx, &label, "round trip", &work, &peers, true));
     }
     part
 }
 
 /// `unix`: the same ping-pong over a Unix stream socket, 50 connections.
 fn unix(ctx: &Ctx) -> Part {
-    let peers = ctx.pick(&UNIX_PEERS);
     let work = Workload::pingpong(Transport::Unix, SIZE, CONNS);
-    let mut part = pingpong(ctx, &format!("unix{SIZE} c{CONNS}"), &work, &peers);
+    let label = format!("unix{SIZE} c{CONNS}");
+    let mut part = rows(
+        ctx,
+        &label,
+        "round trip",
+        &work,
+        &ctx.pick(&UNIX_PEERS),
+        true,
+    );
     part.notes
         .push("unix: nim and c-floor serve TCP only".to_string());
     part
@@ -226,27 +231,24 @@ fn unix(ctx: &Ctx) -> Part {
 fn udp(ctx: &Ctx) -> Part {
     let work = Workload::pingpong(Transport::Udp, SIZE, UDP_SOCKS);
     let label = format!("udp{SIZE} s{UDP_SOCKS}");
-    let mut part = pingpong(ctx, &label, &work, &ctx.pick(&UDP_PEERS));
+    let mut part = rows(
+        ctx,
+        &label,
+        "round trip",
+        &work,
+        &ctx.pick(&UDP_PEERS),
+        false,
+    );
     part.notes
         .push("udp: nim and c-floor serve TCP only; tokio-tuned serves UDP as tokio does".into());
     part
 }
 
-/// `bulk`: one connection streaming through each byte-echo peer, and the
-/// system call pass if it is on.
+/// `bulk`: one connection streaming through each byte-echo peer.
 fn bulk_stream(ctx: &Ctx) -> Part {
-    let peers = &ctx.pick(&STREAM_PEERS);
-    let (chunk, in_flight) = (bulk::CHUNK, bulk::IN_FLIGHT);
-    let mut part = ctx.interleave("bulk", "MB", &names(peers), |name| {
-        bulk::run_round(find(peers, name), chunk, in_flight, &ctx.cfg)
-    });
-    if let Some(t) = &ctx.trace {
-        let work = bulk::workload(chunk, in_flight);
-        part.extend(trace_each(ctx, "bulk", "MB", peers, |p| {
-            syscalls::trace_loadgen(p, &work, t.bulk_bytes, t.bulk_bytes as f64 / 1e6, &ctx.cfg)
-        }));
-    }
-    part
+    let args = [("chunk", loadgen::CHUNK), ("in-flight", loadgen::IN_FLIGHT)];
+    let work = Workload::new(Transport::Tcp, "bulk", &args);
+    rows(ctx, "bulk", "MB", &work, &ctx.pick(&STREAM_PEERS), true)
 }
 
 /// Requests of a `redis-benchmark` run at pipeline depth index `i` for a
@@ -358,13 +360,7 @@ fn tls(ctx: &Ctx) -> Part {
         ),
     ];
     for (label, unit, work) in &works {
-        part.extend(ctx.interleave(label, unit, &names(&peers), |name| {
-            tls::run_round(find(&peers, name), work, &ctx.cfg)
-        }));
-    }
-    if ctx.trace.is_some() && !peers.is_empty() {
-        part.notes
-            .push("tls: no system call pass (its load generator has no fixed-size mode)".into());
+        part.extend(rows(ctx, label, unit, work, &peers, false));
     }
     part
 }
