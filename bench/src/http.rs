@@ -16,11 +16,9 @@
 
 use std::io;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::extpeers::run_bounded;
 use crate::peers::{Peer, Source, FLOOR};
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
@@ -55,16 +53,7 @@ pub fn peers() -> Vec<Peer> {
 
 /// True if `wrk` runs (`wrk --version` prints its name but exits with 1).
 pub fn tool_available() -> bool {
-    let log = std::env::temp_dir().join(format!("asyncnet-bench-wrk-{}.log", std::process::id()));
-    let ran = run_bounded(
-        Command::new(TOOL).arg("--version"),
-        &log,
-        Duration::from_secs(10),
-    )
-    .is_ok();
-    let said = std::fs::read_to_string(&log).is_ok_and(|t| t.starts_with("wrk "));
-    let _ = std::fs::remove_file(&log);
-    ran && said
+    crate::extpeers::probe(TOOL, "--version").is_some_and(|(_, said)| said.starts_with("wrk "))
 }
 
 /// wrk's `-d` for a window of `secs` seconds: whole seconds, rounded up.

@@ -23,12 +23,11 @@
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::extpeers::run_bounded;
 use crate::peers::{Peer, PONG_FLAG};
 use crate::ping;
 use crate::workload::{self, field, loadgen_path, parse_kv, RoundConfig, Transport, Workload};
@@ -48,18 +47,6 @@ pub const WRITES: [&str; 5] = ["write", "sendto", "sendmsg", "writev", "sendmmsg
 pub const WAITS: [&str; 3] = ["epoll_wait", "epoll_pwait", "epoll_pwait2"];
 /// Changing the interest set.
 pub const CTLS: [&str; 1] = ["epoll_ctl"];
-
-/// True if `strace -V` runs and succeeds (within 10 s).
-pub fn tool_available() -> bool {
-    matches!(
-        run_bounded(
-            Command::new(TOOL).arg("-V"),
-            Path::new("/dev/null"),
-            Duration::from_secs(10),
-        ),
-        Ok(true)
-    )
-}
 
 /// One line of the `strace -c` table.
 #[derive(Clone, Debug, PartialEq, Eq)]

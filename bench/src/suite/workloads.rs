@@ -15,7 +15,7 @@ use crate::syscalls::{self, Profile};
 use crate::tls;
 use crate::tls::certs::{self, IdentityFiles};
 use crate::workload::{self, Transport, Workload};
-use crate::{http, idle, loadgen, ping, rlimit};
+use crate::{extpeers, http, idle, loadgen, ping, rlimit};
 
 /// One workload of the suite.
 #[derive(Clone, Copy, Debug)]
@@ -267,7 +267,7 @@ pub fn ping_trace_requests(requests: u64, pipeline: usize) -> u64 {
 /// `ping P1`, `ping P16`: Redis inline PING with `redis-benchmark`.
 fn ping_inline(ctx: &Ctx) -> Part {
     let mut part = Part::default();
-    if !ping::tool_available() {
+    if !extpeers::probe(ping::TOOL, "--version").is_some_and(|(ok, _)| ok) {
         part.notes.push(format!(
             "ping: skipped: `{}` not found or not working (package redis-tools)",
             ping::TOOL
@@ -379,8 +379,11 @@ fn idle_memory(ctx: &Ctx) -> Part {
     }
     let peers = ctx.pick(&IDLE_PEERS);
     let mut part = ctx.interleave(&label, "connection", &names(&peers), |name| {
-        let r = idle::run_round(find(&peers, name), conns, &ctx.cfg)?;
-        Ok(Sample::memory(r.kb_per_conn()))
+        Ok(Sample::memory(idle::run_round(
+            find(&peers, name),
+            conns,
+            &ctx.cfg,
+        )?))
     });
     part.rows = part.rows.into_iter().map(Row::into_memory).collect();
     part
