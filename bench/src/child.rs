@@ -110,10 +110,6 @@ impl Spawned {
         stdin.flush()
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -156,23 +152,13 @@ impl Spawned {
         Ok(self.status)
     }
 
-    /// Waits for the child to exit until `deadline`; `None` if it has not.
-    pub fn wait_until(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-        loop {
-            if let Some(s) = self.try_wait()? {
-                return Ok(Some(s));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
     /// Waits until `deadline` for the child to exit; an error if it does not, or fails (the
     /// message ends with `detail`, e.g. what it said).
     pub fn finish(&mut self, deadline: Instant, detail: &str) -> io::Result<()> {
-        match self.wait_until(deadline)? {
+        while self.try_wait()?.is_none() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        match self.status {
             Some(s) if s.success() => Ok(()),
             Some(s) => Err(io::Error::other(format!(
                 "{} failed: {s}{detail}",

@@ -133,57 +133,47 @@ impl ListenArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Server {
+        #[arg(long)]
+        lines: bool,
+        #[command(flatten)]
+        listen: ListenArgs,
+    }
 
     #[test]
-    fn ready_line() {
+    fn ready_lines_and_listen_arguments_round_trip() {
         assert_eq!(
             parse_ready_line("listening on 127.0.0.1:4242\n"),
             Some(4242)
         );
-        assert_eq!(parse_ready_line("listening on 0.0.0.0:4242"), None);
-        assert_eq!(parse_ready_line("hello"), None);
-        assert_eq!(parse_ready_line("listening on 127.0.0.1:x"), None);
-    }
-
-    #[test]
-    fn ready_path() {
-        assert_eq!(
-            parse_ready_path("listening on /tmp/a b.sock\n"),
-            Some(PathBuf::from("/tmp/a b.sock"))
-        );
-        assert_eq!(parse_ready_path("listening on 127.0.0.1:1"), None);
-        let l = Listen::Unix("/tmp/x.sock".into());
-        assert_eq!(
-            parse_ready_path(&l.ready_line(0)),
-            Some(PathBuf::from("/tmp/x.sock"))
-        );
-        assert_eq!(parse_ready_line(&Listen::Udp(0).ready_line(7)), Some(7));
-    }
-
-    #[test]
-    fn listen_arguments_round_trip() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Server {
-            #[arg(long)]
-            lines: bool,
-            #[command(flatten)]
-            listen: ListenArgs,
+        for bad in [
+            "listening on 0.0.0.0:4242",
+            "hello",
+            "listening on 127.0.0.1:x",
+        ] {
+            assert_eq!(parse_ready_line(bad), None, "{bad:?}");
         }
+        assert_eq!(parse_ready_path("listening on 127.0.0.1:1"), None);
         let parse =
             |a: &[&str]| Server::try_parse_from(std::iter::once("s").chain(a.iter().copied()));
         for l in [
             Listen::Tcp(5),
             Listen::Udp(6),
-            Listen::Unix("/tmp/t.sock".into()),
+            Listen::Unix("/tmp/a b.sock".into()),
         ] {
             let args = l.to_args();
             let got = parse(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
             assert_eq!(got.listen.listen(), l);
+            match &l {
+                Listen::Unix(p) => assert_eq!(parse_ready_path(&l.ready_line(0)).as_ref(), Some(p)),
+                _ => assert_eq!(parse_ready_line(&l.ready_line(7)), Some(7)),
+            }
         }
         let s = parse(&["--lines"]).unwrap();
-        assert!(s.lines);
-        assert_eq!(s.listen.listen(), Listen::Tcp(0));
+        assert!(s.lines && s.listen.listen() == Listen::Tcp(0));
         assert_eq!(parse(&["--udp"]).unwrap().listen.listen(), Listen::Udp(0));
         for bad in [
             &["1", "2"][..],

@@ -28,8 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::peers::{Peer, PONG_FLAG};
-use crate::ping;
+use crate::peers::Peer;
 use crate::workload::{self, field, loadgen_path, parse_kv, RoundConfig, Transport, Workload};
 
 /// The tracer.
@@ -195,22 +194,13 @@ impl Profile {
     }
 }
 
-/// Settings of the pass.
+/// Settings of the pass (`bench --syscall-requests`, `--syscall-mb`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceConfig {
     /// Round trips (or requests) per traced run.
     pub requests: u64,
     /// Bytes per traced bulk run.
     pub bulk_bytes: u64,
-}
-
-impl Default for TraceConfig {
-    fn default() -> Self {
-        TraceConfig {
-            requests: 5_000,
-            bulk_bytes: 16_000_000,
-        }
-    }
 }
 
 /// `strace -c -f` attached to a running process.
@@ -377,21 +367,6 @@ pub fn traced(
     Ok(Profile::new(&counts, ops))
 }
 
-/// One traced `redis-benchmark` run (`ping` workload) against `peer`:
-/// `requests` requests at pipeline depth `pipeline`, `conns` clients.
-pub fn trace_ping(
-    peer: &Peer,
-    pipeline: usize,
-    requests: u64,
-    conns: usize,
-    cfg: &RoundConfig,
-) -> io::Result<Profile> {
-    traced(peer, &[PONG_FLAG], cfg, |port| {
-        ping::run_bench(port, conns, requests, pipeline, cfg)?;
-        Ok(requests as f64)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,28 +432,5 @@ mod tests {
         assert_eq!(tracer_pid("Name:\tx\n"), None);
         let me = std::fs::read_to_string("/proc/self/status").unwrap();
         assert!(tracer_pid(&me).is_some());
-    }
-
-    #[test]
-    fn table_lines() {
-        let p = Profile::new(
-            &[
-                Count {
-                    name: "read".into(),
-                    calls: 20,
-                    errors: 10,
-                },
-                Count {
-                    name: "write".into(),
-                    calls: 10,
-                    errors: 0,
-                },
-            ],
-            10.0,
-        );
-        assert_eq!(
-            (p.read, p.read_errors, p.write, p.total),
-            (2.0, 1.0, 1.0, 3.0)
-        );
     }
 }

@@ -241,7 +241,7 @@ fn tls_run(
     modes: &[Mode],
     other_cert: bool,
 ) -> Vec<std::io::Result<loadgen::Report>> {
-    let files = IdentityFiles::write(&certs::generate().unwrap()).unwrap();
+    let files = IdentityFiles::generate().unwrap();
     let (cert, key) = (
         files.cert.display().to_string(),
         files.key.display().to_string(),
@@ -250,7 +250,7 @@ fn tls_run(
     args.extend(["--cert", &cert, "--key", &key]);
     let (_server, port) = start(bin, &args, &Listen::Tcp(0));
     let pinned = if other_cert {
-        IdentityFiles::write(&certs::generate().unwrap()).unwrap()
+        IdentityFiles::generate().unwrap()
     } else {
         files
     };

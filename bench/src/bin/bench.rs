@@ -54,10 +54,10 @@ struct Cli {
     no_syscalls: bool,
     /// Round trips per traced run (ping: x2 without pipelining, x10 with; http: a 2 s
     /// wrk run instead, divided by its requests)
-    #[arg(long, default_value_t = TraceConfig::default().requests, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     syscall_requests: u64,
     /// MB per traced bulk run
-    #[arg(long, default_value_t = TraceConfig::default().bulk_bytes / 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     syscall_mb: u64,
     /// CPU for the servers
     #[arg(long, default_value_t = 0)]
@@ -125,7 +125,7 @@ fn run() -> Result<bool, String> {
         no_write,
     } = clap::Parser::parse();
     let out_dir = out.unwrap_or_else(default_out);
-    let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+    let all: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
     let only: Vec<String> = if only.is_empty() {
         all.iter().map(|w| w.to_string()).collect()
     } else {
@@ -170,7 +170,10 @@ fn run() -> Result<bool, String> {
     let bin_dir = peers::bin_dir().map_err(|e| e.to_string())?;
     let mut notes = Vec::new();
     // nim and c-floor: built into a private directory, removed at the end.
-    let build_dir = extpeers::BuildDir::new().map_err(|e| e.to_string())?;
+    let build_dir = tempfile::Builder::new()
+        .prefix("asyncnet-bench-peers-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
     let mut build = |selected: Vec<peers::Peer>, what: &str| -> Result<Vec<peers::Peer>, String> {
         let built = extpeers::prepare(selected.clone(), &build_dir)?;
         for p in selected
@@ -256,18 +259,15 @@ fn run() -> Result<bool, String> {
         notes,
         ..Part::default()
     };
-    for w in WORKLOADS
-        .iter()
-        .filter(|w| only.iter().any(|o| o == w.name))
-    {
-        println!("== {}: {}", w.name, w.describe);
-        part.extend((w.run)(&ctx));
+    for w in WORKLOADS.iter().filter(|w| only.iter().any(|o| o == w.0)) {
+        println!("== {}: {}", w.0, w.1);
+        part.extend((w.2)(&ctx));
     }
     drop(build_dir);
 
     println!();
     println!("medians over {rounds} round(s) ({secs} s windows); x tokio and x C floor: server cost per op over theirs");
-    print!("{}", table::text(&part.rows));
+    print!("{}", table::table(&part.rows, false));
     if let Some(line) = table::reference_line(&part.rows) {
         println!("{line}");
     }
@@ -277,7 +277,7 @@ fn run() -> Result<bool, String> {
     if !part.syscalls.is_empty() {
         println!();
         println!("system calls per operation:");
-        print!("{}", table::syscalls_text(&part.syscalls));
+        print!("{}", table::syscalls(&part.syscalls, false));
     }
     if !part.notes.is_empty() {
         println!();

@@ -150,22 +150,11 @@ pub fn md<const N: usize>(headers: [&str; N], body: &[[String; N]], last_left: b
     out
 }
 
-/// The main table as aligned text.
-pub fn text(rows: &[Row]) -> String {
-    aligned(
-        HEADERS,
-        &rows.iter().map(|r| cells(rows, r)).collect::<Vec<_>>(),
-        false,
-    )
-}
-
-/// The main table in Markdown.
-pub fn markdown(rows: &[Row]) -> String {
-    md(
-        HEADERS,
-        &rows.iter().map(|r| cells(rows, r)).collect::<Vec<_>>(),
-        false,
-    )
+/// The main table, as Markdown or as aligned text.
+pub fn table(rows: &[Row], markdown: bool) -> String {
+    let body: Vec<_> = rows.iter().map(|r| cells(rows, r)).collect();
+    let render = if markdown { md } else { aligned };
+    render(HEADERS, &body, false)
 }
 
 /// `Rows with a round that had a warning (see the notes): echo64 c50
@@ -244,20 +233,9 @@ pub fn syscall_cells(r: &SyscallRow) -> [String; 10] {
     ]
 }
 
-/// The system call table as aligned text.
-pub fn syscalls_text(rows: &[SyscallRow]) -> String {
-    aligned(
-        SYSCALL_HEADERS,
-        &rows.iter().map(syscall_cells).collect::<Vec<_>>(),
-        true,
-    )
-}
-
-/// The system call table in Markdown.
-pub fn syscalls_markdown(rows: &[SyscallRow]) -> String {
-    md(
-        SYSCALL_HEADERS,
-        &rows.iter().map(syscall_cells).collect::<Vec<_>>(),
-        true,
-    )
+/// The system call table, as Markdown or as aligned text.
+pub fn syscalls(rows: &[SyscallRow], markdown: bool) -> String {
+    let body: Vec<_> = rows.iter().map(syscall_cells).collect();
+    let render = if markdown { md } else { aligned };
+    render(SYSCALL_HEADERS, &body, true)
 }

@@ -8,67 +8,53 @@
 use std::io;
 use std::path::Path;
 
-use crate::peers::Peer;
+use crate::peers::{Peer, PONG_FLAG};
 use crate::suite::table;
 use crate::suite::{Ctx, Part, Row, Sample, SyscallRow};
 use crate::syscalls::{self, Profile};
 use crate::tls;
-use crate::tls::certs::{self, IdentityFiles};
+use crate::tls::certs::IdentityFiles;
 use crate::workload::{self, Transport, Workload};
 use crate::{extpeers, http, idle, loadgen, ping, rlimit};
 
-/// One workload of the suite.
-#[derive(Clone, Copy, Debug)]
-pub struct Entry {
-    /// The name `--only` takes.
-    pub name: &'static str,
-    /// What it is, for the progress output.
-    pub describe: &'static str,
-    pub run: fn(&Ctx) -> Part,
-}
+/// A workload function.
+pub type Run = fn(&Ctx) -> Part;
 
-/// Every workload, in the order of the table.
-pub const WORKLOADS: &[Entry] = &[
-    Entry {
-        name: "echo",
-        describe: "TCP echo ping-pong, 64-byte messages, at each connection count",
-        run: echo,
-    },
-    Entry {
-        name: "bulk",
-        describe: "TCP bulk stream through an echo server, one connection",
-        run: bulk_stream,
-    },
-    Entry {
-        name: "ping",
-        describe: "Redis inline PING, redis-benchmark -c 50, pipelining 1 and 16",
-        run: ping_inline,
-    },
-    Entry {
-        name: "udp",
-        describe: "UDP echo, 64-byte datagrams, 32 sockets",
-        run: udp,
-    },
-    Entry {
-        name: "unix",
-        describe: "Unix stream echo ping-pong, 64-byte messages, 50 connections",
-        run: unix,
-    },
-    Entry {
-        name: "http",
-        describe: "HTTP/1.1 keep-alive hello world, wrk -t1 -c50",
-        run: http_hello,
-    },
-    Entry {
-        name: "tls",
-        describe: "TLS echo (1 KiB, 50 connections) and TLS handshakes",
-        run: tls,
-    },
-    Entry {
-        name: "idle",
-        describe: "server memory per idle TCP connection",
-        run: idle_memory,
-    },
+/// Every workload, in the order of the table: the name `--only` takes, what
+/// it is (for the progress output), and its function.
+pub const WORKLOADS: &[(&str, &str, Run)] = &[
+    (
+        "echo",
+        "TCP echo ping-pong, 64-byte messages, at each connection count",
+        echo,
+    ),
+    (
+        "bulk",
+        "TCP bulk stream through an echo server, one connection",
+        bulk_stream,
+    ),
+    (
+        "ping",
+        "Redis inline PING, redis-benchmark -c 50, pipelining 1 and 16",
+        ping_inline,
+    ),
+    ("udp", "UDP echo, 64-byte datagrams, 32 sockets", udp),
+    (
+        "unix",
+        "Unix stream echo ping-pong, 64-byte messages, 50 connections",
+        unix,
+    ),
+    (
+        "http",
+        "HTTP/1.1 keep-alive hello world, wrk -t1 -c50",
+        http_hello,
+    ),
+    (
+        "tls",
+        "TLS echo (1 KiB, 50 connections) and TLS handshakes",
+        tls,
+    ),
+    ("idle", "server memory per idle TCP connection", idle_memory),
 ];
 
 /// Every peer name some workload runs, for checking `--peers`.
@@ -284,7 +270,10 @@ fn ping_inline(ctx: &Ctx) -> Part {
         if let Some(t) = &ctx.trace {
             let n = ping_trace_requests(t.requests, pipeline);
             part.extend(trace_each(ctx, &label, "request", &peers, |p| {
-                syscalls::trace_ping(p, pipeline, n, CONNS, &ctx.cfg)
+                syscalls::traced(p, &[PONG_FLAG], &ctx.cfg, |port| {
+                    ping::run_bench(port, CONNS, n, pipeline, &ctx.cfg)?;
+                    Ok(n as f64)
+                })
             }));
         }
     }
@@ -334,7 +323,7 @@ fn tls(ctx: &Ctx) -> Part {
             .as_ref()
             .is_some_and(|o| o.iter().any(|n| n == p))
     };
-    let files = match certs::generate().and_then(|id| IdentityFiles::write(&id)) {
+    let files = match IdentityFiles::generate() {
         Ok(files) => files,
         Err(e) => {
             part.notes.push(format!("tls: skipped: {e}"));
@@ -396,7 +385,7 @@ mod tests {
     #[test]
     fn workload_names_are_unique_and_peers_known() {
         let known = known_peers();
-        let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+        let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), WORKLOADS.len());
@@ -417,7 +406,7 @@ mod tests {
         }
         assert_eq!(known.iter().filter(|k| *k == "hyper").count(), 1);
         assert!(crate::peers::named(&["hyper"]).is_empty());
-        assert!(WORKLOADS.iter().any(|w| w.name == "http"));
+        assert!(WORKLOADS.iter().any(|w| w.0 == "http"));
     }
 
     #[test]
@@ -429,7 +418,7 @@ mod tests {
             p50_us: 150.0,
             p99_us: 900.0,
             non_2xx: 0,
-            socket_errors: http::SocketErrors::default(),
+            socket_errors: 0,
         };
         let s = http::sample(&wrk, 2.0, (0.2, 0.8));
         assert_eq!(s.rate, 100_000.0);

@@ -28,26 +28,9 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// A certificate and its key, PEM.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
 /// A fresh self-signed certificate (ECDSA P-256, rcgen's default) for `localhost` and
-/// `127.0.0.1`.
-pub fn generate() -> io::Result<Identity> {
-    let names = vec![SERVER_NAME.to_string(), "127.0.0.1".to_string()];
-    let ck = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
-    Ok(Identity {
-        cert_pem: ck.cert.pem(),
-        key_pem: ck.signing_key.serialize_pem(),
-    })
-}
-
-/// The identity's files in a fresh private directory under the temporary directory, removed
-/// with it when dropped.
+/// `127.0.0.1` and its key, PEM files in a fresh private directory under the temporary
+/// directory, removed with it when dropped.
 #[derive(Debug)]
 pub struct IdentityFiles {
     _dir: tempfile::TempDir,
@@ -56,13 +39,15 @@ pub struct IdentityFiles {
 }
 
 impl IdentityFiles {
-    pub fn write(id: &Identity) -> io::Result<IdentityFiles> {
+    pub fn generate() -> io::Result<IdentityFiles> {
+        let names = vec![SERVER_NAME.to_string(), "127.0.0.1".to_string()];
+        let ck = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
         let dir = tempfile::Builder::new()
             .prefix("asyncnet-tls-bench-")
             .tempdir()?;
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, &id.cert_pem)?;
-        std::fs::write(&key, &id.key_pem)?;
+        std::fs::write(&cert, ck.cert.pem())?;
+        std::fs::write(&key, ck.signing_key.serialize_pem())?;
         Ok(IdentityFiles {
             _dir: dir,
             cert,
@@ -182,8 +167,7 @@ mod tests {
 
     #[test]
     fn identity_round_trip() {
-        let id = generate().unwrap();
-        let files = IdentityFiles::write(&id).unwrap();
+        let files = IdentityFiles::generate().unwrap();
         let dir = files.cert.parent().unwrap().to_path_buf();
         let cert = read_cert(&files.cert).unwrap();
         server_config(&files.cert, &files.key).unwrap();

@@ -38,7 +38,6 @@ pub fn peers(cert: &Path, key: &Path) -> Vec<Peer> {
             .map(|f| f.to_string())
             .chain(files.clone())
             .collect();
-        p.tcp_only = true;
         p
     };
     vec![
