@@ -107,29 +107,16 @@ fn strace_works() -> Result<(), String> {
 }
 
 fn run() -> Result<bool, String> {
-    let Cli {
-        rounds,
-        secs,
-        warmup,
-        only,
-        peers: only_peers,
-        echo_conns,
-        idle_conns,
-        no_syscalls,
-        syscall_requests: trace_requests,
-        syscall_mb: trace_mb,
-        server_cpu,
-        loadgen_cpu,
-        no_pin,
-        out,
-        no_write,
-    } = clap::Parser::parse();
-    let out_dir = out.unwrap_or_else(default_out);
+    let cli: Cli = clap::Parser::parse();
+    let (rounds, secs, warmup) = (cli.rounds, cli.secs, cli.warmup);
+    let (trace_requests, trace_mb) = (cli.syscall_requests, cli.syscall_mb);
+    let (server_cpu, loadgen_cpu) = (cli.server_cpu, cli.loadgen_cpu);
+    let out_dir = cli.out.clone().unwrap_or_else(default_out);
     let all: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
-    let only: Vec<String> = if only.is_empty() {
+    let only: Vec<String> = if cli.only.is_empty() {
         all.iter().map(|w| w.to_string()).collect()
     } else {
-        only
+        cli.only.clone()
     };
     if !(secs > 0.0 && secs <= 3600.0 && (0.0..=3600.0).contains(&warmup)) {
         return Err("--secs must be in (0, 3600] and --warmup in [0, 3600]".into());
@@ -147,6 +134,7 @@ fn run() -> Result<bool, String> {
     rlimit::raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
 
     let known = suite::workloads::known_peers();
+    let only_peers = cli.peers.clone();
     if let Some(only) = &only_peers {
         if let Some(p) = only.iter().find(|p| !known.contains(p)) {
             return Err(format!("unknown peer {p:?} (known: {})", known.join(", ")));
@@ -203,8 +191,8 @@ fn run() -> Result<bool, String> {
             Vec::new()
         };
     let http_built = build(http_selected, "http peer")?;
-    let pinned = !no_pin && taskset_available();
-    if !no_pin && !pinned {
+    let pinned = !cli.no_pin && taskset_available();
+    if !cli.no_pin && !pinned {
         notes.push("taskset not found or not working: everything ran unpinned".into());
     }
     let cfg = RoundConfig {
@@ -220,7 +208,7 @@ fn run() -> Result<bool, String> {
     } else {
         "none (unpinned)".to_string()
     };
-    let (trace, syscalls_note) = if no_syscalls {
+    let (trace, syscalls_note) = if cli.no_syscalls {
         (None, "Not run (`--no-syscalls`).".to_string())
     } else {
         match strace_works() {
@@ -249,8 +237,8 @@ fn run() -> Result<bool, String> {
         peers: built,
         only_peers,
         http_peers: http_built,
-        echo_conns,
-        idle_conns,
+        echo_conns: cli.echo_conns.clone(),
+        idle_conns: cli.idle_conns,
         trace,
         verbose: true,
     };
@@ -287,16 +275,10 @@ fn run() -> Result<bool, String> {
         }
     }
 
-    if !no_write {
-        let command: Vec<String> = std::env::args().collect();
-        let exe = Path::new(&command[0])
-            .file_name()
-            .map(|f| format!("target/release/{}", f.to_string_lossy()))
-            .unwrap_or_else(|| command[0].clone());
-        let command = std::iter::once(exe)
-            .chain(command[1..].iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" ");
+    if !cli.no_write {
+        let args =
+            std::iter::once("target/release/bench".to_string()).chain(std::env::args().skip(1));
+        let command = args.collect::<Vec<_>>().join(" ");
         let info = RunInfo {
             machine,
             command,

@@ -171,19 +171,19 @@ mod tests {
     use std::thread;
 
     /// A blocking UDP echo server that drops the first `drop_first`
-    /// datagrams and echoes every other one twice if `twice`.
-    fn std_udp_echo(drop_first: usize, twice: bool) -> SocketAddr {
+    /// datagrams, echoes every other one twice if `twice`, with one bit
+    /// flipped if `corrupt`.
+    fn std_udp_echo(drop_first: usize, twice: bool, corrupt: bool) -> SocketAddr {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = s.local_addr().unwrap();
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            let mut seen = 0;
-            while let Ok((n, from)) = s.recv_from(&mut buf) {
-                seen += 1;
-                if seen <= drop_first {
-                    continue;
-                }
-                for _ in 0..1 + usize::from(twice) {
+            for seen in 1.. {
+                let Ok((n, from)) = s.recv_from(&mut buf) else {
+                    return;
+                };
+                buf[n / 2] ^= u8::from(corrupt);
+                for _ in 0..usize::from(seen > drop_first) * (1 + usize::from(twice)) {
                     let _ = s.send_to(&buf[..n], from);
                 }
             }
@@ -191,54 +191,30 @@ mod tests {
         addr
     }
 
-    fn udp_cfg(addr: SocketAddr) -> UdpEcho {
-        UdpEcho {
-            addr,
-            socks: 4,
-            size: 64,
-            resend_after: Duration::from_millis(20),
-            span: crate::loadgen::tests::span(None),
-        }
-    }
-
     #[test]
-    fn udp_against_std_echo() {
-        let r = udp_echo(&udp_cfg(std_udp_echo(0, false)), |_| {}).unwrap();
-        assert!(r.ops > 0);
-        assert_eq!(r.per_conn.len(), 4);
-        assert_eq!(r.idle_conns(), 0);
-        assert_eq!(r.lost, 0);
-    }
-
-    #[test]
-    fn udp_survives_losses_and_duplicates() {
-        // The first datagram of every socket is dropped: each is resent
-        // during the warm-up, so the window sees no loss but must not stall.
-        let r = udp_echo(&udp_cfg(std_udp_echo(4, true)), |_| {}).unwrap();
-        assert!(r.ops > 0);
-        assert_eq!(r.idle_conns(), 0);
-    }
-
-    #[test]
-    fn udp_rejects_a_wrong_echo() {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = s.local_addr().unwrap();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok((n, from)) = s.recv_from(&mut buf) {
-                buf[n / 2] ^= 1;
-                let _ = s.send_to(&buf[..n], from);
-            }
-        });
-        let err = udp_echo(&udp_cfg(addr), |_| {}).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-    }
-
-    #[test]
-    fn datagram_layout() {
+    fn udp_survives_losses_and_duplicates_but_not_a_wrong_echo() {
         let mut b = [0u8; 12];
         fill_datagram(&mut b, 0x0102);
-        assert_eq!(&b[..8], &[2, 1, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(b[11], b'\n');
+        assert_eq!((&b[..8], b[11]), (&[2, 1, 0, 0, 0, 0, 0, 0][..], b'\n'));
+        // (4, true): the first datagram of every socket is dropped: each is
+        // resent during the warm-up, so the window must not stall.
+        for (drop_first, twice) in [(0, false), (4, true)] {
+            let cfg = UdpEcho {
+                addr: std_udp_echo(drop_first, twice, false),
+                socks: 4,
+                size: 64,
+                resend_after: Duration::from_millis(20),
+                span: crate::loadgen::tests::span(None),
+            };
+            let r = udp_echo(&cfg, |_| {}).unwrap();
+            assert!(r.ops > 0 && (r.lost == 0 || drop_first > 0), "{r:?}");
+            assert_eq!((r.per_conn.len(), r.idle_conns()), (4, 0));
+            let cfg = UdpEcho {
+                addr: std_udp_echo(0, false, true),
+                ..cfg
+            };
+            let err = udp_echo(&cfg, |_| {}).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
     }
 }

@@ -73,8 +73,8 @@ impl Spread {
 /// handshake, a MB.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sample {
-    /// Operations per second.
-    pub rate: f64,
+    /// Operations per second (none for `idle`).
+    pub rate: Option<f64>,
     /// Server CPU time (user + system) per operation, µs.
     pub server_us: f64,
     /// Its user-mode part, if measured.
@@ -93,7 +93,7 @@ impl Sample {
     /// `user` and `sys` seconds of CPU (no latencies, no warnings yet).
     pub fn measured(rate: f64, ops: f64, secs: f64, (user, sys): (f64, f64)) -> Sample {
         Sample {
-            rate,
+            rate: Some(rate),
             server_us: (user + sys) * 1e6 / ops,
             user_us: Some(user * 1e6 / ops),
             server_cpu_pct: Some(100.0 * (user + sys) / secs),
@@ -106,20 +106,10 @@ impl Sample {
     /// An `idle` round: `kb` of server memory per connection (as the cost; no rate).
     pub fn memory(kb: f64) -> Sample {
         Sample {
-            rate: f64::NAN,
             server_us: kb,
             ..Sample::default()
         }
     }
-}
-
-/// What a row's cost figure is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cost {
-    /// Server CPU µs per operation.
-    CpuUs,
-    /// Server memory per idle connection, KB.
-    KbPerConn,
 }
 
 /// One line of the table: one workload, one peer, figures over the rounds.
@@ -134,9 +124,9 @@ pub struct Row {
     pub rounds: usize,
     /// Operations per second (none for `idle`).
     pub rate: Option<Spread>,
-    /// What the chart compares: see `cost_kind`.
+    /// What the chart compares: server CPU µs per operation, or (unit
+    /// `connection`: `idle`) server memory per connection, KB.
     pub cost: Spread,
-    pub cost_kind: Cost,
     pub user_us: Option<Spread>,
     pub p50_us: Option<Spread>,
     pub p99_us: Option<Spread>,
@@ -163,9 +153,8 @@ impl Row {
             peer: peer.to_string(),
             unit: unit.to_string(),
             rounds: samples.len(),
-            rate: all(|s| s.rate),
+            rate: some(|s| s.rate),
             cost: all(|s| s.server_us).expect("not empty"),
-            cost_kind: Cost::CpuUs,
             user_us: some(|s| s.user_us),
             p50_us: some(|s| s.p50_us),
             p99_us: some(|s| s.p99_us),
@@ -181,21 +170,9 @@ impl Row {
         self
     }
 
-    /// The `idle` row of `peer`: KB per idle connection, one value per round.
-    pub fn memory(workload: &str, peer: &str, kb_per_conn: &[f64]) -> Row {
-        let samples: Vec<Sample> = kb_per_conn.iter().map(|&kb| Sample::memory(kb)).collect();
-        Row::from_samples(workload, peer, "connection", &samples).into_memory()
-    }
-
-    /// This row of [`Sample::memory`]s as a memory row: KB per connection, no rate.
-    pub fn into_memory(self) -> Row {
-        Row {
-            rate: None,
-            cost_kind: Cost::KbPerConn,
-            user_us: None,
-            server_cpu_pct: None,
-            ..self
-        }
+    /// True for a memory row (`idle`): its cost is KB per connection.
+    pub fn memory(&self) -> bool {
+        self.unit == "connection"
     }
 }
 
@@ -207,10 +184,12 @@ pub fn ratio_to(rows: &[Row], row: &Row, peer: &str) -> Option<Spread> {
     let base = rows
         .iter()
         .find(|r| r.workload == row.workload && r.peer == peer)?;
-    let meaningful = match base.cost_kind {
-        Cost::CpuUs => base.cost.median > 0.0,
-        Cost::KbPerConn => base.cost.median >= 0.1,
-    };
+    let meaningful = base.cost.median
+        >= if base.memory() {
+            0.1
+        } else {
+            f64::MIN_POSITIVE
+        };
     meaningful.then(|| row.cost.scaled(base.cost.median))
 }
 
@@ -377,7 +356,7 @@ fn progress_line(
     }
     let mut line = format!(
         "  {workload:<16} round {round}/{rounds}  {peer:<14} {:>10.0} {unit}/s  {:>9.3} srv µs/{unit}",
-        s.rate, s.server_us
+        s.rate.unwrap_or(f64::NAN), s.server_us
     );
     if let Some(p) = s.server_cpu_pct {
         let _ = write!(line, "  srv CPU {p:.0}%");

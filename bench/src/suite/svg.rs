@@ -15,7 +15,7 @@
 
 use std::fmt::Write as _;
 
-use crate::suite::{ratio_to_reference, Cost, Row, BASELINE};
+use crate::suite::{ratio_to_reference, Row, BASELINE};
 
 /// Chart width, px.
 const WIDTH: f64 = 960.0;
@@ -78,7 +78,7 @@ pub fn axis_end(max: f64) -> f64 {
 /// relative to, each row with its ratio to that peer.
 struct Group<'a> {
     workload: String,
-    kind: Cost,
+    memory: bool,
     reference: String,
     bars: Vec<(&'a Row, f64)>,
 }
@@ -97,7 +97,7 @@ fn groups(rows: &[Row]) -> (Vec<Group<'_>>, Vec<String>) {
             }
             out.push(Group {
                 workload: row.workload.clone(),
-                kind: row.cost_kind,
+                memory: row.memory(),
                 reference: row.reference.clone(),
                 bars: Vec::new(),
             });
@@ -192,13 +192,13 @@ pub fn chart(rows: &[Row]) -> String {
     let mut y = TOP;
     for Group {
         workload,
-        kind,
+        memory,
         reference,
         bars,
     } in &groups
     {
         let mut head = escape(workload);
-        if *kind == Cost::KbPerConn {
+        if *memory {
             head.push_str(" (memory)");
         }
         if reference != BASELINE {

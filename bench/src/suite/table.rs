@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::peers::FLOOR;
-use crate::suite::{ratio_to, ratio_to_reference, Cost, Row, Spread, SyscallRow, BASELINE};
+use crate::suite::{ratio_to, ratio_to_reference, Row, Spread, SyscallRow, BASELINE};
 
 /// The column headers of the main table.
 pub const HEADERS: [&str; 9] = [
@@ -85,10 +85,12 @@ pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
         .rate
         .map(|r| spread(&r, row.rounds, &format!(" {unit}/s")))
         .unwrap_or_else(|| "–".to_string());
-    let cost = match row.cost_kind {
-        Cost::CpuUs => spread(&row.cost, row.rounds, &format!(" µs/{unit}")),
-        Cost::KbPerConn => spread(&row.cost, row.rounds, " KB/conn"),
+    let per = if row.memory() {
+        " KB/conn".into()
+    } else {
+        format!(" µs/{unit}")
     };
+    let cost = spread(&row.cost, row.rounds, &per);
     [
         row.workload.clone(),
         row.peer.clone(),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::peers::{Peer, PONG_FLAG};
 use crate::suite::table;
-use crate::suite::{Ctx, Part, Row, Sample, SyscallRow};
+use crate::suite::{Ctx, Part, Sample, SyscallRow};
 use crate::syscalls::{self, Profile};
 use crate::tls;
 use crate::tls::certs::IdentityFiles;
@@ -367,15 +367,10 @@ fn idle_memory(ctx: &Ctx) -> Part {
         };
     }
     let peers = ctx.pick(&IDLE_PEERS);
-    let mut part = ctx.interleave(&label, "connection", &names(&peers), |name| {
-        Ok(Sample::memory(idle::run_round(
-            find(&peers, name),
-            conns,
-            &ctx.cfg,
-        )?))
-    });
-    part.rows = part.rows.into_iter().map(Row::into_memory).collect();
-    part
+    ctx.interleave(&label, "connection", &names(&peers), |name| {
+        let kb = idle::run_round(find(&peers, name), conns, &ctx.cfg)?;
+        Ok(Sample::memory(kb))
+    })
 }
 
 #[cfg(test)]
@@ -421,7 +416,7 @@ mod tests {
             socket_errors: 0,
         };
         let s = http::sample(&wrk, 2.0, (0.2, 0.8));
-        assert_eq!(s.rate, 100_000.0);
+        assert_eq!(s.rate, Some(100_000.0));
         assert!((s.server_us - 5.0).abs() < 1e-9);
         assert!((s.user_us.unwrap() - 1.0).abs() < 1e-9);
         assert_eq!((s.p50_us, s.p99_us), (Some(150.0), Some(900.0)));
