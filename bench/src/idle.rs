@@ -36,20 +36,10 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<f64
     thread::sleep(SETTLE);
     let rss_before_kb = vm_rss_kb(server.pid())?;
 
-    let args: Vec<String> = [
-        "--workload",
-        "idle",
-        "--port",
-        &port.to_string(),
-        "--conns",
-        &conns.to_string(),
-        "--size",
-        &SIZE.to_string(),
-        "--hold-secs",
-        &(SETUP_TIMEOUT.as_secs() * 2).to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
+    let hold = SETUP_TIMEOUT.as_secs() * 2;
+    let args =
+        format!("--workload idle --port {port} --conns {conns} --size {SIZE} --hold-secs {hold}");
+    let args: Vec<String> = args.split(' ').map(String::from).collect();
     let loadgen = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
     let result = loadgen.wait_for_line(Instant::now() + SETUP_TIMEOUT, |l| {
         l.starts_with("result ").then(|| l.to_string())

@@ -59,13 +59,6 @@ pub fn parse_ready_line(line: &str) -> Option<u16> {
     port.parse().ok()
 }
 
-/// Parses the path out of a Unix server's ready line such as
-/// `listening on /tmp/x.sock` (an absolute path).
-pub fn parse_ready_path(line: &str) -> Option<PathBuf> {
-    let path = line.trim_end().strip_prefix(READY_PREFIX)?;
-    path.starts_with('/').then(|| PathBuf::from(path))
-}
-
 /// What a server listens on, from its arguments: `[PORT]` (TCP),
 /// `--udp [PORT]` (UDP) or `--unix PATH` (Unix stream). A port of 0 (or
 /// none) means any free one.
@@ -103,6 +96,13 @@ pub fn say_ready(listen: &Listen, port: u16) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", listen.ready_line(port))?;
     out.flush()
+}
+
+/// Errors a UDP socket may report for an earlier datagram (an ICMP error
+/// from a client that went away): not the server's problem.
+pub fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionReset)
 }
 
 /// What a server listens on, as its command line says it (clap: flatten it
@@ -156,7 +156,6 @@ mod tests {
         ] {
             assert_eq!(parse_ready_line(bad), None, "{bad:?}");
         }
-        assert_eq!(parse_ready_path("listening on 127.0.0.1:1"), None);
         let parse =
             |a: &[&str]| Server::try_parse_from(std::iter::once("s").chain(a.iter().copied()));
         for l in [
@@ -167,10 +166,8 @@ mod tests {
             let args = l.to_args();
             let got = parse(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
             assert_eq!(got.listen.listen(), l);
-            match &l {
-                Listen::Unix(p) => assert_eq!(parse_ready_path(&l.ready_line(0)).as_ref(), Some(p)),
-                _ => assert_eq!(parse_ready_line(&l.ready_line(7)), Some(7)),
-            }
+            let port = parse_ready_line(&l.ready_line(7));
+            assert_eq!(port, (!matches!(l, Listen::Unix(_))).then_some(7));
         }
         let s = parse(&["--lines"]).unwrap();
         assert!(s.lines && s.listen.listen() == Listen::Tcp(0));

@@ -42,23 +42,9 @@ pub fn parse_rps(line: &str) -> Option<f64> {
 /// `conns` clients, `requests` requests in all, `pipeline` in flight per
 /// client, quiet output.
 pub fn bench_args(port: &str, conns: usize, requests: u64, pipeline: usize) -> Vec<String> {
-    [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        port,
-        "-t",
-        "ping_inline",
-        "-c",
-        &conns.to_string(),
-        "-n",
-        &requests.to_string(),
-        "-P",
-        &pipeline.to_string(),
-        "-q",
-    ]
-    .map(String::from)
-    .to_vec()
+    let args =
+        format!("-h 127.0.0.1 -p {port} -t ping_inline -c {conns} -n {requests} -P {pipeline} -q");
+    args.split(' ').map(String::from).collect()
 }
 
 /// One run against `peer`: every process started here is killed before this

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
 use crate::peers::Peer;
+use crate::procstat::status_field;
 use crate::workload::{self, field, loadgen_path, parse_kv, RoundConfig, Transport, Workload};
 
 /// The tracer.
@@ -285,18 +286,12 @@ fn all_traced_by(pid: u32, tracer: u32) -> io::Result<bool> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if tracer_pid(&status) != Some(tracer) {
+        if status_field(&status, "TracerPid:") != Some(u64::from(tracer)) {
             return Ok(false);
         }
         any = true;
     }
     Ok(any)
-}
-
-/// The `TracerPid:` of a `/proc/PID/status` text.
-pub fn tracer_pid(status: &str) -> Option<u32> {
-    let line = status.lines().find(|l| l.starts_with("TracerPid:"))?;
-    line["TracerPid:".len()..].trim().parse().ok()
 }
 
 /// One traced fixed-size run of a `loadgen` workload (`echo`, `unix` or
@@ -423,14 +418,5 @@ mod tests {
         assert!(parse_summary(&wrong).unwrap_err().contains("6731"));
         let garbled = SAMPLE.replace("2795", "27x5");
         assert!(parse_summary(&garbled).is_err());
-    }
-
-    #[test]
-    fn tracer_pid_of_status() {
-        let status = "Name:\tx\nState:\tS\nTracerPid:\t4242\nUid:\t0\n";
-        assert_eq!(tracer_pid(status), Some(4242));
-        assert_eq!(tracer_pid("Name:\tx\n"), None);
-        let me = std::fs::read_to_string("/proc/self/status").unwrap();
-        assert!(tracer_pid(&me).is_some());
     }
 }

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::peers::{self, Peer};
+use crate::peers::Peer;
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
-use crate::{parse_ready_line, parse_ready_path, Listen};
+use crate::{parse_ready_line, Listen};
 
 /// How long a server may take to print its ready line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -176,33 +176,16 @@ pub fn start_server(
     args.extend(peer.args_for(&listen));
     let process = Spawned::start(&peer.name, &server_path, &args, peer.cpu(cfg.server_cpu))?;
     let ready = Instant::now() + READY_TIMEOUT;
-    let (target, port) = match &listen {
-        Listen::Unix(path) => {
-            let got = process
-                .wait_for_line(ready, parse_ready_path)
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("waiting for the ready line: {e}"))
-                })?;
-            if got != *path {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "server listens on {}, not on {}",
-                        got.display(),
-                        path.display()
-                    ),
-                ));
-            }
-            (vec!["--path".to_string(), got.display().to_string()], 0)
-        }
-        _ => {
-            let port = process
-                .wait_for_line(ready, parse_ready_line)
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("waiting for the ready line: {e}"))
-                })?;
-            (vec!["--port".to_string(), port.to_string()], port)
-        }
+    // A Unix server must say the path it was given.
+    let port = process
+        .wait_for_line(ready, |l| match &listen {
+            Listen::Unix(_) => (l.trim_end() == listen.ready_line(0)).then_some(0),
+            _ => parse_ready_line(l),
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
+    let target = match &listen {
+        Listen::Unix(path) => vec!["--path".to_string(), path.display().to_string()],
+        _ => vec!["--port".to_string(), port.to_string()],
     };
     Ok(Server {
         process,
@@ -214,18 +197,7 @@ pub fn start_server(
 
 /// The path of the `loadgen` binary, checked to exist.
 pub fn loadgen_path(cfg: &RoundConfig) -> io::Result<PathBuf> {
-    let path = peers::sibling(&cfg.bin_dir, "loadgen");
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "{} not found (run `cargo build --release -p asyncnet-bench` first)",
-                path.display()
-            ),
-        ))
-    }
+    Peer::sibling("loadgen", "loadgen").path(&cfg.bin_dir)
 }
 
 /// Runs one round of `workload` against `peer`: start the server, run

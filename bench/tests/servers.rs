@@ -16,7 +16,7 @@ use asyncnet_bench::child::Spawned;
 use asyncnet_bench::loadgen::{self, Bulk, Span};
 use asyncnet_bench::tls::certs::{self, IdentityFiles};
 use asyncnet_bench::tls::loadgen::{self as tls, Mode, Settings};
-use asyncnet_bench::{parse_ready_line, parse_ready_path, Listen};
+use asyncnet_bench::{parse_ready_line, Listen};
 
 const ASYNCNET: &str = env!("CARGO_BIN_EXE_echo_asyncnet");
 const TOKIO: &str = env!("CARGO_BIN_EXE_echo_tokio");
@@ -34,11 +34,9 @@ fn start(bin: &str, flags: &[&str], listen: &Listen) -> (Spawned, u16) {
     let server = Spawned::start(bin, Path::new(bin), &args, None).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let port = match listen {
-        Listen::Unix(path) => {
-            assert_eq!(
-                &server.wait_for_line(deadline, parse_ready_path).unwrap(),
-                path
-            );
+        Listen::Unix(_) => {
+            let line = server.next_line(deadline).unwrap();
+            assert_eq!(line, listen.ready_line(0));
             0
         }
         _ => server.wait_for_line(deadline, parse_ready_line).unwrap(),

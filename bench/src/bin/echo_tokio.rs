@@ -28,7 +28,7 @@ use tokio::io::{
 };
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 
-use asyncnet_bench::{say_ready, Listen, ListenArgs};
+use asyncnet_bench::{say_ready, transient, Listen, ListenArgs};
 
 /// Same buffer size as `echo_asyncnet`.
 const BUF_SIZE: usize = 4096;
@@ -116,15 +116,6 @@ macro_rules! accept_loop {
             }
         }
     };
-}
-
-/// Errors a UDP socket may report for an earlier datagram (an ICMP error
-/// from a client that went away): not the server's problem.
-fn transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-    )
 }
 
 async fn serve_udp(listen: &Listen, port: u16) -> io::Result<()> {
