@@ -255,7 +255,7 @@ fn run() -> Result<bool, String> {
 
     println!();
     println!("medians over {rounds} round(s) ({secs} s windows); x tokio and x C floor: server cost per op over theirs");
-    print!("{}", table::table(&part.rows, false));
+    print!("{}", table::table(&part.rows));
     if let Some(line) = table::reference_line(&part.rows) {
         println!("{line}");
     }
@@ -265,7 +265,7 @@ fn run() -> Result<bool, String> {
     if !part.syscalls.is_empty() {
         println!();
         println!("system calls per operation:");
-        print!("{}", table::syscalls(&part.syscalls, false));
+        print!("{}", table::syscalls(&part.syscalls));
     }
     if !part.notes.is_empty() {
         println!();

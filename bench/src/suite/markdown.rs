@@ -93,7 +93,7 @@ Server cost per op is the server's CPU time (user + system, from `/proc/PID/stat
     if part.rows.is_empty() {
         out.push_str("No rows: every selected workload was skipped or failed (see the notes).\n\n");
     } else {
-        out.push_str(&table::table(&part.rows, true));
+        out.push_str(&table::table(&part.rows));
         out.push('\n');
         if let Some(line) = table::reference_line(&part.rows) {
             let _ = writeln!(out, "{line}\n");
@@ -106,7 +106,7 @@ Server cost per op is the server's CPU time (user + system, from `/proc/PID/stat
     out.push_str("## System calls per operation\n\n");
     let _ = writeln!(out, "{}\n", info.syscalls);
     if !part.syscalls.is_empty() {
-        out.push_str(&table::syscalls(&part.syscalls, true));
+        out.push_str(&table::syscalls(&part.syscalls));
         out.push('\n');
     }
 

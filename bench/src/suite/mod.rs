@@ -273,14 +273,15 @@ impl Ctx {
             .is_none_or(|only| only.iter().any(|p| p == peer))
     }
 
-    /// The peers among `names` (in that order) that this run has and
-    /// wants (peers not selected with `--peers`, or not built, are left
-    /// out; the suite notes the unbuilt ones once).
-    pub fn pick(&self, names: &[&str]) -> Vec<Peer> {
+    /// The peers among `names` (in that order) that this run has in `pool`
+    /// ([`Ctx::peers`] or [`Ctx::http_peers`]) and wants (peers not selected
+    /// with `--peers`, or not built, are left out; the suite notes the
+    /// unbuilt ones once).
+    pub fn pick(&self, names: &[&str], pool: &[Peer]) -> Vec<Peer> {
         names
             .iter()
             .filter(|n| self.wants(n))
-            .filter_map(|n| self.peers.iter().find(|p| p.name == *n).cloned())
+            .filter_map(|n| pool.iter().find(|p| p.name == *n).cloned())
             .collect()
     }
 
@@ -299,18 +300,19 @@ impl Ctx {
         &self,
         workload: &str,
         unit: &str,
-        peers: &[String],
-        mut run: impl FnMut(&str) -> io::Result<Sample>,
+        peers: &[Peer],
+        mut run: impl FnMut(&Peer) -> io::Result<Sample>,
     ) -> Part {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); peers.len()];
         let mut failed = vec![false; peers.len()];
         let mut part = Part::default();
         for round in 1..=self.rounds {
-            for (i, peer) in peers.iter().enumerate() {
+            for (i, p) in peers.iter().enumerate() {
+                let peer = &p.name;
                 if failed[i] {
                     continue;
                 }
-                match run(peer) {
+                match run(p) {
                     Ok(s) => {
                         self.say(&progress_line(workload, unit, round, self.rounds, peer, &s));
                         for w in &s.warnings {
@@ -332,7 +334,8 @@ impl Ctx {
         }
         for (peer, s) in peers.iter().zip(&samples) {
             if !s.is_empty() {
-                part.rows.push(Row::from_samples(workload, peer, unit, s));
+                part.rows
+                    .push(Row::from_samples(workload, &peer.name, unit, s));
             }
         }
         part

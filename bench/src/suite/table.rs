@@ -1,4 +1,4 @@
-//! The suite's table, as aligned text for the terminal and as Markdown,
+//! The suite's table in Markdown (`BENCHMARKS.md` and the terminal),
 //! and the system call table likewise. Both come from the same cells.
 
 use std::fmt::Write as _;
@@ -104,42 +104,6 @@ pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
     ]
 }
 
-/// Aligned text: a header, then a line per row of `body`, a blank line between workloads
-/// (the first cell); the first two columns left-aligned (and the last if `last_left`),
-/// figures right.
-pub fn aligned<const N: usize>(
-    headers: [&str; N],
-    body: &[[String; N]],
-    last_left: bool,
-) -> String {
-    let mut widths = headers.map(|h| h.chars().count());
-    for c in body {
-        for (w, cell) in widths.iter_mut().zip(c) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            let pad = " ".repeat(w - cell.chars().count());
-            let _ = if i < 2 || (last_left && i == N - 1) {
-                write!(out, "{cell}{pad}  ")
-            } else {
-                write!(out, "{pad}{cell}  ")
-            };
-        }
-        out.trim_end().to_string() + "\n"
-    };
-    let mut out = line(&headers.map(String::from));
-    for (i, c) in body.iter().enumerate() {
-        if i > 0 && c[0] != body[i - 1][0] {
-            out.push('\n');
-        }
-        out.push_str(&line(c));
-    }
-    out
-}
-
 /// A Markdown table: the first two columns left-aligned, figures right, `last_left` the last
 /// column left too.
 pub fn md<const N: usize>(headers: [&str; N], body: &[[String; N]], last_left: bool) -> String {
@@ -152,11 +116,13 @@ pub fn md<const N: usize>(headers: [&str; N], body: &[[String; N]], last_left: b
     out
 }
 
-/// The main table, as Markdown or as aligned text.
-pub fn table(rows: &[Row], markdown: bool) -> String {
-    let body: Vec<_> = rows.iter().map(|r| cells(rows, r)).collect();
-    let render = if markdown { md } else { aligned };
-    render(HEADERS, &body, false)
+/// The main table (Markdown, for the terminal too).
+pub fn table(rows: &[Row]) -> String {
+    md(
+        HEADERS,
+        &rows.iter().map(|r| cells(rows, r)).collect::<Vec<_>>(),
+        false,
+    )
 }
 
 /// `Rows with a round that had a warning (see the notes): echo64 c50
@@ -235,9 +201,11 @@ pub fn syscall_cells(r: &SyscallRow) -> [String; 10] {
     ]
 }
 
-/// The system call table, as Markdown or as aligned text.
-pub fn syscalls(rows: &[SyscallRow], markdown: bool) -> String {
-    let body: Vec<_> = rows.iter().map(syscall_cells).collect();
-    let render = if markdown { md } else { aligned };
-    render(SYSCALL_HEADERS, &body, true)
+/// The system call table (Markdown).
+pub fn syscalls(rows: &[SyscallRow]) -> String {
+    md(
+        SYSCALL_HEADERS,
+        &rows.iter().map(syscall_cells).collect::<Vec<_>>(),
+        true,
+    )
 }

@@ -112,17 +112,6 @@ const UDP_SOCKS: usize = 32;
 /// reply.
 const PING_RATE: [f64; 2] = [80_000.0, 200_000.0];
 
-fn names(peers: &[Peer]) -> Vec<String> {
-    peers.iter().map(|p| p.name.clone()).collect()
-}
-
-fn find<'a>(peers: &'a [Peer], name: &str) -> &'a Peer {
-    peers
-        .iter()
-        .find(|p| p.name == name)
-        .expect("a peer of the list")
-}
-
 /// The system call pass of one workload: `trace` once per peer (a
 /// failure is a note and an error).
 pub fn trace_each(
@@ -163,8 +152,8 @@ pub fn trace_each(
 /// it is on and the workload has a fixed-size mode (`fixed`: stream echo
 /// and bulk).
 fn rows(ctx: &Ctx, label: &str, unit: &str, work: &Workload, peers: &[Peer], fixed: bool) -> Part {
-    let mut part = ctx.interleave(label, unit, &names(peers), |name| {
-        workload::run_round(find(peers, name), work, &ctx.cfg)
+    let mut part = ctx.interleave(label, unit, peers, |p| {
+        workload::run_round(p, work, &ctx.cfg)
     });
     match &ctx.trace {
         Some(_) if !fixed => part.notes.push(format!(
@@ -181,7 +170,7 @@ fn rows(ctx: &Ctx, label: &str, unit: &str, work: &Workload, peers: &[Peer], fix
 
 /// `echo64 c1`, `c50`, `c500`: TCP ping-pong, 64-byte messages.
 fn echo(ctx: &Ctx) -> Part {
-    let peers = ctx.pick(&STREAM_PEERS);
+    let peers = ctx.pick(&STREAM_PEERS, &ctx.peers);
     let mut part = Part::default();
     for &conns in &ctx.echo_conns {
         let label = format!("echo{SIZE} c{conns}");
@@ -205,7 +194,7 @@ fn unix(ctx: &Ctx) -> Part {
         &label,
         "round trip",
         &work,
-        &ctx.pick(&UNIX_PEERS),
+        &ctx.pick(&UNIX_PEERS, &ctx.peers),
         true,
     );
     part.notes
@@ -222,7 +211,7 @@ fn udp(ctx: &Ctx) -> Part {
         &label,
         "round trip",
         &work,
-        &ctx.pick(&UDP_PEERS),
+        &ctx.pick(&UDP_PEERS, &ctx.peers),
         false,
     );
     part.notes
@@ -234,7 +223,14 @@ fn udp(ctx: &Ctx) -> Part {
 fn bulk_stream(ctx: &Ctx) -> Part {
     let args = [("chunk", loadgen::CHUNK), ("in-flight", loadgen::IN_FLIGHT)];
     let work = Workload::new(Transport::Tcp, "bulk", &args);
-    rows(ctx, "bulk", "MB", &work, &ctx.pick(&STREAM_PEERS), true)
+    rows(
+        ctx,
+        "bulk",
+        "MB",
+        &work,
+        &ctx.pick(&STREAM_PEERS, &ctx.peers),
+        true,
+    )
 }
 
 /// Requests of a `redis-benchmark` run at pipeline depth index `i` for a
@@ -260,12 +256,12 @@ fn ping_inline(ctx: &Ctx) -> Part {
         ));
         return part;
     }
-    let peers = ctx.pick(&STREAM_PEERS);
+    let peers = ctx.pick(&STREAM_PEERS, &ctx.peers);
     for (i, pipeline) in ping::PIPELINES.into_iter().enumerate() {
         let label = format!("ping P{pipeline}");
         let requests = ping_requests(i, ctx.cfg.secs);
-        part.extend(ctx.interleave(&label, "request", &names(&peers), |name| {
-            ping::run_round(find(&peers, name), pipeline, requests, CONNS, &ctx.cfg)
+        part.extend(ctx.interleave(&label, "request", &peers, |p| {
+            ping::run_round(p, pipeline, requests, CONNS, &ctx.cfg)
         }));
         if let Some(t) = &ctx.trace {
             let n = ping_trace_requests(t.requests, pipeline);
@@ -295,14 +291,10 @@ fn http_hello(ctx: &Ctx) -> Part {
     }
     let conns = http::CONNS;
     let label = format!("http c{conns}");
-    let peers: Vec<Peer> = HTTP_PEERS
-        .iter()
-        .filter(|n| ctx.wants(n))
-        .filter_map(|n| ctx.http_peers.iter().find(|p| p.name == *n).cloned())
-        .collect();
+    let peers = ctx.pick(&HTTP_PEERS, &ctx.http_peers);
     part.extend(
-        ctx.interleave(&label, "request", &names(&peers), |name| {
-            http::run_round(find(&peers, name), conns, &ctx.cfg)
+        ctx.interleave(&label, "request", &peers, |p| {
+            http::run_round(p, conns, &ctx.cfg)
         })
         .against(HTTP_REFERENCE),
     );
@@ -366,10 +358,9 @@ fn idle_memory(ctx: &Ctx) -> Part {
             ..Part::default()
         };
     }
-    let peers = ctx.pick(&IDLE_PEERS);
-    ctx.interleave(&label, "connection", &names(&peers), |name| {
-        let kb = idle::run_round(find(&peers, name), conns, &ctx.cfg)?;
-        Ok(Sample::memory(kb))
+    let peers = ctx.pick(&IDLE_PEERS, &ctx.peers);
+    ctx.interleave(&label, "connection", &peers, |p| {
+        Ok(Sample::memory(idle::run_round(p, conns, &ctx.cfg)?))
     })
 }
 
