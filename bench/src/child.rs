@@ -11,14 +11,7 @@ use std::time::{Duration, Instant};
 
 /// True if `taskset -c 0 true` works here.
 pub fn taskset_available() -> bool {
-    Command::new("taskset")
-        .args(["-c", "0", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    crate::extpeers::probe("taskset", &["-c", "0", "true"]).is_some_and(|(ok, _)| ok)
 }
 
 /// A running child process. Dropping it kills it (SIGKILL) and reaps it.
@@ -79,14 +72,9 @@ impl Spawned {
         thread::Builder::new()
             .name(format!("{name}-stdout"))
             .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    match line {
-                        Ok(l) => {
-                            if tx.send(l).is_err() {
-                                break;
-                            }
-                        }
-                        Err(_) => break,
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
                     }
                 }
             })?;

@@ -66,11 +66,11 @@ pub(crate) fn run_bounded(cmd: &mut Command, log: &Path, timeout: Duration) -> i
     }
 }
 
-/// Runs `tool arg` (at most 10 s): whether it succeeded and what it printed
+/// Runs `tool args` (at most 10 s): whether it succeeded and what it printed
 /// (stdout and stderr); none if it could not be run.
-pub fn probe(tool: &str, arg: &str) -> Option<(bool, String)> {
+pub fn probe(tool: &str, args: &[&str]) -> Option<(bool, String)> {
     let log = tempfile::NamedTempFile::new().ok()?;
-    let ok = run_bounded(Command::new(tool).arg(arg), log.path(), PROBE_TIMEOUT).ok()?;
+    let ok = run_bounded(Command::new(tool).args(args), log.path(), PROBE_TIMEOUT).ok()?;
     Some((ok, std::fs::read_to_string(log.path()).unwrap_or_default()))
 }
 
@@ -109,7 +109,7 @@ pub fn prepare(peers: Vec<Peer>, dir: &tempfile::TempDir) -> Result<Vec<Peer>, S
         };
         let (tool, mut cmd, exe) = build_command(source, dir.path())
             .map_err(|e| format!("peer {}: writing its source: {e}", peer.name))?;
-        if !probe(tool, "--version").is_some_and(|(ok, _)| ok) {
+        if !probe(tool, &["--version"]).is_some_and(|(ok, _)| ok) {
             println!(
                 "note: `{tool}` not found or not working: skipping peer {}",
                 peer.name
@@ -166,8 +166,8 @@ mod tests {
             Duration::from_millis(100),
         );
         assert_eq!(slow.unwrap_err().kind(), io::ErrorKind::TimedOut);
-        assert!(probe("no-such-tool-asyncnet-bench", "--version").is_none());
-        assert_eq!(probe("false", "x").map(|p| p.0), Some(false));
+        assert!(probe("no-such-tool-asyncnet-bench", &["--version"]).is_none());
+        assert_eq!(probe("false", &["x"]).map(|p| p.0), Some(false));
         // Peers not built from source pass through untouched.
         let peers = crate::peers::named(&["tokio"]);
         assert_eq!(prepare(peers.clone(), &dir).unwrap().len(), 1);

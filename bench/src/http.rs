@@ -19,6 +19,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
+#[cfg(test)]
+use crate::peers::Program;
 use crate::peers::{Peer, FLOOR};
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
@@ -53,7 +55,7 @@ pub fn peers() -> Vec<Peer> {
 
 /// True if `wrk` runs (`wrk --version` prints its name but exits with 1).
 pub fn tool_available() -> bool {
-    crate::extpeers::probe(TOOL, "--version").is_some_and(|(_, said)| said.starts_with("wrk "))
+    crate::extpeers::probe(TOOL, &["--version"]).is_some_and(|(_, said)| said.starts_with("wrk "))
 }
 
 /// wrk's `-d` for a window of `secs` seconds: whole seconds, rounded up.
@@ -170,36 +172,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peers_and_arguments() {
-        let mut p = peers();
-        p.reverse();
-        assert_eq!(p[0].name, FLOOR);
-        assert!(matches!(
-            p[0].program,
-            crate::peers::Program::Source("http_floor.c")
-        ));
-        assert!(matches!(
-            p[3].program,
-            crate::peers::Program::Sibling("http_asyncnet")
-        ));
-        assert_eq!(p[3].args_for(&crate::Listen::Tcp(0)), ["0"]);
+    fn peers_arguments_and_warnings() {
+        let p = peers();
+        assert!(matches!(p[3].program, Program::Source("http_floor.c")));
+        assert!(matches!(p[0].program, Program::Sibling("http_asyncnet")));
         assert_eq!(
             wrk_args(8080, 50, 5),
             ["-t1", "-c50", "-d5s", "--latency", "http://127.0.0.1:8080/"]
         );
-        assert_eq!(whole_secs(0.3), 1);
-        assert_eq!(whole_secs(2.0), 2);
-        assert_eq!(whole_secs(0.0), 0);
-    }
-
-    #[test]
-    fn failed_requests_and_socket_errors_are_warnings() {
+        assert_eq!(
+            (whole_secs(0.3), whole_secs(2.0), whole_secs(0.0)),
+            (1, 2, 0)
+        );
         let mut wrk = parse_wrk(include_str!("../tests/data/wrk-ok.txt")).unwrap();
         assert!(report_warnings(&wrk).is_empty());
-        wrk.non_2xx = 3;
-        wrk.socket_errors = 2;
-        let w = report_warnings(&wrk);
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[1].contains("2 socket errors"));
+        (wrk.non_2xx, wrk.socket_errors) = (3, 2);
+        let s = sample(&wrk, 2.0, (0.2, 0.8));
+        assert_eq!((s.p50_us, s.p99_us), (Some(191.0), Some(880.0)));
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(s.warnings[1].contains("2 socket errors"));
     }
 }

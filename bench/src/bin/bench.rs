@@ -94,7 +94,7 @@ fn default_out() -> PathBuf {
 
 /// Whether `strace` may attach to a process of ours: tried on a `sleep`.
 fn strace_works() -> Result<(), String> {
-    if !extpeers::probe(syscalls::TOOL, "-V").is_some_and(|(ok, _)| ok) {
+    if !extpeers::probe(syscalls::TOOL, &["-V"]).is_some_and(|(ok, _)| ok) {
         return Err(format!("`{}` not found or not working", syscalls::TOOL));
     }
     let mut sleeper = Spawned::start("sleep", Path::new("sleep"), &["30".into()], None)

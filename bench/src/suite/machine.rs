@@ -1,30 +1,16 @@
 //! What `BENCHMARKS.md` says about the machine: CPUs, CPU model, kernel,
 //! compiler and tool versions, load, date.
 
-use std::process::Command;
-
 /// The machine and the tools, as found when the run started: what
 /// `BENCHMARKS.md` lists, item by item (`nproc`, CPU model, kernel, rustc
 /// and each external tool's version, load average, date).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Machine(pub Vec<(String, String)>);
 
-/// The first line of `program args`'s output (stdout, else stderr), if it
-/// runs and succeeds.
+/// The first line of `program args`'s output, if it runs and succeeds.
 fn first_line(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = if out.stdout.is_empty() {
-        out.stderr
-    } else {
-        out.stdout
-    };
-    String::from_utf8_lossy(&text)
-        .lines()
-        .next()
-        .map(|l| l.trim().to_string())
+    let (ok, out) = crate::extpeers::probe(program, args)?;
+    ok.then(|| out.lines().next().unwrap_or("").trim().to_string())
 }
 
 /// The `model name` of a `/proc/cpuinfo` text.
