@@ -20,7 +20,6 @@
 //! over the requests). `strace` slows the server by an order of magnitude:
 //! only the counts are used, never the times.
 
-use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 use std::process::Stdio;
@@ -152,13 +151,7 @@ impl Profile {
                 .sum::<u64>() as f64
                 / ops
         };
-        let grouped: Vec<&str> = READS
-            .iter()
-            .chain(&WRITES)
-            .chain(&WAITS)
-            .chain(&CTLS)
-            .copied()
-            .collect();
+        let grouped = [&READS[..], &WRITES, &WAITS, &CTLS].concat();
         let mut others: Vec<(String, f64)> = counts
             .iter()
             .filter(|c| !grouped.contains(&c.name.as_str()))
@@ -177,21 +170,12 @@ impl Profile {
         }
     }
 
-    /// Calls per op outside reads, writes, `epoll_wait` and `epoll_ctl`.
-    pub fn other(&self) -> f64 {
-        self.others.iter().map(|(_, n)| n).sum()
-    }
-
     /// The largest of `others` (at most `n`), as `futex 0.07, close 0.01`.
     pub fn others_text(&self, n: usize) -> String {
-        let mut out = String::new();
-        for (name, per) in self.others.iter().take(n) {
-            if !out.is_empty() {
-                out.push_str(", ");
-            }
-            let _ = write!(out, "{name} {per:.3}");
-        }
-        out
+        let top = self.others.iter().take(n);
+        top.map(|(name, per)| format!("{name} {per:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -220,15 +204,8 @@ impl Tracer {
     pub fn attach(pid: u32) -> io::Result<Tracer> {
         let out = tempfile::NamedTempFile::new()?;
         let err = tempfile::NamedTempFile::new()?;
-        let args: Vec<String> = ["-c", "-f", "-q", "-o"]
-            .map(String::from)
-            .into_iter()
-            .chain([
-                out.path().display().to_string(),
-                "-p".into(),
-                pid.to_string(),
-            ])
-            .collect();
+        let (o, p) = (out.path().display().to_string(), pid.to_string());
+        let args = ["-c", "-f", "-q", "-o", &o, "-p", &p].map(String::from);
         let strace = Spawned::start_with(
             TOOL,
             Path::new(TOOL),
@@ -389,7 +366,8 @@ mod tests {
         assert!((p.epoll_wait - 676.0 / 2795.0).abs() < 1e-12);
         assert!((p.epoll_ctl - 6.0 / 2795.0).abs() < 1e-12);
         assert!((p.total - 6730.0 / 2795.0).abs() < 1e-12);
-        let sum = p.read + p.write + p.epoll_wait + p.epoll_ctl + p.other();
+        let other: f64 = p.others.iter().map(|o| o.1).sum();
+        let sum = p.read + p.write + p.epoll_wait + p.epoll_ctl + other;
         assert!((sum - p.total).abs() < 1e-12);
         assert_eq!(p.others[0].0, "futex");
         assert!(p.others_text(2).starts_with("futex 0.158, accept4 0.002"));
