@@ -3,7 +3,6 @@
 //! The crate is a handful of binaries (see `src/bin/`) plus the small modules
 //! they share:
 //!
-//! * [`stats`]: the median of the rounds.
 //! * [`procstat`]: CPU time of a process from `/proc/PID/stat`.
 //! * [`loadgen`]: the load generator's workloads (plain mio).
 //! * [`child`]: child processes pinned with `taskset`, killed on drop, read
@@ -42,7 +41,6 @@ pub mod peers;
 pub mod ping;
 pub mod procstat;
 pub mod rlimit;
-pub mod stats;
 pub mod suite;
 pub mod syscalls;
 pub mod tls;

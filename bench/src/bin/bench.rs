@@ -10,6 +10,7 @@
 //! `ping` needs `redis-benchmark`, `http` needs `wrk`, the system call pass
 //! `strace` (each skipped with a note if missing).
 
+use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -93,20 +94,19 @@ fn default_out() -> PathBuf {
 }
 
 /// Whether `strace` may attach to a process of ours: tried on a `sleep`.
-fn strace_works() -> Result<(), String> {
+fn strace_works() -> Result<(), Box<dyn Error>> {
     if !extpeers::probe(syscalls::TOOL, &["-V"]).is_some_and(|(ok, _)| ok) {
-        return Err(format!("`{}` not found or not working", syscalls::TOOL));
+        return Err(format!("`{}` not found or not working", syscalls::TOOL).into());
     }
-    let mut sleeper = Spawned::start("sleep", Path::new("sleep"), &["30".into()], None)
-        .map_err(|e| e.to_string())?;
-    let tracer = Tracer::attach(sleeper.pid()).map_err(|e| e.to_string())?;
-    sleeper.kill().map_err(|e| e.to_string())?;
+    let mut sleeper = Spawned::start("sleep", Path::new("sleep"), &["30".into()], None)?;
+    let tracer = Tracer::attach(sleeper.pid())?;
+    sleeper.kill()?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    tracer.finish(deadline).map_err(|e| e.to_string())?;
+    tracer.finish(deadline)?;
     Ok(())
 }
 
-fn run() -> Result<bool, String> {
+fn run() -> Result<bool, Box<dyn Error>> {
     let cli: Cli = clap::Parser::parse();
     let (rounds, secs, warmup) = (cli.rounds, cli.secs, cli.warmup);
     let (trace_requests, trace_mb) = (cli.syscall_requests, cli.syscall_mb);
@@ -123,10 +123,7 @@ fn run() -> Result<bool, String> {
     }
     for w in &only {
         if !all.contains(&w.as_str()) {
-            return Err(format!(
-                "unknown workload {w:?} (known: {})",
-                all.join(", ")
-            ));
+            return Err(format!("unknown workload {w:?} (known: {})", all.join(", ")).into());
         }
     }
     let machine = Machine::probe();
@@ -137,7 +134,7 @@ fn run() -> Result<bool, String> {
     let only_peers = cli.peers.clone();
     if let Some(only) = &only_peers {
         if let Some(p) = only.iter().find(|p| !known.contains(p)) {
-            return Err(format!("unknown peer {p:?} (known: {})", known.join(", ")));
+            return Err(format!("unknown peer {p:?} (known: {})", known.join(", ")).into());
         }
     }
     let wanted = |name: &str| {
@@ -155,14 +152,13 @@ fn run() -> Result<bool, String> {
         .filter(|p| wanted(&p.name))
         .filter(|p| tcp_rows || !matches!(p.program, peers::Program::Source(_)))
         .collect();
-    let bin_dir = peers::bin_dir().map_err(|e| e.to_string())?;
+    let bin_dir = peers::bin_dir()?;
     let mut notes = Vec::new();
     // nim and c-floor: built into a private directory, removed at the end.
     let build_dir = tempfile::Builder::new()
         .prefix("asyncnet-bench-peers-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let mut build = |selected: Vec<peers::Peer>, what: &str| -> Result<Vec<peers::Peer>, String> {
+        .tempdir()?;
+    let mut build = |selected: Vec<peers::Peer>, what: &str| -> Result<Vec<peers::Peer>, Box<dyn Error>> {
         let built = extpeers::prepare(selected.clone(), &build_dir)?;
         for p in selected
             .iter()
@@ -174,7 +170,7 @@ fn run() -> Result<bool, String> {
             ));
         }
         for p in &built {
-            p.path(&bin_dir).map_err(|e| e.to_string())?;
+            p.path(&bin_dir)?;
         }
         Ok(built)
     };
@@ -202,7 +198,7 @@ fn run() -> Result<bool, String> {
         server_cpu: pinned.then_some(server_cpu),
         loadgen_cpu: pinned.then_some(loadgen_cpu),
     };
-    loadgen_path(&cfg).map_err(|e| e.to_string())?;
+    loadgen_path(&cfg)?;
     let pinning = if pinned {
         format!("servers on CPU {server_cpu} (`taskset`; tokio-mt never pinned), load generators on CPU {loadgen_cpu}")
     } else {

@@ -559,8 +559,8 @@ mod tests {
     }
 
     #[test]
-    fn counted_pingpong_is_exact() {
-        let addr = std_echo_server(6);
+    fn counted_pingpong_idle_connections_and_a_closed_server() {
+        let addr = std_echo_server(20);
         let mut phases = Vec::new();
         let r = echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(100)), |p| phases.push(p)).unwrap();
         assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
@@ -570,19 +570,10 @@ mod tests {
         let r = echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(2)), |_| {}).unwrap();
         assert_eq!((r.ops, r.idle_conns()), (2, 1));
         assert!(echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(0)), |_| {}).is_err());
-    }
-
-    #[test]
-    fn idle_connections_stay_open() {
-        let addr = std_echo_server(5);
         let (conns, took) = idle_conns(addr, 5, 16, Duration::from_secs(5)).unwrap();
-        assert_eq!(conns.len(), 5);
-        assert!(took > Duration::ZERO);
+        assert!(conns.len() == 5 && took > Duration::ZERO);
         assert!(idle_conns(addr, 0, 16, Duration::from_secs(1)).is_err());
-    }
 
-    #[test]
-    fn detects_a_closed_server() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let t = thread::spawn(move || drop(l.accept().unwrap()));

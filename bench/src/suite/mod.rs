@@ -16,7 +16,6 @@
 //! * [`markdown`]: the `BENCHMARKS.md` document.
 //! * [`machine`]: what the document says about the machine.
 
-use std::fmt::Write as _;
 use std::io;
 
 use crate::peers::Peer;
@@ -46,16 +45,12 @@ pub struct Spread {
 impl Spread {
     /// The spread of `values`; none if there are none.
     pub fn of(values: &[f64]) -> Option<Spread> {
-        if values.is_empty() {
-            return None;
-        }
-        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Some(Spread {
-            median: crate::stats::median(values),
-            min,
-            max,
-        })
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let (n, min, max) = (v.len(), *v.first()?, *v.last()?);
+        // The mean of the two middle ones for an even count.
+        let median = (v[(n - 1) / 2] + v[n / 2]) / 2.0;
+        Some(Spread { median, min, max })
     }
 
     /// Every figure divided by `by` (a ratio's spread, for a baseline's median).
@@ -100,9 +95,7 @@ impl Sample {
             ..Sample::default()
         }
     }
-}
 
-impl Sample {
     /// An `idle` round: `kb` of server memory per connection (as the cost; no rate).
     pub fn memory(kb: f64) -> Sample {
         Sample {
@@ -222,6 +215,16 @@ pub struct Part {
 }
 
 impl Part {
+    /// A part of one error, noted (and printed).
+    pub fn error(note: String) -> Part {
+        println!("  {note}");
+        Part {
+            notes: vec![note],
+            errors: 1,
+            ..Part::default()
+        }
+    }
+
     /// Appends `other` to this part.
     pub fn extend(&mut self, other: Part) {
         self.rows.extend(other.rows);
@@ -314,7 +317,19 @@ impl Ctx {
                 }
                 match run(p) {
                     Ok(s) => {
-                        self.say(&progress_line(workload, unit, round, self.rounds, peer, &s));
+                        let u = table::short_unit(unit);
+                        let what = match s.rate {
+                            Some(r) => format!(
+                                "{r:>10.0} {u}/s  {:>9.3} srv µs/{u}  srv CPU {:.0}%",
+                                s.server_us,
+                                s.server_cpu_pct.unwrap_or(f64::NAN)
+                            ),
+                            None => format!("{:>8.2} KB/connection", s.server_us),
+                        };
+                        let n = self.rounds;
+                        self.say(&format!(
+                            "  {workload:<16} round {round}/{n}  {peer:<14} {what}"
+                        ));
                         for w in &s.warnings {
                             self.say(&format!("      warning ({peer}): {w}"));
                             part.notes
@@ -323,10 +338,9 @@ impl Ctx {
                         samples[i].push(s);
                     }
                     Err(e) => {
-                        let note = format!("{workload}, {peer}, round {round}: error: {e}");
-                        println!("  {note}");
-                        part.notes.push(note);
-                        part.errors += 1;
+                        part.extend(Part::error(format!(
+                            "{workload}, {peer}, round {round}: error: {e}"
+                        )));
                         failed[i] = true;
                     }
                 }
@@ -340,31 +354,6 @@ impl Ctx {
         }
         part
     }
-}
-
-fn progress_line(
-    workload: &str,
-    unit: &str,
-    round: usize,
-    rounds: usize,
-    peer: &str,
-    s: &Sample,
-) -> String {
-    let unit = table::short_unit(unit);
-    if unit == "conn" {
-        return format!(
-            "  {workload:<16} round {round}/{rounds}  {peer:<14} {:>8.2} KB/connection",
-            s.server_us
-        );
-    }
-    let mut line = format!(
-        "  {workload:<16} round {round}/{rounds}  {peer:<14} {:>10.0} {unit}/s  {:>9.3} srv µs/{unit}",
-        s.rate.unwrap_or(f64::NAN), s.server_us
-    );
-    if let Some(p) = s.server_cpu_pct {
-        let _ = write!(line, "  srv CPU {p:.0}%");
-    }
-    line
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ fn spreads_rows_and_ratios() {
         (2.0, 1.0, 3.0, 1.5)
     );
     assert!(Spread::of(&[]).is_none());
+    assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
     let m = Sample::measured(1.0, 2.0, 2.0, (0.5, 1.5));
     assert_eq!(
         (m.rate, m.server_us, m.user_us, m.server_cpu_pct),

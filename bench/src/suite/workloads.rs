@@ -59,14 +59,15 @@ pub const WORKLOADS: &[(&str, &str, Run)] = &[
 
 /// Every peer name some workload runs, for checking `--peers`.
 pub fn known_peers() -> Vec<String> {
-    let mut names: Vec<String> = crate::peers::all().into_iter().map(|p| p.name).collect();
-    let others = tls::peers(Path::new(""), Path::new(""))
+    let tls = tls::peers(Path::new(""), Path::new(""));
+    let mut names = Vec::new();
+    for p in crate::peers::all()
         .into_iter()
-        .map(|p| p.name)
-        .chain(http::peers().into_iter().map(|p| p.name));
-    for name in others {
-        if !names.contains(&name) {
-            names.push(name);
+        .chain(tls)
+        .chain(http::peers())
+    {
+        if !names.contains(&p.name) {
+            names.push(p.name);
         }
     }
     names
@@ -139,9 +140,7 @@ pub fn trace_each(
             }
             Err(e) => {
                 let note = format!("{workload}, {}: system call pass: error: {e}", p.name);
-                println!("  {note}");
-                part.notes.push(note);
-                part.errors += 1;
+                part.extend(Part::error(note));
             }
         }
     }
@@ -175,8 +174,7 @@ fn echo(ctx: &Ctx) -> Part {
     for &conns in &ctx.echo_conns {
         let label = format!("echo{SIZE} c{conns}");
         if let Err(e) = rlimit::ensure_nofile(conns) {
-            part.notes.push(format!("{label}: skipped: {e}"));
-            part.errors += 1;
+            part.extend(Part::error(format!("{label}: skipped: {e}")));
             continue;
         }
         let work = Workload::pingpong(Transport::Tcp, SIZE, conns);
@@ -309,40 +307,31 @@ fn http_hello(ctx: &Ctx) -> Part {
 /// `tls echo` and `tls handshake`: TLS echo ping-pong and handshakes, asyncnet against tokio
 /// (tokio-rustls); `asyncnet-accept` only if `--peers` names it.
 fn tls(ctx: &Ctx) -> Part {
-    let mut part = Part::default();
+    let files = match IdentityFiles::generate() {
+        Ok(files) => files,
+        Err(e) => return Part::error(format!("tls: skipped: {e}")),
+    };
     let named = |p: &str| {
         ctx.only_peers
             .as_ref()
             .is_some_and(|o| o.iter().any(|n| n == p))
-    };
-    let files = match IdentityFiles::generate() {
-        Ok(files) => files,
-        Err(e) => {
-            part.notes.push(format!("tls: skipped: {e}"));
-            part.errors += 1;
-            return part;
-        }
     };
     let peers: Vec<Peer> = tls::peers(&files.cert, &files.key)
         .into_iter()
         .filter(|p| p.name != "asyncnet-accept" || named(&p.name))
         .filter(|p| ctx.wants(&p.name))
         .collect();
-    let works = [
-        (
-            "tls echo 1K c50",
-            "round trip",
-            tls::workload(Some(1024), CONNS, &files.cert),
-        ),
-        (
-            "tls handshake",
-            "handshake",
-            tls::workload(None, 16, &files.cert),
-        ),
-    ];
-    for (label, unit, work) in &works {
-        part.extend(rows(ctx, label, unit, work, &peers, false));
-    }
+    let echo = tls::workload(Some(1024), CONNS, &files.cert);
+    let mut part = rows(ctx, "tls echo 1K c50", "round trip", &echo, &peers, false);
+    let handshake = tls::workload(None, 16, &files.cert);
+    part.extend(rows(
+        ctx,
+        "tls handshake",
+        "handshake",
+        &handshake,
+        &peers,
+        false,
+    ));
     part
 }
 
@@ -351,12 +340,7 @@ fn idle_memory(ctx: &Ctx) -> Part {
     let conns = ctx.idle_conns;
     let label = format!("idle c{conns}");
     if let Err(e) = rlimit::ensure_nofile(conns) {
-        let notes = vec![format!("{label}: skipped: {e}")];
-        return Part {
-            notes,
-            errors: 1,
-            ..Part::default()
-        };
+        return Part::error(format!("{label}: skipped: {e}"));
     }
     let peers = ctx.pick(&IDLE_PEERS, &ctx.peers);
     ctx.interleave(&label, "connection", &peers, |p| {
