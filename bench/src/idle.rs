@@ -7,16 +7,17 @@
 //! kernel's socket memory is not in it.
 
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::child::Spawned;
-use crate::peers::{self, Peer};
+use crate::loadgen::idle_conns;
+use crate::peers::Peer;
 use crate::procstat::vm_rss_kb;
-use crate::workload::{self, field, parse_kv, RoundConfig};
+use crate::workload::{self, RoundConfig, Transport};
 
-/// How long the load generator may take to set up all connections.
-pub const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long each step of opening a connection may take.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause before each memory reading, for the server to finish what the
 /// last event gave it.
 pub const SETTLE: Duration = Duration::from_millis(300);
@@ -27,35 +28,16 @@ pub const SIZE: usize = 64;
 /// KiB. Every process started here is killed before this returns, on
 /// success, error or panic.
 pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<f64> {
-    let loadgen_path = peers::sibling(&cfg.bin_dir, "loadgen");
-    let workload::Server {
-        process: mut server,
-        port,
-        ..
-    } = workload::start_server(peer, workload::Transport::Tcp, cfg, &[])?;
+    let mut server = workload::start_server(peer, Transport::Tcp, cfg, &[])?;
+    let pid = server.process.pid();
     thread::sleep(SETTLE);
-    let rss_before_kb = vm_rss_kb(server.pid())?;
-
-    let hold = SETUP_TIMEOUT.as_secs() * 2;
-    let args =
-        format!("--workload idle --port {port} --conns {conns} --size {SIZE} --hold-secs {hold}");
-    let args: Vec<String> = args.split(' ').map(String::from).collect();
-    let loadgen = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
-    let result = loadgen.wait_for_line(Instant::now() + SETUP_TIMEOUT, |l| {
-        l.starts_with("result ").then(|| l.to_string())
-    })?;
-    let opened: usize = field(&parse_kv(&result), "conns")?;
-    if opened != conns {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("loadgen opened {opened} connections, not {conns}"),
-        ));
-    }
+    let before = vm_rss_kb(pid)?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port));
+    let held = idle_conns(addr, conns, SIZE, STEP_TIMEOUT)?;
     thread::sleep(SETTLE);
-    server.check_alive()?;
-    let rss_with_kb = vm_rss_kb(server.pid())?;
-    // Both killed here by their drop: loadgen first, then the server.
-    drop(loadgen);
-    server.kill()?;
-    Ok((rss_with_kb as f64 - rss_before_kb as f64) / conns as f64)
+    server.process.check_alive()?;
+    let with = vm_rss_kb(pid)?;
+    drop(held);
+    server.process.kill()?;
+    Ok((with as f64 - before as f64) / conns as f64)
 }

@@ -158,22 +158,23 @@ fn run() -> Result<bool, Box<dyn Error>> {
     let build_dir = tempfile::Builder::new()
         .prefix("asyncnet-bench-peers-")
         .tempdir()?;
-    let mut build = |selected: Vec<peers::Peer>, what: &str| -> Result<Vec<peers::Peer>, Box<dyn Error>> {
-        let built = extpeers::prepare(selected.clone(), &build_dir)?;
-        for p in selected
-            .iter()
-            .filter(|p| !built.iter().any(|b| b.name == p.name))
-        {
-            notes.push(format!(
-                "{what} {}: not built (its compiler is missing): skipped",
-                p.name
-            ));
-        }
-        for p in &built {
-            p.path(&bin_dir)?;
-        }
-        Ok(built)
-    };
+    let mut build =
+        |selected: Vec<peers::Peer>, what: &str| -> Result<Vec<peers::Peer>, Box<dyn Error>> {
+            let built = extpeers::prepare(selected.clone(), &build_dir)?;
+            for p in selected
+                .iter()
+                .filter(|p| !built.iter().any(|b| b.name == p.name))
+            {
+                notes.push(format!(
+                    "{what} {}: not built (its compiler is missing): skipped",
+                    p.name
+                ));
+            }
+            for p in &built {
+                p.path(&bin_dir)?;
+            }
+            Ok(built)
+        };
     let built = build(selected, "peer")?;
     // The http row's servers (its own nim and c-floor too), only if it
     // will run: selected and wrk there (else it notes why it skipped).

@@ -31,13 +31,6 @@
 //! window; `conn_min`/`conn_max` are the fewest/most round trips one
 //! connection completed (a fair server keeps them close).
 //!
-//! `idle` (TCP on 127.0.0.1:`--port`): opens `--conns` connections (default
-//! 5000) one after another, each exchanging one `--size`-byte echo, prints
-//! `result workload=idle conns=N setup_secs=S` and holds them open, idle,
-//! for `--hold-secs` (default 120; the runner kills it sooner, once it has
-//! read the server's memory). It raises its soft limit on open files to the
-//! hard limit first.
-//!
 //! `tls-echo` and `tls-handshake` (TLS on 127.0.0.1:`--port`, the server's
 //! certificate `--cert` pinned): a ping-pong of `--size`-byte messages
 //! (default 1024) on `--conns` TLS connections, or `--conns` slots (default
@@ -45,8 +38,8 @@
 //! counts the round trips or the completed connections, `errors` the failed
 //! ones (`first_error` the first of them, or `none`).
 //!
-//! Single-threaded plain mio (TLS: with rustls; `idle`: blocking std
-//! sockets): it uses neither asyncnet nor tokio.
+//! Single-threaded plain mio (TLS: with rustls): it uses neither asyncnet
+//! nor tokio. The `idle` workload's client runs in the suite itself.
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -61,7 +54,7 @@ use asyncnet_bench::tls::{certs, loadgen as tls};
 /// The load generator (see the module documentation).
 #[derive(clap::Parser)]
 struct Cli {
-    /// echo, udp, unix, bulk, idle, tls-echo or tls-handshake
+    /// echo, udp, unix, bulk, tls-echo or tls-handshake
     #[arg(long, default_value = "echo")]
     workload: String,
     /// The server's port on 127.0.0.1 (all but unix)
@@ -73,7 +66,7 @@ struct Cli {
     /// The server's certificate, PEM, pinned (tls-*)
     #[arg(long)]
     cert: Option<PathBuf>,
-    /// Connections, udp: sockets [default: 50, udp 32, idle 5000, tls-handshake 16]
+    /// Connections, udp: sockets [default: 50, udp 32, tls-handshake 16]
     #[arg(long)]
     conns: Option<usize>,
     /// Bytes per message or datagram [default: 64, tls-echo 1024]
@@ -88,9 +81,6 @@ struct Cli {
     /// udp: resend a datagram after so long without its echo, ms
     #[arg(long, default_value_t = 100)]
     resend_ms: u64,
-    /// idle: how long to hold the connections, seconds
-    #[arg(long, default_value = "120", value_parser = secs)]
-    hold_secs: Duration,
     /// bulk: bytes per write
     #[arg(long, default_value_t = lg::CHUNK)]
     chunk: usize,
@@ -122,7 +112,6 @@ fn run() -> Result<(), String> {
     let conns = cli.conns.unwrap_or(match workload {
         "bulk" => 1,
         "udp" => 32,
-        "idle" => 5000,
         "tls-handshake" => 16,
         _ => 50,
     });
@@ -141,7 +130,7 @@ fn run() -> Result<(), String> {
             "--count is for echo, unix and bulk, not {workload}"
         ));
     }
-    // Hundreds of connections (and the idle workload's thousands) need
+    // Hundreds of connections need
     // more files than a default soft limit of 1024 may allow.
     rlimit::ensure_nofile(conns)?;
     let addr = || -> Result<SocketAddr, String> {
@@ -160,34 +149,41 @@ fn run() -> Result<(), String> {
         }
     };
     let report = match workload {
-        "idle" => {
-            let (held, took) = lg::idle_conns(addr()?, conns, size, Duration::from_secs(10))
-                .map_err(|e| format!("idle workload: {e}"))?;
-            say(&format!(
-                "result workload=idle conns={} size={size} setup_secs={:.3}",
-                held.len(),
-                took.as_secs_f64()
-            ));
-            std::thread::sleep(cli.hold_secs);
-            return Ok(());
-        }
         "bulk" => {
             let in_flight = cli.in_flight;
-            let cfg = Bulk { addr: addr()?, chunk: size, in_flight, span };
+            let cfg = Bulk {
+                addr: addr()?,
+                chunk: size,
+                in_flight,
+                span,
+            };
             lg::bulk(&cfg, on_phase)
         }
         "echo" | "unix" => {
             let target = match &cli.path {
                 Some(path) if workload == "unix" => Target::Unix(path.clone()),
-                _ if workload == "unix" => return Err("--path is required for --workload unix".into()),
+                _ if workload == "unix" => {
+                    return Err("--path is required for --workload unix".into())
+                }
                 _ => Target::Tcp(addr()?),
             };
-            let cfg = PingPong { target, conns, size, span };
+            let cfg = PingPong {
+                target,
+                conns,
+                size,
+                span,
+            };
             lg::echo_pingpong(&cfg, on_phase)
         }
         "udp" => {
             let resend_after = Duration::from_millis(cli.resend_ms);
-            let cfg = UdpEcho { addr: addr()?, socks: conns, size, resend_after, span };
+            let cfg = UdpEcho {
+                addr: addr()?,
+                socks: conns,
+                size,
+                resend_after,
+                span,
+            };
             lg::udp_echo(&cfg, on_phase)
         }
         "tls-echo" | "tls-handshake" => {
@@ -208,7 +204,7 @@ fn run() -> Result<(), String> {
         }
         other => {
             return Err(format!(
-                "unknown workload {other:?} (known: echo, udp, unix, bulk, idle, tls-echo, tls-handshake)"
+                "unknown workload {other:?} (known: echo, udp, unix, bulk, tls-echo, tls-handshake)"
             ))
         }
     };
