@@ -257,8 +257,7 @@ fn tls_run(
         .map(|&mode| {
             let s = Settings {
                 addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                config: certs::client_config(certs::read_cert(&pinned.cert).unwrap()).unwrap(),
-                server_name: certs::server_name(),
+                config: certs::client_config(&pinned.cert).unwrap(),
                 mode,
                 conns: if mode == Mode::Handshake { 4 } else { 8 },
                 span: Span {

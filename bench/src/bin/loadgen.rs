@@ -188,11 +188,9 @@ fn run() -> Result<(), String> {
         }
         "tls-echo" | "tls-handshake" => {
             let cert = cli.cert.as_ref().ok_or("--cert is required for tls-*")?;
-            let pinned = certs::read_cert(cert).map_err(|e| e.to_string())?;
             let settings = tls::Settings {
                 addr: addr()?,
-                config: certs::client_config(pinned).map_err(|e| e.to_string())?,
-                server_name: certs::server_name(),
+                config: certs::client_config(cert).map_err(|e| e.to_string())?,
                 mode: match workload {
                     "tls-echo" => tls::Mode::Echo { size },
                     _ => tls::Mode::Handshake,

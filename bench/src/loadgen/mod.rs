@@ -66,8 +66,6 @@ pub struct Report {
     pub window: Duration,
     /// Latency of those operations, in nanoseconds (none for bulk).
     pub latency_ns: Histogram,
-    /// Sum of those latencies, in nanoseconds (for the mean).
-    pub latency_sum_ns: u128,
     /// Operations completed in the window, per slot (fairness: a server
     /// that starves some connections shows zeros here).
     pub per_conn: Vec<u64>,
@@ -84,12 +82,9 @@ impl Report {
         self.ops as f64 / self.window.as_secs_f64()
     }
 
-    /// Mean latency in microseconds.
+    /// Mean latency in microseconds (to HdrHistogram's precision).
     pub fn mean_us(&self) -> f64 {
-        match self.latency_ns.len() {
-            0 => 0.0,
-            n => self.latency_sum_ns as f64 / n as f64 / 1e3,
-        }
+        self.latency_ns.mean() / 1e3
     }
 
     /// Slots that completed no operation in the window.
@@ -149,10 +144,8 @@ impl Window {
             r.ops += ops;
             r.per_conn[conn] += ops;
             if let Some(t) = since {
-                let ns = t.elapsed().as_nanos();
-                r.latency_sum_ns += ns;
-                r.latency_ns
-                    .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+                let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                r.latency_ns.saturating_record(ns);
             }
         }
     }
@@ -242,7 +235,6 @@ pub(crate) fn run<S: Slot>(
             ops: 0,
             window: Duration::ZERO,
             latency_ns: histogram(),
-            latency_sum_ns: 0,
             per_conn: vec![0; slots.len()],
             lost: 0,
             errors: 0,

@@ -56,11 +56,6 @@ impl IdentityFiles {
     }
 }
 
-/// The first certificate of a PEM file.
-pub fn read_cert(path: &Path) -> io::Result<CertificateDer<'static>> {
-    CertificateDer::from_pem_file(path).map_err(|e| invalid(format!("{}: {e}", path.display())))
-}
-
 /// The server configuration asyncnet builds for `TlsContext::server_builder(..).build()`:
 /// ring, TLS 1.2 and 1.3, no client authentication, rustls's defaults otherwise (session
 /// cache, two TLS 1.3 tickets per connection). The tokio server uses it, so that both servers
@@ -82,13 +77,15 @@ pub fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
 
 /// The load generator's client configuration: accepts exactly `pinned` (see the module
 /// documentation), and never resumes a session, so that every handshake is a full one.
-pub fn client_config(pinned: CertificateDer<'static>) -> io::Result<Arc<ClientConfig>> {
+pub fn client_config(pinned: &Path) -> io::Result<Arc<ClientConfig>> {
+    let cert = CertificateDer::from_pem_file(pinned)
+        .map_err(|e| invalid(format!("{}: {e}", pinned.display())))?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(invalid)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Pinned {
-            cert: pinned,
+            cert,
             provider: provider(),
         }))
         .with_no_client_auth();
@@ -169,9 +166,9 @@ mod tests {
     fn identity_round_trip() {
         let files = IdentityFiles::generate().unwrap();
         let dir = files.cert.parent().unwrap().to_path_buf();
-        let cert = read_cert(&files.cert).unwrap();
         server_config(&files.cert, &files.key).unwrap();
-        client_config(cert).unwrap();
+        client_config(&files.cert).unwrap();
+        assert!(client_config(&files.key).is_err());
         drop(files);
         assert!(!dir.exists());
     }

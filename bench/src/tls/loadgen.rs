@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Registry, Token};
-use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
 use crate::loadgen::{invalid, Phase, Report, Slot, Span, Window};
@@ -41,7 +40,6 @@ pub enum Mode {
 pub struct Settings {
     pub addr: SocketAddr,
     pub config: Arc<ClientConfig>,
-    pub server_name: ServerName<'static>,
     pub mode: Mode,
     pub conns: usize,
     pub span: Span,
@@ -81,7 +79,8 @@ fn connect(
         Token(i),
         Interest::READABLE | Interest::WRITABLE,
     )?;
-    let tls = ClientConnection::new(s.config.clone(), s.server_name.clone()).map_err(tls_err)?;
+    let tls =
+        ClientConnection::new(s.config.clone(), super::certs::server_name()).map_err(tls_err)?;
     Ok((stream, tls))
 }
 
