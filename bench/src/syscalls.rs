@@ -76,14 +76,12 @@ pub fn parse_summary(text: &str) -> Result<Vec<Count>, String> {
     }
     let mut rows = Vec::new();
     let mut total = None;
-    let mut in_table = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("% time") {
-            in_table = true;
-            continue;
-        }
-        if !in_table || line.is_empty() || line.starts_with('-') {
+    let table = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("% time"));
+    for line in table.skip(1) {
+        if line.is_empty() || line.starts_with('-') {
             continue;
         }
         let words: Vec<&str> = line.split_ascii_whitespace().collect();
@@ -98,23 +96,21 @@ pub fn parse_summary(text: &str) -> Result<Vec<Count>, String> {
             [_, _, _, calls, errors] => (parse(calls)?, parse(errors)?),
             _ => return Err(format!("unexpected strace -c line {line:?}")),
         };
-        let count = Count {
-            name: name.to_string(),
-            calls,
-            errors,
-        };
-        if count.name == "total" {
-            total = Some(count);
-        } else {
-            rows.push(count);
+        let name = name.to_string();
+        match name.as_str() {
+            "total" => total = Some(calls),
+            _ => rows.push(Count {
+                name,
+                calls,
+                errors,
+            }),
         }
     }
     let total = total.ok_or("no `total` line in the strace -c output")?;
     let sum: u64 = rows.iter().map(|c| c.calls).sum();
-    if sum != total.calls {
+    if sum != total {
         return Err(format!(
-            "strace -c rows add up to {sum} calls, its total says {}",
-            total.calls
+            "strace -c rows add up to {sum} calls, its total says {total}"
         ));
     }
     Ok(rows)

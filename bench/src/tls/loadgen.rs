@@ -87,20 +87,13 @@ fn connect(
 impl Conn {
     /// Writes the session's records until none is left or the kernel is full.
     fn flush(&mut self) -> io::Result<()> {
+        use io::ErrorKind::*;
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.stream) {
-                Ok(_) => {}
                 // Still connecting, or the kernel is full: a writable event comes later.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
-                    ) =>
-                {
-                    return Ok(())
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) if matches!(e.kind(), WouldBlock | NotConnected) => return Ok(()),
+                Err(e) if e.kind() != Interrupted => return Err(e),
+                _ => {}
             }
         }
         Ok(())
@@ -109,24 +102,21 @@ impl Conn {
     /// Reads and decrypts everything the kernel has into `plain`. Returns
     /// true at end of stream.
     fn receive(&mut self) -> io::Result<bool> {
-        let mut buf = [0u8; 16 * 1024];
+        use io::ErrorKind::*;
         loop {
             match self.tls.read_tls(&mut self.stream) {
                 Ok(0) => return Ok(true),
                 Ok(_) => {
                     self.tls.process_new_packets().map_err(tls_err)?;
-                    loop {
-                        match self.tls.reader().read(&mut buf) {
-                            Ok(0) => break, // close_notify received
-                            Ok(n) => self.plain.extend_from_slice(&buf[..n]),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(e),
-                        }
+                    // Up to close_notify (Ok) or what has arrived (WouldBlock).
+                    match self.tls.reader().read_to_end(&mut self.plain) {
+                        Err(e) if e.kind() != WouldBlock => return Err(e),
+                        _ => {}
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == WouldBlock => return Ok(false),
+                Err(e) if e.kind() != Interrupted => return Err(e),
+                Err(_) => {}
             }
         }
     }
