@@ -159,20 +159,15 @@ impl Spawned {
         }
     }
 
-    /// An error if the child (a server) has exited: it died during the run.
-    pub fn check_alive(&mut self) -> io::Result<()> {
-        match self.try_wait()? {
-            Some(s) => Err(io::Error::other(format!(
-                "server {} exited during the run: {s}",
-                self.name
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    /// Kills a server that must still be running ([`Spawned::check_alive`]).
+    /// Kills a server that must still be running: an error if it has exited
+    /// (it died during the run).
     pub fn stop(&mut self) -> io::Result<()> {
-        self.check_alive()?;
+        if let Some(s) = self.try_wait()? {
+            let name = &self.name;
+            return Err(io::Error::other(format!(
+                "server {name} exited during the run: {s}"
+            )));
+        }
         self.kill()
     }
 

@@ -100,7 +100,11 @@ fn build_command(file: &str, dir: &Path) -> io::Result<(&'static str, Command, P
 /// Builds the peers that come from source into `dir`, turning them into
 /// `External` peers; a peer whose compiler is missing is left out, with a
 /// note on stdout. A failed build is an error (with the compiler's output).
-pub fn prepare(peers: Vec<Peer>, dir: &tempfile::TempDir) -> Result<Vec<Peer>, String> {
+pub fn prepare(
+    peers: Vec<Peer>,
+    dir: &tempfile::TempDir,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Peer>, String> {
     let mut out = Vec::with_capacity(peers.len());
     for mut peer in peers {
         let Program::Source(source) = peer.program else {
@@ -110,10 +114,12 @@ pub fn prepare(peers: Vec<Peer>, dir: &tempfile::TempDir) -> Result<Vec<Peer>, S
         let (tool, mut cmd, exe) = build_command(source, dir.path())
             .map_err(|e| format!("peer {}: writing its source: {e}", peer.name))?;
         if !probe(tool, &["--version"]).is_some_and(|(ok, _)| ok) {
-            println!(
-                "note: `{tool}` not found or not working: skipping peer {}",
+            let note = format!(
+                "{}: not built (`{tool}` not found or not working): skipped",
                 peer.name
             );
+            println!("note: {note}");
+            notes.push(note);
             continue;
         }
         let log = dir.path().join(format!("build-{}.log", peer.name));
@@ -170,7 +176,7 @@ mod tests {
         assert_eq!(probe("false", &["x"]).map(|p| p.0), Some(false));
         // Peers not built from source pass through untouched.
         let peers = crate::peers::named(&["tokio"]);
-        assert_eq!(prepare(peers.clone(), &dir).unwrap().len(), 1);
+        assert_eq!(prepare(peers, &dir, &mut Vec::new()).unwrap().len(), 1);
         drop(dir);
         assert!(!path.exists());
     }

@@ -35,9 +35,9 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<f64
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port));
     let held = idle_conns(addr, conns, SIZE, STEP_TIMEOUT)?;
     thread::sleep(SETTLE);
-    server.process.check_alive()?;
-    let with = vm_rss_kb(pid)?;
+    let with = vm_rss_kb(pid);
     drop(held);
-    server.process.kill()?;
+    server.process.stop()?;
+    let with = with?;
     Ok((with as f64 - before as f64) / conns as f64)
 }

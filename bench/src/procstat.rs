@@ -94,33 +94,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_stat_line() {
+    fn parses_stat_and_status_and_reads_own_process() {
         let line = "1234 (echo (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 \
                     250 75 0 0 20 0 1 0 12345 1000 100 18446744073709551615";
+        let want = CpuTicks {
+            user: 250,
+            system: 75,
+        };
         assert_eq!(
-            parse_stat(line),
-            Some(CpuTicks {
-                user: 250,
-                system: 75
-            })
+            (parse_stat(line), parse_stat("garbage")),
+            (Some(want), None)
         );
-        assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
-    fn parses_vm_rss() {
         let status = "Name:\tx\nVmPeak:\t  9 kB\nVmRSS:\t    1234 kB\nThreads:\t1\n";
         assert_eq!(status_field(status, "VmRSS:"), Some(1234));
         assert_eq!(status_field("VmRSS: x kB", "VmRSS:"), None);
         assert_eq!(status_field(status, "TracerPid:"), None);
         assert!(vm_rss_kb(std::process::id()).unwrap() > 0);
-    }
-
-    #[test]
-    fn reads_own_process() {
-        let t = CpuTicks::of(std::process::id()).unwrap();
-        let (u, s) = t.secs_since(CpuTicks::default());
-        assert!(u >= 0.0 && s >= 0.0);
-        assert!(clock_ticks_per_sec() > 0);
+        let (u, s) = CpuTicks::of(std::process::id())
+            .unwrap()
+            .secs_since(CpuTicks::default());
+        assert!(u >= 0.0 && s >= 0.0 && clock_ticks_per_sec() > 0);
     }
 }

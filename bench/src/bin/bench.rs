@@ -158,36 +158,23 @@ fn run() -> Result<bool, Box<dyn Error>> {
     let build_dir = tempfile::Builder::new()
         .prefix("asyncnet-bench-peers-")
         .tempdir()?;
-    let mut build =
-        |selected: Vec<peers::Peer>, what: &str| -> Result<Vec<peers::Peer>, Box<dyn Error>> {
-            let built = extpeers::prepare(selected.clone(), &build_dir)?;
-            for p in selected
-                .iter()
-                .filter(|p| !built.iter().any(|b| b.name == p.name))
-            {
-                notes.push(format!(
-                    "{what} {}: not built (its compiler is missing): skipped",
-                    p.name
-                ));
-            }
-            for p in &built {
-                p.path(&bin_dir)?;
-            }
-            Ok(built)
-        };
-    let built = build(selected, "peer")?;
+    let mut build = |selected: Vec<peers::Peer>| -> Result<Vec<peers::Peer>, Box<dyn Error>> {
+        let built = extpeers::prepare(selected, &build_dir, &mut notes)?;
+        for p in &built {
+            p.path(&bin_dir)?;
+        }
+        Ok(built)
+    };
+    let built = build(selected)?;
     // The http row's servers (its own nim and c-floor too), only if it
     // will run: selected and wrk there (else it notes why it skipped).
-    let http_selected: Vec<peers::Peer> =
-        if only.iter().any(|w| w == "http") && http::tool_available() {
-            http::peers()
-                .into_iter()
-                .filter(|p| wanted(&p.name))
-                .collect()
-        } else {
-            Vec::new()
-        };
-    let http_built = build(http_selected, "http peer")?;
+    let http = only.iter().any(|w| w == "http") && http::tool_available();
+    let http_built = build(
+        http::peers()
+            .into_iter()
+            .filter(|p| http && wanted(&p.name))
+            .collect(),
+    )?;
     let pinned = !cli.no_pin && taskset_available();
     if !cli.no_pin && !pinned {
         notes.push("taskset not found or not working: everything ran unpinned".into());

@@ -81,21 +81,20 @@ fn opt(s: &Option<Spread>) -> String {
 /// for the ratios.
 pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
     let unit = short_unit(&row.unit);
-    let rate = row
-        .rate
-        .map(|r| spread(&r, row.rounds, &format!(" {unit}/s")))
-        .unwrap_or_else(|| "–".to_string());
     let per = if row.memory() {
         " KB/conn".into()
     } else {
         format!(" µs/{unit}")
     };
-    let cost = spread(&row.cost, row.rounds, &per);
+    let rate = row
+        .rate
+        .map(|r| spread(&r, row.rounds, &format!(" {unit}/s")));
+    let (workload, peer) = (row.workload.clone(), row.peer.clone());
     [
-        row.workload.clone(),
-        row.peer.clone(),
-        rate,
-        cost,
+        workload,
+        peer,
+        rate.unwrap_or_else(|| "–".to_string()),
+        spread(&row.cost, row.rounds, &per),
         reference_ratio(rows, row),
         ratio(ratio_to(rows, row, FLOOR)),
         opt(&row.user_us),
@@ -187,10 +186,11 @@ pub fn syscall_cells(r: &SyscallRow) -> [String; 10] {
         p.total,
     ];
     let [a, b, c, d, e, f] = figures.map(|v| format!("{v:.3}"));
+    let (workload, peer, unit) = (r.workload.clone(), r.peer.clone(), short_unit(&r.unit));
     [
-        r.workload.clone(),
-        r.peer.clone(),
-        short_unit(&r.unit).into(),
+        workload,
+        peer,
+        unit.into(),
         a,
         b,
         c,
