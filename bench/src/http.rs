@@ -25,7 +25,8 @@ use crate::peers::{Peer, FLOOR};
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
 use crate::syscalls::Profile;
-use crate::workload::{self, RoundConfig, Transport};
+use crate::workload::{self, RoundConfig};
+use crate::Listen;
 
 mod wrk;
 
@@ -105,7 +106,7 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Sam
         process: mut server,
         port,
         ..
-    } = workload::start_server(peer, Transport::Tcp, cfg, &[])?;
+    } = workload::start_server(peer, &Listen::Tcp(0), cfg, &[])?;
     let warmup = whole_secs(cfg.warmup);
     if warmup > 0 {
         run_wrk(port, conns, warmup, cfg.loadgen_cpu)

@@ -14,7 +14,8 @@ use std::time::Duration;
 use crate::loadgen::idle_conns;
 use crate::peers::Peer;
 use crate::procstat::vm_rss_kb;
-use crate::workload::{self, RoundConfig, Transport};
+use crate::workload::{self, RoundConfig};
+use crate::Listen;
 
 /// How long each step of opening a connection may take.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +29,7 @@ pub const SIZE: usize = 64;
 /// KiB. Every process started here is killed before this returns, on
 /// success, error or panic.
 pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<f64> {
-    let mut server = workload::start_server(peer, Transport::Tcp, cfg, &[])?;
+    let mut server = workload::start_server(peer, &Listen::Tcp(0), cfg, &[])?;
     let pid = server.process.pid();
     thread::sleep(SETTLE);
     let before = vm_rss_kb(pid)?;

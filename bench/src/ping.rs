@@ -19,7 +19,8 @@ use crate::child::Spawned;
 use crate::peers::{Peer, PONG_FLAG};
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
-use crate::workload::{self, RoundConfig, Transport};
+use crate::workload::{self, RoundConfig};
+use crate::Listen;
 
 /// The load generator of this workload.
 pub const TOOL: &str = "redis-benchmark";
@@ -60,7 +61,7 @@ pub fn run_round(
         process: mut server,
         port,
         ..
-    } = workload::start_server(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
+    } = workload::start_server(peer, &Listen::Tcp(0), cfg, &[PONG_FLAG])?;
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
     let rps = run_bench(port, conns, requests, pipeline, cfg)?;
     let (s1, t1) = (CpuTicks::of(server.pid())?, Instant::now());

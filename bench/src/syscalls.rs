@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use crate::child::Spawned;
 use crate::peers::Peer;
 use crate::procstat::status_field;
-use crate::workload::{self, field, loadgen_path, parse_kv, RoundConfig, Transport, Workload};
+use crate::workload::{self, field, loadgen_path, parse_kv, RoundConfig, Workload};
+use crate::Listen;
 
 /// The tracer.
 pub const TOOL: &str = "strace";
@@ -277,7 +278,7 @@ pub fn trace_loadgen(
     cfg: &RoundConfig,
 ) -> io::Result<Profile> {
     let loadgen = loadgen_path(cfg)?;
-    let mut server = workload::start_server(peer, work.transport, cfg, &[])?;
+    let mut server = workload::start_server(peer, &work.listen, cfg, &[])?;
     let mut args = work.loadgen_args.clone();
     args.extend(server.target.iter().cloned());
     args.extend(["--count".into(), count.to_string(), "--pause".into()]);
@@ -327,7 +328,7 @@ pub fn traced(
     cfg: &RoundConfig,
     run: impl FnOnce(u16) -> io::Result<f64>,
 ) -> io::Result<Profile> {
-    let mut server = workload::start_server(peer, Transport::Tcp, cfg, flags)?;
+    let mut server = workload::start_server(peer, &Listen::Tcp(0), cfg, flags)?;
     let tracer = Tracer::attach(server.process.pid())?;
     let ops = run(server.port)?;
     server.process.stop()?;

@@ -21,52 +21,36 @@ pub const IDLE_PCT: f64 = 90.0;
 /// Slack on top of warm-up + window for the load generator to finish.
 pub const LOADGEN_SLACK: Duration = Duration::from_secs(30);
 
-/// What the servers listen on in a workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// TCP on 127.0.0.1.
-    Tcp,
-    /// UDP on 127.0.0.1.
-    Udp,
-    /// A Unix stream socket under the temporary directory.
-    Unix,
-}
-
-/// A workload: what the servers listen on, and the `loadgen` arguments that
-/// select and configure it (`--port` or `--path`, `--secs` and `--warmup`
-/// are added per round). `bulk` counts MB (its bytes / 10^6) and has no
-/// latencies.
+/// A `loadgen` workload: its name and the arguments that configure it
+/// (`--port` or `--path`, `--secs` and `--warmup` are added per round).
+/// Its servers listen on UDP for `udp`, on a Unix stream socket for `unix`,
+/// on TCP otherwise; `bulk` counts MB (its bytes / 10^6) and has no latencies.
 #[derive(Clone, Debug)]
 pub struct Workload {
-    pub transport: Transport,
     pub loadgen_args: Vec<String>,
     pub bulk: bool,
+    /// What the servers listen on (a Unix path is made per round).
+    pub listen: Listen,
 }
 
 impl Workload {
-    /// `loadgen --workload NAME ARGS...` against servers listening on `transport`.
-    pub fn new(transport: Transport, name: &str, args: &[(&str, usize)]) -> Workload {
+    /// `loadgen --workload NAME ARGS...`.
+    pub fn new(name: &str, args: &[(&str, usize)]) -> Workload {
         let mut loadgen_args = vec!["--workload".to_string(), name.to_string()];
         for (k, v) in args {
             loadgen_args.extend([format!("--{k}"), v.to_string()]);
         }
+        let listen = match name {
+            "udp" => Listen::Udp(0),
+            "unix" => Listen::Unix(PathBuf::new()),
+            _ => Listen::Tcp(0),
+        };
         let bulk = name == "bulk";
         Workload {
-            transport,
             loadgen_args,
             bulk,
+            listen,
         }
-    }
-
-    /// A ping-pong (`echo`: TCP, `udp`, `unix`) of `size`-byte messages on `conns`
-    /// connections (UDP: sockets), each with one message in flight.
-    pub fn pingpong(transport: Transport, size: usize, conns: usize) -> Workload {
-        let name = match transport {
-            Transport::Tcp => "echo",
-            Transport::Udp => "udp",
-            Transport::Unix => "unix",
-        };
-        Workload::new(transport, name, &[("size", size), ("conns", conns)])
     }
 }
 
@@ -148,29 +132,28 @@ pub struct Server {
     _socket_dir: Option<tempfile::TempDir>,
 }
 
-/// Starts `peer`'s server for `transport` (pinned as `cfg` says), with
+/// Starts `peer`'s server on `listen` (a Unix socket: in a fresh
+/// directory, whatever the path given; pinned as `cfg` says), with
 /// `flags` before the peer's own arguments (e.g. `--pong`), and waits for
 /// its ready line.
 pub fn start_server(
     peer: &Peer,
-    transport: Transport,
+    listen: &Listen,
     cfg: &RoundConfig,
     flags: &[&str],
 ) -> io::Result<Server> {
     let server_path = peer.path(&cfg.bin_dir)?;
-    let socket_dir = match transport {
-        Transport::Unix => Some(
+    let socket_dir = match listen {
+        Listen::Unix(_) => Some(
             tempfile::Builder::new()
                 .prefix("asyncnet-bench-")
                 .tempdir()?,
         ),
         _ => None,
     };
-    let listen = match (transport, &socket_dir) {
-        (Transport::Tcp, _) => Listen::Tcp(0),
-        (Transport::Udp, _) => Listen::Udp(0),
-        (Transport::Unix, Some(dir)) => Listen::Unix(dir.path().join("server.sock")),
-        (Transport::Unix, None) => unreachable!("made above"),
+    let listen = match &socket_dir {
+        Some(dir) => Listen::Unix(dir.path().join("server.sock")),
+        None => listen.clone(),
     };
     let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     args.extend(peer.args_for(&listen));
@@ -208,7 +191,7 @@ pub fn loadgen_path(cfg: &RoundConfig) -> io::Result<PathBuf> {
 /// this returns, on success, error or panic.
 pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Sample> {
     let loadgen_path = loadgen_path(cfg)?;
-    let mut server = start_server(peer, workload.transport, cfg, &[])?;
+    let mut server = start_server(peer, &workload.listen, cfg, &[])?;
     let mut args = workload.loadgen_args.clone();
     args.extend(server.target.iter().cloned());
     args.extend([
@@ -284,9 +267,11 @@ mod tests {
             "{w:?}"
         );
         assert!(w[3].contains("both under"), "{w:?}");
+        let w = Workload::new("unix", &[("size", 64), ("conns", 50)]);
         assert_eq!(
-            Workload::pingpong(Transport::Tcp, 64, 50).loadgen_args,
-            ["--workload", "echo", "--size", "64", "--conns", "50"]
+            w.loadgen_args,
+            ["--workload", "unix", "--size", "64", "--conns", "50"]
         );
+        assert!(matches!(w.listen, Listen::Unix(_)) && !w.bulk);
     }
 }

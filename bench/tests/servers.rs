@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use asyncnet_bench::child::Spawned;
-use asyncnet_bench::loadgen::{self, Bulk, Span};
+use asyncnet_bench::loadgen::{self, Span};
 use asyncnet_bench::tls::certs::{self, IdentityFiles};
 use asyncnet_bench::tls::loadgen::{self as tls, Mode, Settings};
 use asyncnet_bench::{parse_ready_line, Listen};
@@ -204,31 +204,6 @@ fn servers_echo_udp() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "--lines over UDP is refused");
-}
-
-#[test]
-fn bulk_streams_through_echo_asyncnet() {
-    let (mut server, port) = start(ASYNCNET, &[], &Listen::Tcp(0));
-    let cfg = |count| Bulk {
-        addr: ([127, 0, 0, 1], port).into(),
-        chunk: loadgen::CHUNK,
-        in_flight: loadgen::IN_FLIGHT,
-        span: Span {
-            warmup: Duration::from_millis(50),
-            secs: Duration::from_millis(250),
-            count,
-        },
-    };
-    let mut phases = Vec::new();
-    let r = loadgen::bulk(&cfg(None), |p| phases.push(p)).unwrap();
-    assert_eq!(phases.len(), 2);
-    assert!(r.ops > 0 && r.per_sec() > 0.0);
-    // Exactly so many bytes, checked, and the server is still there.
-    assert_eq!(
-        loadgen::bulk(&cfg(Some(3_000_017)), |_| {}).unwrap().ops,
-        3_000_017
-    );
-    assert!(server.try_wait().unwrap().is_none(), "echo_asyncnet exited");
 }
 
 /// Runs the TLS load generator in `mode` against `bin` (with `flags`)

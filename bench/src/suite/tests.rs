@@ -316,18 +316,12 @@ fn info(rounds: usize, secs: f64) -> RunInfo {
 
 #[test]
 fn document_has_every_section_and_row() {
-    let counts = [
-        Count {
-            name: "read".into(),
-            calls: 100,
-            errors: 0,
-        },
-        Count {
-            name: "write".into(),
-            calls: 100,
-            errors: 0,
-        },
-    ];
+    let count = |name: &str| Count {
+        name: name.into(),
+        calls: 100,
+        errors: 0,
+    };
+    let counts = [count("read"), count("write")];
     let mut warned = rows();
     warned[2].warned_rounds = 1;
     let part = Part {

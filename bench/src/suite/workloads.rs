@@ -14,7 +14,7 @@ use crate::suite::{Ctx, Part, Sample, SyscallRow};
 use crate::syscalls::{self, Profile};
 use crate::tls;
 use crate::tls::certs::IdentityFiles;
-use crate::workload::{self, Transport, Workload};
+use crate::workload::{self, Workload};
 use crate::{extpeers, http, idle, loadgen, ping, rlimit};
 
 /// A workload function.
@@ -177,7 +177,7 @@ fn echo(ctx: &Ctx) -> Part {
             part.extend(Part::error(format!("{label}: skipped: {e}")));
             continue;
         }
-        let work = Workload::pingpong(Transport::Tcp, SIZE, conns);
+        let work = Workload::new("echo", &[("size", SIZE), ("conns", conns)]);
         part.extend(rows(ctx, &label, "round trip", &work, &peers, true));
     }
     part
@@ -185,7 +185,7 @@ fn echo(ctx: &Ctx) -> Part {
 
 /// `unix`: the same ping-pong over a Unix stream socket, 50 connections.
 fn unix(ctx: &Ctx) -> Part {
-    let work = Workload::pingpong(Transport::Unix, SIZE, CONNS);
+    let work = Workload::new("unix", &[("size", SIZE), ("conns", CONNS)]);
     let label = format!("unix{SIZE} c{CONNS}");
     let mut part = rows(
         ctx,
@@ -202,7 +202,7 @@ fn unix(ctx: &Ctx) -> Part {
 
 /// `udp`: 32 sockets, one 64-byte datagram in flight each.
 fn udp(ctx: &Ctx) -> Part {
-    let work = Workload::pingpong(Transport::Udp, SIZE, UDP_SOCKS);
+    let work = Workload::new("udp", &[("size", SIZE), ("conns", UDP_SOCKS)]);
     let label = format!("udp{SIZE} s{UDP_SOCKS}");
     let mut part = rows(
         ctx,
@@ -220,7 +220,7 @@ fn udp(ctx: &Ctx) -> Part {
 /// `bulk`: one connection streaming through each byte-echo peer.
 fn bulk_stream(ctx: &Ctx) -> Part {
     let args = [("chunk", loadgen::CHUNK), ("in-flight", loadgen::IN_FLIGHT)];
-    let work = Workload::new(Transport::Tcp, "bulk", &args);
+    let work = Workload::new("bulk", &args);
     rows(
         ctx,
         "bulk",

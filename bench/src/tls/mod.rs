@@ -18,7 +18,7 @@ pub mod loadgen;
 use std::path::Path;
 
 use crate::peers::Peer;
-use crate::workload::{Transport, Workload};
+use crate::workload::Workload;
 
 /// Every TLS peer, its server presenting `cert` and `key`: `asyncnet`, `tokio`
 /// (tokio-rustls), and `asyncnet-accept` (the listener wrapped, so `accept` does the
@@ -51,12 +51,8 @@ pub fn peers(cert: &Path, key: &Path) -> Vec<Peer> {
 /// or (`size` none) `tls-handshake` on `conns` slots; the server's certificate is `cert`.
 pub fn workload(size: Option<usize>, conns: usize, cert: &Path) -> Workload {
     let mut w = match size {
-        Some(size) => Workload::new(
-            Transport::Tcp,
-            "tls-echo",
-            &[("size", size), ("conns", conns)],
-        ),
-        None => Workload::new(Transport::Tcp, "tls-handshake", &[("conns", conns)]),
+        Some(size) => Workload::new("tls-echo", &[("size", size), ("conns", conns)]),
+        None => Workload::new("tls-handshake", &[("conns", conns)]),
     };
     w.loadgen_args
         .extend(["--cert".into(), cert.display().to_string()]);
