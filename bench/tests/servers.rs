@@ -5,7 +5,7 @@
 //! client (the `http` servers), TLS with the given certificate (the TLS
 //! servers, driven by the TLS load generator).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -207,65 +207,52 @@ fn servers_echo_udp() {
 }
 
 /// Runs the TLS load generator in `mode` against `bin` (with `flags`)
-/// serving a fresh certificate, the client pinning `pinned` (none: that one).
-fn tls_run(
-    bin: &str,
-    flags: &[&str],
-    modes: &[Mode],
-    other_cert: bool,
-) -> Vec<std::io::Result<loadgen::Report>> {
+/// serving a fresh certificate, the client pinning that one (or, with
+/// `other_cert`, another).
+fn tls_run(bin: &str, flags: &[&str], mode: Mode, other_cert: bool) -> io::Result<loadgen::Report> {
     let files = IdentityFiles::generate().unwrap();
     let (cert, key) = (
         files.cert.display().to_string(),
         files.key.display().to_string(),
     );
-    let mut args = flags.to_vec();
-    args.extend(["--cert", &cert, "--key", &key]);
+    let args = [flags, &["--cert", &cert, "--key", &key]].concat();
     let (_server, port) = start(bin, &args, &Listen::Tcp(0));
     let pinned = if other_cert {
         IdentityFiles::generate().unwrap()
     } else {
         files
     };
-    modes
-        .iter()
-        .map(|&mode| {
-            let s = Settings {
-                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                config: certs::client_config(&pinned.cert).unwrap(),
-                mode,
-                conns: if mode == Mode::Handshake { 4 } else { 8 },
-                span: Span {
-                    warmup: Duration::from_millis(100),
-                    secs: Duration::from_millis(300),
-                    count: None,
-                },
-            };
-            tls::run(&s, |_| {})
-        })
-        .collect()
+    let s = Settings {
+        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        config: certs::client_config(&pinned.cert).unwrap(),
+        mode,
+        conns: if mode == Mode::Handshake { 4 } else { 8 },
+        span: Span {
+            warmup: Duration::from_millis(100),
+            secs: Duration::from_millis(300),
+            count: None,
+        },
+    };
+    tls::run(&s, |_| {})
 }
 
 #[test]
 fn tls_servers_serve() {
+    let asyncnet = env!("CARGO_BIN_EXE_tls_echo_asyncnet");
     let bins = [
-        (env!("CARGO_BIN_EXE_tls_echo_asyncnet"), &[][..]),
-        (env!("CARGO_BIN_EXE_tls_echo_asyncnet"), &["--accept-tls"]),
+        (asyncnet, &[][..]),
+        (asyncnet, &["--accept-tls"]),
         (env!("CARGO_BIN_EXE_tls_echo_tokio"), &[]),
     ];
     for (bin, flags) in bins {
-        let modes = [Mode::Echo { size: 1024 }, Mode::Handshake];
-        for (r, mode) in tls_run(bin, flags, &modes, false).into_iter().zip(modes) {
-            let r = r.unwrap();
+        for mode in [Mode::Echo { size: 1024 }, Mode::Handshake] {
+            let r = tls_run(bin, flags, mode, false).unwrap();
             assert!(r.ops > 0, "{bin} {mode:?}");
             assert_eq!(r.errors, 0, "{bin} {mode:?}: {:?}", r.first_error);
             assert_eq!(r.idle_conns(), 0, "{bin} {mode:?}");
         }
     }
-    let bin = env!("CARGO_BIN_EXE_tls_echo_asyncnet");
-    let e = tls_run(bin, &[], &[Mode::Echo { size: 16 }], true)
-        .remove(0)
-        .unwrap_err();
+    let e = tls_run(asyncnet, &[], Mode::Echo { size: 16 }, true).unwrap_err();
     assert!(e.to_string().contains("pinned"), "{e}");
 }
 

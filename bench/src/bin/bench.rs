@@ -270,7 +270,6 @@ fn run() -> Result<bool, Box<dyn Error>> {
             secs,
             warmup,
             pinning,
-            chart: "bench/chart.svg".into(),
             syscalls: syscalls_note,
             workloads: only.clone(),
         };

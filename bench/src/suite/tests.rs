@@ -308,7 +308,6 @@ fn info(rounds: usize, secs: f64) -> RunInfo {
         secs,
         warmup: 1.0,
         pinning: "servers on CPU 0".into(),
-        chart: "bench/chart.svg".into(),
         syscalls: "Counted with strace.".into(),
         workloads: vec!["echo".into(), "ping".into()],
     }
