@@ -132,7 +132,7 @@ mod tests {
     const RESETS: &str = include_str!("../../tests/data/wrk-socket-errors.txt");
 
     #[test]
-    fn parses_a_clean_run() {
+    fn parses_clean_and_failed_runs() {
         let r = parse(OK).unwrap();
         assert_eq!(r.requests, 119060);
         assert_eq!(r.secs, 1.0);
@@ -141,10 +141,6 @@ mod tests {
         assert_eq!(r.p99_us, 880.0);
         assert_eq!(r.non_2xx, 0);
         assert_eq!(r.socket_errors, 0);
-    }
-
-    #[test]
-    fn parses_errors() {
         let r = parse(NON_2XX).unwrap();
         assert_eq!((r.requests, r.non_2xx), (1873, 1873));
         assert_eq!(r.rps, 1870.38);
