@@ -237,13 +237,6 @@ pub fn ping_requests(i: usize, secs: f64) -> u64 {
     ((PING_RATE[i] * secs) as u64).max(1000)
 }
 
-/// Requests of a traced `redis-benchmark` run at `pipeline`: its 50
-/// connections' setup is counted too, and more requests make that
-/// negligible where the server makes few calls per request.
-pub fn ping_trace_requests(requests: u64, pipeline: usize) -> u64 {
-    requests * if pipeline > 1 { 10 } else { 2 }
-}
-
 /// `ping P1`, `ping P16`: Redis inline PING with `redis-benchmark`.
 fn ping_inline(ctx: &Ctx) -> Part {
     let mut part = Part::default();
@@ -262,7 +255,9 @@ fn ping_inline(ctx: &Ctx) -> Part {
             ping::run_round(p, pipeline, requests, CONNS, &ctx.cfg)
         }));
         if let Some(t) = &ctx.trace {
-            let n = ping_trace_requests(t.requests, pipeline);
+            // Its 50 connections' setup is counted too: more requests make that
+            // negligible where the server makes few calls per request.
+            let n = t.requests * if pipeline > 1 { 10 } else { 2 };
             part.extend(trace_each(ctx, &label, "request", &peers, |p| {
                 syscalls::traced(p, &[PONG_FLAG], &ctx.cfg, |port| {
                     ping::run_bench(port, CONNS, n, pipeline, &ctx.cfg)?;
@@ -279,23 +274,23 @@ fn ping_inline(ctx: &Ctx) -> Part {
 /// without `wrk`. Its system call pass is a short fixed-length wrk run per
 /// peer, divided by wrk's request count ([`http::trace_round`]).
 fn http_hello(ctx: &Ctx) -> Part {
-    let mut part = Part::default();
     if !http::tool_available() {
-        part.notes.push(format!(
+        let note = format!(
             "http: skipped: `{}` not found or not working (package wrk)",
             http::TOOL
-        ));
-        return part;
+        );
+        return Part {
+            notes: vec![note],
+            ..Part::default()
+        };
     }
     let conns = http::CONNS;
     let label = format!("http c{conns}");
     let peers = ctx.pick(&HTTP_PEERS, &ctx.http_peers);
-    part.extend(
-        ctx.interleave(&label, "request", &peers, |p| {
-            http::run_round(p, conns, &ctx.cfg)
-        })
-        .against(HTTP_REFERENCE),
-    );
+    let mut part = ctx.interleave(&label, "request", &peers, |p| {
+        http::run_round(p, conns, &ctx.cfg)
+    });
+    part = part.against(HTTP_REFERENCE);
     if ctx.trace.is_some() {
         part.extend(trace_each(ctx, &label, "request", &peers, |p| {
             http::trace_round(p, conns, http::TRACE_SECS, &ctx.cfg)
