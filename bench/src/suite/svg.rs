@@ -54,18 +54,16 @@ pub fn color(peer: &str) -> String {
 
 /// Escapes text for XML content and attribute values.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+    let pairs = [
+        ('&', "&amp;"),
+        ('<', "&lt;"),
+        ('>', "&gt;"),
+        ('"', "&quot;"),
+        ('\'', "&apos;"),
+    ];
+    pairs
+        .iter()
+        .fold(s.to_string(), |t, (c, e)| t.replace(*c, e))
 }
 
 /// The end of the axis for a largest ratio of `max`: the next half step,
