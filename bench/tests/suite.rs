@@ -15,28 +15,11 @@ fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
 #[test]
 fn suite_writes_the_document_and_the_chart() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) = run(
-        env!("CARGO_BIN_EXE_bench"),
-        &[
-            "--only",
-            "echo,unix,bulk,tls",
-            "--echo-conns",
-            "2",
-            "--peers",
-            "asyncnet,tokio",
-            "--rounds",
-            "1",
-            "--secs",
-            "0.3",
-            "--warmup",
-            "0.1",
-            "--syscall-requests",
-            "200",
-            "--no-pin",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ],
-    );
+    let args = "--only echo,unix,bulk,tls --echo-conns 2 --peers asyncnet,tokio --rounds 1 \
+                --secs 0.3 --warmup 0.1 --syscall-requests 200 --no-pin --out";
+    let mut args: Vec<&str> = args.split_whitespace().collect();
+    args.push(dir.path().to_str().unwrap());
+    let (ok, out, err) = run(env!("CARGO_BIN_EXE_bench"), &args);
     assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
     let md = std::fs::read_to_string(dir.path().join("BENCHMARKS.md")).unwrap();
     let svg = std::fs::read_to_string(dir.path().join("bench/chart.svg")).unwrap();
@@ -83,20 +66,19 @@ fn suite_writes_the_document_and_the_chart() {
 }
 
 #[test]
-fn suite_rejects_unknown_workloads() {
-    let (ok, _, err) = run(
-        env!("CARGO_BIN_EXE_bench"),
-        &["--only", "echo,nope", "--no-write"],
-    );
-    assert!(!ok);
-    assert!(err.contains("unknown workload \"nope\""), "{err}");
-    let (ok, _, err) = run(
-        env!("CARGO_BIN_EXE_bench"),
-        &["--peers", "tokio,nope", "--no-write"],
-    );
-    assert!(!ok);
-    assert!(err.contains("unknown peer \"nope\""), "{err}");
-    let (ok, _, err) = run(env!("CARGO_BIN_EXE_bench"), &["--rounds", "0"]);
-    assert!(!ok);
-    assert!(err.contains("invalid value '0' for '--rounds"), "{err}");
+fn suite_rejects_unknown_workloads_and_peers() {
+    for (args, said) in [
+        (
+            &["--only", "echo,nope", "--no-write"][..],
+            "unknown workload \"nope\"",
+        ),
+        (
+            &["--peers", "tokio,nope", "--no-write"],
+            "unknown peer \"nope\"",
+        ),
+        (&["--rounds", "0"], "invalid value '0' for '--rounds"),
+    ] {
+        let (ok, _, err) = run(env!("CARGO_BIN_EXE_bench"), args);
+        assert!(!ok && err.contains(said), "{args:?}: {err}");
+    }
 }
