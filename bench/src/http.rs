@@ -66,13 +66,8 @@ pub fn whole_secs(secs: f64) -> u64 {
 
 /// The arguments of one wrk run against 127.0.0.1:`port`.
 pub fn wrk_args(port: u16, conns: usize, secs: u64) -> Vec<String> {
-    vec![
-        "-t1".into(),
-        format!("-c{conns}"),
-        format!("-d{secs}s"),
-        "--latency".into(),
-        format!("http://127.0.0.1:{port}/"),
-    ]
+    let args = format!("-t1 -c{conns} -d{secs}s --latency http://127.0.0.1:{port}/");
+    args.split(' ').map(String::from).collect()
 }
 
 /// Runs wrk to completion (bounded by its duration plus [`RUN_SLACK`]) and

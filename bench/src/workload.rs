@@ -194,12 +194,8 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
     let mut server = start_server(peer, &workload.listen, cfg, &[])?;
     let mut args = workload.loadgen_args.clone();
     args.extend(server.target.iter().cloned());
-    args.extend([
-        "--secs".to_string(),
-        cfg.secs.to_string(),
-        "--warmup".to_string(),
-        cfg.warmup.to_string(),
-    ]);
+    let span = format!("--secs {} --warmup {}", cfg.secs, cfg.warmup);
+    args.extend(span.split(' ').map(String::from));
     let mut lg = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
     let deadline = Instant::now() + Duration::from_secs_f64(cfg.warmup + cfg.secs) + LOADGEN_SLACK;
     let pids = (server.process.pid(), lg.pid());
