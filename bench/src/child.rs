@@ -11,14 +11,7 @@ use std::time::{Duration, Instant};
 
 /// True if `taskset -c 0 true` works here.
 pub fn taskset_available() -> bool {
-    Command::new("taskset")
-        .args(["-c", "0", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    crate::extpeers::probe("taskset", &["-c", "0", "true"]).is_some_and(|(ok, _)| ok)
 }
 
 /// A running child process. Dropping it kills it (SIGKILL) and reaps it.
@@ -79,14 +72,9 @@ impl Spawned {
         thread::Builder::new()
             .name(format!("{name}-stdout"))
             .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    match line {
-                        Ok(l) => {
-                            if tx.send(l).is_err() {
-                                break;
-                            }
-                        }
-                        Err(_) => break,
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
                     }
                 }
             })?;
@@ -108,10 +96,6 @@ impl Spawned {
             .ok_or_else(|| io::Error::other(format!("{}: stdin is not a pipe", self.name)))?;
         writeln!(stdin, "{line}")?;
         stdin.flush()
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     pub fn pid(&self) -> u32 {
@@ -156,23 +140,13 @@ impl Spawned {
         Ok(self.status)
     }
 
-    /// Waits for the child to exit until `deadline`; `None` if it has not.
-    pub fn wait_until(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-        loop {
-            if let Some(s) = self.try_wait()? {
-                return Ok(Some(s));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
     /// Waits until `deadline` for the child to exit; an error if it does not, or fails (the
     /// message ends with `detail`, e.g. what it said).
     pub fn finish(&mut self, deadline: Instant, detail: &str) -> io::Result<()> {
-        match self.wait_until(deadline)? {
+        while self.try_wait()?.is_none() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        match self.status {
             Some(s) if s.success() => Ok(()),
             Some(s) => Err(io::Error::other(format!(
                 "{} failed: {s}{detail}",
@@ -185,20 +159,15 @@ impl Spawned {
         }
     }
 
-    /// An error if the child (a server) has exited: it died during the run.
-    pub fn check_alive(&mut self) -> io::Result<()> {
-        match self.try_wait()? {
-            Some(s) => Err(io::Error::other(format!(
-                "server {} exited during the run: {s}",
-                self.name
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    /// Kills a server that must still be running ([`Spawned::check_alive`]).
+    /// Kills a server that must still be running: an error if it has exited
+    /// (it died during the run).
     pub fn stop(&mut self) -> io::Result<()> {
-        self.check_alive()?;
+        if let Some(s) = self.try_wait()? {
+            let name = &self.name;
+            return Err(io::Error::other(format!(
+                "server {name} exited during the run: {s}"
+            )));
+        }
         self.kill()
     }
 

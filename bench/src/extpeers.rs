@@ -2,7 +2,7 @@
 //! std/asyncnet server and Nim's asynchttpserver (`nim c -d:release`), and
 //! the C epoll floors of the echo and http workloads (`cc -O2`). Cargo never compiles them (CI builds the crate without nim or
 //! a C compiler): the sources are embedded in the runner, written to a
-//! private directory under `$TMPDIR`, compiled there when the peer is
+//! private directory under `$TMPDIR` (a `TempDir`), compiled there when the peer is
 //! selected, and removed with the directory at the end of the run. A
 //! missing compiler skips the peer with a note.
 
@@ -13,39 +13,20 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::peers::{Peer, Program, Source};
+use crate::peers::{Peer, Program};
 
-/// `peers/echo_nim.nim`.
-pub const NIM_SOURCE: &str = include_str!("../peers/echo_nim.nim");
-/// `peers/echo_floor.c`.
-pub const C_SOURCE: &str = include_str!("../peers/echo_floor.c");
-/// `peers/http_nim.nim`.
-pub const HTTP_NIM_SOURCE: &str = include_str!("../peers/http_nim.nim");
-/// `peers/http_floor.c`.
-pub const HTTP_C_SOURCE: &str = include_str!("../peers/http_floor.c");
+/// The sources under `peers/`, embedded: file name and text.
+pub const SOURCES: [(&str, &str); 4] = [
+    ("echo_nim.nim", include_str!("../peers/echo_nim.nim")),
+    ("echo_floor.c", include_str!("../peers/echo_floor.c")),
+    ("http_nim.nim", include_str!("../peers/http_nim.nim")),
+    ("http_floor.c", include_str!("../peers/http_floor.c")),
+];
 
 /// How long a compiler may run.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long `TOOL --version` may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A private directory for the builds, removed (with everything in it) when
-/// dropped.
-pub struct BuildDir(tempfile::TempDir);
-
-impl BuildDir {
-    pub fn new() -> io::Result<BuildDir> {
-        Ok(BuildDir(
-            tempfile::Builder::new()
-                .prefix("asyncnet-bench-peers-")
-                .tempdir()?,
-        ))
-    }
-
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
 
 /// A child killed (and reaped) on drop.
 struct Guard(Child);
@@ -85,51 +66,45 @@ pub(crate) fn run_bounded(cmd: &mut Command, log: &Path, timeout: Duration) -> i
     }
 }
 
-/// True if `tool --version` runs and succeeds.
-fn available(tool: &str, dir: &Path) -> bool {
-    let log = dir.join(format!("{tool}-version.log"));
-    matches!(
-        run_bounded(Command::new(tool).arg("--version"), &log, PROBE_TIMEOUT),
-        Ok(true)
-    )
+/// Runs `tool args` (at most 10 s): whether it succeeded and what it printed
+/// (stdout and stderr); none if it could not be run.
+pub fn probe(tool: &str, args: &[&str]) -> Option<(bool, String)> {
+    let log = tempfile::NamedTempFile::new().ok()?;
+    let ok = run_bounded(Command::new(tool).args(args), log.path(), PROBE_TIMEOUT).ok()?;
+    Some((ok, std::fs::read_to_string(log.path()).unwrap_or_default()))
 }
 
-/// The compiler and the command that builds `source` into `dir`.
-fn build_command(source: Source, dir: &Path) -> io::Result<(&'static str, Command, PathBuf)> {
-    let (stem, text, nim) = match source {
-        Source::Nim => ("echo_nim", NIM_SOURCE, true),
-        Source::CFloor => ("echo_floor", C_SOURCE, false),
-        Source::NimHttp => ("http_nim", HTTP_NIM_SOURCE, true),
-        Source::CFloorHttp => ("http_floor", HTTP_C_SOURCE, false),
-    };
-    let exe = dir.join(stem);
-    Ok(if nim {
-        let src = dir.join(format!("{stem}.nim"));
-        std::fs::write(&src, text)?;
-        let mut c = Command::new("nim");
-        c.arg("c")
-            .arg("-d:release")
-            .arg("--hints:off")
-            .arg(format!(
-                "--nimcache:{}",
-                dir.join(format!("nimcache-{stem}")).display()
-            ))
-            .arg(format!("-o:{}", exe.display()))
-            .arg(&src);
-        ("nim", c, exe)
+/// The compiler and the command that builds `file` (of [`SOURCES`]) into `dir`.
+fn build_command(file: &str, dir: &Path) -> io::Result<(&'static str, Command, PathBuf)> {
+    let text = SOURCES.iter().find(|s| s.0 == file).map(|s| s.1);
+    let text = text.ok_or_else(|| io::Error::other(format!("no source {file}")))?;
+    let (stem, ext) = file.split_once('.').unwrap_or((file, ""));
+    let (exe, src) = (dir.join(stem), dir.join(file));
+    std::fs::write(&src, text)?;
+    let tool = if ext == "nim" { "nim" } else { "cc" };
+    let mut c = Command::new(tool);
+    if ext == "nim" {
+        let cache = format!(
+            "--nimcache:{}",
+            dir.join(format!("nimcache-{stem}")).display()
+        );
+        let out = format!("-o:{}", exe.display());
+        c.args(["c", "-d:release", "--hints:off", &cache, &out]);
     } else {
-        let src = dir.join(format!("{stem}.c"));
-        std::fs::write(&src, text)?;
-        let mut c = Command::new("cc");
-        c.arg("-O2").arg("-o").arg(&exe).arg(&src);
-        ("cc", c, exe)
-    })
+        c.arg("-O2").arg("-o").arg(&exe);
+    }
+    c.arg(&src);
+    Ok((tool, c, exe))
 }
 
 /// Builds the peers that come from source into `dir`, turning them into
 /// `External` peers; a peer whose compiler is missing is left out, with a
 /// note on stdout. A failed build is an error (with the compiler's output).
-pub fn prepare(peers: Vec<Peer>, dir: &BuildDir) -> Result<Vec<Peer>, String> {
+pub fn prepare(
+    peers: Vec<Peer>,
+    dir: &tempfile::TempDir,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Peer>, String> {
     let mut out = Vec::with_capacity(peers.len());
     for mut peer in peers {
         let Program::Source(source) = peer.program else {
@@ -138,11 +113,13 @@ pub fn prepare(peers: Vec<Peer>, dir: &BuildDir) -> Result<Vec<Peer>, String> {
         };
         let (tool, mut cmd, exe) = build_command(source, dir.path())
             .map_err(|e| format!("peer {}: writing its source: {e}", peer.name))?;
-        if !available(tool, dir.path()) {
-            println!(
-                "note: `{tool}` not found or not working: skipping peer {}",
+        if !probe(tool, &["--version"]).is_some_and(|(ok, _)| ok) {
+            let note = format!(
+                "{}: not built (`{tool}` not found or not working): skipped",
                 peer.name
             );
+            println!("note: {note}");
+            notes.push(note);
             continue;
         }
         let log = dir.path().join(format!("build-{}.log", peer.name));
@@ -172,15 +149,19 @@ mod tests {
 
     #[test]
     fn sources_are_embedded() {
-        assert!(NIM_SOURCE.contains("import std/[asyncdispatch, asyncnet"));
-        assert!(C_SOURCE.contains("EPOLLET"));
-        assert!(HTTP_NIM_SOURCE.contains("import std/[asyncdispatch, asynchttpserver"));
-        assert!(HTTP_C_SOURCE.contains("EPOLLET"));
+        for (file, text) in SOURCES {
+            let want = if file.ends_with(".c") {
+                "EPOLLET"
+            } else {
+                "import std/[asyncdispatch, async"
+            };
+            assert!(text.contains(want), "{file}");
+        }
     }
 
     #[test]
     fn bounded_runs_and_cleanup() {
-        let dir = BuildDir::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let log = path.join("x.log");
         assert!(run_bounded(Command::new("true").arg("x"), &log, PROBE_TIMEOUT).unwrap());
@@ -191,11 +172,10 @@ mod tests {
             Duration::from_millis(100),
         );
         assert_eq!(slow.unwrap_err().kind(), io::ErrorKind::TimedOut);
-        assert!(!available("no-such-tool-asyncnet-bench", &path));
+        assert!(probe("no-such-tool-asyncnet-bench", &["--version"]).is_none());
+        assert_eq!(probe("false", &["x"]).map(|p| p.0), Some(false));
         // Peers not built from source pass through untouched.
         let peers = crate::peers::named(&["tokio"]);
-        assert_eq!(prepare(peers.clone(), &dir).unwrap().len(), 1);
-        drop(dir);
-        assert!(!path.exists());
+        assert_eq!(prepare(peers, &dir, &mut Vec::new()).unwrap().len(), 1);
     }
 }

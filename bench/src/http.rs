@@ -16,20 +16,21 @@
 
 use std::io;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::extpeers::run_bounded;
-use crate::peers::{Peer, Source, FLOOR};
+#[cfg(test)]
+use crate::peers::Program;
+use crate::peers::{Peer, FLOOR};
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
 use crate::syscalls::Profile;
-use crate::workload::{self, RoundConfig, Transport};
+use crate::workload::{self, RoundConfig};
+use crate::Listen;
 
 mod wrk;
 
-pub use wrk::{parse as parse_wrk, SocketErrors, WrkReport};
+pub use wrk::{parse as parse_wrk, WrkReport};
 
 /// The load generator of this workload.
 pub const TOOL: &str = "wrk";
@@ -48,23 +49,14 @@ pub fn peers() -> Vec<Peer> {
     vec![
         Peer::sibling("asyncnet", "http_asyncnet"),
         Peer::sibling("hyper", "http_hyper"),
-        Peer::source("nim", Source::NimHttp),
-        Peer::source(FLOOR, Source::CFloorHttp),
+        Peer::source("nim", "http_nim.nim"),
+        Peer::source(FLOOR, "http_floor.c"),
     ]
 }
 
 /// True if `wrk` runs (`wrk --version` prints its name but exits with 1).
 pub fn tool_available() -> bool {
-    let log = std::env::temp_dir().join(format!("asyncnet-bench-wrk-{}.log", std::process::id()));
-    let ran = run_bounded(
-        Command::new(TOOL).arg("--version"),
-        &log,
-        Duration::from_secs(10),
-    )
-    .is_ok();
-    let said = std::fs::read_to_string(&log).is_ok_and(|t| t.starts_with("wrk "));
-    let _ = std::fs::remove_file(&log);
-    ran && said
+    crate::extpeers::probe(TOOL, &["--version"]).is_some_and(|(_, said)| said.starts_with("wrk "))
 }
 
 /// wrk's `-d` for a window of `secs` seconds: whole seconds, rounded up.
@@ -74,13 +66,8 @@ pub fn whole_secs(secs: f64) -> u64 {
 
 /// The arguments of one wrk run against 127.0.0.1:`port`.
 pub fn wrk_args(port: u16, conns: usize, secs: u64) -> Vec<String> {
-    vec![
-        "-t1".into(),
-        format!("-c{conns}"),
-        format!("-d{secs}s"),
-        "--latency".into(),
-        format!("http://127.0.0.1:{port}/"),
-    ]
+    let args = format!("-t1 -c{conns} -d{secs}s --latency http://127.0.0.1:{port}/");
+    args.split(' ').map(String::from).collect()
 }
 
 /// Runs wrk to completion (bounded by its duration plus [`RUN_SLACK`]) and
@@ -114,7 +101,7 @@ pub fn run_round(peer: &Peer, conns: usize, cfg: &RoundConfig) -> io::Result<Sam
         process: mut server,
         port,
         ..
-    } = workload::start_server(peer, Transport::Tcp, cfg)?;
+    } = workload::start_server(peer, &Listen::Tcp(0), cfg, &[])?;
     let warmup = whole_secs(cfg.warmup);
     if warmup > 0 {
         run_wrk(port, conns, warmup, cfg.loadgen_cpu)
@@ -170,8 +157,8 @@ fn report_warnings(wrk: &WrkReport) -> Vec<String> {
     if wrk.non_2xx > 0 {
         w.push(format!("{} responses were not 2xx or 3xx", wrk.non_2xx));
     }
-    if wrk.socket_errors.total() > 0 {
-        w.push(format!("socket errors: {}", wrk.socket_errors));
+    if wrk.socket_errors > 0 {
+        w.push(format!("{} socket errors", wrk.socket_errors));
     }
     w
 }
@@ -181,36 +168,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peers_and_arguments() {
-        let mut p = peers();
-        p.reverse();
-        assert_eq!(p[0].name, FLOOR);
-        assert!(matches!(
-            p[0].program,
-            crate::peers::Program::Source(Source::CFloorHttp)
-        ));
-        assert!(matches!(
-            p[3].program,
-            crate::peers::Program::Sibling("http_asyncnet")
-        ));
-        assert_eq!(p[3].args_for(&crate::Listen::Tcp(0)), ["0"]);
+    fn peers_arguments_and_warnings() {
+        let p = peers();
+        assert!(matches!(p[3].program, Program::Source("http_floor.c")));
+        assert!(matches!(p[0].program, Program::Sibling("http_asyncnet")));
         assert_eq!(
             wrk_args(8080, 50, 5),
             ["-t1", "-c50", "-d5s", "--latency", "http://127.0.0.1:8080/"]
         );
-        assert_eq!(whole_secs(0.3), 1);
-        assert_eq!(whole_secs(2.0), 2);
-        assert_eq!(whole_secs(0.0), 0);
-    }
-
-    #[test]
-    fn failed_requests_and_socket_errors_are_warnings() {
+        assert_eq!(
+            (whole_secs(0.3), whole_secs(2.0), whole_secs(0.0)),
+            (1, 2, 0)
+        );
         let mut wrk = parse_wrk(include_str!("../tests/data/wrk-ok.txt")).unwrap();
         assert!(report_warnings(&wrk).is_empty());
-        wrk.non_2xx = 3;
-        wrk.socket_errors.read = 2;
-        let w = report_warnings(&wrk);
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[1].contains("read 2"));
+        (wrk.non_2xx, wrk.socket_errors) = (3, 2);
+        let s = sample(&wrk, 2.0, (0.2, 0.8));
+        assert_eq!((s.p50_us, s.p99_us), (Some(191.0), Some(880.0)));
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(s.warnings[1].contains("2 socket errors"));
     }
 }

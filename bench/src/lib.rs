@@ -3,9 +3,6 @@
 //! The crate is a handful of binaries (see `src/bin/`) plus the small modules
 //! they share:
 //!
-//! * [`bulk`]: the `bulk` workload (one connection streaming through an
-//!   echo server, MB/s).
-//! * [`stats`]: the median of the rounds.
 //! * [`procstat`]: CPU time of a process from `/proc/PID/stat`.
 //! * [`loadgen`]: the load generator's workloads (plain mio).
 //! * [`child`]: child processes pinned with `taskset`, killed on drop, read
@@ -35,7 +32,6 @@
 
 use std::path::PathBuf;
 
-pub mod bulk;
 pub mod child;
 pub mod extpeers;
 pub mod http;
@@ -45,7 +41,6 @@ pub mod peers;
 pub mod ping;
 pub mod procstat;
 pub mod rlimit;
-pub mod stats;
 pub mod suite;
 pub mod syscalls;
 pub mod tls;
@@ -60,13 +55,6 @@ pub fn parse_ready_line(line: &str) -> Option<u16> {
     let addr = line.trim().strip_prefix(READY_PREFIX)?;
     let port = addr.strip_prefix("127.0.0.1:")?;
     port.parse().ok()
-}
-
-/// Parses the path out of a Unix server's ready line such as
-/// `listening on /tmp/x.sock` (an absolute path).
-pub fn parse_ready_path(line: &str) -> Option<PathBuf> {
-    let path = line.trim_end().strip_prefix(READY_PREFIX)?;
-    path.starts_with('/').then(|| PathBuf::from(path))
 }
 
 /// What a server listens on, from its arguments: `[PORT]` (TCP),
@@ -108,6 +96,13 @@ pub fn say_ready(listen: &Listen, port: u16) -> std::io::Result<()> {
     out.flush()
 }
 
+/// Errors a UDP socket may report for an earlier datagram (an ICMP error
+/// from a client that went away): not the server's problem.
+pub fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionReset)
+}
+
 /// What a server listens on, as its command line says it (clap: flatten it
 /// into the server's own arguments): `[PORT] | --udp [PORT] | --unix PATH`.
 #[derive(clap::Args, Clone, Debug)]
@@ -136,57 +131,44 @@ impl ListenArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Server {
+        #[arg(long)]
+        lines: bool,
+        #[command(flatten)]
+        listen: ListenArgs,
+    }
 
     #[test]
-    fn ready_line() {
+    fn ready_lines_and_listen_arguments_round_trip() {
         assert_eq!(
             parse_ready_line("listening on 127.0.0.1:4242\n"),
             Some(4242)
         );
-        assert_eq!(parse_ready_line("listening on 0.0.0.0:4242"), None);
-        assert_eq!(parse_ready_line("hello"), None);
-        assert_eq!(parse_ready_line("listening on 127.0.0.1:x"), None);
-    }
-
-    #[test]
-    fn ready_path() {
-        assert_eq!(
-            parse_ready_path("listening on /tmp/a b.sock\n"),
-            Some(PathBuf::from("/tmp/a b.sock"))
-        );
-        assert_eq!(parse_ready_path("listening on 127.0.0.1:1"), None);
-        let l = Listen::Unix("/tmp/x.sock".into());
-        assert_eq!(
-            parse_ready_path(&l.ready_line(0)),
-            Some(PathBuf::from("/tmp/x.sock"))
-        );
-        assert_eq!(parse_ready_line(&Listen::Udp(0).ready_line(7)), Some(7));
-    }
-
-    #[test]
-    fn listen_arguments_round_trip() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Server {
-            #[arg(long)]
-            lines: bool,
-            #[command(flatten)]
-            listen: ListenArgs,
+        for bad in [
+            "listening on 0.0.0.0:4242",
+            "hello",
+            "listening on 127.0.0.1:x",
+        ] {
+            assert_eq!(parse_ready_line(bad), None, "{bad:?}");
         }
         let parse =
             |a: &[&str]| Server::try_parse_from(std::iter::once("s").chain(a.iter().copied()));
         for l in [
             Listen::Tcp(5),
             Listen::Udp(6),
-            Listen::Unix("/tmp/t.sock".into()),
+            Listen::Unix("/tmp/a b.sock".into()),
         ] {
             let args = l.to_args();
             let got = parse(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
             assert_eq!(got.listen.listen(), l);
+            let port = parse_ready_line(&l.ready_line(7));
+            assert_eq!(port, (!matches!(l, Listen::Unix(_))).then_some(7));
         }
         let s = parse(&["--lines"]).unwrap();
-        assert!(s.lines);
-        assert_eq!(s.listen.listen(), Listen::Tcp(0));
+        assert!(s.lines && s.listen.listen() == Listen::Tcp(0));
         assert_eq!(parse(&["--udp"]).unwrap().listen.listen(), Listen::Udp(0));
         for bad in [
             &["1", "2"][..],

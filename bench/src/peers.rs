@@ -19,22 +19,10 @@ pub enum Program {
     Sibling(&'static str),
     /// Any other executable.
     External(PathBuf),
-    /// Built at run time by [`crate::extpeers::prepare`], which turns it
-    /// into `External` (or drops the peer if the compiler is missing).
-    Source(Source),
-}
-
-/// A peer built from source at run time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// `peers/echo_nim.nim`: Nim std/asyncnet + asyncdispatch.
-    Nim,
-    /// `peers/echo_floor.c`: hand-written epoll, the C floor.
-    CFloor,
-    /// `peers/http_nim.nim`: Nim's asynchttpserver (the `http` workload).
-    NimHttp,
-    /// `peers/http_floor.c`: the C floor of the `http` workload.
-    CFloorHttp,
+    /// Built at run time from this file of `peers/` (`.nim`: with nim, `.c`:
+    /// with cc) by [`crate::extpeers::prepare`], which turns it into
+    /// `External` (or drops the peer if the compiler is missing).
+    Source(&'static str),
 }
 
 /// The flag that puts every peer in its Redis inline PING mode (`ping`
@@ -51,8 +39,6 @@ pub struct Peer {
     pub program: Program,
     /// Arguments before the port.
     pub args: Vec<String>,
-    /// Serves TCP only (no `--udp`, no `--unix`).
-    pub tcp_only: bool,
     /// Started under `taskset` on the server CPU (false: never pinned, e.g.
     /// a multi-threaded runtime that should use every CPU it likes).
     pub pinned: bool,
@@ -65,18 +51,16 @@ impl Peer {
             name: name.to_string(),
             program: Program::Sibling(bin),
             args: Vec::new(),
-            tcp_only: false,
             pinned: true,
         }
     }
 
-    /// A peer built from `source` at run time (TCP only).
-    pub fn source(name: &str, source: Source) -> Peer {
+    /// A peer built from `source` at run time.
+    pub fn source(name: &str, source: &'static str) -> Peer {
         Peer {
             name: name.to_string(),
             program: Program::Source(source),
             args: Vec::new(),
-            tcp_only: true,
             pinned: true,
         }
     }
@@ -88,7 +72,7 @@ impl Peer {
             Program::External(p) => p.clone(),
             Program::Source(s) => {
                 return Err(io::Error::other(format!(
-                    "peer {}: not built yet ({s:?} source)",
+                    "peer {}: not built yet (from {s})",
                     self.name
                 )))
             }
@@ -137,8 +121,8 @@ pub fn all() -> Vec<Peer> {
         lines,
         tuned,
         mt,
-        Peer::source("nim", Source::Nim),
-        Peer::source(FLOOR, Source::CFloor),
+        Peer::source("nim", "echo_nim.nim"),
+        Peer::source(FLOOR, "echo_floor.c"),
     ]
 }
 
@@ -171,23 +155,13 @@ mod tests {
 
     #[test]
     fn arguments_and_pinning() {
-        let p = named(&["tokio", "asyncnet"]);
-        assert_eq!(p[0].args_for(&Listen::Tcp(7)), ["7"]);
+        let p = named(&["tokio", "asyncnet-lines", "tokio-tuned", "tokio-mt", "nim"]);
         assert_eq!(p[0].args_for(&Listen::Udp(0)), ["--udp", "0"]);
-        let lines = named(&["asyncnet-lines"]);
-        assert_eq!(lines[0].args_for(&Listen::Tcp(0)), ["--lines", "0"]);
-        assert_eq!(
-            lines[0].args_for(&Listen::Unix("/tmp/s".into())),
-            ["--lines", "--unix", "/tmp/s"]
-        );
-        let t = named(&["tokio-tuned", "tokio-mt"]);
-        assert_eq!(t[0].args_for(&Listen::Tcp(1)), ["--tuned", "1"]);
-        assert_eq!(t[0].cpu(Some(0)), Some(0));
-        assert_eq!(t[1].args_for(&Listen::Tcp(1)), ["--multi-thread", "1"]);
-        assert_eq!(t[1].cpu(Some(0)), None);
-        let ext = named(&["nim", "c-floor"]);
-        assert!(ext.iter().all(|p| p.tcp_only));
-        assert!(ext[0].path(Path::new("/")).is_err());
-        assert_eq!(ext[1].args_for(&Listen::Tcp(9)), ["9"]);
+        let unix = Listen::Unix("/tmp/s".into());
+        assert_eq!(p[1].args_for(&unix), ["--lines", "--unix", "/tmp/s"]);
+        assert_eq!(p[2].args_for(&Listen::Tcp(1)), ["--tuned", "1"]);
+        assert_eq!(p[3].args_for(&Listen::Tcp(1)), ["--multi-thread", "1"]);
+        assert_eq!((p[2].cpu(Some(0)), p[3].cpu(Some(0))), (Some(0), None));
+        assert!(p[4].path(Path::new("/")).is_err());
     }
 }

@@ -11,16 +11,16 @@
 //! a negligible part).
 
 use std::io;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::extpeers::run_bounded;
 use crate::peers::{Peer, PONG_FLAG};
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
-use crate::workload::{self, RoundConfig, Transport};
+use crate::workload::{self, RoundConfig};
+use crate::Listen;
 
 /// The load generator of this workload.
 pub const TOOL: &str = "redis-benchmark";
@@ -28,30 +28,6 @@ pub const TOOL: &str = "redis-benchmark";
 pub const PIPELINES: [usize; 2] = [1, 16];
 /// Longest a `redis-benchmark` run may take.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// True if `redis-benchmark --version` runs and succeeds (within 10 s).
-pub fn tool_available() -> bool {
-    matches!(
-        run_bounded(
-            Command::new(TOOL).arg("--version"),
-            Path::new("/dev/null"),
-            Duration::from_secs(10),
-        ),
-        Ok(true)
-    )
-}
-
-/// The absolute path of `redis-benchmark` on `PATH` (taskset needs none, but
-/// `Spawned` takes a path).
-pub fn tool_path() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(TOOL))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| PathBuf::from(TOOL))
-}
 
 /// The requests per second of `redis-benchmark -q` output such as
 /// `PING_INLINE: rps=0.0 (overall: nan) avg_msec=nan\rPING_INLINE: 100857.28
@@ -67,23 +43,9 @@ pub fn parse_rps(line: &str) -> Option<f64> {
 /// `conns` clients, `requests` requests in all, `pipeline` in flight per
 /// client, quiet output.
 pub fn bench_args(port: &str, conns: usize, requests: u64, pipeline: usize) -> Vec<String> {
-    [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        port,
-        "-t",
-        "ping_inline",
-        "-c",
-        &conns.to_string(),
-        "-n",
-        &requests.to_string(),
-        "-P",
-        &pipeline.to_string(),
-        "-q",
-    ]
-    .map(String::from)
-    .to_vec()
+    let args =
+        format!("-h 127.0.0.1 -p {port} -t ping_inline -c {conns} -n {requests} -P {pipeline} -q");
+    args.split(' ').map(String::from).collect()
 }
 
 /// One run against `peer`: every process started here is killed before this
@@ -99,7 +61,7 @@ pub fn run_round(
         process: mut server,
         port,
         ..
-    } = workload::start_server_with(peer, Transport::Tcp, cfg, &[PONG_FLAG])?;
+    } = workload::start_server(peer, &Listen::Tcp(0), cfg, &[PONG_FLAG])?;
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
     let rps = run_bench(port, conns, requests, pipeline, cfg)?;
     let (s1, t1) = (CpuTicks::of(server.pid())?, Instant::now());
@@ -123,7 +85,8 @@ pub fn run_bench(
     let args = bench_args(&port.to_string(), conns, requests, pipeline);
     // Its stderr only says it could not fetch the server's CONFIG: dropped.
     let (stdin, stderr) = (Stdio::null(), Stdio::null());
-    let mut bench = Spawned::start_with(TOOL, &tool_path(), &args, cfg.loadgen_cpu, stdin, stderr)?;
+    let mut bench =
+        Spawned::start_with(TOOL, Path::new(TOOL), &args, cfg.loadgen_cpu, stdin, stderr)?;
     let deadline = Instant::now() + RUN_TIMEOUT;
     let rps = bench.wait_for_line(deadline, parse_rps)?;
     bench.finish(deadline, "")?;

@@ -49,23 +49,26 @@ pub fn parse_stat(text: &str) -> Option<CpuTicks> {
     Some(CpuTicks { user, system })
 }
 
+/// The number after `key` (e.g. `VmRSS:`, `TracerPid:`) in the text of a
+/// `/proc/PID/status`.
+pub fn status_field(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Resident memory of process `pid` in KiB: `VmRSS` of `/proc/PID/status`.
 pub fn vm_rss_kb(pid: u32) -> io::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_vm_rss(&text).ok_or_else(|| {
+    status_field(&text, "VmRSS:").ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("no VmRSS in /proc/{pid}/status"),
         )
     })
-}
-
-/// The `VmRSS:   1234 kB` line of `/proc/PID/status`, in KiB.
-pub fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let mut words = line["VmRSS:".len()..].split_ascii_whitespace();
-    let kb = words.next()?.parse().ok()?;
-    (words.next() == Some("kB")).then_some(kb)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`), 100 if that cannot be run.
@@ -91,32 +94,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_stat_line() {
+    fn parses_stat_and_status_and_reads_own_process() {
         let line = "1234 (echo (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 \
                     250 75 0 0 20 0 1 0 12345 1000 100 18446744073709551615";
+        let want = CpuTicks {
+            user: 250,
+            system: 75,
+        };
         assert_eq!(
-            parse_stat(line),
-            Some(CpuTicks {
-                user: 250,
-                system: 75
-            })
+            (parse_stat(line), parse_stat("garbage")),
+            (Some(want), None)
         );
-        assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
-    fn parses_vm_rss() {
         let status = "Name:\tx\nVmPeak:\t  9 kB\nVmRSS:\t    1234 kB\nThreads:\t1\n";
-        assert_eq!(parse_vm_rss(status), Some(1234));
-        assert_eq!(parse_vm_rss("VmRSS: x kB"), None);
+        assert_eq!(status_field(status, "VmRSS:"), Some(1234));
+        assert_eq!(status_field("VmRSS: x kB", "VmRSS:"), None);
+        assert_eq!(status_field(status, "TracerPid:"), None);
         assert!(vm_rss_kb(std::process::id()).unwrap() > 0);
-    }
-
-    #[test]
-    fn reads_own_process() {
-        let t = CpuTicks::of(std::process::id()).unwrap();
-        let (u, s) = t.secs_since(CpuTicks::default());
-        assert!(u >= 0.0 && s >= 0.0);
-        assert!(clock_ticks_per_sec() > 0);
+        let (u, s) = CpuTicks::of(std::process::id())
+            .unwrap()
+            .secs_since(CpuTicks::default());
+        assert!(u >= 0.0 && s >= 0.0 && clock_ticks_per_sec() > 0);
     }
 }

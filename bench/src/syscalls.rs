@@ -20,18 +20,17 @@
 //! over the requests). `strace` slows the server by an order of magnitude:
 //! only the counts are used, never the times.
 
-use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::extpeers::run_bounded;
-use crate::peers::{Peer, PONG_FLAG};
-use crate::ping;
-use crate::workload::{self, field, loadgen_path, parse_kv, RoundConfig, Transport, Workload};
+use crate::peers::Peer;
+use crate::procstat::status_field;
+use crate::workload::{self, field, loadgen_path, parse_kv, RoundConfig, Workload};
+use crate::Listen;
 
 /// The tracer.
 pub const TOOL: &str = "strace";
@@ -48,18 +47,6 @@ pub const WRITES: [&str; 5] = ["write", "sendto", "sendmsg", "writev", "sendmmsg
 pub const WAITS: [&str; 3] = ["epoll_wait", "epoll_pwait", "epoll_pwait2"];
 /// Changing the interest set.
 pub const CTLS: [&str; 1] = ["epoll_ctl"];
-
-/// True if `strace -V` runs and succeeds (within 10 s).
-pub fn tool_available() -> bool {
-    matches!(
-        run_bounded(
-            Command::new(TOOL).arg("-V"),
-            Path::new("/dev/null"),
-            Duration::from_secs(10),
-        ),
-        Ok(true)
-    )
-}
 
 /// One line of the `strace -c` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,14 +77,12 @@ pub fn parse_summary(text: &str) -> Result<Vec<Count>, String> {
     }
     let mut rows = Vec::new();
     let mut total = None;
-    let mut in_table = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("% time") {
-            in_table = true;
-            continue;
-        }
-        if !in_table || line.is_empty() || line.starts_with('-') {
+    let table = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("% time"));
+    for line in table.skip(1) {
+        if line.is_empty() || line.starts_with('-') {
             continue;
         }
         let words: Vec<&str> = line.split_ascii_whitespace().collect();
@@ -112,23 +97,21 @@ pub fn parse_summary(text: &str) -> Result<Vec<Count>, String> {
             [_, _, _, calls, errors] => (parse(calls)?, parse(errors)?),
             _ => return Err(format!("unexpected strace -c line {line:?}")),
         };
-        let count = Count {
-            name: name.to_string(),
-            calls,
-            errors,
-        };
-        if count.name == "total" {
-            total = Some(count);
-        } else {
-            rows.push(count);
+        let name = name.to_string();
+        match name.as_str() {
+            "total" => total = Some(calls),
+            _ => rows.push(Count {
+                name,
+                calls,
+                errors,
+            }),
         }
     }
     let total = total.ok_or("no `total` line in the strace -c output")?;
     let sum: u64 = rows.iter().map(|c| c.calls).sum();
-    if sum != total.calls {
+    if sum != total {
         return Err(format!(
-            "strace -c rows add up to {sum} calls, its total says {}",
-            total.calls
+            "strace -c rows add up to {sum} calls, its total says {total}"
         ));
     }
     Ok(rows)
@@ -165,13 +148,7 @@ impl Profile {
                 .sum::<u64>() as f64
                 / ops
         };
-        let grouped: Vec<&str> = READS
-            .iter()
-            .chain(&WRITES)
-            .chain(&WAITS)
-            .chain(&CTLS)
-            .copied()
-            .collect();
+        let grouped = [&READS[..], &WRITES, &WAITS, &CTLS].concat();
         let mut others: Vec<(String, f64)> = counts
             .iter()
             .filter(|c| !grouped.contains(&c.name.as_str()))
@@ -190,40 +167,22 @@ impl Profile {
         }
     }
 
-    /// Calls per op outside reads, writes, `epoll_wait` and `epoll_ctl`.
-    pub fn other(&self) -> f64 {
-        self.others.iter().map(|(_, n)| n).sum()
-    }
-
     /// The largest of `others` (at most `n`), as `futex 0.07, close 0.01`.
     pub fn others_text(&self, n: usize) -> String {
-        let mut out = String::new();
-        for (name, per) in self.others.iter().take(n) {
-            if !out.is_empty() {
-                out.push_str(", ");
-            }
-            let _ = write!(out, "{name} {per:.3}");
-        }
-        out
+        let top = self.others.iter().take(n);
+        top.map(|(name, per)| format!("{name} {per:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
-/// Settings of the pass.
+/// Settings of the pass (`bench --syscall-requests`, `--syscall-mb`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceConfig {
     /// Round trips (or requests) per traced run.
     pub requests: u64,
     /// Bytes per traced bulk run.
     pub bulk_bytes: u64,
-}
-
-impl Default for TraceConfig {
-    fn default() -> Self {
-        TraceConfig {
-            requests: 5_000,
-            bulk_bytes: 16_000_000,
-        }
-    }
 }
 
 /// `strace -c -f` attached to a running process.
@@ -242,15 +201,8 @@ impl Tracer {
     pub fn attach(pid: u32) -> io::Result<Tracer> {
         let out = tempfile::NamedTempFile::new()?;
         let err = tempfile::NamedTempFile::new()?;
-        let args: Vec<String> = ["-c", "-f", "-q", "-o"]
-            .map(String::from)
-            .into_iter()
-            .chain([
-                out.path().display().to_string(),
-                "-p".into(),
-                pid.to_string(),
-            ])
-            .collect();
+        let (o, p) = (out.path().display().to_string(), pid.to_string());
+        let args = ["-c", "-f", "-q", "-o", &o, "-p", &p].map(String::from);
         let strace = Spawned::start_with(
             TOOL,
             Path::new(TOOL),
@@ -308,7 +260,7 @@ fn all_traced_by(pid: u32, tracer: u32) -> io::Result<bool> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if tracer_pid(&status) != Some(tracer) {
+        if status_field(&status, "TracerPid:") != Some(u64::from(tracer)) {
             return Ok(false);
         }
         any = true;
@@ -316,24 +268,17 @@ fn all_traced_by(pid: u32, tracer: u32) -> io::Result<bool> {
     Ok(any)
 }
 
-/// The `TracerPid:` of a `/proc/PID/status` text.
-pub fn tracer_pid(status: &str) -> Option<u32> {
-    let line = status.lines().find(|l| l.starts_with("TracerPid:"))?;
-    line["TracerPid:".len()..].trim().parse().ok()
-}
-
 /// One traced fixed-size run of a `loadgen` workload (`echo`, `unix` or
-/// `bulk`) against `peer`: `count` round trips (bulk: bytes), the counts
-/// divided by `ops`.
+/// `bulk`) against `peer`: `count` round trips (bulk: bytes, the counts then
+/// per MB).
 pub fn trace_loadgen(
     peer: &Peer,
     work: &Workload,
     count: u64,
-    ops: f64,
     cfg: &RoundConfig,
 ) -> io::Result<Profile> {
     let loadgen = loadgen_path(cfg)?;
-    let mut server = workload::start_server(peer, work.transport, cfg)?;
+    let mut server = workload::start_server(peer, &work.listen, cfg, &[])?;
     let mut args = work.loadgen_args.clone();
     args.extend(server.target.iter().cloned());
     args.extend(["--count".into(), count.to_string(), "--pause".into()]);
@@ -366,6 +311,11 @@ pub fn trace_loadgen(
             format!("loadgen did {done} operations, not {count}"),
         ));
     }
+    let ops = if work.bulk {
+        count as f64 / 1e6
+    } else {
+        count as f64
+    };
     Ok(Profile::new(&counts, ops))
 }
 
@@ -378,27 +328,12 @@ pub fn traced(
     cfg: &RoundConfig,
     run: impl FnOnce(u16) -> io::Result<f64>,
 ) -> io::Result<Profile> {
-    let mut server = workload::start_server_with(peer, Transport::Tcp, cfg, flags)?;
+    let mut server = workload::start_server(peer, &Listen::Tcp(0), cfg, flags)?;
     let tracer = Tracer::attach(server.process.pid())?;
     let ops = run(server.port)?;
     server.process.stop()?;
     let counts = tracer.finish(Instant::now() + TRACE_TIMEOUT)?;
     Ok(Profile::new(&counts, ops))
-}
-
-/// One traced `redis-benchmark` run (`ping` workload) against `peer`:
-/// `requests` requests at pipeline depth `pipeline`, `conns` clients.
-pub fn trace_ping(
-    peer: &Peer,
-    pipeline: usize,
-    requests: u64,
-    conns: usize,
-    cfg: &RoundConfig,
-) -> io::Result<Profile> {
-    traced(peer, &[PONG_FLAG], cfg, |port| {
-        ping::run_bench(port, conns, requests, pipeline, cfg)?;
-        Ok(requests as f64)
-    })
 }
 
 #[cfg(test)]
@@ -428,7 +363,8 @@ mod tests {
         assert!((p.epoll_wait - 676.0 / 2795.0).abs() < 1e-12);
         assert!((p.epoll_ctl - 6.0 / 2795.0).abs() < 1e-12);
         assert!((p.total - 6730.0 / 2795.0).abs() < 1e-12);
-        let sum = p.read + p.write + p.epoll_wait + p.epoll_ctl + p.other();
+        let other: f64 = p.others.iter().map(|o| o.1).sum();
+        let sum = p.read + p.write + p.epoll_wait + p.epoll_ctl + other;
         assert!((sum - p.total).abs() < 1e-12);
         assert_eq!(p.others[0].0, "futex");
         assert!(p.others_text(2).starts_with("futex 0.158, accept4 0.002"));
@@ -457,37 +393,5 @@ mod tests {
         assert!(parse_summary(&wrong).unwrap_err().contains("6731"));
         let garbled = SAMPLE.replace("2795", "27x5");
         assert!(parse_summary(&garbled).is_err());
-    }
-
-    #[test]
-    fn tracer_pid_of_status() {
-        let status = "Name:\tx\nState:\tS\nTracerPid:\t4242\nUid:\t0\n";
-        assert_eq!(tracer_pid(status), Some(4242));
-        assert_eq!(tracer_pid("Name:\tx\n"), None);
-        let me = std::fs::read_to_string("/proc/self/status").unwrap();
-        assert!(tracer_pid(&me).is_some());
-    }
-
-    #[test]
-    fn table_lines() {
-        let p = Profile::new(
-            &[
-                Count {
-                    name: "read".into(),
-                    calls: 20,
-                    errors: 10,
-                },
-                Count {
-                    name: "write".into(),
-                    calls: 10,
-                    errors: 0,
-                },
-            ],
-            10.0,
-        );
-        assert_eq!(
-            (p.read, p.read_errors, p.write, p.total),
-            (2.0, 1.0, 1.0, 3.0)
-        );
     }
 }

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::child::Spawned;
-use crate::peers::{self, Peer};
+use crate::peers::Peer;
 use crate::procstat::CpuTicks;
 use crate::suite::Sample;
-use crate::{parse_ready_line, parse_ready_path, Listen};
+use crate::{parse_ready_line, Listen};
 
 /// How long a server may take to print its ready line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,48 +21,36 @@ pub const IDLE_PCT: f64 = 90.0;
 /// Slack on top of warm-up + window for the load generator to finish.
 pub const LOADGEN_SLACK: Duration = Duration::from_secs(30);
 
-/// What the servers listen on in a workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// TCP on 127.0.0.1.
-    Tcp,
-    /// UDP on 127.0.0.1.
-    Udp,
-    /// A Unix stream socket under the temporary directory.
-    Unix,
-}
-
-/// A workload: what the servers listen on, and the
-/// `loadgen` arguments that select and configure it (`--port` or `--path`,
-/// `--secs` and `--warmup` are added per round).
+/// A `loadgen` workload: its name and the arguments that configure it
+/// (`--port` or `--path`, `--secs` and `--warmup` are added per round).
+/// Its servers listen on UDP for `udp`, on a Unix stream socket for `unix`,
+/// on TCP otherwise; `bulk` counts MB (its bytes / 10^6) and has no latencies.
 #[derive(Clone, Debug)]
 pub struct Workload {
-    pub transport: Transport,
     pub loadgen_args: Vec<String>,
+    pub bulk: bool,
+    /// What the servers listen on (a Unix path is made per round).
+    pub listen: Listen,
 }
 
 impl Workload {
-    /// `loadgen --workload NAME ARGS...` against servers listening on `transport`.
-    pub fn new(transport: Transport, name: &str, args: &[(&str, usize)]) -> Workload {
+    /// `loadgen --workload NAME ARGS...`.
+    pub fn new(name: &str, args: &[(&str, usize)]) -> Workload {
         let mut loadgen_args = vec!["--workload".to_string(), name.to_string()];
         for (k, v) in args {
             loadgen_args.extend([format!("--{k}"), v.to_string()]);
         }
-        Workload {
-            transport,
-            loadgen_args,
-        }
-    }
-
-    /// A ping-pong (`echo`: TCP, `udp`, `unix`) of `size`-byte messages on `conns`
-    /// connections (UDP: sockets), each with one message in flight.
-    pub fn pingpong(transport: Transport, size: usize, conns: usize) -> Workload {
-        let name = match transport {
-            Transport::Tcp => "echo",
-            Transport::Udp => "udp",
-            Transport::Unix => "unix",
+        let listen = match name {
+            "udp" => Listen::Udp(0),
+            "unix" => Listen::Unix(PathBuf::new()),
+            _ => Listen::Tcp(0),
         };
-        Workload::new(transport, name, &[("size", size), ("conns", conns)])
+        let bulk = name == "bulk";
+        Workload {
+            loadgen_args,
+            bulk,
+            listen,
+        }
     }
 }
 
@@ -78,56 +66,24 @@ pub struct RoundConfig {
     pub loadgen_cpu: Option<usize>,
 }
 
-/// What a load generator's measured window gave: its `result` line, when the window began
-/// and ended, and the CPU time (user, system) in seconds that the server and the load
-/// generator spent in it.
-pub struct Window {
-    pub result: String,
-    pub start: Instant,
-    pub end: Instant,
-    pub server: (f64, f64),
-    pub loadgen: (f64, f64),
-}
-
-impl Window {
-    /// The window in the suite's terms: `ops` operations done in it at `rate` per second.
-    pub fn sample(&self, ops: f64, rate: f64) -> Sample {
-        Sample::measured(rate, ops, self.secs(), self.server)
-    }
-
-    fn secs(&self) -> f64 {
-        (self.end - self.start).as_secs_f64()
-    }
-
-    /// True if neither process kept its CPU busy (both under [`IDLE_PCT`]): something else
-    /// held them up (other load on the machine, or a stall).
-    pub fn both_idle(&self) -> bool {
-        let pct = |(user, sys): (f64, f64)| 100.0 * (user + sys) / self.secs();
-        pct(self.server) < IDLE_PCT && pct(self.loadgen) < IDLE_PCT
-    }
-}
-
-/// The warning of a round in which [`Window::both_idle`].
-pub fn both_idle_warning() -> String {
-    format!("server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)")
-}
-
-/// What makes a ping-pong round doubtful: the server did not serve every connection (`idle`
-/// of them got no round trip at all, or one got under half of another's), UDP datagrams were
-/// `lost`, or neither process kept its CPU busy (`both_idle`; with one connection the two
-/// sides take turns by design, so the caller says false).
-pub fn pingpong_warnings(
+/// What makes a round doubtful: the server did not serve every connection
+/// (`idle` of them completed nothing, or one got under half of another's),
+/// UDP datagrams were `lost`, TLS connections failed (`errors`, the first
+/// said `first_error`), or neither process kept its CPU busy (`both_idle`:
+/// something else held them up).
+pub fn warnings(
     idle: usize,
     (fewest, most): (u64, u64),
     lost: u64,
+    (errors, first_error): (u64, &str),
     both_idle: bool,
 ) -> Vec<String> {
     let mut w = Vec::new();
     if idle > 0 {
-        w.push(format!("{idle} connection(s) completed no round trip in the window (lost wake-up or starvation in the server?)"));
+        w.push(format!("{idle} connection(s) completed nothing in the window (lost wake-up or starvation in the server?)"));
     } else if fewest * 2 < most {
         w.push(format!(
-            "unfair service: one connection completed {fewest} round trips, another {most}"
+            "unfair service: one connection completed {fewest} operations, another {most}"
         ));
     }
     if lost > 0 {
@@ -135,45 +91,15 @@ pub fn pingpong_warnings(
             "{lost} datagram(s) got no echo in time and were resent (each costs the resend delay)"
         ));
     }
+    if errors > 0 {
+        w.push(format!(
+            "{errors} connection(s) failed, first: {first_error}"
+        ));
+    }
     if both_idle {
-        w.push(both_idle_warning());
+        w.push(format!("server and loadgen both under {IDLE_PCT}% CPU: they waited on something else (other load on the machine, or a stall)"));
     }
     w
-}
-
-/// Follows the load generator through its window (`measure-start`, `measure-end`, then a
-/// `result ` line), reading both processes' CPU time at each edge; then checks that the
-/// load generator exited cleanly and the server lived through the round, and stops the
-/// server.
-pub fn measure_window(
-    server: &mut Spawned,
-    loadgen: &mut Spawned,
-    deadline: Instant,
-) -> io::Result<Window> {
-    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-start").then_some(()))?;
-    let (s0, l0, start) = (
-        CpuTicks::of(server.pid())?,
-        CpuTicks::of(loadgen.pid())?,
-        Instant::now(),
-    );
-    loadgen.wait_for_line(deadline, |l| (l.trim() == "measure-end").then_some(()))?;
-    let (s1, l1, end) = (
-        CpuTicks::of(server.pid())?,
-        CpuTicks::of(loadgen.pid())?,
-        Instant::now(),
-    );
-    let result = loadgen.wait_for_line(deadline, |l| {
-        l.starts_with("result ").then(|| l.to_string())
-    })?;
-    loadgen.finish(deadline, "")?;
-    server.stop()?;
-    Ok(Window {
-        result,
-        start,
-        end,
-        server: s1.secs_since(s0),
-        loadgen: l1.secs_since(l0),
-    })
 }
 
 /// Parses `key=value` pairs from a line such as `result rps=1.0 p50_us=2`.
@@ -206,64 +132,43 @@ pub struct Server {
     _socket_dir: Option<tempfile::TempDir>,
 }
 
-fn waiting_for_ready(e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("waiting for the ready line: {e}"))
-}
-
-/// Starts `peer`'s server for `transport` (pinned as `cfg` says) and waits for its ready line.
-pub fn start_server(peer: &Peer, transport: Transport, cfg: &RoundConfig) -> io::Result<Server> {
-    start_server_with(peer, transport, cfg, &[])
-}
-
-/// [`start_server`] with `flags` before the peer's own arguments (e.g. `--pong`).
-pub fn start_server_with(
+/// Starts `peer`'s server on `listen` (a Unix socket: in a fresh
+/// directory, whatever the path given; pinned as `cfg` says), with
+/// `flags` before the peer's own arguments (e.g. `--pong`), and waits for
+/// its ready line.
+pub fn start_server(
     peer: &Peer,
-    transport: Transport,
+    listen: &Listen,
     cfg: &RoundConfig,
     flags: &[&str],
 ) -> io::Result<Server> {
     let server_path = peer.path(&cfg.bin_dir)?;
-    let socket_dir = match transport {
-        Transport::Unix => Some(
+    let socket_dir = match listen {
+        Listen::Unix(_) => Some(
             tempfile::Builder::new()
                 .prefix("asyncnet-bench-")
                 .tempdir()?,
         ),
         _ => None,
     };
-    let listen = match (transport, &socket_dir) {
-        (Transport::Tcp, _) => Listen::Tcp(0),
-        (Transport::Udp, _) => Listen::Udp(0),
-        (Transport::Unix, Some(dir)) => Listen::Unix(dir.path().join("server.sock")),
-        (Transport::Unix, None) => unreachable!("made above"),
+    let listen = match &socket_dir {
+        Some(dir) => Listen::Unix(dir.path().join("server.sock")),
+        None => listen.clone(),
     };
     let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     args.extend(peer.args_for(&listen));
     let process = Spawned::start(&peer.name, &server_path, &args, peer.cpu(cfg.server_cpu))?;
     let ready = Instant::now() + READY_TIMEOUT;
-    let (target, port) = match &listen {
-        Listen::Unix(path) => {
-            let got = process
-                .wait_for_line(ready, parse_ready_path)
-                .map_err(waiting_for_ready)?;
-            if got != *path {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "server listens on {}, not on {}",
-                        got.display(),
-                        path.display()
-                    ),
-                ));
-            }
-            (vec!["--path".to_string(), got.display().to_string()], 0)
-        }
-        _ => {
-            let port = process
-                .wait_for_line(ready, parse_ready_line)
-                .map_err(waiting_for_ready)?;
-            (vec!["--port".to_string(), port.to_string()], port)
-        }
+    // A Unix server must say the path it was given.
+    let port = process
+        .wait_for_line(ready, |l| match &listen {
+            Listen::Unix(_) => (l.trim_end() == listen.ready_line(0)).then_some(0),
+            _ => parse_ready_line(l),
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("waiting for the ready line: {e}")))?;
+    let target = match &listen {
+        Listen::Unix(path) => vec!["--path".to_string(), path.display().to_string()],
+        _ => vec!["--port".to_string(), port.to_string()],
     };
     Ok(Server {
         process,
@@ -275,55 +180,61 @@ pub fn start_server_with(
 
 /// The path of the `loadgen` binary, checked to exist.
 pub fn loadgen_path(cfg: &RoundConfig) -> io::Result<PathBuf> {
-    let path = peers::sibling(&cfg.bin_dir, "loadgen");
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "{} not found (run `cargo build --release -p asyncnet-bench` first)",
-                path.display()
-            ),
-        ))
-    }
+    Peer::sibling("loadgen", "loadgen").path(&cfg.bin_dir)
 }
 
-/// One timed round of `workload` against `peer`, before its result line is
-/// interpreted: start the server, run `loadgen` with the workload's
-/// arguments plus the target, `--secs` and `--warmup`, and measure both
-/// processes over the window. Every process started here is killed before
+/// Runs one round of `workload` against `peer`: start the server, run
+/// `loadgen` with the workload's arguments plus the target, `--secs` and
+/// `--warmup`, read both processes' CPU time when it prints `measure-start`
+/// and `measure-end`, then check that it exited cleanly and that the server
+/// lived through the round. Every process started here is killed before
 /// this returns, on success, error or panic.
-pub fn measured_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Window> {
+pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Sample> {
     let loadgen_path = loadgen_path(cfg)?;
-    let mut server = start_server(peer, workload.transport, cfg)?;
+    let mut server = start_server(peer, &workload.listen, cfg, &[])?;
     let mut args = workload.loadgen_args.clone();
     args.extend(server.target.iter().cloned());
-    args.extend([
-        "--secs".to_string(),
-        cfg.secs.to_string(),
-        "--warmup".to_string(),
-        cfg.warmup.to_string(),
-    ]);
-    let mut loadgen = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
+    let span = format!("--secs {} --warmup {}", cfg.secs, cfg.warmup);
+    args.extend(span.split(' ').map(String::from));
+    let mut lg = Spawned::start("loadgen", &loadgen_path, &args, cfg.loadgen_cpu)?;
     let deadline = Instant::now() + Duration::from_secs_f64(cfg.warmup + cfg.secs) + LOADGEN_SLACK;
-    measure_window(&mut server.process, &mut loadgen, deadline)
-}
+    let pids = (server.process.pid(), lg.pid());
+    let edge = |want: &'static str| {
+        lg.wait_for_line(deadline, |l| (l.trim() == want).then_some(()))?;
+        Ok::<_, io::Error>((CpuTicks::of(pids.0)?, CpuTicks::of(pids.1)?, Instant::now()))
+    };
+    let (s0, l0, start) = edge("measure-start")?;
+    let (s1, l1, end) = edge("measure-end")?;
+    let result = lg.wait_for_line(deadline, |l| {
+        l.starts_with("result ").then(|| l.to_string())
+    })?;
+    lg.finish(deadline, "")?;
+    server.process.stop()?;
+    let secs = (end - start).as_secs_f64();
+    let (server_cpu, loadgen_cpu) = (s1.secs_since(s0), l1.secs_since(l0));
+    let busy = |(user, sys): (f64, f64)| 100.0 * (user + sys) / secs >= IDLE_PCT;
 
-/// Runs one round of `workload` against `peer`. Every process started here
-/// is killed before this returns, on success, error or panic.
-pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Result<Sample> {
-    let window = measured_round(peer, workload, cfg)?;
-    let kv = parse_kv(&window.result);
-    let mut s = window.sample(field(&kv, "ops")?, field(&kv, "rate")?);
-    s.p50_us = Some(field(&kv, "p50_us")?);
-    s.p99_us = Some(field(&kv, "p99_us")?);
+    let kv = parse_kv(&result);
+    let scale = if workload.bulk { 1e-6 } else { 1.0 };
+    let ops = field::<f64>(&kv, "ops")? * scale;
+    let mut s = Sample::measured(field::<f64>(&kv, "rate")? * scale, ops, secs, server_cpu);
+    if !workload.bulk {
+        s.p50_us = Some(field(&kv, "p50_us")?);
+        s.p99_us = Some(field(&kv, "p99_us")?);
+    }
+    // With one connection the two sides of a ping-pong take turns by design.
     let conns: usize = field(&kv, "conns")?;
-    s.warnings = pingpong_warnings(
+    let both_idle = (workload.bulk || conns > 1) && !busy(server_cpu) && !busy(loadgen_cpu);
+    // Last on the line, spaces and all.
+    let first_error = result
+        .split_once(" first_error=")
+        .map_or("?", |(_, e)| e.trim());
+    s.warnings = warnings(
         field(&kv, "idle_conns")?,
         (field(&kv, "conn_min")?, field(&kv, "conn_max")?),
         field(&kv, "lost")?,
-        conns > 1 && window.both_idle(),
+        (field(&kv, "errors")?, first_error),
+        both_idle,
     );
     Ok(s)
 }
@@ -333,33 +244,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kv_lines() {
+    fn result_lines_warnings_and_arguments() {
         let kv = parse_kv("result workload=echo rps=12.5 round_trips=10 junk");
-        assert_eq!(kv["workload"], "echo");
-        assert_eq!(field::<f64>(&kv, "rps").unwrap(), 12.5);
-        assert_eq!(field::<u64>(&kv, "round_trips").unwrap(), 10);
+        assert_eq!(
+            (kv["workload"], field::<f64>(&kv, "rps").unwrap()),
+            ("echo", 12.5)
+        );
         assert!(field::<u64>(&kv, "p50_us").is_err());
-    }
-
-    #[test]
-    fn pingpong_round_warnings() {
-        assert!(pingpong_warnings(0, (10, 11), 0, false).is_empty());
-        assert!(pingpong_warnings(3, (0, 11), 0, false)[0].contains("3 connection"));
-        let w = pingpong_warnings(0, (1, 11), 0, true);
+        assert!(warnings(0, (10, 11), 0, (0, "none"), false).is_empty());
+        assert!(warnings(3, (0, 11), 0, (0, "none"), false)[0].contains("3 connection"));
+        let w = warnings(0, (1, 11), 2, (2, "reset"), true);
         assert!(
-            w[0].contains("unfair") && w[1].contains("both under"),
+            w[0].contains("unfair") && w[1].contains("2 datagram"),
             "{w:?}"
         );
-        assert!(pingpong_warnings(0, (5, 5), 2, false)[0].contains("2 datagram"));
-    }
-
-    #[test]
-    fn workload_args() {
-        assert_eq!(
-            Workload::pingpong(Transport::Tcp, 64, 50).loadgen_args,
-            ["--workload", "echo", "--size", "64", "--conns", "50"]
+        assert!(
+            w[2].contains("2 connection(s) failed, first: reset"),
+            "{w:?}"
         );
-        let udp = Workload::pingpong(Transport::Udp, 64, 32);
-        assert_eq!(udp.loadgen_args[..2], ["--workload", "udp"]);
+        assert!(w[3].contains("both under"), "{w:?}");
+        let w = Workload::new("unix", &[("size", 64), ("conns", 50)]);
+        assert_eq!(
+            w.loadgen_args,
+            ["--workload", "unix", "--size", "64", "--conns", "50"]
+        );
+        assert!(matches!(w.listen, Listen::Unix(_)) && !w.bulk);
     }
 }

@@ -1,50 +1,7 @@
-//! The bulk workload against our echo server, and the suite (`bench`) end
-//! to end, briefly. No figure is checked, only that each part runs and reports.
+//! The suite (`bench`) end to end, briefly. No figure is checked, only that
+//! each part runs and reports.
 
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-use asyncnet_bench::bulk::{self, Bulk};
-use asyncnet_bench::child::Spawned;
-use asyncnet_bench::loadgen::Phase;
-use asyncnet_bench::parse_ready_line;
-
-fn start_echo_asyncnet() -> (Spawned, u16) {
-    let bin = env!("CARGO_BIN_EXE_echo_asyncnet");
-    let server = Spawned::start("echo_asyncnet", Path::new(bin), &["0".into()], None).unwrap();
-    let port = server
-        .wait_for_line(Instant::now() + Duration::from_secs(10), parse_ready_line)
-        .unwrap();
-    (server, port)
-}
-
-fn client(port: u16) -> Bulk {
-    Bulk {
-        addr: ([127, 0, 0, 1], port).into(),
-        chunk: bulk::CHUNK,
-        in_flight: bulk::IN_FLIGHT,
-        warmup: Duration::from_millis(50),
-        secs: Duration::from_millis(250),
-        count: None,
-    }
-}
-
-#[test]
-fn bulk_streams_through_echo_asyncnet() {
-    let (mut server, port) = start_echo_asyncnet();
-    let mut phases = Vec::new();
-    let r = bulk::bulk(&client(port), |p| phases.push(p)).unwrap();
-    assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
-    assert!(r.bytes > 0 && r.mb_per_sec() > 0.0);
-    // Exactly so many bytes, checked, and the server is still there.
-    let counted = Bulk {
-        count: Some(3_000_017),
-        ..client(port)
-    };
-    assert_eq!(bulk::bulk(&counted, |_| {}).unwrap().bytes, 3_000_017);
-    assert!(server.try_wait().unwrap().is_none(), "echo_asyncnet exited");
-}
 
 fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(bin).args(args).output().unwrap();
@@ -58,28 +15,11 @@ fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
 #[test]
 fn suite_writes_the_document_and_the_chart() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) = run(
-        env!("CARGO_BIN_EXE_bench"),
-        &[
-            "--only",
-            "echo,unix,bulk,tls",
-            "--echo-conns",
-            "2",
-            "--peers",
-            "asyncnet,tokio",
-            "--rounds",
-            "1",
-            "--secs",
-            "0.3",
-            "--warmup",
-            "0.1",
-            "--syscall-requests",
-            "200",
-            "--no-pin",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ],
-    );
+    let args = "--only echo,unix,bulk,tls --echo-conns 2 --peers asyncnet,tokio --rounds 1 \
+                --secs 0.3 --warmup 0.1 --syscall-requests 200 --no-pin --out";
+    let mut args: Vec<&str> = args.split_whitespace().collect();
+    args.push(dir.path().to_str().unwrap());
+    let (ok, out, err) = run(env!("CARGO_BIN_EXE_bench"), &args);
     assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
     let md = std::fs::read_to_string(dir.path().join("BENCHMARKS.md")).unwrap();
     let svg = std::fs::read_to_string(dir.path().join("bench/chart.svg")).unwrap();
@@ -126,20 +66,19 @@ fn suite_writes_the_document_and_the_chart() {
 }
 
 #[test]
-fn suite_rejects_unknown_workloads() {
-    let (ok, _, err) = run(
-        env!("CARGO_BIN_EXE_bench"),
-        &["--only", "echo,nope", "--no-write"],
-    );
-    assert!(!ok);
-    assert!(err.contains("unknown workload \"nope\""), "{err}");
-    let (ok, _, err) = run(
-        env!("CARGO_BIN_EXE_bench"),
-        &["--peers", "tokio,nope", "--no-write"],
-    );
-    assert!(!ok);
-    assert!(err.contains("unknown peer \"nope\""), "{err}");
-    let (ok, _, err) = run(env!("CARGO_BIN_EXE_bench"), &["--rounds", "0"]);
-    assert!(!ok);
-    assert!(err.contains("invalid value '0' for '--rounds"), "{err}");
+fn suite_rejects_unknown_workloads_and_peers() {
+    for (args, said) in [
+        (
+            &["--only", "echo,nope", "--no-write"][..],
+            "unknown workload \"nope\"",
+        ),
+        (
+            &["--peers", "tokio,nope", "--no-write"],
+            "unknown peer \"nope\"",
+        ),
+        (&["--rounds", "0"], "invalid value '0' for '--rounds"),
+    ] {
+        let (ok, _, err) = run(env!("CARGO_BIN_EXE_bench"), args);
+        assert!(!ok && err.contains(said), "{args:?}: {err}");
+    }
 }

@@ -10,6 +10,7 @@
 //! `ping` needs `redis-benchmark`, `http` needs `wrk`, the system call pass
 //! `strace` (each skipped with a note if missing).
 
+use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -54,10 +55,10 @@ struct Cli {
     no_syscalls: bool,
     /// Round trips per traced run (ping: x2 without pipelining, x10 with; http: a 2 s
     /// wrk run instead, divided by its requests)
-    #[arg(long, default_value_t = TraceConfig::default().requests, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     syscall_requests: u64,
     /// MB per traced bulk run
-    #[arg(long, default_value_t = TraceConfig::default().bulk_bytes / 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     syscall_mb: u64,
     /// CPU for the servers
     #[arg(long, default_value_t = 0)]
@@ -93,53 +94,36 @@ fn default_out() -> PathBuf {
 }
 
 /// Whether `strace` may attach to a process of ours: tried on a `sleep`.
-fn strace_works() -> Result<(), String> {
-    if !syscalls::tool_available() {
-        return Err(format!("`{}` not found or not working", syscalls::TOOL));
+fn strace_works() -> Result<(), Box<dyn Error>> {
+    if !extpeers::probe(syscalls::TOOL, &["-V"]).is_some_and(|(ok, _)| ok) {
+        return Err(format!("`{}` not found or not working", syscalls::TOOL).into());
     }
-    let mut sleeper = Spawned::start("sleep", Path::new("sleep"), &["30".into()], None)
-        .map_err(|e| e.to_string())?;
-    let tracer = Tracer::attach(sleeper.pid()).map_err(|e| e.to_string())?;
-    sleeper.kill().map_err(|e| e.to_string())?;
+    let mut sleeper = Spawned::start("sleep", Path::new("sleep"), &["30".into()], None)?;
+    let tracer = Tracer::attach(sleeper.pid())?;
+    sleeper.kill()?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    tracer.finish(deadline).map_err(|e| e.to_string())?;
+    tracer.finish(deadline)?;
     Ok(())
 }
 
-fn run() -> Result<bool, String> {
-    let Cli {
-        rounds,
-        secs,
-        warmup,
-        only,
-        peers: only_peers,
-        echo_conns,
-        idle_conns,
-        no_syscalls,
-        syscall_requests: trace_requests,
-        syscall_mb: trace_mb,
-        server_cpu,
-        loadgen_cpu,
-        no_pin,
-        out,
-        no_write,
-    } = clap::Parser::parse();
-    let out_dir = out.unwrap_or_else(default_out);
-    let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
-    let only: Vec<String> = if only.is_empty() {
+fn run() -> Result<bool, Box<dyn Error>> {
+    let cli: Cli = clap::Parser::parse();
+    let (rounds, secs, warmup) = (cli.rounds, cli.secs, cli.warmup);
+    let (trace_requests, trace_mb) = (cli.syscall_requests, cli.syscall_mb);
+    let (server_cpu, loadgen_cpu) = (cli.server_cpu, cli.loadgen_cpu);
+    let out_dir = cli.out.clone().unwrap_or_else(default_out);
+    let all: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
+    let only: Vec<String> = if cli.only.is_empty() {
         all.iter().map(|w| w.to_string()).collect()
     } else {
-        only
+        cli.only.clone()
     };
     if !(secs > 0.0 && secs <= 3600.0 && (0.0..=3600.0).contains(&warmup)) {
         return Err("--secs must be in (0, 3600] and --warmup in [0, 3600]".into());
     }
     for w in &only {
         if !all.contains(&w.as_str()) {
-            return Err(format!(
-                "unknown workload {w:?} (known: {})",
-                all.join(", ")
-            ));
+            return Err(format!("unknown workload {w:?} (known: {})", all.join(", ")).into());
         }
     }
     let machine = Machine::probe();
@@ -147,9 +131,10 @@ fn run() -> Result<bool, String> {
     rlimit::raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
 
     let known = suite::workloads::known_peers();
+    let only_peers = cli.peers.clone();
     if let Some(only) = &only_peers {
         if let Some(p) = only.iter().find(|p| !known.contains(p)) {
-            return Err(format!("unknown peer {p:?} (known: {})", known.join(", ")));
+            return Err(format!("unknown peer {p:?} (known: {})", known.join(", ")).into());
         }
     }
     let wanted = |name: &str| {
@@ -167,41 +152,31 @@ fn run() -> Result<bool, String> {
         .filter(|p| wanted(&p.name))
         .filter(|p| tcp_rows || !matches!(p.program, peers::Program::Source(_)))
         .collect();
-    let bin_dir = peers::bin_dir().map_err(|e| e.to_string())?;
+    let bin_dir = peers::bin_dir()?;
     let mut notes = Vec::new();
     // nim and c-floor: built into a private directory, removed at the end.
-    let build_dir = extpeers::BuildDir::new().map_err(|e| e.to_string())?;
-    let mut build = |selected: Vec<peers::Peer>, what: &str| -> Result<Vec<peers::Peer>, String> {
-        let built = extpeers::prepare(selected.clone(), &build_dir)?;
-        for p in selected
-            .iter()
-            .filter(|p| !built.iter().any(|b| b.name == p.name))
-        {
-            notes.push(format!(
-                "{what} {}: not built (its compiler is missing): skipped",
-                p.name
-            ));
-        }
+    let build_dir = tempfile::Builder::new()
+        .prefix("asyncnet-bench-peers-")
+        .tempdir()?;
+    let mut build = |selected: Vec<peers::Peer>| -> Result<Vec<peers::Peer>, Box<dyn Error>> {
+        let built = extpeers::prepare(selected, &build_dir, &mut notes)?;
         for p in &built {
-            p.path(&bin_dir).map_err(|e| e.to_string())?;
+            p.path(&bin_dir)?;
         }
         Ok(built)
     };
-    let built = build(selected, "peer")?;
+    let built = build(selected)?;
     // The http row's servers (its own nim and c-floor too), only if it
     // will run: selected and wrk there (else it notes why it skipped).
-    let http_selected: Vec<peers::Peer> =
-        if only.iter().any(|w| w == "http") && http::tool_available() {
-            http::peers()
-                .into_iter()
-                .filter(|p| wanted(&p.name))
-                .collect()
-        } else {
-            Vec::new()
-        };
-    let http_built = build(http_selected, "http peer")?;
-    let pinned = !no_pin && taskset_available();
-    if !no_pin && !pinned {
+    let http = only.iter().any(|w| w == "http") && http::tool_available();
+    let http_built = build(
+        http::peers()
+            .into_iter()
+            .filter(|p| http && wanted(&p.name))
+            .collect(),
+    )?;
+    let pinned = !cli.no_pin && taskset_available();
+    if !cli.no_pin && !pinned {
         notes.push("taskset not found or not working: everything ran unpinned".into());
     }
     let cfg = RoundConfig {
@@ -211,13 +186,13 @@ fn run() -> Result<bool, String> {
         server_cpu: pinned.then_some(server_cpu),
         loadgen_cpu: pinned.then_some(loadgen_cpu),
     };
-    loadgen_path(&cfg).map_err(|e| e.to_string())?;
+    loadgen_path(&cfg)?;
     let pinning = if pinned {
         format!("servers on CPU {server_cpu} (`taskset`; tokio-mt never pinned), load generators on CPU {loadgen_cpu}")
     } else {
         "none (unpinned)".to_string()
     };
-    let (trace, syscalls_note) = if no_syscalls {
+    let (trace, syscalls_note) = if cli.no_syscalls {
         (None, "Not run (`--no-syscalls`).".to_string())
     } else {
         match strace_works() {
@@ -246,8 +221,8 @@ fn run() -> Result<bool, String> {
         peers: built,
         only_peers,
         http_peers: http_built,
-        echo_conns,
-        idle_conns,
+        echo_conns: cli.echo_conns.clone(),
+        idle_conns: cli.idle_conns,
         trace,
         verbose: true,
     };
@@ -256,18 +231,15 @@ fn run() -> Result<bool, String> {
         notes,
         ..Part::default()
     };
-    for w in WORKLOADS
-        .iter()
-        .filter(|w| only.iter().any(|o| o == w.name))
-    {
-        println!("== {}: {}", w.name, w.describe);
-        part.extend((w.run)(&ctx));
+    for w in WORKLOADS.iter().filter(|w| only.iter().any(|o| o == w.0)) {
+        println!("== {}: {}", w.0, w.1);
+        part.extend((w.2)(&ctx));
     }
     drop(build_dir);
 
     println!();
     println!("medians over {rounds} round(s) ({secs} s windows); x tokio and x C floor: server cost per op over theirs");
-    print!("{}", table::text(&part.rows));
+    print!("{}", table::table(&part.rows));
     if let Some(line) = table::reference_line(&part.rows) {
         println!("{line}");
     }
@@ -277,7 +249,7 @@ fn run() -> Result<bool, String> {
     if !part.syscalls.is_empty() {
         println!();
         println!("system calls per operation:");
-        print!("{}", table::syscalls_text(&part.syscalls));
+        print!("{}", table::syscalls(&part.syscalls));
     }
     if !part.notes.is_empty() {
         println!();
@@ -287,16 +259,10 @@ fn run() -> Result<bool, String> {
         }
     }
 
-    if !no_write {
-        let command: Vec<String> = std::env::args().collect();
-        let exe = Path::new(&command[0])
-            .file_name()
-            .map(|f| format!("target/release/{}", f.to_string_lossy()))
-            .unwrap_or_else(|| command[0].clone());
-        let command = std::iter::once(exe)
-            .chain(command[1..].iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" ");
+    if !cli.no_write {
+        let args =
+            std::iter::once("target/release/bench".to_string()).chain(std::env::args().skip(1));
+        let command = args.collect::<Vec<_>>().join(" ");
         let info = RunInfo {
             machine,
             command,
@@ -304,7 +270,6 @@ fn run() -> Result<bool, String> {
             secs,
             warmup,
             pinning,
-            chart: "bench/chart.svg".into(),
             syscalls: syscalls_note,
             workloads: only.clone(),
         };

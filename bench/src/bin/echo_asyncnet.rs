@@ -23,7 +23,7 @@ use std::io;
 use std::process::ExitCode;
 
 use asyncnet::{spawn, wait_for, AsyncSocket, Domain, SoBool, SockType};
-use asyncnet_bench::{say_ready, Listen, ListenArgs};
+use asyncnet_bench::{say_ready, transient, Listen, ListenArgs};
 
 /// Same buffer size as `echo_tokio`.
 const BUF_SIZE: usize = 4096;
@@ -111,15 +111,6 @@ async fn serve_stream(listen: &Listen, lines: bool, pong_mode: bool) -> io::Resu
             drop(spawn(echo_bytes(client)));
         }
     }
-}
-
-/// Errors a UDP socket may report for an earlier datagram (an ICMP error
-/// from a client that went away): not the server's problem.
-fn transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-    )
 }
 
 async fn serve_udp(port: u16) -> io::Result<()> {

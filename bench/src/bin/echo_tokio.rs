@@ -26,9 +26,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
-use tokio::net::{TcpListener, UdpSocket, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 
-use asyncnet_bench::{say_ready, Listen, ListenArgs};
+use asyncnet_bench::{say_ready, transient, Listen, ListenArgs};
 
 /// Same buffer size as `echo_asyncnet`.
 const BUF_SIZE: usize = 4096;
@@ -54,28 +54,6 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     }
 }
 
-/// Tuned byte echo: copy what the `BufReader` holds into the `BufWriter`,
-/// flush once nothing buffered is left to read.
-async fn echo_tuned<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: R, w: W) {
-    let mut reader = BufReader::with_capacity(BUF_SIZE, r);
-    let mut writer = BufWriter::with_capacity(BUF_SIZE, w);
-    loop {
-        let n = match reader.fill_buf().await {
-            Ok([]) | Err(_) => return,
-            Ok(data) => {
-                if writer.write_all(data).await.is_err() {
-                    return;
-                }
-                data.len()
-            }
-        };
-        reader.consume(n);
-        if reader.buffer().is_empty() && writer.flush().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Idiomatic PING server: `read_line`, then `write_all` of the reply.
 async fn pong<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
     let mut reader = BufReader::with_capacity(BUF_SIZE, stream);
@@ -92,34 +70,52 @@ async fn pong<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
     }
 }
 
-/// Tuned PING server: replies go into a `BufWriter`, flushed when the
-/// `BufReader` has no buffered input left.
-async fn pong_tuned<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: R, w: W) {
+/// Tuned byte echo (or PING server): copy what the `BufReader` holds (or a
+/// reply per line) into the `BufWriter`, flush once nothing buffered is
+/// left to read.
+async fn tuned<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: R, w: W, pong: bool) {
     let mut reader = BufReader::with_capacity(BUF_SIZE, r);
     let mut writer = BufWriter::with_capacity(BUF_SIZE, w);
     let mut line = String::new();
     loop {
-        line.clear();
-        match reader.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        if writer.write_all(PONG).await.is_err() {
-            return;
-        }
-        if reader.buffer().is_empty() && writer.flush().await.is_err() {
+        let wrote = if pong {
+            line.clear();
+            match reader.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => writer.write_all(PONG).await,
+            }
+        } else {
+            let n = match reader.fill_buf().await {
+                Ok([]) | Err(_) => return,
+                Ok(data) => data.len(),
+            };
+            let wrote = writer.write_all(&reader.buffer()[..n]).await;
+            reader.consume(n);
+            wrote
+        };
+        if wrote.is_err() || (reader.buffer().is_empty() && writer.flush().await.is_err()) {
             return;
         }
     }
 }
 
-/// Errors a UDP socket may report for an earlier datagram (an ICMP error
-/// from a client that went away): not the server's problem.
-fn transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-    )
+/// Serves every connection of `$listener` as `$mode` says, each first set
+/// up by `$setup`.
+macro_rules! accept_loop {
+    ($listener:expr, $mode:expr, $setup:expr) => {
+        loop {
+            let (mut stream, _) = $listener.accept().await?;
+            $setup(&stream)?;
+            match ($mode.tuned, $mode.pong) {
+                (false, false) => drop(tokio::spawn(echo(stream))),
+                (false, true) => drop(tokio::spawn(pong(stream))),
+                (true, pong) => drop(tokio::spawn(async move {
+                    let (r, w) = stream.split();
+                    tuned(r, w, pong).await
+                })),
+            }
+        }
+    };
 }
 
 async fn serve_udp(listen: &Listen, port: u16) -> io::Result<()> {
@@ -147,41 +143,12 @@ async fn serve(listen: Listen, mode: Mode) -> io::Result<()> {
             let listener =
                 TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, *port))).await?;
             say_ready(&listen, listener.local_addr()?.port())?;
-            loop {
-                let (mut stream, _) = listener.accept().await?;
-                stream.set_nodelay(true)?;
-                match (mode.tuned, mode.pong) {
-                    (false, false) => drop(tokio::spawn(echo(stream))),
-                    (false, true) => drop(tokio::spawn(pong(stream))),
-                    (true, pong) => drop(tokio::spawn(async move {
-                        let (r, w) = stream.split();
-                        if pong {
-                            pong_tuned(r, w).await
-                        } else {
-                            echo_tuned(r, w).await
-                        }
-                    })),
-                }
-            }
+            accept_loop!(listener, mode, |s: &TcpStream| s.set_nodelay(true))
         }
         Listen::Unix(path) => {
             let listener = UnixListener::bind(path)?;
             say_ready(&listen, 0)?;
-            loop {
-                let (mut stream, _) = listener.accept().await?;
-                match (mode.tuned, mode.pong) {
-                    (false, false) => drop(tokio::spawn(echo(stream))),
-                    (false, true) => drop(tokio::spawn(pong(stream))),
-                    (true, pong) => drop(tokio::spawn(async move {
-                        let (r, w) = stream.split();
-                        if pong {
-                            pong_tuned(r, w).await
-                        } else {
-                            echo_tuned(r, w).await
-                        }
-                    })),
-                }
-            }
+            accept_loop!(listener, mode, |_: &UnixStream| io::Result::Ok(()))
         }
         Listen::Udp(port) => serve_udp(&listen, *port).await,
     }

@@ -17,10 +17,8 @@
 //! `bulk` (TCP on 127.0.0.1:`--port`): one connection streaming
 //! `--chunk`-byte writes (default 65536) of a checkable byte stream through
 //! the echo server, at most `--in-flight` bytes (default 1048576) written
-//! and not yet echoed; every echoed byte is checked. Prints
-//! `result workload=bulk conns=1 chunk=C in_flight=F ops=BYTES secs=S rate=MB_PER_S reads=R writes=W`
-//! (bytes echoed in the window, MB = 10^6 bytes; the client's reads and
-//! writes in it).
+//! and not yet echoed; every echoed byte is checked. Its `ops` are the bytes
+//! echoed in the window, `rate` bytes per second, `size` the chunk.
 //!
 //! `--count N` (echo, unix, bulk): a fixed-size run instead of the timed
 //! window: a warm-up (one round trip per connection; bulk: `--in-flight`
@@ -33,13 +31,6 @@
 //! window; `conn_min`/`conn_max` are the fewest/most round trips one
 //! connection completed (a fair server keeps them close).
 //!
-//! `idle` (TCP on 127.0.0.1:`--port`): opens `--conns` connections (default
-//! 5000) one after another, each exchanging one `--size`-byte echo, prints
-//! `result workload=idle conns=N setup_secs=S` and holds them open, idle,
-//! for `--hold-secs` (default 120; the runner kills it sooner, once it has
-//! read the server's memory). It raises its soft limit on open files to the
-//! hard limit first.
-//!
 //! `tls-echo` and `tls-handshake` (TLS on 127.0.0.1:`--port`, the server's
 //! certificate `--cert` pinned): a ping-pong of `--size`-byte messages
 //! (default 1024) on `--conns` TLS connections, or `--conns` slots (default
@@ -47,8 +38,8 @@
 //! counts the round trips or the completed connections, `errors` the failed
 //! ones (`first_error` the first of them, or `none`).
 //!
-//! Single-threaded plain mio (TLS: with rustls; `idle`: blocking std
-//! sockets): it uses neither asyncnet nor tokio.
+//! Single-threaded plain mio (TLS: with rustls): it uses neither asyncnet
+//! nor tokio. The `idle` workload's client runs in the suite itself.
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -56,15 +47,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use asyncnet_bench::bulk::{self, Bulk};
-use asyncnet_bench::loadgen::{self, Phase, PingPong, Target, UdpEcho};
+use asyncnet_bench::loadgen::{self as lg, Bulk, Phase, PingPong, Span, Target, UdpEcho};
 use asyncnet_bench::rlimit;
 use asyncnet_bench::tls::{certs, loadgen as tls};
 
 /// The load generator (see the module documentation).
 #[derive(clap::Parser)]
 struct Cli {
-    /// echo, udp, unix, bulk, idle, tls-echo or tls-handshake
+    /// echo, udp, unix, bulk, tls-echo or tls-handshake
     #[arg(long, default_value = "echo")]
     workload: String,
     /// The server's port on 127.0.0.1 (all but unix)
@@ -76,7 +66,7 @@ struct Cli {
     /// The server's certificate, PEM, pinned (tls-*)
     #[arg(long)]
     cert: Option<PathBuf>,
-    /// Connections, udp: sockets [default: 50, udp 32, idle 5000, tls-handshake 16]
+    /// Connections, udp: sockets [default: 50, udp 32, tls-handshake 16]
     #[arg(long)]
     conns: Option<usize>,
     /// Bytes per message or datagram [default: 64, tls-echo 1024]
@@ -91,14 +81,11 @@ struct Cli {
     /// udp: resend a datagram after so long without its echo, ms
     #[arg(long, default_value_t = 100)]
     resend_ms: u64,
-    /// idle: how long to hold the connections, seconds
-    #[arg(long, default_value = "120", value_parser = secs)]
-    hold_secs: Duration,
     /// bulk: bytes per write
-    #[arg(long, default_value_t = bulk::CHUNK)]
+    #[arg(long, default_value_t = lg::CHUNK)]
     chunk: usize,
     /// bulk: most bytes written and not yet echoed
-    #[arg(long, default_value_t = bulk::IN_FLIGHT)]
+    #[arg(long, default_value_t = lg::IN_FLIGHT)]
     in_flight: usize,
     /// echo, unix, bulk: exactly N round trips (bulk: bytes) instead of a window
     #[arg(long)]
@@ -123,25 +110,29 @@ fn run() -> Result<(), String> {
     let cli: Cli = clap::Parser::parse();
     let workload = cli.workload.as_str();
     let conns = cli.conns.unwrap_or(match workload {
+        "bulk" => 1,
         "udp" => 32,
-        "idle" => 5000,
         "tls-handshake" => 16,
         _ => 50,
     });
-    let size = cli
-        .size
-        .unwrap_or(if workload == "tls-echo" { 1024 } else { 64 });
-    let (warmup, secs, count) = (cli.warmup, cli.secs, cli.count);
-    if count.is_some() && !matches!(workload, "echo" | "unix" | "bulk") {
+    let size = match workload {
+        "tls-echo" => cli.size.unwrap_or(1024),
+        "bulk" => cli.chunk,
+        _ => cli.size.unwrap_or(64),
+    };
+    let span = Span {
+        warmup: cli.warmup,
+        secs: cli.secs,
+        count: cli.count,
+    };
+    if span.count.is_some() && !matches!(workload, "echo" | "unix" | "bulk") {
         return Err(format!(
             "--count is for echo, unix and bulk, not {workload}"
         ));
     }
-    // Hundreds of connections (and the idle workload's thousands) need
+    // Hundreds of connections need
     // more files than a default soft limit of 1024 may allow.
-    if workload != "bulk" {
-        rlimit::ensure_nofile(conns)?;
-    }
+    rlimit::ensure_nofile(conns)?;
     let addr = || -> Result<SocketAddr, String> {
         let port = cli.port.ok_or("--port is required")?;
         Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
@@ -158,70 +149,64 @@ fn run() -> Result<(), String> {
         }
     };
     let report = match workload {
-        "idle" => {
-            let (held, took) = loadgen::idle_conns(addr()?, conns, size, Duration::from_secs(10))
-                .map_err(|e| format!("idle workload: {e}"))?;
-            say(&format!(
-                "result workload=idle conns={} size={size} setup_secs={:.3}",
-                held.len(),
-                took.as_secs_f64()
-            ));
-            std::thread::sleep(cli.hold_secs);
-            return Ok(());
-        }
         "bulk" => {
-            let (chunk, in_flight) = (cli.chunk, cli.in_flight);
-            let cfg = Bulk { addr: addr()?, chunk, in_flight, warmup, secs, count };
-            let r = bulk::bulk(&cfg, on_phase).map_err(|e| format!("bulk workload: {e}"))?;
-            say(&format!(
-                "result workload=bulk conns=1 chunk={chunk} in_flight={in_flight} ops={} secs={:.6} rate={:.3} reads={} writes={}",
-                r.bytes,
-                r.window.as_secs_f64(),
-                r.mb_per_sec(),
-                r.reads,
-                r.writes
-            ));
-            return Ok(());
+            let in_flight = cli.in_flight;
+            let cfg = Bulk {
+                addr: addr()?,
+                chunk: size,
+                in_flight,
+                span,
+            };
+            lg::bulk(&cfg, on_phase)
         }
         "echo" | "unix" => {
             let target = match &cli.path {
                 Some(path) if workload == "unix" => Target::Unix(path.clone()),
-                _ if workload == "unix" => return Err("--path is required for --workload unix".into()),
+                _ if workload == "unix" => {
+                    return Err("--path is required for --workload unix".into())
+                }
                 _ => Target::Tcp(addr()?),
             };
-            let cfg = PingPong { target, conns, size, warmup, secs, count };
-            loadgen::echo_pingpong(&cfg, on_phase)
+            let cfg = PingPong {
+                target,
+                conns,
+                size,
+                span,
+            };
+            lg::echo_pingpong(&cfg, on_phase)
         }
         "udp" => {
             let resend_after = Duration::from_millis(cli.resend_ms);
-            let cfg = UdpEcho { addr: addr()?, socks: conns, size, resend_after, warmup, secs };
-            loadgen::udp_echo(&cfg, on_phase)
+            let cfg = UdpEcho {
+                addr: addr()?,
+                socks: conns,
+                size,
+                resend_after,
+                span,
+            };
+            lg::udp_echo(&cfg, on_phase)
         }
         "tls-echo" | "tls-handshake" => {
             let cert = cli.cert.as_ref().ok_or("--cert is required for tls-*")?;
-            let pinned = certs::read_cert(cert).map_err(|e| e.to_string())?;
             let settings = tls::Settings {
                 addr: addr()?,
-                config: certs::client_config(pinned).map_err(|e| e.to_string())?,
-                server_name: certs::server_name(),
+                config: certs::client_config(cert).map_err(|e| e.to_string())?,
                 mode: match workload {
-                    "tls-echo" if size > 0 => tls::Mode::Echo { size },
-                    "tls-echo" => return Err("--size must be at least 1".into()),
+                    "tls-echo" => tls::Mode::Echo { size },
                     _ => tls::Mode::Handshake,
                 },
                 conns,
-                warmup,
-                secs,
+                span,
             };
             tls::run(&settings, on_phase)
         }
         other => {
             return Err(format!(
-                "unknown workload {other:?} (known: echo, udp, unix, bulk, idle, tls-echo, tls-handshake)"
+                "unknown workload {other:?} (known: echo, udp, unix, bulk, tls-echo, tls-handshake)"
             ))
         }
-    }
-    .map_err(|e| format!("{workload} workload: {e}"))?;
+    };
+    let report = report.map_err(|e| format!("{workload} workload: {e}"))?;
     let h = &report.latency_ns;
     say(&format!(
         "result workload={workload} conns={conns} size={size} ops={} secs={:.6} rate={:.1} \

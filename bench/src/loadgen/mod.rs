@@ -2,16 +2,19 @@
 //! thread, edge-triggered readiness), neither on asyncnet nor on tokio, so it
 //! favours no server.
 //!
-//! A workload runs a warm-up, then a measured window, and calls `on_phase`
-//! at the start and at the end of that window (the `loadgen` binary prints
-//! `measure-start` / `measure-end` there, which the runner uses to sample
-//! the server's CPU time over exactly that window).
+//! Every workload is a set of slots (connections or sockets, see [`Slot`]),
+//! each with one operation in flight (bulk: a bounded stream of bytes),
+//! driven by [`run`]: a warm-up, then a measured window, with `on_phase`
+//! called at the start and at the end of that window (the `loadgen` binary
+//! prints `measure-start` / `measure-end` there, which the runner uses to
+//! sample the server's CPU time over exactly that window).
 //!
-//! The stream ping-pong also has a fixed-size mode (`count`): one round
-//! trip per connection as a warm-up, then exactly `count` round trips, with
-//! `on_phase` called while every connection is quiet (nothing in flight):
-//! the system call pass ([`crate::syscalls`]) attaches `strace` to the
-//! server in between and so counts the calls of exactly those round trips.
+//! The fixed-size mode (`count`, stream echo and bulk) runs one operation
+//! per slot (bulk: `in_flight` bytes) as a warm-up, then exactly `count`
+//! operations (bulk: bytes), with `on_phase` called while every slot is
+//! quiet (nothing in flight): the system call pass ([`crate::syscalls`])
+//! attaches `strace` to the server in between and so counts the calls of
+//! exactly those operations.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
@@ -22,6 +25,11 @@ use std::time::{Duration, Instant};
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
+
+mod bulk;
+mod udp;
+pub use bulk::{bulk, Bulk, CHUNK, IN_FLIGHT};
+pub use udp::{udp_echo, UdpEcho};
 
 /// Latencies in nanoseconds, to 3 significant digits.
 pub type Histogram = hdrhistogram::Histogram<u64>;
@@ -38,22 +46,31 @@ pub enum Phase {
     MeasureEnd,
 }
 
+/// How long a workload runs: `warmup` then a window of `secs`, or (`count`)
+/// the fixed-size run (see the module documentation; `warmup` and `secs`
+/// are then unused).
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    pub warmup: Duration,
+    pub secs: Duration,
+    pub count: Option<u64>,
+}
+
 /// What a workload measured in its window.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// Operations (round trips; TLS handshake: connections) completed inside the window.
+    /// Operations (round trips; TLS handshake: connections; bulk: bytes
+    /// echoed) completed inside the window.
     pub ops: u64,
     /// The window's actual length.
     pub window: Duration,
-    /// Latency of those round trips, in nanoseconds.
+    /// Latency of those operations, in nanoseconds (none for bulk).
     pub latency_ns: Histogram,
-    /// Sum of those latencies, in nanoseconds (for the mean).
-    pub latency_sum_ns: u128,
-    /// Round trips completed in the window, per connection (fairness: a
-    /// server that starves some connections shows zeros here).
+    /// Operations completed in the window, per slot (fairness: a server
+    /// that starves some connections shows zeros here).
     pub per_conn: Vec<u64>,
     /// UDP: datagrams resent in the window because no echo came back in
-    /// time (lost, or very late). Always 0 for stream workloads.
+    /// time (lost, or very late).
     pub lost: u64,
     /// TLS handshakes: connections that failed in the window, and the first error.
     pub errors: u64,
@@ -65,19 +82,214 @@ impl Report {
         self.ops as f64 / self.window.as_secs_f64()
     }
 
-    /// Mean latency in microseconds. With every connection always having
-    /// one message in flight it is about `conns / per_sec()` (Little's law).
+    /// Mean latency in microseconds (to HdrHistogram's precision).
     pub fn mean_us(&self) -> f64 {
-        if self.ops == 0 {
-            return 0.0;
-        }
-        self.latency_sum_ns as f64 / self.ops as f64 / 1e3
+        self.latency_ns.mean() / 1e3
     }
 
-    /// Connections that completed no round trip in the window.
+    /// Slots that completed no operation in the window.
     pub fn idle_conns(&self) -> usize {
         self.per_conn.iter().filter(|&&n| n == 0).count()
     }
+}
+
+/// One connection or socket of a workload.
+pub(crate) trait Slot {
+    /// Handles readiness (or a kick, when nothing may be ready): goes on with
+    /// the operation in flight, records it in `w` once complete, and starts
+    /// the next one if [`Window::take`] allows.
+    fn ready(&mut self, i: usize, w: &mut Window) -> io::Result<()>;
+    /// Called every [`TICK`] or so: resends, timeouts.
+    fn tick(&mut self, _i: usize, _now: Instant, _w: &mut Window) -> io::Result<()> {
+        Ok(())
+    }
+    /// Ends the slot cleanly once nothing is in flight (timed runs only).
+    fn close(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How often [`Slot::tick`] runs.
+const TICK: Duration = Duration::from_millis(10);
+/// A workload fails if no operation completes for this long.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the clean end of a timed run may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the slots have started and done, and what is counted in the window.
+pub(crate) struct Window {
+    /// Operations that may be started in all (a phase's end).
+    budget: u64,
+    started: u64,
+    done: u64,
+    counting: bool,
+    report: Report,
+}
+
+impl Window {
+    /// Grants up to `n` operations (bulk: bytes) to start: fewer once the
+    /// phase's budget is spent.
+    pub(crate) fn take(&mut self, n: u64) -> u64 {
+        let n = n.min(self.budget - self.started);
+        self.started += n;
+        n
+    }
+
+    /// Counts `ops` operations of slot `conn` done, the one begun at `since`
+    /// in the latencies if given.
+    pub(crate) fn record(&mut self, conn: usize, ops: u64, since: Option<Instant>) {
+        self.done += ops;
+        if self.counting {
+            let r = &mut self.report;
+            r.ops += ops;
+            r.per_conn[conn] += ops;
+            if let Some(t) = since {
+                let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                r.latency_ns.saturating_record(ns);
+            }
+        }
+    }
+
+    /// Counts a failed operation (TLS handshakes), keeping the first error.
+    pub(crate) fn error(&mut self, e: &io::Error) {
+        self.report.errors += 1;
+        self.report.first_error.get_or_insert_with(|| e.to_string());
+    }
+
+    pub(crate) fn errors(&self) -> u64 {
+        self.report.errors
+    }
+
+    /// Counts a resent datagram (if in the window).
+    pub(crate) fn lost(&mut self) {
+        self.report.lost += u64::from(self.counting);
+    }
+
+    /// Runs the slots until `budget` more operations are done or `until` passes.
+    fn drive<S: Slot>(
+        &mut self,
+        poll: &mut Poll,
+        slots: &mut [S],
+        budget: u64,
+        until: Option<Instant>,
+    ) -> io::Result<()> {
+        self.budget = self.started.saturating_add(budget);
+        for (i, s) in slots.iter_mut().enumerate() {
+            s.ready(i, self)?;
+        }
+        let mut events = Events::with_capacity(1024);
+        let (mut progress, mut done, mut next_tick) = (Instant::now(), self.done, Instant::now());
+        loop {
+            let now = Instant::now();
+            if self.done >= self.budget || until.is_some_and(|u| now >= u) {
+                return Ok(());
+            }
+            if self.done > done {
+                (progress, done) = (now, self.done);
+            } else if now - progress > STALL_TIMEOUT {
+                let first = self.report.first_error.as_ref();
+                let first = first.map(|e| format!(" (first error: {e})"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "nothing completed for {STALL_TIMEOUT:?}{}",
+                        first.unwrap_or_default()
+                    ),
+                ));
+            }
+            let wake = until.map_or(next_tick, |u| u.min(next_tick));
+            match poll.poll(&mut events, Some(wake.saturating_duration_since(now))) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => r?,
+            }
+            for ev in events.iter() {
+                slots[ev.token().0].ready(ev.token().0, self)?;
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                for (i, s) in slots.iter_mut().enumerate() {
+                    s.tick(i, now, self)?;
+                }
+                next_tick = now + TICK;
+            }
+        }
+    }
+}
+
+/// Runs `slots` (each registered with `poll` under its index as token) for
+/// `span`: a warm-up (fixed-size: `warm` operations), the window, then (timed)
+/// every operation in flight completed and each slot closed.
+pub(crate) fn run<S: Slot>(
+    poll: &mut Poll,
+    slots: &mut [S],
+    span: &Span,
+    warm: u64,
+    mut on_phase: impl FnMut(Phase),
+) -> io::Result<Report> {
+    let mut w = Window {
+        budget: 0,
+        started: 0,
+        done: 0,
+        counting: false,
+        report: Report {
+            ops: 0,
+            window: Duration::ZERO,
+            latency_ns: histogram(),
+            per_conn: vec![0; slots.len()],
+            lost: 0,
+            errors: 0,
+            first_error: None,
+        },
+    };
+    let start = Instant::now();
+    match span.count {
+        Some(0) => return Err(io::Error::new(io::ErrorKind::InvalidInput, "count 0")),
+        Some(_) => w.drive(poll, slots, warm, None)?,
+        None => w.drive(poll, slots, u64::MAX, Some(start + span.warmup))?,
+    }
+    on_phase(Phase::MeasureStart);
+    (w.counting, w.report.errors, w.report.first_error) = (true, 0, None);
+    let start = Instant::now();
+    match span.count {
+        Some(count) => w.drive(poll, slots, count, None)?,
+        None => w.drive(poll, slots, u64::MAX, Some(start + span.secs))?,
+    }
+    w.report.window = start.elapsed();
+    w.counting = false;
+    on_phase(Phase::MeasureEnd);
+    if w.report.ops == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "nothing completed in the measured window",
+        ));
+    }
+    if span.count.is_none() {
+        w.drive(poll, slots, 0, Some(Instant::now() + CLOSE_TIMEOUT))?;
+        for s in slots.iter_mut() {
+            s.close()?;
+        }
+    }
+    Ok(w.report)
+}
+
+/// Registers `s` with `poll` for reading and writing under token `i`.
+pub(crate) fn register<S: Source>(poll: &Poll, mut s: S, i: usize) -> io::Result<S> {
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    poll.registry().register(&mut s, Token(i), interest)?;
+    Ok(s)
+}
+
+/// An error for a bad setting.
+pub(crate) fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
+}
+
+/// Connects to 127.0.0.1 over TCP with `TCP_NODELAY`, non-blocking.
+pub(crate) fn connect(addr: &SocketAddr) -> io::Result<TcpStream> {
+    let std = StdTcpStream::connect_timeout(addr, CONNECT_TIMEOUT)?;
+    std.set_nodelay(true)?;
+    std.set_nonblocking(true)?;
+    Ok(TcpStream::from_std(std))
 }
 
 /// Where a stream workload connects to.
@@ -95,139 +307,13 @@ pub struct PingPong {
     /// Bytes per message (the last one is `\n`, so line-based echo servers
     /// work too).
     pub size: usize,
-    pub warmup: Duration,
-    pub secs: Duration,
-    /// Fixed-size run instead of the timed window: after one round trip per
-    /// connection, exactly this many round trips (`warmup` and `secs` are
-    /// then unused); every connection is quiet when `on_phase` is called.
-    pub count: Option<u64>,
+    pub span: Span,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The warm-up, then the measured window: what is counted in it, and when
-/// it starts and ends (every load generator's, TLS included).
-pub(crate) struct Window {
-    secs: Duration,
-    measure_at: Instant,
-    end_at: Instant,
-    start: Option<Instant>,
-    hist: Histogram,
-    ops: u64,
-    latency_sum_ns: u128,
-    per_conn: Vec<u64>,
-    lost: u64,
-    pub(crate) errors: u64,
-    pub(crate) first_error: Option<String>,
-}
-
-impl Window {
-    pub(crate) fn new(conns: usize, warmup: Duration, secs: Duration) -> Window {
-        let measure_at = Instant::now() + warmup;
-        Window {
-            secs,
-            measure_at,
-            end_at: measure_at + secs,
-            start: None,
-            hist: histogram(),
-            ops: 0,
-            latency_sum_ns: 0,
-            per_conn: vec![0; conns],
-            lost: 0,
-            errors: 0,
-            first_error: None,
-        }
-    }
-
-    /// Counts a failed operation (TLS handshakes), keeping the first error.
-    pub(crate) fn error(&mut self, e: &io::Error) {
-        self.errors += 1;
-        self.first_error.get_or_insert_with(|| e.to_string());
-    }
-
-    /// Starts or ends the window when it is time (calling `on_phase`). At
-    /// the end, returns the report, or an error if nothing completed.
-    pub(crate) fn tick(
-        &mut self,
-        now: Instant,
-        on_phase: &mut impl FnMut(Phase),
-    ) -> Option<io::Result<Report>> {
-        match self.start {
-            None if now >= self.measure_at => {
-                self.hist.reset();
-                self.ops = 0;
-                self.latency_sum_ns = 0;
-                self.per_conn.iter_mut().for_each(|c| *c = 0);
-                self.lost = 0;
-                self.errors = 0;
-                self.first_error = None;
-                self.start = Some(now);
-                self.end_at = now + self.secs;
-                on_phase(Phase::MeasureStart);
-                None
-            }
-            Some(start) if now >= self.end_at => {
-                on_phase(Phase::MeasureEnd);
-                if self.ops == 0 {
-                    return Some(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "nothing completed in the measured window",
-                    )));
-                }
-                Some(Ok(Report {
-                    ops: self.ops,
-                    window: now - start,
-                    latency_ns: std::mem::replace(&mut self.hist, histogram()),
-                    latency_sum_ns: self.latency_sum_ns,
-                    per_conn: std::mem::take(&mut self.per_conn),
-                    lost: self.lost,
-                    errors: self.errors,
-                    first_error: self.first_error.take(),
-                }))
-            }
-            _ => None,
-        }
-    }
-
-    /// When `tick` has something to do next.
-    fn next_deadline(&self) -> Instant {
-        if self.start.is_some() {
-            self.end_at
-        } else {
-            self.measure_at
-        }
-    }
-
-    /// Counts an operation of connection `conn` (if inside the window).
-    pub(crate) fn record(&mut self, conn: usize, sent_at: Instant, done: Instant) {
-        if self.start.is_some() {
-            let ns = (done - sent_at).as_nanos();
-            self.ops += 1;
-            self.per_conn[conn] += 1;
-            self.latency_sum_ns += ns;
-            self.hist
-                .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
-        }
-    }
-
-    fn in_window(&self) -> bool {
-        self.start.is_some()
-    }
-}
-
-/// Waits for events until `deadline` (none: no timeout). EINTR is no event.
-fn poll_until(poll: &mut Poll, events: &mut Events, deadline: Instant) -> io::Result<()> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    match poll.poll(events, Some(left)) {
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-            events.clear();
-            Ok(())
-        }
-        r => r,
-    }
-}
-
-struct Conn<S> {
+/// One stream connection with one message in flight.
+struct Echo<S> {
     stream: S,
     msg: Vec<u8>,
     written: usize,
@@ -235,71 +321,82 @@ struct Conn<S> {
     read: usize,
     sent_at: Instant,
     seq: u64,
+    busy: bool,
 }
 
-impl<S: Read + Write> Conn<S> {
-    fn new(stream: S, size: usize, seq: u64) -> Self {
-        Conn {
-            stream,
-            msg: vec![0; size],
-            written: 0,
-            buf: vec![0; size],
-            read: 0,
-            sent_at: Instant::now(),
-            seq,
+/// Repeats `step` (one read or write doing its own bookkeeping, returning
+/// its byte count and whether the goal is reached) until the goal is reached
+/// (true) or WouldBlock (false); EINTR is retried, end of stream an error.
+pub(crate) fn pump(mut step: impl FnMut() -> io::Result<(usize, bool)>) -> io::Result<bool> {
+    loop {
+        match step() {
+            Ok((0, _)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                ))
+            }
+            Ok((_, goal)) if goal => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
+}
 
-    /// Fills `msg` with message number `seq` and resets the cursors.
-    fn next_message(&mut self, now: Instant) {
-        self.seq += 1;
-        let n = self.msg.len();
-        for (i, b) in self.msg[..n - 1].iter_mut().enumerate() {
-            *b = b'a' + ((i as u64 + self.seq) % 26) as u8;
-        }
-        self.msg[n - 1] = b'\n';
-        self.written = 0;
-        self.read = 0;
-        self.sent_at = now;
-    }
-
+impl<S: Read + Write> Echo<S> {
     /// Writes what is left of the message; stops at WouldBlock.
     fn flush(&mut self) -> io::Result<()> {
-        while self.written < self.msg.len() {
-            match self.stream.write(&self.msg[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let (msg, written, stream) = (&self.msg, &mut self.written, &mut self.stream);
+        if *written < msg.len() {
+            pump(|| {
+                let n = stream.write(&msg[*written..])?;
+                *written += n;
+                Ok((n, *written == msg.len()))
+            })?;
         }
         Ok(())
     }
+}
 
-    /// Reads until the whole echo is in or WouldBlock; true when complete.
-    fn fill(&mut self) -> io::Result<bool> {
-        while self.read < self.buf.len() {
-            match self.stream.read(&mut self.buf[self.read..]) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "server closed the connection",
-                    ))
-                }
-                Ok(n) => self.read += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+impl<S: Read + Write> Slot for Echo<S> {
+    fn ready(&mut self, i: usize, w: &mut Window) -> io::Result<()> {
+        if self.busy {
+            self.flush()?;
+            // Edge-triggered: read until WouldBlock or a full echo. After a
+            // full echo the socket is drained (one message in flight), so
+            // the next echo brings a new edge.
+            let (buf, read, stream) = (&mut self.buf, &mut self.read, &mut self.stream);
+            let full = pump(|| {
+                let n = stream.read(&mut buf[*read..])?;
+                *read += n;
+                Ok((n, *read == buf.len()))
+            })?;
+            if !full {
+                return Ok(());
             }
+            if self.buf != self.msg {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the echo differs from the message sent",
+                ));
+            }
+            w.record(i, 1, Some(self.sent_at));
+            self.busy = false;
         }
-        if self.buf != self.msg {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the echo differs from the message sent",
-            ));
+        if w.take(1) == 1 {
+            self.seq += 1;
+            let n = self.msg.len();
+            for (k, b) in self.msg[..n - 1].iter_mut().enumerate() {
+                *b = b'a' + ((k as u64 + self.seq) % 26) as u8;
+            }
+            self.msg[n - 1] = b'\n';
+            (self.written, self.read, self.busy) = (0, 0, true);
+            self.sent_at = Instant::now();
+            self.flush()?;
         }
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -307,193 +404,58 @@ impl<S: Read + Write> Conn<S> {
 /// connections sends one `size`-byte message, waits for all of it to come
 /// back, and sends the next one.
 pub fn echo_pingpong(cfg: &PingPong, on_phase: impl FnMut(Phase)) -> io::Result<Report> {
-    if cfg.conns == 0 || cfg.size == 0 || cfg.count == Some(0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "conns, size and count must be at least 1",
-        ));
+    if cfg.conns == 0 || cfg.size == 0 {
+        return Err(invalid("conns and size must be at least 1"));
+    }
+    fn go<S: Read + Write + Source>(
+        cfg: &PingPong,
+        connect: impl Fn() -> io::Result<S>,
+        on_phase: impl FnMut(Phase),
+    ) -> io::Result<Report> {
+        let mut poll = Poll::new()?;
+        let mut slots = (0..cfg.conns)
+            .map(|i| {
+                Ok(Echo {
+                    stream: register(&poll, connect()?, i)?,
+                    msg: vec![0; cfg.size],
+                    written: 0,
+                    buf: vec![0; cfg.size],
+                    read: 0,
+                    sent_at: Instant::now(),
+                    seq: i as u64,
+                    busy: false,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        run(&mut poll, &mut slots, &cfg.span, cfg.conns as u64, on_phase)
     }
     match &cfg.target {
-        Target::Tcp(addr) => {
-            let streams = (0..cfg.conns)
-                .map(|_| {
-                    let std = StdTcpStream::connect_timeout(addr, CONNECT_TIMEOUT)?;
-                    std.set_nodelay(true)?;
-                    std.set_nonblocking(true)?;
-                    Ok(TcpStream::from_std(std))
-                })
-                .collect::<io::Result<Vec<_>>>()?;
-            pingpong_streams(streams, cfg, on_phase)
-        }
-        Target::Unix(path) => {
-            let streams = (0..cfg.conns)
-                .map(|_| {
-                    let std = StdUnixStream::connect(path)?;
-                    std.set_nonblocking(true)?;
-                    Ok(UnixStream::from_std(std))
-                })
-                .collect::<io::Result<Vec<_>>>()?;
-            pingpong_streams(streams, cfg, on_phase)
-        }
+        Target::Tcp(addr) => go(cfg, || connect(addr), on_phase),
+        Target::Unix(path) => go(
+            cfg,
+            || {
+                let std = StdUnixStream::connect(path)?;
+                std.set_nonblocking(true)?;
+                Ok(UnixStream::from_std(std))
+            },
+            on_phase,
+        ),
     }
 }
 
-fn pingpong_streams<S: Read + Write + Source>(
-    streams: Vec<S>,
-    cfg: &PingPong,
-    mut on_phase: impl FnMut(Phase),
-) -> io::Result<Report> {
-    let mut poll = Poll::new()?;
-    let mut conns = Vec::with_capacity(streams.len());
-    for (i, mut stream) in streams.into_iter().enumerate() {
-        poll.registry().register(
-            &mut stream,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        conns.push(Conn::new(stream, cfg.size, i as u64));
-    }
-    if let Some(count) = cfg.count {
-        return pingpong_counted(&mut poll, &mut conns, count, on_phase);
-    }
-    for c in &mut conns {
-        c.next_message(Instant::now());
-        c.flush()?;
-    }
-
-    let mut events = Events::with_capacity(1024);
-    let mut window = Window::new(conns.len(), cfg.warmup, cfg.secs);
-    loop {
-        if let Some(report) = window.tick(Instant::now(), &mut on_phase) {
-            return report;
-        }
-        poll_until(&mut poll, &mut events, window.next_deadline())?;
-        for ev in events.iter() {
-            let i = ev.token().0;
-            let c = &mut conns[i];
-            if c.written < c.msg.len() {
-                c.flush()?;
-            }
-            // Edge-triggered: read until WouldBlock or a full echo. After a
-            // full echo the socket is drained (one message in flight per
-            // connection), so the next echo brings a new edge.
-            if c.fill()? {
-                let done = Instant::now();
-                window.record(i, c.sent_at, done);
-                c.next_message(done);
-                c.flush()?;
-            }
-        }
-    }
-}
-
-/// The fixed-size ping-pong: one round trip per connection (the server has
-/// then accepted and served every connection), `on_phase(MeasureStart)`,
-/// exactly `count` round trips, `on_phase(MeasureEnd)`; nothing is in
-/// flight at either call.
-fn pingpong_counted<S: Read + Write + Source>(
-    poll: &mut Poll,
-    conns: &mut [Conn<S>],
-    count: u64,
-    mut on_phase: impl FnMut(Phase),
-) -> io::Result<Report> {
-    drive(poll, conns, conns.len() as u64, |_, _, _| {})?;
-    on_phase(Phase::MeasureStart);
-    let start = Instant::now();
-    let mut hist = histogram();
-    let mut latency_sum_ns = 0u128;
-    let mut per_conn = vec![0u64; conns.len()];
-    drive(poll, conns, count, |i, sent, done| {
-        let ns = (done - sent).as_nanos();
-        hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
-        latency_sum_ns += ns;
-        per_conn[i] += 1;
-    })?;
-    let window = start.elapsed();
-    on_phase(Phase::MeasureEnd);
-    Ok(Report {
-        ops: count,
-        window,
-        latency_ns: hist,
-        latency_sum_ns,
-        per_conn,
-        lost: 0,
-        errors: 0,
-        first_error: None,
-    })
-}
-
-/// Exactly `budget` round trips over `conns`: each connection starts one
-/// while any are left to start; returns once all are complete, so every
-/// connection is quiet. `record(conn, sent_at, done_at)` per round trip.
-fn drive<S: Read + Write + Source>(
-    poll: &mut Poll,
-    conns: &mut [Conn<S>],
-    budget: u64,
-    mut record: impl FnMut(usize, Instant, Instant),
-) -> io::Result<()> {
-    let mut started = 0u64;
-    let mut done = 0u64;
-    let mut active = vec![false; conns.len()];
-    for (c, a) in conns.iter_mut().zip(&mut active) {
-        if started == budget {
-            break;
-        }
-        c.next_message(Instant::now());
-        c.flush()?;
-        started += 1;
-        *a = true;
-    }
-    let mut events = Events::with_capacity(1024);
-    while done < budget {
-        match poll.poll(&mut events, None) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => r?,
-        }
-        for ev in events.iter() {
-            let i = ev.token().0;
-            // A quiet connection has nothing to read (its last echo is
-            // complete) nor to write: an event for it is only an edge.
-            if !active[i] {
-                continue;
-            }
-            let c = &mut conns[i];
-            if c.written < c.msg.len() {
-                c.flush()?;
-            }
-            if c.fill()? {
-                let now = Instant::now();
-                done += 1;
-                record(i, c.sent_at, now);
-                if started < budget {
-                    c.next_message(now);
-                    c.flush()?;
-                    started += 1;
-                } else {
-                    active[i] = false;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The `idle` workload: opens `conns` TCP connections to `addr` one after
-/// another, each exchanging one `size`-byte echo (blocking, every step
-/// bounded by `timeout`), and returns them open, with how long it took.
+/// The `idle` workload's client (run by the suite itself): opens `conns`
+/// TCP connections to `addr` one after another, each exchanging one
+/// `size`-byte echo (blocking, every step bounded by `timeout`), and returns
+/// them open.
 pub fn idle_conns(
     addr: SocketAddr,
     conns: usize,
     size: usize,
     timeout: Duration,
-) -> io::Result<(Vec<StdTcpStream>, Duration)> {
+) -> io::Result<Vec<StdTcpStream>> {
     if conns == 0 || size == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "conns and size must be at least 1",
-        ));
+        return Err(invalid("conns and size must be at least 1"));
     }
-    let started = Instant::now();
     let mut msg = vec![b'i'; size];
     msg[size - 1] = b'\n';
     let mut echo = vec![0u8; size];
@@ -514,11 +476,8 @@ pub fn idle_conns(
         }
         out.push(s);
     }
-    Ok((out, started.elapsed()))
+    Ok(out)
 }
-
-mod udp;
-pub use udp::{udp_echo, UdpEcho};
 
 #[cfg(test)]
 mod tests {
@@ -547,15 +506,22 @@ mod tests {
         addr
     }
 
-    fn cfg(target: Target, conns: usize, count: Option<u64>) -> PingPong {
+    pub(crate) fn span(count: Option<u64>) -> Span {
         let (warmup, secs) = (Duration::from_millis(50), Duration::from_millis(200));
+        Span {
+            warmup,
+            secs,
+            count,
+        }
+    }
+
+    fn cfg(target: Target, conns: usize, count: Option<u64>) -> PingPong {
+        let span = span(count);
         PingPong {
             target,
             conns,
             size: 64,
-            warmup,
-            secs,
-            count,
+            span,
         }
     }
 
@@ -585,8 +551,8 @@ mod tests {
     }
 
     #[test]
-    fn counted_pingpong_is_exact() {
-        let addr = std_echo_server(6);
+    fn counted_pingpong_idle_connections_and_a_closed_server() {
+        let addr = std_echo_server(20);
         let mut phases = Vec::new();
         let r = echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(100)), |p| phases.push(p)).unwrap();
         assert_eq!(phases, [Phase::MeasureStart, Phase::MeasureEnd]);
@@ -596,19 +562,14 @@ mod tests {
         let r = echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(2)), |_| {}).unwrap();
         assert_eq!((r.ops, r.idle_conns()), (2, 1));
         assert!(echo_pingpong(&cfg(Target::Tcp(addr), 3, Some(0)), |_| {}).is_err());
-    }
-
-    #[test]
-    fn idle_connections_stay_open() {
-        let addr = std_echo_server(5);
-        let (conns, took) = idle_conns(addr, 5, 16, Duration::from_secs(5)).unwrap();
-        assert_eq!(conns.len(), 5);
-        assert!(took > Duration::ZERO);
+        assert_eq!(
+            idle_conns(addr, 5, 16, Duration::from_secs(5))
+                .unwrap()
+                .len(),
+            5
+        );
         assert!(idle_conns(addr, 0, 16, Duration::from_secs(1)).is_err());
-    }
 
-    #[test]
-    fn detects_a_closed_server() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let t = thread::spawn(move || drop(l.accept().unwrap()));

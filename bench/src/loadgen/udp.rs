@@ -6,9 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token};
+use mio::Poll;
 
-use super::{poll_until, Phase, Report, Window};
+use super::{invalid, pump, register, run, Phase, Report, Slot, Span, Window};
 
 /// Settings of the UDP echo workload.
 #[derive(Clone, Debug)]
@@ -21,8 +21,7 @@ pub struct UdpEcho {
     /// A datagram whose echo has not come back after this long is counted
     /// as lost and sent again (same sequence number).
     pub resend_after: Duration,
-    pub warmup: Duration,
-    pub secs: Duration,
+    pub span: Span,
 }
 
 /// The datagram with sequence number `seq`: `seq` (8 bytes, little
@@ -43,40 +42,28 @@ struct Dgram {
     buf: Vec<u8>,
     check: Vec<u8>,
     seq: u64,
+    resend_after: Duration,
     /// First send of the current datagram (for the latency).
     sent_at: Instant,
     /// Last (re)send of it (for the resend timer).
     last_send: Instant,
     /// The last send hit WouldBlock: send again when writable.
     unsent: bool,
+    busy: bool,
 }
 
 impl Dgram {
     /// Sends the current datagram (or marks it unsent on WouldBlock).
-    fn send(&mut self, now: Instant) -> io::Result<()> {
-        self.last_send = now;
-        loop {
-            match self.socket.send(&self.msg) {
-                Ok(n) if n == self.msg.len() => {
-                    self.unsent = false;
-                    return Ok(());
-                }
-                Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.unsent = true;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+    fn send(&mut self) -> io::Result<()> {
+        self.last_send = Instant::now();
+        self.unsent = !pump(|| {
+            let n = self.socket.send(&self.msg)?;
+            if n != self.msg.len() {
+                return Err(io::ErrorKind::WriteZero.into());
             }
-        }
-    }
-
-    fn next_datagram(&mut self, now: Instant) -> io::Result<()> {
-        self.seq += 1;
-        fill_datagram(&mut self.msg, self.seq);
-        self.sent_at = now;
-        self.send(now)
+            Ok((n, true))
+        })?;
+        Ok(())
     }
 
     /// Reads datagrams until WouldBlock; true if the echo of the current
@@ -114,86 +101,68 @@ impl Dgram {
     }
 }
 
+impl Slot for Dgram {
+    fn ready(&mut self, i: usize, w: &mut Window) -> io::Result<()> {
+        if self.unsent {
+            self.send()?;
+        }
+        // Edge-triggered: `drain` reads until WouldBlock.
+        if self.busy {
+            if !self.drain()? {
+                return Ok(());
+            }
+            w.record(i, 1, Some(self.sent_at));
+            self.busy = false;
+        }
+        if w.take(1) == 1 {
+            self.busy = true;
+            self.seq += 1;
+            fill_datagram(&mut self.msg, self.seq);
+            self.sent_at = Instant::now();
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, _: usize, now: Instant, w: &mut Window) -> io::Result<()> {
+        if self.busy && now.duration_since(self.last_send) >= self.resend_after {
+            w.lost();
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
 /// UDP echo: each of `socks` sockets (connected to the server) sends one
 /// `size`-byte datagram, waits for its echo, and sends the next one. An
 /// echo missing for `resend_after` counts as lost and the datagram is sent
 /// again, so a loss slows the run but never stalls it.
-pub fn udp_echo(cfg: &UdpEcho, mut on_phase: impl FnMut(Phase)) -> io::Result<Report> {
+pub fn udp_echo(cfg: &UdpEcho, on_phase: impl FnMut(Phase)) -> io::Result<Report> {
     if cfg.socks == 0 || cfg.size < 9 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socks must be at least 1 and size at least 9",
-        ));
+        return Err(invalid("socks must be at least 1 and size at least 9"));
     }
     let mut poll = Poll::new()?;
-    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let mut socks = Vec::with_capacity(cfg.socks);
-    let now = Instant::now();
-    for i in 0..cfg.socks {
-        let mut socket = UdpSocket::bind(local)?;
-        socket.connect(cfg.addr)?;
-        poll.registry().register(
-            &mut socket,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        socks.push(Dgram {
-            socket,
-            msg: vec![0; cfg.size],
-            buf: vec![0; cfg.size + 1],
-            check: vec![0; cfg.size],
-            // Sequence numbers of different sockets never meet (each gets
-            // only its own echoes); distinct ones only ease debugging.
-            seq: (i as u64) << 40,
-            sent_at: now,
-            last_send: now,
-            unsent: false,
-        });
-    }
-    for d in &mut socks {
-        d.next_datagram(Instant::now())?;
-    }
-
-    // How often to look for overdue echoes.
-    let scan_every = (cfg.resend_after / 4).max(Duration::from_millis(1));
-    let mut next_scan = Instant::now() + scan_every;
-    let mut events = Events::with_capacity(1024);
-    let mut window = Window::new(socks.len(), cfg.warmup, cfg.secs);
-    loop {
-        let now = Instant::now();
-        if let Some(report) = window.tick(now, &mut on_phase) {
-            return report;
-        }
-        if now >= next_scan {
-            for d in &mut socks {
-                if now.duration_since(d.last_send) >= cfg.resend_after {
-                    if window.in_window() {
-                        window.lost += 1;
-                    }
-                    d.send(now)?;
-                }
-            }
-            next_scan = now + scan_every;
-        }
-        poll_until(
-            &mut poll,
-            &mut events,
-            window.next_deadline().min(next_scan),
-        )?;
-        for ev in events.iter() {
-            let i = ev.token().0;
-            let d = &mut socks[i];
-            if d.unsent {
-                d.send(Instant::now())?;
-            }
-            // Edge-triggered: `drain` reads until WouldBlock.
-            if d.drain()? {
-                let done = Instant::now();
-                window.record(i, d.sent_at, done);
-                d.next_datagram(done)?;
-            }
-        }
-    }
+    let mut socks = (0..cfg.socks)
+        .map(|i| {
+            let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+            socket.connect(cfg.addr)?;
+            Ok(Dgram {
+                socket: register(&poll, socket, i)?,
+                msg: vec![0; cfg.size],
+                buf: vec![0; cfg.size + 1],
+                check: vec![0; cfg.size],
+                // Sequence numbers of different sockets never meet (each gets
+                // only its own echoes); distinct ones only ease debugging.
+                seq: (i as u64) << 40,
+                resend_after: cfg.resend_after,
+                sent_at: Instant::now(),
+                last_send: Instant::now(),
+                unsent: false,
+                busy: false,
+            })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    run(&mut poll, &mut socks, &cfg.span, 1, on_phase)
 }
 
 #[cfg(test)]
@@ -202,19 +171,19 @@ mod tests {
     use std::thread;
 
     /// A blocking UDP echo server that drops the first `drop_first`
-    /// datagrams and echoes every other one twice if `twice`.
-    fn std_udp_echo(drop_first: usize, twice: bool) -> SocketAddr {
+    /// datagrams, echoes every other one twice if `twice`, with one bit
+    /// flipped if `corrupt`.
+    fn std_udp_echo(drop_first: usize, twice: bool, corrupt: bool) -> SocketAddr {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = s.local_addr().unwrap();
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
-            let mut seen = 0;
-            while let Ok((n, from)) = s.recv_from(&mut buf) {
-                seen += 1;
-                if seen <= drop_first {
-                    continue;
-                }
-                for _ in 0..1 + usize::from(twice) {
+            for seen in 1.. {
+                let Ok((n, from)) = s.recv_from(&mut buf) else {
+                    return;
+                };
+                buf[n / 2] ^= u8::from(corrupt);
+                for _ in 0..usize::from(seen > drop_first) * (1 + usize::from(twice)) {
                     let _ = s.send_to(&buf[..n], from);
                 }
             }
@@ -222,55 +191,30 @@ mod tests {
         addr
     }
 
-    fn udp_cfg(addr: SocketAddr) -> UdpEcho {
-        UdpEcho {
-            addr,
-            socks: 4,
-            size: 64,
-            resend_after: Duration::from_millis(20),
-            warmup: Duration::from_millis(100),
-            secs: Duration::from_millis(200),
-        }
-    }
-
     #[test]
-    fn udp_against_std_echo() {
-        let r = udp_echo(&udp_cfg(std_udp_echo(0, false)), |_| {}).unwrap();
-        assert!(r.ops > 0);
-        assert_eq!(r.per_conn.len(), 4);
-        assert_eq!(r.idle_conns(), 0);
-        assert_eq!(r.lost, 0);
-    }
-
-    #[test]
-    fn udp_survives_losses_and_duplicates() {
-        // The first datagram of every socket is dropped: each is resent
-        // during the warm-up, so the window sees no loss but must not stall.
-        let r = udp_echo(&udp_cfg(std_udp_echo(4, true)), |_| {}).unwrap();
-        assert!(r.ops > 0);
-        assert_eq!(r.idle_conns(), 0);
-    }
-
-    #[test]
-    fn udp_rejects_a_wrong_echo() {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = s.local_addr().unwrap();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok((n, from)) = s.recv_from(&mut buf) {
-                buf[n / 2] ^= 1;
-                let _ = s.send_to(&buf[..n], from);
-            }
-        });
-        let err = udp_echo(&udp_cfg(addr), |_| {}).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-    }
-
-    #[test]
-    fn datagram_layout() {
+    fn udp_survives_losses_and_duplicates_but_not_a_wrong_echo() {
         let mut b = [0u8; 12];
         fill_datagram(&mut b, 0x0102);
-        assert_eq!(&b[..8], &[2, 1, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(b[11], b'\n');
+        assert_eq!((&b[..8], b[11]), (&[2, 1, 0, 0, 0, 0, 0, 0][..], b'\n'));
+        // (4, true): the first datagram of every socket is dropped: each is
+        // resent during the warm-up, so the window must not stall.
+        for (drop_first, twice) in [(0, false), (4, true)] {
+            let cfg = UdpEcho {
+                addr: std_udp_echo(drop_first, twice, false),
+                socks: 4,
+                size: 64,
+                resend_after: Duration::from_millis(20),
+                span: crate::loadgen::tests::span(None),
+            };
+            let r = udp_echo(&cfg, |_| {}).unwrap();
+            assert!(r.ops > 0 && (r.lost == 0 || drop_first > 0), "{r:?}");
+            assert_eq!((r.per_conn.len(), r.idle_conns()), (4, 0));
+            let cfg = UdpEcho {
+                addr: std_udp_echo(0, false, true),
+                ..cfg
+            };
+            let err = udp_echo(&cfg, |_| {}).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
     }
 }

@@ -1,44 +1,16 @@
 //! What `BENCHMARKS.md` says about the machine: CPUs, CPU model, kernel,
 //! compiler and tool versions, load, date.
 
-use std::process::Command;
-
-/// The machine and the tools, as found when the run started.
+/// The machine and the tools, as found when the run started: what
+/// `BENCHMARKS.md` lists, item by item (`nproc`, CPU model, kernel, rustc
+/// and each external tool's version, load average, date).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Machine {
-    /// CPUs this process may run on (what `nproc` prints).
-    pub nproc: usize,
-    /// `model name` of `/proc/cpuinfo`.
-    pub cpu: String,
-    /// `/proc/sys/kernel/osrelease`.
-    pub kernel: String,
-    /// `rustc --version`.
-    pub rustc: String,
-    /// The first line of each external tool's version output (or that it
-    /// is missing), e.g. `("nim", "Nim Compiler Version 1.6.10 ...")`.
-    pub tools: Vec<(String, String)>,
-    /// `/proc/loadavg`'s first three fields.
-    pub load: String,
-    /// `YYYY-MM-DD HH:MM UTC`.
-    pub date: String,
-}
+pub struct Machine(pub Vec<(String, String)>);
 
-/// The first line of `program args`'s output (stdout, else stderr), if it
-/// runs and succeeds.
+/// The first line of `program args`'s output, if it runs and succeeds.
 fn first_line(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = if out.stdout.is_empty() {
-        out.stderr
-    } else {
-        out.stdout
-    };
-    String::from_utf8_lossy(&text)
-        .lines()
-        .next()
-        .map(|l| l.trim().to_string())
+    let (ok, out) = crate::extpeers::probe(program, args)?;
+    ok.then(|| out.lines().next().unwrap_or("").trim().to_string())
 }
 
 /// The `model name` of a `/proc/cpuinfo` text.
@@ -54,48 +26,54 @@ impl Machine {
     /// Looks at this machine now.
     pub fn probe() -> Machine {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let tool = |name: &str, args: &[&str]| {
+        let version =
+            |tool: &str, args: &[&str]| first_line(tool, args).unwrap_or("not found".into());
+        let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let items = [
+            ("CPUs (`nproc`)", nproc.to_string()),
             (
-                name.to_string(),
-                first_line(name, args).unwrap_or_else(|| "not found".to_string()),
-            )
-        };
-        Machine {
-            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            cpu: cpu_model(&read("/proc/cpuinfo")).unwrap_or_else(|| "unknown".into()),
-            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
-            rustc: first_line("rustc", &["--version"]).unwrap_or_else(|| "not found".into()),
-            tools: vec![
-                tool("nim", &["--version"]),
-                tool("cc", &["--version"]),
-                tool("redis-benchmark", &["--version"]),
-                tool("strace", &["-V"]),
-                tool("taskset", &["--version"]),
-            ],
-            load: read("/proc/loadavg")
-                .split_ascii_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
-            date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
-                .unwrap_or_else(|| "unknown".into()),
-        }
+                "CPU",
+                cpu_model(&read("/proc/cpuinfo")).unwrap_or("unknown".into()),
+            ),
+            (
+                "kernel",
+                read("/proc/sys/kernel/osrelease").trim().to_string(),
+            ),
+            ("rustc", version("rustc", &["--version"])),
+            ("nim", version("nim", &["--version"])),
+            ("cc", version("cc", &["--version"])),
+            (
+                "redis-benchmark",
+                version("redis-benchmark", &["--version"]),
+            ),
+            ("strace", version("strace", &["-V"])),
+            ("taskset", version("taskset", &["--version"])),
+            ("load average when the run started", {
+                let load = read("/proc/loadavg");
+                load.split_ascii_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+            ("date", version("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
+        ];
+        Machine(items.map(|(k, v)| (k.to_string(), v)).to_vec())
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The Markdown list of it.
     pub fn markdown(&self) -> String {
-        let mut out = format!(
-            "- CPUs (`nproc`): {}\n- CPU: {}\n- kernel: {}\n- rustc: {}\n",
-            self.nproc, self.cpu, self.kernel, self.rustc
-        );
-        for (name, version) in &self.tools {
-            out.push_str(&format!("- {name}: {version}\n"));
-        }
-        out.push_str(&format!(
-            "- load average when the run started: {}\n- date: {}\n",
-            self.load, self.date
-        ));
-        out
+        self.0
+            .iter()
+            .map(|(k, v)| format!("- {k}: {v}\n"))
+            .collect()
     }
 }
 
@@ -113,8 +91,8 @@ mod tests {
     #[test]
     fn probes_this_machine() {
         let m = Machine::probe();
-        assert!(m.nproc >= 1);
-        assert!(m.date.ends_with(" UTC") && m.date.len() == 20, "{}", m.date);
+        let date = m.get("date").unwrap();
+        assert!(date.ends_with(" UTC") && date.len() == 20, "{date}");
         let md = m.markdown();
         assert!(md.contains("- CPUs (`nproc`): "), "{md}");
         assert!(md.contains("- strace: "), "{md}");

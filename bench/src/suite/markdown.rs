@@ -24,8 +24,6 @@ pub struct RunInfo {
     pub warmup: f64,
     /// Where the servers and the load generator ran.
     pub pinning: String,
-    /// The chart's path relative to the document.
-    pub chart: String,
     /// Whether the system call pass ran, or why not.
     pub syscalls: String,
     /// The workloads run (`--only`).
@@ -41,7 +39,8 @@ impl RunInfo {
     /// The one-minute load average at the start if it says that other work
     /// was running (at least [`BUSY_LOAD`]).
     pub fn busy_load(&self) -> Option<f64> {
-        let load: f64 = self.machine.load.split_whitespace().next()?.parse().ok()?;
+        let load = self.machine.get("load average when the run started")?;
+        let load: f64 = load.split_whitespace().next()?.parse().ok()?;
         (load >= BUSY_LOAD).then_some(load)
     }
 }
@@ -86,13 +85,12 @@ Server cost per op is the server's CPU time (user + system, from `/proc/PID/stat
     out.push_str("## Results\n\n");
     let _ = writeln!(
         out,
-        "![Server CPU per operation relative to tokio]({})\n",
-        info.chart
+        "![Server CPU per operation relative to tokio](bench/chart.svg)\n"
     );
     if part.rows.is_empty() {
         out.push_str("No rows: every selected workload was skipped or failed (see the notes).\n\n");
     } else {
-        out.push_str(&table::markdown(&part.rows));
+        out.push_str(&table::table(&part.rows));
         out.push('\n');
         if let Some(line) = table::reference_line(&part.rows) {
             let _ = writeln!(out, "{line}\n");
@@ -105,7 +103,7 @@ Server cost per op is the server's CPU time (user + system, from `/proc/PID/stat
     out.push_str("## System calls per operation\n\n");
     let _ = writeln!(out, "{}\n", info.syscalls);
     if !part.syscalls.is_empty() {
-        out.push_str(&table::syscalls_markdown(&part.syscalls));
+        out.push_str(&table::syscalls(&part.syscalls));
         out.push('\n');
     }
 

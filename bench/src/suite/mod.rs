@@ -16,7 +16,6 @@
 //! * [`markdown`]: the `BENCHMARKS.md` document.
 //! * [`machine`]: what the document says about the machine.
 
-use std::fmt::Write as _;
 use std::io;
 
 use crate::peers::Peer;
@@ -46,16 +45,12 @@ pub struct Spread {
 impl Spread {
     /// The spread of `values`; none if there are none.
     pub fn of(values: &[f64]) -> Option<Spread> {
-        if values.is_empty() {
-            return None;
-        }
-        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Some(Spread {
-            median: crate::stats::median(values),
-            min,
-            max,
-        })
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let (n, min, max) = (v.len(), *v.first()?, *v.last()?);
+        // The mean of the two middle ones for an even count.
+        let median = (v[(n - 1) / 2] + v[n / 2]) / 2.0;
+        Some(Spread { median, min, max })
     }
 
     /// Every figure divided by `by` (a ratio's spread, for a baseline's median).
@@ -73,8 +68,8 @@ impl Spread {
 /// handshake, a MB.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sample {
-    /// Operations per second.
-    pub rate: f64,
+    /// Operations per second (none for `idle`).
+    pub rate: Option<f64>,
     /// Server CPU time (user + system) per operation, µs.
     pub server_us: f64,
     /// Its user-mode part, if measured.
@@ -93,33 +88,21 @@ impl Sample {
     /// `user` and `sys` seconds of CPU (no latencies, no warnings yet).
     pub fn measured(rate: f64, ops: f64, secs: f64, (user, sys): (f64, f64)) -> Sample {
         Sample {
-            rate,
+            rate: Some(rate),
             server_us: (user + sys) * 1e6 / ops,
             user_us: Some(user * 1e6 / ops),
             server_cpu_pct: Some(100.0 * (user + sys) / secs),
             ..Sample::default()
         }
     }
-}
 
-impl Sample {
     /// An `idle` round: `kb` of server memory per connection (as the cost; no rate).
     pub fn memory(kb: f64) -> Sample {
         Sample {
-            rate: f64::NAN,
             server_us: kb,
             ..Sample::default()
         }
     }
-}
-
-/// What a row's cost figure is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cost {
-    /// Server CPU µs per operation.
-    CpuUs,
-    /// Server memory per idle connection, KB.
-    KbPerConn,
 }
 
 /// One line of the table: one workload, one peer, figures over the rounds.
@@ -134,9 +117,9 @@ pub struct Row {
     pub rounds: usize,
     /// Operations per second (none for `idle`).
     pub rate: Option<Spread>,
-    /// What the chart compares: see `cost_kind`.
+    /// What the chart compares: server CPU µs per operation, or (unit
+    /// `connection`: `idle`) server memory per connection, KB.
     pub cost: Spread,
-    pub cost_kind: Cost,
     pub user_us: Option<Spread>,
     pub p50_us: Option<Spread>,
     pub p99_us: Option<Spread>,
@@ -163,9 +146,8 @@ impl Row {
             peer: peer.to_string(),
             unit: unit.to_string(),
             rounds: samples.len(),
-            rate: all(|s| s.rate),
+            rate: some(|s| s.rate),
             cost: all(|s| s.server_us).expect("not empty"),
-            cost_kind: Cost::CpuUs,
             user_us: some(|s| s.user_us),
             p50_us: some(|s| s.p50_us),
             p99_us: some(|s| s.p99_us),
@@ -181,21 +163,9 @@ impl Row {
         self
     }
 
-    /// The `idle` row of `peer`: KB per idle connection, one value per round.
-    pub fn memory(workload: &str, peer: &str, kb_per_conn: &[f64]) -> Row {
-        let samples: Vec<Sample> = kb_per_conn.iter().map(|&kb| Sample::memory(kb)).collect();
-        Row::from_samples(workload, peer, "connection", &samples).into_memory()
-    }
-
-    /// This row of [`Sample::memory`]s as a memory row: KB per connection, no rate.
-    pub fn into_memory(self) -> Row {
-        Row {
-            rate: None,
-            cost_kind: Cost::KbPerConn,
-            user_us: None,
-            server_cpu_pct: None,
-            ..self
-        }
+    /// True for a memory row (`idle`): its cost is KB per connection.
+    pub fn memory(&self) -> bool {
+        self.unit == "connection"
     }
 }
 
@@ -207,10 +177,12 @@ pub fn ratio_to(rows: &[Row], row: &Row, peer: &str) -> Option<Spread> {
     let base = rows
         .iter()
         .find(|r| r.workload == row.workload && r.peer == peer)?;
-    let meaningful = match base.cost_kind {
-        Cost::CpuUs => base.cost.median > 0.0,
-        Cost::KbPerConn => base.cost.median >= 0.1,
-    };
+    let meaningful = base.cost.median
+        >= if base.memory() {
+            0.1
+        } else {
+            f64::MIN_POSITIVE
+        };
     meaningful.then(|| row.cost.scaled(base.cost.median))
 }
 
@@ -243,6 +215,16 @@ pub struct Part {
 }
 
 impl Part {
+    /// A part of one error, noted (and printed).
+    pub fn error(note: String) -> Part {
+        println!("  {note}");
+        Part {
+            notes: vec![note],
+            errors: 1,
+            ..Part::default()
+        }
+    }
+
     /// Appends `other` to this part.
     pub fn extend(&mut self, other: Part) {
         self.rows.extend(other.rows);
@@ -294,14 +276,15 @@ impl Ctx {
             .is_none_or(|only| only.iter().any(|p| p == peer))
     }
 
-    /// The peers among `names` (in that order) that this run has and
-    /// wants (peers not selected with `--peers`, or not built, are left
-    /// out; the suite notes the unbuilt ones once).
-    pub fn pick(&self, names: &[&str]) -> Vec<Peer> {
+    /// The peers among `names` (in that order) that this run has in `pool`
+    /// ([`Ctx::peers`] or [`Ctx::http_peers`]) and wants (peers not selected
+    /// with `--peers`, or not built, are left out; the suite notes the
+    /// unbuilt ones once).
+    pub fn pick(&self, names: &[&str], pool: &[Peer]) -> Vec<Peer> {
         names
             .iter()
             .filter(|n| self.wants(n))
-            .filter_map(|n| self.peers.iter().find(|p| p.name == *n).cloned())
+            .filter_map(|n| pool.iter().find(|p| p.name == *n).cloned())
             .collect()
     }
 
@@ -320,20 +303,33 @@ impl Ctx {
         &self,
         workload: &str,
         unit: &str,
-        peers: &[String],
-        mut run: impl FnMut(&str) -> io::Result<Sample>,
+        peers: &[Peer],
+        mut run: impl FnMut(&Peer) -> io::Result<Sample>,
     ) -> Part {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); peers.len()];
         let mut failed = vec![false; peers.len()];
         let mut part = Part::default();
         for round in 1..=self.rounds {
-            for (i, peer) in peers.iter().enumerate() {
+            for (i, p) in peers.iter().enumerate() {
+                let peer = &p.name;
                 if failed[i] {
                     continue;
                 }
-                match run(peer) {
+                match run(p) {
                     Ok(s) => {
-                        self.say(&progress_line(workload, unit, round, self.rounds, peer, &s));
+                        let u = table::short_unit(unit);
+                        let what = match s.rate {
+                            Some(r) => format!(
+                                "{r:>10.0} {u}/s  {:>9.3} srv µs/{u}  srv CPU {:.0}%",
+                                s.server_us,
+                                s.server_cpu_pct.unwrap_or(f64::NAN)
+                            ),
+                            None => format!("{:>8.2} KB/connection", s.server_us),
+                        };
+                        let n = self.rounds;
+                        self.say(&format!(
+                            "  {workload:<16} round {round}/{n}  {peer:<14} {what}"
+                        ));
                         for w in &s.warnings {
                             self.say(&format!("      warning ({peer}): {w}"));
                             part.notes
@@ -342,10 +338,9 @@ impl Ctx {
                         samples[i].push(s);
                     }
                     Err(e) => {
-                        let note = format!("{workload}, {peer}, round {round}: error: {e}");
-                        println!("  {note}");
-                        part.notes.push(note);
-                        part.errors += 1;
+                        part.extend(Part::error(format!(
+                            "{workload}, {peer}, round {round}: error: {e}"
+                        )));
                         failed[i] = true;
                     }
                 }
@@ -353,36 +348,12 @@ impl Ctx {
         }
         for (peer, s) in peers.iter().zip(&samples) {
             if !s.is_empty() {
-                part.rows.push(Row::from_samples(workload, peer, unit, s));
+                part.rows
+                    .push(Row::from_samples(workload, &peer.name, unit, s));
             }
         }
         part
     }
-}
-
-fn progress_line(
-    workload: &str,
-    unit: &str,
-    round: usize,
-    rounds: usize,
-    peer: &str,
-    s: &Sample,
-) -> String {
-    let unit = table::short_unit(unit);
-    if unit == "conn" {
-        return format!(
-            "  {workload:<16} round {round}/{rounds}  {peer:<14} {:>8.2} KB/connection",
-            s.server_us
-        );
-    }
-    let mut line = format!(
-        "  {workload:<16} round {round}/{rounds}  {peer:<14} {:>10.0} {unit}/s  {:>9.3} srv µs/{unit}",
-        s.rate, s.server_us
-    );
-    if let Some(p) = s.server_cpu_pct {
-        let _ = write!(line, "  srv CPU {p:.0}%");
-    }
-    line
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 
 use std::fmt::Write as _;
 
-use crate::suite::{ratio_to_reference, Cost, Row, BASELINE};
+use crate::suite::{ratio_to_reference, Row, BASELINE};
 
 /// Chart width, px.
 const WIDTH: f64 = 960.0;
@@ -54,18 +54,16 @@ pub fn color(peer: &str) -> String {
 
 /// Escapes text for XML content and attribute values.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+    let pairs = [
+        ('&', "&amp;"),
+        ('<', "&lt;"),
+        ('>', "&gt;"),
+        ('"', "&quot;"),
+        ('\'', "&apos;"),
+    ];
+    pairs
+        .iter()
+        .fold(s.to_string(), |t, (c, e)| t.replace(*c, e))
 }
 
 /// The end of the axis for a largest ratio of `max`: the next half step,
@@ -74,14 +72,9 @@ pub fn axis_end(max: f64) -> f64 {
     ((max * 2.0).ceil() / 2.0).clamp(1.5, MAX_AXIS)
 }
 
-/// One workload's bars: its label, what its cost is, the peer its bars are
-/// relative to, each row with its ratio to that peer.
-struct Group<'a> {
-    workload: String,
-    kind: Cost,
-    reference: String,
-    bars: Vec<(&'a Row, f64)>,
-}
+/// One workload's bars: its first row (label, unit, reference), and each
+/// row with its ratio to the reference.
+type Group<'a> = (&'a Row, Vec<(&'a Row, f64)>);
 
 /// Rows grouped by workload, in order, each with its bars' ratios; and the
 /// workloads left out for want of a row of their reference peer, as
@@ -91,19 +84,14 @@ fn groups(rows: &[Row]) -> (Vec<Group<'_>>, Vec<String>) {
     let mut skipped: Vec<&str> = Vec::new();
     let mut notes = Vec::new();
     for row in rows {
-        if out.last().is_none_or(|g| g.workload != row.workload) {
+        if out.last().is_none_or(|g| g.0.workload != row.workload) {
             if skipped.last() == Some(&row.workload.as_str()) {
                 continue;
             }
-            out.push(Group {
-                workload: row.workload.clone(),
-                kind: row.cost_kind,
-                reference: row.reference.clone(),
-                bars: Vec::new(),
-            });
+            out.push((row, Vec::new()));
         }
         match ratio_to_reference(rows, row) {
-            Some(r) => out.last_mut().expect("pushed").bars.push((row, r.median)),
+            Some(r) => out.last_mut().expect("pushed").1.push((row, r.median)),
             None => {
                 out.pop();
                 skipped.push(&row.workload);
@@ -114,59 +102,57 @@ fn groups(rows: &[Row]) -> (Vec<Group<'_>>, Vec<String>) {
     (out, notes)
 }
 
+/// The distinct items, in order of first appearance.
+fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Appends a `<text>` at (`x`, `y`) with `attrs` and `content` (escaped by the caller).
+fn text(s: &mut String, x: f64, y: f64, attrs: &str, content: &str) {
+    let _ = writeln!(s, r#"<text x="{x:.1}" y="{y:.1}"{attrs}>{content}</text>"#);
+}
+
 /// The chart of `rows` (as [`crate::suite::table`] lists them).
 pub fn chart(rows: &[Row]) -> String {
     let (groups, skipped) = groups(rows);
-    let max = groups
-        .iter()
-        .flat_map(|g| g.bars.iter().map(|b| b.1))
-        .fold(1.0, f64::max);
-    let axis = axis_end(max);
+    let bars = groups.iter().flat_map(|g| g.1.iter());
+    let axis = axis_end(bars.clone().map(|b| b.1).fold(1.0, f64::max));
     let scale = (PLOT_X1 - PLOT_X0) / axis;
-    let bars: usize = groups.iter().map(|g| g.bars.len()).sum();
-    let body_h = groups.len() as f64 * (GROUP_HEAD + GROUP_GAP) + bars as f64 * (BAR_H + BAR_GAP);
-    let peers: Vec<&str> = {
-        let mut p: Vec<&str> = Vec::new();
-        for g in &groups {
-            for (r, _) in &g.bars {
-                if !p.contains(&r.peer.as_str()) {
-                    p.push(&r.peer);
-                }
-            }
-        }
-        p
-    };
+    let body_h = groups.len() as f64 * (GROUP_HEAD + GROUP_GAP)
+        + bars.clone().count() as f64 * (BAR_H + BAR_GAP);
+    let peers = distinct(bars.map(|(r, _)| r.peer.as_str()));
     let legend_y = TOP + body_h + 16.0;
     let height = legend_y + 24.0 + if skipped.is_empty() { 0.0 } else { 18.0 };
+    let grey = r##" fill="#555555""##;
 
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">
+<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>"##
     );
-    let _ = writeln!(
-        s,
-        r##"<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>"##
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{PLOT_X0}" y="18" font-size="14" font-weight="bold">Server CPU per operation relative to tokio (tokio = 1.0, lower is better)</text>"#
+    let title = "Server CPU per operation relative to tokio (tokio = 1.0, lower is better)";
+    text(
+        &mut s,
+        PLOT_X0,
+        18.0,
+        r#" font-size="14" font-weight="bold""#,
+        title,
     );
     // Groups against another server on tokio (http: hyper) say so.
-    let mut others: Vec<&str> = Vec::new();
-    for g in groups.iter().filter(|g| g.reference != BASELINE) {
-        if !others.contains(&g.reference.as_str()) {
-            others.push(&g.reference);
-        }
-    }
-    let others: String = others
-        .iter()
+    let others = distinct(groups.iter().map(|g| g.0.reference.as_str()));
+    let others: String = (others.iter().filter(|p| **p != BASELINE))
         .map(|p| format!("(x {p}): relative to {p}, on tokio; ", p = escape(p)))
         .collect();
-    let _ = writeln!(
-        s,
-        r##"<text x="{PLOT_X0}" y="34" fill="#555555">idle rows: server memory per idle connection; {others}medians of the rounds</text>"##
-    );
+    let sub =
+        format!("idle rows: server memory per idle connection; {others}medians of the rounds");
+    text(&mut s, PLOT_X0, 34.0, grey, &sub);
     // Grid and axis labels, every half step; tokio's 1.0 stronger.
     let mut tick = 0.0;
     while tick <= axis + 1e-9 {
@@ -176,68 +162,49 @@ pub fn chart(rows: &[Row]) -> String {
         } else {
             ("#dddddd", 1.0)
         };
+        let (y1, y2) = (TOP - 6.0, TOP + body_h);
         let _ = writeln!(
             s,
-            r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{stroke}" stroke-width="{w}"/>"#,
-            TOP - 6.0,
-            TOP + body_h
+            r#"<line x1="{x:.1}" y1="{y1:.1}" x2="{x:.1}" y2="{y2:.1}" stroke="{stroke}" stroke-width="{w}"/>"#
         );
-        let _ = writeln!(
-            s,
-            r##"<text x="{x:.1}" y="{:.1}" text-anchor="middle" fill="#555555">{tick:.1}x</text>"##,
-            TOP - 10.0
-        );
+        let attrs = format!(r#" text-anchor="middle"{grey}"#);
+        text(&mut s, x, TOP - 10.0, &attrs, &format!("{tick:.1}x"));
         tick += 0.5;
     }
     let mut y = TOP;
-    for Group {
-        workload,
-        kind,
-        reference,
-        bars,
-    } in &groups
-    {
-        let mut head = escape(workload);
-        if *kind == Cost::KbPerConn {
+    for (first, bars) in &groups {
+        let (workload, reference) = (escape(&first.workload), escape(&first.reference));
+        let mut head = workload.clone();
+        if first.memory() {
             head.push_str(" (memory)");
         }
-        if reference != BASELINE {
-            let _ = write!(head, " (x {})", escape(reference));
+        if first.reference != BASELINE {
+            let _ = write!(head, " (x {reference})");
         }
-        let _ = writeln!(
-            s,
-            r#"<text x="8" y="{:.1}" font-weight="bold">{head}</text>"#,
-            y + 13.0
-        );
+        text(&mut s, 8.0, y + 13.0, r#" font-weight="bold""#, &head);
         y += GROUP_HEAD;
         for (row, r) in bars {
-            let cut = *r > axis;
             let w = r.min(axis) * scale;
             let peer = escape(&row.peer);
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{peer}</text>"#,
+            text(
+                &mut s,
                 PLOT_X0 - 6.0,
-                y + BAR_H - 3.0
+                y + BAR_H - 3.0,
+                r#" text-anchor="end""#,
+                &peer,
             );
             let _ = writeln!(
                 s,
-                r#"<rect class="bar" data-workload="{}" data-peer="{peer}" data-ratio="{r:.6}" x="{PLOT_X0}" y="{y:.1}" width="{w:.3}" height="{BAR_H}" fill="{}"><title>{} {peer}: {r:.3}x {}</title></rect>"#,
-                escape(workload),
+                r#"<rect class="bar" data-workload="{workload}" data-peer="{peer}" data-ratio="{r:.6}" x="{PLOT_X0}" y="{y:.1}" width="{w:.3}" height="{BAR_H}" fill="{}"><title>{workload} {peer}: {r:.3}x {reference}</title></rect>"#,
                 color(&row.peer),
-                escape(workload),
-                escape(reference)
             );
-            let label = if cut {
-                format!("{r:.2}x (cut)")
-            } else {
-                format!("{r:.2}x")
-            };
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}">{label}</text>"#,
+            let cut = if *r > axis { " (cut)" } else { "" };
+            text(
+                &mut s,
                 PLOT_X0 + w + 4.0,
-                y + BAR_H - 3.0
+                y + BAR_H - 3.0,
+                "",
+                &format!("{r:.2}x{cut}"),
             );
             y += BAR_H + BAR_GAP;
         }
@@ -250,22 +217,12 @@ pub fn chart(rows: &[Row]) -> String {
             r#"<rect x="{x:.1}" y="{legend_y:.1}" width="12" height="12" fill="{}"/>"#,
             color(p)
         );
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-            x + 16.0,
-            legend_y + 10.0,
-            escape(p)
-        );
+        text(&mut s, x + 16.0, legend_y + 10.0, "", &escape(p));
         x += 24.0 + 7.0 * p.chars().count() as f64;
     }
     if !skipped.is_empty() {
-        let _ = writeln!(
-            s,
-            r##"<text x="8" y="{:.1}" fill="#555555">not drawn: {}</text>"##,
-            legend_y + 34.0,
-            escape(&skipped.join(", "))
-        );
+        let note = format!("not drawn: {}", escape(&skipped.join(", ")));
+        text(&mut s, 8.0, legend_y + 34.0, grey, &note);
     }
     s.push_str("</svg>\n");
     s

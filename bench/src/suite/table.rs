@@ -1,10 +1,10 @@
-//! The suite's table, as aligned text for the terminal and as Markdown,
+//! The suite's table in Markdown (`BENCHMARKS.md` and the terminal),
 //! and the system call table likewise. Both come from the same cells.
 
 use std::fmt::Write as _;
 
 use crate::peers::FLOOR;
-use crate::suite::{ratio_to, ratio_to_reference, Cost, Row, Spread, SyscallRow, BASELINE};
+use crate::suite::{ratio_to, ratio_to_reference, Row, Spread, SyscallRow, BASELINE};
 
 /// The column headers of the main table.
 pub const HEADERS: [&str; 9] = [
@@ -81,61 +81,26 @@ fn opt(s: &Option<Spread>) -> String {
 /// for the ratios.
 pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
     let unit = short_unit(&row.unit);
+    let per = if row.memory() {
+        " KB/conn".into()
+    } else {
+        format!(" µs/{unit}")
+    };
     let rate = row
         .rate
-        .map(|r| spread(&r, row.rounds, &format!(" {unit}/s")))
-        .unwrap_or_else(|| "–".to_string());
-    let cost = match row.cost_kind {
-        Cost::CpuUs => spread(&row.cost, row.rounds, &format!(" µs/{unit}")),
-        Cost::KbPerConn => spread(&row.cost, row.rounds, " KB/conn"),
-    };
+        .map(|r| spread(&r, row.rounds, &format!(" {unit}/s")));
+    let (workload, peer) = (row.workload.clone(), row.peer.clone());
     [
-        row.workload.clone(),
-        row.peer.clone(),
-        rate,
-        cost,
+        workload,
+        peer,
+        rate.unwrap_or_else(|| "–".to_string()),
+        spread(&row.cost, row.rounds, &per),
         reference_ratio(rows, row),
         ratio(ratio_to(rows, row, FLOOR)),
         opt(&row.user_us),
         opt(&row.p50_us),
         opt(&row.p99_us),
     ]
-}
-
-/// Aligned text: a header, then a line per row of `body`, a blank line between workloads
-/// (the first cell); the first two columns left-aligned (and the last if `last_left`),
-/// figures right.
-pub fn aligned<const N: usize>(
-    headers: [&str; N],
-    body: &[[String; N]],
-    last_left: bool,
-) -> String {
-    let mut widths = headers.map(|h| h.chars().count());
-    for c in body {
-        for (w, cell) in widths.iter_mut().zip(c) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            let pad = " ".repeat(w - cell.chars().count());
-            let _ = if i < 2 || (last_left && i == N - 1) {
-                write!(out, "{cell}{pad}  ")
-            } else {
-                write!(out, "{pad}{cell}  ")
-            };
-        }
-        out.trim_end().to_string() + "\n"
-    };
-    let mut out = line(&headers.map(String::from));
-    for (i, c) in body.iter().enumerate() {
-        if i > 0 && c[0] != body[i - 1][0] {
-            out.push('\n');
-        }
-        out.push_str(&line(c));
-    }
-    out
 }
 
 /// A Markdown table: the first two columns left-aligned, figures right, `last_left` the last
@@ -150,17 +115,8 @@ pub fn md<const N: usize>(headers: [&str; N], body: &[[String; N]], last_left: b
     out
 }
 
-/// The main table as aligned text.
-pub fn text(rows: &[Row]) -> String {
-    aligned(
-        HEADERS,
-        &rows.iter().map(|r| cells(rows, r)).collect::<Vec<_>>(),
-        false,
-    )
-}
-
-/// The main table in Markdown.
-pub fn markdown(rows: &[Row]) -> String {
+/// The main table (Markdown, for the terminal too).
+pub fn table(rows: &[Row]) -> String {
     md(
         HEADERS,
         &rows.iter().map(|r| cells(rows, r)).collect::<Vec<_>>(),
@@ -230,10 +186,11 @@ pub fn syscall_cells(r: &SyscallRow) -> [String; 10] {
         p.total,
     ];
     let [a, b, c, d, e, f] = figures.map(|v| format!("{v:.3}"));
+    let (workload, peer, unit) = (r.workload.clone(), r.peer.clone(), short_unit(&r.unit));
     [
-        r.workload.clone(),
-        r.peer.clone(),
-        short_unit(&r.unit).into(),
+        workload,
+        peer,
+        unit.into(),
         a,
         b,
         c,
@@ -244,17 +201,8 @@ pub fn syscall_cells(r: &SyscallRow) -> [String; 10] {
     ]
 }
 
-/// The system call table as aligned text.
-pub fn syscalls_text(rows: &[SyscallRow]) -> String {
-    aligned(
-        SYSCALL_HEADERS,
-        &rows.iter().map(syscall_cells).collect::<Vec<_>>(),
-        true,
-    )
-}
-
-/// The system call table in Markdown.
-pub fn syscalls_markdown(rows: &[SyscallRow]) -> String {
+/// The system call table (Markdown).
+pub fn syscalls(rows: &[SyscallRow]) -> String {
     md(
         SYSCALL_HEADERS,
         &rows.iter().map(syscall_cells).collect::<Vec<_>>(),

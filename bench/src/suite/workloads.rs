@@ -8,79 +8,66 @@
 use std::io;
 use std::path::Path;
 
-use crate::peers::Peer;
+use crate::peers::{Peer, PONG_FLAG};
 use crate::suite::table;
-use crate::suite::{Ctx, Part, Row, Sample, SyscallRow};
+use crate::suite::{Ctx, Part, Sample, SyscallRow};
 use crate::syscalls::{self, Profile};
 use crate::tls;
-use crate::tls::certs::{self, IdentityFiles};
-use crate::workload::{self, Transport, Workload};
-use crate::{bulk, http, idle, ping, rlimit};
+use crate::tls::certs::IdentityFiles;
+use crate::workload::{self, Workload};
+use crate::{extpeers, http, idle, loadgen, ping, rlimit};
 
-/// One workload of the suite.
-#[derive(Clone, Copy, Debug)]
-pub struct Entry {
-    /// The name `--only` takes.
-    pub name: &'static str,
-    /// What it is, for the progress output.
-    pub describe: &'static str,
-    pub run: fn(&Ctx) -> Part,
-}
+/// A workload function.
+pub type Run = fn(&Ctx) -> Part;
 
-/// Every workload, in the order of the table.
-pub const WORKLOADS: &[Entry] = &[
-    Entry {
-        name: "echo",
-        describe: "TCP echo ping-pong, 64-byte messages, at each connection count",
-        run: echo,
-    },
-    Entry {
-        name: "bulk",
-        describe: "TCP bulk stream through an echo server, one connection",
-        run: bulk_stream,
-    },
-    Entry {
-        name: "ping",
-        describe: "Redis inline PING, redis-benchmark -c 50, pipelining 1 and 16",
-        run: ping_inline,
-    },
-    Entry {
-        name: "udp",
-        describe: "UDP echo, 64-byte datagrams, 32 sockets",
-        run: udp,
-    },
-    Entry {
-        name: "unix",
-        describe: "Unix stream echo ping-pong, 64-byte messages, 50 connections",
-        run: unix,
-    },
-    Entry {
-        name: "http",
-        describe: "HTTP/1.1 keep-alive hello world, wrk -t1 -c50",
-        run: http_hello,
-    },
-    Entry {
-        name: "tls",
-        describe: "TLS echo (1 KiB, 50 connections) and TLS handshakes",
-        run: tls,
-    },
-    Entry {
-        name: "idle",
-        describe: "server memory per idle TCP connection",
-        run: idle_memory,
-    },
+/// Every workload, in the order of the table: the name `--only` takes, what
+/// it is (for the progress output), and its function.
+pub const WORKLOADS: &[(&str, &str, Run)] = &[
+    (
+        "echo",
+        "TCP echo ping-pong, 64-byte messages, at each connection count",
+        echo,
+    ),
+    (
+        "bulk",
+        "TCP bulk stream through an echo server, one connection",
+        bulk_stream,
+    ),
+    (
+        "ping",
+        "Redis inline PING, redis-benchmark -c 50, pipelining 1 and 16",
+        ping_inline,
+    ),
+    ("udp", "UDP echo, 64-byte datagrams, 32 sockets", udp),
+    (
+        "unix",
+        "Unix stream echo ping-pong, 64-byte messages, 50 connections",
+        unix,
+    ),
+    (
+        "http",
+        "HTTP/1.1 keep-alive hello world, wrk -t1 -c50",
+        http_hello,
+    ),
+    (
+        "tls",
+        "TLS echo (1 KiB, 50 connections) and TLS handshakes",
+        tls,
+    ),
+    ("idle", "server memory per idle TCP connection", idle_memory),
 ];
 
 /// Every peer name some workload runs, for checking `--peers`.
 pub fn known_peers() -> Vec<String> {
-    let mut names: Vec<String> = crate::peers::all().into_iter().map(|p| p.name).collect();
-    let others = tls::peers(Path::new(""), Path::new(""))
+    let tls = tls::peers(Path::new(""), Path::new(""));
+    let mut names = Vec::new();
+    for p in crate::peers::all()
         .into_iter()
-        .map(|p| p.name)
-        .chain(http::peers().into_iter().map(|p| p.name));
-    for name in others {
-        if !names.contains(&name) {
-            names.push(name);
+        .chain(tls)
+        .chain(http::peers())
+    {
+        if !names.contains(&p.name) {
+            names.push(p.name);
         }
     }
     names
@@ -126,17 +113,6 @@ const UDP_SOCKS: usize = 32;
 /// reply.
 const PING_RATE: [f64; 2] = [80_000.0, 200_000.0];
 
-fn names(peers: &[Peer]) -> Vec<String> {
-    peers.iter().map(|p| p.name.clone()).collect()
-}
-
-fn find<'a>(peers: &'a [Peer], name: &str) -> &'a Peer {
-    peers
-        .iter()
-        .find(|p| p.name == name)
-        .expect("a peer of the list")
-}
-
 /// The system call pass of one workload: `trace` once per peer (a
 /// failure is a note and an error).
 pub fn trace_each(
@@ -164,27 +140,27 @@ pub fn trace_each(
             }
             Err(e) => {
                 let note = format!("{workload}, {}: system call pass: error: {e}", p.name);
-                println!("  {note}");
-                part.notes.push(note);
-                part.errors += 1;
+                part.extend(Part::error(note));
             }
         }
     }
     part
 }
 
-/// A ping-pong workload (`echo`, `unix`, `udp`) as one row per peer, then its
-/// system call pass (none for UDP).
-fn pingpong(ctx: &Ctx, label: &str, work: &Workload, peers: &[Peer]) -> Part {
-    let mut part = ctx.interleave(label, "round trip", &names(peers), |name| {
-        workload::run_round(find(peers, name), work, &ctx.cfg)
+/// A `loadgen` workload as one row per peer, then its system call pass if
+/// it is on and the workload has a fixed-size mode (`fixed`: stream echo
+/// and bulk).
+fn rows(ctx: &Ctx, label: &str, unit: &str, work: &Workload, peers: &[Peer], fixed: bool) -> Part {
+    let mut part = ctx.interleave(label, unit, peers, |p| {
+        workload::run_round(p, work, &ctx.cfg)
     });
     match &ctx.trace {
-        Some(_) if work.transport == Transport::Udp => part.notes.push(format!(
-            "{label}: no system call pass (the UDP load generator has no fixed-size mode)"
+        Some(_) if !fixed => part.notes.push(format!(
+            "{label}: no system call pass (its load generator has no fixed-size mode)"
         )),
-        Some(t) => part.extend(trace_each(ctx, label, "round trip", peers, |p| {
-            syscalls::trace_loadgen(p, work, t.requests, t.requests as f64, &ctx.cfg)
+        Some(t) => part.extend(trace_each(ctx, label, unit, peers, |p| {
+            let count = if work.bulk { t.bulk_bytes } else { t.requests };
+            syscalls::trace_loadgen(p, work, count, &ctx.cfg)
         })),
         None => {}
     }
@@ -193,30 +169,32 @@ fn pingpong(ctx: &Ctx, label: &str, work: &Workload, peers: &[Peer]) -> Part {
 
 /// `echo64 c1`, `c50`, `c500`: TCP ping-pong, 64-byte messages.
 fn echo(ctx: &Ctx) -> Part {
-    let peers = ctx.pick(&STREAM_PEERS);
+    let peers = ctx.pick(&STREAM_PEERS, &ctx.peers);
     let mut part = Part::default();
     for &conns in &ctx.echo_conns {
         let label = format!("echo{SIZE} c{conns}");
         if let Err(e) = rlimit::ensure_nofile(conns) {
-            part.notes.push(format!("{label}: skipped: {e}"));
-            part.errors += 1;
+            part.extend(Part::error(format!("{label}: skipped: {e}")));
             continue;
         }
-        part.extend(pingpong(
-            ctx,
-            &label,
-            &Workload::pingpong(Transport::Tcp, SIZE, conns),
-            &peers,
-        ));
+        let work = Workload::new("echo", &[("size", SIZE), ("conns", conns)]);
+        part.extend(rows(ctx, &label, "round trip", &work, &peers, true));
     }
     part
 }
 
 /// `unix`: the same ping-pong over a Unix stream socket, 50 connections.
 fn unix(ctx: &Ctx) -> Part {
-    let peers = ctx.pick(&UNIX_PEERS);
-    let work = Workload::pingpong(Transport::Unix, SIZE, CONNS);
-    let mut part = pingpong(ctx, &format!("unix{SIZE} c{CONNS}"), &work, &peers);
+    let work = Workload::new("unix", &[("size", SIZE), ("conns", CONNS)]);
+    let label = format!("unix{SIZE} c{CONNS}");
+    let mut part = rows(
+        ctx,
+        &label,
+        "round trip",
+        &work,
+        &ctx.pick(&UNIX_PEERS, &ctx.peers),
+        true,
+    );
     part.notes
         .push("unix: nim and c-floor serve TCP only".to_string());
     part
@@ -224,29 +202,33 @@ fn unix(ctx: &Ctx) -> Part {
 
 /// `udp`: 32 sockets, one 64-byte datagram in flight each.
 fn udp(ctx: &Ctx) -> Part {
-    let work = Workload::pingpong(Transport::Udp, SIZE, UDP_SOCKS);
+    let work = Workload::new("udp", &[("size", SIZE), ("conns", UDP_SOCKS)]);
     let label = format!("udp{SIZE} s{UDP_SOCKS}");
-    let mut part = pingpong(ctx, &label, &work, &ctx.pick(&UDP_PEERS));
+    let mut part = rows(
+        ctx,
+        &label,
+        "round trip",
+        &work,
+        &ctx.pick(&UDP_PEERS, &ctx.peers),
+        false,
+    );
     part.notes
         .push("udp: nim and c-floor serve TCP only; tokio-tuned serves UDP as tokio does".into());
     part
 }
 
-/// `bulk`: one connection streaming through each byte-echo peer, and the
-/// system call pass if it is on.
+/// `bulk`: one connection streaming through each byte-echo peer.
 fn bulk_stream(ctx: &Ctx) -> Part {
-    let peers = &ctx.pick(&STREAM_PEERS);
-    let (chunk, in_flight) = (bulk::CHUNK, bulk::IN_FLIGHT);
-    let mut part = ctx.interleave("bulk", "MB", &names(peers), |name| {
-        bulk::run_round(find(peers, name), chunk, in_flight, &ctx.cfg)
-    });
-    if let Some(t) = &ctx.trace {
-        let work = bulk::workload(chunk, in_flight);
-        part.extend(trace_each(ctx, "bulk", "MB", peers, |p| {
-            syscalls::trace_loadgen(p, &work, t.bulk_bytes, t.bulk_bytes as f64 / 1e6, &ctx.cfg)
-        }));
-    }
-    part
+    let args = [("chunk", loadgen::CHUNK), ("in-flight", loadgen::IN_FLIGHT)];
+    let work = Workload::new("bulk", &args);
+    rows(
+        ctx,
+        "bulk",
+        "MB",
+        &work,
+        &ctx.pick(&STREAM_PEERS, &ctx.peers),
+        true,
+    )
 }
 
 /// Requests of a `redis-benchmark` run at pipeline depth index `i` for a
@@ -255,34 +237,32 @@ pub fn ping_requests(i: usize, secs: f64) -> u64 {
     ((PING_RATE[i] * secs) as u64).max(1000)
 }
 
-/// Requests of a traced `redis-benchmark` run at `pipeline`: its 50
-/// connections' setup is counted too, and more requests make that
-/// negligible where the server makes few calls per request.
-pub fn ping_trace_requests(requests: u64, pipeline: usize) -> u64 {
-    requests * if pipeline > 1 { 10 } else { 2 }
-}
-
 /// `ping P1`, `ping P16`: Redis inline PING with `redis-benchmark`.
 fn ping_inline(ctx: &Ctx) -> Part {
     let mut part = Part::default();
-    if !ping::tool_available() {
+    if !extpeers::probe(ping::TOOL, &["--version"]).is_some_and(|(ok, _)| ok) {
         part.notes.push(format!(
             "ping: skipped: `{}` not found or not working (package redis-tools)",
             ping::TOOL
         ));
         return part;
     }
-    let peers = ctx.pick(&STREAM_PEERS);
+    let peers = ctx.pick(&STREAM_PEERS, &ctx.peers);
     for (i, pipeline) in ping::PIPELINES.into_iter().enumerate() {
         let label = format!("ping P{pipeline}");
         let requests = ping_requests(i, ctx.cfg.secs);
-        part.extend(ctx.interleave(&label, "request", &names(&peers), |name| {
-            ping::run_round(find(&peers, name), pipeline, requests, CONNS, &ctx.cfg)
+        part.extend(ctx.interleave(&label, "request", &peers, |p| {
+            ping::run_round(p, pipeline, requests, CONNS, &ctx.cfg)
         }));
         if let Some(t) = &ctx.trace {
-            let n = ping_trace_requests(t.requests, pipeline);
+            // Its 50 connections' setup is counted too: more requests make that
+            // negligible where the server makes few calls per request.
+            let n = t.requests * if pipeline > 1 { 10 } else { 2 };
             part.extend(trace_each(ctx, &label, "request", &peers, |p| {
-                syscalls::trace_ping(p, pipeline, n, CONNS, &ctx.cfg)
+                syscalls::traced(p, &[PONG_FLAG], &ctx.cfg, |port| {
+                    ping::run_bench(port, CONNS, n, pipeline, &ctx.cfg)?;
+                    Ok(n as f64)
+                })
             }));
         }
     }
@@ -294,27 +274,23 @@ fn ping_inline(ctx: &Ctx) -> Part {
 /// without `wrk`. Its system call pass is a short fixed-length wrk run per
 /// peer, divided by wrk's request count ([`http::trace_round`]).
 fn http_hello(ctx: &Ctx) -> Part {
-    let mut part = Part::default();
     if !http::tool_available() {
-        part.notes.push(format!(
+        let note = format!(
             "http: skipped: `{}` not found or not working (package wrk)",
             http::TOOL
-        ));
-        return part;
+        );
+        return Part {
+            notes: vec![note],
+            ..Part::default()
+        };
     }
     let conns = http::CONNS;
     let label = format!("http c{conns}");
-    let peers: Vec<Peer> = HTTP_PEERS
-        .iter()
-        .filter(|n| ctx.wants(n))
-        .filter_map(|n| ctx.http_peers.iter().find(|p| p.name == *n).cloned())
-        .collect();
-    part.extend(
-        ctx.interleave(&label, "request", &names(&peers), |name| {
-            http::run_round(find(&peers, name), conns, &ctx.cfg)
-        })
-        .against(HTTP_REFERENCE),
-    );
+    let peers = ctx.pick(&HTTP_PEERS, &ctx.http_peers);
+    let mut part = ctx.interleave(&label, "request", &peers, |p| {
+        http::run_round(p, conns, &ctx.cfg)
+    });
+    part = part.against(HTTP_REFERENCE);
     if ctx.trace.is_some() {
         part.extend(trace_each(ctx, &label, "request", &peers, |p| {
             http::trace_round(p, conns, http::TRACE_SECS, &ctx.cfg)
@@ -326,46 +302,31 @@ fn http_hello(ctx: &Ctx) -> Part {
 /// `tls echo` and `tls handshake`: TLS echo ping-pong and handshakes, asyncnet against tokio
 /// (tokio-rustls); `asyncnet-accept` only if `--peers` names it.
 fn tls(ctx: &Ctx) -> Part {
-    let mut part = Part::default();
+    let files = match IdentityFiles::generate() {
+        Ok(files) => files,
+        Err(e) => return Part::error(format!("tls: skipped: {e}")),
+    };
     let named = |p: &str| {
         ctx.only_peers
             .as_ref()
             .is_some_and(|o| o.iter().any(|n| n == p))
-    };
-    let files = match certs::generate().and_then(|id| IdentityFiles::write(&id)) {
-        Ok(files) => files,
-        Err(e) => {
-            part.notes.push(format!("tls: skipped: {e}"));
-            part.errors += 1;
-            return part;
-        }
     };
     let peers: Vec<Peer> = tls::peers(&files.cert, &files.key)
         .into_iter()
         .filter(|p| p.name != "asyncnet-accept" || named(&p.name))
         .filter(|p| ctx.wants(&p.name))
         .collect();
-    let works = [
-        (
-            "tls echo 1K c50",
-            "round trip",
-            tls::workload(Some(1024), CONNS, &files.cert),
-        ),
-        (
-            "tls handshake",
-            "handshake",
-            tls::workload(None, 16, &files.cert),
-        ),
-    ];
-    for (label, unit, work) in &works {
-        part.extend(ctx.interleave(label, unit, &names(&peers), |name| {
-            tls::run_round(find(&peers, name), work, &ctx.cfg)
-        }));
-    }
-    if ctx.trace.is_some() && !peers.is_empty() {
-        part.notes
-            .push("tls: no system call pass (its load generator has no fixed-size mode)".into());
-    }
+    let echo = tls::workload(Some(1024), CONNS, &files.cert);
+    let mut part = rows(ctx, "tls echo 1K c50", "round trip", &echo, &peers, false);
+    let handshake = tls::workload(None, 16, &files.cert);
+    part.extend(rows(
+        ctx,
+        "tls handshake",
+        "handshake",
+        &handshake,
+        &peers,
+        false,
+    ));
     part
 }
 
@@ -374,20 +335,12 @@ fn idle_memory(ctx: &Ctx) -> Part {
     let conns = ctx.idle_conns;
     let label = format!("idle c{conns}");
     if let Err(e) = rlimit::ensure_nofile(conns) {
-        let notes = vec![format!("{label}: skipped: {e}")];
-        return Part {
-            notes,
-            errors: 1,
-            ..Part::default()
-        };
+        return Part::error(format!("{label}: skipped: {e}"));
     }
-    let peers = ctx.pick(&IDLE_PEERS);
-    let mut part = ctx.interleave(&label, "connection", &names(&peers), |name| {
-        let r = idle::run_round(find(&peers, name), conns, &ctx.cfg)?;
-        Ok(Sample::memory(r.kb_per_conn()))
-    });
-    part.rows = part.rows.into_iter().map(Row::into_memory).collect();
-    part
+    let peers = ctx.pick(&IDLE_PEERS, &ctx.peers);
+    ctx.interleave(&label, "connection", &peers, |p| {
+        Ok(Sample::memory(idle::run_round(p, conns, &ctx.cfg)?))
+    })
 }
 
 #[cfg(test)]
@@ -396,51 +349,30 @@ mod tests {
 
     #[test]
     fn workload_names_are_unique_and_peers_known() {
-        let known = known_peers();
-        let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+        let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.0).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), WORKLOADS.len());
-        let lists: [&[&str]; 4] = [&STREAM_PEERS, &UNIX_PEERS, &UDP_PEERS, &IDLE_PEERS];
-        for list in lists {
-            for p in list {
-                assert_eq!(crate::peers::named(&[p]).len(), 1, "{p}");
-            }
+        for p in [&STREAM_PEERS[..], &UNIX_PEERS, &UDP_PEERS, &IDLE_PEERS].concat() {
+            assert_eq!(crate::peers::named(&[p]).len(), 1, "{p}");
         }
         // The http row's peers are the http workload's, its reference among
-        // them, and `--peers` knows them all (hyper only from there).
+        // them, and `--peers` knows them all, once each.
         let http_peers: Vec<String> = http::peers().into_iter().map(|p| p.name).collect();
-        assert_eq!(http_peers, HTTP_PEERS);
-        assert!(known.iter().any(|k| k == "asyncnet-accept"));
-        assert!(HTTP_PEERS.contains(&HTTP_REFERENCE));
-        for p in HTTP_PEERS.iter().chain(&STREAM_PEERS) {
-            assert!(known.iter().any(|k| k == p), "{p}");
-        }
-        assert_eq!(known.iter().filter(|k| *k == "hyper").count(), 1);
-        assert!(crate::peers::named(&["hyper"]).is_empty());
-        assert!(WORKLOADS.iter().any(|w| w.name == "http"));
-    }
-
-    #[test]
-    fn http_rounds_become_samples_with_their_warnings() {
-        let mut wrk = http::WrkReport {
-            requests: 200_000,
-            secs: 2.0,
-            rps: 100_000.0,
-            p50_us: 150.0,
-            p99_us: 900.0,
-            non_2xx: 0,
-            socket_errors: http::SocketErrors::default(),
-        };
-        let s = http::sample(&wrk, 2.0, (0.2, 0.8));
-        assert_eq!(s.rate, 100_000.0);
-        assert!((s.server_us - 5.0).abs() < 1e-9);
-        assert!((s.user_us.unwrap() - 1.0).abs() < 1e-9);
-        assert_eq!((s.p50_us, s.p99_us), (Some(150.0), Some(900.0)));
-        assert!((s.server_cpu_pct.unwrap() - 50.0).abs() < 1e-9);
-        assert!(s.warnings.is_empty());
-        wrk.non_2xx = 7;
-        assert_eq!(http::sample(&wrk, 2.0, (0.2, 0.8)).warnings.len(), 1);
+        assert!(http_peers == HTTP_PEERS && HTTP_PEERS.contains(&HTTP_REFERENCE));
+        let mut known = known_peers();
+        let all = HTTP_PEERS
+            .iter()
+            .chain(&IDLE_PEERS)
+            .chain(&["asyncnet-accept"]);
+        assert!(
+            all.clone().all(|p| known.contains(&p.to_string())),
+            "{known:?}"
+        );
+        let n = known.len();
+        known.sort();
+        known.dedup();
+        assert_eq!(known.len(), n);
     }
 
     #[test]

@@ -28,26 +28,9 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// A certificate and its key, PEM.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
 /// A fresh self-signed certificate (ECDSA P-256, rcgen's default) for `localhost` and
-/// `127.0.0.1`.
-pub fn generate() -> io::Result<Identity> {
-    let names = vec![SERVER_NAME.to_string(), "127.0.0.1".to_string()];
-    let ck = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
-    Ok(Identity {
-        cert_pem: ck.cert.pem(),
-        key_pem: ck.signing_key.serialize_pem(),
-    })
-}
-
-/// The identity's files in a fresh private directory under the temporary directory, removed
-/// with it when dropped.
+/// `127.0.0.1` and its key, PEM files in a fresh private directory under the temporary
+/// directory, removed with it when dropped.
 #[derive(Debug)]
 pub struct IdentityFiles {
     _dir: tempfile::TempDir,
@@ -56,24 +39,21 @@ pub struct IdentityFiles {
 }
 
 impl IdentityFiles {
-    pub fn write(id: &Identity) -> io::Result<IdentityFiles> {
+    pub fn generate() -> io::Result<IdentityFiles> {
+        let names = vec![SERVER_NAME.to_string(), "127.0.0.1".to_string()];
+        let ck = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
         let dir = tempfile::Builder::new()
             .prefix("asyncnet-tls-bench-")
             .tempdir()?;
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, &id.cert_pem)?;
-        std::fs::write(&key, &id.key_pem)?;
+        std::fs::write(&cert, ck.cert.pem())?;
+        std::fs::write(&key, ck.signing_key.serialize_pem())?;
         Ok(IdentityFiles {
             _dir: dir,
             cert,
             key,
         })
     }
-}
-
-/// The first certificate of a PEM file.
-pub fn read_cert(path: &Path) -> io::Result<CertificateDer<'static>> {
-    CertificateDer::from_pem_file(path).map_err(|e| invalid(format!("{}: {e}", path.display())))
 }
 
 /// The server configuration asyncnet builds for `TlsContext::server_builder(..).build()`:
@@ -97,13 +77,15 @@ pub fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
 
 /// The load generator's client configuration: accepts exactly `pinned` (see the module
 /// documentation), and never resumes a session, so that every handshake is a full one.
-pub fn client_config(pinned: CertificateDer<'static>) -> io::Result<Arc<ClientConfig>> {
+pub fn client_config(pinned: &Path) -> io::Result<Arc<ClientConfig>> {
+    let cert = CertificateDer::from_pem_file(pinned)
+        .map_err(|e| invalid(format!("{}: {e}", pinned.display())))?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(invalid)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Pinned {
-            cert: pinned,
+            cert,
             provider: provider(),
         }))
         .with_no_client_auth();
@@ -182,12 +164,11 @@ mod tests {
 
     #[test]
     fn identity_round_trip() {
-        let id = generate().unwrap();
-        let files = IdentityFiles::write(&id).unwrap();
+        let files = IdentityFiles::generate().unwrap();
         let dir = files.cert.parent().unwrap().to_path_buf();
-        let cert = read_cert(&files.cert).unwrap();
         server_config(&files.cert, &files.key).unwrap();
-        client_config(cert).unwrap();
+        client_config(&files.cert).unwrap();
+        assert!(client_config(&files.key).is_err());
         drop(files);
         assert!(!dir.exists());
     }

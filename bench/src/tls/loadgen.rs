@@ -14,20 +14,18 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
-use rustls::pki_types::ServerName;
+use mio::{Interest, Poll, Registry, Token};
 use rustls::{ClientConfig, ClientConnection};
 
-use crate::loadgen::{Phase, Report, Window};
+use crate::loadgen::{invalid, Phase, Report, Slot, Span, Window};
 
 /// A handshake slot's connection taking longer than this is abandoned (counted as an error).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The echo workload fails if no round trip completes for this long.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -42,20 +40,25 @@ pub enum Mode {
 pub struct Settings {
     pub addr: SocketAddr,
     pub config: Arc<ClientConfig>,
-    pub server_name: ServerName<'static>,
     pub mode: Mode,
     pub conns: usize,
-    pub warmup: Duration,
-    pub secs: Duration,
+    pub span: Span,
 }
 
 struct Conn {
+    s: Rc<Settings>,
+    registry: Rc<Registry>,
     stream: TcpStream,
     tls: ClientConnection,
+    /// The message (handshake: the 1-byte probe).
+    msg: Vec<u8>,
+    /// Plaintext received and not yet checked.
+    plain: Vec<u8>,
     /// When the current operation started.
     started: Instant,
     /// Echo bytes received for the message in flight.
     got: usize,
+    busy: bool,
     /// Handshake mode: close_notify sent, waiting for the server to close.
     closing: bool,
 }
@@ -64,273 +67,191 @@ fn tls_err(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-impl Conn {
-    fn open(s: &Settings, poll: &Poll, token: Token) -> io::Result<Conn> {
-        let mut stream = TcpStream::connect(s.addr)?;
-        stream.set_nodelay(true)?;
-        poll.registry()
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-        let tls =
-            ClientConnection::new(s.config.clone(), s.server_name.clone()).map_err(tls_err)?;
-        Ok(Conn {
-            stream,
-            tls,
-            started: Instant::now(),
-            got: 0,
-            closing: false,
-        })
-    }
+fn connect(
+    s: &Settings,
+    registry: &Registry,
+    i: usize,
+) -> io::Result<(TcpStream, ClientConnection)> {
+    let mut stream = TcpStream::connect(s.addr)?;
+    stream.set_nodelay(true)?;
+    registry.register(
+        &mut stream,
+        Token(i),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    let tls =
+        ClientConnection::new(s.config.clone(), super::certs::server_name()).map_err(tls_err)?;
+    Ok((stream, tls))
+}
 
+impl Conn {
     /// Writes the session's records until none is left or the kernel is full.
     fn flush(&mut self) -> io::Result<()> {
+        use io::ErrorKind::*;
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.stream) {
-                Ok(_) => {}
                 // Still connecting, or the kernel is full: a writable event comes later.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
-                    ) =>
-                {
-                    return Ok(())
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) if matches!(e.kind(), WouldBlock | NotConnected) => return Ok(()),
+                Err(e) if e.kind() != Interrupted => return Err(e),
+                _ => {}
             }
         }
         Ok(())
     }
 
-    /// Reads and decrypts everything the kernel has, appending plaintext to `plain`. Returns
+    /// Reads and decrypts everything the kernel has into `plain`. Returns
     /// true at end of stream.
-    fn receive(&mut self, plain: &mut Vec<u8>) -> io::Result<bool> {
-        let mut buf = [0u8; 16 * 1024];
+    fn receive(&mut self) -> io::Result<bool> {
+        use io::ErrorKind::*;
         loop {
             match self.tls.read_tls(&mut self.stream) {
                 Ok(0) => return Ok(true),
                 Ok(_) => {
                     self.tls.process_new_packets().map_err(tls_err)?;
-                    loop {
-                        match self.tls.reader().read(&mut buf) {
-                            Ok(0) => break, // close_notify received
-                            Ok(n) => plain.extend_from_slice(&buf[..n]),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(e),
-                        }
+                    // Up to close_notify (Ok) or what has arrived (WouldBlock).
+                    match self.tls.reader().read_to_end(&mut self.plain) {
+                        Err(e) if e.kind() != WouldBlock => return Err(e),
+                        _ => {}
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == WouldBlock => return Ok(false),
+                Err(e) if e.kind() != Interrupted => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Goes on with the operation in flight: true once it is complete (echo:
+    /// the whole message back; handshake: the probe back, close_notify sent,
+    /// the server's close).
+    fn progress(&mut self) -> io::Result<bool> {
+        let handshake = self.s.mode == Mode::Handshake;
+        self.flush()?;
+        let eof = self.receive()?;
+        let end = self.got + self.plain.len();
+        if end > self.msg.len() || self.plain[..] != self.msg[self.got..end] {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "wrong echo (bytes differ from the message sent)",
+            ));
+        }
+        self.got = end;
+        self.plain.clear();
+        if handshake && end == 1 && !self.closing {
+            self.closing = true;
+            self.tls.send_close_notify();
+        }
+        if eof && self.closing {
+            return Ok(true);
+        } else if eof {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                if self.tls.is_handshaking() {
+                    "the server closed the connection during the handshake"
+                } else {
+                    "the server closed the connection"
+                },
+            ));
+        }
+        self.flush()?;
+        Ok(!handshake && end == self.msg.len())
+    }
+
+    /// A fresh connection for handshake slot `i` (the old one is dropped:
+    /// closed and deregistered). Out of ports or descriptors for a moment:
+    /// counted, and tried again.
+    fn reopen(&mut self, i: usize, w: &mut Window) -> io::Result<()> {
+        loop {
+            match connect(&self.s, &self.registry, i) {
+                Ok((stream, tls)) => {
+                    (self.stream, self.tls, self.closing) = (stream, tls, false);
+                    return Ok(());
+                }
+                Err(e) if w.errors() < 1_000_000 => {
+                    w.error(&e);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 Err(e) => return Err(e),
             }
         }
     }
 }
 
-/// The echo message of connection `i`: recognisable filler ending with `\n`.
-fn message(i: usize, size: usize) -> Vec<u8> {
-    let mut m: Vec<u8> = (0..size).map(|k| b'a' + ((i + k) % 26) as u8).collect();
-    if let Some(last) = m.last_mut() {
-        *last = b'\n';
+impl Slot for Conn {
+    fn ready(&mut self, i: usize, w: &mut Window) -> io::Result<()> {
+        if self.busy {
+            match self.progress() {
+                Ok(false) => return Ok(()),
+                Ok(true) => w.record(i, 1, Some(self.started)),
+                Err(e) if self.s.mode == Mode::Handshake => w.error(&e),
+                Err(e) => return Err(io::Error::new(e.kind(), format!("connection {i}: {e}"))),
+            }
+            self.busy = false;
+            if self.s.mode == Mode::Handshake {
+                self.reopen(i, w)?;
+            }
+        }
+        // rustls holds plaintext written during the handshake until it completes.
+        if w.take(1) == 1 {
+            (self.busy, self.got, self.started) = (true, 0, Instant::now());
+            self.tls.writer().write_all(&self.msg)?;
+            self.flush()?;
+        }
+        Ok(())
     }
-    m
+
+    fn tick(&mut self, i: usize, now: Instant, w: &mut Window) -> io::Result<()> {
+        if self.s.mode == Mode::Handshake
+            && self.busy
+            && now.saturating_duration_since(self.started) > HANDSHAKE_TIMEOUT
+        {
+            w.error(&io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no handshake, echo and close within {HANDSHAKE_TIMEOUT:?}"),
+            ));
+            self.busy = false;
+            self.reopen(i, w)?;
+            self.ready(i, w)?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs the workload of `s`: warm-up, then the window.
 ///
 /// # Errors
 ///
-/// Echo: any connection error, a wrong echo, or no progress for [`STALL_TIMEOUT`].
-/// Handshake: the first connection cannot even be opened, or nothing completed in the window.
-pub fn run(s: &Settings, mut on_phase: impl FnMut(Phase)) -> io::Result<Report> {
-    if s.conns == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no connection"));
+/// Echo: any connection error, a wrong echo, or no progress for
+/// [`crate::loadgen::STALL_TIMEOUT`]. Handshake: the first connections
+/// cannot even be opened, or nothing completed in the window.
+pub fn run(s: &Settings, on_phase: impl FnMut(Phase)) -> io::Result<Report> {
+    let size = match s.mode {
+        Mode::Echo { size } => size,
+        Mode::Handshake => 1,
+    };
+    if s.conns == 0 || size == 0 || s.span.count.is_some() {
+        return Err(invalid("conns and size must be at least 1, and no count"));
     }
     let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
-    let mut conns = Vec::with_capacity(s.conns);
-    let messages: Vec<Vec<u8>> = match s.mode {
-        Mode::Echo { size } => (0..s.conns).map(|i| message(i, size)).collect(),
-        Mode::Handshake => Vec::new(),
-    };
-    for i in 0..s.conns {
-        let mut c = Conn::open(s, &poll, Token(i))?;
-        start_op(s, &mut c, messages.get(i))?;
-        conns.push(c);
-    }
-    let mut window = Window::new(s.conns, s.warmup, s.secs);
-    let mut plain = Vec::new();
-    let mut last_progress = Instant::now();
-    loop {
-        match poll.poll(&mut events, Some(Duration::from_millis(20))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        for ev in events.iter() {
-            let i = ev.token().0;
-            let Some(c) = conns.get_mut(i) else { continue };
-            plain.clear();
-            let r = match s.mode {
-                Mode::Echo { .. } => echo_event(c, &messages[i], &mut plain),
-                Mode::Handshake => handshake_event(c, &mut plain),
-            };
-            let now = Instant::now();
-            match (s.mode, r) {
-                (_, Ok(Step::Waiting)) => {}
-                (Mode::Echo { .. }, Ok(Step::Done)) => {
-                    window.record(i, c.started, now);
-                    last_progress = now;
-                    c.started = now;
-                    start_op(s, c, messages.get(i))?;
-                }
-                (Mode::Echo { .. }, Err(e)) => {
-                    return Err(io::Error::new(e.kind(), format!("connection {i}: {e}")))
-                }
-                (Mode::Handshake, Ok(Step::Done)) => {
-                    window.record(i, c.started, now);
-                    last_progress = now;
-                    *c = reopen(s, &poll, i, &mut window)?;
-                }
-                (Mode::Handshake, Err(e)) => {
-                    window.error(&e);
-                    *c = reopen(s, &poll, i, &mut window)?;
-                }
-            }
-        }
-        let now = Instant::now();
-        if s.mode == Mode::Handshake {
-            for (i, c) in conns.iter_mut().enumerate() {
-                if now.saturating_duration_since(c.started) > HANDSHAKE_TIMEOUT {
-                    window.error(&io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no handshake, echo and close within {HANDSHAKE_TIMEOUT:?}"),
-                    ));
-                    *c = reopen(s, &poll, i, &mut window)?;
-                }
-            }
-        }
-        if now.saturating_duration_since(last_progress) > STALL_TIMEOUT {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "nothing completed for {STALL_TIMEOUT:?}{}",
-                    window
-                        .first_error
-                        .as_ref()
-                        .map(|e| format!(" (first error: {e})"))
-                        .unwrap_or_default()
-                ),
-            ));
-        }
-        if let Some(report) = window.tick(now, &mut on_phase) {
-            return report;
-        }
-    }
-}
-
-/// A fresh connection for slot `i` (the old one is dropped: closed and deregistered).
-fn reopen(s: &Settings, poll: &Poll, i: usize, window: &mut Window) -> io::Result<Conn> {
-    loop {
-        match Conn::open(s, poll, Token(i)) {
-            Ok(mut c) => {
-                start_op(s, &mut c, None)?;
-                return Ok(c);
-            }
-            // Out of ports or descriptors for a moment: count it, try again.
-            Err(e) if window.errors < 1_000_000 => {
-                window.error(&e);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Queues the next operation's first bytes: the message (echo) or the 1-byte probe
-/// (handshake). rustls holds plaintext written during the handshake until it completes.
-fn start_op(s: &Settings, c: &mut Conn, msg: Option<&Vec<u8>>) -> io::Result<()> {
-    match (s.mode, msg) {
-        (Mode::Echo { .. }, Some(m)) => c.tls.writer().write_all(m)?,
-        (Mode::Echo { .. }, None) => unreachable!("echo connections have a message"),
-        (Mode::Handshake, _) => c.tls.writer().write_all(b"\n")?,
-    }
-    c.flush()
-}
-
-enum Step {
-    Waiting,
-    Done,
-}
-
-fn echo_event(c: &mut Conn, msg: &[u8], plain: &mut Vec<u8>) -> io::Result<Step> {
-    c.flush()?;
-    let eof = c.receive(plain)?;
-    if !plain.is_empty() {
-        let end = c.got + plain.len();
-        if end > msg.len() || plain[..] != msg[c.got..end] {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "wrong echo (bytes differ from the message sent)",
-            ));
-        }
-        c.got = end;
-    }
-    if eof {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the server closed the connection",
-        ));
-    }
-    c.flush()?;
-    if c.got == msg.len() {
-        c.got = 0;
-        return Ok(Step::Done);
-    }
-    Ok(Step::Waiting)
-}
-
-fn handshake_event(c: &mut Conn, plain: &mut Vec<u8>) -> io::Result<Step> {
-    c.flush()?;
-    let eof = c.receive(plain)?;
-    if !plain.is_empty() {
-        if c.closing || plain[..] != b"\n"[..] {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "wrong echo of the 1-byte probe",
-            ));
-        }
-        c.closing = true;
-        c.tls.send_close_notify();
-    }
-    if eof {
-        if c.closing {
-            return Ok(Step::Done);
-        }
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            if c.tls.is_handshaking() {
-                "the server closed the connection during the handshake"
-            } else {
-                "the server closed the connection before echoing"
-            },
-        ));
-    }
-    c.flush()?;
-    Ok(Step::Waiting)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_end_with_newline() {
-        let m = message(3, 1024);
-        assert_eq!(m.len(), 1024);
-        assert_eq!(m[1023], b'\n');
-        assert!(!m[..1023].contains(&b'\n'));
-        assert_ne!(message(0, 8), message(1, 8));
-    }
+    let registry = Rc::new(poll.registry().try_clone()?);
+    let settings = Rc::new(s.clone());
+    let mut conns = (0..s.conns)
+        .map(|i| {
+            let (stream, tls) = connect(s, &registry, i)?;
+            Ok(Conn {
+                s: settings.clone(),
+                registry: registry.clone(),
+                stream,
+                tls,
+                // Recognisable filler ending with `\n` (handshake: the probe).
+                msg: [&vec![b'a' + (i % 26) as u8; size - 1][..], b"\n"].concat(),
+                plain: Vec::new(),
+                started: Instant::now(),
+                got: 0,
+                busy: false,
+                closing: false,
+            })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    crate::loadgen::run(&mut poll, &mut conns, &s.span, 0, on_phase)
 }

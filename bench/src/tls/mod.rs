@@ -6,8 +6,7 @@
 //! * [`loadgen`]: the TLS load generator (`loadgen --workload tls-echo|tls-handshake`), on
 //!   plain mio + rustls (neither asyncnet nor tokio).
 //!
-//! Here: the TLS peers and one measured round (the suite's, through `loadgen` as for every
-//! other workload).
+//! Here: the TLS peers and workloads (run through `loadgen` as every other workload).
 //!
 //! Servers follow the crate's contract (ready line `listening on 127.0.0.1:PORT`, byte echo
 //! until end of stream) with `--cert FILE --key FILE` before the port, and close with
@@ -16,12 +15,10 @@
 pub mod certs;
 pub mod loadgen;
 
-use std::io;
 use std::path::Path;
 
 use crate::peers::Peer;
-use crate::suite::Sample;
-use crate::workload::{self, field, parse_kv, RoundConfig, Transport, Workload};
+use crate::workload::Workload;
 
 /// Every TLS peer, its server presenting `cert` and `key`: `asyncnet`, `tokio`
 /// (tokio-rustls), and `asyncnet-accept` (the listener wrapped, so `accept` does the
@@ -41,7 +38,6 @@ pub fn peers(cert: &Path, key: &Path) -> Vec<Peer> {
             .map(|f| f.to_string())
             .chain(files.clone())
             .collect();
-        p.tcp_only = true;
         p
     };
     vec![
@@ -55,58 +51,11 @@ pub fn peers(cert: &Path, key: &Path) -> Vec<Peer> {
 /// or (`size` none) `tls-handshake` on `conns` slots; the server's certificate is `cert`.
 pub fn workload(size: Option<usize>, conns: usize, cert: &Path) -> Workload {
     let mut w = match size {
-        Some(size) => Workload::new(
-            Transport::Tcp,
-            "tls-echo",
-            &[("size", size), ("conns", conns)],
-        ),
-        None => Workload::new(Transport::Tcp, "tls-handshake", &[("conns", conns)]),
+        Some(size) => Workload::new("tls-echo", &[("size", size), ("conns", conns)]),
+        None => Workload::new("tls-handshake", &[("conns", conns)]),
     };
     w.loadgen_args
         .extend(["--cert".into(), cert.display().to_string()]);
-    w
-}
-
-/// One measured round of `work` against `peer` (one operation: a round trip, or a
-/// connection with its handshake).
-pub fn run_round(peer: &Peer, work: &Workload, cfg: &RoundConfig) -> io::Result<Sample> {
-    let w = workload::measured_round(peer, work, cfg)?;
-    let kv = parse_kv(&w.result);
-    let mut s = w.sample(field(&kv, "ops")?, field(&kv, "rate")?);
-    s.p50_us = Some(field(&kv, "p50_us")?);
-    s.p99_us = Some(field(&kv, "p99_us")?);
-    // Last on the line, spaces and all.
-    let first_error = w
-        .result
-        .split_once(" first_error=")
-        .map_or("?", |(_, e)| e.trim());
-    s.warnings = warnings(
-        field(&kv, "idle_conns")?,
-        field(&kv, "errors")?,
-        first_error,
-        w.both_idle(),
-    );
-    Ok(s)
-}
-
-/// What makes a TLS round doubtful: `idle` connections (handshake: slots) that completed
-/// nothing in the window, `errors` failed connections (the first said `first_error`), or
-/// neither process kept its CPU busy.
-pub fn warnings(idle: usize, errors: u64, first_error: &str, both_idle: bool) -> Vec<String> {
-    let mut w = Vec::new();
-    if idle > 0 {
-        w.push(format!(
-            "{idle} connection(s)/slot(s) completed nothing in the window"
-        ));
-    }
-    if errors > 0 {
-        w.push(format!(
-            "{errors} connection(s) failed, first: {first_error}"
-        ));
-    }
-    if both_idle {
-        w.push(workload::both_idle_warning());
-    }
     w
 }
 
@@ -115,7 +64,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peers_workloads_and_warnings() {
+    fn peers_and_workloads() {
         let (cert, key) = (Path::new("/c.pem"), Path::new("/k.pem"));
         let p = peers(cert, key);
         let tail = ["--cert", "/c.pem", "--key", "/k.pem", "0"];
@@ -129,9 +78,5 @@ mod tests {
             workload(None, 8, cert).loadgen_args.join(" "),
             "--workload tls-handshake --conns 8 --cert /c.pem"
         );
-        assert!(warnings(0, 0, "none", false).is_empty());
-        let w = warnings(1, 2, "reset", true);
-        assert_eq!(w.len(), 3, "{w:?}");
-        assert!(w[1].contains("2 connection(s) failed, first: reset"));
     }
 }
