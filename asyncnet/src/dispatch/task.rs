@@ -275,7 +275,8 @@ impl<T: TaskOutput> Future for JoinHandle<T> {
 
     /// # Panics
     ///
-    /// Resumes the task's panic, if it panicked.
+    /// Resumes the task's panic, if it panicked; panics when polled where no asyncnet loop
+    /// runs (by another runtime), as the task would never run there.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let taken = self.state.result.borrow_mut().take();
         match taken {

@@ -91,6 +91,11 @@ pub struct Sleep {
 ///
 /// Dropping the future cancels the timer; nothing else is lost.
 ///
+/// # Panics
+///
+/// When polled where no asyncnet loop runs (by another runtime): nothing would ever fire the
+/// timer (see the crate docs, "Living next to tokio").
+///
 /// # Examples
 ///
 /// ```
