@@ -2,9 +2,9 @@
 //! thread, edge-triggered readiness), neither on asyncnet nor on tokio, so it
 //! favours no server.
 //!
-//! Every workload is a set of slots (connections or sockets, see [`Slot`]),
+//! Every workload is a set of slots (connections or sockets, see `Slot`),
 //! each with one operation in flight (bulk: a bounded stream of bytes),
-//! driven by [`run`]: a warm-up, then a measured window, with `on_phase`
+//! driven by `run`: a warm-up, then a measured window, with `on_phase`
 //! called at the start and at the end of that window (the `loadgen` binary
 //! prints `measure-start` / `measure-end` there, which the runner uses to
 //! sample the server's CPU time over exactly that window).
