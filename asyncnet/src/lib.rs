@@ -404,8 +404,9 @@ pub use dispatch::{
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
     dial, dial_with, resolve_host, wrap_connected_socket, wrap_socket, AsyncSocket, BufReader,
-    Flags, SoBool, SocketBuilder, BUFFER_SIZE, CLOSE_LINGER, MAX_LINE_LENGTH, MAX_RESOLVERS,
-    SOMAXCONN, WRITE_HIGH_WATER,
+    DialError, Dialer, Family, FamilyPreference, Flags, ResolveFuture, Resolver, SoBool,
+    SocketBuilder, SystemResolver, BUFFER_SIZE, CLOSE_LINGER, DEFAULT_ATTEMPT_DELAY,
+    MAX_LINE_LENGTH, MAX_RESOLVERS, RESOLUTION_DELAY, SOMAXCONN, WRITE_HIGH_WATER,
 };
 /// The TLS library, for downcasting handshake errors (`rustls::Error`).
 pub use rustls;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use socket2::{SockAddr, Socket};
 
+use super::eyeballs::Candidates;
 use super::socket::{addr_text, AsyncSocket};
 use crate::dispatch::{sleep_async, Sleep};
 use crate::sys;
@@ -202,17 +203,28 @@ impl AsyncSocket {
     }
 
     /// Connect to `address:port` (Nim's `connect`). A host name is resolved off the loop's
-    /// thread; each of its addresses of the socket's family is tried in turn.
+    /// thread, and its addresses of the socket's family are tried one after another, the
+    /// next when one fails.
+    ///
+    /// What Happy Eyeballs (RFC 8305) can mean for one socket of a fixed family: an IPv4
+    /// socket looks up A records only (no AAAA query it could not use); an IPv6 socket looks
+    /// up AAAA and A in parallel, starts on the first answer (waiting up to
+    /// [`RESOLUTION_DELAY`](crate::RESOLUTION_DELAY) for AAAA if A comes first) and tries the
+    /// addresses interleaved, IPv6 first (IPv4 ones IPv4-mapped). The attempts cannot
+    /// overlap: one socket makes one connection at a time, so an address that never answers
+    /// costs the OS's connect timeout before the next is tried, as in Nim. To race the
+    /// addresses, each on a socket of its own, use [`dial`](crate::dial) or
+    /// [`Dialer`](crate::Dialer).
     ///
     /// # Errors
     ///
     /// Resolution fails, no address has the socket's family (`AddrNotAvailable`), or every
-    /// attempt fails (the last attempt's error, e.g. `ConnectionRefused`).
+    /// attempt fails (the last attempt's error, e.g. `ConnectionRefused`, as in Nim).
     ///
     /// # Cancel safety
     ///
     /// Dropping the future leaves the socket half-connected or connected; it cannot start
-    /// another connect. Close it.
+    /// another connect. Close it. Lookups under way are abandoned.
     ///
     /// # Examples
     ///
@@ -231,22 +243,23 @@ impl AsyncSocket {
     /// ```
     pub async fn connect(&self, address: &str, port: u16) -> io::Result<()> {
         let fit = self.family_map();
-        let addrs: Vec<SocketAddr> = super::resolve::resolve(address, port)
-            .await?
-            .into_iter()
-            .filter_map(fit)
-            .collect();
-        let mut last = io::Error::new(
-            io::ErrorKind::AddrNotAvailable,
-            format!("{address} has no address of the socket's family"),
-        );
-        for addr in addrs {
+        let mut candidates = Candidates::for_socket(address, port, self.inner.domain)?;
+        let mut last = None;
+        while let Some(addr) = candidates.next().await {
+            let Some(addr) = fit(addr) else { continue };
             match self.connect_sockaddr(&SockAddr::from(addr)).await {
                 Ok(()) => return self.finish_tls_connect(address).await,
-                Err(e) => last = e,
+                Err(e) => last = Some(e),
             }
         }
-        Err(last)
+        Err(last
+            .or_else(|| candidates.take_errors().pop().map(|(_, e)| e))
+            .unwrap_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("{address} has no address of the socket's family"),
+                )
+            }))
     }
 
     /// Connect to one address.

@@ -15,6 +15,7 @@ use std::task::{ready, Context, Poll};
 
 use socket2::SockAddr;
 
+use super::eyeballs::Candidates;
 use super::local::SCRATCH_SIZE;
 use super::options::Flags;
 use super::socket::{addr_text, addr_text_into, AsyncSocket};
@@ -29,6 +30,14 @@ impl AsyncSocket {
     /// loop's thread; its addresses of the socket's family are tried in turn until one send
     /// succeeds.
     ///
+    /// The order is RFC 8305's, as for [`connect`](AsyncSocket::connect) by name: an IPv4
+    /// socket looks up A records only; an IPv6 socket looks up AAAA and A in parallel and
+    /// sends to the first address of the first answer (waiting up to
+    /// [`RESOLUTION_DELAY`](crate::RESOLUTION_DELAY) for AAAA if A comes first), IPv6 first
+    /// then alternating. There is no race: a datagram has no handshake to tell which
+    /// address works, and it must reach the peer once, not once per address. The next
+    /// address is tried only when a send fails at once (e.g. no route).
+    ///
     /// # Errors
     ///
     /// `InvalidInput` on a stream socket; resolution fails; no address has the socket's
@@ -38,6 +47,7 @@ impl AsyncSocket {
     /// # Cancel safety
     ///
     /// A datagram is sent whole or not at all: a dropped future either sent it or did not.
+    /// Lookups under way are abandoned.
     ///
     /// # Examples
     ///
@@ -62,21 +72,26 @@ impl AsyncSocket {
     ) -> io::Result<()> {
         self.require_datagram("send_to")?;
         let fit = self.family_map();
-        let addrs = super::resolve::resolve(address, port).await?;
-        let mut last = io::Error::new(
-            io::ErrorKind::AddrNotAvailable,
-            format!("{address} has no address of the socket's family"),
-        );
-        for addr in addrs.into_iter().filter_map(fit) {
+        let mut candidates = Candidates::for_socket(address, port, self.inner.domain)?;
+        let mut last = None;
+        while let Some(addr) = candidates.next().await {
+            let Some(addr) = fit(addr) else { continue };
             match self
                 .send_datagram(Some(&SockAddr::from(addr)), data.as_ref())
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(e) => last = e,
+                Err(e) => last = Some(e),
             }
         }
-        Err(last)
+        Err(last
+            .or_else(|| candidates.take_errors().pop().map(|(_, e)| e))
+            .unwrap_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("{address} has no address of the socket's family"),
+                )
+            }))
     }
 
     /// Send one datagram to an IP address.

@@ -15,7 +15,9 @@
 //! | `secure` | `wrap_socket`, `wrap_connected_socket`, the session on a socket |
 //! | `linger` | the end of a closed socket with bytes still owed |
 //! | `resolve` | name resolution off the loop's thread |
-//! | `dial` | `dial`: resolve, then connect |
+//! | `dial` | `dial`, `Dialer`: the options of a dial |
+//! | `eyeballs` | Happy Eyeballs v2 (RFC 8305): the order of a name's addresses, the race of attempts |
+//! | `dial_error` | `DialError`: every address a dial tried, and why each failed |
 //! | `io_traits` | `futures-io`'s `AsyncRead`/`AsyncWrite` |
 //! | `options` | `Flags`, `SoBool` |
 //! | `convert` | `AsFd`, `AsRawFd`, `into_fd`, to and from the standard library's sockets |
@@ -31,6 +33,8 @@ mod conn;
 mod convert;
 mod datagram;
 mod dial;
+mod dial_error;
+mod eyeballs;
 mod io_traits;
 mod line;
 mod linger;
@@ -43,11 +47,13 @@ mod transport;
 mod unix;
 mod write;
 
-pub use dial::{dial, dial_with};
+pub use dial::{dial, dial_with, Dialer, FamilyPreference, DEFAULT_ATTEMPT_DELAY};
+pub use dial_error::DialError;
+pub use eyeballs::RESOLUTION_DELAY;
 pub use io_traits::BufReader;
 pub use linger::CLOSE_LINGER;
 pub use options::{Flags, SoBool};
-pub use resolve::{resolve_host, MAX_RESOLVERS};
+pub use resolve::{resolve_host, Family, ResolveFuture, Resolver, SystemResolver, MAX_RESOLVERS};
 pub use secure::{wrap_connected_socket, wrap_socket};
 pub use socket::{AsyncSocket, SocketBuilder, BUFFER_SIZE, MAX_LINE_LENGTH, SOMAXCONN};
 pub use write::WRITE_HIGH_WATER;

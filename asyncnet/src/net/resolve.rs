@@ -3,7 +3,12 @@
 //! `getaddrinfo` blocks, for as long as the DNS takes. It runs on a small pool of helper
 //! threads (at most [`MAX_RESOLVERS`], each leaving after a while idle); the asking task
 //! parks and is woken through its waker, which is safe to call from another thread. IP
-//! literals never leave the loop's thread.
+//! literals never leave the loop's thread. A lookup whose future is dropped is abandoned: if
+//! no thread has started it, none will; if one has, its answer is discarded.
+//!
+//! `dial` asks for each address family on its own ([`Family`], one getaddrinfo call per
+//! family, in parallel), through the [`Resolver`] trait, so that a caller may plug in a
+//! resolver of its own ([`SystemResolver`] is the default).
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
@@ -14,6 +19,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use crate::sys;
 
 /// The most resolver threads alive at once.
 pub const MAX_RESOLVERS: usize = 8;
@@ -47,24 +54,34 @@ pub(crate) async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>
             "empty host name",
         ));
     }
+    submit(host, port, None).await
+}
+
+/// Start a lookup of `host` on a helper thread: every address, or (`family`) one family's.
+fn submit(host: &str, port: u16, family: Option<Family>) -> Lookup {
     let job = Arc::new(Job {
         host: host.to_owned(),
         port,
+        family,
         state: Mutex::new(JobState::default()),
     });
     pool().submit(job.clone());
-    Lookup(job).await
+    Lookup(job)
 }
 
 #[derive(Default)]
 struct JobState {
     result: Option<io::Result<Vec<SocketAddr>>>,
     waker: Option<Waker>,
+    /// The future was dropped: run nothing, keep no waker.
+    abandoned: bool,
 }
 
 struct Job {
     host: String,
     port: u16,
+    /// `None`: both families, as the standard library asks (one call, both answers).
+    family: Option<Family>,
     state: Mutex<JobState>,
 }
 
@@ -75,7 +92,18 @@ impl Job {
 }
 
 /// Waits for a job's result. Dropping it abandons the job (its result is discarded).
+#[must_use = "futures do nothing unless you .await or poll them"]
 struct Lookup(Arc<Job>);
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        st.abandoned = true;
+        // The waker may hold the caller's task: let it go now, not when the thread is done.
+        st.waker = None;
+        st.result = None;
+    }
+}
 
 impl Future for Lookup {
     type Output = io::Result<Vec<SocketAddr>>;
@@ -147,10 +175,15 @@ impl Pool {
         loop {
             if let Some(job) = st.jobs.pop_front() {
                 drop(st);
-                let r = (job.host.as_str(), job.port)
-                    .to_socket_addrs()
-                    .map(|it| it.collect::<Vec<_>>());
-                finish(&job, r);
+                if !job.state().abandoned {
+                    let r = match job.family {
+                        None => (job.host.as_str(), job.port)
+                            .to_socket_addrs()
+                            .map(|it| it.collect::<Vec<_>>()),
+                        Some(f) => sys::lookup_family(&job.host, job.port, f.raw()),
+                    };
+                    finish(&job, r);
+                }
                 st = self.lock();
                 continue;
             }
@@ -172,6 +205,9 @@ impl Pool {
 fn finish(job: &Job, r: io::Result<Vec<SocketAddr>>) {
     let waker = {
         let mut st = job.state();
+        if st.abandoned {
+            return;
+        }
         st.result = Some(r);
         st.waker.take()
     };
@@ -210,4 +246,130 @@ fn finish(job: &Job, r: io::Result<Vec<SocketAddr>>) {
 /// ```
 pub async fn resolve_host(address: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     resolve(address, port).await
+}
+
+/// An IP address family, as a [`Resolver`] is asked for it (an AAAA or an A lookup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv6 (AAAA records).
+    Ipv6,
+    /// IPv4 (A records).
+    Ipv4,
+}
+
+impl Family {
+    /// The family of `addr`.
+    pub fn of(addr: &SocketAddr) -> Family {
+        match addr {
+            SocketAddr::V6(_) => Family::Ipv6,
+            SocketAddr::V4(_) => Family::Ipv4,
+        }
+    }
+
+    /// The other family.
+    pub fn other(self) -> Family {
+        match self {
+            Family::Ipv6 => Family::Ipv4,
+            Family::Ipv4 => Family::Ipv6,
+        }
+    }
+
+    fn raw(self) -> libc::c_int {
+        match self {
+            Family::Ipv6 => libc::AF_INET6,
+            Family::Ipv4 => libc::AF_INET,
+        }
+    }
+}
+
+/// The future a [`Resolver`] returns: the addresses of one family, in the order to try them.
+pub type ResolveFuture = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>>>>;
+
+/// Name resolution for [`Dialer`](crate::Dialer): one address family at a time, so that
+/// the AAAA and A lookups run in parallel and connecting starts on the first answer.
+///
+/// [`SystemResolver`] (the OS's `getaddrinfo`, on helper threads) is the default. Plug in
+/// another (a DNS-over-HTTPS client, a cache, a fixed table for tests) with
+/// [`Dialer::resolver`](crate::Dialer::resolver). A closure
+/// `Fn(String, u16, Family) -> impl Future<Output = io::Result<Vec<SocketAddr>>>` is a
+/// resolver too.
+///
+/// The addresses returned are used as given (their port included), in the order given, each
+/// in the queue of its own family whatever was asked. IP literals never reach a resolver.
+/// Dropping the future means the answer is no longer wanted: a resolver should then stop
+/// its work where it can.
+///
+/// # Examples
+///
+/// A resolver that knows one name and asks the system for every other:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use asyncnet::{Dialer, Family, ResolveFuture, Resolver, SystemResolver, AsyncSocket};
+///
+/// struct Hosts;
+/// impl Resolver for Hosts {
+///     fn lookup(&self, host: &str, port: u16, family: Family) -> ResolveFuture {
+///         match (host, family) {
+///             ("db.internal", Family::Ipv4) => {
+///                 Box::pin(std::future::ready(Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])))
+///             }
+///             ("db.internal", Family::Ipv6) => Box::pin(std::future::ready(Ok(vec![]))),
+///             _ => SystemResolver.lookup(host, port, family),
+///         }
+///     }
+/// }
+///
+/// asyncnet::wait_for(async {
+///     let server = AsyncSocket::new()?;
+///     server.bind_addr(0, "127.0.0.1")?;
+///     server.listen()?;
+///     let client = Dialer::new().resolver(Hosts).dial("db.internal", server.local_addr()?.1).await?;
+///     assert_eq!(client.peer_socket_addr()?, server.local_socket_addr()?);
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait Resolver {
+    /// The addresses of `host` in `family`, with `port`. An empty list and an error both
+    /// mean "none of this family"; `dial` reports the error only if no address of either
+    /// family connects.
+    fn lookup(&self, host: &str, port: u16, family: Family) -> ResolveFuture;
+}
+
+impl<F, Fut> Resolver for F
+where
+    F: Fn(String, u16, Family) -> Fut,
+    Fut: Future<Output = io::Result<Vec<SocketAddr>>> + 'static,
+{
+    fn lookup(&self, host: &str, port: u16, family: Family) -> ResolveFuture {
+        Box::pin(self(host.to_owned(), port, family))
+    }
+}
+
+/// The OS resolver (`getaddrinfo` with the family as a hint), on a pool of at most
+/// [`MAX_RESOLVERS`] helper threads, so that the loop goes on while the DNS answers. A
+/// dropped lookup is abandoned: skipped if no thread has started it, its answer discarded
+/// otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn lookup(&self, host: &str, port: u16, family: Family) -> ResolveFuture {
+        if let Some(ip) = literal(host) {
+            let addr = SocketAddr::new(ip, port);
+            let found = if Family::of(&addr) == family {
+                vec![addr]
+            } else {
+                vec![]
+            };
+            return Box::pin(std::future::ready(Ok(found)));
+        }
+        Box::pin(submit(host, port, Some(family)))
+    }
+}
+
+/// The IP literal `host` stands for (`127.0.0.1`, `::1`, `[::1]`), if it is one.
+pub(crate) fn ip_literal(host: &str) -> Option<IpAddr> {
+    literal(host)
 }
