@@ -13,7 +13,7 @@
 //! | `newAsyncSocket(domain, sockType, protocol, buffered, inheritable)` | [`AsyncSocket::new`], [`AsyncSocket::builder`] `.domain(..).sock_type(..).protocol(..).buffered(..).inheritable(..).build()` |
 //! | `newAsyncSocket(fd, ...)` | [`AsyncSocket::from_fd`] (takes ownership, registers) |
 //! | `newAsyncSocket(cint, cint, cint)` | [`AsyncSocket::new_raw`] |
-//! | `dial(address, port, protocol, buffered)` | [`dial`](crate::dial), [`dial_with`](crate::dial_with) |
+//! | `dial(address, port, protocol, buffered)` | [`dial`](crate::dial), [`dial_with`](crate::dial_with); with options: [`Dialer`](crate::Dialer) |
 //! | `connect(socket, address, port)` | [`AsyncSocket::connect`]; one address: [`AsyncSocket::connect_addr`] |
 //! | `bindAddr(socket, port, address)` | [`AsyncSocket::bind_addr`] |
 //! | `listen(socket, backlog)` | [`AsyncSocket::listen`], [`AsyncSocket::listen_backlog`] |
@@ -71,7 +71,7 @@
 //! | `withTimeout` | the inner future runs on | the inner future is dropped (cancelled) |
 //! | cancellation | none | dropping any future cancels it; each method documents what that loses (reads: nothing) |
 //! | closing | callbacks run after `close(2)` (fd reuse race, Nim #12652) | the fd leaves the poller and waiters are failed before `close(2)` |
-//! | `dial` | tries addresses in turn | the same, for now (racing them is a later step) |
+//! | `dial` | tries addresses in turn, each until the OS gives up | races them (Happy Eyeballs v2, RFC 8305): a dead address costs 250 ms, not a TCP timeout ([`dial`](#dial)) |
 //! | TLS hostname verification in `connect` | none: any valid certificate is accepted | always on for clients (chain and name; IP addresses against IP names) unless `danger_accept_invalid_certs` |
 //! | `wrapConnectedSocket` handshake | deferred to the first I/O | completes in the call |
 //! | TLS `close` | no close_notify | close_notify sent, after the queued bytes, in the background if the kernel cannot take it at once |
@@ -90,6 +90,35 @@
 //! | `acceptAddr` on a Unix socket | `"unix"` | the peer's path (`""`: clients are rarely bound) |
 //! | Unix path too long or with a NUL inside | cut short by the kernel | `InvalidInput`; a leading NUL is a Linux abstract name |
 //! | `send`/`recv` on a connected datagram socket | through the stream buffer | one datagram each; `recv` reports truncation |
+//!
+//! # `dial`
+//!
+//! A host with an IPv6 address behind a broken route (a "black hole": SYNs vanish) is the
+//! classic trap: a client that tries addresses one after another waits out a whole TCP
+//! connect timeout (about 2 minutes on Linux) before it tries IPv4. [`dial`](crate::dial)
+//! and [`Dialer`](crate::Dialer) race the addresses as RFC 8305 (Happy Eyeballs v2) says.
+//!
+//! | | Nim 1.6 `dial` | Go `net.Dialer` (RFC 6555) | RFC 8305 | here |
+//! | --- | --- | --- | --- | --- |
+//! | lookups | one `getaddrinfo` for both families, blocking the loop | both families, connecting after both answered | AAAA and A separately, in parallel | AAAA and A separately, in parallel, on helper threads (or a [`Resolver`](crate::Resolver) of the user's) |
+//! | connecting starts | after the lookup | after the lookup | on the first answer; if A comes first, wait up to the Resolution Delay (50 ms) for AAAA | the same ([`RESOLUTION_DELAY`](crate::RESOLUTION_DELAY)) |
+//! | order | the resolver's | the first address's family ("primaries"), then the other ("fallbacks") | interleaved families, First Address Family Count 1 by default, IPv6 first | interleaved, one address per family in turn, IPv6 first ([`FamilyPreference`](crate::FamilyPreference) changes it); each family in its resolver's order (`getaddrinfo` sorts by RFC 6724); late answers join the queue |
+//! | next attempt | when the last one failed | the fallback family 300 ms later (`FallbackDelay`), or when the primaries failed; within a family, one after another | Connection Attempt Delay: 250 ms recommended, at least 100 ms (never below 10 ms), at most 2 s; at once when an attempt fails | 250 ms ([`DEFAULT_ATTEMPT_DELAY`](crate::DEFAULT_ATTEMPT_DELAY)), configurable, clamped to [100 ms, 2 s]; at once when an attempt fails |
+//! | cost of a black-holed first address | a TCP timeout | 300 ms (only across families: a black hole among one family's addresses still costs a timeout, or its share of `Timeout`) | one attempt delay | one attempt delay, whatever the family |
+//! | the losers | (none run) | cancelled | cancelled | dropped the moment one wins, their sockets closed |
+//! | every attempt failed | the last error | the first error | (not said) | one error naming each address and why, kind of the most telling ([`DialError`](crate::DialError)) |
+//! | options | protocol, buffered | `Timeout`, `LocalAddr`, `FallbackDelay`, `Resolver`, `Control`, ... | | [`Dialer`](crate::Dialer): attempt delay, timeout, families, local address, protocol, buffered, TLS on the winner, resolver, `on_attempt` (as Go's `Control`) |
+//!
+//! Not done from RFC 8305: remembering which family won for the next dial (section 4's
+//! historical data), NAT64 address synthesis (section 7), and reordering by measured round
+//! trip times. IP literals skip the resolver (one attempt). Over UDP a "connect" completes
+//! at once, so the first address in RFC 8305's order wins.
+//!
+//! On one existing socket of a fixed family, [`AsyncSocket::connect`] and
+//! [`AsyncSocket::send_to`] by name keep Nim's meaning (try the addresses in turn): an IPv4
+//! socket looks up A records only; an IPv6 socket looks up both families in parallel, in
+//! RFC 8305's order, with the Resolution Delay. They cannot race: one socket makes one
+//! connection at a time, and a datagram must reach its peer once, not once per address.
 //!
 //! # Buffering and cancel safety
 //!

@@ -112,9 +112,10 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! `AsyncSocket::new()` is IPv4, so `connect` tries the host's IPv4 addresses only. To try
-//! every address, [`dial`], then [`wrap_connected_socket`] with [`HandshakeAs::Client`] and
-//! the host name.
+//! `AsyncSocket::new()` is IPv4, so `connect` tries the host's IPv4 addresses only. To race
+//! every address of both families (Happy Eyeballs) and handshake on the winner, one call:
+//! `Dialer::new().tls(&ctx).dial("example.com", 443).await?` ([`Dialer::tls`]); or [`dial`],
+//! then [`wrap_connected_socket`] with [`HandshakeAs::Client`] and the host name.
 //!
 //! ## Timeouts on a server
 //!

@@ -373,3 +373,72 @@ impl Resolver for SystemResolver {
 pub(crate) fn ip_literal(host: &str) -> Option<IpAddr> {
     literal(host)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn job() -> Arc<Job> {
+        Arc::new(Job {
+            host: "example.invalid".into(),
+            port: 80,
+            family: Some(Family::Ipv6),
+            state: Mutex::new(JobState::default()),
+        })
+    }
+
+    #[test]
+    fn a_dropped_lookup_lets_go_of_its_waker_and_its_answer_is_discarded() {
+        let job = job();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut lookup = Lookup(job.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut lookup).poll(&mut cx).is_pending());
+        drop(waker);
+        assert_eq!(Arc::strong_count(&count), 2, "the job holds the waker");
+        drop(lookup);
+        assert_eq!(Arc::strong_count(&count), 1, "the abandoned job let it go");
+        assert!(job.state().abandoned, "no thread will start it");
+        finish(&job, Ok(vec![]));
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "nobody woken");
+        assert!(job.state().result.is_none(), "the answer was discarded");
+    }
+
+    #[test]
+    fn a_lookup_still_wanted_is_woken_with_its_answer() {
+        let job = job();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut lookup = Lookup(job.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut lookup).poll(&mut cx).is_pending());
+        let addr: SocketAddr = "[::1]:80".parse().unwrap();
+        finish(&job, Ok(vec![addr]));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        match Pin::new(&mut lookup).poll(&mut cx) {
+            Poll::Ready(Ok(v)) => assert_eq!(v, [addr]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_system_resolver_answers_a_literal_for_its_own_family_only() {
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        let mut v4 = SystemResolver.lookup("127.0.0.1", 7, Family::Ipv4);
+        let mut v6 = SystemResolver.lookup("127.0.0.1", 7, Family::Ipv6);
+        let addr: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        assert!(matches!(v4.as_mut().poll(&mut cx), Poll::Ready(Ok(v)) if v == [addr]));
+        assert!(matches!(v6.as_mut().poll(&mut cx), Poll::Ready(Ok(v)) if v.is_empty()));
+    }
+}
