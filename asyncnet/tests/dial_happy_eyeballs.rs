@@ -611,3 +611,45 @@ fn a_thousand_parallel_dials_to_dead_and_live_addresses_leave_no_descriptor() {
         Ok(())
     });
 }
+
+#[test]
+fn system_resolver_asks_each_family_on_its_own() {
+    let _serial = serial();
+    run(async {
+        use asyncnet::SystemResolver;
+        let v4 = SystemResolver.lookup("localhost", 80, Family::Ipv4).await?;
+        assert!(!v4.is_empty(), "localhost has an A record");
+        assert!(v4.iter().all(|a| a.is_ipv4() && a.port() == 80), "{v4:?}");
+        // Some machines have no ::1 for localhost: then an error or nothing, never IPv4.
+        if let Ok(v6) = SystemResolver.lookup("localhost", 80, Family::Ipv6).await {
+            assert!(v6.iter().all(|a| a.is_ipv6() && a.port() == 80), "{v6:?}");
+        }
+        // Through dial: "localhost" connects whichever family the server is on.
+        let server = live(V4)?;
+        let client = asyncnet::dial("localhost", server.local_addr()?.1).await?;
+        assert_eq!(client.peer_socket_addr()?, server.local_socket_addr()?);
+        Ok(())
+    });
+}
+
+#[test]
+fn connect_by_name_on_an_ipv6_socket_reaches_an_ipv4_only_server() {
+    let _serial = serial();
+    if !ipv6_loopback() {
+        return;
+    }
+    run(async {
+        // Only 127.0.0.1 listens: "localhost"'s ::1 (if any) refuses, then the IPv4 address
+        // is tried, IPv4-mapped, on the same socket.
+        let server = live(V4)?;
+        let port = server.local_addr()?.1;
+        let client = AsyncSocket::builder().domain(Domain::IPV6).build()?;
+        client.connect("localhost", port).await?;
+        assert_eq!(client.peer_addr()?, ("127.0.0.1".to_string(), port));
+        // An IPv4 socket never asks for AAAA records and never tries ::1.
+        let v4 = AsyncSocket::new()?;
+        v4.connect("localhost", port).await?;
+        assert_eq!(v4.peer_socket_addr()?, server.local_socket_addr()?);
+        Ok(())
+    });
+}

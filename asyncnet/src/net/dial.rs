@@ -26,6 +26,26 @@ const MIN_ATTEMPT_DELAY: Duration = Duration::from_millis(100);
 const MAX_ATTEMPT_DELAY: Duration = Duration::from_secs(2);
 
 /// Which address families a [`Dialer`] looks up and tries, in which order.
+///
+/// # Examples
+///
+/// ```
+/// use asyncnet::{AsyncSocket, Dialer, FamilyPreference, wait_for};
+/// wait_for(async {
+///     let server = AsyncSocket::new()?;
+///     server.bind_addr(0, "127.0.0.1")?;
+///     server.listen()?;
+///     // No AAAA lookup, no IPv6 attempt.
+///     let v4 = Dialer::new().families(FamilyPreference::Ipv4Only);
+///     let client = v4.dial("localhost", server.local_addr()?.1).await?;
+///     assert!(client.peer_socket_addr()?.is_ipv4());
+///     // A literal of an excluded family is refused before any attempt.
+///     let e = v4.dial("::1", 80).await.unwrap_err();
+///     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FamilyPreference {
     /// Both, IPv6 first (RFC 8305's default).

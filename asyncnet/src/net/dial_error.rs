@@ -27,6 +27,33 @@ use super::resolve::Family;
 ///   `ConnectionRefused`, whatever order the errors came in;
 /// - no address was found: the kind of the first lookup error that is not `NotFound`, or
 ///   `NotFound`.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use asyncnet::{AsyncSocket, DialError, Dialer, Family, wait_for};
+/// wait_for(async {
+///     // Two ports bound by nobody listening: both refuse.
+///     let (a, b) = (AsyncSocket::new()?, AsyncSocket::new()?);
+///     a.bind_addr(0, "127.0.0.1")?;
+///     b.bind_addr(0, "127.0.0.1")?;
+///     let both = vec![a.local_socket_addr()?, b.local_socket_addr()?];
+///     let answer = both.clone();
+///     let dialer = Dialer::new().resolver(move |_host: String, _port: u16, family: Family| {
+///         let found = if family == Family::Ipv4 { answer.clone() } else { vec![] };
+///         async move { Ok::<Vec<SocketAddr>, std::io::Error>(found) }
+///     });
+///     let e = dialer.dial("closed.test", 80).await.unwrap_err();
+///     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+///     let detail = e.get_ref().and_then(|s| s.downcast_ref::<DialError>()).unwrap();
+///     let tried: Vec<SocketAddr> = detail.attempts().iter().map(|(addr, _)| *addr).collect();
+///     assert_eq!(tried, both);
+///     assert!(!detail.timed_out());
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct DialError {
     host: String,

@@ -249,6 +249,16 @@ pub async fn resolve_host(address: &str, port: u16) -> io::Result<Vec<SocketAddr
 }
 
 /// An IP address family, as a [`Resolver`] is asked for it (an AAAA or an A lookup).
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use asyncnet::Family;
+/// let v6: SocketAddr = "[::1]:443".parse().unwrap();
+/// assert_eq!(Family::of(&v6), Family::Ipv6);
+/// assert_eq!(Family::Ipv6.other(), Family::Ipv4);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     /// IPv6 (AAAA records).
@@ -351,6 +361,20 @@ where
 /// [`MAX_RESOLVERS`] helper threads, so that the loop goes on while the DNS answers. A
 /// dropped lookup is abandoned: skipped if no thread has started it, its answer discarded
 /// otherwise.
+///
+/// # Examples
+///
+/// ```
+/// use asyncnet::{Family, Resolver, SystemResolver, wait_for};
+/// wait_for(async {
+///     // The A records of "localhost" only (one getaddrinfo call, with AF_INET as a hint).
+///     let v4 = SystemResolver.lookup("localhost", 80, Family::Ipv4).await?;
+///     assert!(!v4.is_empty());
+///     assert!(v4.iter().all(|a| a.is_ipv4() && a.ip().is_loopback() && a.port() == 80));
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemResolver;
 
