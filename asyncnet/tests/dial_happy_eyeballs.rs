@@ -74,6 +74,14 @@ fn black_hole(ip: IpAddr) -> BlackHole {
             }
             std::thread::sleep(Duration::from_millis(2));
         };
+        if !connected {
+            // Dropped, not refused (net.ipv4.tcp_abort_on_overflow=1 would refuse).
+            let error = s.take_error().expect("SO_ERROR");
+            assert!(
+                error.is_none(),
+                "a full accept queue answered {error:?}: no black hole"
+            );
+        }
         fillers.push(s);
         if !connected {
             return BlackHole {
