@@ -218,8 +218,10 @@ impl AsyncSocket {
     ///
     /// # Errors
     ///
-    /// Resolution fails, no address has the socket's family (`AddrNotAvailable`), or every
-    /// attempt fails (the last attempt's error, e.g. `ConnectionRefused`, as in Nim).
+    /// Resolution fails (the resolver's error; for a name without an address of the
+    /// family looked up, kind `NotFound`); an IP literal of the other family on an IPv4
+    /// socket (`AddrNotAvailable`); or every attempt fails (the last attempt's error, e.g.
+    /// `ConnectionRefused`, as in Nim).
     ///
     /// # Cancel safety
     ///

@@ -40,9 +40,10 @@ impl AsyncSocket {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` on a stream socket; resolution fails; no address has the socket's
-    /// family (`AddrNotAvailable`); every send fails (the last error, e.g. the datagram is too
-    /// large).
+    /// `InvalidInput` on a stream socket; resolution fails (the resolver's error; for a name
+    /// without an address of the family looked up, kind `NotFound`); an IP literal of the
+    /// other family on an IPv4 socket (`AddrNotAvailable`); every send fails (the last error,
+    /// e.g. the datagram is too large).
     ///
     /// # Cancel safety
     ///
