@@ -4,9 +4,7 @@
 #[cfg(not(unix))]
 compile_error!("asyncnet supports Unix-like systems (Linux, macOS, the BSDs) only, for now");
 
-use std::ffi::{CStr, CString};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{SockAddr, Socket};
@@ -189,103 +187,4 @@ pub(crate) fn recv_from(
     let flags = if peek { libc::MSG_PEEK } else { 0 };
     let (n, recv_flags, addr) = socket.recv_from_vectored_with_flags(&mut bufs, flags)?;
     Ok((n, recv_flags.is_truncated(), addr))
-}
-
-/// `getaddrinfo(3)` for one address family (`AF_INET` or `AF_INET6`): the host's addresses
-/// of that family with `port`, in the resolver's order, each once. Blocks for as long as the
-/// DNS takes (so it runs on a resolver thread). Unlike the standard library's lookup, which
-/// asks for both families and waits for both answers, this asks for one: Happy Eyeballs
-/// needs the AAAA and A answers separately.
-pub(crate) fn lookup_family(
-    host: &str,
-    port: u16,
-    family: libc::c_int,
-) -> io::Result<Vec<SocketAddr>> {
-    let c_host = CString::new(host).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "host name with a NUL byte inside",
-        )
-    })?;
-    // SAFETY: `addrinfo` is a plain C struct for which all-zero bytes (null pointers, zero
-    // integers) is a valid value: the "no hints" value getaddrinfo documents.
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_family = family;
-    hints.ai_socktype = libc::SOCK_STREAM;
-    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: `c_host` is NUL-terminated and alive for the call; a null service is allowed;
-    // `hints` is a valid `addrinfo`; `list` is a valid place for the result pointer.
-    let r = unsafe { libc::getaddrinfo(c_host.as_ptr(), std::ptr::null(), &hints, &mut list) };
-    if r != 0 {
-        return Err(gai_error(r));
-    }
-    let mut out: Vec<SocketAddr> = Vec::new();
-    let mut node = list;
-    while !node.is_null() {
-        // SAFETY: `node` is a node of the list getaddrinfo returned, not freed before the
-        // `freeaddrinfo` below.
-        let ai = unsafe { &*node };
-        node = ai.ai_next;
-        if ai.ai_addr.is_null() {
-            continue;
-        }
-        let len = ai.ai_addrlen as usize;
-        let addr = match ai.ai_family {
-            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
-                // SAFETY: an `AF_INET` entry's `ai_addr` points at a `sockaddr_in` of
-                // `ai_addrlen` bytes (checked above), alive until `freeaddrinfo`.
-                let sin = unsafe { &*ai.ai_addr.cast::<libc::sockaddr_in>() };
-                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                SocketAddr::V4(SocketAddrV4::new(ip, port))
-            }
-            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
-                // SAFETY: an `AF_INET6` entry's `ai_addr` points at a `sockaddr_in6` of
-                // `ai_addrlen` bytes (checked above), alive until `freeaddrinfo`.
-                let sin6 = unsafe { &*ai.ai_addr.cast::<libc::sockaddr_in6>() };
-                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    port,
-                    sin6.sin6_flowinfo,
-                    sin6.sin6_scope_id,
-                ))
-            }
-            _ => continue,
-        };
-        if !out.contains(&addr) {
-            out.push(addr);
-        }
-    }
-    // SAFETY: `list` came from a successful getaddrinfo and is freed once, after its last use.
-    unsafe { libc::freeaddrinfo(list) };
-    Ok(out)
-}
-
-/// A getaddrinfo error code as an `io::Error`: `NotFound` when the name has no address (of
-/// the family asked for), the OS error for `EAI_SYSTEM`, `Other` otherwise.
-fn gai_error(code: libc::c_int) -> io::Error {
-    if code == libc::EAI_SYSTEM {
-        return io::Error::last_os_error();
-    }
-    // SAFETY: gai_strerror returns a pointer to a static NUL-terminated string for any code.
-    let text = unsafe { CStr::from_ptr(libc::gai_strerror(code)) }.to_string_lossy();
-    let kind = if is_no_address(code) {
-        io::ErrorKind::NotFound
-    } else {
-        io::ErrorKind::Other
-    };
-    io::Error::new(
-        kind,
-        format!("failed to look up address information: {text}"),
-    )
-}
-
-/// `EAI_NONAME`, and glibc's `EAI_NODATA` (the name exists, without an address of the
-/// family asked for).
-fn is_no_address(code: libc::c_int) -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if code == libc::EAI_NODATA {
-        return true;
-    }
-    code == libc::EAI_NONAME
 }

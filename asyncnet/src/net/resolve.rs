@@ -20,8 +20,6 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::sys;
-
 /// The most resolver threads alive at once.
 pub const MAX_RESOLVERS: usize = 8;
 const IDLE_EXIT: Duration = Duration::from_secs(10);
@@ -180,7 +178,7 @@ impl Pool {
                         None => (job.host.as_str(), job.port)
                             .to_socket_addrs()
                             .map(|it| it.collect::<Vec<_>>()),
-                        Some(f) => sys::lookup_family(&job.host, job.port, f.raw()),
+                        Some(f) => lookup_family(&job.host, job.port, f),
                     };
                     finish(&job, r);
                 }
@@ -283,13 +281,45 @@ impl Family {
             Family::Ipv4 => Family::Ipv6,
         }
     }
+}
 
-    fn raw(self) -> libc::c_int {
-        match self {
-            Family::Ipv6 => libc::AF_INET6,
-            Family::Ipv4 => libc::AF_INET,
+/// `getaddrinfo(3)` for one address family: the host's addresses of that family with `port`,
+/// in the resolver's order, each once. Blocks for as long as the DNS takes (so it runs on a
+/// resolver thread). Unlike the standard library's lookup, which asks for both families and
+/// waits for both answers, this asks for one: Happy Eyeballs needs the AAAA and A answers
+/// separately. A name without an address of that family is `NotFound`.
+fn lookup_family(host: &str, port: u16, family: Family) -> io::Result<Vec<SocketAddr>> {
+    use dns_lookup::{AddrFamily, AddrInfoHints, LookupErrorKind, SockType};
+    let hints = AddrInfoHints {
+        address: match family {
+            Family::Ipv6 => AddrFamily::Inet6,
+            Family::Ipv4 => AddrFamily::Inet,
+        }
+        .into(),
+        socktype: SockType::Stream.into(),
+        ..AddrInfoHints::default()
+    };
+    let answers = dns_lookup::getaddrinfo(Some(host), None, Some(hints)).map_err(|e| {
+        let no_address = matches!(e.kind(), LookupErrorKind::NoName | LookupErrorKind::NoData);
+        let e = io::Error::from(e);
+        if no_address {
+            io::Error::new(io::ErrorKind::NotFound, e.to_string())
+        } else {
+            e
+        }
+    })?;
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for answer in answers {
+        let mut addr = answer?.sockaddr;
+        if Family::of(&addr) != family {
+            continue;
+        }
+        addr.set_port(port);
+        if !out.contains(&addr) {
+            out.push(addr);
         }
     }
+    Ok(out)
 }
 
 /// The future a [`Resolver`] returns: the addresses of one family, in the order to try them.
