@@ -398,8 +398,8 @@ mod tls;
 
 pub use dispatch::{
     call_soon, drain, has_pending_operations, poll, run_forever, set_task_failure_handler,
-    sleep_async, spawn, wait_for, with_timeout, Elapsed, JoinHandle, Sleep, TaskFailure,
-    TaskOutput,
+    sleep_async, spawn, wait_for, with_deadline, with_timeout, Elapsed, IoTimeout, JoinHandle,
+    Sleep, TaskFailure, TaskOutput, Timeout,
 };
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{

@@ -6,12 +6,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
 use super::socket::{addr_text, AsyncSocket};
-use crate::dispatch::{sleep_async, Sleep};
+use super::transport::Started;
+use crate::dispatch::{sleep_async, sleep_until, Sleep};
+use crate::driver::Direction;
 use crate::sys;
 
 /// First and longest wait of an accept that ran out of descriptors.
@@ -189,12 +191,19 @@ impl AsyncSocket {
                 Err(e) if sys::is_transient_accept_error(&e) => {}
                 Err(e) if sys::is_resource_exhaustion(&e) => {
                     // The pending connection stays in the kernel's queue and no new edge
-                    // will come for it: retry on a timer, not on readiness.
+                    // will come for it: retry on a timer, not on readiness (and no later than
+                    // the read deadline, which the retry then meets).
                     let mut state = self.accept_state();
                     let wait = (state.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
                     state.backoff = wait;
                     state.error = Some(e);
-                    *backoff = Some(sleep_async(wait));
+                    drop(state);
+                    self.inner.io.check_deadline(Direction::Read)?;
+                    let mut until = Instant::now() + wait;
+                    if let Some(at) = self.inner.io.deadline(Direction::Read) {
+                        until = until.min(at);
+                    }
+                    *backoff = Some(sleep_until(until));
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -298,15 +307,30 @@ impl AsyncSocket {
                         && e.kind() == io::ErrorKind::WouldBlock =>
                 {
                     // A Unix stream answers EAGAIN when the listener's backlog is full: no
-                    // connect is under way, so there is nothing to wait on but time.
+                    // connect is under way, so there is nothing to wait on but time (within
+                    // the write deadline).
+                    self.inner.io.check_deadline(Direction::Write)?;
                     sleep_async(wait).await;
                     wait = (wait * 2).min(BACKOFF_MAX);
                 }
                 r => break r?,
             }
         };
-        if !connected {
+        if matches!(connected, Started::Pending | Started::Earlier(true)) {
             poll_fn(|cx| self.poll_connected(cx)).await?;
+        }
+        if let Started::Earlier(_) = connected {
+            // Connected by an earlier attempt that timed out or was dropped: to this peer?
+            let peer = self.socket()?.peer_addr()?;
+            if peer.as_socket() != addr.as_socket() || peer.as_pathname() != addr.as_pathname() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the socket is already connected, to {} (by an earlier connect)",
+                        addr_text(&peer).map_or_else(|_| "?".into(), |(a, p)| format!("{a}:{p}"))
+                    ),
+                ));
+            }
         }
         self.inner.connected.set(true);
         Ok(())

@@ -198,9 +198,26 @@ impl AsyncSocket {
         Ok(())
     }
 
-    /// Run the handshake to its end, last flight flushed.
+    /// Run the handshake to its end, last flight flushed. A handshake that does not get
+    /// there (it fails, times out, or the future is dropped) leaves the session unusable, and
+    /// every later use of the socket says so: never a half-made session that later reads or
+    /// writes would go on with silently.
     async fn handshake(&self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_handshake(cx)).await
+        /// Marks the session interrupted unless the handshake finished.
+        struct Unfinished<'a>(&'a AsyncSocket, bool);
+        impl Drop for Unfinished<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    if let Some(tls) = self.0.inner.tls.borrow_mut().as_mut() {
+                        tls.interrupt();
+                    }
+                }
+            }
+        }
+        let mut guard = Unfinished(self, false);
+        let r = poll_fn(|cx| self.poll_handshake(cx)).await;
+        guard.1 = r.is_ok();
+        r
     }
 
     /// [`handshake`](AsyncSocket::handshake) within `timeout` (`TimedOut` after it).
@@ -225,7 +242,11 @@ impl AsyncSocket {
             self.start_tls(&ctx, Some(name))?;
             self.handshake().await?;
         }
-        Ok(())
+        // A connect again after one whose handshake was cut: say so, do not pass it off.
+        match self.inner.tls.borrow().as_ref() {
+            Some(tls) => tls.check_usable(),
+            None => Ok(()),
+        }
     }
 
     /// `accept` on a wrapped listener: handshake the new client within the context's

@@ -269,7 +269,12 @@ impl AsyncSocket {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn flush(&self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_flush_all(cx)).await
+        let r = poll_fn(|cx| self.poll_flush_all(cx)).await;
+        if r.is_err() {
+            // Timed out (or interrupted otherwise): what is queued is still written.
+            self.flush_in_background();
+        }
+        r
     }
 
     /// Write every queued byte and every pending TLS record; a loss of queued bytes is an
@@ -563,14 +568,19 @@ impl AsyncSocket {
     }
 }
 
-/// Poll `f` on the socket behind `weak` for as long as it lives; `None` once it is gone.
+/// Poll `f` on the socket behind `weak` for as long as it lives, its deadlines ignored;
+/// `None` once it is gone.
 async fn poll_weak<T>(
     weak: &std::rc::Weak<Inner>,
     mut f: impl FnMut(&AsyncSocket, &mut Context<'_>) -> Poll<T>,
 ) -> Option<T> {
     poll_fn(|cx| match weak.upgrade() {
         None => Poll::Ready(None),
-        Some(inner) => f(&AsyncSocket { inner }, cx).map(Some),
+        // Background work delivers bytes of completed sends: no deadline stops it.
+        Some(inner) => {
+            let s = AsyncSocket { inner };
+            s.inner.io.without_deadlines(|| f(&s, cx)).map(Some)
+        }
     })
     .await
 }
