@@ -208,8 +208,14 @@ impl AsyncSocket {
         impl Drop for Unfinished<'_> {
             fn drop(&mut self) {
                 if !self.1 {
-                    if let Some(tls) = self.0.inner.tls.borrow_mut().as_mut() {
+                    let mut tls = self.0.inner.tls.borrow_mut();
+                    if let Some(tls) = tls.as_mut() {
                         tls.interrupt();
+                        if let Err(e) = tls.check_usable() {
+                            drop(tls);
+                            // Sends would queue plaintext that nothing can ever carry.
+                            self.0.refuse_sends(&e);
+                        }
                     }
                 }
             }

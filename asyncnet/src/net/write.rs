@@ -429,6 +429,29 @@ impl AsyncSocket {
         self.inner.io.wake(Direction::Write);
     }
 
+    /// From now on every send fails with `e` (already reported: the caller returns it too);
+    /// what is queued is dropped, as nothing can carry it.
+    pub(crate) fn refuse_sends(&self, e: &io::Error) {
+        let mut wb = self.inner.write.buf.borrow_mut();
+        let lost_from = wb.written();
+        wb.discard(&self.inner.local.pool);
+        drop(wb);
+        self.inner
+            .write
+            .failure
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                Box::new(SendFailure {
+                    lost_from,
+                    kind: e.kind(),
+                    message: e.to_string(),
+                    disconnect: false,
+                    reported: true,
+                })
+            });
+        self.inner.io.wake(Direction::Write);
+    }
+
     /// Remember a failed write and drop the queue (nobody can write it now). Returns whether
     /// the failure was a disconnection.
     fn record_failure(&self, e: &io::Error) -> bool {
