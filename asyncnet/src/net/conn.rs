@@ -41,6 +41,8 @@ impl AsyncSocket {
     /// # Errors
     ///
     /// The socket is closed (also while waiting), not listening, or another OS error.
+    /// `TimedOut`: a deadline (the call's, or the listener's read deadline) passed while it
+    /// waited; no connection is lost ([Deadlines](crate#deadlines)).
     ///
     /// # Cancel safety
     ///
@@ -216,12 +218,19 @@ impl AsyncSocket {
     /// # Errors
     ///
     /// Resolution fails, no address has the socket's family (`AddrNotAvailable`), or every
-    /// attempt fails (the last attempt's error, e.g. `ConnectionRefused`).
+    /// attempt fails (the last attempt's error, e.g. `ConnectionRefused`). `TimedOut`: a
+    /// deadline (the call's, or the socket's write deadline, and the read deadline in a TLS
+    /// handshake) passed while it waited ([Deadlines](crate#deadlines)). `InvalidInput`: the
+    /// socket is already connected to another peer. On a wrapped socket, the handshake's
+    /// errors (see [`wrap_connected_socket`](crate::wrap_connected_socket)).
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future leaves the socket half-connected or connected; it cannot start
-    /// another connect. Close it.
+    /// Dropping the future (or a deadline passing) leaves the attempt going on in the kernel:
+    /// a later connect with the same address takes it up (waits for it, or finds it done), one
+    /// with another address fails once it has connected; to give up, close the socket. A TLS
+    /// handshake cut off leaves the socket unusable (later operations fail with
+    /// `NotConnected`, saying so); close it.
     ///
     /// # Examples
     ///

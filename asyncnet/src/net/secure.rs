@@ -92,12 +92,15 @@ pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
 /// The context is for the other side; the handshake fails (`InvalidData` with a
 /// `rustls::Error` source naming the reason, e.g. an expired or wrong-name certificate); the
 /// peer closes during the handshake (`UnexpectedEof`); as a server, the handshake takes
-/// longer than the context's handshake timeout (`TimedOut`). After an error the socket is
-/// unusable: close it (dropping its last handle does too).
+/// longer than the context's handshake timeout (`TimedOut`); a deadline (the call's, or the
+/// socket's read or write deadline) passes first (`TimedOut`, [Deadlines](crate#deadlines)).
+/// After an error the socket is unusable: every later operation fails with `NotConnected`
+/// saying so; close it (dropping its last handle does too).
 ///
 /// # Cancel safety
 ///
-/// Dropping the future mid-handshake leaves the socket unusable; close it.
+/// Dropping the future mid-handshake leaves the socket unusable, as an error does: later
+/// operations fail with `NotConnected` saying so, never with a half-made session; close it.
 ///
 /// # Examples
 ///
@@ -208,14 +211,13 @@ impl AsyncSocket {
         impl Drop for Unfinished<'_> {
             fn drop(&mut self) {
                 if !self.1 {
-                    let mut tls = self.0.inner.tls.borrow_mut();
-                    if let Some(tls) = tls.as_mut() {
+                    let refused = self.0.inner.tls.borrow_mut().as_mut().map(|tls| {
                         tls.interrupt();
-                        if let Err(e) = tls.check_usable() {
-                            drop(tls);
-                            // Sends would queue plaintext that nothing can ever carry.
-                            self.0.refuse_sends(&e);
-                        }
+                        tls.check_usable()
+                    });
+                    if let Some(Err(e)) = refused {
+                        // Sends would queue plaintext that nothing can ever carry.
+                        self.0.refuse_sends(&e);
                     }
                 }
             }

@@ -102,6 +102,9 @@ impl AsyncSocket {
     /// The socket is closed (also when closed while waiting) or shut down for writing; an
     /// earlier write found the peer gone (`BrokenPipe`); an earlier write of queued bytes
     /// failed (that error); the OS's error for the bytes this call writes itself.
+    /// `TimedOut`: a deadline (the call's, or the socket's write deadline) passed while the
+    /// send waited for room (back-pressure); its message is queued whole all the same and
+    /// is written in order, once: do not send it again ([Deadlines](crate#deadlines)).
     ///
     /// # Cancel safety
     ///
@@ -246,6 +249,8 @@ impl AsyncSocket {
     ///
     /// The socket is closed (also while waiting); bytes sent earlier could not be written: the
     /// peer is gone (`BrokenPipe` or the OS's `ConnectionReset`) or the OS's error.
+    /// `TimedOut`: a deadline (the call's, or the socket's write deadline) passed first; the
+    /// bytes stay queued and are still written ([Deadlines](crate#deadlines)).
     ///
     /// # Cancel safety
     ///
