@@ -436,6 +436,91 @@ fn a_passed_deadline_still_lets_what_is_buffered_be_read() {
     })
 }
 
+/// Counts this thread's allocations (the tests of this file run one at a time).
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; the count is a
+// thread-local `Cell` with a const initializer, which never allocates.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract for `alloc` is passed on as it is.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this `layout` (the caller's contract).
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract for `realloc` is passed on as it is.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: CountingAlloc = CountingAlloc;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// `n` round trips of a 4-byte message whose read waits; `mode`: 0 no deadline, 1 the
+/// socket's (set before every read, Go's idle-timeout idiom), 2 the call's.
+async fn echo_rounds(
+    client: &AsyncSocket,
+    server: &AsyncSocket,
+    mode: u8,
+    n: usize,
+) -> io::Result<()> {
+    let mut buf = [0u8; 64];
+    for _ in 0..n {
+        client.send(b"ping").await?;
+        let far = Instant::now() + Duration::from_secs(600);
+        let got = match mode {
+            0 => server.recv_into(&mut buf).await?,
+            1 => {
+                server.set_read_deadline(Some(far));
+                server.recv_into(&mut buf).await?
+            }
+            _ => server.recv_into(&mut buf).deadline(far).await?,
+        };
+        assert_eq!(&buf[..got], b"ping");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_deadline_that_never_fires_costs_no_allocation_per_operation() {
+    let _serial = serial();
+    run(async {
+        let (client, server) = pair(Family::V4, false).await?;
+        let mut per_mode = Vec::new();
+        for mode in [0, 1, 2] {
+            echo_rounds(&client, &server, mode, 200).await?; // warm: buffers, timer maps
+            let before = allocations();
+            echo_rounds(&client, &server, mode, 2000).await?;
+            per_mode.push(allocations() - before);
+        }
+        eprintln!("allocations in 2,000 waiting reads (none, socket, call): {per_mode:?}");
+        assert_eq!(
+            per_mode[1], per_mode[0],
+            "socket deadline vs none, allocations in 2,000 reads that wait"
+        );
+        assert_eq!(
+            per_mode[2], per_mode[0],
+            "call deadline vs none, allocations in 2,000 reads that wait"
+        );
+        Ok(())
+    })
+}
+
 family_tests!(
     every_read_times_out_under_a_deadline_and_loses_nothing,
     a_line_cut_by_deadlines_again_and_again_comes_back_whole,
