@@ -104,11 +104,13 @@
 //!   leaves the socket unusable, and every later operation fails with `NotConnected` saying
 //!   so, never with a half-made session going on silently. Close it.
 //! - **Cost.** A deadline that never fires costs no system call and no allocation per
-//!   operation. A socket's deadline costs a clock read when an operation is about to wait,
-//!   and one timer per socket and direction, armed lazily: a deadline moved later (the
-//!   common "now + 30 s" before each read) keeps the timer armed for the earlier one, which
-//!   re-arms itself when it comes. A per-call deadline keeps one entry in the loop's timer
-//!   map while its operation waits.
+//!   operation. A socket's deadline is compared, when an operation is about to wait, with
+//!   the time the loop read at its last turn (no clock read of its own; a deadline that
+//!   passed since is caught at the next turn), and has one timer per socket and direction,
+//!   armed lazily: a deadline moved later (the common "now + 30 s" before each read) keeps
+//!   the timer armed for the earlier one, which re-arms itself when it comes. A per-call
+//!   deadline keeps one entry in the loop's timer map while its operation waits, and reads
+//!   the clock when it is polled.
 //!
 //! Nim's `withTimeout` leaves the operation running, its bytes to whoever reads next; Go's
 //! deadlines fail even an operation whose bytes are already there.

@@ -4,13 +4,14 @@
 //! [`Registration::poll_io`](super::Registration::poll_io): an operation that would park
 //! after the deadline fails with `TimedOut` instead; one that parks before it arms a timer
 //! (one per socket and direction, in the driver's [`DeadlineQueue`]) that wakes every waiter of
-//! that direction when it comes. An operation that completes without waiting never looks at
-//! the clock.
+//! that direction when it comes. Nothing here reads the clock: "passed" is judged by the
+//! time the loop read at its last turn, and a deadline that passed since is caught by its
+//! timer, already due, at the next turn.
 //!
 //! ```text
-//!  park(dir) ── deadline set? ──no──────────────────────────────> park          (no clock read)
+//!  park(dir) ── deadline set? ──no──────────────────────────────> park
 //!                  │yes
-//!                  passed? ──yes──> TimedOut
+//!                  passed (at the loop's last turn)? ──yes──> TimedOut
 //!                  │no
 //!                  a timer armed at or before it? ──no──> arm one at it ──> park
 //!                  │yes ────────────────────────────────────────────────> park
@@ -106,7 +107,10 @@ impl Deadlines {
         if self.exempt.get() {
             return Ok(());
         }
-        if at <= Instant::now() {
+        // The loop's time of its last turn, not the clock: no clock read per operation. A
+        // deadline that passed since that turn arms a timer that is already due, so the
+        // operation times out at the next turn instead of now.
+        if at <= queue.now.get() {
             return Err(deadline_passed(dir));
         }
         let armed = &self.armed[index(dir)];
@@ -132,10 +136,22 @@ impl Deadlines {
 }
 
 /// The driver's deadline timers: at most two per socket.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct DeadlineQueue {
     map: RefCell<BTreeMap<Key, (Weak<IoState>, Direction)>>,
     next_id: Cell<u64>,
+    /// When the loop last looked at the clock (each turn, in [`expire`](Self::expire)).
+    now: Cell<Instant>,
+}
+
+impl Default for DeadlineQueue {
+    fn default() -> DeadlineQueue {
+        DeadlineQueue {
+            map: RefCell::default(),
+            next_id: Cell::new(0),
+            now: Cell::new(Instant::now()),
+        }
+    }
 }
 
 impl DeadlineQueue {
@@ -160,6 +176,7 @@ impl DeadlineQueue {
     /// Wake the waiters of every deadline due at or before `now`.
     #[inline]
     pub(crate) fn expire(&self, now: Instant) {
+        self.now.set(now);
         let due = {
             let mut map = self.map.borrow_mut();
             if map.first_key_value().is_none_or(|(k, _)| k.0 > now) {
@@ -175,8 +192,9 @@ impl DeadlineQueue {
         }
     }
 
+    /// How many timers are armed.
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.borrow().len()
     }
 }

@@ -124,3 +124,36 @@ impl AsyncSocket {
         self.inner.io.deadline(Direction::Write)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::time::{Duration, Instant};
+
+    use crate::net::test_support::tcp_pair;
+    use crate::wait_for;
+
+    #[test]
+    fn a_deadline_pushed_later_before_every_read_keeps_one_timer_and_close_cancels_it() {
+        wait_for(async {
+            let (client, server) = tcp_pair().await?;
+            let timers = || server.inner.io.driver().deadlines.len();
+            for _ in 0..1000 {
+                // Go's idle-timeout idiom: a new deadline before each read.
+                server.set_read_deadline(Some(Instant::now() + Duration::from_secs(60)));
+                client.send("x").await?;
+                assert_eq!(server.recv(1).await?, b"x");
+                assert_eq!(timers(), 1, "one lazy timer, however often it moves later");
+            }
+            // An earlier deadline re-arms, replacing the later timer.
+            server.set_read_deadline(Some(Instant::now() + Duration::from_secs(30)));
+            client.send("y").await?;
+            assert_eq!(server.recv(1).await?, b"y");
+            assert_eq!(timers(), 1);
+            server.close()?;
+            assert_eq!(timers(), 0, "a closed socket's timer is cancelled");
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
+    }
+}
