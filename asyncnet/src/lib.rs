@@ -93,7 +93,9 @@
 //!   **do not send it again** (to stop writing to a stuck peer, close the socket: queued
 //!   bytes then get [`CLOSE_LINGER`]). A `flush` that times out leaves the queue as it was,
 //!   still being written. The queued bytes of completed sends are written in the background
-//!   whatever the deadlines say. `accept` takes no connection it does not return; a datagram
+//!   whatever the deadlines say. (Through [`AsyncWrite`](futures_io::AsyncWrite),
+//!   `poll_write` keeps `io::Write`'s rule instead: an error means none of that buffer was
+//!   taken.) `accept` takes no connection it does not return; a datagram
 //!   is sent or received whole, or not at all.
 //! - **`connect`**: an attempt that timed out goes on in the kernel. Calling `connect` again
 //!   with the same address takes up that attempt (waits for it, or finds it done); with
