@@ -12,7 +12,7 @@ use socket2::{SockAddr, Socket};
 
 use super::socket::{addr_text, AsyncSocket};
 use super::transport::Started;
-use crate::dispatch::{sleep_async, sleep_until, Sleep};
+use crate::dispatch::{sleep_until, Sleep};
 use crate::driver::Direction;
 use crate::sys;
 
@@ -201,11 +201,7 @@ impl AsyncSocket {
                     state.error = Some(e);
                     drop(state);
                     self.inner.io.check_deadline(Direction::Read)?;
-                    let mut until = Instant::now() + wait;
-                    if let Some(at) = self.inner.io.deadline(Direction::Read) {
-                        until = until.min(at);
-                    }
-                    *backoff = Some(sleep_until(until));
+                    *backoff = Some(sleep_until(self.backoff_until(wait, Direction::Read)));
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -306,6 +302,15 @@ impl AsyncSocket {
         self.finish_tls_connect(&addr.ip().to_string()).await
     }
 
+    /// The end of a back-off of `wait` on a timer, no later than the deadline of `dir`.
+    fn backoff_until(&self, wait: Duration, dir: Direction) -> Instant {
+        let until = Instant::now() + wait;
+        self.inner
+            .io
+            .deadline(dir)
+            .map_or(until, |at| until.min(at))
+    }
+
     /// Connect to any address (IP or Unix).
     pub(crate) async fn connect_sockaddr(&self, addr: &SockAddr) -> io::Result<()> {
         let mut wait = BACKOFF_MIN;
@@ -319,7 +324,7 @@ impl AsyncSocket {
                     // connect is under way, so there is nothing to wait on but time (within
                     // the write deadline).
                     self.inner.io.check_deadline(Direction::Write)?;
-                    sleep_async(wait).await;
+                    sleep_until(self.backoff_until(wait, Direction::Write)).await;
                     wait = (wait * 2).min(BACKOFF_MAX);
                 }
                 r => break r?,
