@@ -319,6 +319,38 @@ fn connect_times_out_on_a_black_hole_and_a_retry_takes_up_the_same_attempt() {
 }
 
 #[test]
+fn a_unix_connect_to_a_full_backlog_times_out_at_the_write_deadline() {
+    let _serial = serial();
+    run(async {
+        let path = support::TempSocketPath::new("deadline-backlog");
+        let listener = support::unix_socket(asyncnet::SockType::STREAM)?;
+        listener.bind_unix(path.path())?;
+        listener.listen_backlog(0)?;
+        // Fill the backlog: a Unix connect then answers EAGAIN, with no connect under way,
+        // and the socket retries on a timer.
+        let addr = socket2::SockAddr::unix(path.path())?;
+        let mut fillers = Vec::new();
+        loop {
+            let f = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+            f.set_nonblocking(true)?;
+            match f.connect(&addr) {
+                Ok(()) => fillers.push(f),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+            assert!(fillers.len() < 1000, "the backlog never filled");
+        }
+        for bound in BOUNDS {
+            let sock = support::unix_socket(asyncnet::SockType::STREAM)?;
+            let set = |at| sock.set_write_deadline(at);
+            let r = bounded(bound, set, sock.connect_unix(path.path())).await;
+            assert_timed_out(r, "unix connect");
+        }
+        Ok(())
+    })
+}
+
+#[test]
 fn a_tls_handshake_cut_by_a_deadline_leaves_a_clear_error_not_a_half_session() {
     let _serial = serial();
     let pki = tls_support::Pki::new();
