@@ -38,7 +38,7 @@
 //! | `asyncCheck` | [`spawn`](crate::spawn) (drop the handle; failures go to [`set_task_failure_handler`](crate::set_task_failure_handler)'s handler) |
 //! | `runForever`, `poll`, `drain` | [`run_forever`](crate::run_forever), [`poll`](crate::poll), [`drain`](crate::drain) |
 //! | `hasPendingOperations`, `callSoon` | [`has_pending_operations`](crate::has_pending_operations), [`call_soon`](crate::call_soon) |
-//! | `sleepAsync`, `withTimeout` | [`sleep_async`](crate::sleep_async), [`with_timeout`](crate::with_timeout) |
+//! | `sleepAsync`, `withTimeout` | [`sleep_async`](crate::sleep_async), [`with_timeout`](crate::with_timeout) (and [`with_deadline`](crate::with_deadline), [`IoTimeout`](crate::IoTimeout)) |
 //! | `sendTo(socket, address, port, data)` | [`AsyncSocket::send_to`]; also [`AsyncSocket::send_to_addr`], [`AsyncSocket::send_to_unix`] |
 //! | `recvFrom(socket, size)` (tuple) | [`AsyncSocket::recv_from`], [`AsyncSocket::recv_from_with`] → `(Vec<u8>, String, u16)` |
 //! | `recvFrom(socket, data, size, address, port)` (`FutureVar`s) | [`AsyncSocket::recv_from_into`] (`&mut [u8]`, `&mut String`, `&mut u16`); typed, for IP: [`AsyncSocket::recv_from_addr`] |
@@ -69,6 +69,7 @@
 //! | `acceptAddr` text | IPv4-mapped shown as IPv4 | the same: `to_canonical()` |
 //! | DNS in `dial`/`connect` | blocks the whole loop | a helper thread resolves; other tasks run on |
 //! | `withTimeout` | the inner future runs on | the inner future is dropped (cancelled) |
+//! | deadlines | `withTimeout` only, which leaves the operation running and its bytes to whoever reads next | per call ([`IoTimeout`](crate::IoTimeout)) and per socket ([`AsyncSocket::set_read_deadline`], [`AsyncSocket::set_write_deadline`]) on every operation that waits; a timeout loses nothing ([Deadlines](crate#deadlines)) |
 //! | cancellation | none | dropping any future cancels it; each method documents what that loses (reads: nothing) |
 //! | closing | callbacks run after `close(2)` (fd reuse race, Nim #12652) | the fd leaves the poller and waiters are failed before `close(2)` |
 //! | `dial` | tries addresses in turn, each until the OS gives up | races them (Happy Eyeballs v2, RFC 8305): a dead address costs 250 ms, not a TCP timeout ([`dial`](#dial)) |

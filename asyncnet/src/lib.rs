@@ -64,6 +64,89 @@
 //! `send(..).await` followed by [`flush`](AsyncSocket::flush)`().await`, or a send with
 //! [`Flags::NONE`], which is never coalesced.
 //!
+//! # Deadlines
+//!
+//! Every operation that waits can be bounded, in two ways:
+//!
+//! - **per call**: `op.timeout(duration)` or `op.deadline(instant)` ([`IoTimeout`]), on one
+//!   operation or on an `async` block of several, returns the operation's own `io::Result`;
+//!   [`with_timeout`] and [`with_deadline`] do the same for any future;
+//! - **per socket**, as Go's `SetReadDeadline`/`SetWriteDeadline`:
+//!   [`AsyncSocket::set_read_deadline`] bounds every later wait to receive (`recv`,
+//!   `recv_into`, `recv_line`, `recv_from`, `accept`, the reads of a TLS handshake) and
+//!   [`AsyncSocket::set_write_deadline`] every wait to send (`send` and `flush` under
+//!   back-pressure, `send_to`, `connect`, the writes of a TLS handshake), for every clone of
+//!   the socket, until changed or cleared ([`AsyncSocket::set_deadline`] sets both). A change
+//!   takes effect at once for the operations already waiting.
+//!
+//! The rule is the same both ways:
+//!
+//! - **A deadline bounds waiting.** Past it, an operation that would have to wait fails with
+//!   an `io::Error` of kind `TimedOut`; one that can complete at once still does (its bytes
+//!   are buffered; a send fits the output buffer). A socket's deadline is looked at only
+//!   when an operation is about to wait, never on the way of one that does not.
+//! - **It loses nothing.** Bytes that arrived before the deadline stay in the socket's
+//!   buffer and the next read starts from them, so a line or a `recv(n)` cut by a deadline
+//!   comes back whole. A `send` that times out has handed over its whole message: the wait
+//!   that timed out was for room (back-pressure), and the message stays queued and is
+//!   written exactly once, after what was sent before it and before what is sent after, so
+//!   **do not send it again** (to stop writing to a stuck peer, close the socket: queued
+//!   bytes then get [`CLOSE_LINGER`]). A `flush` that times out leaves the queue as it was,
+//!   still being written. The queued bytes of completed sends are written in the background
+//!   whatever the deadlines say. (Through [`AsyncWrite`](futures_io::AsyncWrite),
+//!   `poll_write` keeps `io::Write`'s rule instead: an error means none of that buffer was
+//!   taken.) `accept` takes no connection it does not return; a datagram
+//!   is sent or received whole, or not at all.
+//! - **`connect`**: an attempt that timed out goes on in the kernel. Calling `connect` again
+//!   with the same address takes up that attempt (waits for it, or finds it done); with
+//!   another, it fails with `InvalidInput` once the first has connected. To give up, close
+//!   the socket.
+//! - **TLS handshake** (in `connect` or `accept` of a wrapped socket, or
+//!   [`wrap_connected_socket`]): one that times out (or fails, or whose future is dropped)
+//!   leaves the socket unusable, and every later operation fails with `NotConnected` saying
+//!   so, never with a half-made session going on silently. Close it.
+//! - **Cost.** A deadline that never fires costs no system call and no allocation per
+//!   operation. A socket's deadline is compared, when an operation is about to wait, with
+//!   the time the loop read at its last turn (no clock read of its own; a deadline that
+//!   passed since is caught at the next turn), and has one timer per socket and direction,
+//!   armed lazily: a deadline moved later (the common "now + 30 s" before each read) keeps
+//!   the timer armed for the earlier one, which re-arms itself when it comes. A per-call
+//!   deadline keeps one entry in the loop's timer map while its operation waits, and reads
+//!   the clock when it is polled.
+//!
+//! Nim's `withTimeout` leaves the operation running, its bytes to whoever reads next; Go's
+//! deadlines fail even an operation whose bytes are already there.
+//!
+//! ```
+//! use std::io;
+//! use std::time::{Duration, Instant};
+//! use asyncnet::{wait_for, AsyncSocket, IoTimeout};
+//!
+//! /// One request line, answered; the client has 10 s for the whole exchange.
+//! async fn serve_one(client: &AsyncSocket) -> io::Result<()> {
+//!     client.set_deadline(Some(Instant::now() + Duration::from_secs(10)));
+//!     if let Some(line) = client.recv_line().await? {
+//!         client.send(format!("{line}\r\n")).await?;
+//!         client.flush().await?;
+//!     }
+//!     Ok(())
+//! }
+//!
+//! wait_for(async {
+//!     let server = AsyncSocket::new()?;
+//!     server.bind_addr(0, "127.0.0.1")?;
+//!     server.listen()?;
+//!     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1).await?;
+//!     let peer = server.accept().timeout(Duration::from_secs(5)).await?;
+//!     client.send("ping\r\n").await?;
+//!     serve_one(&peer).await?;
+//!     let answer = client.recv_line().timeout(Duration::from_secs(5)).await?;
+//!     assert_eq!(answer.as_deref(), Some("ping"));
+//!     Ok::<(), io::Error>(())
+//! })?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! # `AsyncRead` and `AsyncWrite`
 //!
 //! [`AsyncSocket`] implements `futures-io`'s [`AsyncRead`](futures_io::AsyncRead) and
@@ -119,11 +202,11 @@
 //!
 //! ## Timeouts on a server
 //!
-//! Any operation gets a deadline with [`with_timeout`]: when the time runs out, the
-//! operation's future is dropped and the call returns [`Elapsed`] (which `?` turns into an
-//! `io::Error` of kind `TimedOut`). A timeout loses [what dropping the operation
-//! loses](with_timeout#cancel-safety); for the reads, nothing: half a line stays buffered, and
-//! the next read returns it whole.
+//! Any future gets a time limit with [`with_timeout`]: when the time runs out, the
+//! future is dropped and the call returns [`Elapsed`] (which `?` turns into an `io::Error` of
+//! kind `TimedOut`); socket operations take `.timeout(d)` ([`IoTimeout`]) and per-socket
+//! deadlines too. A timeout loses nothing: half a line stays buffered, and the next read
+//! returns it whole (the rule: [Deadlines](#deadlines)).
 //!
 //! ```
 //! use std::{io, time::Duration};
@@ -399,8 +482,8 @@ mod tls;
 
 pub use dispatch::{
     call_soon, drain, has_pending_operations, poll, run_forever, set_task_failure_handler,
-    sleep_async, spawn, wait_for, with_timeout, Elapsed, JoinHandle, Sleep, TaskFailure,
-    TaskOutput,
+    sleep_async, spawn, wait_for, with_deadline, with_timeout, Elapsed, IoTimeout, JoinHandle,
+    Sleep, TaskFailure, TaskOutput, Timeout,
 };
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{

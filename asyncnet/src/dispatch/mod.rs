@@ -21,7 +21,8 @@ mod task;
 mod time;
 
 pub use task::{JoinHandle, TaskFailure, TaskOutput};
-pub use time::{sleep_async, with_timeout, Elapsed, Sleep};
+pub(crate) use time::sleep_until;
+pub use time::{sleep_async, with_deadline, with_timeout, Elapsed, IoTimeout, Sleep, Timeout};
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
@@ -261,7 +262,11 @@ impl Loop {
         let wait = if self.has_ready() || nothing_to_wait_for || failed {
             Some(Duration::ZERO)
         } else {
-            let until_timer = self.timers.next_deadline().map(|d| {
+            let next = match (self.timers.next_deadline(), self.driver.deadlines.next()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let until_timer = next.map(|d| {
                 // Round up to whole milliseconds: epoll's unit. Rounding down would wake
                 // early, find nothing due, and spin with zero timeouts until the deadline.
                 let left = d.saturating_duration_since(Instant::now());
@@ -274,7 +279,9 @@ impl Loop {
             }
         };
         self.driver.turn(wait)?;
-        self.timers.fire(Instant::now());
+        let now = Instant::now();
+        self.timers.fire(now);
+        self.driver.deadlines.expire(now);
         self.run_ready();
         // The turn ends: what its tasks sent leaves now, not at the next turn.
         self.driver.run_deferred();

@@ -105,11 +105,20 @@ pub struct Sleep {
 /// assert!(start.elapsed() >= Duration::from_millis(20));
 /// ```
 pub fn sleep_async(duration: Duration) -> Sleep {
+    sleep_until(after(duration))
+}
+
+/// `duration` from now (30 years for a duration past what the clock can say).
+fn after(duration: Duration) -> Instant {
     let now = Instant::now();
+    now.checked_add(duration)
+        .unwrap_or(now + Duration::from_secs(86400 * 365 * 30))
+}
+
+/// Complete at `deadline`.
+pub(crate) fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
-        deadline: now
-            .checked_add(duration)
-            .unwrap_or(now + Duration::from_secs(86400 * 365 * 30)),
+        deadline,
         key: None,
     }
 }
@@ -209,8 +218,40 @@ impl From<Elapsed> for io::Error {
 /// A socket read under a timeout, and what a timeout loses there: crate docs, [Timeouts on a
 /// server](crate#timeouts-on-a-server).
 pub async fn with_timeout<F: Future>(future: F, duration: Duration) -> Result<F::Output, Elapsed> {
+    with_deadline(future, after(duration)).await
+}
+
+/// Run `future` until `deadline` at most: [`with_timeout`] with an absolute time, for a
+/// budget shared by several steps.
+///
+/// The future is polled first, so one that can complete at once does, even past the deadline
+/// (a read whose bytes are buffered, a send that fits the output buffer). For socket
+/// operations, [`IoTimeout::deadline`] returns the `io::Result` itself (`TimedOut`), with no
+/// `Elapsed` to unwrap. The rule: [Deadlines](crate#deadlines).
+///
+/// # Cancel safety
+///
+/// As [`with_timeout`]: a timeout loses what dropping the inner future loses.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use asyncnet::{sleep_async, wait_for, with_deadline};
+///
+/// wait_for(async {
+///     let budget = Instant::now() + Duration::from_millis(50);
+///     // Two steps share one budget: the first uses some of it, the second runs out.
+///     assert_eq!(with_deadline(async { 1 }, budget).await, Ok(1));
+///     sleep_async(Duration::from_millis(10)).await;
+///     let r = with_deadline(sleep_async(Duration::from_secs(60)), budget).await;
+///     assert!(r.is_err());
+///     assert!(Instant::now() >= budget);
+/// });
+/// ```
+pub async fn with_deadline<F: Future>(future: F, deadline: Instant) -> Result<F::Output, Elapsed> {
     let mut future = pin!(future);
-    let mut sleep = sleep_async(duration);
+    let mut sleep = sleep_until(deadline);
     poll_fn(|cx| {
         if let Poll::Ready(v) = future.as_mut().poll(cx) {
             return Poll::Ready(Ok(v));
@@ -222,6 +263,98 @@ pub async fn with_timeout<F: Future>(future: F, duration: Duration) -> Result<F:
     })
     .await
 }
+
+pin_project_lite::pin_project! {
+    /// The future of [`IoTimeout::timeout`] and [`IoTimeout::deadline`]: the operation's own
+    /// result, or `TimedOut` when the time ran out first.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub struct Timeout<F> {
+        #[pin]
+        future: F,
+        sleep: Sleep,
+    }
+}
+
+impl<F> fmt::Debug for Timeout<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout")
+            .field("deadline", &self.sleep.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, T> Future for Timeout<F>
+where
+    F: Future<Output = io::Result<T>>,
+{
+    type Output = io::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.future.poll(cx) {
+            return Poll::Ready(v);
+        }
+        match Pin::new(this.sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(()).into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A time limit on one operation (any future of an `io::Result`: a socket operation, or an
+/// `async` block of several), as `.timeout(duration)` or `.deadline(instant)`, whose result is
+/// the operation's own: `TimedOut` when the time ran out, no `Elapsed` to unwrap.
+///
+/// This is the per-call form; every operation that waits takes it the same way, so no method
+/// has a `_timeout` twin. Per-socket deadlines, which every later operation of a direction
+/// obeys, are [`AsyncSocket::set_read_deadline`](crate::AsyncSocket::set_read_deadline) and
+/// [`AsyncSocket::set_write_deadline`](crate::AsyncSocket::set_write_deadline). What a timeout
+/// loses is what dropping the operation loses, which for every socket operation is nothing:
+/// [Deadlines](crate#deadlines).
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+/// use std::time::{Duration, Instant};
+/// use asyncnet::{AsyncSocket, IoTimeout, wait_for};
+///
+/// wait_for(async {
+///     let server = AsyncSocket::new()?;
+///     server.bind_addr(0, "127.0.0.1")?;
+///     server.listen()?;
+///     let client = asyncnet::dial("127.0.0.1", server.local_addr()?.1)
+///         .timeout(Duration::from_secs(5))
+///         .await?;
+///     let peer = server.accept().deadline(Instant::now() + Duration::from_secs(5)).await?;
+///     client.send("par").await?;
+///     let e = peer.recv_line().timeout(Duration::from_millis(20)).await.unwrap_err();
+///     assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+///     client.send("tial\n").await?;
+///     // Nothing was lost: the line comes back whole.
+///     let line = peer.recv_line().timeout(Duration::from_secs(5)).await?;
+///     assert_eq!(line.as_deref(), Some("partial"));
+///     Ok::<(), io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait IoTimeout<T>: Future<Output = io::Result<T>> + Sized {
+    /// Run the operation for at most `duration` (counted from this call).
+    fn timeout(self, duration: Duration) -> Timeout<Self> {
+        self.deadline(after(duration))
+    }
+
+    /// Run the operation until `deadline` at most. It is polled first, so one that can
+    /// complete at once does, even past the deadline.
+    fn deadline(self, deadline: Instant) -> Timeout<Self> {
+        Timeout {
+            future: self,
+            sleep: sleep_until(deadline),
+        }
+    }
+}
+
+impl<F, T> IoTimeout<T> for F where F: Future<Output = io::Result<T>> {}
 
 #[cfg(test)]
 mod tests {

@@ -45,6 +45,7 @@
 //!   pointer.
 #![forbid(unsafe_code)]
 
+mod deadline;
 mod registration;
 
 pub(crate) use registration::{Direction, Registration};
@@ -85,6 +86,8 @@ pub(crate) struct Driver {
     /// The loop is running (inside `wait_for`, `poll`, ...): a task that parks will be woken.
     /// Outside, an operation that would park fails instead of hanging.
     driven: Cell<bool>,
+    /// Timers of sockets' deadlines (`deadline.rs`); the loop waits no longer than the first.
+    pub(crate) deadlines: deadline::DeadlineQueue,
 }
 
 impl Driver {
@@ -99,6 +102,7 @@ impl Driver {
             deferred: RefCell::new(Vec::new()),
             spare: RefCell::new(Vec::new()),
             driven: Cell::new(false),
+            deadlines: deadline::DeadlineQueue::default(),
         })
     }
 

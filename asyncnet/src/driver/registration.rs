@@ -15,12 +15,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
+use super::deadline::Deadlines;
 use super::Driver;
 
 /// A direction of readiness.
@@ -62,6 +64,8 @@ pub(super) struct IoState {
     closed: Cell<bool>,
     readers: RefCell<Waiters>,
     writers: RefCell<Waiters>,
+    /// Read and write deadlines (`deadline.rs`), made when one is first set.
+    pub(super) deadlines: OnceCell<Box<Deadlines>>,
 }
 
 impl IoState {
@@ -73,7 +77,13 @@ impl IoState {
             closed: Cell::new(false),
             readers: RefCell::new(Waiters::default()),
             writers: RefCell::new(Waiters::default()),
+            deadlines: OnceCell::new(),
         }
+    }
+
+    /// Wake every task waiting in `dir`, readiness unchanged.
+    pub(super) fn wake_waiters(&self, dir: Direction) {
+        wake_all(self.waiters(dir));
     }
 
     /// Ready in `dir`: an event said so and nothing has consumed it. Once the peer has shut
@@ -341,6 +351,11 @@ impl Registration {
                 if !self.driver.is_driven() {
                     return Poll::Ready(Err(crate::error::not_driven()));
                 }
+                if let Some(d) = state.deadlines.get() {
+                    if let Err(e) = d.check(&self.driver.deadlines, &self.state, dir) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
                 park(state.waiters(dir), cx.waker());
                 return Poll::Pending;
             }
@@ -440,7 +455,49 @@ impl Registration {
     pub(crate) fn deregister(&self, fd: RawFd) {
         if !self.state.closed.get() {
             self.driver.deregister(&self.state, fd);
+            if let Some(d) = self.state.deadlines.get() {
+                for key in d.take_armed() {
+                    self.driver.deadlines.remove(key);
+                }
+            }
             self.state.close();
+        }
+    }
+
+    /// Set (or clear, `None`) the deadline of every wait in `dir` from now on; operations
+    /// waiting now look again (`deadline.rs`).
+    pub(crate) fn set_deadline(&self, dir: Direction, at: Option<Instant>) {
+        let d = match (self.state.deadlines.get(), at) {
+            (Some(d), _) => d,
+            (None, None) => return,
+            (None, Some(_)) => self.state.deadlines.get_or_init(Box::default),
+        };
+        d.set(dir, at);
+        self.state.wake_waiters(dir);
+    }
+
+    /// The deadline of waits in `dir`.
+    pub(crate) fn deadline(&self, dir: Direction) -> Option<Instant> {
+        self.state.deadlines.get().and_then(|d| d.get(dir))
+    }
+
+    /// `TimedOut` if the deadline of `dir` has passed: for waits that are not on readiness
+    /// (a back-off on a timer).
+    pub(crate) fn check_deadline(&self, dir: Direction) -> io::Result<()> {
+        match self.deadline(dir) {
+            Some(at) if at <= Instant::now() => Err(super::deadline::deadline_passed(dir)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Run `f` (the library's background writing of queued bytes) with the socket's
+    /// deadlines ignored: they bound the caller's waits, never the delivery of bytes that a
+    /// completed send handed over.
+    #[inline]
+    pub(crate) fn without_deadlines<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.state.deadlines.get() {
+            None => f(),
+            Some(d) => d.exempt(f),
         }
     }
 }

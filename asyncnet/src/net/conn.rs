@@ -6,13 +6,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
 use super::eyeballs::Candidates;
 use super::socket::{addr_text, AsyncSocket};
-use crate::dispatch::{sleep_async, Sleep};
+use super::transport::Started;
+use crate::dispatch::{sleep_until, Sleep};
+use crate::driver::Direction;
 use crate::sys;
 
 /// First and longest wait of an accept that ran out of descriptors.
@@ -40,6 +42,8 @@ impl AsyncSocket {
     /// # Errors
     ///
     /// The socket is closed (also while waiting), not listening, or another OS error.
+    /// `TimedOut`: a deadline (the call's, or the listener's read deadline) passed while it
+    /// waited; no connection is lost ([Deadlines](crate#deadlines)).
     ///
     /// # Cancel safety
     ///
@@ -190,12 +194,15 @@ impl AsyncSocket {
                 Err(e) if sys::is_transient_accept_error(&e) => {}
                 Err(e) if sys::is_resource_exhaustion(&e) => {
                     // The pending connection stays in the kernel's queue and no new edge
-                    // will come for it: retry on a timer, not on readiness.
+                    // will come for it: retry on a timer, not on readiness (and no later than
+                    // the read deadline, which the retry then meets).
                     let mut state = self.accept_state();
                     let wait = (state.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
                     state.backoff = wait;
                     state.error = Some(e);
-                    *backoff = Some(sleep_async(wait));
+                    drop(state);
+                    self.inner.io.check_deadline(Direction::Read)?;
+                    *backoff = Some(sleep_until(self.backoff_until(wait, Direction::Read)));
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -221,12 +228,19 @@ impl AsyncSocket {
     /// Resolution fails (the resolver's error; for a name without an address of the
     /// family looked up, kind `NotFound`); an IP literal of the other family on an IPv4
     /// socket (`AddrNotAvailable`); or every attempt fails (the last attempt's error, e.g.
-    /// `ConnectionRefused`, as in Nim).
+    /// `ConnectionRefused`, as in Nim). `TimedOut`: a deadline (the call's, or the socket's
+    /// write deadline, and the read deadline in a TLS handshake) passed while it waited
+    /// ([Deadlines](crate#deadlines)). `InvalidInput`: the socket is already connected to
+    /// another peer. On a wrapped socket, the handshake's errors (see
+    /// [`wrap_connected_socket`](crate::wrap_connected_socket)).
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future leaves the socket half-connected or connected; it cannot start
-    /// another connect. Close it. Lookups under way are abandoned.
+    /// Lookups under way are abandoned. Dropping the future (or a deadline passing) leaves
+    /// the attempt under way going on in the kernel: a later connect with the same address
+    /// takes it up (waits for it, or finds it done), one with another address fails once it
+    /// has connected; to give up, close the socket. A TLS handshake cut off leaves the socket
+    /// unusable (later operations fail with `NotConnected`, saying so); close it.
     ///
     /// # Examples
     ///
@@ -303,6 +317,15 @@ impl AsyncSocket {
         self.finish_tls_connect(&addr.ip().to_string()).await
     }
 
+    /// The end of a back-off of `wait` on a timer, no later than the deadline of `dir`.
+    fn backoff_until(&self, wait: Duration, dir: Direction) -> Instant {
+        let until = Instant::now() + wait;
+        self.inner
+            .io
+            .deadline(dir)
+            .map_or(until, |at| until.min(at))
+    }
+
     /// Connect to any address (IP or Unix).
     pub(crate) async fn connect_sockaddr(&self, addr: &SockAddr) -> io::Result<()> {
         let mut wait = BACKOFF_MIN;
@@ -313,15 +336,30 @@ impl AsyncSocket {
                         && e.kind() == io::ErrorKind::WouldBlock =>
                 {
                     // A Unix stream answers EAGAIN when the listener's backlog is full: no
-                    // connect is under way, so there is nothing to wait on but time.
-                    sleep_async(wait).await;
+                    // connect is under way, so there is nothing to wait on but time (within
+                    // the write deadline).
+                    self.inner.io.check_deadline(Direction::Write)?;
+                    sleep_until(self.backoff_until(wait, Direction::Write)).await;
                     wait = (wait * 2).min(BACKOFF_MAX);
                 }
                 r => break r?,
             }
         };
-        if !connected {
+        if matches!(connected, Started::Pending | Started::Earlier(true)) {
             poll_fn(|cx| self.poll_connected(cx)).await?;
+        }
+        if let Started::Earlier(_) = connected {
+            // Connected by an earlier attempt that timed out or was dropped: to this peer?
+            let peer = self.socket()?.peer_addr()?;
+            if peer.as_socket() != addr.as_socket() || peer.as_pathname() != addr.as_pathname() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the socket is already connected, to {} (by an earlier connect)",
+                        addr_text(&peer).map_or_else(|_| "?".into(), |(a, p)| format!("{a}:{p}"))
+                    ),
+                ));
+            }
         }
         self.inner.connected.set(true);
         Ok(())

@@ -43,7 +43,9 @@ impl AsyncSocket {
     /// `InvalidInput` on a stream socket; resolution fails (the resolver's error; for a name
     /// without an address of the family looked up, kind `NotFound`); an IP literal of the
     /// other family on an IPv4 socket (`AddrNotAvailable`); every send fails (the last error,
-    /// e.g. the datagram is too large).
+    /// e.g. the datagram is too large); `TimedOut`: a deadline (the call's, or the socket's
+    /// write deadline) passed while it waited, and the datagram was not sent
+    /// ([Deadlines](crate#deadlines)).
     ///
     /// # Cancel safety
     ///
@@ -133,7 +135,8 @@ impl AsyncSocket {
     /// # Errors
     ///
     /// `InvalidInput` on a stream socket or for a path the OS cannot take (too long, a NUL
-    /// inside); `NotFound` if nothing is bound there; the OS's error otherwise.
+    /// inside); `NotFound` if nothing is bound there; `TimedOut` as for
+    /// [`send_to`](AsyncSocket::send_to); the OS's error otherwise.
     ///
     /// # Cancel safety
     ///
@@ -182,7 +185,8 @@ impl AsyncSocket {
     ///
     /// `InvalidData` with source [`DatagramTruncated`](crate::DatagramTruncated) (holding the
     /// kept bytes and the sender) if the datagram was larger than `size`; `InvalidInput` on a
-    /// stream socket; the socket is closed; the OS's error.
+    /// stream socket; the socket is closed; `TimedOut`: a deadline (the call's, or the socket's read deadline) passed while it waited; nothing
+    /// is lost ([Deadlines](crate#deadlines)); the OS's error.
     ///
     /// # Cancel safety
     ///

@@ -10,6 +10,7 @@
 //! | `buffer` | the read and write buffers and their pool (pure) |
 //! | `local` | memory this thread's sockets share (the pool, the scratch buffer) |
 //! | `conn` | `accept` (and its `AcceptState`), `connect` |
+//! | `deadline` | per-socket read and write deadlines (kept by the driver's seam) |
 //! | `datagram` | `send_to`, `recv_from` |
 //! | `unix` | Unix-domain addresses, `bind_unix`, `connect_unix` |
 //! | `secure` | `wrap_socket`, `wrap_connected_socket`, the session on a socket |
@@ -32,6 +33,7 @@ mod buffer;
 mod conn;
 mod convert;
 mod datagram;
+mod deadline;
 mod dial;
 mod dial_error;
 mod eyeballs;

@@ -141,7 +141,9 @@ impl AsyncSocket {
     /// # Errors
     ///
     /// The socket is closed (also when closed while waiting), or the OS reports an error;
-    /// under `SAFE_DISCONN` a reset is end-of-stream, not an error.
+    /// under `SAFE_DISCONN` a reset is end-of-stream, not an error. `TimedOut`: a deadline (the call's, or the socket's read deadline) passed while it waited; nothing
+    /// is lost ([Deadlines](crate#deadlines)):
+    /// bytes received so far stay buffered for the next read.
     ///
     /// # Cancel safety
     ///
@@ -218,8 +220,8 @@ impl AsyncSocket {
     ///
     /// # Cancel safety
     ///
-    /// Nothing is lost: if the future is dropped, bytes it had received are in the socket's
-    /// buffer, not in `buf`.
+    /// Nothing is lost: if the future is dropped (or a deadline passes), bytes it had received
+    /// are in the socket's buffer, not in `buf`.
     ///
     /// # Examples
     ///
@@ -300,6 +302,9 @@ impl AsyncSocket {
     ///   limit; its bytes stay buffered (nothing is dropped or split).
     /// - `InvalidData` with source [`InvalidUtf8Line`](crate::InvalidUtf8Line): the line is not
     ///   UTF-8; it is consumed and its bytes are in the error.
+    /// - `TimedOut`: a deadline (the call's, or the socket's read deadline) passed while it
+    ///   waited; the part of the line received stays buffered and the next call returns the
+    ///   line whole ([Deadlines](crate#deadlines)).
     /// - As [`recv`](AsyncSocket::recv) otherwise.
     ///
     /// # Cancel safety

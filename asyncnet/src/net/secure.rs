@@ -92,12 +92,15 @@ pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
 /// The context is for the other side; the handshake fails (`InvalidData` with a
 /// `rustls::Error` source naming the reason, e.g. an expired or wrong-name certificate); the
 /// peer closes during the handshake (`UnexpectedEof`); as a server, the handshake takes
-/// longer than the context's handshake timeout (`TimedOut`). After an error the socket is
-/// unusable: close it (dropping its last handle does too).
+/// longer than the context's handshake timeout (`TimedOut`); a deadline (the call's, or the
+/// socket's read or write deadline) passes first (`TimedOut`, [Deadlines](crate#deadlines)).
+/// After an error the socket is unusable: every later operation fails with `NotConnected`
+/// saying so; close it (dropping its last handle does too).
 ///
 /// # Cancel safety
 ///
-/// Dropping the future mid-handshake leaves the socket unusable; close it.
+/// Dropping the future mid-handshake leaves the socket unusable, as an error does: later
+/// operations fail with `NotConnected` saying so, never with a half-made session; close it.
 ///
 /// # Examples
 ///
@@ -198,9 +201,31 @@ impl AsyncSocket {
         Ok(())
     }
 
-    /// Run the handshake to its end, last flight flushed.
+    /// Run the handshake to its end, last flight flushed. A handshake that does not get
+    /// there (it fails, times out, or the future is dropped) leaves the session unusable, and
+    /// every later use of the socket says so: never a half-made session that later reads or
+    /// writes would go on with silently.
     async fn handshake(&self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_handshake(cx)).await
+        /// Marks the session interrupted unless the handshake finished.
+        struct Unfinished<'a>(&'a AsyncSocket, bool);
+        impl Drop for Unfinished<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    let refused = self.0.inner.tls.borrow_mut().as_mut().map(|tls| {
+                        tls.interrupt();
+                        tls.check_usable()
+                    });
+                    if let Some(Err(e)) = refused {
+                        // Sends would queue plaintext that nothing can ever carry.
+                        self.0.refuse_sends(&e);
+                    }
+                }
+            }
+        }
+        let mut guard = Unfinished(self, false);
+        let r = poll_fn(|cx| self.poll_handshake(cx)).await;
+        guard.1 = r.is_ok();
+        r
     }
 
     /// [`handshake`](AsyncSocket::handshake) within `timeout` (`TimedOut` after it).
@@ -225,7 +250,11 @@ impl AsyncSocket {
             self.start_tls(&ctx, Some(name))?;
             self.handshake().await?;
         }
-        Ok(())
+        // A connect again after one whose handshake was cut: say so, do not pass it off.
+        match self.inner.tls.borrow().as_ref() {
+            Some(tls) => tls.check_usable(),
+            None => Ok(()),
+        }
     }
 
     /// `accept` on a wrapped listener: handshake the new client within the context's

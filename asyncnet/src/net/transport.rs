@@ -54,6 +54,18 @@ pub(super) fn tls_goodbye(
     Some((limit, move |s: &Socket| closer.step(&mut Wire(s))))
 }
 
+/// What `connect(2)` said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Started {
+    /// Connected at once.
+    Connected,
+    /// Under way.
+    Pending,
+    /// An earlier connect (timed out, or its future dropped) is still under way (`true`) or
+    /// has connected (`false`): to which peer is to be checked.
+    Earlier(bool),
+}
+
 fn would_block() -> io::Error {
     io::ErrorKind::WouldBlock.into()
 }
@@ -299,22 +311,29 @@ impl AsyncSocket {
             .poll_io(Direction::Read, cx, || sys::accept(&socket))
     }
 
-    /// Start `connect(2)`: `Ok(true)` connected at once, `Ok(false)` under way (wait with
+    /// Start `connect(2)`: connected at once, or under way (wait with
     /// [`poll_connected`](AsyncSocket::poll_connected)). On a Unix socket `WouldBlock` is
     /// returned as is: the listener's backlog is full and no connect is under way.
-    pub(super) fn start_connect(&self, addr: &SockAddr) -> io::Result<bool> {
+    ///
+    /// A connect that timed out (or whose future was dropped) goes on in the kernel; a later
+    /// connect meets it (`EALREADY` while under way, `EISCONN` once done) and waits for it or
+    /// takes it (the caller checks that its peer is the one asked for).
+    pub(super) fn start_connect(&self, addr: &SockAddr) -> io::Result<Started> {
         let r = self.socket()?.connect(addr);
         let unix = addr.domain() == socket2::Domain::UNIX;
         match r {
             Ok(()) => {
                 self.inner.io.connect_finished();
-                Ok(true)
+                Ok(Started::Connected)
             }
+            Err(e) if e.raw_os_error() == Some(libc::EISCONN) => Ok(Started::Earlier(false)),
+            // Readiness is left as is: the earlier attempt's event may have come already.
+            Err(e) if e.raw_os_error() == Some(libc::EALREADY) => Ok(Started::Earlier(true)),
             Err(e)
                 if sys::is_in_progress(&e) || (e.kind() == io::ErrorKind::WouldBlock && !unix) =>
             {
                 self.inner.io.connect_started();
-                Ok(false)
+                Ok(Started::Pending)
             }
             Err(e) => {
                 self.inner.io.connect_finished();

@@ -102,6 +102,9 @@ impl AsyncSocket {
     /// The socket is closed (also when closed while waiting) or shut down for writing; an
     /// earlier write found the peer gone (`BrokenPipe`); an earlier write of queued bytes
     /// failed (that error); the OS's error for the bytes this call writes itself.
+    /// `TimedOut`: a deadline (the call's, or the socket's write deadline) passed while the
+    /// send waited for room (back-pressure); its message is queued whole all the same and
+    /// is written in order, once: do not send it again ([Deadlines](crate#deadlines)).
     ///
     /// # Cancel safety
     ///
@@ -246,6 +249,8 @@ impl AsyncSocket {
     ///
     /// The socket is closed (also while waiting); bytes sent earlier could not be written: the
     /// peer is gone (`BrokenPipe` or the OS's `ConnectionReset`) or the OS's error.
+    /// `TimedOut`: a deadline (the call's, or the socket's write deadline) passed first; the
+    /// bytes stay queued and are still written ([Deadlines](crate#deadlines)).
     ///
     /// # Cancel safety
     ///
@@ -269,7 +274,12 @@ impl AsyncSocket {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn flush(&self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_flush_all(cx)).await
+        let r = poll_fn(|cx| self.poll_flush_all(cx)).await;
+        if r.is_err() {
+            // Timed out (or interrupted otherwise): what is queued is still written.
+            self.flush_in_background();
+        }
+        r
     }
 
     /// Write every queued byte and every pending TLS record; a loss of queued bytes is an
@@ -424,6 +434,29 @@ impl AsyncSocket {
         self.inner.io.wake(Direction::Write);
     }
 
+    /// From now on every send fails with `e` (already reported: the caller returns it too);
+    /// what is queued is dropped, as nothing can carry it.
+    pub(crate) fn refuse_sends(&self, e: &io::Error) {
+        let mut wb = self.inner.write.buf.borrow_mut();
+        let lost_from = wb.written();
+        wb.discard(&self.inner.local.pool);
+        drop(wb);
+        self.inner
+            .write
+            .failure
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                Box::new(SendFailure {
+                    lost_from,
+                    kind: e.kind(),
+                    message: e.to_string(),
+                    disconnect: false,
+                    reported: true,
+                })
+            });
+        self.inner.io.wake(Direction::Write);
+    }
+
     /// Remember a failed write and drop the queue (nobody can write it now). Returns whether
     /// the failure was a disconnection.
     fn record_failure(&self, e: &io::Error) -> bool {
@@ -563,14 +596,19 @@ impl AsyncSocket {
     }
 }
 
-/// Poll `f` on the socket behind `weak` for as long as it lives; `None` once it is gone.
+/// Poll `f` on the socket behind `weak` for as long as it lives, its deadlines ignored;
+/// `None` once it is gone.
 async fn poll_weak<T>(
     weak: &std::rc::Weak<Inner>,
     mut f: impl FnMut(&AsyncSocket, &mut Context<'_>) -> Poll<T>,
 ) -> Option<T> {
     poll_fn(|cx| match weak.upgrade() {
         None => Poll::Ready(None),
-        Some(inner) => f(&AsyncSocket { inner }, cx).map(Some),
+        // Background work delivers bytes of completed sends: no deadline stops it.
+        Some(inner) => {
+            let s = AsyncSocket { inner };
+            s.inner.io.without_deadlines(|| f(&s, cx)).map(Some)
+        }
     })
     .await
 }

@@ -71,6 +71,9 @@ pub(crate) struct Tls {
     /// A protocol error met after data that is still to be read: reported once that data is
     /// (so that a good record and a bad one in the same read do not lose the good one).
     failed: Option<rustls::Error>,
+    /// The handshake stopped before its end (it failed, timed out, or its future was
+    /// dropped): the session is unusable, and every later use says so.
+    interrupted: bool,
 }
 
 impl std::fmt::Debug for Tls {
@@ -92,6 +95,14 @@ fn no_session() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         "the socket is wrapped for TLS but its handshake never ran (connect or accept first)",
+    )
+}
+
+fn interrupted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the TLS handshake on this socket did not finish (it failed, timed out or was \
+         dropped): the socket is unusable; close it",
     )
 }
 
@@ -122,6 +133,7 @@ impl Tls {
             name: None,
             plain: false,
             failed: None,
+            interrupted: false,
         }
     }
 
@@ -150,12 +162,44 @@ impl Tls {
             name: dns_name,
             plain: false,
             failed: None,
+            interrupted: false,
         })
     }
 
     /// The context `wrap_socket` set, for `connect`/`accept` to start the session with.
     pub(crate) fn pending_context(&self) -> Option<&TlsContext> {
         self.ctx.as_ref().filter(|_| self.conn.is_none())
+    }
+
+    /// The session, unless its handshake was interrupted.
+    fn session(&self) -> io::Result<&Connection> {
+        match &self.conn {
+            _ if self.interrupted => Err(interrupted()),
+            Some(conn) => Ok(conn),
+            None => Err(no_session()),
+        }
+    }
+
+    /// [`session`](Tls::session), to change.
+    fn session_mut(&mut self) -> io::Result<&mut Connection> {
+        match &mut self.conn {
+            _ if self.interrupted => Err(interrupted()),
+            Some(conn) => Ok(conn),
+            None => Err(no_session()),
+        }
+    }
+
+    /// The handshake stopped before its end: from now on every use of the session fails.
+    pub(crate) fn interrupt(&mut self) {
+        self.interrupted = true;
+    }
+
+    /// The error of a session whose handshake was interrupted.
+    pub(crate) fn check_usable(&self) -> io::Result<()> {
+        if self.interrupted {
+            return Err(interrupted());
+        }
+        Ok(())
     }
 
     /// Whether the session has started (the socket is past `wrap_socket`'s wait).
@@ -179,7 +223,7 @@ impl Tls {
     ///
     /// No session; the session wants neither to read nor to write while still handshaking.
     pub(crate) fn handshake_step(&self) -> io::Result<Step> {
-        let conn = self.conn.as_ref().ok_or_else(no_session)?;
+        let conn = self.session()?;
         Ok(if !conn.is_handshaking() {
             Step::Done
         } else if conn.wants_write() {
@@ -196,6 +240,7 @@ impl Tls {
     /// returned: at once during the handshake, after the data that came before it otherwise
     /// (from [`read_plain`](Tls::read_plain), once that data is read).
     pub(crate) fn read_records(&mut self, pipe: &mut impl PipeIo) -> io::Result<usize> {
+        self.check_usable()?;
         let conn = self.conn.as_mut().ok_or_else(no_session)?;
         let n = conn.read_tls(pipe)?;
         match conn.process_new_packets() {
@@ -243,6 +288,7 @@ impl Tls {
     /// The stream ended without close_notify (`UnexpectedEof`: the data may have been cut by
     /// an attacker); the session failed earlier.
     pub(crate) fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.check_usable()?;
         let conn = self.conn.as_mut().ok_or_else(no_session)?;
         match conn.reader().read(buf) {
             Ok(n) => {
@@ -272,11 +318,7 @@ impl Tls {
     /// Encrypt what the session takes of `buf` (0 when its buffer is full: write records
     /// first).
     pub(crate) fn write_plain(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.conn
-            .as_mut()
-            .ok_or_else(no_session)?
-            .writer()
-            .write(buf)
+        self.session_mut()?.writer().write(buf)
     }
 
     /// Queue close_notify, once the handshake is done. Returns whether it was queued.

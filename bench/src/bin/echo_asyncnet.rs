@@ -1,6 +1,6 @@
 //! Our echo server: asyncnet's event loop, one spawned task per connection.
 //!
-//! Usage: `echo_asyncnet [--lines] [--pong] [PORT]` (0 or absent: any free port),
+//! Usage: `echo_asyncnet [--lines] [--pong] [--idle-secs N] [PORT]` (0 or absent: any free port),
 //! `echo_asyncnet --udp [PORT]`, `echo_asyncnet [--lines] --unix PATH`.
 //! Prints `listening on 127.0.0.1:PORT` (Unix: `listening on PATH`) once it
 //! is ready.
@@ -16,11 +16,14 @@
 //!   sockets, `recv_line`, then `send` of `+PONG\r\n` per line.
 //! * `--unix PATH`: the same over a Unix stream socket bound at `PATH`
 //!   (which must not exist yet).
+//! * `--idle-secs N` (byte echo): before each read, the read deadline is set N seconds
+//!   ahead (Go's idle-timeout idiom), to measure what a deadline that never fires costs.
 //! * `--udp`: one socket, one task: `recv_from_addr` into a reused buffer, then
 //!   `send_to_addr` the datagram back to its sender (no allocation per datagram).
 
 use std::io;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use asyncnet::{spawn, wait_for, AsyncSocket, Domain, SoBool, SockType};
 use asyncnet_bench::{say_ready, transient, Listen, ListenArgs};
@@ -28,9 +31,12 @@ use asyncnet_bench::{say_ready, transient, Listen, ListenArgs};
 /// Same buffer size as `echo_tokio`.
 const BUF_SIZE: usize = 4096;
 
-async fn echo_bytes(client: AsyncSocket) {
+async fn echo_bytes(client: AsyncSocket, idle: Option<Duration>) {
     let mut buf = vec![0u8; BUF_SIZE];
     loop {
+        if let Some(idle) = idle {
+            client.set_read_deadline(Some(Instant::now() + idle));
+        }
         let n = match client.recv_into(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -75,7 +81,12 @@ async fn pong(client: AsyncSocket) {
     let _ = client.close();
 }
 
-async fn serve_stream(listen: &Listen, lines: bool, pong_mode: bool) -> io::Result<()> {
+async fn serve_stream(
+    listen: &Listen,
+    lines: bool,
+    pong_mode: bool,
+    idle: Option<Duration>,
+) -> io::Result<()> {
     let lines = lines || pong_mode;
     let builder = AsyncSocket::builder().buffered(lines);
     let server = match listen {
@@ -108,7 +119,7 @@ async fn serve_stream(listen: &Listen, lines: bool, pong_mode: bool) -> io::Resu
         } else if lines {
             drop(spawn(echo_lines(client)));
         } else {
-            drop(spawn(echo_bytes(client)));
+            drop(spawn(echo_bytes(client, idle)));
         }
     }
 }
@@ -142,6 +153,9 @@ struct Cli {
     /// Redis inline PING mode: +PONG per line (stream sockets only)
     #[arg(long, conflicts_with = "udp")]
     pong: bool,
+    /// Byte echo: set the read deadline this many seconds ahead before each read
+    #[arg(long, conflicts_with_all = ["udp", "lines", "pong"])]
+    idle_secs: Option<u64>,
     #[command(flatten)]
     listen: ListenArgs,
 }
@@ -150,7 +164,12 @@ fn main() -> ExitCode {
     let cli = <Cli as clap::Parser>::parse();
     let served = match cli.listen.listen() {
         Listen::Udp(port) => wait_for(serve_udp(port)),
-        listen => wait_for(serve_stream(&listen, cli.lines, cli.pong)),
+        listen => wait_for(serve_stream(
+            &listen,
+            cli.lines,
+            cli.pong,
+            cli.idle_secs.map(Duration::from_secs),
+        )),
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,
