@@ -34,11 +34,14 @@ impl AsyncSocket {
     /// `ENOBUFS`, `ENOMEM`), the call does not fail: it records the error (see
     /// [`take_accept_error`](AsyncSocket::take_accept_error)), waits (5 ms, doubling up to
     /// 0.5 s) and tries again, so a plain accept loop survives and serves again once
-    /// descriptors are free. A connection that was reset before it could be taken is skipped.
+    /// descriptors are free. A connection that was reset before it could be taken is skipped
+    /// where the OS reports it so (`ECONNABORTED`); Linux hands it over, and its first read
+    /// is the end of the stream.
     ///
     /// # Errors
     ///
-    /// The socket is closed (also while waiting), not listening, or another OS error.
+    /// The socket is closed (also while waiting: `NotConnected`), not listening, or another
+    /// OS error.
     ///
     /// # Cancel safety
     ///
@@ -206,8 +209,9 @@ impl AsyncSocket {
     ///
     /// # Errors
     ///
-    /// Resolution fails, no address has the socket's family (`AddrNotAvailable`), or every
-    /// attempt fails (the last attempt's error, e.g. `ConnectionRefused`).
+    /// Resolution fails, no address has the socket's family (`AddrNotAvailable`), every
+    /// attempt fails (the last attempt's error, e.g. `ConnectionRefused`), or the socket is
+    /// closed (also while waiting: `NotConnected`).
     ///
     /// # Cancel safety
     ///
@@ -253,7 +257,8 @@ impl AsyncSocket {
     ///
     /// # Errors
     ///
-    /// The OS's error for this attempt (refused, unreachable, ...), or the socket is closed.
+    /// The OS's error for this attempt (refused, unreachable, ...), or the socket is closed
+    /// (also while the attempt waits: `NotConnected`).
     ///
     /// # Cancel safety
     ///

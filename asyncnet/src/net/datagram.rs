@@ -166,7 +166,7 @@ impl AsyncSocket {
     ///
     /// `InvalidData` with source [`DatagramTruncated`](crate::DatagramTruncated) (holding the
     /// kept bytes and the sender) if the datagram was larger than `size`; `InvalidInput` on a
-    /// stream socket; the socket is closed; the OS's error.
+    /// stream socket; the socket is closed (also while waiting: `NotConnected`); the OS's error.
     ///
     /// # Cancel safety
     ///

@@ -91,8 +91,9 @@ pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
 ///
 /// The context is for the other side; the handshake fails (`InvalidData` with a
 /// `rustls::Error` source naming the reason, e.g. an expired or wrong-name certificate); the
-/// peer closes during the handshake (`UnexpectedEof`); as a server, the handshake takes
-/// longer than the context's handshake timeout (`TimedOut`). After an error the socket is
+/// peer closes or resets the connection during the handshake (`UnexpectedEof`); as a server,
+/// the handshake takes longer than the context's handshake timeout (`TimedOut`); the socket
+/// is closed, also while the handshake waits (`NotConnected`). After an error the socket is
 /// unusable: close it (dropping its last handle does too).
 ///
 /// # Cancel safety

@@ -99,9 +99,9 @@ impl AsyncSocket {
     ///
     /// # Errors
     ///
-    /// The socket is closed (also when closed while waiting) or shut down for writing; an
-    /// earlier write found the peer gone (`BrokenPipe`); an earlier write of queued bytes
-    /// failed (that error); the OS's error for the bytes this call writes itself.
+    /// The socket is closed (also when closed while waiting: `NotConnected`) or shut down for
+    /// writing; an earlier write found the peer gone (`BrokenPipe`); an earlier write of
+    /// queued bytes failed (that error); the OS's error for the bytes this call writes itself.
     ///
     /// # Cancel safety
     ///
