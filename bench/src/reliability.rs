@@ -66,8 +66,19 @@ async fn round_trip(s: &AsyncSocket, line: &str) -> io::Result<()> {
     }
 }
 
+/// `n` round trips of lines tagged `tag` on `s`.
+async fn round_trips(s: AsyncSocket, tag: String, n: usize) -> io::Result<()> {
+    for j in 0..n {
+        round_trip(&s, &format!("{tag} line {j}")).await?;
+    }
+    Ok(())
+}
+
+/// Lines each C10K connection exchanges.
+pub const C10K_LINES: usize = 10;
+
 /// Runs C10K against the line server and prints its figures.
-pub fn c10k(conns: usize, lines: usize, bin_dir: PathBuf) -> io::Result<()> {
+pub fn c10k(conns: usize, bin_dir: PathBuf) -> io::Result<()> {
     let server = server("echo_asyncnet", &["--lines"], bin_dir)?;
     let (pid, port) = (server.process.pid(), server.port);
     thread::sleep(SETTLE);
@@ -80,14 +91,7 @@ pub fn c10k(conns: usize, lines: usize, bin_dir: PathBuf) -> io::Result<()> {
         }
         let tasks = held.iter().cloned().enumerate();
         let tasks: Vec<_> = tasks
-            .map(|(i, s)| {
-                spawn(async move {
-                    for j in 0..lines {
-                        round_trip(&s, &format!("connection {i} line {j}")).await?;
-                    }
-                    io::Result::Ok(())
-                })
-            })
+            .map(|(i, s)| spawn(round_trips(s, format!("connection {i}"), C10K_LINES)))
             .collect();
         for t in tasks {
             t.await?;
@@ -99,11 +103,10 @@ pub fn c10k(conns: usize, lines: usize, bin_dir: PathBuf) -> io::Result<()> {
     let with = usage(pid)?;
     drop(held);
     let per_conn = (with.0 as f64 - before.0 as f64) / conns as f64;
-    let all = conns * lines;
+    let all = conns * C10K_LINES;
     println!("c10k: {conns} connections held at once: all {all} lines echoed in {secs:.2} s");
     println!(
-        "c10k: server VmRSS {} -> {} KiB: {per_conn:.2} KiB per connection; descriptors {} -> {}",
-        before.0, with.0, before.1, with.1
+        "c10k: server (VmRSS KiB, fds) {before:?} -> {with:?}: {per_conn:.2} KiB a connection"
     );
     Ok(())
 }
@@ -147,16 +150,12 @@ impl Soak {
 fn count(tally: &Tally, name: &'static str, result: io::Result<()>) -> Option<io::Error> {
     let mut t = tally.borrow_mut();
     let (ok, failed) = t.entry(name).or_default();
-    match result {
-        Ok(()) => {
-            *ok += 1;
-            None
-        }
-        Err(e) => {
-            *failed += 1;
-            (*failed <= 3).then_some(e)
-        }
-    }
+    let Err(e) = result else {
+        *ok += 1;
+        return None;
+    };
+    *failed += 1;
+    (*failed <= 3).then_some(e)
 }
 
 /// Mean and max of a series of samples.
@@ -171,11 +170,8 @@ pub fn soak(minutes: f64, bin_dir: PathBuf) -> io::Result<bool> {
     let id = IdentityFiles::generate()?;
     let (cert, key) = (id.cert.display().to_string(), id.key.display().to_string());
     let lines = server("echo_asyncnet", &["--lines"], bin_dir.clone())?;
-    let tls = server(
-        "tls_echo_asyncnet",
-        &["--cert", &cert, "--key", &key],
-        bin_dir,
-    )?;
+    let tls_args = ["--cert", &cert, "--key", &key];
+    let tls = server("tls_echo_asyncnet", &tls_args, bin_dir)?;
     let pids = [lines.process.pid(), tls.process.pid()];
     let (port, tls_port) = (lines.port, tls.port);
     let ctx = TlsContext::client_builder()
@@ -188,16 +184,11 @@ pub fn soak(minutes: f64, bin_dir: PathBuf) -> io::Result<bool> {
         tally: Rc::default(),
     };
     let samples = wait_for(async {
-        soak.every(
-            ("lines (200 per connection)", 20, 100),
-            move |i| async move {
-                let s = connect(port, AsyncSocket::builder()).await?;
-                for j in 0..200 {
-                    round_trip(&s, &format!("held {i} line {j}")).await?;
-                }
-                s.close()
-            },
-        );
+        soak.every(("held lines (200 each)", 20, 100), move |i| async move {
+            let s = connect(port, AsyncSocket::builder()).await?;
+            round_trips(s.clone(), format!("held {i}"), 200).await?;
+            s.close()
+        });
         soak.every(("512 KiB lines", 1, 1000), move |i| async move {
             let s = connect(port, AsyncSocket::builder()).await?;
             round_trip(&s, &(i.to_string() + &".".repeat(1 << 19))).await?;
@@ -216,21 +207,18 @@ pub fn soak(minutes: f64, bin_dir: PathBuf) -> io::Result<bool> {
                 }
             }
         });
-        soak.every(
-            ("churn (connect, line, close)", 1, 5),
-            move |i| async move {
-                let s = connect(port, AsyncSocket::builder()).await?;
-                round_trip(&s, &format!("churn {i}")).await?;
-                // Half of them half-close first: the server answers with its end of stream.
-                if i % 2 == 0 {
-                    s.shutdown_write()?;
-                    if let Some(l) = s.recv_line().await? {
-                        return Err(io::Error::other(format!("after half-close: {l:?}")));
-                    }
+        soak.every(("churn (line, close)", 1, 5), move |i| async move {
+            let s = connect(port, AsyncSocket::builder()).await?;
+            round_trip(&s, &format!("churn {i}")).await?;
+            // Half of them half-close first: the server answers with its end of stream.
+            if i % 2 == 0 {
+                s.shutdown_write()?;
+                if let Some(l) = s.recv_line().await? {
+                    return Err(io::Error::other(format!("after half-close: {l:?}")));
                 }
-                s.close()
-            },
-        );
+            }
+            s.close()
+        });
         soak.every(("resets (echo unread)", 1, 50), move |i| async move {
             let s = connect(port, AsyncSocket::builder().buffered(false)).await?;
             s.send(format!("reset {i}\npartial")).await?;
@@ -238,58 +226,44 @@ pub fn soak(minutes: f64, bin_dir: PathBuf) -> io::Result<bool> {
             sleep_async(Duration::from_millis(20)).await;
             s.close()
         });
-        soak.every(
-            ("slow readers (1 MiB, 3 s unread)", 1, 5000),
-            move |i| async move {
-                let s = connect(port, AsyncSocket::builder()).await?;
-                let line = move |j: usize| format!("slow {i:>16} line {j:>36}");
-                let writer = s.clone();
-                let write = spawn(async move {
-                    for j in 0..16384 {
-                        writer.send(format!("{}\n", line(j))).await?;
-                    }
-                    io::Result::Ok(())
-                });
-                sleep_async(Duration::from_secs(3)).await;
+        soak.every(("slow readers (1 MiB)", 1, 5000), move |i| async move {
+            let s = connect(port, AsyncSocket::builder()).await?;
+            let line = move |j: usize| format!("slow {i:>16} line {j:>36}");
+            let writer = s.clone();
+            let write = spawn(async move {
                 for j in 0..16384 {
-                    if s.recv_line().await?.as_deref() != Some(&line(j)) {
-                        return Err(io::Error::other(format!("slow reader: line {j} differs")));
-                    }
+                    writer.send(format!("{}\n", line(j))).await?;
                 }
-                write.await?;
-                s.close()
-            },
-        );
+                io::Result::Ok(())
+            });
+            sleep_async(Duration::from_secs(3)).await;
+            for j in 0..16384 {
+                if s.recv_line().await?.as_deref() != Some(&line(j)) {
+                    return Err(io::Error::other(format!("slow reader: line {j} differs")));
+                }
+            }
+            write.await?;
+            s.close()
+        });
         let mut samples: Vec<[u64; 4]> = Vec::new();
         while Instant::now() < end {
             sleep_async(Duration::from_secs(10)).await;
             let (l, t) = (usage(pids[0])?, usage(pids[1])?);
             let secs = start.elapsed().as_secs();
-            println!(
-                "t={secs}s lines-server rss={}KiB fds={} tls-server rss={}KiB fds={}",
-                l.0, l.1, t.0, t.1
-            );
+            println!("t={secs}s (KiB, fds): lines server {l:?}, TLS server {t:?}");
             samples.push([l.0, l.1, t.0, t.1]);
         }
         io::Result::Ok(samples)
     })?;
     let n = samples.len();
     let window = 30.min(n / 3).max(1); // 5 minutes of samples
-    println!("soak: {minutes} min, {n} samples; first and last {window} samples: mean (max)");
-    let names = [
-        "lines-server KiB",
-        "lines-server fds",
-        "tls-server KiB",
-        "tls-server fds",
-    ];
+    println!("soak: {minutes} min, {n} samples; first and last {window} samples: (mean, max)");
+    let names = ["lines KiB", "lines fds", "TLS KiB", "TLS fds"];
     for (k, name) in names.iter().enumerate() {
         let series: Vec<u64> = samples.iter().map(|s| s[k]).collect();
         let (first, last) = (mean_max(&series[..window]), mean_max(&series[n - window..]));
         let max = mean_max(&series).1;
-        println!(
-            "soak: {name}: first {:.0} ({}), last {:.0} ({}), max {max}",
-            first.0, first.1, last.0, last.1
-        );
+        println!("soak: {name}: first {first:.0?}, last {last:.0?}, max {max}");
     }
     let tally = soak.tally.borrow();
     for (name, (ok, failed)) in tally.iter() {

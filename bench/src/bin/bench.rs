@@ -77,12 +77,9 @@ struct Cli {
     #[arg(long)]
     no_write: bool,
     /// Instead of the suite: N connections held at once on asyncnet's line server, all
-    /// exchanging lines; its memory and descriptors per connection (RELIABILITY.md)
+    /// exchanging 10 lines; its memory and descriptors per connection (RELIABILITY.md)
     #[arg(long, value_name = "N", value_parser = at_least_1())]
     c10k: Option<usize>,
-    /// Lines each --c10k connection exchanges
-    #[arg(long, default_value_t = 10, value_parser = at_least_1())]
-    c10k_lines: usize,
     /// Instead of the suite: MINUTES of mixed load (lines, large lines, TLS, churn, resets,
     /// slow readers) on asyncnet's line and TLS servers, their memory and descriptors
     /// sampled every 10 s (RELIABILITY.md)
@@ -144,7 +141,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
         let bin_dir = peers::bin_dir()?;
         if let Some(conns) = cli.c10k {
             rlimit::ensure_nofile(conns)?;
-            reliability::c10k(conns, cli.c10k_lines, bin_dir.clone())?;
+            reliability::c10k(conns, bin_dir.clone())?;
         }
         return Ok(cli
             .soak
