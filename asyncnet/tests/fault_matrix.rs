@@ -750,9 +750,14 @@ async fn recv_from_cell(fault: Fault) -> io::Result<()> {
     }
 }
 
-/// Our server-side handshake on `ours`.
-async fn handshake(ours: &AsyncSocket) -> io::Result<()> {
-    wrap_connected_socket(&server_ctx(), ours, HandshakeAs::Server, "").await
+/// Our server-side handshake on `ours`; with a short timeout (300 ms) if `impatient`.
+async fn handshake(ours: &AsyncSocket, impatient: bool) -> io::Result<()> {
+    let ctx = if impatient {
+        impatient_server_ctx()
+    } else {
+        server_ctx()
+    };
+    wrap_connected_socket(&ctx, ours, HandshakeAs::Server, "").await
 }
 
 async fn handshake_cell(fault: Fault) -> io::Result<()> {
@@ -768,32 +773,32 @@ async fn handshake_cell(fault: Fault) -> io::Result<()> {
         ResetBefore => {
             reset(peer);
             sleep_async(BEAT).await;
-            failed_with(handshake(&ours).await, io::ErrorKind::UnexpectedEof)
+            failed_with(handshake(&ours, false).await, io::ErrorKind::UnexpectedEof)
         }
         ResetMid => {
             put(&mut peer, &hello[..60]);
             reset(peer);
-            failed_with(handshake(&ours).await, io::ErrorKind::UnexpectedEof)
+            failed_with(handshake(&ours, false).await, io::ErrorKind::UnexpectedEof)
         }
         HalfClose => {
             put(&mut peer, &hello);
             shut_write(&peer);
-            failed_with(handshake(&ours).await, io::ErrorKind::UnexpectedEof)
+            failed_with(handshake(&ours, false).await, io::ErrorKind::UnexpectedEof)
         }
         LocalClose => {
             let s = ours.clone();
-            let shaking = spawn(async move { handshake(&s).await });
+            let shaking = spawn(async move { handshake(&s, false).await });
             sleep_async(BEAT).await;
             ours.close()?;
             failed_with(shaking.await, io::ErrorKind::NotConnected)
         }
         Dropped => {
-            was_pending(with_timeout(handshake(&ours), BEAT).await)?;
+            was_pending(with_timeout(handshake(&ours, false), BEAT).await)?;
             ours.close()
         }
         StopsReading => {
             put(&mut peer, &hello);
-            failed_with(handshake(&ours).await, io::ErrorKind::TimedOut)
+            failed_with(handshake(&ours, true).await, io::ErrorKind::TimedOut)
         }
         Slowloris => {
             let tcp = peer.try_clone()?;
@@ -805,14 +810,16 @@ async fn handshake_cell(fault: Fault) -> io::Result<()> {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             });
-            let r = failed_with(handshake(&ours).await, io::ErrorKind::TimedOut);
+            let r = failed_with(handshake(&ours, true).await, io::ErrorKind::TimedOut);
             ours.close()?;
             join_thread(trickler).await;
             r
         }
         Garbage => {
             put(&mut peer, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
-            let e = handshake(&ours).await.expect_err("HTTP is no ClientHello");
+            let e = handshake(&ours, false)
+                .await
+                .expect_err("HTTP is no ClientHello");
             match (e.kind(), tls_support::source::<rustls::Error>(&e)) {
                 (io::ErrorKind::InvalidData, Some(_)) => Ok(()),
                 _ => Err(other(format!("garbage gave {e:?}"))),

@@ -122,9 +122,14 @@ thread_local! {
     static PKI: Pki = Pki::new();
 }
 
-/// A server context of the test PKI whose handshake timeout is short (300 ms), so that the
-/// cells of stalled handshakes end soon.
+/// A server context of the test PKI with the default handshake timeout.
 pub fn server_ctx() -> TlsContext {
+    PKI.with(|p| p.server_ctx())
+}
+
+/// A server context of the test PKI whose handshake timeout is short
+/// ([`HANDSHAKE_TIMEOUT`]), for the cells of stalled handshakes.
+pub fn impatient_server_ctx() -> TlsContext {
     PKI.with(|p| {
         TlsContext::server_builder(p.server.cert_pem.as_bytes(), p.server.key_pem.as_bytes())
             .handshake_timeout(HANDSHAKE_TIMEOUT)
