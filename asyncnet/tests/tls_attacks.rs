@@ -314,3 +314,46 @@ fn a_corrupt_record_after_the_handshake_fails_the_read_with_invalid_data() {
         join_thread(peer).await
     })
 }
+
+#[test]
+fn a_reset_during_the_handshake_fails_it_with_unexpected_eof_as_a_close_does() {
+    let pki = Pki::new();
+    let hello = client_hello(&pki.ca, "localhost");
+    for (what, sent) in [
+        ("nothing", &hello[..0]),
+        ("60 bytes of a ClientHello", &hello[..60]),
+    ] {
+        run(async {
+            let listener = plain_listener()?;
+            let mut client = TcpStream::connect(("127.0.0.1", port_of(&listener)))?;
+            let ours = listener.accept().await?;
+            client.write_all(sent)?;
+            support::reset(client);
+            let e = wrap_connected_socket(&pki.server_ctx(), &ours, HandshakeAs::Server, "")
+                .await
+                .expect_err("the client reset the connection");
+            // It was ConnectionReset, where a close is UnexpectedEof.
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "after {what}: {e}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn closing_a_socket_while_its_handshake_waits_fails_the_handshake_with_not_connected() {
+    let pki = Pki::new();
+    run(async {
+        let listener = plain_listener()?;
+        let _silent = TcpStream::connect(("127.0.0.1", port_of(&listener)))?;
+        let ours = listener.accept().await?;
+        let (s, ctx) = (ours.clone(), pki.server_ctx());
+        let handshake =
+            spawn(async move { wrap_connected_socket(&ctx, &s, HandshakeAs::Server, "").await });
+        asyncnet::sleep_async(Duration::from_millis(20)).await;
+        ours.close()?;
+        // It was InvalidInput, "not a TLS socket".
+        let e = handshake.await.expect_err("closed while waiting");
+        assert_eq!(e.kind(), io::ErrorKind::NotConnected, "{e}");
+        Ok(())
+    });
+}

@@ -13,6 +13,7 @@
 //! * [`ping`]: the `ping` workload (Redis inline PING, `redis-benchmark`).
 //! * [`http`]: the `http` workload (HTTP/1.1 keep-alive hello world, `wrk`).
 //! * [`rlimit`]: raising `RLIMIT_NOFILE`.
+//! * [`reliability`]: load and soak (`bench --c10k`, `bench --soak`).
 //! * [`workload`]: what the load generator does, and one measured round of it.
 //! * [`syscalls`]: system calls per operation, by name (`strace -c -f`).
 //! * [`suite`]: the suite (the `bench` front end): every workload, one table,
@@ -40,6 +41,7 @@ pub mod loadgen;
 pub mod peers;
 pub mod ping;
 pub mod procstat;
+pub mod reliability;
 pub mod rlimit;
 pub mod suite;
 pub mod syscalls;

@@ -55,7 +55,7 @@ impl Workload {
 }
 
 /// Settings shared by every round.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RoundConfig {
     pub bin_dir: PathBuf,
     pub secs: f64,

@@ -37,13 +37,15 @@ impl AsyncSocket {
     /// `ENOBUFS`, `ENOMEM`), the call does not fail: it records the error (see
     /// [`take_accept_error`](AsyncSocket::take_accept_error)), waits (5 ms, doubling up to
     /// 0.5 s) and tries again, so a plain accept loop survives and serves again once
-    /// descriptors are free. A connection that was reset before it could be taken is skipped.
+    /// descriptors are free. A connection that was reset before it could be taken is skipped
+    /// where the OS reports it so (`ECONNABORTED`); Linux hands it over, and its first read
+    /// is the end of the stream.
     ///
     /// # Errors
     ///
-    /// The socket is closed (also while waiting), not listening, or another OS error.
-    /// `TimedOut`: a deadline (the call's, or the listener's read deadline) passed while it
-    /// waited; no connection is lost ([Deadlines](crate#deadlines)).
+    /// The socket is closed (also while waiting: `NotConnected`), not listening, or another
+    /// OS error. `TimedOut`: a deadline (the call's, or the listener's read deadline) passed
+    /// while it waited; no connection is lost ([Deadlines](crate#deadlines)).
     ///
     /// # Cancel safety
     ///
@@ -227,9 +229,10 @@ impl AsyncSocket {
     ///
     /// Resolution fails (the resolver's error; for a name without an address of the
     /// family looked up, kind `NotFound`); an IP literal of the other family on an IPv4
-    /// socket (`AddrNotAvailable`); or every attempt fails (the last attempt's error, e.g.
-    /// `ConnectionRefused`, as in Nim). `TimedOut`: a deadline (the call's, or the socket's
-    /// write deadline, and the read deadline in a TLS handshake) passed while it waited
+    /// socket (`AddrNotAvailable`); every attempt fails (the last attempt's error, e.g.
+    /// `ConnectionRefused`, as in Nim); the socket is closed (also while waiting:
+    /// `NotConnected`). `TimedOut`: a deadline (the call's, or the socket's write deadline,
+    /// and the read deadline in a TLS handshake) passed while it waited
     /// ([Deadlines](crate#deadlines)). `InvalidInput`: the socket is already connected to
     /// another peer. On a wrapped socket, the handshake's errors (see
     /// [`wrap_connected_socket`](crate::wrap_connected_socket)).
@@ -282,7 +285,8 @@ impl AsyncSocket {
     ///
     /// # Errors
     ///
-    /// The OS's error for this attempt (refused, unreachable, ...), or the socket is closed.
+    /// The OS's error for this attempt (refused, unreachable, ...), or the socket is closed
+    /// (also while the attempt waits: `NotConnected`).
     ///
     /// # Cancel safety
     ///

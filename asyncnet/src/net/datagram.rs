@@ -185,7 +185,8 @@ impl AsyncSocket {
     ///
     /// `InvalidData` with source [`DatagramTruncated`](crate::DatagramTruncated) (holding the
     /// kept bytes and the sender) if the datagram was larger than `size`; `InvalidInput` on a
-    /// stream socket; the socket is closed; `TimedOut`: a deadline (the call's, or the socket's read deadline) passed while it waited; nothing
+    /// stream socket; the socket is closed (also while waiting: `NotConnected`); `TimedOut`:
+    /// a deadline (the call's, or the socket's read deadline) passed while it waited; nothing
     /// is lost ([Deadlines](crate#deadlines)); the OS's error.
     ///
     /// # Cancel safety

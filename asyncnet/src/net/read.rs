@@ -140,10 +140,14 @@ impl AsyncSocket {
     ///
     /// # Errors
     ///
-    /// The socket is closed (also when closed while waiting), or the OS reports an error;
-    /// under `SAFE_DISCONN` a reset is end-of-stream, not an error. `TimedOut`: a deadline (the call's, or the socket's read deadline) passed while it waited; nothing
-    /// is lost ([Deadlines](crate#deadlines)):
-    /// bytes received so far stay buffered for the next read.
+    /// The socket is closed (also when closed while waiting: `NotConnected`), or the OS
+    /// reports an error; under `SAFE_DISCONN` a reset is end-of-stream, not an error. On a TLS
+    /// socket, a peer that closes or resets the connection without close_notify fails the
+    /// read with `UnexpectedEof` (the data may have been cut short); the plaintext that did
+    /// arrive stays buffered (a `recv` of at most that many bytes still returns it).
+    /// `TimedOut`: a deadline (the call's, or the socket's read deadline) passed while it
+    /// waited; nothing is lost ([Deadlines](crate#deadlines)): bytes received so far stay
+    /// buffered for the next read.
     ///
     /// # Cancel safety
     ///

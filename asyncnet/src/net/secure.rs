@@ -91,11 +91,12 @@ pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
 ///
 /// The context is for the other side; the handshake fails (`InvalidData` with a
 /// `rustls::Error` source naming the reason, e.g. an expired or wrong-name certificate); the
-/// peer closes during the handshake (`UnexpectedEof`); as a server, the handshake takes
-/// longer than the context's handshake timeout (`TimedOut`); a deadline (the call's, or the
-/// socket's read or write deadline) passes first (`TimedOut`, [Deadlines](crate#deadlines)).
-/// After an error the socket is unusable: every later operation fails with `NotConnected`
-/// saying so; close it (dropping its last handle does too).
+/// peer closes or resets the connection during the handshake (`UnexpectedEof`); as a server,
+/// the handshake takes longer than the context's handshake timeout (`TimedOut`); a deadline
+/// (the call's, or the socket's read or write deadline) passes first (`TimedOut`,
+/// [Deadlines](crate#deadlines)); the socket is closed, also while the handshake waits
+/// (`NotConnected`). After an error the socket is unusable: every later operation fails with
+/// `NotConnected` saying so; close it (dropping its last handle does too).
 ///
 /// # Cancel safety
 ///

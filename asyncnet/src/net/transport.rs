@@ -70,6 +70,17 @@ fn would_block() -> io::Error {
     io::ErrorKind::WouldBlock.into()
 }
 
+/// A reset during the handshake is the peer leaving it, as a close is: `UnexpectedEof`.
+fn cut_off(e: io::Error) -> io::Error {
+    if !sys::is_disconnect(&e) {
+        return e;
+    }
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the peer reset the connection during the TLS handshake ({e})"),
+    )
+}
+
 fn not_tls() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "not a TLS socket")
 }
@@ -275,20 +286,25 @@ impl AsyncSocket {
     pub(super) fn poll_handshake(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let io = &self.inner.io;
         let mut tls = self.inner.tls.borrow_mut();
-        let tls = tls.as_mut().ok_or_else(not_tls)?;
+        // Closed while waiting (which also ends the session): the socket's error, first.
         let socket = self.socket()?;
+        let tls = tls.as_mut().ok_or_else(not_tls)?;
         let wire = || Wire(&socket);
         loop {
             match tls.handshake_step()? {
                 Step::Done => {
-                    return io.poll_io(Direction::Write, cx, || tls.write_records(&mut wire()))
+                    return io
+                        .poll_io(Direction::Write, cx, || tls.write_records(&mut wire()))
+                        .map_err(cut_off)
                 }
                 Step::Write => {
-                    ready!(io.poll_io(Direction::Write, cx, || tls.write_records(&mut wire())))?;
+                    ready!(io.poll_io(Direction::Write, cx, || tls.write_records(&mut wire())))
+                        .map_err(cut_off)?;
                 }
                 Step::Read => {
                     let n =
-                        ready!(io.poll_io(Direction::Read, cx, || tls.read_records(&mut wire())))?;
+                        ready!(io.poll_io(Direction::Read, cx, || tls.read_records(&mut wire())))
+                            .map_err(cut_off)?;
                     if n == 0 {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,

@@ -99,9 +99,9 @@ impl AsyncSocket {
     ///
     /// # Errors
     ///
-    /// The socket is closed (also when closed while waiting) or shut down for writing; an
-    /// earlier write found the peer gone (`BrokenPipe`); an earlier write of queued bytes
-    /// failed (that error); the OS's error for the bytes this call writes itself.
+    /// The socket is closed (also when closed while waiting: `NotConnected`) or shut down for
+    /// writing; an earlier write found the peer gone (`BrokenPipe`); an earlier write of
+    /// queued bytes failed (that error); the OS's error for the bytes this call writes itself.
     /// `TimedOut`: a deadline (the call's, or the socket's write deadline) passed while the
     /// send waited for room (back-pressure); its message is queued whole all the same and
     /// is written in order, once: do not send it again ([Deadlines](crate#deadlines)).

@@ -254,7 +254,16 @@ pub fn raw_client(
     name: &str,
     port: u16,
 ) -> io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
-    let tcp = guarded(TcpStream::connect(("127.0.0.1", port))?);
+    raw_client_on(config, name, TcpStream::connect(("127.0.0.1", port))?)
+}
+
+/// [`raw_client`] on a stream already connected.
+pub fn raw_client_on(
+    config: Arc<rustls::ClientConfig>,
+    name: &str,
+    tcp: TcpStream,
+) -> io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let tcp = guarded(tcp);
     let server_name = ServerName::try_from(name.to_owned()).expect("server name");
     let conn = rustls::ClientConnection::new(config, server_name).map_err(io::Error::other)?;
     let mut stream = rustls::StreamOwned::new(conn, tcp);

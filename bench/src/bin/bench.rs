@@ -20,7 +20,7 @@ use asyncnet_bench::suite::markdown::{self, RunInfo};
 use asyncnet_bench::suite::{self, svg, table, Ctx, Part, WORKLOADS};
 use asyncnet_bench::syscalls::{self, TraceConfig, Tracer};
 use asyncnet_bench::workload::{loadgen_path, RoundConfig};
-use asyncnet_bench::{extpeers, http, peers, rlimit};
+use asyncnet_bench::{extpeers, http, peers, reliability, rlimit};
 
 /// Every workload against every peer that serves it: one table, written to
 /// BENCHMARKS.md with the chart bench/chart.svg.
@@ -76,6 +76,15 @@ struct Cli {
     /// Print the table only
     #[arg(long)]
     no_write: bool,
+    /// Instead of the suite: N connections held at once on asyncnet's line server, all
+    /// exchanging 10 lines; its memory and descriptors per connection (RELIABILITY.md)
+    #[arg(long, value_name = "N", value_parser = at_least_1())]
+    c10k: Option<usize>,
+    /// Instead of the suite: MINUTES of mixed load (lines, large lines, TLS, churn, resets,
+    /// slow readers) on asyncnet's line and TLS servers, their memory and descriptors
+    /// sampled every 10 s (RELIABILITY.md)
+    #[arg(long, value_name = "MINUTES")]
+    soak: Option<f64>,
 }
 
 /// A count of at least 1.
@@ -126,9 +135,19 @@ fn run() -> Result<bool, Box<dyn Error>> {
             return Err(format!("unknown workload {w:?} (known: {})", all.join(", ")).into());
         }
     }
-    let machine = Machine::probe();
     // Servers and load generators inherit it.
     rlimit::raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
+    if cli.c10k.is_some() || cli.soak.is_some() {
+        let bin_dir = peers::bin_dir()?;
+        if let Some(conns) = cli.c10k {
+            rlimit::ensure_nofile(conns)?;
+            reliability::c10k(conns, bin_dir.clone())?;
+        }
+        return Ok(cli
+            .soak
+            .map_or(Ok(true), |m| reliability::soak(m, bin_dir))?);
+    }
+    let machine = Machine::probe();
 
     let known = suite::workloads::known_peers();
     let only_peers = cli.peers.clone();
