@@ -15,7 +15,7 @@ use support::{in_ci, listener, port, raise_nofile_limit, run, socket, Family};
 const CLIENTS: usize = 1000;
 const LINES: usize = 50;
 /// Two descriptors per connection, plus headroom for the loop and the test harness.
-const FDS_NEEDED: libc::rlim_t = 2 * CLIENTS as libc::rlim_t + 500;
+const FDS_NEEDED: support::Rlim = 2 * CLIENTS as support::Rlim + 500;
 
 /// Serve one connection: read its lines, check them, report how many with a last line.
 async fn serve(conn: AsyncSocket, seen: Rc<RefCell<Vec<usize>>>) -> io::Result<()> {

@@ -692,7 +692,7 @@ fn close_with_the_kernel_full_still_delivers_close_notify_so_the_reader_sees_a_c
 
 /// `shutdown(SHUT_WR)` on the descriptor itself: a TCP end with no TLS close_notify.
 fn tcp_shutdown_write(socket: &AsyncSocket) {
-    // SAFETY: the descriptor belongs to `socket`, which is open for the whole call.
-    let r = unsafe { libc::shutdown(socket.fd(), libc::SHUT_WR) };
-    assert_eq!(r, 0, "shutdown: {}", io::Error::last_os_error());
+    socket2::SockRef::from(socket)
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
 }

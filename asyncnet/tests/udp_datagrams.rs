@@ -192,7 +192,11 @@ fn datagram_of_65507_bytes_the_ipv4_maximum_round_trips_whole() {
             .send_to("127.0.0.1", port(&rx), &too_big)
             .await
             .expect_err("a datagram over the IPv4 maximum");
+        #[cfg(unix)]
         assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e}");
+        // WSAEMSGSIZE
+        #[cfg(windows)]
+        assert_eq!(e.raw_os_error(), Some(10040), "{e}");
         Ok(())
     })
 }

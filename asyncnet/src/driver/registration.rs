@@ -17,11 +17,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use super::Driver;
+use crate::sys::RawSocket;
 
 /// A direction of readiness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +62,10 @@ pub(super) struct IoState {
     closed: Cell<bool>,
     readers: RefCell<Waiters>,
     writers: RefCell<Waiters>,
+    /// Windows: the socket's place in mio's poller, told to report again whenever readiness
+    /// is cleared (mio's Windows backend reports each readiness once until told so).
+    #[cfg(windows)]
+    pub(super) source: crate::sys::PollSource,
 }
 
 impl IoState {
@@ -73,6 +77,8 @@ impl IoState {
             closed: Cell::new(false),
             readers: RefCell::new(Waiters::default()),
             writers: RefCell::new(Waiters::default()),
+            #[cfg(windows)]
+            source: crate::sys::PollSource::default(),
         }
     }
 
@@ -89,6 +95,10 @@ impl IoState {
     #[inline]
     fn clear(&self, bits: u8) {
         self.ready.set(self.ready.get() & !bits);
+        #[cfg(windows)]
+        if bits & (READ | WRITE) != 0 {
+            self.source.rearm();
+        }
     }
 
     #[inline]
@@ -283,7 +293,7 @@ pub(crate) struct Registration {
 impl Registration {
     /// Register `fd` with this thread's driver (any socket: domain, type and protocol do not
     /// matter).
-    pub(crate) fn new(driver: &Rc<Driver>, fd: RawFd) -> io::Result<Registration> {
+    pub(crate) fn new(driver: &Rc<Driver>, fd: RawSocket) -> io::Result<Registration> {
         let state = driver.register(fd)?;
         Ok(Registration {
             driver: driver.clone(),
@@ -437,7 +447,7 @@ impl Registration {
 
     /// Leave the poller and fail every task waiting on the socket. Call before `close(2)`,
     /// so that the descriptor number cannot be reused while it is still in the poller.
-    pub(crate) fn deregister(&self, fd: RawFd) {
+    pub(crate) fn deregister(&self, fd: RawSocket) {
         if !self.state.closed.get() {
             self.driver.deregister(&self.state, fd);
             self.state.close();

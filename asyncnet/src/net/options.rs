@@ -98,20 +98,4 @@ impl SoBool {
         SoBool::ReusePort,
         SoBool::NoDelay,
     ];
-
-    /// The `(level, name)` pair passed to `getsockopt`/`setsockopt`.
-    pub(crate) fn level_and_name(self) -> (libc::c_int, libc::c_int) {
-        use libc::*;
-        match self {
-            SoBool::AcceptConn => (SOL_SOCKET, SO_ACCEPTCONN),
-            SoBool::Broadcast => (SOL_SOCKET, SO_BROADCAST),
-            SoBool::Debug => (SOL_SOCKET, SO_DEBUG),
-            SoBool::DontRoute => (SOL_SOCKET, SO_DONTROUTE),
-            SoBool::KeepAlive => (SOL_SOCKET, SO_KEEPALIVE),
-            SoBool::OobInline => (SOL_SOCKET, SO_OOBINLINE),
-            SoBool::ReuseAddr => (SOL_SOCKET, SO_REUSEADDR),
-            SoBool::ReusePort => (SOL_SOCKET, SO_REUSEPORT),
-            SoBool::NoDelay => (IPPROTO_TCP, TCP_NODELAY),
-        }
-    }
 }

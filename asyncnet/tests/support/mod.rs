@@ -83,8 +83,9 @@ impl Family {
 
 /// Generate `mod NAME { fn ipv4(); fn ipv6(); }` tests calling `fn NAME(Family)`.
 macro_rules! family_tests {
-    ($($name:ident),* $(,)?) => {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
         $(
+            $(#[$attr])*
             mod $name {
                 use $crate::support::Family;
 
@@ -310,6 +311,7 @@ pub fn source_of<T: std::error::Error + 'static>(e: &io::Error) -> Option<&T> {
 
 /// If this process's `RLIMIT_NOFILE` soft limit is below `want`, raise it to the hard limit.
 /// Returns the resulting soft limit.
+#[cfg(unix)]
 pub fn raise_nofile_limit(want: libc::rlim_t) -> libc::rlim_t {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -329,6 +331,19 @@ pub fn raise_nofile_limit(want: libc::rlim_t) -> libc::rlim_t {
         }
     }
     lim.rlim_cur
+}
+
+/// A count of descriptors, as `raise_nofile_limit` takes it.
+#[cfg(unix)]
+pub type Rlim = libc::rlim_t;
+/// A count of descriptors, as `raise_nofile_limit` takes it.
+#[cfg(windows)]
+pub type Rlim = u64;
+
+/// Windows has no limit on open sockets to raise: `want` is available.
+#[cfg(windows)]
+pub fn raise_nofile_limit(want: u64) -> u64 {
+    want
 }
 
 /// A datagram (UDP) socket of `family`, not bound.
