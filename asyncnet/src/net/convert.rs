@@ -205,6 +205,10 @@ impl AsyncSocket {
     /// something: other handles (clones) of the socket exist; received bytes wait in its
     /// buffer; sent bytes wait in its queue (await [`flush`](AsyncSocket::flush) first); it
     /// is TLS. The "closed" error once closed.
+    ///
+    /// # Portability
+    ///
+    /// An `OwnedFd` on Unix, an `OwnedSocket` on Windows ([`OwnedSocket`](crate::OwnedSocket)).
     pub fn into_fd(self) -> io::Result<sys::OwnedSocket> {
         self.socket()?;
         let refuse = |why: &str| {

@@ -190,6 +190,11 @@ impl AsyncSocket {
 
     /// A socket from raw C constants (Nim's `cint` overload), close-on-exec.
     ///
+    /// # Portability
+    ///
+    /// The constants are the platform's: `AF_INET6` is 10 on Linux, 30 on macOS, 28 on
+    /// FreeBSD and 23 on Windows (`Domain::IPV6` knows; prefer [`builder`](AsyncSocket::builder)).
+    ///
     /// # Errors
     ///
     /// The OS's error from `socket(2)` for an unknown combination.
@@ -211,6 +216,13 @@ impl AsyncSocket {
     /// The socket takes ownership: it is switched to non-blocking mode, registered with this
     /// thread's loop, and closed with the `AsyncSocket`. Its close-on-exec flag is left as it
     /// is. Family and type are read from the descriptor.
+    ///
+    /// # Portability
+    ///
+    /// Takes an `OwnedFd` on Unix and an `OwnedSocket` on Windows
+    /// ([`OwnedSocket`](crate::OwnedSocket) is the one or the other); the standard library's
+    /// sockets convert into either with `.into()`. On Windows an unbound socket has no local
+    /// address, so only a bound (or connected) socket can be adopted.
     ///
     /// # Errors
     ///
@@ -318,9 +330,15 @@ impl AsyncSocket {
 
     /// Read a boolean option (Nim's `getSockOpt`).
     ///
+    /// # Portability
+    ///
+    /// On Windows through Winsock's `getsockopt`; [`SoBool::ReusePort`] has no Windows
+    /// counterpart and fails with `Unsupported` (the guide's "Platforms" table lists the rest).
+    ///
     /// # Errors
     ///
-    /// The socket is closed, or the option does not apply to it (e.g. `NoDelay` on UDP).
+    /// The socket is closed, or the option does not apply to it (e.g. `NoDelay` on UDP);
+    /// `Unsupported` for an option the platform does not have.
     pub fn get_sock_opt(&self, opt: SoBool) -> io::Result<bool> {
         sys::get_bool_opt(&*self.socket()?, opt)
     }
@@ -330,7 +348,8 @@ impl AsyncSocket {
     /// # Errors
     ///
     /// The socket is closed, the option is read-only (`AcceptConn`), does not apply, or needs
-    /// privileges (`Debug` on Linux).
+    /// privileges (`Debug` on Linux); `Unsupported` for an option the platform does not have
+    /// (`ReusePort` on Windows: see [`get_sock_opt`](AsyncSocket::get_sock_opt)).
     ///
     /// # Examples
     ///
@@ -349,9 +368,14 @@ impl AsyncSocket {
     /// are shown as plain IPv4 (`127.0.0.1`, not `::ffff:127.0.0.1`). For a Unix socket: its
     /// path and port 0; `""` if it is unnamed; `@name` for a Linux abstract name.
     ///
+    /// # Portability
+    ///
+    /// An unbound socket has the unspecified address and port 0 on Unix; on Windows it has no
+    /// address at all: an error (`WSAEINVAL`, kind `InvalidInput`).
+    ///
     /// # Errors
     ///
-    /// The socket is closed.
+    /// The socket is closed; on Windows, it is not bound.
     pub fn local_addr(&self) -> io::Result<(String, u16)> {
         addr_text(&self.socket()?.local_addr()?)
     }

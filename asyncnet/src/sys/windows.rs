@@ -152,11 +152,15 @@ pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
 }
 
 /// Whether an accept error concerns only the connection being accepted (it went away before
-/// we took it): skip it and accept the next.
+/// we took it): skip it and accept the next. Windows says `WSAECONNRESET`; Wine says
+/// `WSAENOTCONN` (a listener that does not listen gets `WSAEINVAL`, not this).
 pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(ws::WSAECONNRESET) | Some(ws::WSAECONNABORTED) | Some(ws::WSAEINTR)
+        Some(ws::WSAECONNRESET)
+            | Some(ws::WSAECONNABORTED)
+            | Some(ws::WSAEINTR)
+            | Some(ws::WSAENOTCONN)
     )
 }
 
