@@ -375,6 +375,9 @@ fn dual_stack_ipv6_socket_replies_to_an_ipv4_sender_at_the_address_recv_from_gav
     }
     run(async {
         let server = udp_socket(Family::V6)?;
+        // Windows makes IPv6 sockets IPv6-only by default.
+        #[cfg(windows)]
+        socket2::SockRef::from(&server).set_only_v6(false)?;
         server.bind_addr(0, "")?;
         let client = udp_bound(Family::V4)?;
         client

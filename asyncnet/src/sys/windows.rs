@@ -57,15 +57,27 @@ pub(crate) fn peek(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 
 /// `WSARecvFrom`: one datagram into `buf`, with its sender and whether it was cut to fit
 /// (socket2 turns Winsock's `WSAEMSGSIZE` into the truncation flag).
+///
+/// Winsock reports an ICMP "port unreachable" for an earlier send as `WSAECONNRESET` on the
+/// next receive; Unix reports nothing on an unconnected socket, and no datagram was lost, so
+/// it is skipped here.
 pub(crate) fn recv_from(
     socket: &Socket,
     buf: &mut [u8],
     peek: bool,
 ) -> io::Result<(usize, bool, SockAddr)> {
-    let mut bufs = [socket2::MaybeUninitSlice::new(as_uninit(buf))];
+    let len = buf.len();
     let flags = if peek { ws::MSG_PEEK } else { 0 };
-    let (n, recv_flags, addr) = socket.recv_from_vectored_with_flags(&mut bufs, flags)?;
-    Ok((n, recv_flags.is_truncated(), addr))
+    loop {
+        let mut bufs = [socket2::MaybeUninitSlice::new(as_uninit(buf))];
+        match socket.recv_from_vectored_with_flags(&mut bufs, flags) {
+            // A cut datagram filled the buffer, whatever count came with `WSAEMSGSIZE`.
+            Ok((_, recv_flags, addr)) if recv_flags.is_truncated() => return Ok((len, true, addr)),
+            Ok((n, _, addr)) => return Ok((n, false, addr)),
+            Err(e) if e.raw_os_error() == Some(ws::WSAECONNRESET) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
