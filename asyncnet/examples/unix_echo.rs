@@ -6,8 +6,10 @@
 
 use std::io;
 
+#[cfg(unix)]
 use asyncnet::{spawn, wait_for, AsyncSocket, Domain};
 
+#[cfg(unix)]
 async fn serve(path: String) -> io::Result<()> {
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -33,9 +35,19 @@ async fn serve(path: String) -> io::Result<()> {
     }
 }
 
+#[cfg(unix)]
 fn main() -> io::Result<()> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "/tmp/asyncnet-echo.sock".to_owned());
     wait_for(serve(path))
+}
+
+/// Windows has no Unix-domain sockets in asyncnet (`bind_unix` is Unix only).
+#[cfg(not(unix))]
+fn main() -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "unix_echo: Unix-domain sockets are not available on this platform",
+    ))
 }

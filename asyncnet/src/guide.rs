@@ -26,7 +26,7 @@
 //! | `recvLineInto(socket, resString, flags, maxLength)` | [`AsyncSocket::recv_line_into`], [`AsyncSocket::recv_line_into_with`] |
 //! | `getLocalAddr`, `getPeerAddr` | [`AsyncSocket::local_addr`], [`AsyncSocket::peer_addr`]; typed: `local_socket_addr`, `peer_socket_addr` |
 //! | `getSockOpt`, `setSockOpt` (`SOBool`) | [`AsyncSocket::get_sock_opt`], [`AsyncSocket::set_sock_opt`] ([`SoBool`](crate::SoBool)) |
-//! | `getFd` | [`AsyncSocket::fd`] (and `AsRawFd`) |
+//! | `getFd` | [`AsyncSocket::fd`] (and `AsRawFd`; `AsRawSocket` on Windows) |
 //! | `isClosed` | [`AsyncSocket::is_closed`] |
 //! | `hasDataBuffered` | [`AsyncSocket::has_data_buffered`] |
 //! | `close` | [`AsyncSocket::close`] (returns a write error nobody has heard of yet) |
@@ -42,7 +42,7 @@
 //! | `sendTo(socket, address, port, data)` | [`AsyncSocket::send_to`]; also [`AsyncSocket::send_to_addr`], [`AsyncSocket::send_to_unix`] |
 //! | `recvFrom(socket, size)` (tuple) | [`AsyncSocket::recv_from`], [`AsyncSocket::recv_from_with`] → `(Vec<u8>, String, u16)` |
 //! | `recvFrom(socket, data, size, address, port)` (`FutureVar`s) | [`AsyncSocket::recv_from_into`] (`&mut [u8]`, `&mut String`, `&mut u16`); typed, for IP: [`AsyncSocket::recv_from_addr`] |
-//! | `bindUnix`, `connectUnix` | [`AsyncSocket::bind_unix`], [`AsyncSocket::connect_unix`] |
+//! | `bindUnix`, `connectUnix` | [`AsyncSocket::bind_unix`], [`AsyncSocket::connect_unix`] (Unix only, as in Nim) |
 //! | `newContext` (`net`) | [`TlsContext::client`](crate::TlsContext::client), [`TlsContext::client_builder`](crate::TlsContext::client_builder), [`TlsContext::server_builder`](crate::TlsContext::server_builder), [`TlsContext::server_from_files`](crate::TlsContext::server_from_files) |
 //! | `wrapSocket(ctx, socket)` | [`wrap_socket`](crate::wrap_socket) |
 //! | `wrapConnectedSocket(ctx, socket, handshake, hostname)` | [`wrap_connected_socket`](crate::wrap_connected_socket) (async: the handshake completes in the call) with [`HandshakeAs`](crate::HandshakeAs) |
@@ -120,6 +120,31 @@
 //! socket looks up A records only; an IPv6 socket looks up both families in parallel, in
 //! RFC 8305's order, with the Resolution Delay. They cannot race: one socket makes one
 //! connection at a time, and a datagram must reach its peer once, not once per address.
+//!
+//! # Platforms
+//!
+//! Every proc of the table above exists on Linux, macOS, the BSDs and Windows, except the
+//! Unix-domain ones (`bindUnix`, `connectUnix`, and our `send_to_unix`), which are POSIX only
+//! in Nim too: on Windows they are absent (not compiled), not stubs that fail. Tested: Linux,
+//! and Windows under Wine (CI runs the suite there); checked to compile: FreeBSD. Where the
+//! platforms differ (each item's `# Portability` note says more):
+//!
+//! | item | Linux | macOS, the BSDs | Windows |
+//! | --- | --- | --- | --- |
+//! | readiness | epoll (mio), edge-triggered | kqueue (mio) | mio's AFD polling; the seam re-arms it whenever readiness is cleared |
+//! | [`AsyncSocket::fd`], `from_fd`, `into_fd` | `RawFd` / `OwnedFd`, -1 once closed | the same | `RawSocket` / `OwnedSocket`, `INVALID_SOCKET` once closed ([`RawSocket`](crate::RawSocket), [`OwnedSocket`](crate::OwnedSocket), [`INVALID_SOCKET`](crate::INVALID_SOCKET)) |
+//! | lending the handle | `AsFd`, `AsRawFd`; a lent number points at `/dev/null` after `close` | the same | `AsSocket`, `AsRawSocket`; a lent handle keeps the connection open until the last handle of the socket is dropped |
+//! | `SIGPIPE` on a write to a reset peer | never (`MSG_NOSIGNAL`) | never (`SO_NOSIGPIPE`) | no such signal |
+//! | accept | `accept4`, one system call | `accept` + non-blocking | `accept` + non-blocking; Wine's `WSAENOTCONN` for a connection reset before it was taken is skipped like `ECONNABORTED` |
+//! | [`SoBool::ReusePort`](crate::SoBool::ReusePort) | `SO_REUSEPORT` | `SO_REUSEPORT` | `Unsupported` error |
+//! | [`SoBool::ReuseAddr`](crate::SoBool::ReuseAddr) | rebind in `TIME_WAIT` | the same | Winsock's meaning: may also bind a port in use |
+//! | `Debug`, `DontRoute` | honoured (`Debug` needs privileges) | honoured | taken and ignored by the providers |
+//! | [`SOMAXCONN`](crate::SOMAXCONN) | 4096 | 128 | `0x7fffffff` (the provider's maximum) |
+//! | a disconnection ([`Flags::SAFE_DISCONN`](crate::Flags::SAFE_DISCONN)) | `ECONNRESET`, `EPIPE`, `ENETRESET` | the same | `WSAECONNRESET`, `WSAECONNABORTED`, `WSAENETRESET`, `WSAESHUTDOWN` |
+//! | `local_addr` of an unbound socket | `0.0.0.0:0` (or `[::]:0`) | the same | error `WSAEINVAL` |
+//! | IPv6 sockets | dual stack unless `net.ipv6.bindv6only` | dual stack | IPv6-only by default: `socket2::SockRef::from(&s).set_only_v6(false)` for dual stack |
+//! | unbuffered [`Flags::PEEK`](crate::Flags::PEEK) of a line the peer ended without a line break | returns the partial line | the same | waits for more bytes (the end is reported only after the bytes before it are read) |
+//! | Unix-domain sockets | yes (abstract names too) | yes | absent |
 //!
 //! # Buffering and cancel safety
 //!

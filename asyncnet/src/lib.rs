@@ -500,6 +500,7 @@ pub use socket2::Domain;
 pub use socket2::Protocol;
 /// Socket type (`SockType::STREAM`, `SockType::DGRAM`), Nim's `SockType`.
 pub use socket2::Type as SockType;
+pub use sys::{OwnedSocket, RawSocket, INVALID_SOCKET};
 pub use tls::{
     ClientBuilder, HandshakeAs, ServerBuilder, TlsContext, TlsInfo, TlsVersion,
     DEFAULT_HANDSHAKE_TIMEOUT,

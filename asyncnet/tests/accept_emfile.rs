@@ -6,6 +6,8 @@
 //! `loop { let c = server.accept().await?; ... }`, and this process connects clients to it
 //! until the child's accept meets `EMFILE`. The child then closes the connections it has
 //! served, and every client, pending or new, must be served.
+// Unix only: RLIMIT_NOFILE and EMFILE; skipped on Windows (not compiled there).
+#![cfg(unix)]
 
 #[macro_use]
 mod support;

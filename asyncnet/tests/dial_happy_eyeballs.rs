@@ -18,11 +18,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use asyncnet::{
-    sleep_async, spawn, with_timeout, AsyncSocket, DialError, Dialer, Family, FamilyPreference,
-    ResolveFuture, Resolver, RESOLUTION_DELAY,
+    sleep_async, spawn, AsyncSocket, DialError, Dialer, Family, FamilyPreference, ResolveFuture,
+    Resolver, RESOLUTION_DELAY,
 };
 use socket2::{Domain, Socket, Type};
-use support::{in_ci, raise_nofile_limit, run, source_of};
+use support::{run, source_of};
 
 /// Far below any TCP connect timeout (Linux: about 2 minutes): a dial that ends within it
 /// did not wait for one.
@@ -174,6 +174,7 @@ fn addrs(seen: &Attempts) -> Vec<SocketAddr> {
     seen.borrow().iter().map(|(a, _)| *a).collect()
 }
 
+#[cfg(target_os = "linux")]
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -488,6 +489,8 @@ fn tls_handshake_runs_on_the_winner_only() {
 }
 
 #[test]
+// Counts descriptors in /proc/self/fd (Linux only).
+#[cfg(target_os = "linux")]
 fn dropped_dial_mid_race_leaves_no_descriptor_and_drops_its_lookups() {
     let _serial = serial();
     let holes = [
@@ -524,7 +527,8 @@ fn dropped_dial_mid_race_leaves_no_descriptor_and_drops_its_lookups() {
                 .resolver(resolver),
         );
         // Past the Resolution Delay and one attempt delay: two attempts under way.
-        let r = with_timeout(dialer.dial("drop.test", 0), Duration::from_millis(250)).await;
+        let r =
+            asyncnet::with_timeout(dialer.dial("drop.test", 0), Duration::from_millis(250)).await;
         assert!(r.is_err(), "the dial cannot have connected");
         assert_eq!(addrs(&seen), hole_addrs);
         assert!(
@@ -537,16 +541,18 @@ fn dropped_dial_mid_race_leaves_no_descriptor_and_drops_its_lookups() {
 }
 
 #[test]
+// Counts descriptors in /proc/self/fd (Linux only).
+#[cfg(target_os = "linux")]
 fn a_thousand_parallel_dials_to_dead_and_live_addresses_leave_no_descriptor() {
     let _serial = serial();
     let wanted: usize = 1000;
     // Each dial holds at most two sockets; the accepted side one more.
-    let limit = raise_nofile_limit(4 * wanted as libc::rlim_t + 256) as usize;
+    let limit = support::raise_nofile_limit(4 * wanted as libc::rlim_t + 256) as usize;
     let dials = if limit >= 4 * wanted + 256 {
         wanted
     } else {
         let msg = format!("RLIMIT_NOFILE {limit} is below {}", 4 * wanted + 256);
-        if in_ci() {
+        if support::in_ci() {
             panic!("{msg}");
         }
         let scaled = limit.saturating_sub(256) / 4;

@@ -2,6 +2,8 @@
 //! connect/disconnect churn: every passer-by leaves the room at once and is counted, the
 //! server's descriptors return to where they were, and two members still chat. Alone in its
 //! test binary: it counts the whole process's open descriptors.
+// Unix only: it counts the process's descriptors in /proc/self/fd.
+#![cfg(unix)]
 
 #[path = "support/chat.rs"]
 mod chat;

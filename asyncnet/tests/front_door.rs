@@ -6,7 +6,8 @@
 mod support;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -155,7 +156,12 @@ impl Example {
     fn start(name: &str, args: &[&str]) -> Option<Example> {
         // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
         let exe = std::env::current_exe().ok()?;
-        let path: PathBuf = exe.parent()?.parent()?.join("examples").join(name);
+        let path: PathBuf = exe
+            .parent()?
+            .parent()?
+            .join("examples")
+            .join(name)
+            .with_extension(std::env::consts::EXE_EXTENSION);
         if !path.exists() {
             let msg = format!(
                 "{name} is not built ({}): run `cargo test` (it builds examples)",
@@ -192,6 +198,7 @@ fn the_echo_server_example_survives_hostile_clients() {
 }
 
 #[test]
+#[cfg(unix)] // Unix-domain sockets: not on Windows
 fn the_unix_echo_example_survives_hostile_clients() {
     let dir = std::env::temp_dir().join(format!("asyncnet-front-door-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -218,7 +225,7 @@ fn the_unix_echo_example_survives_hostile_clients() {
     };
     // A Unix stream has no reset: the closest is closing with unread bytes both ways.
     attack_then_serve(open, "\n", |s: &UnixStream| {
-        let _ = s.shutdown(Shutdown::Both);
+        let _ = s.shutdown(std::net::Shutdown::Both);
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

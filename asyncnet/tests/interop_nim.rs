@@ -5,6 +5,8 @@
 //! The Nim side lives in `tests/support/nim/`; `protocol.nim` there describes
 //! the protocol that this file implements in Rust. Needs `nim` (Nim 1.6): the
 //! tests skip without it, except under CI (`CI=true`), where they fail.
+// Unix only: Nim's asyncnet peers, built and run as Linux programs; skipped on Windows (not compiled there).
+#![cfg(unix)]
 
 #[path = "support/nim.rs"]
 mod nim;

@@ -5,6 +5,8 @@
 //!
 //! Needs `nim` (Nim 1.6) and OpenSSL's libssl at run time: the test skips without `nim`,
 //! except under CI (`CI=true`), where it fails.
+// Unix only: Nim's asyncnet peers, built and run as Linux programs; skipped on Windows (not compiled there).
+#![cfg(unix)]
 
 #[path = "support/nim_protocol.rs"]
 mod protocol;

@@ -6,6 +6,8 @@
 //! The certificates are made with rcgen for each test. Needs `openssl` (the tests skip
 //! without it, except under CI (`CI=true`), where they fail) and Linux (`/proc` tells the
 //! port s_server bound).
+// Unix only: the openssl binary, a Unix program; skipped on Windows (not compiled there).
+#![cfg(unix)]
 #![cfg(target_os = "linux")]
 
 #[path = "support/tls_interop.rs"]

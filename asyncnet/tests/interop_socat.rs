@@ -4,6 +4,8 @@
 //! Needs `socat`: the tests skip without it, except under CI (`CI=true`), where they fail.
 //! Every socat process is killed when its guard drops (on every exit path, panics
 //! included), and every wait for one is bounded.
+// Unix only: socat, a Unix program; skipped on Windows (not compiled there).
+#![cfg(unix)]
 
 #[macro_use]
 mod support;

@@ -5,12 +5,31 @@ mod support;
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
+#[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd};
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 
 use asyncnet::AsyncSocket;
 use socket2::SockRef;
 use support::run;
+
+/// The handle the socket lends (`AsFd` on Unix, `AsSocket` on Windows).
+#[cfg(unix)]
+fn lent(s: &AsyncSocket) -> asyncnet::RawSocket {
+    s.as_fd().as_raw_fd()
+}
+#[cfg(windows)]
+fn lent(s: &AsyncSocket) -> asyncnet::RawSocket {
+    use std::os::windows::io::{AsRawSocket, AsSocket};
+    s.as_socket().as_raw_socket()
+}
+
+#[cfg(unix)]
+const ENOTSOCK: i32 = libc::ENOTSOCK;
+/// `WSAENOTSOCK`.
+#[cfg(windows)]
+const ENOTSOCK: i32 = 10038;
 
 async fn tcp_pair() -> io::Result<(AsyncSocket, AsyncSocket)> {
     let server = support::listener(support::Family::V4)?;
@@ -29,7 +48,7 @@ fn sock_ref_reaches_options_the_socket_does_not_offer_without_unsafe() {
         )?;
         assert_eq!(SockRef::from(&client).ttl_v4()?, 42);
         assert!(SockRef::from(&client).keepalive()?);
-        assert_eq!(client.as_fd().as_raw_fd(), client.fd());
+        assert_eq!(lent(&client), client.fd());
         Ok(())
     })
 }
@@ -40,12 +59,13 @@ fn a_closed_socket_lends_no_socket_so_calls_fail_with_enotsock() {
         let (client, _peer) = tcp_pair().await?;
         client.close()?;
         let e = SockRef::from(&client).ttl_v4().expect_err("no socket");
-        assert_eq!(e.raw_os_error(), Some(libc::ENOTSOCK), "{e}");
+        assert_eq!(e.raw_os_error(), Some(ENOTSOCK), "{e}");
         Ok(())
     })
 }
 
 #[test]
+#[cfg(unix)] // Windows keeps a lent handle's connection until the last handle is gone
 fn a_lent_number_stays_allocated_after_close_and_the_connection_still_ends() {
     run(async {
         let (client, peer) = tcp_pair().await?;
@@ -90,11 +110,14 @@ fn std_sockets_are_adopted_and_serve_as_asyncnet_sockets() {
         sender.send_to(b"ping", to)?;
         assert_eq!(udp.recv_from(100).await?.0, b"ping");
 
-        let (a, b) = UnixStream::pair()?;
-        let a = AsyncSocket::try_from(a)?;
-        let b = AsyncSocket::try_from(b)?;
-        a.send("over unix\n").await?;
-        assert_eq!(b.recv_line().await?.as_deref(), Some("over unix"));
+        #[cfg(unix)]
+        {
+            let (a, b) = UnixStream::pair()?;
+            let a = AsyncSocket::try_from(a)?;
+            let b = AsyncSocket::try_from(b)?;
+            a.send("over unix\n").await?;
+            assert_eq!(b.recv_line().await?.as_deref(), Some("over unix"));
+        }
         Ok(())
     })
 }

@@ -6,11 +6,17 @@ mod support;
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+#[cfg(unix)]
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use asyncnet::{AsyncSocket, Domain, SoBool, SockType};
-use support::{port, run, Family};
+#[cfg(unix)]
+use asyncnet::SockType;
+use asyncnet::{AsyncSocket, Domain, SoBool};
+#[cfg(unix)]
+use support::port;
+use support::{run, Family};
 
+#[cfg(unix)]
 fn cloexec(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor's flags; `fd` is open.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
@@ -18,6 +24,7 @@ fn cloexec(fd: RawFd) -> bool {
     flags & libc::FD_CLOEXEC != 0
 }
 
+#[cfg(unix)]
 fn nonblocking(fd: RawFd) -> bool {
     // SAFETY: F_GETFL only reads the descriptor's status flags; `fd` is open.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -25,6 +32,7 @@ fn nonblocking(fd: RawFd) -> bool {
     flags & libc::O_NONBLOCK != 0
 }
 
+#[cfg(unix)]
 fn socket_domain(fd: RawFd) -> libc::c_int {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -43,6 +51,7 @@ fn socket_domain(fd: RawFd) -> libc::c_int {
 }
 
 #[test]
+#[cfg(unix)] // descriptor flags through libc
 fn new_makes_a_buffered_ipv4_tcp_socket_that_is_close_on_exec_and_nonblocking() {
     run(async {
         let s = AsyncSocket::new()?;
@@ -62,6 +71,7 @@ fn new_makes_a_buffered_ipv4_tcp_socket_that_is_close_on_exec_and_nonblocking() 
     })
 }
 
+#[cfg(unix)]
 fn builder_sets_family_buffering_and_inheritance(fam: Family) {
     run(async move {
         let s = AsyncSocket::builder()
@@ -89,6 +99,7 @@ fn builder_sets_family_buffering_and_inheritance(fam: Family) {
     })
 }
 
+#[cfg(unix)]
 fn new_raw_makes_a_working_socket_from_c_constants(fam: Family) {
     run(async move {
         let af = if fam == Family::V4 {
@@ -119,6 +130,7 @@ fn new_raw_makes_a_working_socket_from_c_constants(fam: Family) {
 }
 
 #[test]
+#[cfg(unix)] // descriptor flags through libc
 fn new_raw_with_an_unknown_combination_fails() {
     let e = AsyncSocket::new_raw(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_UDP, true)
         .expect_err("TCP stream with the UDP protocol");
@@ -127,6 +139,7 @@ fn new_raw_with_an_unknown_combination_fails() {
     assert!(e.raw_os_error().is_some(), "the OS's error: {e}");
 }
 
+#[cfg(unix)]
 fn from_fd_adopts_a_std_listener(fam: Family) {
     run(async move {
         let std_listener = TcpListener::bind((fam.ip(), 0))?;
@@ -156,7 +169,7 @@ fn from_fd_adopts_a_std_stream(fam: Family) {
         let stream = TcpStream::connect(std_listener.local_addr()?)?;
         let (mut far, _) = std_listener.accept()?;
         let local = stream.local_addr()?;
-        let ours = AsyncSocket::from_fd(OwnedFd::from(stream), false)?;
+        let ours = AsyncSocket::from_fd(asyncnet::OwnedSocket::from(stream), false)?;
         assert!(!ours.is_buffered());
         assert_eq!(ours.local_socket_addr()?, local);
         assert_eq!(ours.peer_socket_addr()?, std_listener.local_addr()?);
@@ -180,6 +193,7 @@ fn from_fd_adopts_a_std_stream(fam: Family) {
 }
 
 #[test]
+#[cfg(unix)] // descriptor flags through libc
 fn from_fd_refuses_a_descriptor_that_is_not_a_socket() {
     let file = std::fs::File::open("/dev/null").expect("open /dev/null");
     let e = AsyncSocket::from_fd(OwnedFd::from(file), true).expect_err("not a socket");
@@ -190,24 +204,28 @@ fn close_is_idempotent_and_fd_becomes_minus_one(fam: Family) {
     run(async move {
         let (client, peer) = support::pair(fam, true).await?;
         let fd = client.fd();
-        assert!(fd >= 0);
+        assert_ne!(fd, asyncnet::INVALID_SOCKET);
         client.close()?;
         assert!(client.is_closed());
-        assert_eq!(client.fd(), -1);
+        assert_eq!(client.fd(), asyncnet::INVALID_SOCKET);
         client.close()?;
         assert!(client.is_closed());
-        assert_eq!(client.fd(), -1);
+        assert_eq!(client.fd(), asyncnet::INVALID_SOCKET);
         // Clones share the socket.
         let clone = peer.clone();
         peer.close()?;
         assert!(clone.is_closed());
-        assert_eq!(clone.fd(), -1);
+        assert_eq!(clone.fd(), asyncnet::INVALID_SOCKET);
         // The descriptor is really closed.
-        // SAFETY: F_GETFD only reads flags; on a closed descriptor it fails with EBADF (the
-        // number may have been reused by another test's socket, which F_GETFD does not touch).
-        let r = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        if r < 0 {
-            assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::EBADF));
+        #[cfg(unix)]
+        {
+            // SAFETY: F_GETFD only reads flags; on a closed descriptor it fails with EBADF (the
+            // number may have been reused by another test's socket, which F_GETFD does not
+            // touch).
+            let r = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            if r < 0 {
+                assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::EBADF));
+            }
         }
         Ok(())
     })
@@ -277,14 +295,18 @@ fn debug_output_names_the_socket_state() {
     s.close().unwrap();
     let text = format!("{s:?}");
     assert!(
-        text.contains("closed: true") && text.contains("fd: -1"),
+        text.contains("closed: true")
+            && text.contains(&format!("fd: {}", asyncnet::INVALID_SOCKET)),
         "{text}"
     );
 }
 
 family_tests!(
+    #[cfg(unix)]
     builder_sets_family_buffering_and_inheritance,
+    #[cfg(unix)]
     new_raw_makes_a_working_socket_from_c_constants,
+    #[cfg(unix)]
     from_fd_adopts_a_std_listener,
     from_fd_adopts_a_std_stream,
     close_is_idempotent_and_fd_becomes_minus_one,

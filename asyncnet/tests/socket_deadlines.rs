@@ -319,6 +319,7 @@ fn connect_times_out_on_a_black_hole_and_a_retry_takes_up_the_same_attempt() {
 }
 
 #[test]
+#[cfg(unix)] // Unix-domain sockets
 fn a_unix_connect_to_a_full_backlog_times_out_at_the_write_deadline() {
     let _serial = serial();
     run(async {

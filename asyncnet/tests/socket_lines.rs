@@ -244,6 +244,12 @@ fn peek_line_leaves_the_line_for_the_next_read(fam: Family) {
             assert_eq!(h.await?.as_deref(), Some("slow line"));
             assert_eq!(sock.recv_line().await?.as_deref(), Some("slow line"));
             finish(&peer);
+            if cfg!(windows) && !buffered {
+                // Winsock reports the end of the stream only once the bytes before it are
+                // read, and a peek reads nothing: see `Flags::PEEK`'s portability note.
+                eprintln!("skipped: an unbuffered peek at the end of a stream on Windows");
+                return Ok(());
+            }
             // At end of stream a peek shows the partial line and leaves it.
             assert_eq!(
                 sock.recv_line_with(Flags::PEEK, 100).await?.as_deref(),

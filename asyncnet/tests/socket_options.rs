@@ -4,12 +4,14 @@
 mod support;
 
 use std::io;
+#[cfg(unix)]
 use std::os::fd::RawFd;
 
 use asyncnet::{AsyncSocket, SoBool};
 use support::{run, socket, Family};
 
 /// Read an `int` option straight from the OS, bypassing the library.
+#[cfg(unix)]
 fn raw_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> bool {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -28,6 +30,7 @@ fn raw_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> bool {
 }
 
 /// The options that any TCP socket lets an unprivileged process turn on and off.
+#[cfg(unix)]
 const SETTABLE: [SoBool; 7] = [
     SoBool::Broadcast,
     SoBool::DontRoute,
@@ -37,6 +40,48 @@ const SETTABLE: [SoBool; 7] = [
     SoBool::ReusePort,
     SoBool::NoDelay,
 ];
+/// The options that any TCP socket lets an unprivileged process turn on and off (Windows
+/// has no `SO_REUSEPORT`; it takes `SO_DONTROUTE` but ignores it: see below).
+#[cfg(windows)]
+const SETTABLE: [SoBool; 5] = [
+    SoBool::Broadcast,
+    SoBool::KeepAlive,
+    SoBool::OobInline,
+    SoBool::ReuseAddr,
+    SoBool::NoDelay,
+];
+
+/// Windows takes `SO_DEBUG` and `SO_DONTROUTE` and its providers ignore them: setting and
+/// getting them succeed (what is read back is the provider's business).
+#[cfg(windows)]
+#[test]
+fn debug_and_dont_route_are_taken_on_windows() {
+    let s = AsyncSocket::new().unwrap();
+    for opt in [SoBool::Debug, SoBool::DontRoute] {
+        for on in [true, false] {
+            s.set_sock_opt(opt, on)
+                .unwrap_or_else(|e| panic!("set {opt:?} {on}: {e}"));
+            s.get_sock_opt(opt)
+                .unwrap_or_else(|e| panic!("get {opt:?}: {e}"));
+        }
+    }
+}
+
+/// Windows has no `SO_REUSEPORT`: both directions say so with `Unsupported`.
+#[cfg(windows)]
+#[test]
+fn reuse_port_is_unsupported_on_windows() {
+    let s = AsyncSocket::new().unwrap();
+    let e = s
+        .get_sock_opt(SoBool::ReusePort)
+        .expect_err("no SO_REUSEPORT");
+    assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
+    let e = s
+        .set_sock_opt(SoBool::ReusePort, true)
+        .expect_err("no SO_REUSEPORT");
+    assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("SO_REUSEPORT"), "{e}");
+}
 
 fn settable_options_round_trip(fam: Family) {
     run(async move {
@@ -97,6 +142,7 @@ fn accept_conn_is_read_only_and_true_on_a_listener(fam: Family) {
     })
 }
 
+#[cfg(unix)]
 fn debug_either_works_or_fails_cleanly(fam: Family) {
     run(async move {
         let s = socket(fam, true)?;
@@ -120,6 +166,7 @@ fn debug_either_works_or_fails_cleanly(fam: Family) {
     })
 }
 
+#[cfg(unix)] // reads the options back through libc
 fn no_delay_sets_tcp_nodelay_and_nothing_else(fam: Family) {
     run(async move {
         let s = socket(fam, true)?;
@@ -141,6 +188,7 @@ fn no_delay_sets_tcp_nodelay_and_nothing_else(fam: Family) {
     })
 }
 
+#[cfg(unix)] // reads the options back through libc
 fn each_option_maps_to_its_os_option(fam: Family) {
     run(async move {
         let s = socket(fam, true)?;
@@ -189,6 +237,9 @@ fn every_option_can_be_read_on_a_fresh_socket_without_panicking() {
         }
         let s = AsyncSocket::builder().domain(fam.domain()).build().unwrap();
         for opt in SoBool::ALL {
+            if cfg!(windows) && opt == SoBool::ReusePort {
+                continue; // Unsupported: `reuse_port_is_unsupported_on_windows`
+            }
             s.get_sock_opt(opt)
                 .unwrap_or_else(|e| panic!("get {opt:?} on {fam:?}: {e}"));
         }
@@ -199,7 +250,10 @@ family_tests!(
     settable_options_round_trip,
     options_on_a_connected_socket_round_trip,
     accept_conn_is_read_only_and_true_on_a_listener,
+    #[cfg(unix)] // Windows: `debug_and_dont_route_are_taken_on_windows`
     debug_either_works_or_fails_cleanly,
+    #[cfg(unix)]
     no_delay_sets_tcp_nodelay_and_nothing_else,
+    #[cfg(unix)]
     each_option_maps_to_its_os_option,
 );

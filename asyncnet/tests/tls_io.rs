@@ -625,6 +625,10 @@ fn a_dropped_recv_loses_nothing_over_tls() {
 
 #[test]
 fn a_dropped_send_still_delivers_the_whole_message_over_tls() {
+    if support::under_wine() {
+        eprintln!("skipped: Wine's loopback takes 4 MB with nobody reading, so no send waits");
+        return;
+    }
     let pki = Pki::new();
     run_long(async {
         let (client, server) = tls_pair(&pki).await?;
@@ -692,7 +696,7 @@ fn close_with_the_kernel_full_still_delivers_close_notify_so_the_reader_sees_a_c
 
 /// `shutdown(SHUT_WR)` on the descriptor itself: a TCP end with no TLS close_notify.
 fn tcp_shutdown_write(socket: &AsyncSocket) {
-    // SAFETY: the descriptor belongs to `socket`, which is open for the whole call.
-    let r = unsafe { libc::shutdown(socket.fd(), libc::SHUT_WR) };
-    assert_eq!(r, 0, "shutdown: {}", io::Error::last_os_error());
+    socket2::SockRef::from(socket)
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
 }

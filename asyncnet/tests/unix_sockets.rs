@@ -2,6 +2,8 @@
 //! (paths, unnamed, Linux abstract names), the errors of bad paths, and everything TCP
 //! sockets offer (lines, buffering, `PEEK`, `recv(n)`, large sends, close while waiting)
 //! on Unix streams.
+// Unix only: Unix-domain sockets; skipped on Windows (not compiled there).
+#![cfg(unix)]
 
 #[macro_use]
 mod support;

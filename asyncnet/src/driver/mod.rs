@@ -52,15 +52,16 @@ pub(crate) use registration::{Direction, Registration};
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::RawFd;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(unix)]
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 use slab::Slab;
 
+use crate::sys::RawSocket;
 use registration::{IoState, READ, READ_CLOSED, WRITE};
 
 /// The token of the cross-thread waker; no socket can have it (slab keys are far below).
@@ -124,24 +125,38 @@ impl Driver {
 
     /// Register `fd` for both directions, once, edge-triggered (through
     /// [`Registration::new`]).
-    fn register(&self, fd: RawFd) -> io::Result<Rc<IoState>> {
+    fn register(&self, fd: RawSocket) -> io::Result<Rc<IoState>> {
         let mut ios = self.ios.borrow_mut();
         let entry = ios.vacant_entry();
         let key = entry.key();
+        let state = Rc::new(IoState::new(key));
+        #[cfg(unix)]
         self.poll.borrow().registry().register(
             &mut SourceFd(&fd),
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let state = Rc::new(IoState::new(key));
+        #[cfg(windows)]
+        state.source.register(
+            self.poll.borrow().registry(),
+            fd,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         entry.insert(state.clone());
         Ok(state)
     }
 
     /// Take `fd` out of the poller and the table (through [`Registration::deregister`]).
-    fn deregister(&self, io: &IoState, fd: RawFd) {
+    fn deregister(&self, io: &IoState, fd: RawSocket) {
         // An error here means the fd was already gone from the poller; nothing more to undo.
+        #[cfg(unix)]
         let _ = self.poll.borrow().registry().deregister(&mut SourceFd(&fd));
+        #[cfg(windows)]
+        {
+            let _ = fd;
+            io.source.deregister(self.poll.borrow().registry());
+        }
         self.ios.borrow_mut().try_remove(io.key);
     }
 

@@ -17,13 +17,13 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::io;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use super::deadline::Deadlines;
 use super::Driver;
+use crate::sys::RawSocket;
 
 /// A direction of readiness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +66,10 @@ pub(super) struct IoState {
     writers: RefCell<Waiters>,
     /// Read and write deadlines (`deadline.rs`), made when one is first set.
     pub(super) deadlines: OnceCell<Box<Deadlines>>,
+    /// Windows: the socket's place in mio's poller, told to report again whenever readiness
+    /// is cleared (mio's Windows backend reports each readiness once until told so).
+    #[cfg(windows)]
+    pub(super) source: crate::sys::PollSource,
 }
 
 impl IoState {
@@ -78,6 +82,8 @@ impl IoState {
             readers: RefCell::new(Waiters::default()),
             writers: RefCell::new(Waiters::default()),
             deadlines: OnceCell::new(),
+            #[cfg(windows)]
+            source: crate::sys::PollSource::default(),
         }
     }
 
@@ -99,6 +105,10 @@ impl IoState {
     #[inline]
     fn clear(&self, bits: u8) {
         self.ready.set(self.ready.get() & !bits);
+        #[cfg(windows)]
+        if bits & (READ | WRITE) != 0 {
+            self.source.rearm();
+        }
     }
 
     #[inline]
@@ -293,7 +303,7 @@ pub(crate) struct Registration {
 impl Registration {
     /// Register `fd` with this thread's driver (any socket: domain, type and protocol do not
     /// matter).
-    pub(crate) fn new(driver: &Rc<Driver>, fd: RawFd) -> io::Result<Registration> {
+    pub(crate) fn new(driver: &Rc<Driver>, fd: RawSocket) -> io::Result<Registration> {
         let state = driver.register(fd)?;
         Ok(Registration {
             driver: driver.clone(),
@@ -452,7 +462,7 @@ impl Registration {
 
     /// Leave the poller and fail every task waiting on the socket. Call before `close(2)`,
     /// so that the descriptor number cannot be reused while it is still in the poller.
-    pub(crate) fn deregister(&self, fd: RawFd) {
+    pub(crate) fn deregister(&self, fd: RawSocket) {
         if !self.state.closed.get() {
             self.driver.deregister(&self.state, fd);
             if let Some(d) = self.state.deadlines.get() {

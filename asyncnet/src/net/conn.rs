@@ -355,7 +355,7 @@ impl AsyncSocket {
         if let Started::Earlier(_) = connected {
             // Connected by an earlier attempt that timed out or was dropped: to this peer?
             let peer = self.socket()?.peer_addr()?;
-            if peer.as_socket() != addr.as_socket() || peer.as_pathname() != addr.as_pathname() {
+            if peer.as_socket() != addr.as_socket() || !same_path(&peer, addr) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
@@ -368,4 +368,17 @@ impl AsyncSocket {
         self.inner.connected.set(true);
         Ok(())
     }
+}
+
+/// Whether two Unix-domain addresses name the same path (true for two addresses of another
+/// domain, which `as_socket` compares).
+#[cfg(unix)]
+fn same_path(a: &SockAddr, b: &SockAddr) -> bool {
+    a.as_pathname() == b.as_pathname()
+}
+
+/// No Unix-domain sockets here: only `as_socket` compares.
+#[cfg(not(unix))]
+fn same_path(_: &SockAddr, _: &SockAddr) -> bool {
+    true
 }

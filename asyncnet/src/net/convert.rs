@@ -7,15 +7,24 @@
 use std::fs::File;
 use std::io;
 use std::net::{TcpListener, TcpStream, UdpSocket};
+#[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+#[cfg(unix)]
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+#[cfg(windows)]
+use std::os::windows::io::{
+    AsRawHandle, AsRawSocket, AsSocket, BorrowedSocket, FromRawSocket, IntoRawSocket, OwnedHandle,
+    OwnedSocket, RawSocket,
+};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
 use socket2::{Domain, Socket, Type};
 
 use super::socket::AsyncSocket;
+use crate::sys;
 
+#[cfg(unix)]
 impl AsRawFd for AsyncSocket {
     /// As [`fd`](AsyncSocket::fd): -1 once closed.
     fn as_raw_fd(&self) -> RawFd {
@@ -23,20 +32,38 @@ impl AsRawFd for AsyncSocket {
     }
 }
 
-/// `/dev/null`, lent by sockets closed before anything borrowed their descriptor: no socket,
-/// so a socket call through it fails with `ENOTSOCK`.
+#[cfg(windows)]
+impl AsRawSocket for AsyncSocket {
+    /// As [`fd`](AsyncSocket::fd): `INVALID_SOCKET` once closed.
+    fn as_raw_socket(&self) -> RawSocket {
+        self.fd()
+    }
+}
+
+/// The null device (`/dev/null`; `NUL` on Windows), lent by sockets closed before anything
+/// borrowed their descriptor: no socket, so a socket call through it fails with `ENOTSOCK`
+/// (`WSAENOTSOCK`).
+#[cfg(unix)]
 static DEV_NULL: OnceLock<OwnedFd> = OnceLock::new();
+#[cfg(windows)]
+static DEV_NULL: OnceLock<OwnedHandle> = OnceLock::new();
+
+#[cfg(unix)]
+const NULL_DEVICE: &str = "/dev/null";
+#[cfg(windows)]
+const NULL_DEVICE: &str = "NUL";
 
 /// Open [`DEV_NULL`] (with the process's first socket, so that lending never needs a free
 /// descriptor later).
 pub(super) fn prepare() -> io::Result<()> {
     if DEV_NULL.get().is_none() {
-        let null = OwnedFd::from(File::open("/dev/null")?);
+        let null = File::open(NULL_DEVICE)?.into();
         let _ = DEV_NULL.set(null);
     }
     Ok(())
 }
 
+#[cfg(unix)]
 fn not_a_socket() -> BorrowedFd<'static> {
     DEV_NULL
         .get()
@@ -44,6 +71,7 @@ fn not_a_socket() -> BorrowedFd<'static> {
         .as_fd()
 }
 
+#[cfg(unix)]
 impl AsFd for AsyncSocket {
     /// The socket's descriptor, for `socket2::SockRef::from(&sock)` and other calls the
     /// socket does not offer itself. Options set this way apply to the socket; reading or
@@ -57,7 +85,7 @@ impl AsFd for AsyncSocket {
         let lent = self.inner.lent.get();
         let raw = match self.inner_socket_fd() {
             Some(raw) => raw,
-            None if lent >= 0 => lent,
+            None if lent != sys::INVALID_SOCKET => lent,
             None => return not_a_socket(),
         };
         self.inner.lent.set(raw);
@@ -70,10 +98,71 @@ impl AsFd for AsyncSocket {
     }
 }
 
+#[cfg(windows)]
+fn not_a_socket() -> BorrowedSocket<'static> {
+    let null = DEV_NULL
+        .get()
+        .expect("opened before the first socket was made");
+    // SAFETY: the handle of the null device stays open for the whole program (a static that
+    // is never dropped) and is not `INVALID_SOCKET`; Winsock calls through it fail with
+    // `WSAENOTSOCK`, as socket calls through `/dev/null` fail on Unix.
+    unsafe { BorrowedSocket::borrow_raw(null.as_raw_handle() as RawSocket) }
+}
+
+#[cfg(windows)]
+impl AsSocket for AsyncSocket {
+    /// The socket's handle, for `socket2::SockRef::from(&sock)` and other calls the socket
+    /// does not offer itself. Options set this way apply to the socket; reading or writing
+    /// through it bypasses the socket's buffers (don't).
+    ///
+    /// # Portability
+    ///
+    /// Windows cannot point a handle elsewhere (no `dup2`): a handle once lent stays the
+    /// socket's until the last handle of the `AsyncSocket` is gone, so
+    /// [`close`](AsyncSocket::close) of a lent socket stops every operation of the
+    /// `AsyncSocket` as usual but the connection itself ends only then. Through a socket
+    /// closed before anything borrowed it, calls fail with `WSAENOTSOCK`.
+    fn as_socket(&self) -> BorrowedSocket<'_> {
+        let lent = self.inner.lent.get();
+        let raw = match self.inner_socket_fd() {
+            Some(raw) => raw,
+            None if lent != sys::INVALID_SOCKET => lent,
+            None => return not_a_socket(),
+        };
+        self.inner.lent.set(raw);
+        // SAFETY: `raw` stays an open socket for as long as any handle of the socket lives,
+        // and so for the borrow, which cannot outlive `self`: the socket holds it open until
+        // `close`, which for a lent handle (`lent` is set just above) calls `retire_lent`
+        // instead of closing it, and the handle is closed only by `release_lent`, from the
+        // drop of the socket's last handle.
+        unsafe { BorrowedSocket::borrow_raw(raw) }
+    }
+}
+
+/// Close a socket whose handle was lent ([`AsSocket`]): the handle stays open, and the
+/// connection with it, until [`release_lent`] (Windows has no `dup2` to point it elsewhere).
+/// Returns a duplicate of the socket to finish writing with, if one could be made.
+#[cfg(windows)]
+pub(super) fn retire_lent(socket: Socket) -> Option<Socket> {
+    let dup = socket.try_clone().ok();
+    let _kept_until_release = socket.into_raw_socket();
+    dup
+}
+
+/// Close the handle a lent, closed socket kept (the socket's last handle is gone, and with it
+/// every borrow).
+#[cfg(windows)]
+pub(super) fn release_lent(raw: RawSocket) {
+    // SAFETY: `raw` came from `retire_lent`'s `into_raw_socket`, is owned by the socket being
+    // dropped, and is closed here once; no borrow is left (they cannot outlive a handle).
+    drop(unsafe { OwnedSocket::from_raw_socket(raw) });
+}
+
 /// Close a socket whose number was lent ([`AsFd`]): the number stays allocated, pointing at
 /// `/dev/null` (or, out of descriptors, still at the socket), until [`release_lent`].
 /// Returns a duplicate of the socket (the same connection, another number) to finish writing
 /// with, if one could be made.
+#[cfg(unix)]
 pub(super) fn retire_lent(socket: Socket) -> Option<Socket> {
     let dup = socket.try_clone().ok();
     let raw = socket.into_raw_fd();
@@ -87,6 +176,7 @@ pub(super) fn retire_lent(socket: Socket) -> Option<Socket> {
 
 /// Close the number a lent, closed socket kept (the socket's last handle is gone, and with it
 /// every borrow).
+#[cfg(unix)]
 pub(super) fn release_lent(raw: RawFd) {
     // SAFETY: `raw` came from `retire_lent`'s `into_raw_fd`, is owned by the socket being
     // dropped, and is closed here once; no borrow is left (they cannot outlive a handle).
@@ -115,7 +205,11 @@ impl AsyncSocket {
     /// something: other handles (clones) of the socket exist; received bytes wait in its
     /// buffer; sent bytes wait in its queue (await [`flush`](AsyncSocket::flush) first); it
     /// is TLS. The "closed" error once closed.
-    pub fn into_fd(self) -> io::Result<OwnedFd> {
+    ///
+    /// # Portability
+    ///
+    /// An `OwnedFd` on Unix, an `OwnedSocket` on Windows ([`OwnedSocket`](crate::OwnedSocket)).
+    pub fn into_fd(self) -> io::Result<sys::OwnedSocket> {
         self.socket()?;
         let refuse = |why: &str| {
             Err(io::Error::new(
@@ -149,7 +243,7 @@ macro_rules! std_conversions {
 
             /// Adopt the socket, buffered (as [`from_fd`](AsyncSocket::from_fd)).
             fn try_from(s: $std) -> io::Result<AsyncSocket> {
-                AsyncSocket::from_fd(OwnedFd::from(s), true)
+                AsyncSocket::from_fd(sys::OwnedSocket::from(s), true)
             }
         }
 
@@ -170,6 +264,10 @@ std_conversions! {
     TcpStream => [Domain::IPV4, Domain::IPV6], Type::STREAM, "TCP stream";
     TcpListener => [Domain::IPV4, Domain::IPV6], Type::STREAM, "TCP listener";
     UdpSocket => [Domain::IPV4, Domain::IPV6], Type::DGRAM, "UDP socket";
+}
+
+#[cfg(unix)]
+std_conversions! {
     UnixStream => [Domain::UNIX], Type::STREAM, "Unix stream";
     UnixListener => [Domain::UNIX], Type::STREAM, "Unix listener";
     UnixDatagram => [Domain::UNIX], Type::DGRAM, "Unix datagram socket";

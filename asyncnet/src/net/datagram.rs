@@ -10,6 +10,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+#[cfg(unix)]
 use std::path::Path;
 use std::task::{ready, Context, Poll};
 
@@ -132,6 +133,11 @@ impl AsyncSocket {
 
     /// Send one datagram to the Unix datagram socket bound at `path`.
     ///
+    /// # Portability
+    ///
+    /// Unix only (Linux, macOS, the BSDs): absent on Windows, as `bind_unix` and
+    /// `connect_unix` are (Nim's reference has them on POSIX only).
+    ///
     /// # Errors
     ///
     /// `InvalidInput` on a stream socket or for a path the OS cannot take (too long, a NUL
@@ -167,6 +173,7 @@ impl AsyncSocket {
     /// r?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[cfg(unix)]
     pub async fn send_to_unix(
         &self,
         path: impl AsRef<Path>,

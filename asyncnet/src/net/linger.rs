@@ -11,7 +11,6 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -92,7 +91,7 @@ fn in_background(
     };
     let driver = driver.clone();
     crate::dispatch::spawn_internal(async move {
-        let fd = bg.socket.as_raw_fd();
+        let fd = sys::raw(&bg.socket);
         let Ok(io) = Registration::new(&driver, fd) else {
             // No registration (the poller refuses it): give up rather than block the loop.
             bg.close();

@@ -46,6 +46,7 @@ mod read;
 mod resolve;
 mod secure;
 mod transport;
+#[cfg(unix)]
 mod unix;
 mod write;
 

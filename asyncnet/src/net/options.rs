@@ -13,6 +13,13 @@ impl Flags {
     /// No flags: disconnections are errors, reads consume.
     pub const NONE: Flags = Flags(0);
     /// Read without consuming: the bytes stay for the next read. Works for lines too.
+    ///
+    /// # Portability
+    ///
+    /// On Windows the end of a stream is reported only once the bytes before it have been
+    /// read, so an unbuffered socket's peek for a line that the peer ended without a line
+    /// break waits for more bytes instead of returning the partial line (seen under Wine);
+    /// a buffered socket (the default) is not affected.
     pub const PEEK: Flags = Flags(1);
     /// A disconnection (`ECONNRESET`, `EPIPE`, `ENETRESET`) is not an error: a receive returns
     /// end-of-stream; a send completes, and the socket records the disconnection (see
@@ -70,16 +77,33 @@ pub enum SoBool {
     /// `SO_BROADCAST`: datagrams may go to broadcast addresses.
     Broadcast,
     /// `SO_DEBUG`: kernel debugging (needs privileges to set on Linux).
+    ///
+    /// # Portability
+    ///
+    /// Windows takes it, and Microsoft's providers ignore it (Wine does not read it back).
     Debug,
     /// `SO_DONTROUTE`: bypass routing, send to directly connected hosts only.
+    ///
+    /// # Portability
+    ///
+    /// Windows takes it, and Microsoft's providers ignore it (Wine does not read it back).
     DontRoute,
     /// `SO_KEEPALIVE`: TCP keep-alive probes.
     KeepAlive,
     /// `SO_OOBINLINE`: urgent data inline with ordinary data.
     OobInline,
     /// `SO_REUSEADDR`: bind to an address in `TIME_WAIT`.
+    ///
+    /// # Portability
+    ///
+    /// Winsock's `SO_REUSEADDR` also lets a socket bind a port another socket is bound to
+    /// (Windows needs no option to rebind a port in `TIME_WAIT`).
     ReuseAddr,
     /// `SO_REUSEPORT`: several sockets may bind the same address and port.
+    ///
+    /// # Portability
+    ///
+    /// Windows has no such option: getting or setting it fails with `Unsupported`.
     ReusePort,
     /// `TCP_NODELAY`: disable Nagle's algorithm.
     NoDelay,
@@ -98,20 +122,4 @@ impl SoBool {
         SoBool::ReusePort,
         SoBool::NoDelay,
     ];
-
-    /// The `(level, name)` pair passed to `getsockopt`/`setsockopt`.
-    pub(crate) fn level_and_name(self) -> (libc::c_int, libc::c_int) {
-        use libc::*;
-        match self {
-            SoBool::AcceptConn => (SOL_SOCKET, SO_ACCEPTCONN),
-            SoBool::Broadcast => (SOL_SOCKET, SO_BROADCAST),
-            SoBool::Debug => (SOL_SOCKET, SO_DEBUG),
-            SoBool::DontRoute => (SOL_SOCKET, SO_DONTROUTE),
-            SoBool::KeepAlive => (SOL_SOCKET, SO_KEEPALIVE),
-            SoBool::OobInline => (SOL_SOCKET, SO_OOBINLINE),
-            SoBool::ReuseAddr => (SOL_SOCKET, SO_REUSEADDR),
-            SoBool::ReusePort => (SOL_SOCKET, SO_REUSEPORT),
-            SoBool::NoDelay => (IPPROTO_TCP, TCP_NODELAY),
-        }
-    }
 }

@@ -5,7 +5,6 @@ use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -17,8 +16,9 @@ use super::options::SoBool;
 use super::read::ReadState;
 use super::write::WriteState;
 use crate::driver::Registration;
+use crate::error;
+use crate::sys::{self, OwnedSocket, RawSocket, INVALID_SOCKET};
 use crate::tls::Tls;
-use crate::{error, sys};
 
 /// Nim's `BufferSize`: how much a buffered read asks the kernel for at least.
 pub const BUFFER_SIZE: usize = 16 * 1024;
@@ -27,7 +27,12 @@ pub const BUFFER_SIZE: usize = 16 * 1024;
 pub const MAX_LINE_LENGTH: usize = 1_000_000;
 
 /// The default backlog of [`AsyncSocket::listen`] (the platform's `SOMAXCONN`).
-pub const SOMAXCONN: i32 = libc::SOMAXCONN;
+///
+/// # Portability
+///
+/// 4096 on Linux (since 5.4), 128 on macOS and the BSDs; on Windows `0x7fffffff`, which asks
+/// the provider for a reasonable maximum.
+pub const SOMAXCONN: i32 = sys::SOMAXCONN;
 
 /// A buffered, non-blocking socket on this thread's event loop (Nim's `AsyncSocket`).
 ///
@@ -65,9 +70,9 @@ pub(crate) struct Inner {
     /// Listeners only: the last resource error `accept` rode out, and its back-off
     /// (`conn.rs`; boxed, made on first need).
     pub(super) accept: RefCell<Option<Box<AcceptState>>>,
-    /// The descriptor number lent through `AsFd` (-1: never): it stays allocated until the
-    /// last handle is gone (`convert.rs`).
-    pub(super) lent: Cell<RawFd>,
+    /// The descriptor number lent through `AsFd` (`INVALID_SOCKET`: never): it stays
+    /// allocated until the last handle is gone (`convert.rs`).
+    pub(super) lent: Cell<RawSocket>,
 }
 
 impl fmt::Debug for AsyncSocket {
@@ -125,6 +130,10 @@ impl SocketBuilder {
     }
 
     /// Whether child processes inherit the descriptor (default: no, close-on-exec).
+    ///
+    /// # Portability
+    ///
+    /// On Windows the socket handle's `HANDLE_FLAG_INHERIT` (socket2's `set_no_inherit`).
     pub fn inheritable(mut self, inheritable: bool) -> Self {
         self.inheritable = inheritable;
         self
@@ -138,7 +147,10 @@ impl SocketBuilder {
     pub fn build(self) -> io::Result<AsyncSocket> {
         let socket = Socket::new(self.domain, self.sock_type, self.protocol)?;
         if self.inheritable {
+            #[cfg(unix)]
             socket.set_cloexec(false)?;
+            #[cfg(windows)]
+            socket.set_no_inherit(false)?;
         }
         AsyncSocket::adopt(socket, self.domain, self.sock_type, self.buffered)
     }
@@ -178,13 +190,18 @@ impl AsyncSocket {
 
     /// A socket from raw C constants (Nim's `cint` overload), close-on-exec.
     ///
+    /// # Portability
+    ///
+    /// The constants are the platform's: `AF_INET6` is 10 on Linux, 30 on macOS, 28 on
+    /// FreeBSD and 23 on Windows (`Domain::IPV6` knows; prefer [`builder`](AsyncSocket::builder)).
+    ///
     /// # Errors
     ///
     /// The OS's error from `socket(2)` for an unknown combination.
     pub fn new_raw(
-        domain: libc::c_int,
-        sock_type: libc::c_int,
-        protocol: libc::c_int,
+        domain: std::ffi::c_int,
+        sock_type: std::ffi::c_int,
+        protocol: std::ffi::c_int,
         buffered: bool,
     ) -> io::Result<AsyncSocket> {
         let protocol = (protocol != 0).then(|| Protocol::from(protocol));
@@ -200,10 +217,17 @@ impl AsyncSocket {
     /// thread's loop, and closed with the `AsyncSocket`. Its close-on-exec flag is left as it
     /// is. Family and type are read from the descriptor.
     ///
+    /// # Portability
+    ///
+    /// Takes an `OwnedFd` on Unix and an `OwnedSocket` on Windows
+    /// ([`OwnedSocket`](crate::OwnedSocket) is the one or the other); the standard library's
+    /// sockets convert into either with `.into()`. On Windows an unbound socket has no local
+    /// address, so only a bound (or connected) socket can be adopted.
+    ///
     /// # Errors
     ///
     /// `fd` is not a socket, or the loop cannot register it.
-    pub fn from_fd(fd: OwnedFd, buffered: bool) -> io::Result<AsyncSocket> {
+    pub fn from_fd(fd: OwnedSocket, buffered: bool) -> io::Result<AsyncSocket> {
         let socket = Socket::from(fd);
         let domain = socket.local_addr()?.domain();
         let sock_type = socket.r#type()?;
@@ -232,7 +256,7 @@ impl AsyncSocket {
         buffered: bool,
     ) -> io::Result<AsyncSocket> {
         super::convert::prepare()?;
-        let io = Registration::new(&crate::dispatch::driver()?, socket.as_raw_fd())?;
+        let io = Registration::new(&crate::dispatch::driver()?, sys::raw(&socket))?;
         Ok(AsyncSocket {
             inner: Rc::new(Inner {
                 io,
@@ -245,7 +269,7 @@ impl AsyncSocket {
                 write: WriteState::default(),
                 tls: RefCell::new(None),
                 accept: RefCell::new(None),
-                lent: Cell::new(-1),
+                lent: Cell::new(INVALID_SOCKET),
             }),
         })
     }
@@ -306,12 +330,17 @@ impl AsyncSocket {
 
     /// Read a boolean option (Nim's `getSockOpt`).
     ///
+    /// # Portability
+    ///
+    /// On Windows through Winsock's `getsockopt`; [`SoBool::ReusePort`] has no Windows
+    /// counterpart and fails with `Unsupported` (the guide's "Platforms" table lists the rest).
+    ///
     /// # Errors
     ///
-    /// The socket is closed, or the option does not apply to it (e.g. `NoDelay` on UDP).
+    /// The socket is closed, or the option does not apply to it (e.g. `NoDelay` on UDP);
+    /// `Unsupported` for an option the platform does not have.
     pub fn get_sock_opt(&self, opt: SoBool) -> io::Result<bool> {
-        let (level, name) = opt.level_and_name();
-        sys::get_bool_opt(self.socket()?.as_raw_fd(), level, name)
+        sys::get_bool_opt(&*self.socket()?, opt)
     }
 
     /// Set a boolean option (Nim's `setSockOpt`).
@@ -319,7 +348,8 @@ impl AsyncSocket {
     /// # Errors
     ///
     /// The socket is closed, the option is read-only (`AcceptConn`), does not apply, or needs
-    /// privileges (`Debug` on Linux).
+    /// privileges (`Debug` on Linux); `Unsupported` for an option the platform does not have
+    /// (`ReusePort` on Windows: see [`get_sock_opt`](AsyncSocket::get_sock_opt)).
     ///
     /// # Examples
     ///
@@ -331,17 +361,21 @@ impl AsyncSocket {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_sock_opt(&self, opt: SoBool, value: bool) -> io::Result<()> {
-        let (level, name) = opt.level_and_name();
-        sys::set_bool_opt(self.socket()?.as_raw_fd(), level, name, value)
+        sys::set_bool_opt(&*self.socket()?, opt, value)
     }
 
     /// The local address as text and port (Nim's `getLocalAddr`). IPv4-mapped IPv6 addresses
     /// are shown as plain IPv4 (`127.0.0.1`, not `::ffff:127.0.0.1`). For a Unix socket: its
     /// path and port 0; `""` if it is unnamed; `@name` for a Linux abstract name.
     ///
+    /// # Portability
+    ///
+    /// An unbound socket has the unspecified address and port 0 on Unix; on Windows it has no
+    /// address at all: an error (`WSAEINVAL`, kind `InvalidInput`).
+    ///
     /// # Errors
     ///
-    /// The socket is closed.
+    /// The socket is closed; on Windows, it is not bound.
     pub fn local_addr(&self) -> io::Result<(String, u16)> {
         addr_text(&self.socket()?.local_addr()?)
     }
@@ -374,13 +408,19 @@ impl AsyncSocket {
         ip_addr(self.socket()?.peer_addr()?)
     }
 
-    /// The OS descriptor (Nim's `getFd`), or -1 once closed (Nim's `osInvalidSocket`).
-    pub fn fd(&self) -> RawFd {
+    /// The OS descriptor (Nim's `getFd`), or [`INVALID_SOCKET`](crate::INVALID_SOCKET) once
+    /// closed (Nim's `osInvalidSocket`).
+    ///
+    /// # Portability
+    ///
+    /// A file descriptor (`RawFd`, -1 once closed) on Unix; a Winsock `SOCKET` (`RawSocket`,
+    /// `!0` once closed) on Windows: [`RawSocket`](crate::RawSocket) is the one or the other.
+    pub fn fd(&self) -> RawSocket {
         self.inner
             .socket
             .borrow()
             .as_ref()
-            .map_or(-1, AsRawFd::as_raw_fd)
+            .map_or(INVALID_SOCKET, sys::raw)
     }
 
     /// Whether [`close`](AsyncSocket::close) was called (Nim's `isClosed`).
@@ -466,8 +506,8 @@ impl AsyncSocket {
         let report = inner.write.take_unreported_error();
         if let Some(socket) = inner.socket.borrow_mut().take() {
             // Handles remain (this one at least): a lent number must stay allocated.
-            let socket = if inner.lent.get() >= 0 {
-                inner.io.deregister(socket.as_raw_fd());
+            let socket = if inner.lent.get() != INVALID_SOCKET {
+                inner.io.deregister(sys::raw(&socket));
                 super::convert::retire_lent(socket)
             } else {
                 Some(socket)
@@ -484,7 +524,7 @@ impl AsyncSocket {
     /// socket is closed without touching the descriptor.
     pub(super) fn take_socket(&self) -> Option<Socket> {
         let socket = self.inner.socket.borrow_mut().take()?;
-        self.inner.io.deregister(socket.as_raw_fd());
+        self.inner.io.deregister(sys::raw(&socket));
         Some(socket)
     }
 
@@ -498,8 +538,8 @@ impl AsyncSocket {
     }
 
     /// The open socket's descriptor number.
-    pub(super) fn inner_socket_fd(&self) -> Option<RawFd> {
-        self.inner.socket.borrow().as_ref().map(AsRawFd::as_raw_fd)
+    pub(super) fn inner_socket_fd(&self) -> Option<RawSocket> {
+        self.inner.socket.borrow().as_ref().map(sys::raw)
     }
 
     /// The OS socket, or the "closed" error.
@@ -536,7 +576,7 @@ impl Inner {
     /// queued bytes (every send that queued them has completed or was dropped) and say
     /// goodbye on TLS, in the background (`linger.rs`).
     fn finish_closed(&self, socket: Socket) {
-        self.io.deregister(socket.as_raw_fd());
+        self.io.deregister(sys::raw(&socket));
         let rest = self.write.buf.borrow_mut().take_pending();
         let tls = self.tls.borrow_mut().take();
         super::linger::finish(self.io.driver(), socket, rest, tls);
@@ -551,7 +591,7 @@ impl Drop for Inner {
         if let Some(socket) = self.socket.get_mut().take() {
             // The last handle: no borrow of a lent number can be left.
             self.finish_closed(socket);
-        } else if self.lent.get() >= 0 {
+        } else if self.lent.get() != INVALID_SOCKET {
             super::convert::release_lent(self.lent.get());
         }
     }
@@ -588,7 +628,8 @@ pub(crate) fn addr_text_into(a: &SockAddr, out: &mut String) -> io::Result<u16> 
         return Ok(ip.port());
     }
     // An unnamed Unix peer comes back from the kernel as an empty address: no family at all.
-    if a.domain() == Domain::UNIX || a.family() == libc::AF_UNSPEC as libc::sa_family_t {
+    if a.domain() == Domain::UNIX || sys::is_unspec(a) {
+        #[cfg(unix)]
         if let Some(path) = a.as_pathname() {
             out.push_str(&path.to_string_lossy());
         } else if let Some(name) = a.as_abstract_namespace() {

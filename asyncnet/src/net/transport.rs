@@ -342,9 +342,9 @@ impl AsyncSocket {
                 self.inner.io.connect_finished();
                 Ok(Started::Connected)
             }
-            Err(e) if e.raw_os_error() == Some(libc::EISCONN) => Ok(Started::Earlier(false)),
+            Err(e) if sys::is_connected_already(&e) => Ok(Started::Earlier(false)),
             // Readiness is left as is: the earlier attempt's event may have come already.
-            Err(e) if e.raw_os_error() == Some(libc::EALREADY) => Ok(Started::Earlier(true)),
+            Err(e) if sys::is_connect_under_way(&e) => Ok(Started::Earlier(true)),
             Err(e)
                 if sys::is_in_progress(&e) || (e.kind() == io::ErrorKind::WouldBlock && !unix) =>
             {

@@ -1,4 +1,5 @@
-//! Unix domain sockets: `bind_unix`, `connect_unix` (Linux, macOS, the BSDs).
+//! Unix domain sockets: `bind_unix`, `connect_unix` (Linux, macOS, the BSDs; the module is
+//! not compiled on Windows).
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -41,6 +42,11 @@ impl AsyncSocket {
     /// Bind a Unix socket to `path` (Nim's `bindUnix`); then `listen` for a stream socket.
     /// On Linux a path starting with a NUL byte (`"\0name"`) is an abstract name.
     ///
+    /// # Portability
+    ///
+    /// Unix only (Linux, macOS, the BSDs): absent on Windows (the module is compiled on Unix
+    /// only), as in Nim's reference, where it is POSIX only.
+    ///
     /// # Errors
     ///
     /// `InvalidInput` for a path the OS cannot take whole (too long, NUL inside);
@@ -76,6 +82,11 @@ impl AsyncSocket {
 
     /// Connect a Unix socket to the socket bound at `path` (Nim's `connectUnix`). A datagram
     /// socket may then use `send` and `recv`.
+    ///
+    /// # Portability
+    ///
+    /// Unix only (Linux, macOS, the BSDs): absent on Windows (the module is compiled on Unix
+    /// only), as in Nim's reference, where it is POSIX only.
     ///
     /// # Errors
     ///

@@ -646,7 +646,7 @@ mod tests {
 
     /// As if writing the queue had failed with `EIO` (no socket fails so on demand).
     fn fail_writes(s: &AsyncSocket) {
-        s.record_failure(&io::Error::from_raw_os_error(libc::EIO));
+        s.record_failure(&io::Error::from_raw_os_error(crate::sys::EIO));
     }
 
     #[test]
@@ -689,7 +689,7 @@ mod tests {
     fn a_disconnection_is_not_a_close_error() {
         wait_for(async {
             let (a, _b) = pair().await?;
-            a.record_failure(&io::Error::from_raw_os_error(libc::ECONNRESET));
+            a.record_failure(&io::Error::from_raw_os_error(crate::sys::ECONNRESET));
             assert!(a.is_disconnected());
             a.close()?;
             Ok::<(), io::Error>(())

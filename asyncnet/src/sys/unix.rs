@@ -1,13 +1,51 @@
-//! The platform layer: the few socket calls that neither `mio` nor `socket2` offer, each a
-//! small wrapper that turns `-1` into `io::Error`. Everything OS-specific lives here.
-
-#[cfg(not(unix))]
-compile_error!("asyncnet supports Unix-like systems (Linux, macOS, the BSDs) only, for now");
+//! Unix (Linux, macOS, the BSDs): the few socket calls that neither `mio` nor `socket2`
+//! offer, each a small wrapper that turns `-1` into `io::Error`.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{SockAddr, Socket};
+
+use super::RawSocket;
+use crate::SoBool;
+
+/// The platform's `SOMAXCONN`.
+pub(crate) const SOMAXCONN: i32 = libc::SOMAXCONN;
+
+/// `EIO`, for tests that simulate a failed write.
+#[cfg(test)]
+pub(crate) const EIO: i32 = libc::EIO;
+
+/// `ECONNRESET`, for tests that simulate a disconnection.
+#[cfg(test)]
+pub(crate) const ECONNRESET: i32 = libc::ECONNRESET;
+
+/// The socket's descriptor.
+#[inline]
+pub(crate) fn raw(socket: &Socket) -> RawSocket {
+    socket.as_raw_fd()
+}
+
+/// An address of no family: what the kernel returns for an unnamed Unix peer.
+pub(crate) fn is_unspec(a: &SockAddr) -> bool {
+    a.family() == libc::AF_UNSPEC as libc::sa_family_t
+}
+
+/// The `(level, name)` pair of a boolean option, for `getsockopt`/`setsockopt`.
+fn level_and_name(opt: SoBool) -> (libc::c_int, libc::c_int) {
+    use libc::*;
+    match opt {
+        SoBool::AcceptConn => (SOL_SOCKET, SO_ACCEPTCONN),
+        SoBool::Broadcast => (SOL_SOCKET, SO_BROADCAST),
+        SoBool::Debug => (SOL_SOCKET, SO_DEBUG),
+        SoBool::DontRoute => (SOL_SOCKET, SO_DONTROUTE),
+        SoBool::KeepAlive => (SOL_SOCKET, SO_KEEPALIVE),
+        SoBool::OobInline => (SOL_SOCKET, SO_OOBINLINE),
+        SoBool::ReuseAddr => (SOL_SOCKET, SO_REUSEADDR),
+        SoBool::ReusePort => (SOL_SOCKET, SO_REUSEPORT),
+        SoBool::NoDelay => (IPPROTO_TCP, TCP_NODELAY),
+    }
+}
 
 pub(crate) use imp::{accept, prepare, SEND_FLAGS};
 
@@ -95,7 +133,18 @@ pub(crate) fn peek(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Read a boolean (`int`) socket option.
-pub(crate) fn get_bool_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<bool> {
+pub(crate) fn get_bool_opt(socket: &Socket, opt: SoBool) -> io::Result<bool> {
+    let (level, name) = level_and_name(opt);
+    get_int_opt(socket.as_raw_fd(), level, name)
+}
+
+/// Set a boolean (`int`) socket option.
+pub(crate) fn set_bool_opt(socket: &Socket, opt: SoBool, on: bool) -> io::Result<()> {
+    let (level, name) = level_and_name(opt);
+    set_int_opt(socket.as_raw_fd(), level, name, on)
+}
+
+fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<bool> {
     let mut value: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` and `len` are valid, writable, and `len` holds the size of `value`;
@@ -116,13 +165,7 @@ pub(crate) fn get_bool_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> 
     }
 }
 
-/// Set a boolean (`int`) socket option.
-pub(crate) fn set_bool_opt(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    on: bool,
-) -> io::Result<()> {
+fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, on: bool) -> io::Result<()> {
     let value: libc::c_int = on.into();
     // SAFETY: `value` is a valid `c_int` for the duration of the call and the length passed
     // is its size; setsockopt only reads it.
@@ -171,6 +214,16 @@ pub(crate) fn is_disconnect(e: &io::Error) -> bool {
 /// `EINPROGRESS`: a non-blocking connect has started.
 pub(crate) fn is_in_progress(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINPROGRESS)
+}
+
+/// `EISCONN`: a connect met a connection an earlier connect already made.
+pub(crate) fn is_connected_already(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EISCONN)
+}
+
+/// `EALREADY`: a connect met an earlier connect still under way.
+pub(crate) fn is_connect_under_way(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EALREADY)
 }
 
 /// `recvmsg(2)`: one datagram into `buf`, with its sender and whether it was cut to fit.
