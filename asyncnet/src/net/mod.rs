@@ -43,6 +43,9 @@ mod transport;
 mod unix;
 mod write;
 
+#[cfg(fuzzing)]
+pub(crate) mod fuzzing;
+
 pub use dial::{dial, dial_with};
 pub use io_traits::BufReader;
 pub use linger::CLOSE_LINGER;
