@@ -22,8 +22,9 @@ use super::socket::BUFFER_SIZE;
 pub struct LineReader {
     state: ReadState,
     pool: BufferPool,
-    /// What the "kernel" holds: one entry per arrival; a read takes from the first only.
-    arrivals: VecDeque<Vec<u8>>,
+    /// What the "kernel" holds: one entry per arrival (its bytes, how many were read); a
+    /// read takes from the first only.
+    arrivals: VecDeque<(Vec<u8>, usize)>,
     /// The peer closed: once `arrivals` is empty, reads return 0.
     ended: bool,
 }
@@ -42,7 +43,7 @@ impl LineReader {
     /// Bytes arrive (one read returns at most the rest of one arrival).
     pub fn arrive(&mut self, bytes: &[u8]) {
         if !bytes.is_empty() {
-            self.arrivals.push_back(bytes.to_vec());
+            self.arrivals.push_back((bytes.to_vec(), 0));
         }
     }
 
@@ -61,9 +62,11 @@ impl LineReader {
                 Poll::Pending
             };
         };
-        let n = max.min(front.len());
-        let out: Vec<u8> = front.drain(..n).collect();
-        if front.is_empty() {
+        let (bytes, taken) = front;
+        let n = max.min(bytes.len() - *taken);
+        let out = bytes[*taken..*taken + n].to_vec();
+        *taken += n;
+        if *taken == bytes.len() {
             self.arrivals.pop_front();
         }
         Poll::Ready(out)
@@ -130,8 +133,8 @@ impl LineReader {
     /// kernel".
     pub fn take_rest(&mut self) -> Vec<u8> {
         let mut rest = self.state.buf.borrow_mut().take_all();
-        for a in self.arrivals.drain(..) {
-            rest.extend_from_slice(&a);
+        for (bytes, taken) in self.arrivals.drain(..) {
+            rest.extend_from_slice(&bytes[taken..]);
         }
         rest
     }
