@@ -38,7 +38,7 @@ impl Size {
 }
 
 #[derive(Arbitrary, Debug)]
-enum Recv {
+enum Receive {
     From(Size),
     FromPeek(Size),
     FromInto(u16),
@@ -59,7 +59,7 @@ enum Addr {
 enum Op {
     Send(Vec<u8>),
     SendRun(u8, u16),
-    Recv(Recv),
+    Receive(Receive),
     Addr(Addr),
 }
 
@@ -155,11 +155,11 @@ fuzz_target!(|input: Input| {
                     check_addr(a);
                     continue;
                 }
-                Op::Recv(recv) => {
+                Op::Receive(recv) => {
                     let Some(want) = queue.front() else { continue };
                     let taken = match recv {
-                        Recv::From(size) | Recv::FromPeek(size) => {
-                            let peek = matches!(recv, Recv::FromPeek(_));
+                        Receive::From(size) | Receive::FromPeek(size) => {
+                            let peek = matches!(recv, Receive::FromPeek(_));
                             let flags = if peek { Flags::PEEK } else { Flags::default() };
                             let got = rx.recv_from_with(size.get(), flags).await;
                             if let Ok((_, address, port)) = &got {
@@ -168,7 +168,7 @@ fuzz_target!(|input: Input| {
                             check(got.map(|g| g.0), want, size.get(), true);
                             !peek
                         }
-                        Recv::FromInto(size) => {
+                        Receive::FromInto(size) => {
                             let mut buf = vec![0u8; usize::from(size)];
                             let mut address = String::from("left over");
                             let mut port = 1;
@@ -179,7 +179,7 @@ fuzz_target!(|input: Input| {
                             check(got.map(|n| buf[..n].to_vec()), want, buf.len(), false);
                             true
                         }
-                        Recv::FromAddr(size) => {
+                        Receive::FromAddr(size) => {
                             let mut buf = vec![0u8; usize::from(size)];
                             let got = rx.recv_from_addr(&mut buf).await;
                             if input.udp {
@@ -194,8 +194,8 @@ fuzz_target!(|input: Input| {
                             }
                             true
                         }
-                        Recv::Recv(size) | Recv::RecvPeek(size) => {
-                            let peek = matches!(recv, Recv::RecvPeek(_));
+                        Receive::Recv(size) | Receive::RecvPeek(size) => {
+                            let peek = matches!(recv, Receive::RecvPeek(_));
                             let flags = if peek { Flags::PEEK } else { Flags::default() };
                             let got = rx.recv_with(size.get(), flags).await;
                             if size.get() == 0 {
@@ -206,7 +206,7 @@ fuzz_target!(|input: Input| {
                                 !peek
                             }
                         }
-                        Recv::RecvInto(size) => {
+                        Receive::RecvInto(size) => {
                             let mut buf = vec![0u8; usize::from(size)];
                             let got = rx.recv_into(&mut buf).await;
                             if buf.is_empty() {
