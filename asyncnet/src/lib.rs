@@ -475,6 +475,9 @@
 mod dispatch;
 mod driver;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guide;
 mod net;
 mod sys;

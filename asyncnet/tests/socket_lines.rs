@@ -367,6 +367,35 @@ fn a_line_of_exactly_the_limit_passes(fam: Family) {
     }
 }
 
+/// Found by the `line_reader` fuzz target: at the end of the stream, `max_length` bytes and a
+/// `\r` (which a `\n` might have followed) came back as a line one byte over the limit.
+fn a_partial_line_of_the_limit_and_a_cr_at_end_of_stream_is_too_long(fam: Family) {
+    for buffered in [true, false] {
+        for flags in [Flags::default(), Flags::PEEK] {
+            run(async move {
+                let (mut peer, sock) = std_peer(fam, buffered).await?;
+                put(&mut peer, b"0123456789\r");
+                finish(&peer);
+                let e = sock
+                    .recv_line_with(flags, 10)
+                    .await
+                    .expect_err("11 bytes at the end");
+                assert_eq!(
+                    source_of::<LineTooLong>(&e),
+                    Some(&LineTooLong { max_length: 10 }),
+                    "buffered {buffered}, {flags:?}: {e}"
+                );
+                assert_eq!(
+                    sock.recv_line_with(flags, 11).await?.as_deref(),
+                    Some("0123456789\r"),
+                    "its bytes stay, for a larger limit"
+                );
+                Ok(())
+            })
+        }
+    }
+}
+
 fn a_too_long_line_arriving_in_pieces_is_refused(fam: Family) {
     for buffered in [true, false] {
         run(async move {
@@ -648,6 +677,7 @@ family_tests!(
     a_too_long_line_is_an_error_and_its_bytes_stay,
     a_line_of_exactly_the_limit_passes,
     a_too_long_line_arriving_in_pieces_is_refused,
+    a_partial_line_of_the_limit_and_a_cr_at_end_of_stream_is_too_long,
     invalid_utf8_is_an_error_carrying_the_bytes_and_the_next_line_reads,
     lines_and_bytes_interleave,
     lines_between_our_own_sockets,

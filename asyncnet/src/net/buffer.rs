@@ -188,6 +188,12 @@ impl WriteBuffer {
         self.written
     }
 
+    /// End of the bytes that must be delivered whatever happens to their sends.
+    #[cfg(fuzzing)]
+    pub(crate) fn committed(&self) -> u64 {
+        self.committed
+    }
+
     /// Total bytes ever handed to sends: the sequence number of the end of the queue.
     pub(crate) fn accepted(&self) -> u64 {
         self.accepted

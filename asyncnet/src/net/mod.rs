@@ -50,6 +50,9 @@ mod transport;
 mod unix;
 mod write;
 
+#[cfg(fuzzing)]
+pub(crate) mod fuzzing;
+
 pub use dial::{dial, dial_with, Dialer, FamilyPreference, DEFAULT_ATTEMPT_DELAY};
 pub use dial_error::DialError;
 pub use eyeballs::RESOLUTION_DELAY;

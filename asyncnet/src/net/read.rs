@@ -10,7 +10,7 @@ use std::future::poll_fn;
 use std::io;
 use std::task::{ready, Context, Poll};
 
-use super::buffer::ReadBuffer;
+use super::buffer::{BufferPool, ReadBuffer};
 use super::line::{scan, Scan};
 use super::local::SCRATCH_SIZE;
 use super::options::Flags;
@@ -39,6 +39,77 @@ impl ReadState {
             buffered: Cell::new(buffered),
             eof: Cell::new(false),
             buf: RefCell::new(ReadBuffer::default()),
+        }
+    }
+
+    /// A line from the buffer, if it holds one (`Some(None)`: the end of the stream; a
+    /// partial line at the end is a line, if it is within `max_length`). `keep` (`PEEK`)
+    /// leaves it there.
+    #[inline]
+    pub(super) fn buffered_line<R>(
+        &self,
+        pool: &BufferPool,
+        keep: bool,
+        max_length: usize,
+        deliver: &mut dyn FnMut(&[u8]) -> R,
+    ) -> io::Result<Option<Option<R>>> {
+        let mut rb = self.buf.borrow_mut();
+        if !rb.is_empty() {
+            match next_line(rb.unread(), rb.scanned(), max_length, deliver)? {
+                Ok((r, used)) => {
+                    if !keep {
+                        rb.consume(used, pool);
+                    }
+                    return Ok(Some(Some(r)));
+                }
+                Err(scanned) => rb.set_scanned(scanned),
+            }
+        }
+        if !self.eof.get() {
+            return Ok(None);
+        }
+        if rb.is_empty() {
+            return Ok(Some(None));
+        }
+        // End of stream in the middle of a line: the partial line is a line, if within the
+        // limit (the scan let one byte more through: a `\r` that `\n` might have followed).
+        if rb.len() > max_length {
+            return Err(error::line_too_long(max_length));
+        }
+        let r = deliver(rb.unread());
+        if !keep {
+            let n = rb.len();
+            rb.consume(n, pool);
+        }
+        Ok(Some(Some(r)))
+    }
+
+    /// A line from `data`, bytes just read while the buffer was empty: what follows the line
+    /// (or all of `data`, when it holds no whole line or too long a one) is kept in the
+    /// buffer. `Ok(None)`: no line yet.
+    #[inline]
+    pub(super) fn line_from_fresh<R>(
+        &self,
+        data: &[u8],
+        pool: &BufferPool,
+        max_length: usize,
+        deliver: &mut dyn FnMut(&[u8]) -> R,
+    ) -> io::Result<Option<R>> {
+        let mut rb = self.buf.borrow_mut();
+        match next_line(data, 0, max_length, deliver) {
+            Ok(Ok((r, used))) => {
+                rb.extend(&data[used..], pool);
+                Ok(Some(r))
+            }
+            Ok(Err(scanned)) => {
+                rb.extend(data, pool);
+                rb.set_scanned(scanned);
+                Ok(None)
+            }
+            Err(e) => {
+                rb.extend(data, pool);
+                Err(e)
+            }
         }
     }
 }
@@ -697,8 +768,7 @@ impl AsyncSocket {
         }
     }
 
-    /// A line from the socket's buffer, if it holds one (`Some(None)`: the end of the
-    /// stream; a partial line at the end is a line). `PEEK` leaves it there.
+    /// A line from the socket's buffer, if it holds one (see [`ReadState::buffered_line`]).
     #[inline]
     fn buffered_line<R>(
         &self,
@@ -706,33 +776,12 @@ impl AsyncSocket {
         max_length: usize,
         deliver: &mut dyn FnMut(&[u8]) -> R,
     ) -> io::Result<Option<Option<R>>> {
-        let read = &self.inner.read;
-        let mut rb = read.buf.borrow_mut();
-        let keep = mode == Mode::BufferedPeek;
-        if !rb.is_empty() {
-            match next_line(rb.unread(), rb.scanned(), max_length, deliver)? {
-                Ok((r, used)) => {
-                    if !keep {
-                        rb.consume(used, &self.inner.local.pool);
-                    }
-                    return Ok(Some(Some(r)));
-                }
-                Err(scanned) => rb.set_scanned(scanned),
-            }
-        }
-        if !read.eof.get() {
-            return Ok(None);
-        }
-        if rb.is_empty() {
-            return Ok(Some(None));
-        }
-        // End of stream in the middle of a line: the partial line is a line.
-        let r = deliver(rb.unread());
-        if !keep {
-            let n = rb.len();
-            rb.consume(n, &self.inner.local.pool);
-        }
-        Ok(Some(Some(r)))
+        self.inner.read.buffered_line(
+            &self.inner.local.pool,
+            mode == Mode::BufferedPeek,
+            max_length,
+            deliver,
+        )
     }
 
     /// Read more for a line. With nothing buffered, a buffered socket reads into the loop's
@@ -752,23 +801,7 @@ impl AsyncSocket {
         if mode == Mode::Buffered && read.buf.borrow().is_empty() {
             let mut scratch = self.inner.local.scratch.borrow_mut();
             let n = ready!(self.poll_read_settled(cx, &mut scratch, flags))?;
-            let data = &scratch[..n];
-            let mut rb = read.buf.borrow_mut();
-            return Poll::Ready(match next_line(data, 0, max_length, deliver) {
-                Ok(Ok((r, used))) => {
-                    rb.extend(&data[used..], pool);
-                    Ok(Some(r))
-                }
-                Ok(Err(scanned)) => {
-                    rb.extend(data, pool);
-                    rb.set_scanned(scanned);
-                    Ok(None)
-                }
-                Err(e) => {
-                    rb.extend(data, pool);
-                    Err(e)
-                }
-            });
+            return Poll::Ready(read.line_from_fresh(&scratch[..n], pool, max_length, deliver));
         }
         if mode != Mode::Unbuffered {
             ready!(self.poll_fill_once(cx, BUFFER_SIZE, flags))?;
@@ -819,6 +852,11 @@ impl AsyncSocket {
             let at_end = n == 0 || (self.peer_closed() && !filled);
             match next_line(&view, 0, max_length, deliver)? {
                 Ok((r, _)) => return Poll::Ready(Ok(Some(r))),
+                // The end: the partial line is a line, if within the limit (the scan let
+                // one byte more through: a `\r` that `\n` might have followed).
+                Err(_) if at_end && view.len() > max_length => {
+                    return Poll::Ready(Err(error::line_too_long(max_length)));
+                }
                 Err(_) if at_end => {
                     return Poll::Ready(Ok((!view.is_empty()).then(|| deliver(&view))));
                 }
@@ -834,4 +872,35 @@ fn copy_front(from: &[u8], to: &mut [u8]) -> usize {
     let n = to.len().min(from.len());
     to[..n].copy_from_slice(&from[..n]);
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `line_reader` fuzz target: at the end of the stream, a partial line of
+    /// `max_length` bytes and a `\r` (which might have been the start of `\r\n`) was returned
+    /// whole, one byte over the limit.
+    #[test]
+    fn partial_line_one_over_the_limit_with_a_trailing_cr_at_end_of_stream_is_too_long() {
+        let pool = BufferPool::default();
+        for (input, max) in [(&b"12345\r"[..], 5), (b"\r", 0)] {
+            let read = ReadState::new(true);
+            read.buf.borrow_mut().extend(input, &pool);
+            let deliver = &mut |b: &[u8]| b.to_vec();
+            assert!(matches!(
+                read.buffered_line(&pool, false, max, deliver),
+                Ok(None)
+            ));
+            read.eof.set(true);
+            let e = read
+                .buffered_line(&pool, false, max, deliver)
+                .expect_err("a line over the limit");
+            let source = e
+                .get_ref()
+                .and_then(|s| s.downcast_ref::<crate::LineTooLong>());
+            assert_eq!(source, Some(&crate::LineTooLong { max_length: max }));
+            assert_eq!(read.buf.borrow().unread(), input, "nothing consumed");
+        }
+    }
 }

@@ -7,6 +7,8 @@
 mod context;
 mod session;
 
+#[cfg(fuzzing)]
+pub(crate) use context::Config;
 pub use context::{
     ClientBuilder, ServerBuilder, TlsContext, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT,
 };
