@@ -24,6 +24,14 @@ use crate::tls::Tls;
 pub const BUFFER_SIZE: usize = 16 * 1024;
 
 /// Nim's `MaxLineLength`: the default `max_length` of line reads.
+///
+/// The bound is per connection, not across them: a partial line stays buffered until its
+/// terminator comes (nothing that arrived is dropped), so N clients that each send
+/// `max_length - 1` bytes and no line break pin about N × `max_length` bytes (200 such
+/// clients held 195 MB in a test). A server open to untrusted clients bounds the total with a
+/// smaller `max_length` ([`recv_line_with`](AsyncSocket::recv_line_with)), a read deadline
+/// that closes a client who stalls mid-line ([Deadlines](crate#deadlines)), or a cap on the
+/// number of connections it serves at once.
 pub const MAX_LINE_LENGTH: usize = 1_000_000;
 
 /// The default backlog of [`AsyncSocket::listen`] (the platform's `SOMAXCONN`).
