@@ -117,8 +117,8 @@
 //!
 //! On one existing socket of a fixed family, [`AsyncSocket::connect`] and
 //! [`AsyncSocket::send_to`] by name keep Nim's meaning (try the addresses in turn): an IPv4
-//! socket looks up A records only; an IPv6 socket looks up both families in parallel, in
-//! RFC 8305's order, with the Resolution Delay. They cannot race: one socket makes one
+//! socket looks up A records only, an IPv6-only socket (Windows' default) AAAA only; a
+//! dual-stack IPv6 socket looks up both families in parallel, in RFC 8305's order, with the Resolution Delay. They cannot race: one socket makes one
 //! connection at a time, and a datagram must reach its peer once, not once per address.
 //!
 //! # Platforms

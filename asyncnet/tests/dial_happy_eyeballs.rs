@@ -658,6 +658,8 @@ fn connect_by_name_on_an_ipv6_socket_reaches_an_ipv4_only_server() {
         let server = live(V4)?;
         let port = server.local_addr()?.1;
         let client = AsyncSocket::builder().domain(Domain::IPV6).build()?;
+        // Dual stack, which Linux gives by default and Windows does not.
+        socket2::SockRef::from(&client).set_only_v6(false)?;
         client.connect("localhost", port).await?;
         assert_eq!(client.peer_addr()?, ("127.0.0.1".to_string(), port));
         // An IPv4 socket never asks for AAAA records and never tries ::1.

@@ -58,7 +58,7 @@ fn bind_to_an_address_of_the_other_family_maps_ipv4_or_fails(fam: Family) {
                     let e = s
                         .bind_addr(0, Family::V4.loopback())
                         .expect_err("IPv6-only by default");
-                    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+                    assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable, "{e}");
                     socket2::SockRef::from(&s).set_only_v6(false)?;
                 }
                 // An IPv6 socket takes an IPv4 address as IPv4-mapped (dual stack).
@@ -207,9 +207,9 @@ fn connect_to_localhost(fam: Family) {
             let e = r.expect_err("no address of this family");
             let expected = match fam {
                 Family::V4 => io::ErrorKind::AddrNotAvailable,
-                // Windows: IPv6 sockets are IPv6-only by default, so the mapped address
-                // is unreachable rather than refused.
-                Family::V6 if cfg!(windows) => io::ErrorKind::NetworkUnreachable,
+                // Windows: IPv6 sockets are IPv6-only by default, so only AAAA records are
+                // looked up, and localhost has none.
+                Family::V6 if cfg!(windows) => io::ErrorKind::NotFound,
                 Family::V6 => io::ErrorKind::ConnectionRefused,
             };
             assert_eq!(e.kind(), expected, "{e}");

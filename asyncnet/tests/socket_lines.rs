@@ -372,6 +372,11 @@ fn a_line_of_exactly_the_limit_passes(fam: Family) {
 fn a_partial_line_of_the_limit_and_a_cr_at_end_of_stream_is_too_long(fam: Family) {
     for buffered in [true, false] {
         for flags in [Flags::default(), Flags::PEEK] {
+            if cfg!(windows) && !buffered && flags == Flags::PEEK {
+                // Windows: an unbuffered peek at the end of the stream waits for more bytes
+                // (the `Flags::PEEK` Portability note).
+                continue;
+            }
             run(async move {
                 let (mut peer, sock) = std_peer(fam, buffered).await?;
                 put(&mut peer, b"0123456789\r");

@@ -216,8 +216,9 @@ impl AsyncSocket {
     /// next when one fails.
     ///
     /// What Happy Eyeballs (RFC 8305) can mean for one socket of a fixed family: an IPv4
-    /// socket looks up A records only (no AAAA query it could not use); an IPv6 socket looks
-    /// up AAAA and A in parallel, starts on the first answer (waiting up to
+    /// socket looks up A records only (no AAAA query it could not use), an IPv6-only socket
+    /// (Windows' default) AAAA only; a dual-stack IPv6 socket (Linux's default) looks up AAAA
+    /// and A in parallel, starts on the first answer (waiting up to
     /// [`RESOLUTION_DELAY`](crate::RESOLUTION_DELAY) for AAAA if A comes first) and tries the
     /// addresses interleaved, IPv6 first (IPv4 ones IPv4-mapped). The attempts cannot
     /// overlap: one socket makes one connection at a time, so an address that never answers
@@ -262,7 +263,8 @@ impl AsyncSocket {
     /// ```
     pub async fn connect(&self, address: &str, port: u16) -> io::Result<()> {
         let fit = self.family_map();
-        let mut candidates = Candidates::for_socket(address, port, self.inner.domain)?;
+        let mut candidates =
+            Candidates::for_socket(address, port, self.inner.domain, self.reaches_ipv4())?;
         let mut last = None;
         while let Some(addr) = candidates.next().await {
             let Some(addr) = fit(addr) else { continue };

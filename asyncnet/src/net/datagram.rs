@@ -32,7 +32,8 @@ impl AsyncSocket {
     /// succeeds.
     ///
     /// The order is RFC 8305's, as for [`connect`](AsyncSocket::connect) by name: an IPv4
-    /// socket looks up A records only; an IPv6 socket looks up AAAA and A in parallel and
+    /// socket looks up A records only, an IPv6-only socket AAAA only; a dual-stack IPv6
+    /// socket looks up AAAA and A in parallel and
     /// sends to the first address of the first answer (waiting up to
     /// [`RESOLUTION_DELAY`](crate::RESOLUTION_DELAY) for AAAA if A comes first), IPv6 first
     /// then alternating. There is no race: a datagram has no handshake to tell which
@@ -76,7 +77,8 @@ impl AsyncSocket {
     ) -> io::Result<()> {
         self.require_datagram("send_to")?;
         let fit = self.family_map();
-        let mut candidates = Candidates::for_socket(address, port, self.inner.domain)?;
+        let mut candidates =
+            Candidates::for_socket(address, port, self.inner.domain, self.reaches_ipv4())?;
         let mut last = None;
         while let Some(addr) = candidates.next().await {
             let Some(addr) = fit(addr) else { continue };

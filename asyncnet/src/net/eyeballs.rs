@@ -74,10 +74,15 @@ impl Candidates {
     }
 
     /// The candidates for `connect` and `send_to` by name on a socket of `domain` (one
-    /// socket: the attempts are serial): an IPv4 socket looks up A records only; an IPv6
-    /// socket both families, in parallel, IPv6 first (its IPv4 addresses are reached
-    /// IPv4-mapped). An IP literal is used as is.
-    pub(super) fn for_socket(host: &str, port: u16, domain: Domain) -> io::Result<Candidates> {
+    /// socket: the attempts are serial): an IPv4 socket looks up A records only, an
+    /// IPv6-only socket AAAA only; a dual-stack IPv6 socket both families, in parallel, IPv6
+    /// first (its IPv4 addresses are reached IPv4-mapped). An IP literal is used as is.
+    pub(super) fn for_socket(
+        host: &str,
+        port: u16,
+        domain: Domain,
+        reaches_ipv4: bool,
+    ) -> io::Result<Candidates> {
         if let Some(ip) = ip_literal(host) {
             return Ok(Candidates::literal(SocketAddr::new(ip, port)));
         }
@@ -87,10 +92,10 @@ impl Candidates {
                 "empty host name",
             ));
         }
-        let families = if domain == Domain::IPV6 {
-            vec![Family::Ipv6, Family::Ipv4]
-        } else {
-            vec![Family::Ipv4]
+        let families = match (domain == Domain::IPV6, reaches_ipv4) {
+            (true, true) => vec![Family::Ipv6, Family::Ipv4],
+            (true, false) => vec![Family::Ipv6],
+            (false, _) => vec![Family::Ipv4],
         };
         Ok(Candidates::resolve(&SystemResolver, host, port, families))
     }

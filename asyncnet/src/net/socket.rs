@@ -557,19 +557,32 @@ impl AsyncSocket {
     }
 
     /// An address as this socket's family can use it: as is when the families match; an
-    /// IPv4 address as IPv4-mapped IPv6 (`::ffff:a.b.c.d`) on an IPv6 socket, which reaches
-    /// IPv4 peers unless the socket is IPv6-only (then the OS refuses, with a clear error);
-    /// `None` for an IPv6 address on an IPv4 socket.
+    /// IPv4 address as IPv4-mapped IPv6 (`::ffff:a.b.c.d`) on a dual-stack IPv6 socket;
+    /// `None` for an IPv6 address on an IPv4 socket, or an IPv4 one on an IPv6-only socket.
     pub(crate) fn family_map(&self) -> impl Fn(SocketAddr) -> Option<SocketAddr> {
         let domain = self.inner.domain;
+        let dual = domain == Domain::IPV6 && self.reaches_ipv4();
         move |a| match a {
-            SocketAddr::V4(v4) if domain == Domain::IPV6 => Some(SocketAddr::new(
+            SocketAddr::V4(v4) if dual => Some(SocketAddr::new(
                 IpAddr::V6(v4.ip().to_ipv6_mapped()),
                 v4.port(),
             )),
             SocketAddr::V4(_) if domain == Domain::IPV4 => Some(a),
             SocketAddr::V6(_) if domain == Domain::IPV6 => Some(a),
             _ => None,
+        }
+    }
+
+    /// Whether this socket reaches IPv4 peers: an IPv4 socket, or an IPv6 one that is not
+    /// IPv6-only (dual stack: Linux's default for IPv6 sockets, not Windows').
+    pub(crate) fn reaches_ipv4(&self) -> bool {
+        match self.inner.domain {
+            d if d == Domain::IPV4 => true,
+            d if d == Domain::IPV6 => self
+                .socket()
+                .and_then(|s| s.only_v6())
+                .is_ok_and(|only| !only),
+            _ => false,
         }
     }
 
