@@ -890,8 +890,18 @@ async fn emfile_cell(op: Op) -> io::Result<()> {
             let hog = exhaust();
             let r = dial("127.0.0.1", port).await.map(drop);
             drop(hog);
+            // The attempt's own error, inside the DialError that names the address tried.
+            let attempt_emfile = |e: &io::Error| {
+                e.get_ref()
+                    .and_then(|s| s.downcast_ref::<asyncnet::DialError>())
+                    .is_some_and(|d| {
+                        d.attempts()
+                            .iter()
+                            .any(|(_, a)| a.raw_os_error() == Some(libc::EMFILE))
+                    })
+            };
             match r {
-                Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {}
+                Err(e) if attempt_emfile(&e) => {}
                 r => return Err(other(format!("dial with no descriptor left: {r:?}"))),
             }
             let s = dial("127.0.0.1", port).await?;
