@@ -481,6 +481,7 @@ pub mod fuzzing;
 pub mod guide;
 mod net;
 mod sys;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use dispatch::{
@@ -490,12 +491,15 @@ pub use dispatch::{
 };
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
-    dial, dial_with, resolve_host, wrap_connected_socket, wrap_socket, AsyncSocket, BufReader,
-    DialError, Dialer, Family, FamilyPreference, Flags, ResolveFuture, Resolver, SoBool,
-    SocketBuilder, SystemResolver, BUFFER_SIZE, CLOSE_LINGER, DEFAULT_ATTEMPT_DELAY,
-    MAX_LINE_LENGTH, MAX_RESOLVERS, RESOLUTION_DELAY, SOMAXCONN, WRITE_HIGH_WATER,
+    dial, dial_with, resolve_host, AsyncSocket, BufReader, DialError, Dialer, Family,
+    FamilyPreference, Flags, ResolveFuture, Resolver, SoBool, SocketBuilder, SystemResolver,
+    BUFFER_SIZE, CLOSE_LINGER, DEFAULT_ATTEMPT_DELAY, MAX_LINE_LENGTH, MAX_RESOLVERS,
+    RESOLUTION_DELAY, SOMAXCONN, WRITE_HIGH_WATER,
 };
+#[cfg(feature = "tls")]
+pub use net::{wrap_connected_socket, wrap_socket};
 /// The TLS library, for downcasting handshake errors (`rustls::Error`).
+#[cfg(feature = "tls")]
 pub use rustls;
 /// Address family (`Domain::IPV4`, `Domain::IPV6`, `Domain::UNIX`), Nim's `Domain`.
 pub use socket2::Domain;
@@ -504,6 +508,7 @@ pub use socket2::Protocol;
 /// Socket type (`SockType::STREAM`, `SockType::DGRAM`), Nim's `SockType`.
 pub use socket2::Type as SockType;
 pub use sys::{OwnedSocket, RawSocket, INVALID_SOCKET};
+#[cfg(feature = "tls")]
 pub use tls::{
     ClientBuilder, HandshakeAs, ServerBuilder, TlsContext, TlsInfo, TlsVersion,
     DEFAULT_HANDSHAKE_TIMEOUT,
