@@ -170,6 +170,14 @@
 //! - `AsyncBufRead` comes through [`AsyncSocket::buf_reader`]: a [`BufReader`] that shows the
 //!   socket's own read buffer (no second copy) and gives back what it did not consume.
 //!
+//! # Cargo features
+//!
+//! `tls` (on by default): TLS through rustls, with [`TlsContext`], [`wrap_socket`],
+//! [`wrap_connected_socket`], [`Dialer::tls`], [`AsyncSocket::tls_info`] and the re-exported
+//! `rustls`. rustls uses ring, whose build script compiles C for the target (for macOS it
+//! needs the Apple SDK); `default-features = false` leaves TLS out altogether: no TLS item,
+//! no rustls, no C compiler needed.
+//!
 //! # How-to
 //!
 //! ## A TLS client
@@ -179,7 +187,8 @@
 //! chain and the name it was given. (A server, and a client trusting a certificate of its
 //! own: [`TlsContext`]'s example.)
 //!
-//! ```no_run
+#![cfg_attr(feature = "tls", doc = "```no_run")]
+#![cfg_attr(not(feature = "tls"), doc = "```ignore")]
 //! use asyncnet::{wait_for, wrap_socket, AsyncSocket, TlsContext};
 //!
 //! wait_for(async {

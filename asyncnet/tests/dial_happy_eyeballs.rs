@@ -459,7 +459,7 @@ fn local_address_restricts_the_dial_to_its_family() {
     });
 }
 
-#[cfg(feature = "tls")]
+#[cfg(all(feature = "tls", not(target_os = "macos")))]
 #[test]
 fn tls_handshake_runs_on_the_winner_only() {
     let _serial = serial();
