@@ -170,6 +170,14 @@
 //! - `AsyncBufRead` comes through [`AsyncSocket::buf_reader`]: a [`BufReader`] that shows the
 //!   socket's own read buffer (no second copy) and gives back what it did not consume.
 //!
+//! # Cargo features
+//!
+//! `tls` (on by default): TLS through rustls, with [`TlsContext`], [`wrap_socket`],
+//! [`wrap_connected_socket`], [`Dialer::tls`], [`AsyncSocket::tls_info`] and the re-exported
+//! `rustls`. rustls uses ring, whose build script compiles C for the target (for macOS it
+//! needs the Apple SDK); `default-features = false` leaves TLS out altogether: no TLS item,
+//! no rustls, no C compiler needed.
+//!
 //! # How-to
 //!
 //! ## A TLS client
@@ -179,7 +187,8 @@
 //! chain and the name it was given. (A server, and a client trusting a certificate of its
 //! own: [`TlsContext`]'s example.)
 //!
-//! ```no_run
+#![cfg_attr(feature = "tls", doc = "```no_run")]
+#![cfg_attr(not(feature = "tls"), doc = "```ignore")]
 //! use asyncnet::{wait_for, wrap_socket, AsyncSocket, TlsContext};
 //!
 //! wait_for(async {
@@ -481,6 +490,7 @@ pub mod fuzzing;
 pub mod guide;
 mod net;
 mod sys;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use dispatch::{
@@ -490,12 +500,15 @@ pub use dispatch::{
 };
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
-    dial, dial_with, resolve_host, wrap_connected_socket, wrap_socket, AsyncSocket, BufReader,
-    DialError, Dialer, Family, FamilyPreference, Flags, ResolveFuture, Resolver, SoBool,
-    SocketBuilder, SystemResolver, BUFFER_SIZE, CLOSE_LINGER, DEFAULT_ATTEMPT_DELAY,
-    MAX_LINE_LENGTH, MAX_RESOLVERS, RESOLUTION_DELAY, SOMAXCONN, WRITE_HIGH_WATER,
+    dial, dial_with, resolve_host, AsyncSocket, BufReader, DialError, Dialer, Family,
+    FamilyPreference, Flags, ResolveFuture, Resolver, SoBool, SocketBuilder, SystemResolver,
+    BUFFER_SIZE, CLOSE_LINGER, DEFAULT_ATTEMPT_DELAY, MAX_LINE_LENGTH, MAX_RESOLVERS,
+    RESOLUTION_DELAY, SOMAXCONN, WRITE_HIGH_WATER,
 };
+#[cfg(feature = "tls")]
+pub use net::{wrap_connected_socket, wrap_socket};
 /// The TLS library, for downcasting handshake errors (`rustls::Error`).
+#[cfg(feature = "tls")]
 pub use rustls;
 /// Address family (`Domain::IPV4`, `Domain::IPV6`, `Domain::UNIX`), Nim's `Domain`.
 pub use socket2::Domain;
@@ -504,6 +517,7 @@ pub use socket2::Protocol;
 /// Socket type (`SockType::STREAM`, `SockType::DGRAM`), Nim's `SockType`.
 pub use socket2::Type as SockType;
 pub use sys::{OwnedSocket, RawSocket, INVALID_SOCKET};
+#[cfg(feature = "tls")]
 pub use tls::{
     ClientBuilder, HandshakeAs, ServerBuilder, TlsContext, TlsInfo, TlsVersion,
     DEFAULT_HANDSHAKE_TIMEOUT,

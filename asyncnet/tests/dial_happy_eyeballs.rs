@@ -18,8 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use asyncnet::{
-    sleep_async, spawn, AsyncSocket, DialError, Dialer, Family, FamilyPreference, ResolveFuture,
-    Resolver, RESOLUTION_DELAY,
+    sleep_async, AsyncSocket, DialError, Dialer, Family, FamilyPreference, ResolveFuture, Resolver,
+    RESOLUTION_DELAY,
 };
 use socket2::{Domain, Socket, Type};
 use support::{run, source_of};
@@ -459,6 +459,7 @@ fn local_address_restricts_the_dial_to_its_family() {
     });
 }
 
+#[cfg(all(feature = "tls", not(target_os = "macos")))]
 #[test]
 fn tls_handshake_runs_on_the_winner_only() {
     let _serial = serial();
@@ -469,7 +470,7 @@ fn tls_handshake_runs_on_the_winner_only() {
     run(async {
         let server = tls_support::tls_listener(&pki.server_ctx())?;
         let target = server.local_socket_addr()?;
-        let accepted = spawn(async move { server.accept().await });
+        let accepted = asyncnet::spawn(async move { server.accept().await });
         let table = Table::new(vec![], vec![hole.addr, target]);
         let (dialer, seen) = recording(
             Dialer::new()
@@ -568,7 +569,7 @@ fn a_thousand_parallel_dials_to_dead_and_live_addresses_leave_no_descriptor() {
         let acceptor = server.clone();
         let accepted = Rc::new(std::cell::Cell::new(0usize));
         let counter = accepted.clone();
-        let accepting = spawn(async move {
+        let accepting = asyncnet::spawn(async move {
             while acceptor.accept().await.is_ok() {
                 counter.set(counter.get() + 1); // the socket is dropped at once: closed
             }
@@ -587,7 +588,7 @@ fn a_thousand_parallel_dials_to_dead_and_live_addresses_leave_no_descriptor() {
                 .attempt_delay(Duration::from_millis(100))
                 .timeout(Duration::from_millis(1500))
                 .resolver(Table::new(vec![], list));
-            handles.push(spawn(async move {
+            handles.push(asyncnet::spawn(async move {
                 let r = dialer.dial("mix.test", 0).await;
                 Ok::<_, io::Error>((i, r.map(|s| s.peer_socket_addr().ok())))
             }));

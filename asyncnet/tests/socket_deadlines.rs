@@ -7,6 +7,7 @@
 
 #[macro_use]
 mod support;
+#[cfg(all(feature = "tls", not(target_os = "macos")))]
 #[path = "support/tls.rs"]
 mod tls_support;
 
@@ -19,9 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use asyncnet::{
-    sleep_async, spawn, wait_for, wrap_connected_socket, AsyncSocket, HandshakeAs, IoTimeout,
-};
+use asyncnet::{sleep_async, spawn, wait_for, AsyncSocket, IoTimeout};
+#[cfg(all(feature = "tls", not(target_os = "macos")))]
+use asyncnet::{wrap_connected_socket, HandshakeAs};
 use support::{pair, put, run, settle, socket, std_peer, udp_bound, udp_socket, yield_now, Family};
 
 /// Long enough that an operation surely parks first; short enough to keep the suite fast.
@@ -351,6 +352,7 @@ fn a_unix_connect_to_a_full_backlog_times_out_at_the_write_deadline() {
     })
 }
 
+#[cfg(all(feature = "tls", not(target_os = "macos")))]
 #[test]
 fn a_tls_handshake_cut_by_a_deadline_leaves_a_clear_error_not_a_half_session() {
     let _serial = serial();
@@ -379,6 +381,7 @@ fn a_tls_handshake_cut_by_a_deadline_leaves_a_clear_error_not_a_half_session() {
     }
 }
 
+#[cfg(all(feature = "tls", not(target_os = "macos")))]
 #[test]
 fn a_tls_session_obeys_socket_deadlines_and_loses_nothing() {
     let _serial = serial();

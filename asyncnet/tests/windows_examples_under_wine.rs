@@ -7,6 +7,8 @@
 //! missing; fails instead under `CI=true`. `ASYNCNET_WINDOWS_EXAMPLES` may name the directory
 //! of the `.exe` files (default: `target/x86_64-pc-windows-gnu/debug/examples`).
 #![cfg(not(windows))]
+// rcgen, which makes their certificates, is not a dev-dependency on macOS (see Cargo.toml).
+#![cfg(not(target_os = "macos"))]
 
 mod support;
 #[path = "support/tls.rs"]

@@ -226,6 +226,7 @@ impl AsyncSocket {
         if self.owes_bytes() {
             return refuse("sent bytes wait in the socket's queue (flush first)");
         }
+        #[cfg(feature = "tls")]
         if self.is_ssl() {
             return refuse("the socket is TLS");
         }

@@ -14,8 +14,10 @@ use socket2::{Protocol, Type};
 use super::dial_error::DialError;
 use super::eyeballs::{race, AttemptHook, AttemptLog, Candidates, Plan};
 use super::resolve::{ip_literal, Family, Resolver, SystemResolver};
+#[cfg(feature = "tls")]
 use super::secure::wrap_connected_socket;
 use super::socket::AsyncSocket;
+#[cfg(feature = "tls")]
 use crate::tls::{HandshakeAs, TlsContext};
 
 /// RFC 8305's Connection Attempt Delay, the default of
@@ -116,6 +118,7 @@ pub struct Dialer {
     local: Option<SocketAddr>,
     protocol: Protocol,
     buffered: bool,
+    #[cfg(feature = "tls")]
     tls: Option<TlsContext>,
     resolver: Rc<dyn Resolver>,
     on_attempt: Option<Rc<AttemptHook>>,
@@ -123,15 +126,16 @@ pub struct Dialer {
 
 impl fmt::Debug for Dialer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dialer")
-            .field("attempt_delay", &self.attempt_delay)
+        let mut d = f.debug_struct("Dialer");
+        d.field("attempt_delay", &self.attempt_delay)
             .field("timeout", &self.timeout)
             .field("families", &self.families)
             .field("local", &self.local)
             .field("protocol", &self.protocol)
-            .field("buffered", &self.buffered)
-            .field("tls", &self.tls.is_some())
-            .field("on_attempt", &self.on_attempt.is_some())
+            .field("buffered", &self.buffered);
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls.is_some());
+        d.field("on_attempt", &self.on_attempt.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +158,7 @@ impl Dialer {
             local: None,
             protocol: Protocol::TCP,
             buffered: true,
+            #[cfg(feature = "tls")]
             tls: None,
             resolver: Rc::new(SystemResolver),
             on_attempt: None,
@@ -208,6 +213,7 @@ impl Dialer {
     /// given to [`dial`](Dialer::dial) (an IP literal: against the certificate's IP names).
     /// Only the winner handshakes; a handshake that fails fails the dial (no other address
     /// is tried: the host was reached).
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, ctx: &TlsContext) -> Dialer {
         self.tls = Some(ctx.clone());
         self
@@ -272,6 +278,7 @@ impl Dialer {
     /// ```
     pub async fn dial(&self, address: &str, port: u16) -> io::Result<AsyncSocket> {
         let sock_type = if self.protocol == Protocol::UDP {
+            #[cfg(feature = "tls")]
             if self.tls.is_some() {
                 return Err(invalid("TLS needs a stream; dial over UDP has none"));
             }
@@ -310,6 +317,7 @@ impl Dialer {
             let Some(socket) = race(&mut candidates, &plan, &log).await else {
                 return Ok(None);
             };
+            #[cfg(feature = "tls")]
             if let Some(ctx) = &self.tls {
                 let name =
                     ip_literal(address).map_or_else(|| address.to_owned(), |ip| ip.to_string());

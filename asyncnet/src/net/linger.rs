@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
+#[cfg(feature = "tls")]
 use super::transport::tls_goodbye;
 use crate::dispatch::Background;
 use crate::driver::{Direction, Driver, Registration};
 use crate::sys;
+#[cfg(feature = "tls")]
 use crate::tls::Tls;
 
 /// How long a closed socket's queued bytes may wait for the kernel to take them before the
@@ -35,7 +37,13 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
 
 /// Finish a closed socket: write `rest` (through the TLS session, if any, then
 /// close_notify), then close the descriptor.
-pub(crate) fn finish(driver: &Rc<Driver>, socket: Socket, rest: Vec<u8>, tls: Option<Box<Tls>>) {
+pub(crate) fn finish(
+    driver: &Rc<Driver>,
+    socket: Socket,
+    rest: Vec<u8>,
+    #[cfg(feature = "tls")] tls: Option<Box<Tls>>,
+) {
+    #[cfg(feature = "tls")]
     if let Some(tls) = tls {
         // Nothing to say on a session that never finished its handshake.
         if let Some((limit, step)) = tls_goodbye(tls, &socket, rest, CLOSE_LINGER) {

@@ -44,6 +44,7 @@ mod local;
 mod options;
 mod read;
 mod resolve;
+#[cfg(feature = "tls")]
 mod secure;
 mod transport;
 #[cfg(unix)]
@@ -60,6 +61,7 @@ pub use io_traits::BufReader;
 pub use linger::CLOSE_LINGER;
 pub use options::{Flags, SoBool};
 pub use resolve::{resolve_host, Family, ResolveFuture, Resolver, SystemResolver, MAX_RESOLVERS};
+#[cfg(feature = "tls")]
 pub use secure::{wrap_connected_socket, wrap_socket};
 pub use socket::{AsyncSocket, SocketBuilder, BUFFER_SIZE, MAX_LINE_LENGTH, SOMAXCONN};
 pub use write::WRITE_HIGH_WATER;

@@ -18,6 +18,7 @@ use super::write::WriteState;
 use crate::driver::Registration;
 use crate::error;
 use crate::sys::{self, OwnedSocket, RawSocket, INVALID_SOCKET};
+#[cfg(feature = "tls")]
 use crate::tls::Tls;
 
 /// Nim's `BufferSize`: how much a buffered read asks the kernel for at least.
@@ -74,6 +75,7 @@ pub(crate) struct Inner {
     pub(super) write: WriteState,
     /// TLS: the context `wrap_socket` set, then the session (boxed: it is over a kilobyte,
     /// and most sockets never have one).
+    #[cfg(feature = "tls")]
     pub(super) tls: RefCell<Option<Box<Tls>>>,
     /// Listeners only: the last resource error `accept` rode out, and its back-off
     /// (`conn.rs`; boxed, made on first need).
@@ -275,6 +277,7 @@ impl AsyncSocket {
                 connected: Cell::new(false),
                 read: ReadState::new(buffered),
                 write: WriteState::default(),
+                #[cfg(feature = "tls")]
                 tls: RefCell::new(None),
                 accept: RefCell::new(None),
                 lent: Cell::new(INVALID_SOCKET),
@@ -599,8 +602,10 @@ impl Inner {
     fn finish_closed(&self, socket: Socket) {
         self.io.deregister(sys::raw(&socket));
         let rest = self.write.buf.borrow_mut().take_pending();
-        let tls = self.tls.borrow_mut().take();
-        super::linger::finish(self.io.driver(), socket, rest, tls);
+        #[cfg(feature = "tls")]
+        super::linger::finish(self.io.driver(), socket, rest, self.tls.borrow_mut().take());
+        #[cfg(not(feature = "tls"))]
+        super::linger::finish(self.io.driver(), socket, rest);
     }
 }
 

@@ -5,8 +5,11 @@
 //! (`secure.rs` only starts sessions and reports on them).
 #![forbid(unsafe_code)]
 
-use std::io::{self, Read, Write};
+#[cfg(feature = "tls")]
+use std::io::Write;
+use std::io::{self, Read};
 use std::task::{ready, Context, Poll};
+#[cfg(feature = "tls")]
 use std::time::Duration;
 
 use socket2::{SockAddr, Socket};
@@ -14,17 +17,21 @@ use socket2::{SockAddr, Socket};
 use super::socket::AsyncSocket;
 use crate::driver::Direction;
 use crate::sys;
+#[cfg(feature = "tls")]
 use crate::tls::{self, Step, Tls};
 
 /// The socket as the TLS session's byte pipe: reads and writes go straight to the kernel.
+#[cfg(feature = "tls")]
 pub(super) struct Wire<'a>(pub(super) &'a Socket);
 
+#[cfg(feature = "tls")]
 impl Read for Wire<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (&mut &*self.0).read(buf)
     }
 }
 
+#[cfg(feature = "tls")]
 impl Write for Wire<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.send_with_flags(buf, sys::SEND_FLAGS)
@@ -42,6 +49,7 @@ impl Write for Wire<'_> {
 /// read, then a step for `linger` that sends `rest` (plaintext of completed sends) and
 /// close_notify through the socket, with how long it may take. `None` when there is nothing
 /// to say (the handshake never finished).
+#[cfg(feature = "tls")]
 pub(super) fn tls_goodbye(
     tls: Box<Tls>,
     socket: &Socket,
@@ -71,6 +79,7 @@ fn would_block() -> io::Error {
 }
 
 /// A reset during the handshake is the peer leaving it, as a close is: `UnexpectedEof`.
+#[cfg(feature = "tls")]
 fn cut_off(e: io::Error) -> io::Error {
     if !sys::is_disconnect(&e) {
         return e;
@@ -81,6 +90,7 @@ fn cut_off(e: io::Error) -> io::Error {
     )
 }
 
+#[cfg(feature = "tls")]
 fn not_tls() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "not a TLS socket")
 }
@@ -91,14 +101,17 @@ impl AsyncSocket {
     /// just read leave before we sleep on the next one), and a write error nobody has heard
     /// of is returned instead.
     #[inline]
+    #[cfg_attr(not(feature = "tls"), allow(unused_labels))]
     pub(super) fn poll_read_stream(
         &self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let r = if self.inner.tls.borrow().is_some() {
-            self.poll_read_tls(cx, buf)
-        } else {
+        let r = 'read: {
+            #[cfg(feature = "tls")]
+            if self.inner.tls.borrow().is_some() {
+                break 'read self.poll_read_tls(cx, buf);
+            }
             self.inner
                 .io
                 .poll_read(cx, buf.len(), || (&mut &*self.socket()?).read(buf))
@@ -109,6 +122,7 @@ impl AsyncSocket {
         r
     }
 
+    #[cfg(feature = "tls")]
     fn poll_read_tls(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut tls = self.inner.tls.borrow_mut();
         let tls = tls.as_mut().ok_or_else(not_tls)?;
@@ -148,6 +162,7 @@ impl AsyncSocket {
         buf: &mut [u8],
         enough: impl Fn(&[u8]) -> bool,
     ) -> Poll<io::Result<usize>> {
+        #[cfg(feature = "tls")]
         if self.inner.tls.borrow().is_some() {
             // TLS reads are buffered: they never peek at the kernel.
             return Poll::Ready(Err(io::Error::new(
@@ -181,12 +196,20 @@ impl AsyncSocket {
     #[inline]
     pub(super) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         let io = &self.inner.io;
-        let mut tls = self.inner.tls.borrow_mut();
-        let Some(tls) = tls.as_mut() else {
-            return io.try_io(Direction::Write, || {
-                self.socket()?.send_with_flags(buf, sys::SEND_FLAGS)
-            });
-        };
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.inner.tls.borrow_mut().as_mut() {
+            return self.try_write_tls(tls, buf);
+        }
+        io.try_io(Direction::Write, || {
+            self.socket()?.send_with_flags(buf, sys::SEND_FLAGS)
+        })
+    }
+
+    /// [`try_write`](AsyncSocket::try_write) through the TLS session.
+    #[cfg(feature = "tls")]
+    #[inline]
+    fn try_write_tls(&self, tls: &mut Tls, buf: &[u8]) -> io::Result<usize> {
+        let io = &self.inner.io;
         let socket = self.socket()?;
         // Records of earlier sends go first.
         io.try_io(Direction::Write, || tls.write_records(&mut Wire(&socket)))?;
@@ -218,7 +241,10 @@ impl AsyncSocket {
     pub(super) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.inner.io.poll_ready(Direction::Write, cx)
     }
+}
 
+#[cfg(feature = "tls")]
+impl AsyncSocket {
     /// Write the TLS session's queued records that the kernel takes now (nothing on a plain
     /// socket); `WouldBlock` when some remain.
     #[inline]
@@ -315,7 +341,42 @@ impl AsyncSocket {
             }
         }
     }
+}
 
+/// Without TLS, the session's hooks say "no session".
+#[cfg(not(feature = "tls"))]
+impl AsyncSocket {
+    #[inline]
+    pub(super) fn try_flush_records(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(super) fn poll_flush_records(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    pub(super) fn tls_has_plaintext(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    pub(super) fn tls_wants_write(&self) -> bool {
+        false
+    }
+
+    pub(super) fn tls_send_close_notify(&self) {}
+
+    pub(super) async fn finish_tls_connect(&self, _name: &str) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(super) async fn accept_tls(&self, _client: &AsyncSocket) -> Option<io::Result<()>> {
+        None
+    }
+}
+
+impl AsyncSocket {
     /// Take one pending connection from the kernel (non-blocking, close-on-exec).
     pub(super) fn poll_accept_once(
         &self,

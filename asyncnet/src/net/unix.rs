@@ -130,6 +130,7 @@ impl AsyncSocket {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn connect_unix(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        #[cfg(feature = "tls")]
         if self.is_ssl() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

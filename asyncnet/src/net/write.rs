@@ -436,6 +436,7 @@ impl AsyncSocket {
 
     /// From now on every send fails with `e` (already reported: the caller returns it too);
     /// what is queued is dropped, as nothing can carry it.
+    #[cfg(feature = "tls")]
     pub(crate) fn refuse_sends(&self, e: &io::Error) {
         let mut wb = self.inner.write.buf.borrow_mut();
         let lost_from = wb.written();

@@ -454,4 +454,5 @@ impl Closer {
 }
 
 #[cfg(test)]
+#[cfg(not(target_os = "macos"))] // rcgen: see Cargo.toml
 mod tests;

@@ -5,7 +5,9 @@ use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
 
-use asyncnet::{AsyncSocket, TlsInfo};
+use asyncnet::AsyncSocket;
+#[cfg(feature = "tls")]
+use asyncnet::TlsInfo;
 
 /// `payloadLen` in protocol.nim: 4 MiB plus an amount that is not a multiple of any buffer
 /// size.
@@ -80,6 +82,7 @@ impl Phase {
 pub struct Served {
     pub peer: String,
     /// The TLS session, if the listener was wrapped.
+    #[cfg(feature = "tls")]
     #[allow(dead_code)] // read by the TLS test only
     pub info: Option<TlsInfo>,
     pub lines: Vec<String>,
@@ -98,6 +101,7 @@ pub async fn serve_one_client(listener: AsyncSocket, phase: Phase) -> io::Result
     phase.set("accepting");
     let (peer, sock) = listener.accept_addr().await?;
     listener.close()?;
+    #[cfg(feature = "tls")]
     let info = sock.tls_info();
     let mut lines = Vec::new();
     let mut payload = Vec::new();
@@ -131,6 +135,7 @@ pub async fn serve_one_client(listener: AsyncSocket, phase: Phase) -> io::Result
             sock.close()?;
             return Ok(Served {
                 peer,
+                #[cfg(feature = "tls")]
                 info,
                 lines,
                 payload,
