@@ -634,6 +634,10 @@ fn a_dropped_send_still_delivers_the_whole_message_over_tls() {
     let pki = Pki::new();
     run_long(async {
         let (client, server) = tls_pair(&pki).await?;
+        // Small kernel buffers (a fixed SO_SNDBUF/SO_RCVBUF also stops Linux growing them),
+        // so that what the kernel can hold is far below the message whatever the machine.
+        socket2::SockRef::from(&client).set_send_buffer_size(64 * 1024)?;
+        socket2::SockRef::from(&server).set_recv_buffer_size(64 * 1024)?;
         let msg = pattern(4 * 1024 * 1024);
         // Nobody reads yet: the send cannot finish and is dropped half-way.
         let r = with_timeout(client.send(&msg), SHORT).await;
