@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
-use super::eyeballs::Candidates;
 use super::socket::{addr_text, AsyncSocket};
 use super::transport::Started;
 use crate::dispatch::{sleep_until, Sleep};
@@ -262,25 +261,11 @@ impl AsyncSocket {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn connect(&self, address: &str, port: u16) -> io::Result<()> {
-        let fit = self.family_map();
-        let mut candidates =
-            Candidates::for_socket(address, port, self.inner.domain, self.reaches_ipv4())?;
-        let mut last = None;
-        while let Some(addr) = candidates.next().await {
-            let Some(addr) = fit(addr) else { continue };
-            match self.connect_sockaddr(&SockAddr::from(addr)).await {
-                Ok(()) => return self.finish_tls_connect(address).await,
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last
-            .or_else(|| candidates.take_errors().pop().map(|(_, e)| e))
-            .unwrap_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::AddrNotAvailable,
-                    format!("{address} has no address of the socket's family"),
-                )
-            }))
+        self.try_in_turn(address, port, async |addr| {
+            self.connect_sockaddr(&addr).await
+        })
+        .await?;
+        self.finish_tls_connect(address).await
     }
 
     /// Connect to one address.

@@ -16,7 +16,6 @@ use std::task::{ready, Context, Poll};
 
 use socket2::SockAddr;
 
-use super::eyeballs::Candidates;
 use super::local::SCRATCH_SIZE;
 use super::options::Flags;
 use super::socket::{addr_text, addr_text_into, AsyncSocket};
@@ -76,28 +75,11 @@ impl AsyncSocket {
         data: impl AsRef<[u8]>,
     ) -> io::Result<()> {
         self.require_datagram("send_to")?;
-        let fit = self.family_map();
-        let mut candidates =
-            Candidates::for_socket(address, port, self.inner.domain, self.reaches_ipv4())?;
-        let mut last = None;
-        while let Some(addr) = candidates.next().await {
-            let Some(addr) = fit(addr) else { continue };
-            match self
-                .send_datagram(Some(&SockAddr::from(addr)), data.as_ref())
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last
-            .or_else(|| candidates.take_errors().pop().map(|(_, e)| e))
-            .unwrap_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::AddrNotAvailable,
-                    format!("{address} has no address of the socket's family"),
-                )
-            }))
+        let data = data.as_ref();
+        self.try_in_turn(address, port, async |addr| {
+            self.send_datagram(Some(&addr), data).await
+        })
+        .await
     }
 
     /// Send one datagram to an IP address.

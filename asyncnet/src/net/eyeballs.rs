@@ -77,7 +77,7 @@ impl Candidates {
     /// socket: the attempts are serial): an IPv4 socket looks up A records only, an
     /// IPv6-only socket AAAA only; a dual-stack IPv6 socket both families, in parallel, IPv6
     /// first (its IPv4 addresses are reached IPv4-mapped). An IP literal is used as is.
-    pub(super) fn for_socket(
+    fn for_socket(
         host: &str,
         port: u16,
         domain: Domain,
@@ -182,6 +182,39 @@ impl Candidates {
 
 /// A hook called on each attempt's socket before it connects.
 pub(super) type AttemptHook = dyn Fn(SocketAddr, &AsyncSocket) -> io::Result<()>;
+
+impl AsyncSocket {
+    /// `address`'s addresses that this socket can use, in RFC 8305's order, tried one at a
+    /// time until `attempt` succeeds: `connect` and `send_to` by name (one socket cannot race).
+    /// Every attempt failing gives the last attempt's error; no attempt at all, the lookup's
+    /// error, or `AddrNotAvailable` when no address has the socket's family.
+    pub(super) async fn try_in_turn(
+        &self,
+        address: &str,
+        port: u16,
+        mut attempt: impl AsyncFnMut(SockAddr) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let fit = self.family_map();
+        let mut candidates =
+            Candidates::for_socket(address, port, self.inner.domain, self.reaches_ipv4())?;
+        let mut last = None;
+        while let Some(addr) = candidates.next().await {
+            let Some(addr) = fit(addr) else { continue };
+            match attempt(SockAddr::from(addr)).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .or_else(|| candidates.take_errors().pop().map(|(_, e)| e))
+            .unwrap_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("{address} has no address of the socket's family"),
+                )
+            }))
+    }
+}
 
 /// How each connection attempt is made.
 pub(super) struct Plan<'a> {
