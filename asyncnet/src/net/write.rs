@@ -419,52 +419,13 @@ impl AsyncSocket {
         }
         let lost_from = wb.discard_uncommitted(&self.inner.local.pool);
         drop(wb);
-        let mut failure = self.inner.write.failure.borrow_mut();
-        if failure.is_none() {
-            *failure = Some(Box::new(SendFailure {
-                lost_from,
-                kind: e.kind(),
-                message: e.to_string(),
-                disconnect: false,
-                // The waiting sends report it.
-                reported: true,
-            }));
-        }
-        drop(failure);
+        // The waiting sends report it.
+        self.keep_failure(lost_from, &e, false, true);
         self.inner.io.wake(Direction::Write);
     }
 
-    /// From now on every send fails with `e` (already reported: the caller returns it too);
-    /// what is queued is dropped, as nothing can carry it.
-    #[cfg(feature = "tls")]
-    pub(crate) fn refuse_sends(&self, e: &io::Error) {
-        let mut wb = self.inner.write.buf.borrow_mut();
-        let lost_from = wb.written();
-        wb.discard(&self.inner.local.pool);
-        drop(wb);
-        self.inner
-            .write
-            .failure
-            .borrow_mut()
-            .get_or_insert_with(|| {
-                Box::new(SendFailure {
-                    lost_from,
-                    kind: e.kind(),
-                    message: e.to_string(),
-                    disconnect: false,
-                    reported: true,
-                })
-            });
-        self.inner.io.wake(Direction::Write);
-    }
-
-    /// Remember a failed write and drop the queue (nobody can write it now). Returns whether
-    /// the failure was a disconnection.
-    fn record_failure(&self, e: &io::Error) -> bool {
-        let disconnect = sys::is_disconnect(e);
-        let mut wb = self.inner.write.buf.borrow_mut();
-        let lost_from = wb.written();
-        wb.discard(&self.inner.local.pool);
+    /// Record a send failure, unless one is recorded already (the first one stays).
+    fn keep_failure(&self, lost_from: u64, e: &io::Error, disconnect: bool, reported: bool) {
         self.inner
             .write
             .failure
@@ -475,9 +436,32 @@ impl AsyncSocket {
                     kind: e.kind(),
                     message: e.to_string(),
                     disconnect,
-                    reported: false,
+                    reported,
                 })
             });
+    }
+
+    /// From now on every send fails with `e` (already reported: the caller returns it too);
+    /// what is queued is dropped, as nothing can carry it.
+    #[cfg(feature = "tls")]
+    pub(crate) fn refuse_sends(&self, e: &io::Error) {
+        let mut wb = self.inner.write.buf.borrow_mut();
+        let lost_from = wb.written();
+        wb.discard(&self.inner.local.pool);
+        drop(wb);
+        self.keep_failure(lost_from, e, false, true);
+        self.inner.io.wake(Direction::Write);
+    }
+
+    /// Remember a failed write and drop the queue (nobody can write it now). Returns whether
+    /// the failure was a disconnection.
+    fn record_failure(&self, e: &io::Error) -> bool {
+        let disconnect = sys::is_disconnect(e);
+        let mut wb = self.inner.write.buf.borrow_mut();
+        let lost_from = wb.written();
+        wb.discard(&self.inner.local.pool);
+        drop(wb);
+        self.keep_failure(lost_from, e, disconnect, false);
         disconnect
     }
 
