@@ -494,10 +494,12 @@ mod sys;
 mod tls;
 
 pub use dispatch::{
-    call_soon, drain, has_pending_operations, poll, run_forever, set_task_failure_handler,
-    sleep_async, spawn, wait_for, with_deadline, with_timeout, Elapsed, IoTimeout, JoinHandle,
-    Sleep, TaskFailure, TaskOutput, Timeout,
+    call_soon, drain, driver_kind, has_pending_operations, io_uring_support, poll, run_forever,
+    set_task_failure_handler, sleep_async, spawn, use_driver, wait_for, with_deadline,
+    with_timeout, Elapsed, IoTimeout, JoinHandle, Sleep, TaskFailure, TaskOutput, Timeout,
+    DRIVER_ENV,
 };
+pub use driver::DriverKind;
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
     dial, dial_with, resolve_host, AsyncSocket, BufReader, DialError, Dialer, Family,

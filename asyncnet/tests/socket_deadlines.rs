@@ -731,12 +731,24 @@ const WINDOW: usize = 32;
 
 /// Open descriptors on Linux; elsewhere 0 (under Wine, `/proc/self/fd` lists Wine's own
 /// descriptors, which come and go with its threads: not ours to count).
+///
+/// Counted once the count holds still: the previous test's thread may still be closing its
+/// loop (a thread's loop closes after the test body, and its lock, are gone).
 fn open_fds() -> usize {
-    if cfg!(target_os = "linux") {
-        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
-    } else {
-        0
+    if !cfg!(target_os = "linux") {
+        return 0;
     }
+    let count = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let mut last = count();
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = count();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
 }
 
 #[test]

@@ -17,9 +17,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod choice;
 mod task;
 mod time;
 
+pub use choice::{driver_kind, io_uring_support, use_driver, DRIVER_ENV};
 pub use task::{JoinHandle, TaskFailure, TaskOutput};
 pub(crate) use time::sleep_until;
 pub use time::{sleep_async, with_deadline, with_timeout, Elapsed, IoTimeout, Sleep, Timeout};
@@ -198,7 +200,7 @@ impl TaskFailure {
 
 impl Loop {
     fn new() -> io::Result<Loop> {
-        let driver = Driver::new()?;
+        let driver = Driver::new(choice::wanted())?;
         let id = NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed);
         CURRENT_LOOP.with(|c| c.set(id));
         Ok(Loop {

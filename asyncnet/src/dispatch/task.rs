@@ -44,7 +44,7 @@ pub(crate) struct Shared {
     pub(crate) remote: Mutex<Vec<TaskId>>,
     /// Set when `remote` has entries, so that the loop takes the lock only then.
     pub(crate) remote_pending: AtomicBool,
-    pub(crate) poller: Arc<mio::Waker>,
+    pub(crate) poller: Arc<crate::driver::RemoteWaker>,
 }
 
 impl Shared {

@@ -1,10 +1,13 @@
 //! The readiness driver (Nim's `selectors` layer): the only code that talks to the OS poller.
 //!
-//! Built on `mio`, which registers each socket once, edge-triggered (epoll on Linux, kqueue on
-//! the BSDs and macOS). A socket's [`Registration`] remembers readiness per direction and is
-//! the one seam every socket operation goes through ([`Registration::poll_io`],
-//! [`Registration::try_io`]): try the system call, retry `EINTR`, on `WouldBlock` clear
-//! readiness and park the task, wake it when an event comes. Readiness is cleared only when an
+//! Two pollers, chosen per loop ([`DriverKind`]): `mio`, which registers each socket once,
+//! edge-triggered (epoll on Linux, kqueue on the BSDs and macOS, its Windows backend); or, on
+//! Linux, io_uring (`uring.rs`): one multishot poll per socket on the loop's ring, whose
+//! completions are the same edges, and one `io_uring_enter` per turn. A socket's
+//! [`Registration`] remembers readiness per direction and is the one seam every socket
+//! operation goes through ([`Registration::poll_io`], [`Registration::try_io`]): try the
+//! system call, retry `EINTR`, on `WouldBlock` clear readiness and park the task, wake it when
+//! an event comes. Readiness is cleared only when an
 //! operation meets `WouldBlock` (or a stream read returns short), so an edge is never lost
 //! because the task that was woken for it was dropped before doing the I/O.
 //!
@@ -47,6 +50,8 @@
 
 mod deadline;
 mod registration;
+#[cfg(target_os = "linux")]
+mod uring;
 
 pub(crate) use registration::{Direction, Registration};
 
@@ -67,19 +72,74 @@ use registration::{IoState, READ, READ_CLOSED, WRITE};
 /// The token of the cross-thread waker; no socket can have it (slab keys are far below).
 const WAKE_TOKEN: Token = Token(usize::MAX);
 
+/// Generations of slots wrap at 31 bits (the io_uring poller's user data keeps its top bit
+/// for its own requests).
+const MAX_GEN: u32 = 0x7fff_ffff;
+
+/// Which kernel interface a loop waits on (see [`use_driver`](crate::use_driver)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DriverKind {
+    /// Readiness through `mio`: epoll on Linux, kqueue on macOS and the BSDs, the Windows
+    /// backend (AFD polling) on Windows. The default.
+    Poll,
+    /// io_uring (Linux 6.0 and later): each socket's readiness through a multishot poll on
+    /// the loop's ring, and one `io_uring_enter` per loop turn that both submits and waits.
+    IoUring,
+}
+
 /// Work that must be done before the loop next sleeps: a socket's coalesced output.
 pub(crate) trait BeforeSleep {
     /// Do it (at most once per [`Driver::defer`]).
     fn before_sleep(self: Rc<Self>);
 }
 
+/// What wakes a loop from another thread.
+#[derive(Debug)]
+pub(crate) enum RemoteWaker {
+    Mio(mio::Waker),
+    /// The write side of the io_uring poller's eventfd.
+    #[cfg(target_os = "linux")]
+    EventFd(std::fs::File),
+}
+
+impl RemoteWaker {
+    /// Wake the loop (harmless when it is awake).
+    pub(crate) fn wake(&self) -> io::Result<()> {
+        match self {
+            RemoteWaker::Mio(w) => w.wake(),
+            #[cfg(target_os = "linux")]
+            RemoteWaker::EventFd(f) => {
+                use std::io::Write;
+                match (&*f).write(&1u64.to_ne_bytes()) {
+                    // The count is full: the loop has a wake-up pending anyway.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                    r => r.map(drop),
+                }
+            }
+        }
+    }
+}
+
+/// The kernel interface the loop waits on.
+#[derive(Debug)]
+enum Poller {
+    Mio {
+        poll: RefCell<mio::Poll>,
+        events: RefCell<Events>,
+    },
+    #[cfg(target_os = "linux")]
+    Uring(Box<uring::Uring>),
+}
+
 /// The OS poller and the table of registered sockets.
 #[derive(Debug)]
 pub(crate) struct Driver {
-    poll: RefCell<mio::Poll>,
-    events: RefCell<Events>,
+    poller: Poller,
     ios: RefCell<Slab<Rc<IoState>>>,
-    waker: Arc<mio::Waker>,
+    /// The generation the next registration gets (`MAX_GEN` wraps to 0).
+    next_gen: Cell<u32>,
+    waker: Arc<RemoteWaker>,
     /// Run before the loop sleeps (weak: an item dropped meanwhile has finished on its own).
     deferred: RefCell<Vec<Weak<dyn BeforeSleep>>>,
     /// The list's previous allocation, reused turn after turn.
@@ -91,20 +151,70 @@ pub(crate) struct Driver {
     pub(crate) deadlines: deadline::DeadlineQueue,
 }
 
+/// Whether io_uring can serve a loop here: `Ok` if so, else why not (found out once per
+/// process).
+pub(crate) fn io_uring_support() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    return crate::sys::uring::support().map_err(|(kind, why)| io::Error::new(kind, why));
+    #[cfg(not(target_os = "linux"))]
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "io_uring is Linux's: this system has none",
+    ))
+}
+
 impl Driver {
-    pub(crate) fn new() -> io::Result<Driver> {
-        let poll = mio::Poll::new()?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE_TOKEN)?);
+    /// A driver of `kind`; io_uring where it cannot serve (see [`io_uring_support`]) falls
+    /// back to [`DriverKind::Poll`].
+    pub(crate) fn new(kind: DriverKind) -> io::Result<Driver> {
+        let (poller, waker) = match kind {
+            #[cfg(target_os = "linux")]
+            DriverKind::IoUring if io_uring_support().is_ok() => {
+                let read_side = std::fs::File::from(crate::sys::uring::eventfd()?);
+                let write_side = read_side.try_clone()?;
+                (
+                    Poller::Uring(Box::new(uring::Uring::new(read_side)?)),
+                    RemoteWaker::EventFd(write_side),
+                )
+            }
+            _ => {
+                let poll = mio::Poll::new()?;
+                let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN)?;
+                let poller = Poller::Mio {
+                    poll: RefCell::new(poll),
+                    events: RefCell::new(Events::with_capacity(1024)),
+                };
+                (poller, RemoteWaker::Mio(waker))
+            }
+        };
         Ok(Driver {
-            poll: RefCell::new(poll),
-            events: RefCell::new(Events::with_capacity(1024)),
+            poller,
             ios: RefCell::new(Slab::new()),
-            waker,
+            next_gen: Cell::new(0),
+            waker: Arc::new(waker),
             deferred: RefCell::new(Vec::new()),
             spare: RefCell::new(Vec::new()),
             driven: Cell::new(false),
             deadlines: deadline::DeadlineQueue::default(),
         })
+    }
+
+    /// The kernel interface this driver waits on.
+    pub(crate) fn kind(&self) -> DriverKind {
+        match self.poller {
+            Poller::Mio { .. } => DriverKind::Poll,
+            #[cfg(target_os = "linux")]
+            Poller::Uring(_) => DriverKind::IoUring,
+        }
+    }
+
+    /// Whether the io_uring ring runs with `DEFER_TASKRUN` (false for other drivers).
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) fn defer_taskrun(&self) -> bool {
+        match &self.poller {
+            Poller::Uring(u) => u.defer_taskrun(),
+            _ => false,
+        }
     }
 
     /// Say whether the loop that owns this driver is running (and so will wake what parks).
@@ -119,7 +229,7 @@ impl Driver {
     }
 
     /// A handle that wakes `turn` from any thread.
-    pub(crate) fn remote_waker(&self) -> Arc<mio::Waker> {
+    pub(crate) fn remote_waker(&self) -> Arc<RemoteWaker> {
         self.waker.clone()
     }
 
@@ -129,33 +239,46 @@ impl Driver {
         let mut ios = self.ios.borrow_mut();
         let entry = ios.vacant_entry();
         let key = entry.key();
-        let state = Rc::new(IoState::new(key));
-        #[cfg(unix)]
-        self.poll.borrow().registry().register(
-            &mut SourceFd(&fd),
-            Token(key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        #[cfg(windows)]
-        state.source.register(
-            self.poll.borrow().registry(),
-            fd,
-            Token(key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        let gen = self.next_gen.get();
+        self.next_gen.set(if gen >= MAX_GEN { 0 } else { gen + 1 });
+        let state = Rc::new(IoState::new(key, gen, fd));
+        match &self.poller {
+            #[cfg(unix)]
+            Poller::Mio { poll, .. } => poll.borrow().registry().register(
+                &mut SourceFd(&fd),
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )?,
+            #[cfg(windows)]
+            Poller::Mio { poll, .. } => state.source.register(
+                poll.borrow().registry(),
+                fd,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )?,
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.register(fd, key, gen)?,
+        }
         entry.insert(state.clone());
         Ok(state)
     }
 
     /// Take `fd` out of the poller and the table (through [`Registration::deregister`]).
     fn deregister(&self, io: &IoState, fd: RawSocket) {
-        // An error here means the fd was already gone from the poller; nothing more to undo.
-        #[cfg(unix)]
-        let _ = self.poll.borrow().registry().deregister(&mut SourceFd(&fd));
-        #[cfg(windows)]
-        {
-            let _ = fd;
-            io.source.deregister(self.poll.borrow().registry());
+        match &self.poller {
+            // An error here means the fd was already gone from the poller; nothing more to
+            // undo.
+            #[cfg(unix)]
+            Poller::Mio { poll, .. } => {
+                let _ = poll.borrow().registry().deregister(&mut SourceFd(&fd));
+            }
+            #[cfg(windows)]
+            Poller::Mio { poll, .. } => {
+                let _ = fd;
+                io.source.deregister(poll.borrow().registry());
+            }
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.deregister(io.key, io.gen),
         }
         self.ios.borrow_mut().try_remove(io.key);
     }
@@ -188,8 +311,21 @@ impl Driver {
     /// Wait up to `timeout` for events and wake the tasks they concern. Returns the number of
     /// events that concerned sockets.
     pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
-        let mut events = self.events.borrow_mut();
-        match self.poll.borrow_mut().poll(&mut events, timeout) {
+        let (poll, events) = match &self.poller {
+            Poller::Mio { poll, events } => (poll, events),
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => {
+                return u.turn(timeout, |key, gen| {
+                    self.ios
+                        .borrow()
+                        .get(key)
+                        .filter(|io| io.gen == gen)
+                        .cloned()
+                })
+            }
+        };
+        let mut events = events.borrow_mut();
+        match poll.borrow_mut().poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
             Err(e) => return Err(e),

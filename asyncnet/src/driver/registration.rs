@@ -58,6 +58,12 @@ pub(super) const READ_CLOSED: u8 = 4;
 pub(super) struct IoState {
     /// The socket's slot in the driver's table.
     pub(super) key: usize,
+    /// The slot's generation: completions of an io_uring poll name both (`uring.rs`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(super) gen: u32,
+    /// The descriptor (for the io_uring poller, which polls it again if a poll ends).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(super) fd: RawSocket,
     /// `READ`, `WRITE`, `READ_CLOSED` bits.
     ready: Cell<u8>,
     /// Deregistered: every operation fails from now on.
@@ -73,9 +79,11 @@ pub(super) struct IoState {
 }
 
 impl IoState {
-    pub(super) fn new(key: usize) -> IoState {
+    pub(super) fn new(key: usize, gen: u32, fd: RawSocket) -> IoState {
         IoState {
             key,
+            gen,
+            fd,
             // Optimistic: the first operation tries the system call before waiting.
             ready: Cell::new(READ | WRITE),
             closed: Cell::new(false),
@@ -528,11 +536,11 @@ mod tests {
 
     /// A registration of no descriptor, its loop running: the seam's logic without a socket.
     fn bare() -> Registration {
-        let driver = Rc::new(Driver::new().expect("a poller"));
+        let driver = Rc::new(Driver::new(crate::DriverKind::Poll).expect("a poller"));
         driver.set_driven(true);
         Registration {
             driver,
-            state: Rc::new(IoState::new(0)),
+            state: Rc::new(IoState::new(0, 0, crate::sys::INVALID_SOCKET)),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The platform layer: the socket calls that neither `mio` nor `socket2` offer, the error
 //! codes the socket code tells apart, and the types of raw handles. Everything OS-specific
-//! lives here: `unix.rs` (Linux, macOS, the BSDs) and `windows.rs` (Winsock).
+//! lives here: `unix.rs` (Linux, macOS, the BSDs), `uring.rs` (io_uring, Linux) and `windows.rs`
+//! (Winsock).
 
 #[cfg(not(any(unix, windows)))]
 compile_error!("asyncnet supports Unix-like systems (Linux, macOS, the BSDs) and Windows");
@@ -9,6 +10,9 @@ compile_error!("asyncnet supports Unix-like systems (Linux, macOS, the BSDs) and
 mod unix;
 #[cfg(unix)]
 pub(crate) use unix::*;
+
+#[cfg(target_os = "linux")]
+pub(crate) mod uring;
 
 #[cfg(windows)]
 mod windows;
