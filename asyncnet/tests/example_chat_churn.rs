@@ -50,11 +50,23 @@ fn connect_disconnect_churn_leaves_no_member_or_descriptor_behind_and_chat_goes_
             Ok(())
         });
         join(churn).await?;
+        // Every passer-by joined and left; except that a connection reset before the server
+        // accepted it may be dropped unseen (`ECONNABORTED`, skipped by `accept`), as the
+        // BSDs and the io_uring driver's accept do (its peer address is gone); Linux's
+        // accept(2) hands it over, and its first read fails.
+        let resets = (0..CONNECTIONS).filter(|i| i % 3 == 1).count() as u64;
+        let may_drop = if asyncnet::driver_kind() == asyncnet::DriverKind::IoUring {
+            resets
+        } else {
+            0
+        };
         eventually("every passer-by has left", || {
             let d = room.departures();
-            d.closed + d.failed + d.too_slow == CONNECTIONS
+            let left = d.closed + d.failed + d.too_slow;
+            left + may_drop >= CONNECTIONS && room.len() == 0
         })
         .await;
+        assert!(room.departures().closed >= CONNECTIONS - resets - room.departures().failed);
         assert_eq!(room.len(), 0);
         eventually("the server's descriptors return to where they were", || {
             open_descriptors() <= before + 2

@@ -655,9 +655,13 @@ async fn connect_cell(op: Op, fault: Fault) -> io::Result<()> {
             let l = TcpListener::bind("127.0.0.1:0")?;
             let port = l.local_addr()?.port();
             let half = fault == HalfClose;
+            // The reset comes once our side has seen the connection made: before it, the
+            // connect itself would fail with it (a race on a busy machine, not this cell).
+            let (opened, wait_opened) = std::sync::mpsc::channel::<()>();
             let server = std::thread::spawn(move || {
                 let (mut c, _) = l.accept()?;
                 if !half {
+                    let _ = wait_opened.recv();
                     reset(c);
                     return io::Result::Ok(Vec::new());
                 }
@@ -665,7 +669,9 @@ async fn connect_cell(op: Op, fault: Fault) -> io::Result<()> {
                 shut_write(&c);
                 Ok(drain(&c))
             });
-            let s = open(op, port).await?;
+            let s = open(op, port).await;
+            let _ = opened.send(());
+            let s = s?;
             if half {
                 expect_line(&s, "hello").await?;
             }

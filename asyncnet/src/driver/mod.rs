@@ -48,7 +48,11 @@
 //!   pointer.
 #![forbid(unsafe_code)]
 
+#[cfg(target_os = "linux")]
+mod backlog;
 mod deadline;
+#[cfg(target_os = "linux")]
+mod inbox;
 mod registration;
 #[cfg(target_os = "linux")]
 mod uring;
@@ -72,9 +76,9 @@ use registration::{IoState, READ, READ_CLOSED, WRITE};
 /// The token of the cross-thread waker; no socket can have it (slab keys are far below).
 const WAKE_TOKEN: Token = Token(usize::MAX);
 
-/// Generations of slots wrap at 31 bits (the io_uring poller's user data keeps its top bit
-/// for its own requests).
-const MAX_GEN: u32 = 0x7fff_ffff;
+/// Generations of slots wrap at 29 bits (the io_uring poller's user data keeps its three top
+/// bits to say what a request is).
+const MAX_GEN: u32 = 0x1fff_ffff;
 
 /// Which kernel interface a loop waits on (see [`use_driver`](crate::use_driver)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -278,9 +282,67 @@ impl Driver {
                 io.source.deregister(poll.borrow().registry());
             }
             #[cfg(target_os = "linux")]
-            Poller::Uring(u) => u.deregister(io.key, io.gen),
+            Poller::Uring(u) => u.deregister(io),
         }
         self.ios.borrow_mut().try_remove(io.key);
+    }
+
+    /// A read (with `peek`, a look) of stream socket `io` from what was received ahead (see
+    /// `inbox.rs`); `None` when the kernel must answer.
+    #[inline]
+    fn read_received(&self, io: &IoState, buf: &mut [u8], peek: bool) -> Option<io::Result<usize>> {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.read(io, buf, peek),
+            _ => {
+                let _ = (io, buf, peek);
+                None
+            }
+        }
+    }
+
+    /// A read of stream socket `io` would block: receive ahead, where the driver can.
+    fn start_receiving(&self, io: &IoState) {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.start_receiving(io),
+            _ => {
+                let _ = io;
+            }
+        }
+    }
+
+    /// A connection listener `io` accepted ahead (see `backlog.rs`); `None` when the kernel
+    /// must answer.
+    #[cfg(target_os = "linux")]
+    fn accepted_ahead(&self, io: &IoState) -> Option<io::Result<std::os::fd::OwnedFd>> {
+        match &self.poller {
+            Poller::Uring(u) => u.take_accepted(io),
+            _ => None,
+        }
+    }
+
+    /// An accept on listener `io` would block: accept ahead, where the driver can.
+    fn start_accepting(&self, io: &IoState) {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.start_accepting(io),
+            _ => {
+                let _ = io;
+            }
+        }
+    }
+
+    /// Stop receiving (or accepting) ahead on `io` for good; whether nothing waits.
+    fn stop_receiving(&self, io: &IoState) -> bool {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.stop_receiving(io),
+            _ => {
+                let _ = io;
+                true
+            }
+        }
     }
 
     /// Have `item` run before the loop next sleeps.

@@ -16,10 +16,12 @@
 #![forbid(unsafe_code)]
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::io;
+use std::io::{self, Read};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+
+use socket2::Socket;
 
 use super::deadline::Deadlines;
 use super::Driver;
@@ -68,10 +70,21 @@ pub(super) struct IoState {
     ready: Cell<u8>,
     /// Deregistered: every operation fails from now on.
     closed: Cell<bool>,
+    /// A connect finished after a hang-up was reported: the next short read does not clear
+    /// read readiness (see [`Registration::connect_finished`]).
+    unsure: Cell<bool>,
     readers: RefCell<Waiters>,
     writers: RefCell<Waiters>,
     /// Read and write deadlines (`deadline.rs`), made when one is first set.
     pub(super) deadlines: OnceCell<Box<Deadlines>>,
+    /// io_uring: the bytes received ahead of the socket's reads (`inbox.rs`), once it
+    /// receives ahead.
+    #[cfg(target_os = "linux")]
+    pub(super) inbox: RefCell<Option<Box<super::inbox::Inbox>>>,
+    /// io_uring: the connections a listener accepted ahead of its accepts (`backlog.rs`),
+    /// once it accepts ahead.
+    #[cfg(target_os = "linux")]
+    pub(super) backlog: RefCell<Option<Box<super::backlog::Backlog>>>,
     /// Windows: the socket's place in mio's poller, told to report again whenever readiness
     /// is cleared (mio's Windows backend reports each readiness once until told so).
     #[cfg(windows)]
@@ -87,12 +100,23 @@ impl IoState {
             // Optimistic: the first operation tries the system call before waiting.
             ready: Cell::new(READ | WRITE),
             closed: Cell::new(false),
+            unsure: Cell::new(false),
             readers: RefCell::new(Waiters::default()),
             writers: RefCell::new(Waiters::default()),
             deadlines: OnceCell::new(),
+            #[cfg(target_os = "linux")]
+            inbox: RefCell::new(None),
+            #[cfg(target_os = "linux")]
+            backlog: RefCell::new(None),
             #[cfg(windows)]
             source: crate::sys::PollSource::default(),
         }
+    }
+
+    /// Deregistered.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.get()
     }
 
     /// Wake every task waiting in `dir`, readiness unchanged.
@@ -379,13 +403,19 @@ impl Registration {
             }
             match op() {
                 Ok(v) => {
-                    if drained(&v) {
+                    // (A read after a connect saw a hang-up does not trust a short read.)
+                    if drained(&v) && !(dir == Direction::Read && state.unsure.replace(false)) {
                         state.clear(dir.bit());
                     }
                     return Poll::Ready(Ok(v));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => state.clear(dir.bit()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    state.clear(dir.bit());
+                    if dir == Direction::Read {
+                        state.unsure.set(false);
+                    }
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -425,6 +455,66 @@ impl Registration {
         }
     }
 
+    /// Read from stream socket `socket` (its registration is this one): what the driver
+    /// received ahead first, else the kernel. The operation of [`poll_read`](Self::poll_read)
+    /// and of TLS's record reads: every stream read goes through here, so that none can
+    /// overtake bytes the driver holds.
+    #[inline]
+    pub(crate) fn recv_stream(&self, socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(r) = self.driver.read_received(&self.state, buf, false) {
+            return r;
+        }
+        let r = (&mut &*socket).read(buf);
+        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.driver.start_receiving(&self.state);
+        }
+        r
+    }
+
+    /// Look at stream socket `socket`'s next bytes without taking them (as
+    /// [`recv_stream`](Self::recv_stream) would read them).
+    pub(crate) fn peek_stream(&self, socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(r) = self.driver.read_received(&self.state, buf, true) {
+            return r;
+        }
+        let r = crate::sys::peek(socket, buf);
+        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.driver.start_receiving(&self.state);
+        }
+        r
+    }
+
+    /// Accept a connection on listener `socket` (its registration is this one): one the
+    /// driver accepted ahead first, else the kernel's. The operation of a listener's
+    /// [`poll_io`](Self::poll_io) for reading.
+    pub(crate) fn accept(&self, socket: &Socket) -> io::Result<(Socket, socket2::SockAddr)> {
+        #[cfg(target_os = "linux")]
+        if let Some(r) = self.driver.accepted_ahead(&self.state) {
+            let socket = Socket::from(r?);
+            let addr = match socket.peer_addr() {
+                Ok(addr) => addr,
+                // Reset before we took it: as accept(2) would say of it.
+                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                    return Err(io::Error::from_raw_os_error(libc::ECONNABORTED))
+                }
+                Err(e) => return Err(e),
+            };
+            return Ok((socket, addr));
+        }
+        let r = crate::sys::accept(socket);
+        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.driver.start_accepting(&self.state);
+        }
+        r
+    }
+
+    /// Stop receiving (or accepting) ahead for good (the descriptor is about to leave the
+    /// loop). Returns whether nothing received or accepted ahead waits in the driver (if
+    /// something does, taking the descriptor out would lose it).
+    pub(crate) fn stop_receiving(&self) -> bool {
+        self.driver.stop_receiving(&self.state)
+    }
+
     /// How many wakers wait in `dir` (the wakers of dropped futures included).
     #[cfg(test)]
     pub(crate) fn waiting(&self, dir: Direction) -> usize {
@@ -444,10 +534,18 @@ impl Registration {
         self.state.clear(WRITE | READ_CLOSED);
     }
 
-    /// The connect completed (or failed): a hang-up reported before was the unconnected
-    /// socket's, not a peer's.
+    /// The connect completed (or failed). A hang-up reported meanwhile may be the
+    /// unconnected socket's (it polls as hung up, and that event can come after the connect
+    /// started) or the new peer's real end of stream, whose edge will not come again. So it
+    /// is forgotten, and the next read is tried even if it drains less than it asks for: a
+    /// short read then does not clear readiness, so the read after it meets the end (or
+    /// `WouldBlock`) in the kernel rather than wait for an edge that already came.
     pub(crate) fn connect_finished(&self) {
-        self.state.clear(READ_CLOSED);
+        let state = &*self.state;
+        if state.ready.get() & READ_CLOSED != 0 {
+            state.ready.set((state.ready.get() & !READ_CLOSED) | READ);
+            state.unsure.set(true);
+        }
     }
 
     /// Whether an event said that the peer has shut down its sending side.
@@ -633,6 +731,34 @@ mod tests {
         reg.connect_started();
         assert!(reg.would_wait(Direction::Read) && reg.would_wait(Direction::Write));
         assert!(!reg.peer_closed());
+    }
+
+    #[test]
+    fn a_hang_up_seen_across_a_connect_is_checked_by_reading_not_forgotten() {
+        let reg = bare();
+        let mut cx = Context::from_waker(Waker::noop());
+        reg.connect_started();
+        // The connect's event, with the peer's data and end of stream already there.
+        reg.state.wake(READ | WRITE | READ_CLOSED);
+        reg.connect_finished();
+        assert!(!reg.peer_closed(), "maybe the unconnected socket's hang-up");
+        // A short read (the data) does not clear readiness: the next read goes to the
+        // kernel and meets the end, instead of waiting for an edge that came already.
+        assert!(matches!(
+            reg.poll_read(&mut cx, 10, || Ok(6)),
+            Poll::Ready(Ok(6))
+        ));
+        assert!(!reg.would_wait(Direction::Read));
+        assert!(matches!(
+            reg.poll_read(&mut cx, 10, || Ok(0)),
+            Poll::Ready(Ok(0))
+        ));
+        // Once: after that, short reads drain as usual.
+        assert!(matches!(
+            reg.poll_read(&mut cx, 10, || Ok(3)),
+            Poll::Ready(Ok(3))
+        ));
+        assert!(reg.would_wait(Direction::Read));
     }
 
     #[test]

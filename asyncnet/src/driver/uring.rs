@@ -11,6 +11,16 @@
 //! completion after its slot went to a new socket, and such a completion is dropped instead of
 //! waking (or marking as hung up) the newcomer.
 //!
+//! Stream reads go further: once a read of a connected stream socket would block, the socket
+//! gets a multishot receive into the ring's provided buffers (`sys/uring.rs`), and its bytes
+//! are copied into the socket's inbox (`inbox.rs`) as they come; the socket's reads take them
+//! from there without a system call. The poll's read events are then not needed (the
+//! receive's completions wake readers) and are left out; writes still wait on the poll.
+//! Listeners likewise: once an accept would block, a multishot accept takes connections ahead
+//! into the listener's backlog (`backlog.rs`), which its accepts take from. A receive or accept
+//! whose socket is gone has its buffer given back and its new descriptor closed: nothing
+//! leaks, whenever the completion comes.
+//!
 //! A poll holds its socket open, so a removal is submitted at once, with the kernel asked to
 //! finish it: a close would otherwise send its FIN (or fail the peer's pending send) only at
 //! the next turn. A poll caught in the middle of reporting an event refuses removal
@@ -27,25 +37,41 @@ use std::time::Duration;
 use crate::sys::uring::{Completion, Ring};
 use crate::sys::RawSocket;
 
+use super::inbox::{End, Inbox};
 use super::registration::{IoState, READ, READ_CLOSED, WRITE};
 
 /// User data of the cross-thread waker's poll.
 const WAKE: u64 = u64::MAX;
-/// Set in the user data of a removal (with the user data of the poll it removes).
+/// Set in the user data of a removal or cancellation (with the user data of the request it
+/// ends).
 const REMOVAL: u64 = 1 << 63;
+/// Set in the user data of a socket's multishot receive (with the socket's slot and
+/// generation).
+const RECEIVE: u64 = 1 << 62;
+/// Set in the user data of a listener's multishot accept.
+const ACCEPT: u64 = 1 << 61;
+/// The provided buffers: how many, and their size. Each is given back as soon as its bytes
+/// are copied, so they need only cover one turn's arrivals; a receive that finds none left
+/// ends (`ENOBUFS`) and is made again at the end of the turn.
+const BUFFERS: u16 = 512;
+const BUFFER_SIZE: usize = 4096;
 /// How many times a removal is made at once before it is left to later turns.
 const REMOVAL_TRIES: usize = 3;
 
 /// What every socket's poll watches (errors and hang-ups are always reported).
 const EVENTS: u32 = (libc::POLLIN | libc::POLLPRI | libc::POLLOUT | libc::POLLRDHUP) as u32;
 
-/// The user data of a socket's poll: its slot and the slot's generation.
+/// The user data of a socket's poll: its slot and the slot's generation (29 bits: the three
+/// top bits say what a request is).
 pub(super) fn user_data(key: usize, gen: u32) -> u64 {
-    (u64::from(gen) << 32) | (key as u64 & 0xffff_ffff)
+    (u64::from(gen & super::MAX_GEN) << 32) | (key as u64 & 0xffff_ffff)
 }
 
 fn slot_of(user_data: u64) -> (usize, u32) {
-    ((user_data & 0xffff_ffff) as usize, (user_data >> 32) as u32)
+    (
+        (user_data & 0xffff_ffff) as usize,
+        ((user_data >> 32) as u32) & super::MAX_GEN,
+    )
 }
 
 /// The ring, what another thread writes to wake it, and the completions of the last turn.
@@ -56,6 +82,8 @@ pub(super) struct Uring {
     /// `RemoteWaker`).
     wake_fd: File,
     completions: RefCell<Vec<Completion>>,
+    /// The provided buffers could not be set up: stream reads go to the kernel.
+    no_buffers: std::cell::Cell<bool>,
 }
 
 impl Uring {
@@ -68,6 +96,7 @@ impl Uring {
             ring: RefCell::new(ring),
             wake_fd,
             completions: RefCell::new(Vec::with_capacity(1024)),
+            no_buffers: std::cell::Cell::new(false),
         })
     }
 
@@ -84,10 +113,22 @@ impl Uring {
             .poll_multi(fd, EVENTS, user_data(key, gen))
     }
 
-    /// Stop watching the socket in slot `key`, generation `gen`, now (see the module docs).
-    pub(super) fn deregister(&self, key: usize, gen: u32) {
-        let target = user_data(key, gen);
+    /// Stop watching the socket `io` now (see the module docs); a receive in flight is
+    /// cancelled (bytes it brings meanwhile are dropped with the socket, as a close drops
+    /// unread bytes).
+    pub(super) fn deregister(&self, io: &IoState) {
+        let target = user_data(io.key, io.gen);
         let mut ring = self.ring.borrow_mut();
+        if io.inbox.borrow().as_ref().is_some_and(|i| i.armed) {
+            let _ = ring.cancel(target | RECEIVE, target | RECEIVE | REMOVAL);
+        }
+        if io.backlog.borrow().as_ref().is_some_and(|b| b.armed) {
+            let _ = ring.cancel(target | ACCEPT, target | ACCEPT | REMOVAL);
+        }
+        // Closed now, not when the last handle goes: the connections taken ahead, and the
+        // bytes received ahead (later completions find no inbox and drop theirs).
+        drop(io.backlog.take());
+        drop(io.inbox.take());
         let mut stash = self.completions.borrow_mut();
         for _ in 0..REMOVAL_TRIES {
             // An error here leaves the poll until a later completion of it asks again, or the
@@ -140,13 +181,31 @@ impl Uring {
         }
         let mut n = 0;
         let mut removals = false;
+        let mut receive_again = Vec::new();
+        let mut accept_again = Vec::new();
         for c in completions.drain(..) {
             match c.user_data {
                 WAKE => self.woken(&c),
                 ud if ud & REMOVAL != 0 => {
-                    if c.result == -libc::EALREADY {
+                    if c.result == -libc::EALREADY && ud & (RECEIVE | ACCEPT) == 0 {
                         removals |= self.remove_again(ud & !REMOVAL);
                     }
+                }
+                ud if ud & RECEIVE != 0 => {
+                    let (key, gen) = slot_of(ud);
+                    let io = lookup(key, gen);
+                    if self.received(io.as_deref(), &c) {
+                        receive_again.extend(io);
+                    }
+                    n += 1;
+                }
+                ud if ud & ACCEPT != 0 => {
+                    let (key, gen) = slot_of(ud);
+                    let io = lookup(key, gen);
+                    if self.accepted(io.as_deref(), &c) {
+                        accept_again.extend(io);
+                    }
+                    n += 1;
                 }
                 ud => {
                     let (key, gen) = slot_of(ud);
@@ -161,6 +220,13 @@ impl Uring {
                     }
                 }
             }
+        }
+        // Receives that ended for want of buffers, now that this turn gave them all back.
+        for io in receive_again {
+            self.receive(&io);
+        }
+        for io in accept_again {
+            self.accept(&io);
         }
         if removals {
             // At once, as a deregistration does: the socket is closed and its peer waits.
@@ -192,7 +258,15 @@ impl Uring {
 
     fn socket_event(&self, io: &IoState, c: &Completion, key: usize, gen: u32) {
         if c.result >= 0 {
-            io.wake(bits(c.result as u32));
+            let mut bits = bits(c.result as u32);
+            let ahead = io.inbox.borrow().as_ref().is_some_and(|i| !i.stopped)
+                || io.backlog.borrow().as_ref().is_some_and(|b| !b.stopped);
+            if ahead {
+                // Reads (accepts) wait on the receive's (accept's) completions, not on the
+                // poll.
+                bits &= !(READ | READ_CLOSED);
+            }
+            io.wake(bits);
         }
         if c.more() {
             return;
@@ -205,6 +279,256 @@ impl Uring {
         if c.result >= 0 || c.result == -libc::ECANCELED || c.result == -libc::ENOMEM {
             let _ = self.register(io.fd, key, gen);
         }
+    }
+
+    /// A read of stream socket `io` would block: receive ahead from now on (unless the
+    /// buffers cannot be had: reads then go on going to the kernel).
+    pub(super) fn start_receiving(&self, io: &IoState) {
+        if self.no_buffers.get() || io.inbox.borrow().is_some() {
+            return;
+        }
+        if self
+            .ring
+            .borrow_mut()
+            .provide_buffers(BUFFERS, BUFFER_SIZE)
+            .is_err()
+        {
+            self.no_buffers.set(true);
+            return;
+        }
+        *io.inbox.borrow_mut() = Some(Box::new(Inbox::new()));
+        self.receive(io);
+    }
+
+    /// Put a multishot receive in flight for `io` if its inbox wants one.
+    fn receive(&self, io: &IoState) {
+        let mut inbox = io.inbox.borrow_mut();
+        let Some(inbox) = inbox.as_mut().filter(|i| i.wants_receive()) else {
+            return;
+        };
+        if io.is_closed() {
+            return;
+        }
+        let ud = user_data(io.key, io.gen) | RECEIVE;
+        if self.ring.borrow_mut().recv_multi(io.fd, ud).is_ok() {
+            inbox.armed = true;
+        }
+    }
+
+    /// A read (or with `peek`, a look) of stream socket `io`, from its inbox: `None` when the
+    /// kernel must answer (no inbox, or receiving ahead has stopped and the inbox is empty).
+    pub(super) fn read(
+        &self,
+        io: &IoState,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> Option<io::Result<usize>> {
+        let r = io.inbox.borrow_mut().as_mut()?.read(buf, peek);
+        if !peek {
+            self.receive(io);
+        }
+        r
+    }
+
+    /// Stop receiving ahead on `io` for good (it is being taken out of the loop): cancel its
+    /// receive and take what that receive brought. Returns whether no received byte waits
+    /// in the inbox (none would be lost if reads went to the kernel now).
+    pub(super) fn stop_receiving(&self, io: &IoState) -> bool {
+        if io.backlog.borrow().is_some() {
+            return self.stop_accepting(io);
+        }
+        let ud = user_data(io.key, io.gen) | RECEIVE;
+        {
+            let mut inbox = io.inbox.borrow_mut();
+            let Some(inbox) = inbox.as_mut() else {
+                return true;
+            };
+            inbox.stopped = true;
+        }
+        let armed = || io.inbox.borrow().as_ref().is_some_and(|i| i.armed);
+        self.cancel_now(ud, armed, |c| {
+            self.received(Some(io), c);
+        });
+        io.inbox
+            .borrow()
+            .as_ref()
+            .is_none_or(|i| i.len() == 0 && !i.armed)
+    }
+
+    /// [`stop_receiving`](Self::stop_receiving) for a listener.
+    fn stop_accepting(&self, io: &IoState) -> bool {
+        let ud = user_data(io.key, io.gen) | ACCEPT;
+        if let Some(b) = io.backlog.borrow_mut().as_mut() {
+            b.stopped = true;
+        }
+        let armed = || io.backlog.borrow().as_ref().is_some_and(|b| b.armed);
+        self.cancel_now(ud, armed, |c| {
+            self.accepted(Some(io), c);
+        });
+        io.backlog
+            .borrow()
+            .as_ref()
+            .is_none_or(|b| b.len() == 0 && !b.armed)
+    }
+
+    /// Cancel request `ud` and handle its completions (`own`) at once, while `armed` says it
+    /// is in flight (a few tries: the kernel may be finishing a completion).
+    fn cancel_now(&self, ud: u64, armed: impl Fn() -> bool, mut own: impl FnMut(&Completion)) {
+        for _ in 0..REMOVAL_TRIES {
+            if !armed() {
+                break;
+            }
+            let mine = {
+                let mut ring = self.ring.borrow_mut();
+                if ring.cancel(ud, ud | REMOVAL).is_err() || ring.submit_now().is_err() {
+                    break;
+                }
+                let mut stash = self.completions.borrow_mut();
+                ring.take_completions(&mut stash);
+                // This request's completions are taken now; the others wait for the turn.
+                let mine: Vec<Completion> = stash
+                    .iter()
+                    .filter(|c| c.user_data == ud)
+                    .copied()
+                    .collect();
+                stash.retain(|c| c.user_data != ud);
+                mine
+            };
+            for c in &mine {
+                own(c);
+            }
+        }
+    }
+
+    /// An accept on listener `io` would block: accept ahead from now on.
+    pub(super) fn start_accepting(&self, io: &IoState) {
+        {
+            let mut backlog = io.backlog.borrow_mut();
+            if backlog.is_none() {
+                *backlog = Some(Box::default());
+            }
+        }
+        self.accept(io);
+    }
+
+    /// Put a multishot accept in flight for listener `io` if its backlog wants one.
+    fn accept(&self, io: &IoState) {
+        let mut backlog = io.backlog.borrow_mut();
+        let Some(backlog) = backlog.as_mut().filter(|b| b.wants_accept()) else {
+            return;
+        };
+        if io.is_closed() {
+            return;
+        }
+        let ud = user_data(io.key, io.gen) | ACCEPT;
+        if self.ring.borrow_mut().accept_multi(io.fd, ud).is_ok() {
+            backlog.armed = true;
+        }
+    }
+
+    /// A connection listener `io` accepted ahead: `None` when the kernel must answer.
+    pub(super) fn take_accepted(&self, io: &IoState) -> Option<io::Result<std::os::fd::OwnedFd>> {
+        let r = io.backlog.borrow_mut().as_mut()?.take();
+        self.accept(io);
+        r
+    }
+
+    /// A completion of listener `io`'s multishot accept (`None`: the listener is gone, and
+    /// the new connection is closed at once: no descriptor leaks). Returns whether the accept
+    /// ended while the backlog wants one (made again at the end of the turn).
+    fn accepted(&self, io: Option<&IoState>, c: &Completion) -> bool {
+        let fd = (c.result >= 0).then(|| crate::sys::uring::accepted(c.result));
+        let mut slot = io.map(|io| io.backlog.borrow_mut());
+        let Some(backlog) = slot.as_mut().and_then(|b| b.as_mut()) else {
+            drop(fd);
+            if c.more() {
+                let _ = self
+                    .ring
+                    .borrow_mut()
+                    .cancel(c.user_data, c.user_data | REMOVAL);
+            }
+            return false;
+        };
+        match fd {
+            Some(fd) => backlog.push(fd),
+            None if c.result == -libc::ECANCELED => {}
+            None => backlog.error = Some(-c.result),
+        }
+        if !c.more() {
+            backlog.armed = false;
+            backlog.cancelling = false;
+        }
+        if backlog.too_full() {
+            let _ = self
+                .ring
+                .borrow_mut()
+                .cancel(c.user_data, c.user_data | REMOVAL);
+            backlog.cancelling = true;
+        }
+        let again = !backlog.armed && backlog.wants_accept();
+        let woken = backlog.len() > 0 || backlog.error.is_some();
+        drop(slot);
+        if let Some(io) = io.filter(|_| woken) {
+            io.wake(READ);
+        }
+        again
+    }
+
+    /// A completion of `io`'s multishot receive (`None`: the socket is gone): its bytes go to
+    /// the inbox, the buffer back to the kernel, readers are woken. Returns whether the
+    /// receive ended short of the stream's end while the inbox wants bytes (out of buffers,
+    /// or cancelled when full and read down since): it is made again at the end of the turn,
+    /// once this turn's buffers are all back.
+    fn received(&self, io: Option<&IoState>, c: &Completion) -> bool {
+        let mut ring = self.ring.borrow_mut();
+        let mut slot = io.map(|io| io.inbox.borrow_mut());
+        let Some(inbox) = slot.as_mut().and_then(|i| i.as_mut()) else {
+            if let Some(bid) = c.buffer() {
+                ring.recycle(bid);
+            }
+            // A receive of a socket that is gone: make sure it ends.
+            if c.more() {
+                let _ = ring.cancel(c.user_data, c.user_data | REMOVAL);
+            }
+            return false;
+        };
+        let mut bits = 0;
+        if let Some(bid) = c.buffer() {
+            let len = usize::try_from(c.result).unwrap_or(0);
+            inbox.push(ring.buffer(bid, len));
+            ring.recycle(bid);
+            bits |= READ;
+        }
+        match c.result {
+            0 => inbox.end = End::Eof,
+            r if r < 0 => match -r {
+                libc::ENOBUFS | libc::ECANCELED => {}
+                errno => inbox.end = End::Failed(errno),
+            },
+            _ => {}
+        }
+        if !c.more() {
+            inbox.armed = false;
+            inbox.cancelling = false;
+        }
+        if inbox.end != End::Open {
+            bits |= READ | READ_CLOSED;
+        }
+        if inbox.too_full() {
+            let _ = ring.cancel(c.user_data, c.user_data | REMOVAL);
+            inbox.cancelling = true;
+        }
+        // Ended without reaching the end (out of buffers, cancelled when full and read down
+        // since, or the kernel's own reasons): the bytes still queued in the kernel are
+        // received by the next one.
+        let again = !inbox.armed && inbox.wants_receive();
+        // Wake outside the borrows: a woken waker may run code that reads the socket.
+        drop(slot);
+        drop(ring);
+        if let Some(io) = io.filter(|_| bits != 0) {
+            io.wake(bits);
+        }
+        again
     }
 }
 

@@ -220,7 +220,9 @@ impl AsyncSocket {
         if Rc::strong_count(&self.inner) > 1 {
             return refuse("other handles of the socket exist");
         }
-        if self.has_data_buffered() {
+        // The io_uring driver may hold bytes received ahead: it stops, and they count as
+        // buffered.
+        if self.has_data_buffered() || !self.inner.io.stop_receiving() {
             return refuse("received bytes wait in the socket's buffer");
         }
         if self.owes_bytes() {

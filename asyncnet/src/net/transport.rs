@@ -16,29 +16,55 @@ use socket2::{SockAddr, Socket};
 
 use super::socket::AsyncSocket;
 use crate::driver::Direction;
+#[cfg(feature = "tls")]
+use crate::driver::Registration;
 use crate::sys;
 #[cfg(feature = "tls")]
 use crate::tls::{self, Step, Tls};
 
-/// The socket as the TLS session's byte pipe: reads and writes go straight to the kernel.
+/// The socket as the TLS session's byte pipe: writes go straight to the kernel; reads go
+/// through the socket's registration (what the driver received ahead comes first), or, for a
+/// socket out of the loop, straight to the kernel too.
 #[cfg(feature = "tls")]
-pub(super) struct Wire<'a>(pub(super) &'a Socket);
+pub(super) struct Wire<'a> {
+    socket: &'a Socket,
+    io: Option<&'a Registration>,
+}
+
+#[cfg(feature = "tls")]
+impl<'a> Wire<'a> {
+    /// The pipe of a socket in the loop.
+    fn registered(socket: &'a Socket, io: &'a Registration) -> Wire<'a> {
+        Wire {
+            socket,
+            io: Some(io),
+        }
+    }
+
+    /// The pipe of a socket out of the loop (closing).
+    fn kernel(socket: &'a Socket) -> Wire<'a> {
+        Wire { socket, io: None }
+    }
+}
 
 #[cfg(feature = "tls")]
 impl Read for Wire<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&mut &*self.0).read(buf)
+        match self.io {
+            Some(io) => io.recv_stream(self.socket, buf),
+            None => (&mut &*self.socket).read(buf),
+        }
     }
 }
 
 #[cfg(feature = "tls")]
 impl Write for Wire<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.send_with_flags(buf, sys::SEND_FLAGS)
+        self.socket.send_with_flags(buf, sys::SEND_FLAGS)
     }
     /// rustls hands over all its queued records at once: one `sendmsg` for them all.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.0.send_vectored_with_flags(bufs, sys::SEND_FLAGS)
+        self.socket.send_vectored_with_flags(bufs, sys::SEND_FLAGS)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -57,9 +83,9 @@ pub(super) fn tls_goodbye(
     with_plaintext: Duration,
 ) -> Option<(Duration, impl FnMut(&Socket) -> io::Result<bool>)> {
     let mut closer = tls.into_closer(rest)?;
-    closer.drain_incoming(&mut Wire(socket));
+    closer.drain_incoming(&mut Wire::kernel(socket));
     let limit = closer.limit(with_plaintext);
-    Some((limit, move |s: &Socket| closer.step(&mut Wire(s))))
+    Some((limit, move |s: &Socket| closer.step(&mut Wire::kernel(s))))
 }
 
 /// What `connect(2)` said.
@@ -112,9 +138,8 @@ impl AsyncSocket {
             if self.inner.tls.borrow().is_some() {
                 break 'read self.poll_read_tls(cx, buf);
             }
-            self.inner
-                .io
-                .poll_read(cx, buf.len(), || (&mut &*self.socket()?).read(buf))
+            let io = &self.inner.io;
+            io.poll_read(cx, buf.len(), || io.recv_stream(&*self.socket()?, buf))
         };
         if r.is_pending() {
             self.flush_before_wait()?;
@@ -131,10 +156,9 @@ impl AsyncSocket {
             if let Some(n) = tls.read_plain(buf)? {
                 return Poll::Ready(Ok(n));
             }
-            let got = self
-                .inner
-                .io
-                .poll_io(Direction::Read, cx, || tls.read_records(&mut Wire(&socket)));
+            let got = self.inner.io.poll_io(Direction::Read, cx, || {
+                tls.read_records(&mut Wire::registered(&socket, &self.inner.io))
+            });
             match ready!(got) {
                 // The end: rustls says on the next read whether it was clean.
                 Ok(0) => {
@@ -171,8 +195,9 @@ impl AsyncSocket {
             )));
         }
         let socket = self.socket()?;
-        let r = self.inner.io.poll_io(Direction::Read, cx, || {
-            let n = sys::peek(&socket, buf)?;
+        let io = &self.inner.io;
+        let r = io.poll_io(Direction::Read, cx, || {
+            let n = io.peek_stream(&socket, buf)?;
             if enough(&buf[..n]) {
                 Ok(n)
             } else {
@@ -212,9 +237,13 @@ impl AsyncSocket {
         let io = &self.inner.io;
         let socket = self.socket()?;
         // Records of earlier sends go first.
-        io.try_io(Direction::Write, || tls.write_records(&mut Wire(&socket)))?;
+        io.try_io(Direction::Write, || {
+            tls.write_records(&mut Wire::registered(&socket, &self.inner.io))
+        })?;
         let n = tls.write_plain(buf)?;
-        match io.try_io(Direction::Write, || tls.write_records(&mut Wire(&socket))) {
+        match io.try_io(Direction::Write, || {
+            tls.write_records(&mut Wire::registered(&socket, &self.inner.io))
+        }) {
             // The records wait in the session; a flush finishes them.
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -252,9 +281,9 @@ impl AsyncSocket {
         match self.inner.tls.borrow_mut().as_mut() {
             Some(tls) if tls.wants_write() => {
                 let socket = self.socket()?;
-                self.inner
-                    .io
-                    .try_io(Direction::Write, || tls.write_records(&mut Wire(&socket)))
+                self.inner.io.try_io(Direction::Write, || {
+                    tls.write_records(&mut Wire::registered(&socket, &self.inner.io))
+                })
             }
             _ => Ok(()),
         }
@@ -266,7 +295,7 @@ impl AsyncSocket {
             Some(tls) if tls.wants_write() => {
                 let socket = self.socket()?;
                 self.inner.io.poll_io(Direction::Write, cx, || {
-                    tls.write_records(&mut Wire(&socket))
+                    tls.write_records(&mut Wire::registered(&socket, &self.inner.io))
                 })
             }
             _ => Poll::Ready(Ok(())),
@@ -315,7 +344,7 @@ impl AsyncSocket {
         // Closed while waiting (which also ends the session): the socket's error, first.
         let socket = self.socket()?;
         let tls = tls.as_mut().ok_or_else(not_tls)?;
-        let wire = || Wire(&socket);
+        let wire = || Wire::registered(&socket, io);
         loop {
             match tls.handshake_step()? {
                 Step::Done => {
@@ -383,9 +412,8 @@ impl AsyncSocket {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<(Socket, SockAddr)>> {
         let socket = self.socket()?;
-        self.inner
-            .io
-            .poll_io(Direction::Read, cx, || sys::accept(&socket))
+        let io = &self.inner.io;
+        io.poll_io(Direction::Read, cx, || io.accept(&socket))
     }
 
     /// Start `connect(2)`: connected at once, or under way (wait with

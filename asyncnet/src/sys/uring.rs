@@ -2,15 +2,22 @@
 //! `io_uring_enter` per loop turn. The driver (`driver/uring.rs`) keeps the tables; this file
 //! only talks to the kernel, and is where the `unsafe` of it lives.
 //!
-//! Every entry pushed here refers to no memory of ours (a poll names a descriptor and a mask,
-//! a removal names the user data of a poll): nothing the kernel holds can dangle, whatever
-//! happens to a future or to a failed submission.
+//! Every entry pushed here refers to no memory of the caller's: a poll names a descriptor and
+//! a mask, a removal or a cancellation the user data of another request, a multishot receive
+//! a *group* of buffers. Those buffers belong to the ring itself ([`Ring::provide_buffers`]):
+//! the kernel picks one when bytes arrive and hands it back in the completion, and the ring
+//! frees them only after the group is unregistered (when it is dropped). So nothing the kernel
+//! holds can dangle, whatever happens to a future, a socket or a failed submission.
 
+use std::alloc::{self, Layout};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use io_uring::types::BufRingEntry;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 /// One completion: user data, result, flags.
@@ -26,6 +33,29 @@ impl Completion {
     pub(crate) fn more(&self) -> bool {
         cqueue::more(self.flags)
     }
+
+    /// The provided buffer the kernel filled (a receive's bytes are in it).
+    pub(crate) fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+}
+
+/// The one group of provided buffers of a ring.
+const BUFFER_GROUP: u16 = 0;
+
+/// Buffers the kernel fills with received bytes, and the ring through which it takes them
+/// (`IORING_REGISTER_PBUF_RING`).
+struct Buffers {
+    /// The ring of entries (page-aligned, `count` of them); its tail is in the first entry.
+    entries: NonNull<BufRingEntry>,
+    entries_layout: Layout,
+    /// `count` buffers of `size` bytes, one after another.
+    bytes: NonNull<u8>,
+    bytes_layout: Layout,
+    count: u16,
+    size: usize,
+    /// The tail as we publish it (the kernel reads it).
+    tail: u16,
 }
 
 /// Submission queue entries; completions have room for many more (a turn may report an
@@ -39,6 +69,30 @@ pub(crate) struct Ring {
     /// Whether the ring was set up with `DEFER_TASKRUN` (completions are then posted only by
     /// an enter that asks for events).
     defer_taskrun: bool,
+    /// The provided buffers of multishot receives, made on first use.
+    buffers: Option<Buffers>,
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let Some(b) = self.buffers.take() else { return };
+        // The kernel may pick a buffer of the group until the group is unregistered; after
+        // that no request can. If it cannot be unregistered, the memory is left allocated
+        // rather than freed under the kernel's feet.
+        if self
+            .ring
+            .submitter()
+            .unregister_buf_ring(BUFFER_GROUP)
+            .is_ok()
+        {
+            // SAFETY: both blocks were allocated in `provide_buffers` with these layouts,
+            // and no request can use them any more (the group is unregistered).
+            unsafe {
+                alloc::dealloc(b.entries.as_ptr().cast(), b.entries_layout);
+                alloc::dealloc(b.bytes.as_ptr(), b.bytes_layout);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Ring {
@@ -73,7 +127,115 @@ impl Ring {
         Ok(Ring {
             ring,
             defer_taskrun,
+            buffers: None,
         })
+    }
+
+    /// Give the kernel `count` buffers of `size` bytes to receive into (the group that
+    /// [`recv_multi`](Ring::recv_multi) names). Once per ring; later calls do nothing.
+    pub(crate) fn provide_buffers(&mut self, count: u16, size: usize) -> io::Result<()> {
+        if self.buffers.is_some() {
+            return Ok(());
+        }
+        assert!(count.is_power_of_two() && size > 0 && size <= u32::MAX as usize);
+        let too_big = |_| io::Error::new(io::ErrorKind::OutOfMemory, "receive buffers too big");
+        let entries_layout = Layout::array::<BufRingEntry>(usize::from(count))
+            .and_then(|l| l.align_to(4096))
+            .map_err(too_big)?;
+        let bytes_layout = Layout::array::<u8>(usize::from(count) * size).map_err(too_big)?;
+        // SAFETY: both layouts have a non-zero size (count and size are non-zero).
+        let (entries, bytes) = unsafe {
+            (
+                alloc::alloc_zeroed(entries_layout).cast::<BufRingEntry>(),
+                alloc::alloc(bytes_layout),
+            )
+        };
+        let (Some(entries), Some(bytes)) = (NonNull::new(entries), NonNull::new(bytes)) else {
+            alloc::handle_alloc_error(entries_layout)
+        };
+        let mut b = Buffers {
+            entries,
+            entries_layout,
+            bytes,
+            bytes_layout,
+            count,
+            size,
+            tail: 0,
+        };
+        // SAFETY: the ring memory is page-aligned, zeroed, `count` entries long, and lives
+        // until the group is unregistered (`Drop`).
+        let registered = unsafe {
+            self.ring.submitter().register_buf_ring_with_flags(
+                entries.as_ptr() as u64,
+                count,
+                BUFFER_GROUP,
+                0,
+            )
+        };
+        if let Err(e) = registered {
+            // SAFETY: allocated above with these layouts; the kernel never saw them.
+            unsafe {
+                alloc::dealloc(entries.as_ptr().cast(), entries_layout);
+                alloc::dealloc(bytes.as_ptr(), bytes_layout);
+            }
+            return Err(e);
+        }
+        for bid in 0..count {
+            b.put(bid);
+        }
+        b.publish();
+        self.buffers = Some(b);
+        Ok(())
+    }
+
+    /// The first `len` bytes of buffer `bid`, which a completion handed back.
+    pub(crate) fn buffer(&self, bid: u16, len: usize) -> &[u8] {
+        let b = self.buffers.as_ref().expect("a buffer without buffers");
+        assert!(bid < b.count && len <= b.size);
+        // SAFETY: in bounds (checked); the kernel handed `bid` back with this completion and
+        // takes it again only after `recycle`, so nothing writes it while the slice lives
+        // (`recycle` needs `&mut self`).
+        unsafe { std::slice::from_raw_parts(b.bytes.as_ptr().add(usize::from(bid) * b.size), len) }
+    }
+
+    /// Give buffer `bid` back to the kernel.
+    pub(crate) fn recycle(&mut self, bid: u16) {
+        if let Some(b) = self.buffers.as_mut() {
+            b.put(bid);
+            b.publish();
+        }
+    }
+
+    /// Receive on stream socket `fd` into the provided buffers, one completion per arrival,
+    /// until the peer's end, an error, no buffer left (`ENOBUFS`) or a cancellation.
+    pub(crate) fn recv_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the receive names a buffer group, whose memory the ring owns until the
+        // group is unregistered (see the module docs).
+        unsafe { self.push(&entry) }
+    }
+
+    /// Accept connections on listener `fd`, one completion (a new non-blocking,
+    /// close-on-exec descriptor) per connection, until an error or a cancellation.
+    pub(crate) fn accept_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data);
+        // SAFETY: a multishot accept passes no address buffer: it refers to no memory.
+        unsafe { self.push(&entry) }
+    }
+
+    /// Cancel the request made with `target` as its user data; the cancellation's own
+    /// completion carries `user_data`.
+    pub(crate) fn cancel(&mut self, target: u64, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data);
+        // SAFETY: a cancellation refers to another request's user data, no memory of ours.
+        unsafe { self.push(&entry) }
     }
 
     /// Whether the ring runs with `DEFER_TASKRUN`.
@@ -173,6 +335,32 @@ impl Ring {
     }
 }
 
+impl Buffers {
+    /// Write buffer `bid` into the next free entry (not yet visible to the kernel).
+    fn put(&mut self, bid: u16) {
+        let mask = self.count - 1;
+        let slot = usize::from(self.tail & mask);
+        // SAFETY: `slot` < `count`, so the entry is inside the ring; the kernel reads entries
+        // only below the published tail, and this one is past it until `publish`.
+        let entry = unsafe { &mut *self.entries.as_ptr().add(slot) };
+        // SAFETY: in bounds: bid < count buffers of `size` bytes.
+        let addr = unsafe { self.bytes.as_ptr().add(usize::from(bid) * self.size) };
+        entry.set_addr(addr as u64);
+        entry.set_len(self.size as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Let the kernel see every entry put so far.
+    fn publish(&self) {
+        // SAFETY: the ring's base is its first entry, initialised; the tail field overlays
+        // that entry's reserved field, which the kernel reads atomically.
+        let tail =
+            unsafe { AtomicU16::from_ptr(BufRingEntry::tail(self.entries.as_ptr()).cast_mut()) };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
 /// Whether io_uring can serve the driver here: the kernel has it (Linux 6.0 or later: multishot
 /// polls, accepts and receives), and it is not forbidden (`io_uring_disabled`, a seccomp
 /// profile such as Docker's default). Found out once per process.
@@ -200,6 +388,14 @@ fn probe() -> Result<(), (io::ErrorKind, String)> {
         ));
     }
     Ok(())
+}
+
+/// The descriptor a multishot accept's completion carries (`result` ≥ 0), owned from now on.
+pub(crate) fn accepted(result: i32) -> OwnedFd {
+    assert!(result >= 0, "not a descriptor: {result}");
+    // SAFETY: the kernel made this descriptor for this completion and nobody else holds it;
+    // each completion is handled once.
+    unsafe { OwnedFd::from_raw_fd(result) }
 }
 
 /// An eventfd: what another thread writes to wake a loop that sleeps in `io_uring_enter`.

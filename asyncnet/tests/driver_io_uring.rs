@@ -1,0 +1,313 @@
+//! The driver a loop runs on is the one asked for (by `use_driver` or `ASYNCNET_DRIVER`), or,
+//! where io_uring cannot serve, the poll driver with the reason reported; and the io_uring
+//! driver's own promises: a closed socket lets go of its connection at once (no later loop
+//! turn needed), sockets opened and closed by the thousand leave nothing behind, bytes
+//! received ahead (multishot receive) come out whole and in order, a peer that floods a
+//! socket nobody reads meets flow control (not our memory), and taking the descriptor out
+//! never loses a byte received ahead.
+//!
+//! CI runs the whole suite twice, the second time with `ASYNCNET_DRIVER=io_uring`; there the
+//! first test fails if io_uring does not really run.
+
+#[macro_use]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use asyncnet::{
+    driver_kind, io_uring_support, use_driver, wait_for, with_timeout, AsyncSocket, DriverKind,
+    DRIVER_ENV,
+};
+use support::{in_ci, run, settle, std_peer, Family};
+
+#[test]
+fn the_driver_asked_for_runs_or_the_reason_is_reported() {
+    let asked = std::env::var(DRIVER_ENV).unwrap_or_default();
+    if asked == "io_uring" {
+        match io_uring_support() {
+            Ok(()) => assert_eq!(driver_kind(), DriverKind::IoUring),
+            Err(why) if in_ci() => {
+                panic!("CI asked for the io_uring driver, and it cannot run here: {why}")
+            }
+            Err(why) => eprintln!("skipped: io_uring cannot run here ({why}); poll runs"),
+        }
+    }
+    let on_fresh_thread = |kind| {
+        std::thread::spawn(move || {
+            use_driver(kind).unwrap();
+            driver_kind()
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(on_fresh_thread(DriverKind::Poll), DriverKind::Poll);
+    let uring = on_fresh_thread(DriverKind::IoUring);
+    match io_uring_support() {
+        Ok(()) => assert_eq!(uring, DriverKind::IoUring),
+        Err(why) => {
+            assert_eq!(uring, DriverKind::Poll, "the fallback");
+            assert!(!why.to_string().is_empty());
+        }
+    }
+}
+
+/// The tests of this file run one at a time: some count the process's descriptors.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Run `f` on a fresh thread whose loop runs on io_uring; `None` (after saying why) where
+/// io_uring cannot run and this is not CI.
+fn on_io_uring<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    if let Err(why) = io_uring_support() {
+        assert!(!in_ci(), "io_uring cannot run on this CI machine: {why}");
+        eprintln!("skipped: io_uring cannot run here ({why})");
+        return None;
+    }
+    let _serial = serial();
+    Some(
+        std::thread::spawn(move || {
+            use_driver(DriverKind::IoUring).unwrap();
+            assert_eq!(driver_kind(), DriverKind::IoUring);
+            f()
+        })
+        .join()
+        .expect("the io_uring thread panicked"),
+    )
+}
+
+/// A removed poll holds its socket open until the kernel has finished the removal: the
+/// driver makes it finish at once, so the peer sees the end of the stream while the loop is
+/// not running.
+#[test]
+fn a_socket_closed_on_io_uring_reaches_its_peer_without_another_loop_turn() {
+    on_io_uring(|| {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sock = wait_for(async move {
+            let s = AsyncSocket::new()?;
+            s.connect("127.0.0.1", port).await?;
+            s.send(b"bye").await?;
+            Ok::<_, std::io::Error>(s)
+        })
+        .unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        drop(sock);
+        // Only a guard against a hang: the end arrives at once.
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got)
+            .expect("the end of the stream, not a timeout");
+        assert_eq!(got, b"bye");
+    });
+}
+
+/// Sockets opened and closed by the thousand on io_uring: each one's connection ends (the
+/// ring let go of each socket), and later ones are served normally (slots reused with new
+/// generations).
+#[test]
+fn a_thousand_sockets_opened_and_closed_on_io_uring_all_end_and_slots_are_reused() {
+    on_io_uring(|| {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for round in 0..1000 {
+            let sock = wait_for(async move {
+                let s = AsyncSocket::new()?;
+                s.connect("127.0.0.1", port).await?;
+                Ok::<_, std::io::Error>(s)
+            })
+            .unwrap();
+            let (mut peer, _) = listener.accept().unwrap();
+            peer.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            std::io::Write::write_all(&mut peer, b"ping\r\n").unwrap();
+            let line = wait_for(sock.recv_line()).unwrap();
+            assert_eq!(line.as_deref(), Some("ping"), "round {round}");
+            sock.close().unwrap();
+            let mut rest = Vec::new();
+            peer.read_to_end(&mut rest)
+                .unwrap_or_else(|e| panic!("round {round}: no end of stream: {e}"));
+        }
+    });
+}
+
+/// A peer sends 32 MB in uneven writes to a socket that reads in small pieces with pauses;
+/// meanwhile a second phase leaves the socket unread: the peer's writer must stall (flow
+/// control: bytes received ahead stop at a bound) and every byte must come out in order.
+#[test]
+fn bytes_received_ahead_come_out_in_order_and_an_unread_socket_holds_the_peer_back() {
+    on_io_uring(|| {
+        run(async {
+            let (mut peer, sock) = std_peer(Family::V4, true).await?;
+            const TOTAL: usize = 32 << 20;
+            let data: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+            let sent = data.clone();
+            let writer = std::thread::spawn(move || {
+                let mut off = 0;
+                let mut step = 1;
+                while off < TOTAL {
+                    let n = (step * 7919 % 100_000 + 1).min(TOTAL - off);
+                    peer.write_all(&sent[off..off + n]).expect("peer write");
+                    off += n;
+                    step += 1;
+                }
+                peer
+            });
+            // Read the first megabyte, so that the socket receives ahead.
+            let mut got = Vec::with_capacity(TOTAL);
+            while got.len() < 1 << 20 {
+                got.extend(sock.recv(1 + got.len() % 5000).await?);
+            }
+            // Now nobody reads for a while: the writer cannot finish (32 MB is far more than
+            // the kernel's buffers and the bound on bytes received ahead).
+            asyncnet::sleep_async(Duration::from_millis(300)).await;
+            assert!(
+                !writer.is_finished(),
+                "32 MB went somewhere while nobody read: received ahead without bound?"
+            );
+            while got.len() < TOTAL {
+                let chunk = sock.recv(TOTAL - got.len()).await?;
+                assert!(!chunk.is_empty(), "early end after {} bytes", got.len());
+                got.extend(chunk);
+            }
+            let peer = writer.join().expect("writer");
+            drop(peer);
+            assert!(got == data, "every byte, in order");
+            assert_eq!(sock.recv(10).await?, b"", "then the end");
+            Ok(())
+        })
+    });
+}
+
+/// An unbuffered socket that waited for bytes receives ahead; `into_fd` then refuses while a
+/// byte received ahead waits unread, and, once it is read, hands over a descriptor from which
+/// the next bytes are read by the std stream: nothing lost, nothing twice.
+#[test]
+fn into_fd_never_loses_a_byte_received_ahead() {
+    on_io_uring(|| {
+        run(async {
+            let (mut peer, sock) = std_peer(Family::V4, false).await?;
+            // A read that waits (and is dropped): the socket receives ahead from now on.
+            assert!(with_timeout(sock.recv(5), Duration::from_millis(50))
+                .await
+                .is_err());
+            peer.write_all(b"hello")?;
+            // The bytes reach the driver's inbox (not the socket's buffer: it is unbuffered).
+            for _ in 0..100 {
+                settle().await;
+                asyncnet::sleep_async(Duration::from_millis(1)).await;
+            }
+            assert!(!sock.has_data_buffered());
+            let refused = sock.clone();
+            drop(sock);
+            let refused = refused.into_fd().expect_err("bytes wait: refused");
+            assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+            Ok(())
+        })
+    });
+    on_io_uring(|| {
+        run(async {
+            let (mut peer, sock) = std_peer(Family::V4, false).await?;
+            assert!(with_timeout(sock.recv(5), Duration::from_millis(50))
+                .await
+                .is_err());
+            peer.write_all(b"hello")?;
+            assert_eq!(sock.recv(5).await?, b"hello");
+            let fd = sock.into_fd()?;
+            let mut std_stream = TcpStream::from(fd);
+            std_stream.set_nonblocking(false)?;
+            std_stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            peer.write_all(b" world")?;
+            let mut rest = [0u8; 6];
+            std_stream.read_exact(&mut rest)?;
+            assert_eq!(&rest, b" world");
+            Ok(())
+        })
+    });
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Clients connect by the hundred to a listener that accepts ahead: the connections taken
+/// ahead stay bounded (the rest wait in the kernel's backlog, as for a listener nobody
+/// accepts on), every one is accepted, oldest first, and a listener closed with connections
+/// taken ahead closes them: no descriptor leaks.
+#[test]
+fn connections_accepted_ahead_are_bounded_in_order_and_closed_with_their_listener() {
+    on_io_uring(|| {
+        run(async {
+            let server = AsyncSocket::new()?;
+            server.bind_addr(0, "127.0.0.1")?;
+            server.listen_backlog(1024)?;
+            let port = server.local_addr()?.1;
+            // An accept that waits: the listener accepts ahead from now on.
+            assert!(with_timeout(server.accept(), Duration::from_millis(20))
+                .await
+                .is_err());
+            let before = open_fds();
+            let burst = |n: usize| -> Vec<TcpStream> {
+                (0..n)
+                    .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+                    .collect()
+            };
+            let wait_turns = || async {
+                for _ in 0..50 {
+                    settle().await;
+                    asyncnet::sleep_async(Duration::from_millis(2)).await;
+                }
+            };
+            // A burst that comes while the loop sleeps may be taken ahead whole (the kernel
+            // accepts all it has in one go); past the bound, accepting ahead stops...
+            let mut clients = burst(200);
+            wait_turns().await;
+            let held = open_fds() - before - clients.len();
+            assert!(held > 0, "nothing taken ahead: the test proves nothing");
+            // ...so a second burst waits in the kernel's backlog.
+            clients.extend(burst(200));
+            wait_turns().await;
+            let held_now = open_fds() - before - clients.len();
+            assert!(
+                held_now <= held,
+                "{held} connections taken ahead, then {held_now}: unbounded"
+            );
+            for (i, client) in clients.iter().enumerate() {
+                let (_addr, accepted) = server.accept_addr().await?;
+                assert_eq!(
+                    accepted.peer_socket_addr()?,
+                    client.local_addr()?,
+                    "connection {i} out of order"
+                );
+            }
+            // Taken ahead again, then the listener closes.
+            let more: Vec<TcpStream> = (0..20)
+                .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+                .collect();
+            for _ in 0..50 {
+                settle().await;
+                asyncnet::sleep_async(Duration::from_millis(2)).await;
+            }
+            drop(clients);
+            let with_listener = open_fds();
+            server.close()?;
+            // The listener and the 20 connections it took ahead.
+            assert_eq!(open_fds(), with_listener - 1 - more.len());
+            for mut c in more {
+                c.set_read_timeout(Some(Duration::from_secs(10)))?;
+                let mut buf = [0u8; 1];
+                // Closed by us before any accept: an end of stream or a reset, never a hang.
+                let r = c.read(&mut buf);
+                assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+                if let Err(e) = &r {
+                    assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "a hang");
+                }
+            }
+            Ok(())
+        })
+    });
+}
