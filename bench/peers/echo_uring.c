@@ -15,10 +15,13 @@
  * - One io_uring_enter per loop turn: the sends (and re-armed receives)
  *   queued while handling the completions are submitted by the same call
  *   that waits for the next completions (submit-and-wait).
- * - Output: what a connection has to send goes to its `next` buffer; one
- *   send is in flight per connection at a time, from its `out` buffer,
- *   which nothing touches until the send completes (a short send sends the
- *   rest next, then the buffers swap). A connection whose unsent output
+ * - Output: one send is in flight per connection at a time, and nothing
+ *   touches what it sends until it completes (a short send sends the rest
+ *   next). An echo with nothing queued is sent straight from the provided
+ *   buffer it arrived in (that buffer goes back to the ring when the send
+ *   is done); anything else (replies, data arriving while a send is in
+ *   flight) is copied to the connection's `next` buffer, which becomes
+ *   the `out` buffer being sent when the send before it is done. A connection whose unsent output
  *   passes HIGH_WATER stops receiving (its recv is cancelled) until the
  *   output is under LOW_WATER, so a client that sends without reading
  *   costs bounded memory. Nothing received is dropped: on end of stream
@@ -78,9 +81,13 @@ struct obuf {
 };
 
 struct conn {
-    struct obuf out;  /* being sent (from `sent`); untouched while in flight */
-    struct obuf next; /* queued behind it */
-    size_t sent;
+    struct obuf out;  /* sent from when a send of queued output is in flight */
+    struct obuf next; /* queued behind the send in flight */
+    /* What the send in flight sends, from `sent` on: out.data, or provided
+     * buffer `held - 1` (held 0: none). */
+    const char *src;
+    size_t src_len, sent;
+    unsigned held;
     /* recv_armed: a multishot recv may still complete; cancelled: its
      * cancellation is queued; paused: over HIGH_WATER, not receiving;
      * closing: to be closed once idle; discard: without sending the rest. */
@@ -289,8 +296,8 @@ static void send_out(int fd) {
     struct io_uring_sqe *s = sqe_get();
     s->opcode = IORING_OP_SEND;
     s->fd = fd;
-    s->addr = (uint64_t)(uintptr_t)(c->out.data + c->sent);
-    s->len = (unsigned)(c->out.len - c->sent);
+    s->addr = (uint64_t)(uintptr_t)(c->src + c->sent);
+    s->len = (unsigned)(c->src_len - c->sent);
     s->msg_flags = MSG_NOSIGNAL;
     s->user_data = tag(K_SEND, fd);
     c->sending = 1;
@@ -305,6 +312,8 @@ static void flush(int fd) {
     c->out = c->next;
     c->next = t;
     c->next.len = 0;
+    c->src = c->out.data;
+    c->src_len = c->out.len;
     c->sent = 0;
     send_out(fd);
 }
@@ -324,7 +333,7 @@ static void append(struct obuf *b, const char *src, size_t n) {
 }
 
 static size_t unsent(const struct conn *c) {
-    return c->out.len - c->sent + c->next.len;
+    return c->src_len - c->sent + c->next.len;
 }
 
 /* Closes fd once no request refers to it (else when the last one ends). */
@@ -385,8 +394,15 @@ static void on_recv(const struct io_uring_cqe *e, int fd) {
         c->recv_armed = 0;
     if (e->flags & IORING_CQE_F_BUFFER) {
         unsigned short bid = (unsigned short)(e->flags >> IORING_CQE_BUFFER_SHIFT);
-        if (e->res > 0 && !c->closing) {
-            const char *data = bufs + (size_t)bid * BUF_SIZE;
+        const char *data = bufs + (size_t)bid * BUF_SIZE;
+        if (e->res > 0 && !c->closing && !pong && !c->sending && !c->next.len) {
+            /* Echo straight from the buffer; it goes back once sent. */
+            c->held = bid + 1u;
+            c->src = data;
+            c->src_len = (size_t)e->res;
+            c->sent = 0;
+            send_out(fd);
+        } else if (e->res > 0 && !c->closing) {
             if (!pong) {
                 append(&c->next, data, (size_t)e->res);
             } else {
@@ -396,7 +412,8 @@ static void on_recv(const struct io_uring_cqe *e, int fd) {
             }
             flush(fd);
         }
-        buf_return(bid);
+        if (c->held != bid + 1u)
+            buf_return(bid);
     }
     if (c->closing) {
         maybe_close(fd);
@@ -428,17 +445,24 @@ static void on_recv(const struct io_uring_cqe *e, int fd) {
 static void on_send(const struct io_uring_cqe *e, int fd) {
     struct conn *c = &conns[fd];
     c->sending = 0;
+    if (e->res < 0 || c->discard)
+        c->sent = c->src_len;
+    else
+        c->sent += (size_t)e->res;
+    if (c->sent == c->src_len && c->held) {
+        buf_return((unsigned short)(c->held - 1));
+        c->held = 0;
+    }
     if (e->res < 0) {
         close_conn(fd, 0);
         return;
     }
-    c->sent += (size_t)e->res;
-    if (c->discard)
-        c->sent = c->out.len;
-    else if (c->sent < c->out.len)
-        send_out(fd); /* short send: the rest */
-    else
-        flush(fd);
+    if (!c->discard) {
+        if (c->sent < c->src_len)
+            send_out(fd); /* short send: the rest */
+        else
+            flush(fd);
+    }
     resume_if_drained(fd);
     maybe_close(fd);
 }
@@ -510,9 +534,10 @@ int main(int argc, char **argv) {
         __atomic_store_n(&br->tail, br_tail, __ATOMIC_RELEASE);
         int r = enter(to_submit, 1, IORING_ENTER_GETEVENTS);
         if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EBUSY)
-                continue;
-            die("io_uring_enter");
+            /* EBUSY, EAGAIN: completions to reap first (overflowed CQ). */
+            if (errno != EINTR && errno != EAGAIN && errno != EBUSY)
+                die("io_uring_enter");
+            r = 0;
         }
         to_submit -= (unsigned)r < to_submit ? (unsigned)r : to_submit; /* the rest: next turn */
         unsigned head = *cq_head;

@@ -377,6 +377,25 @@ mod tests {
         assert!(p.others_text(2).starts_with("futex 0.158, accept4 0.002"));
     }
 
+    /// `strace -c -f -q -o FILE -p PID` attached to the C io_uring floor
+    /// (`peers/echo_uring.c`) during 2000 round trips of `loadgen --workload echo
+    /// --conns 50 --count 2000 --pause`.
+    const URING_SAMPLE: &str = include_str!("../testdata/strace-c-uring.txt");
+
+    #[test]
+    fn counts_io_uring_enter_as_its_own_column() {
+        let counts = parse_summary(URING_SAMPLE).unwrap();
+        let enters = counts.iter().find(|c| c.name == "io_uring_enter").unwrap();
+        let p = Profile::new(&counts, 2000.0);
+        assert_eq!(p.uring_enter, enters.calls as f64 / 2000.0);
+        assert!(p.uring_enter > 0.0);
+        // Its reads and writes are requests on the ring, not system calls.
+        assert_eq!((p.read, p.write, p.epoll_wait), (0.0, 0.0, 0.0));
+        assert!(p.others.iter().all(|o| o.0 != "io_uring_enter"));
+        let other: f64 = p.others.iter().map(|o| o.1).sum();
+        assert!((p.uring_enter + p.epoll_ctl + other - p.total).abs() < 1e-12);
+    }
+
     #[test]
     fn rejects_truncated_or_foreign_text() {
         // What strace writes when the process made no call while traced.
