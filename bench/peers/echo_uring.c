@@ -59,6 +59,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#error "echo_uring needs the Linux 6.1+ UAPI headers (Debian: linux-libc-dev from bookworm on)"
+#endif
+
 #define SQ_ENTRIES 4096
 #define CQ_ENTRIES 16384
 /* Provided buffers: a power of two below 65536, each BUF_SIZE bytes

@@ -387,6 +387,7 @@ fn uring_table_divides_by_both_floors_and_the_epoll_driver() {
         lines[0],
         "| workload | c-uring x C floor | asyncnet-uring x C uring floor | asyncnet-uring x asyncnet |"
     );
+    assert_eq!(lines[1], "| --- | ---: | ---: | ---: |");
     // c-floor 4.5, asyncnet 4.7 (medians).
     assert_eq!(lines[2], "| echo64 c50 | 0.889x | 1.250x | 1.064x |");
     assert_eq!(lines[3], "| unix64 c50 | – | – | 2.000x |");
