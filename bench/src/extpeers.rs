@@ -1,10 +1,12 @@
 //! Peers built at run time from the sources under `peers/`: the Nim
-//! std/asyncnet server and Nim's asynchttpserver (`nim c -d:release`), and
-//! the C epoll floors of the echo and http workloads (`cc -O2`). Cargo never compiles them (CI builds the crate without nim or
+//! std/asyncnet server and Nim's asynchttpserver (`nim c -d:release`), the
+//! C epoll floors of the echo and http workloads and the C io_uring floor of
+//! the echo workloads (`cc -O2`). Cargo never compiles them (CI builds the crate without nim or
 //! a C compiler): the sources are embedded in the runner, written to a
 //! private directory under `$TMPDIR` (a `TempDir`), compiled there when the peer is
 //! selected, and removed with the directory at the end of the run. A
-//! missing compiler skips the peer with a note.
+//! missing compiler skips the peer with a note, and so does a failed
+//! [`CHECKS`] run (the io_uring floor where io_uring may not be used).
 
 use std::fs::File;
 use std::io;
@@ -16,12 +18,20 @@ use std::time::{Duration, Instant};
 use crate::peers::{Peer, Program};
 
 /// The sources under `peers/`, embedded: file name and text.
-pub const SOURCES: [(&str, &str); 4] = [
+pub const SOURCES: [(&str, &str); 5] = [
     ("echo_nim.nim", include_str!("../peers/echo_nim.nim")),
     ("echo_floor.c", include_str!("../peers/echo_floor.c")),
     ("http_nim.nim", include_str!("../peers/http_nim.nim")),
     ("http_floor.c", include_str!("../peers/http_floor.c")),
+    ("echo_uring.c", include_str!("../peers/echo_uring.c")),
 ];
+
+/// Sources whose program must pass a check once built, or the peer is
+/// skipped: the program and this argument must exit 0. `echo_uring
+/// --check` sets up its ring and says why not where io_uring is missing or
+/// forbidden (`ENOSYS`, `EPERM`: Docker's default seccomp profile, or
+/// `kernel.io_uring_disabled`).
+pub const CHECKS: [(&str, &str); 1] = [("echo_uring.c", "--check")];
 
 /// How long a compiler may run.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -97,6 +107,17 @@ fn build_command(file: &str, dir: &Path) -> io::Result<(&'static str, Command, P
     Ok((tool, c, exe))
 }
 
+/// Runs `exe arg` (at most 10 s): `Err` with what it printed (or why it
+/// could not run) unless it exits 0.
+pub fn check(exe: &Path, arg: &str) -> Result<(), String> {
+    let what = format!("`{} {arg}`", exe.display());
+    match probe(&exe.display().to_string(), &[arg]) {
+        Some((true, _)) => Ok(()),
+        Some((false, said)) => Err(format!("{what} failed: {}", said.trim())),
+        None => Err(format!("{what} could not be run")),
+    }
+}
+
 /// Builds the peers that come from source into `dir`, turning them into
 /// `External` peers; a peer whose compiler is missing is left out, with a
 /// note on stdout. A failed build is an error (with the compiler's output).
@@ -137,6 +158,14 @@ pub fn prepare(
             peer.name,
             started.elapsed().as_secs_f64()
         );
+        if let Some(&(_, arg)) = CHECKS.iter().find(|c| c.0 == source) {
+            if let Err(said) = check(&exe, arg) {
+                let note = format!("{}: skipped: {said}", peer.name);
+                println!("note: {note}");
+                notes.push(note);
+                continue;
+            }
+        }
         peer.program = Program::External(exe);
         out.push(peer);
     }
@@ -150,7 +179,9 @@ mod tests {
     #[test]
     fn sources_are_embedded() {
         for (file, text) in SOURCES {
-            let want = if file.ends_with(".c") {
+            let want = if file.ends_with("_uring.c") {
+                "IORING_RECV_MULTISHOT"
+            } else if file.ends_with(".c") {
                 "EPOLLET"
             } else {
                 "import std/[asyncdispatch, async"
@@ -174,6 +205,12 @@ mod tests {
         assert_eq!(slow.unwrap_err().kind(), io::ErrorKind::TimedOut);
         assert!(probe("no-such-tool-asyncnet-bench", &["--version"]).is_none());
         assert_eq!(probe("false", &["x"]).map(|p| p.0), Some(false));
+        // A check passes only if the program exits 0, and says what it printed.
+        assert_eq!(check(Path::new("true"), "x"), Ok(()));
+        let said = check(Path::new("sh"), "-c").unwrap_err();
+        assert!(said.starts_with("`sh -c` failed: "), "{said}");
+        assert!(check(Path::new("no-such-tool-asyncnet-bench"), "x").is_err());
+        assert!(CHECKS.iter().all(|c| SOURCES.iter().any(|s| s.0 == c.0)));
         // Peers not built from source pass through untouched.
         let peers = crate::peers::named(&["tokio"]);
         assert_eq!(prepare(peers, &dir, &mut Vec::new()).unwrap().len(), 1);

@@ -5,7 +5,8 @@
 //! stdout; byte echo): one of our own
 //! binaries next to the runner, or a program the runner builds at run time
 //! from a source under `peers/` (the Nim std/asyncnet server, the C epoll
-//! floor; see [`crate::extpeers`]), or any other executable given by path.
+//! and io_uring floors; see [`crate::extpeers`]), or any other executable
+//! given by path.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,19 @@ pub const PONG_FLAG: &str = "--pong";
 /// The peer whose figures are also printed as multiples ("x the C floor").
 pub const FLOOR: &str = "c-floor";
 
+/// The C io_uring floor (`peers/echo_uring.c`): the io_uring table's
+/// reference (see [`crate::suite::table::uring_table`]).
+pub const URING_FLOOR: &str = "c-uring";
+
+/// Our echo server with the io_uring driver asked for (the environment
+/// variable below; the library falls back to epoll where io_uring is
+/// missing or forbidden, or before it has that driver).
+pub const ASYNCNET_URING: &str = "asyncnet-uring";
+
+/// The environment variable, and its value, that asks asyncnet for its
+/// io_uring driver.
+pub const URING_ENV: (&str, &str) = ("ASYNCNET_DRIVER", "io_uring");
+
 #[derive(Clone, Debug)]
 pub struct Peer {
     /// Short name used in `--peers` and in the report.
@@ -42,6 +56,8 @@ pub struct Peer {
     /// Started under `taskset` on the server CPU (false: never pinned, e.g.
     /// a multi-threaded runtime that should use every CPU it likes).
     pub pinned: bool,
+    /// Environment variables set for it (`NAME`, value), on top of ours.
+    pub env: Vec<(String, String)>,
 }
 
 impl Peer {
@@ -52,6 +68,7 @@ impl Peer {
             program: Program::Sibling(bin),
             args: Vec::new(),
             pinned: true,
+            env: Vec::new(),
         }
     }
 
@@ -62,7 +79,22 @@ impl Peer {
             program: Program::Source(source),
             args: Vec::new(),
             pinned: true,
+            env: Vec::new(),
         }
+    }
+
+    /// The program to start and its arguments, for running the executable
+    /// at `path` with `args`: itself, or `env NAME=VALUE... path args...`
+    /// when the peer sets environment variables (`env` execs it: the
+    /// process, its pid and its CPU time are the server's).
+    pub fn command(&self, path: PathBuf, args: Vec<String>) -> (PathBuf, Vec<String>) {
+        if self.env.is_empty() {
+            return (path, args);
+        }
+        let mut all: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        all.push(path.display().to_string());
+        all.extend(args);
+        (PathBuf::from("env"), all)
     }
 
     /// The executable's path, checked to exist.
@@ -105,8 +137,9 @@ impl Peer {
     }
 }
 
-/// Every echo peer; `nim` and `c-floor` are built by the runner (`bench`)
-/// when selected.
+/// Every echo peer; `nim`, `c-floor` and `c-uring` are built by the
+/// runner (`bench`) when selected (`c-uring` only where io_uring may be
+/// used).
 pub fn all() -> Vec<Peer> {
     let mut lines = Peer::sibling("asyncnet-lines", "echo_asyncnet");
     lines.args.push("--lines".into());
@@ -115,6 +148,8 @@ pub fn all() -> Vec<Peer> {
     let mut mt = Peer::sibling("tokio-mt", "echo_tokio");
     mt.args.push("--multi-thread".into());
     mt.pinned = false;
+    let mut uring = Peer::sibling(ASYNCNET_URING, "echo_asyncnet");
+    uring.env.push((URING_ENV.0.into(), URING_ENV.1.into()));
     vec![
         Peer::sibling("asyncnet", "echo_asyncnet"),
         Peer::sibling("tokio", "echo_tokio"),
@@ -123,6 +158,8 @@ pub fn all() -> Vec<Peer> {
         mt,
         Peer::source("nim", "echo_nim.nim"),
         Peer::source(FLOOR, "echo_floor.c"),
+        uring,
+        Peer::source(URING_FLOOR, "echo_uring.c"),
     ]
 }
 
@@ -163,5 +200,21 @@ mod tests {
         assert_eq!(p[3].args_for(&Listen::Tcp(1)), ["--multi-thread", "1"]);
         assert_eq!((p[2].cpu(Some(0)), p[3].cpu(Some(0))), (Some(0), None));
         assert!(p[4].path(Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn the_uring_peer_runs_our_server_with_the_driver_variable() {
+        let p = named(&["asyncnet-uring", "asyncnet"]);
+        let args = p[0].args_for(&Listen::Tcp(7));
+        let (program, args) = p[0].command(PathBuf::from("/b/echo_asyncnet"), args);
+        assert_eq!(program, Path::new("env"));
+        assert_eq!(args, ["ASYNCNET_DRIVER=io_uring", "/b/echo_asyncnet", "7"]);
+        // Without variables: the executable itself.
+        let (program, args) = p[1].command(PathBuf::from("/b/x"), vec!["7".into()]);
+        assert_eq!(
+            (program, args),
+            (PathBuf::from("/b/x"), vec!["7".to_string()])
+        );
+        assert!(matches!(p[0].program, Program::Sibling("echo_asyncnet")));
     }
 }

@@ -47,6 +47,9 @@ pub const WRITES: [&str; 5] = ["write", "sendto", "sendmsg", "writev", "sendmmsg
 pub const WAITS: [&str; 3] = ["epoll_wait", "epoll_pwait", "epoll_pwait2"];
 /// Changing the interest set.
 pub const CTLS: [&str; 1] = ["epoll_ctl"];
+/// Submitting to and waiting on an io_uring: the io_uring servers' kernel
+/// entries (their reads and writes are requests on the ring, not calls).
+pub const ENTERS: [&str; 1] = ["io_uring_enter"];
 
 /// One line of the `strace -c` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +133,8 @@ pub struct Profile {
     pub write: f64,
     pub epoll_wait: f64,
     pub epoll_ctl: f64,
+    /// `io_uring_enter` per op.
+    pub uring_enter: f64,
     /// Every system call per op.
     pub total: f64,
     /// The most frequent calls outside the four groups, per op, most first
@@ -148,7 +153,7 @@ impl Profile {
                 .sum::<u64>() as f64
                 / ops
         };
-        let grouped = [&READS[..], &WRITES, &WAITS, &CTLS].concat();
+        let grouped = [&READS[..], &WRITES, &WAITS, &CTLS, &ENTERS].concat();
         let mut others: Vec<(String, f64)> = counts
             .iter()
             .filter(|c| !grouped.contains(&c.name.as_str()))
@@ -162,6 +167,7 @@ impl Profile {
             write: per(&WRITES, |c| c.calls),
             epoll_wait: per(&WAITS, |c| c.calls),
             epoll_ctl: per(&CTLS, |c| c.calls),
+            uring_enter: per(&ENTERS, |c| c.calls),
             total: counts.iter().map(|c| c.calls).sum::<u64>() as f64 / ops,
             others,
         }
@@ -364,10 +370,30 @@ mod tests {
         assert!((p.epoll_ctl - 6.0 / 2795.0).abs() < 1e-12);
         assert!((p.total - 6730.0 / 2795.0).abs() < 1e-12);
         let other: f64 = p.others.iter().map(|o| o.1).sum();
-        let sum = p.read + p.write + p.epoll_wait + p.epoll_ctl + other;
+        let sum = p.read + p.write + p.epoll_wait + p.epoll_ctl + p.uring_enter + other;
         assert!((sum - p.total).abs() < 1e-12);
+        assert_eq!(p.uring_enter, 0.0);
         assert_eq!(p.others[0].0, "futex");
         assert!(p.others_text(2).starts_with("futex 0.158, accept4 0.002"));
+    }
+
+    /// `strace -c -f -q -o FILE -p PID` attached to the C io_uring floor
+    /// (`peers/echo_uring.c`) during 2000 round trips of `loadgen --workload echo
+    /// --conns 50 --count 2000 --pause`.
+    const URING_SAMPLE: &str = include_str!("../testdata/strace-c-uring.txt");
+
+    #[test]
+    fn counts_io_uring_enter_as_its_own_column() {
+        let counts = parse_summary(URING_SAMPLE).unwrap();
+        let enters = counts.iter().find(|c| c.name == "io_uring_enter").unwrap();
+        let p = Profile::new(&counts, 2000.0);
+        assert_eq!(p.uring_enter, enters.calls as f64 / 2000.0);
+        assert!(p.uring_enter > 0.0);
+        // Its reads and writes are requests on the ring, not system calls.
+        assert_eq!((p.read, p.write, p.epoll_wait), (0.0, 0.0, 0.0));
+        assert!(p.others.iter().all(|o| o.0 != "io_uring_enter"));
+        let other: f64 = p.others.iter().map(|o| o.1).sum();
+        assert!((p.uring_enter + p.epoll_ctl + other - p.total).abs() < 1e-12);
     }
 
     #[test]

@@ -157,7 +157,8 @@ pub fn start_server(
     };
     let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     args.extend(peer.args_for(&listen));
-    let process = Spawned::start(&peer.name, &server_path, &args, peer.cpu(cfg.server_cpu))?;
+    let (program, args) = peer.command(server_path, args);
+    let process = Spawned::start(&peer.name, &program, &args, peer.cpu(cfg.server_cpu))?;
     let ready = Instant::now() + READY_TIMEOUT;
     // A Unix server must say the path it was given.
     let port = process

@@ -13,7 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use asyncnet_bench::child::Spawned;
+use asyncnet_bench::extpeers;
 use asyncnet_bench::loadgen::{self, Span};
+use asyncnet_bench::peers::Peer;
 use asyncnet_bench::tls::certs::{self, IdentityFiles};
 use asyncnet_bench::tls::loadgen::{self as tls, Mode, Settings};
 use asyncnet_bench::{parse_ready_line, Listen};
@@ -141,6 +143,40 @@ fn servers_echo_and_pong_over_tcp() {
     for (bin, flags) in TCP {
         check_echo(bin, flags, Listen::Tcp(0), connect);
         check_pong(bin, flags);
+    }
+}
+
+/// True under CI (`CI=true`), where a missing tool fails a test instead of skipping it.
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The C floors, built as the suite builds them (`cc -O2`), keep the same
+/// contract: the epoll one, and the io_uring one wherever io_uring may be
+/// used (elsewhere the suite skips it, and so does this test, saying why).
+#[test]
+fn c_floors_echo_and_pong_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut notes = Vec::new();
+    let sources = vec![
+        Peer::source("c-floor", "echo_floor.c"),
+        Peer::source("c-uring", "echo_uring.c"),
+    ];
+    let built = extpeers::prepare(sources, &dir, &mut notes).unwrap();
+    if built.is_empty() {
+        assert!(!ci(), "cc is missing under CI: {notes:?}");
+        eprintln!("skipped: {notes:?}");
+        return;
+    }
+    if built.len() == 1 {
+        assert!(notes.iter().any(|n| n.contains("io_uring")), "{notes:?}");
+        eprintln!("c-uring not tested: {notes:?}");
+    }
+    for peer in &built {
+        let path = peer.path(Path::new("")).unwrap();
+        let bin = path.to_str().unwrap();
+        check_echo(bin, &[], Listen::Tcp(0), connect);
+        check_pong(bin, &[]);
     }
 }
 

@@ -82,3 +82,45 @@ fn suite_rejects_unknown_workloads_and_peers() {
         assert!(!ok && err.contains(said), "{args:?}: {err}");
     }
 }
+
+/// Where io_uring_setup fails (here made to, by a seccomp filter as Docker's
+/// default profile does), the suite skips the C io_uring floor with the
+/// reason and runs the rest.
+#[test]
+fn suite_skips_the_io_uring_floor_where_io_uring_is_forbidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let noring = dir.path().join("noring");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/noring.c");
+    let built = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&noring)
+        .arg(src)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(!ci, "cc missing or failing under CI");
+        eprintln!("skipped: cc could not build {src}");
+        return;
+    }
+    let args = "1 BENCH --only echo --echo-conns 1 --peers c-floor,c-uring --rounds 1 \
+                --secs 0.2 --warmup 0.05 --no-syscalls --no-write";
+    let args: Vec<&str> = args
+        .split_whitespace()
+        .map(|a| {
+            if a == "BENCH" {
+                env!("CARGO_BIN_EXE_bench")
+            } else {
+                a
+            }
+        })
+        .collect();
+    let (ok, out, err) = run(noring.to_str().unwrap(), &args);
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("note: c-uring: skipped: `")
+            && out.contains("--check` failed: echo_uring: io_uring_setup: Operation not permitted"),
+        "{out}"
+    );
+    assert!(out.contains("| echo64 c1 | c-floor | "), "{out}");
+    assert!(!out.contains("| echo64 c1 | c-uring | "), "{out}");
+}

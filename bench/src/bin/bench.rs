@@ -5,8 +5,9 @@
 //! The one front end. Build first, then run: `cargo build --release -p
 //! asyncnet-bench && target/release/bench` (`--help` for the options). It
 //! runs the binaries next to its own executable and builds only the `nim`
-//! and `c-floor` peers, the echo ones and the `http` ones (skipped with a
-//! note if `nim` or `cc` is missing);
+//! and `c-floor` peers, the echo ones and the `http` ones, and the echo
+//! peer `c-uring` (skipped with a note if `nim` or `cc` is missing, and
+//! `c-uring` where io_uring may not be used);
 //! `ping` needs `redis-benchmark`, `http` needs `wrk`, the system call pass
 //! `strace` (each skipped with a note if missing).
 
@@ -40,7 +41,8 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Peers to run where they apply [default: all: asyncnet, asyncnet-lines (idle only),
-    /// tokio, tokio-tuned, tokio-mt, hyper (http only), nim, c-floor; asyncnet-accept
+    /// tokio, tokio-tuned, tokio-mt, hyper (http only), nim, c-floor, asyncnet-uring (asyncnet
+    /// with ASYNCNET_DRIVER=io_uring), c-uring (the C io_uring floor); asyncnet-accept
     /// (tls) only if named; in http, asyncnet, nim and c-floor are its HTTP servers]
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
@@ -161,7 +163,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
             .as_ref()
             .is_none_or(|o| o.iter().any(|p| p == name))
     };
-    // The peers built from source (nim, c-floor) serve TCP only: not
+    // The peers built from source (nim, c-floor, c-uring) serve TCP only: not
     // worth building for the udp, unix and tls rows alone.
     let tcp_rows = only
         .iter()
@@ -173,7 +175,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
         .collect();
     let bin_dir = peers::bin_dir()?;
     let mut notes = Vec::new();
-    // nim and c-floor: built into a private directory, removed at the end.
+    // nim, c-floor and c-uring: built into a private directory, removed at the end.
     let build_dir = tempfile::Builder::new()
         .prefix("asyncnet-bench-peers-")
         .tempdir()?;
@@ -264,6 +266,13 @@ fn run() -> Result<bool, Box<dyn Error>> {
     }
     if let Some(line) = table::warned_line(&part.rows) {
         println!("{line}");
+    }
+    if let Some(uring) = table::uring_table(&part.rows) {
+        println!();
+        println!(
+            "io_uring: one peer's median server cost per op over another's (lower is better):"
+        );
+        print!("{uring}");
     }
     if !part.syscalls.is_empty() {
         println!();

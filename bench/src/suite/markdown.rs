@@ -13,6 +13,9 @@ pub const FULL_SECS: f64 = 5.0;
 /// machine was busy (the suite itself keeps it near 0 between runs).
 pub const BUSY_LOAD: f64 = 0.5;
 
+/// What the io_uring table is.
+pub const URING_TEXT: &str = "`c-uring` is the C io_uring floor (`bench/peers/echo_uring.c`: the same servers as the C epoll floor, on a ring set up with `SINGLE_ISSUER | DEFER_TASKRUN`, multishot accept, multishot receive into a provided-buffer ring, one `io_uring_enter` per loop turn); `asyncnet-uring` is `echo_asyncnet` run with `ASYNCNET_DRIVER=io_uring`, which asks asyncnet for its io_uring driver (it runs on epoll where the library falls back). Each cell divides one peer's median server cost per op by another's in the same workload, as `x C floor` does (lower is better).";
+
 /// What the document says about the run besides its results.
 #[derive(Clone, Debug)]
 pub struct RunInfo {
@@ -97,6 +100,13 @@ Server cost per op is the server's CPU time (user + system, from `/proc/PID/stat
         }
         if let Some(line) = table::warned_line(&part.rows) {
             let _ = writeln!(out, "{line}\n");
+        }
+        if let Some(uring) = table::uring_table(&part.rows) {
+            out.push_str("### io_uring\n\n");
+            out.push_str(URING_TEXT);
+            out.push_str("\n\n");
+            out.push_str(&uring);
+            out.push('\n');
         }
     }
 

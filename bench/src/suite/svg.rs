@@ -43,6 +43,8 @@ pub fn color(peer: &str) -> String {
         "hyper" => "#9467bd".into(),
         "nim" => "#2ca02c".into(),
         "c-floor" => "#7f7f7f".into(),
+        "c-uring" => "#4d4d4d".into(),
+        "asyncnet-uring" => "#08519c".into(),
         other => {
             let h = other
                 .bytes()

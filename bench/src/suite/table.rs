@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::peers::FLOOR;
+use crate::peers::{ASYNCNET_URING, FLOOR, URING_FLOOR};
 use crate::suite::{ratio_to, ratio_to_reference, Row, Spread, SyscallRow, BASELINE};
 
 /// The column headers of the main table.
@@ -124,6 +124,49 @@ pub fn table(rows: &[Row]) -> String {
     )
 }
 
+/// The columns of the io_uring table.
+pub const URING_HEADERS: [&str; 4] = [
+    "workload",
+    "c-uring x C floor",
+    "asyncnet-uring x C uring floor",
+    "asyncnet-uring x asyncnet",
+];
+
+/// The io_uring table (Markdown): per workload with a `c-uring` or an
+/// `asyncnet-uring` row, in the order of the rows, the C io_uring floor's
+/// cost over the C epoll floor's, and `asyncnet-uring`'s over the C
+/// io_uring floor's and over `asyncnet`'s (its epoll driver); medians, as
+/// in the main table. Nothing if no workload has either row.
+pub fn uring_table(rows: &[Row]) -> Option<String> {
+    let mut workloads: Vec<&str> = Vec::new();
+    for r in rows {
+        let uring = r.peer == URING_FLOOR || r.peer == ASYNCNET_URING;
+        if uring && !workloads.contains(&r.workload.as_str()) {
+            workloads.push(&r.workload);
+        }
+    }
+    let cell = |workload: &str, peer: &str, base: &str| {
+        let row = rows
+            .iter()
+            .find(|r| r.workload == workload && r.peer == peer);
+        ratio(row.and_then(|row| ratio_to(rows, row, base)))
+    };
+    let body: Vec<[String; 4]> = workloads
+        .iter()
+        .map(|&w| {
+            [
+                w.to_string(),
+                cell(w, URING_FLOOR, FLOOR),
+                cell(w, ASYNCNET_URING, URING_FLOOR),
+                cell(w, ASYNCNET_URING, "asyncnet"),
+            ]
+        })
+        .collect();
+    // Every column but the workload is a figure: right-aligned.
+    let table = md(URING_HEADERS, &body, false).replacen("| --- | --- |", "| --- | ---: |", 1);
+    (!body.is_empty()).then_some(table)
+}
+
 /// `Rows with a round that had a warning (see the notes): echo64 c50
 /// nim, ...`, or nothing if none had.
 pub fn warned_line(rows: &[Row]) -> Option<String> {
@@ -161,7 +204,7 @@ pub fn reference_line(rows: &[Row]) -> Option<String> {
 }
 
 /// The columns of the system call table.
-pub const SYSCALL_HEADERS: [&str; 10] = [
+pub const SYSCALL_HEADERS: [&str; 11] = [
     "workload",
     "peer",
     "per",
@@ -170,12 +213,13 @@ pub const SYSCALL_HEADERS: [&str; 10] = [
     "write",
     "epoll_wait",
     "epoll_ctl",
+    "io_uring_enter",
     "total",
     "largest others",
 ];
 
 /// The cells of a system call row: calls per operation.
-pub fn syscall_cells(r: &SyscallRow) -> [String; 10] {
+pub fn syscall_cells(r: &SyscallRow) -> [String; 11] {
     let p = &r.profile;
     let figures = [
         p.read,
@@ -183,9 +227,10 @@ pub fn syscall_cells(r: &SyscallRow) -> [String; 10] {
         p.write,
         p.epoll_wait,
         p.epoll_ctl,
+        p.uring_enter,
         p.total,
     ];
-    let [a, b, c, d, e, f] = figures.map(|v| format!("{v:.3}"));
+    let [a, b, c, d, e, u, f] = figures.map(|v| format!("{v:.3}"));
     let (workload, peer, unit) = (r.workload.clone(), r.peer.clone(), short_unit(&r.unit));
     [
         workload,
@@ -196,6 +241,7 @@ pub fn syscall_cells(r: &SyscallRow) -> [String; 10] {
         c,
         d,
         e,
+        u,
         f,
         p.others_text(3),
     ]

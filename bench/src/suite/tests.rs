@@ -344,7 +344,7 @@ fn document_has_every_section_and_row() {
         "cargo build --release -p asyncnet-bench && target/release/bench --rounds 1 --secs 1",
         "![Server CPU per operation relative to tokio](bench/chart.svg)",
         "## System calls per operation",
-        "| echo64 c50 | asyncnet | rt | 1.000 | 0.000 | 1.000 | 0.000 | 0.000 | 2.000 |  |",
+        "| echo64 c50 | asyncnet | rt | 1.000 | 0.000 | 1.000 | 0.000 | 0.000 | 0.000 | 2.000 |  |",
         "- udp: nim and c-floor serve TCP only",
         "Rows with a round that had a warning (see the notes): echo64 c50 nim.",
         &table::table(&part.rows),
@@ -354,6 +354,8 @@ fn document_has_every_section_and_row() {
         assert!(smoke.contains(s), "missing {s:?} in\n{smoke}");
     }
     assert!(!smoke.contains("machine was busy"));
+    // No io_uring row: no io_uring section.
+    assert!(!smoke.contains("### io_uring"));
     let mut busy = info(3, 5.0);
     busy.machine.0[2].1 = "2.69 2.06 1.46".into();
     let doc = document(&busy, &part);
@@ -366,4 +368,34 @@ fn document_has_every_section_and_row() {
     let empty = document(&info(3, 5.0), &Part::default());
     assert!(empty.contains("No rows"));
     assert!(!empty.contains("## Notes"));
+}
+
+#[test]
+fn uring_table_divides_by_both_floors_and_the_epoll_driver() {
+    let cpu = |w: &str, p: &str, us: f64| Row::from_samples(w, p, "round trip", &[sample(1.0, us)]);
+    let mut rows = rows();
+    assert!(table::uring_table(&rows).is_none());
+    rows.extend([
+        cpu("echo64 c50", "c-uring", 4.0),
+        cpu("echo64 c50", "asyncnet-uring", 5.0),
+        // No floor in this workload: only the ratio to asyncnet.
+        cpu("unix64 c50", "asyncnet-uring", 10.2),
+    ]);
+    let md = table::uring_table(&rows).unwrap();
+    let lines: Vec<&str> = md.lines().collect();
+    assert_eq!(
+        lines[0],
+        "| workload | c-uring x C floor | asyncnet-uring x C uring floor | asyncnet-uring x asyncnet |"
+    );
+    assert_eq!(lines[1], "| --- | ---: | ---: | ---: |");
+    // c-floor 4.5, asyncnet 4.7 (medians).
+    assert_eq!(lines[2], "| echo64 c50 | 0.889x | 1.250x | 1.064x |");
+    assert_eq!(lines[3], "| unix64 c50 | – | – | 2.000x |");
+    assert_eq!(lines.len(), 4, "{md}");
+    let part = Part {
+        rows,
+        ..Part::default()
+    };
+    let doc = document(&info(3, 5.0), &part);
+    assert!(doc.contains(&format!("### io_uring\n\n{}\n\n{md}", markdown::URING_TEXT)));
 }

@@ -73,21 +73,34 @@ pub fn known_peers() -> Vec<String> {
     names
 }
 
-/// The byte-echo servers over TCP.
-const STREAM_PEERS: [&str; 6] = [
+/// The byte-echo servers over TCP (`asyncnet-uring` and `c-uring`: the io_uring ones).
+const STREAM_PEERS: [&str; 8] = [
     "asyncnet",
     "tokio",
     "tokio-tuned",
     "tokio-mt",
     "nim",
     "c-floor",
+    "asyncnet-uring",
+    "c-uring",
 ];
 /// Those that also serve Unix stream sockets.
-const UNIX_PEERS: [&str; 4] = ["asyncnet", "tokio", "tokio-tuned", "tokio-mt"];
+const UNIX_PEERS: [&str; 5] = [
+    "asyncnet",
+    "tokio",
+    "tokio-tuned",
+    "tokio-mt",
+    "asyncnet-uring",
+];
 /// Those that serve UDP (`tokio-tuned` serves it as `tokio` does).
-const UDP_PEERS: [&str; 3] = ["asyncnet", "tokio", "tokio-mt"];
-/// Memory per idle connection: the byte echoes and the line server.
-const IDLE_PEERS: [&str; 7] = [
+const UDP_PEERS: [&str; 4] = ["asyncnet", "tokio", "tokio-mt", "asyncnet-uring"];
+/// Memory per idle connection: the byte echoes and the line server. Not
+/// `c-uring`: its resident memory is its shared pool of provided buffers
+/// (32 MiB, handed out in ring order, so every message received touches
+/// the next page until the ring wraps), which grows with messages, not
+/// connections: `idle c1000` would show about 4 KB per connection that no
+/// connection holds.
+const IDLE_PEERS: [&str; 8] = [
     "asyncnet",
     "asyncnet-lines",
     "tokio",
@@ -95,6 +108,7 @@ const IDLE_PEERS: [&str; 7] = [
     "tokio-mt",
     "nim",
     "c-floor",
+    "asyncnet-uring",
 ];
 
 /// The `http` row's servers (of [`http::peers`], the same names as the echo
@@ -196,7 +210,7 @@ fn unix(ctx: &Ctx) -> Part {
         true,
     );
     part.notes
-        .push("unix: nim and c-floor serve TCP only".to_string());
+        .push("unix: nim, c-floor and c-uring serve TCP only".to_string());
     part
 }
 
@@ -212,8 +226,9 @@ fn udp(ctx: &Ctx) -> Part {
         &ctx.pick(&UDP_PEERS, &ctx.peers),
         false,
     );
-    part.notes
-        .push("udp: nim and c-floor serve TCP only; tokio-tuned serves UDP as tokio does".into());
+    part.notes.push(
+        "udp: nim, c-floor and c-uring serve TCP only; tokio-tuned serves UDP as tokio does".into(),
+    );
     part
 }
 
