@@ -97,11 +97,9 @@ impl Fault {
 /// arrived): only a pause on loopback, never a bound on anything.
 pub const BEAT: Duration = Duration::from_millis(20);
 
-/// Descriptors this process has open now.
+/// Descriptors (Linux) or handles (Windows) this process has open now.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
+    crate::support::open_descriptors()
 }
 
 pub fn other(what: impl Into<String>) -> io::Error {
