@@ -97,11 +97,6 @@ impl Fault {
 /// arrived): only a pause on loopback, never a bound on anything.
 pub const BEAT: Duration = Duration::from_millis(20);
 
-/// Descriptors (Linux) or handles (Windows) this process has open now.
-pub fn open_fds() -> usize {
-    crate::support::open_descriptors()
-}
-
 pub fn other(what: impl Into<String>) -> io::Error {
     io::Error::other(what.into())
 }
