@@ -17,16 +17,14 @@ use support::{port, run, Family};
 mod c {
     pub use libc::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SOCK_STREAM};
 }
-/// The C constants `new_raw` takes, from the platform's headers (Winsock's types differ in
-/// width: all fit `c_int`).
+/// The C constants `new_raw` takes, from the platform's headers (Winsock's address
+/// families are `u16`: they fit `c_int`).
 #[cfg(windows)]
 mod c {
     use windows_sys::Win32::Networking::WinSock as ws;
+    pub use ws::{IPPROTO_TCP, IPPROTO_UDP, SOCK_STREAM};
     pub const AF_INET: i32 = ws::AF_INET as i32;
     pub const AF_INET6: i32 = ws::AF_INET6 as i32;
-    pub const SOCK_STREAM: i32 = ws::SOCK_STREAM as i32;
-    pub const IPPROTO_TCP: i32 = ws::IPPROTO_TCP as i32;
-    pub const IPPROTO_UDP: i32 = ws::IPPROTO_UDP as i32;
 }
 
 /// Whether a child process would not inherit the socket (Unix: `FD_CLOEXEC`).

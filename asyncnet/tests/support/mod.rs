@@ -35,8 +35,8 @@ pub fn under_wine() -> bool {
     // SAFETY: both names are NUL-terminated; ntdll is loaded in every process and a module
     // handle of it needs no release; GetProcAddress only looks the export up.
     unsafe {
-        let ntdll = GetModuleHandleA(b"ntdll.dll\0".as_ptr());
-        !ntdll.is_null() && !GetProcAddress(ntdll, b"wine_get_version\0".as_ptr()).is_null()
+        let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+        !ntdll.is_null() && !GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_null()
     }
 }
 
