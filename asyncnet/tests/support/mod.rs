@@ -123,6 +123,7 @@ pub fn open_descriptors() -> usize {
 /// above `expected`. mio's Windows poller keeps a closed socket's poll state, and the AFD
 /// handle it shares with up to 31 other sockets, until the cancelled poll's completion has
 /// come back through a poll. A leak still shows: the count stays above `expected`.
+#[cfg(any(target_os = "linux", windows))]
 pub async fn open_descriptors_settled(expected: usize) -> usize {
     if cfg!(windows) {
         for _ in 0..100 {
@@ -138,6 +139,7 @@ pub async fn open_descriptors_settled(expected: usize) -> usize {
 /// `open_descriptors` to count from: at once on Linux; on Windows once the count has stayed
 /// the same for three turns of the loop (10 ms each; up to a second), for the reason in
 /// `open_descriptors_settled`.
+#[cfg(any(target_os = "linux", windows))]
 pub async fn open_descriptors_at_rest() -> usize {
     let mut count = open_descriptors();
     if cfg!(windows) {
