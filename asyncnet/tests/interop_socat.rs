@@ -38,7 +38,7 @@ fn have_socat() -> bool {
                 "socat is required under CI (CI=true) but is not installed: apt-get install socat"
             );
         }
-        eprintln!("skipping: socat not installed (apt-get install socat)");
+        eprintln!("skipped: socat not installed (apt-get install socat)");
     }
     found
 }

@@ -346,6 +346,11 @@ fn a_dual_stack_listener_shows_ipv4_peers_without_the_mapped_prefix() {
     }
     run(async {
         let server = socket(Family::V6, true)?;
+        // Portability: Windows makes IPv6 sockets IPv6-only by default (Linux follows
+        // net.ipv6.bindv6only, off by default): the listener asks for dual stack there.
+        if cfg!(windows) {
+            socket2::SockRef::from(&server).set_only_v6(false)?;
+        }
         let only_v6 = socket2::SockRef::from(&server).only_v6()?;
         if only_v6 {
             eprintln!("skipped: IPv6 sockets are IPv6-only here (net.ipv6.bindv6only)");

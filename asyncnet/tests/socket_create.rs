@@ -7,25 +7,60 @@ mod support;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 #[cfg(unix)]
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
-#[cfg(unix)]
-use asyncnet::SockType;
-use asyncnet::{AsyncSocket, Domain, SoBool};
-#[cfg(unix)]
-use support::port;
-use support::{run, Family};
+use asyncnet::{AsyncSocket, Domain, RawSocket, SoBool, SockType};
+use support::{port, run, Family};
 
+/// The C constants `new_raw` takes, from the platform's headers.
 #[cfg(unix)]
-fn cloexec(fd: RawFd) -> bool {
+mod c {
+    pub use libc::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SOCK_STREAM};
+}
+/// The C constants `new_raw` takes, from the platform's headers (Winsock's address
+/// families are `u16`: they fit `c_int`).
+#[cfg(windows)]
+mod c {
+    use windows_sys::Win32::Networking::WinSock as ws;
+    pub use ws::{IPPROTO_TCP, IPPROTO_UDP, SOCK_STREAM};
+    pub const AF_INET: i32 = ws::AF_INET as i32;
+    pub const AF_INET6: i32 = ws::AF_INET6 as i32;
+}
+
+/// Whether a child process would not inherit the socket (Unix: `FD_CLOEXEC`).
+#[cfg(unix)]
+fn cloexec(fd: RawSocket) -> bool {
     // SAFETY: F_GETFD only reads the descriptor's flags; `fd` is open.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     assert!(flags >= 0, "fcntl: {}", io::Error::last_os_error());
     flags & libc::FD_CLOEXEC != 0
 }
 
+/// Whether a child process would not inherit the socket (Windows: `HANDLE_FLAG_INHERIT`
+/// clear).
+#[cfg(windows)]
+fn cloexec(socket: RawSocket) -> bool {
+    extern "system" {
+        fn GetHandleInformation(handle: *mut std::ffi::c_void, flags: *mut u32) -> i32;
+    }
+    const HANDLE_FLAG_INHERIT: u32 = 1;
+    let mut flags = 0u32;
+    // SAFETY: a socket is a kernel handle; the call only reads its flags into `flags`, which
+    // is valid and writable; `socket` is open.
+    let ok = unsafe { GetHandleInformation(socket as usize as *mut _, &mut flags) };
+    assert_ne!(
+        ok,
+        0,
+        "GetHandleInformation: {}",
+        io::Error::last_os_error()
+    );
+    flags & HANDLE_FLAG_INHERIT == 0
+}
+
+/// Whether the socket is in non-blocking mode. Unix only: Windows has no call that reads a
+/// socket's mode back (`FIONBIO` only sets it).
 #[cfg(unix)]
-fn nonblocking(fd: RawFd) -> bool {
+fn nonblocking(fd: RawSocket) -> bool {
     // SAFETY: F_GETFL only reads the descriptor's status flags; `fd` is open.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     assert!(flags >= 0, "fcntl: {}", io::Error::last_os_error());
@@ -34,7 +69,7 @@ fn nonblocking(fd: RawFd) -> bool {
 
 // macOS has no SO_DOMAIN.
 #[cfg(all(unix, not(target_os = "macos")))]
-fn socket_domain(fd: RawFd) -> libc::c_int {
+fn socket_domain(fd: RawSocket) -> libc::c_int {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `v` and `len` are valid and writable; `len` holds the size of `v`.
@@ -52,17 +87,20 @@ fn socket_domain(fd: RawFd) -> libc::c_int {
 }
 
 #[test]
-#[cfg(unix)] // descriptor flags through libc
 fn new_makes_a_buffered_ipv4_tcp_socket_that_is_close_on_exec_and_nonblocking() {
     run(async {
         let s = AsyncSocket::new()?;
         assert!(!s.is_closed());
         assert!(s.is_buffered());
-        assert!(s.fd() >= 0);
+        assert_ne!(s.fd(), asyncnet::INVALID_SOCKET);
+        #[cfg(unix)]
         assert_eq!(s.as_raw_fd(), s.fd());
-        #[cfg(not(target_os = "macos"))]
+        #[cfg(windows)]
+        assert_eq!(std::os::windows::io::AsRawSocket::as_raw_socket(&s), s.fd());
+        #[cfg(all(unix, not(target_os = "macos")))]
         assert_eq!(socket_domain(s.fd()), libc::AF_INET);
         assert!(cloexec(s.fd()), "not inheritable by default");
+        #[cfg(unix)]
         assert!(nonblocking(s.fd()));
         assert!(!s.has_data_buffered());
         assert!(!s.is_disconnected());
@@ -73,7 +111,6 @@ fn new_makes_a_buffered_ipv4_tcp_socket_that_is_close_on_exec_and_nonblocking() 
     })
 }
 
-#[cfg(unix)]
 fn builder_sets_family_buffering_and_inheritance(fam: Family) {
     run(async move {
         let s = AsyncSocket::builder()
@@ -85,7 +122,7 @@ fn builder_sets_family_buffering_and_inheritance(fam: Family) {
             .build()?;
         assert!(!s.is_buffered());
         assert!(!cloexec(s.fd()), "inheritable(true) clears close-on-exec");
-        #[cfg(not(target_os = "macos"))]
+        #[cfg(all(unix, not(target_os = "macos")))]
         {
             let want = if fam == Family::V4 {
                 libc::AF_INET
@@ -104,23 +141,22 @@ fn builder_sets_family_buffering_and_inheritance(fam: Family) {
     })
 }
 
-#[cfg(unix)]
 fn new_raw_makes_a_working_socket_from_c_constants(fam: Family) {
     run(async move {
         let af = if fam == Family::V4 {
-            libc::AF_INET
+            c::AF_INET
         } else {
-            libc::AF_INET6
+            c::AF_INET6
         };
         // Explicit protocol, unbuffered.
-        let server = AsyncSocket::new_raw(af, libc::SOCK_STREAM, libc::IPPROTO_TCP, false)?;
+        let server = AsyncSocket::new_raw(af, c::SOCK_STREAM, c::IPPROTO_TCP, false)?;
         assert!(!server.is_buffered());
         assert!(cloexec(server.fd()));
         server.set_sock_opt(SoBool::ReuseAddr, true)?;
         server.bind_addr(0, fam.loopback())?;
         server.listen()?;
         // Protocol 0: the OS's default for the type.
-        let client = AsyncSocket::new_raw(af, libc::SOCK_STREAM, 0, true)?;
+        let client = AsyncSocket::new_raw(af, c::SOCK_STREAM, 0, true)?;
         assert!(client.is_buffered());
         client.connect(fam.loopback(), port(&server)).await?;
         let peer = server.accept().await?;
@@ -135,22 +171,23 @@ fn new_raw_makes_a_working_socket_from_c_constants(fam: Family) {
 }
 
 #[test]
-#[cfg(unix)] // descriptor flags through libc
 fn new_raw_with_an_unknown_combination_fails() {
-    let e = AsyncSocket::new_raw(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_UDP, true)
+    let e = AsyncSocket::new_raw(c::AF_INET, c::SOCK_STREAM, c::IPPROTO_UDP, true)
         .expect_err("TCP stream with the UDP protocol");
     assert!(e.raw_os_error().is_some(), "the OS's error: {e}");
-    let e = AsyncSocket::new_raw(12345, libc::SOCK_STREAM, 0, true).expect_err("unknown family");
+    let e = AsyncSocket::new_raw(12345, c::SOCK_STREAM, 0, true).expect_err("unknown family");
     assert!(e.raw_os_error().is_some(), "the OS's error: {e}");
 }
 
-#[cfg(unix)]
+// Portability: the non-blocking mode is checked on Unix only (Windows cannot read it back).
 fn from_fd_adopts_a_std_listener(fam: Family) {
     run(async move {
         let std_listener = TcpListener::bind((fam.ip(), 0))?;
         let addr = std_listener.local_addr()?;
+        #[cfg(unix)]
         assert!(!nonblocking(std_listener.as_raw_fd()));
-        let server = AsyncSocket::from_fd(OwnedFd::from(std_listener), true)?;
+        let server = AsyncSocket::from_fd(asyncnet::OwnedSocket::from(std_listener), true)?;
+        #[cfg(unix)]
         assert!(
             nonblocking(server.fd()),
             "adopted sockets become non-blocking"
@@ -307,11 +344,8 @@ fn debug_output_names_the_socket_state() {
 }
 
 family_tests!(
-    #[cfg(unix)]
     builder_sets_family_buffering_and_inheritance,
-    #[cfg(unix)]
     new_raw_makes_a_working_socket_from_c_constants,
-    #[cfg(unix)]
     from_fd_adopts_a_std_listener,
     from_fd_adopts_a_std_stream,
     close_is_idempotent_and_fd_becomes_minus_one,

@@ -729,26 +729,26 @@ const CHAOS_MESSAGES: usize = 100_000;
 /// How far the client may run ahead of the echoes it has read (a protocol's window).
 const WINDOW: usize = 32;
 
-/// Open descriptors on Linux; elsewhere 0 (under Wine, `/proc/self/fd` lists Wine's own
-/// descriptors, which come and go with its threads: not ours to count).
-///
-/// Counted once the count holds still: the previous test's thread may still be closing its
-/// loop (a thread's loop closes after the test body, and its lock, are gone).
-fn open_fds() -> usize {
-    if !cfg!(target_os = "linux") {
-        return 0;
-    }
-    let count = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
-    let mut last = count();
-    for _ in 0..100 {
-        std::thread::sleep(Duration::from_millis(20));
-        let now = count();
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    last
+/// Open descriptors (Linux) or handles (Windows) once the loop is at rest: see
+/// `support::open_descriptors_at_rest`. Elsewhere 0 (not counted).
+#[cfg(any(target_os = "linux", windows))]
+fn open_fds_at_rest() -> usize {
+    wait_for(support::open_descriptors_at_rest())
+}
+#[cfg(not(any(target_os = "linux", windows)))]
+fn open_fds_at_rest() -> usize {
+    0
+}
+
+/// Open descriptors (Linux) or handles (Windows) once closed sockets are let go, see
+/// `support::open_descriptors_settled`. Elsewhere 0 (not counted).
+#[cfg(any(target_os = "linux", windows))]
+fn open_fds_settled(expected: usize) -> usize {
+    wait_for(support::open_descriptors_settled(expected))
+}
+#[cfg(not(any(target_os = "linux", windows)))]
+fn open_fds_settled(_expected: usize) -> usize {
+    0
 }
 
 #[test]
@@ -758,7 +758,7 @@ fn chaos_of_random_deadlines_keeps_both_byte_streams_exact_and_leaks_no_descript
     // The loop's own descriptors, and what the process opens with its first socket, exist
     // before the count.
     run(async { pair(Family::V4, true).await.map(drop) });
-    let fds_before = open_fds();
+    let fds_before = open_fds_at_rest();
     let started = Instant::now();
     support::raise_task_failures();
     // A guard against hangs only (the run takes seconds), generous for a loaded machine.
@@ -841,5 +841,9 @@ fn chaos_of_random_deadlines_keeps_both_byte_streams_exact_and_leaks_no_descript
     );
     // Closed sockets may still be handing bytes to the kernel: let the loop finish them.
     wait_for(async {});
-    assert_eq!(open_fds(), fds_before, "descriptors left open");
+    assert_eq!(
+        open_fds_settled(fds_before),
+        fds_before,
+        "descriptors left open"
+    );
 }

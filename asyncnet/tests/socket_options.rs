@@ -4,15 +4,30 @@
 mod support;
 
 use std::io;
-#[cfg(unix)]
-use std::os::fd::RawFd;
 
-use asyncnet::{AsyncSocket, SoBool};
+use asyncnet::{AsyncSocket, RawSocket, SoBool};
 use support::{run, socket, Family};
+
+/// The OS's names for the options, from the platform's headers.
+#[cfg(unix)]
+mod os {
+    pub use libc::{
+        IPPROTO_TCP, SOL_SOCKET, SO_BROADCAST, SO_DEBUG, SO_DONTROUTE, SO_KEEPALIVE, SO_OOBINLINE,
+        SO_REUSEADDR, SO_REUSEPORT, TCP_NODELAY,
+    };
+}
+/// The OS's names for the options, from the platform's headers.
+#[cfg(windows)]
+mod os {
+    pub use windows_sys::Win32::Networking::WinSock::{
+        IPPROTO_TCP, SOL_SOCKET, SO_BROADCAST, SO_DEBUG, SO_KEEPALIVE, SO_OOBINLINE, SO_REUSEADDR,
+        TCP_NODELAY,
+    };
+}
 
 /// Read an `int` option straight from the OS, bypassing the library.
 #[cfg(unix)]
-fn raw_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> bool {
+fn raw_opt(fd: RawSocket, level: libc::c_int, name: libc::c_int) -> bool {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `v` and `len` are valid and writable; `len` holds the size of `v`.
@@ -26,6 +41,28 @@ fn raw_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> bool {
         )
     };
     assert_eq!(r, 0, "getsockopt: {}", io::Error::last_os_error());
+    v != 0
+}
+
+/// Read a `BOOL` option straight from Winsock, bypassing the library.
+#[cfg(windows)]
+fn raw_opt(socket: RawSocket, level: i32, name: i32) -> bool {
+    use windows_sys::Win32::Networking::WinSock::{getsockopt, WSAGetLastError};
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as i32;
+    // SAFETY: `v` and `len` are valid and writable; `len` holds the size of `v` (Winsock
+    // writes at most that many bytes; a one-byte BOOLEAN leaves the rest zero).
+    let r = unsafe {
+        getsockopt(
+            socket as usize,
+            level,
+            name,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    // SAFETY: WSAGetLastError only reads this thread's last Winsock error.
+    assert_eq!(r, 0, "getsockopt: error {}", unsafe { WSAGetLastError() });
     v != 0
 }
 
@@ -166,42 +203,44 @@ fn debug_either_works_or_fails_cleanly(fam: Family) {
     })
 }
 
-#[cfg(unix)] // reads the options back through libc
 fn no_delay_sets_tcp_nodelay_and_nothing_else(fam: Family) {
     run(async move {
         let s = socket(fam, true)?;
-        let debug_before = raw_opt(s.fd(), libc::SOL_SOCKET, libc::SO_DEBUG);
-        assert!(!raw_opt(s.fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY));
+        let debug_before = raw_opt(s.fd(), os::SOL_SOCKET, os::SO_DEBUG);
+        assert!(!raw_opt(s.fd(), os::IPPROTO_TCP, os::TCP_NODELAY));
         s.set_sock_opt(SoBool::NoDelay, true)?;
         assert!(
-            raw_opt(s.fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            raw_opt(s.fd(), os::IPPROTO_TCP, os::TCP_NODELAY),
             "TCP_NODELAY at IPPROTO_TCP is on"
         );
         assert_eq!(
-            raw_opt(s.fd(), libc::SOL_SOCKET, libc::SO_DEBUG),
+            raw_opt(s.fd(), os::SOL_SOCKET, os::SO_DEBUG),
             debug_before,
             "SO_DEBUG untouched (Nim's bug sets it instead)"
         );
         s.set_sock_opt(SoBool::NoDelay, false)?;
-        assert!(!raw_opt(s.fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY));
+        assert!(!raw_opt(s.fd(), os::IPPROTO_TCP, os::TCP_NODELAY));
         Ok(())
     })
 }
 
-#[cfg(unix)] // reads the options back through libc
+// Windows: not `DontRoute` (taken and ignored: `debug_and_dont_route_are_taken_on_windows`)
+// nor `ReusePort` (none: `reuse_port_is_unsupported_on_windows`).
 fn each_option_maps_to_its_os_option(fam: Family) {
     run(async move {
         let s = socket(fam, true)?;
-        let os = [
-            (SoBool::Broadcast, libc::SOL_SOCKET, libc::SO_BROADCAST),
-            (SoBool::DontRoute, libc::SOL_SOCKET, libc::SO_DONTROUTE),
-            (SoBool::KeepAlive, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
-            (SoBool::OobInline, libc::SOL_SOCKET, libc::SO_OOBINLINE),
-            (SoBool::ReuseAddr, libc::SOL_SOCKET, libc::SO_REUSEADDR),
-            (SoBool::ReusePort, libc::SOL_SOCKET, libc::SO_REUSEPORT),
-            (SoBool::NoDelay, libc::IPPROTO_TCP, libc::TCP_NODELAY),
+        let options = [
+            (SoBool::Broadcast, os::SOL_SOCKET, os::SO_BROADCAST),
+            #[cfg(unix)]
+            (SoBool::DontRoute, os::SOL_SOCKET, os::SO_DONTROUTE),
+            (SoBool::KeepAlive, os::SOL_SOCKET, os::SO_KEEPALIVE),
+            (SoBool::OobInline, os::SOL_SOCKET, os::SO_OOBINLINE),
+            (SoBool::ReuseAddr, os::SOL_SOCKET, os::SO_REUSEADDR),
+            #[cfg(unix)]
+            (SoBool::ReusePort, os::SOL_SOCKET, os::SO_REUSEPORT),
+            (SoBool::NoDelay, os::IPPROTO_TCP, os::TCP_NODELAY),
         ];
-        for (opt, level, name) in os {
+        for (opt, level, name) in options {
             s.set_sock_opt(opt, true)?;
             assert!(raw_opt(s.fd(), level, name), "{opt:?} on in the OS");
             s.set_sock_opt(opt, false)?;
@@ -252,8 +291,6 @@ family_tests!(
     accept_conn_is_read_only_and_true_on_a_listener,
     #[cfg(unix)] // Windows: `debug_and_dont_route_are_taken_on_windows`
     debug_either_works_or_fails_cleanly,
-    #[cfg(unix)]
     no_delay_sets_tcp_nodelay_and_nothing_else,
-    #[cfg(unix)]
     each_option_maps_to_its_os_option,
 );

@@ -97,13 +97,6 @@ impl Fault {
 /// arrived): only a pause on loopback, never a bound on anything.
 pub const BEAT: Duration = Duration::from_millis(20);
 
-/// Descriptors this process has open now.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
 pub fn other(what: impl Into<String>) -> io::Error {
     io::Error::other(what.into())
 }

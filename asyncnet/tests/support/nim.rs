@@ -37,7 +37,7 @@ pub fn programs() -> Option<&'static Programs> {
             )
         }
         Ok(None) => {
-            eprintln!("skipping: nim not installed (apt-get install nim)");
+            eprintln!("skipped: nim not installed (apt-get install nim)");
             None
         }
         Err(message) => panic!("{message}"),

@@ -43,7 +43,7 @@ pub fn require_tool(program: &str, probe: &[&str], install_hint: &str) -> Option
             if in_ci() {
                 panic!("{program} is not installed but CI=true: .ci/run must install it ({install_hint})");
             }
-            eprintln!("skipping: {program} not installed ({install_hint})");
+            eprintln!("skipped: {program} not installed ({install_hint})");
             None
         }
         Err(e) => panic!("cannot run {program}: {e}"),
