@@ -208,7 +208,9 @@ fn into_fd_never_loses_a_byte_received_ahead() {
             }
             assert!(!sock.has_data_buffered());
             if driver_kind() == DriverKind::IoUring {
-                let e = sock.into_fd().expect_err("bytes received ahead wait: refused");
+                let e = sock
+                    .into_fd()
+                    .expect_err("bytes received ahead wait: refused");
                 assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
             } else {
                 // The poll driver receives nothing ahead: the bytes are still the kernel's.
