@@ -11,6 +11,8 @@
 #   COUNT=N        round trips measured (default 200000)
 #   SERVER=NAME    asyncnet (default), tokio (echo_tokio) or floor (bench/peers/echo_floor.c,
 #                  compiled with cc -O2 into target/), to compare the same counts across peers
+#   BIN=DIR        take the servers and loadgen from DIR (default target/release), e.g. a
+#                  copy of an earlier build, to compare before and after
 #   CACHE=1        simulate the caches too (--cache-sim=yes): prints D1 and LL misses per
 #                  operation (first-level data cache and last-level cache, read + write)
 # Needs valgrind (and redis-tools / wrk for pong / http) and a release build:
@@ -25,7 +27,7 @@ conns=${3:-50}
 server=${SERVER:-asyncnet}
 count=${COUNT:-200000}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/target/release
+bin=${BIN:-$root/target/release}
 tag=$mode
 [ "$mode" = echo ] && [ "$server$conns" != asyncnet50 ] && tag=$mode-$server-c$conns
 out=$root/target/callgrind.$tag.out

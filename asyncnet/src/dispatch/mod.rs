@@ -278,7 +278,11 @@ impl Loop {
                 (a, b) => a.or(b),
             }
         };
-        self.driver.turn(wait)?;
+        // Every chunk of events: run the tasks it woke and write what they sent.
+        self.driver.turn(wait, || {
+            self.run_ready();
+            self.driver.run_deferred();
+        })?;
         let now = Instant::now();
         self.timers.fire(now);
         self.driver.deadlines.expire(now);
