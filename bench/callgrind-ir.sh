@@ -3,11 +3,13 @@
 # (perf counters are not available on the project's machines; instruction counts are steady
 # where timings drift).
 #
-# Usage: bench/callgrind-ir.sh echo|pong|http [PORT] [CONNS]
+# Usage: bench/callgrind-ir.sh echo|burst|pong|http [PORT] [CONNS]
 #   echo: echo_asyncnet under `loadgen --conns CONNS --count COUNT` (round trips; CONNS 50)
+#   burst: the same under `loadgen --workload burst` (8 messages per burst, think 100 ms, as
+#         the suite's echo64 burst8 row; CONNS 1000 there), per message
 #   pong: echo_asyncnet --pong under `redis-benchmark -c 50 -n 200000 -t ping_inline` (P1)
 #   http: http_asyncnet under `wrk -t1 -c50 -d5s` (requests)
-# Environment (echo only, all optional):
+# Environment (all optional; COUNT and SERVER for echo and burst only):
 #   COUNT=N        round trips measured (default 200000)
 #   SERVER=NAME    asyncnet (default), tokio (echo_tokio) or floor (bench/peers/echo_floor.c,
 #                  compiled with cc -O2 into target/), to compare the same counts across peers
@@ -21,7 +23,7 @@
 # echo counts exactly the COUNT round trips (connection setup and warm-up left out); pong and
 # http count the whole run, startup included (a fraction of a percent).
 set -euo pipefail
-mode=${1:?usage: $0 echo|pong|http [PORT] [CONNS]}
+mode=${1:?usage: $0 echo|burst|pong|http [PORT] [CONNS]}
 port=${2:-7199}
 conns=${3:-50}
 server=${SERVER:-asyncnet}
@@ -30,6 +32,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BIN:-$root/target/release}
 tag=$mode
 [ "$mode" = echo ] && [ "$server$conns" != asyncnet50 ] && tag=$mode-$server-c$conns
+[ "$mode" = burst ] && tag=$mode-$server-c$conns
+load=(--workload echo)
+if [ "$mode" = burst ]; then
+  load=(--workload burst --burst 8 --think-ms 100)
+  mode=echo
+fi
 out=$root/target/callgrind.$tag.out
 log=$(mktemp)
 case $mode in
@@ -63,7 +71,7 @@ case $mode in
     # Only the COUNT round trips are counted: instrumentation is switched on when the load
     # generator says measure-start (every connection open, warmed up and quiet) and off at
     # measure-end (`--pause` waits for our go-ahead after each).
-    coproc lg { "$bin/loadgen" --port "$port" --conns "$conns" --count "$count" --pause; }
+    coproc lg { "$bin/loadgen" "${load[@]}" --port "$port" --conns "$conns" --count "$count" --pause; }
     lg_pid=$lg_PID
     while read -r line <&"${lg[0]}"; do
       case $line in
@@ -83,7 +91,7 @@ wait $server_pid 2>/dev/null || true
 totals=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", ""); gsub(/\([^)]*\)/, ""); print}')
 total=$(awk '{print $1}' <<<"$totals")
 label=$mode
-[ "$mode" = echo ] && label="echo $server c$conns"
+[ "$mode" = echo ] && label="${load[1]} $server c$conns"
 echo "$label: $total instructions / $ops operations = $((total / ops)) per operation$([ "$mode" = echo ] || echo ' (startup included)')"
 if [ "${CACHE:-0}" = 1 ]; then
   # Events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw

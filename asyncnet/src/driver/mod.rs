@@ -265,9 +265,12 @@ impl Drop for Batch<'_> {
     fn drop(&mut self) {
         let d = self.0;
         d.dispatching.set(false);
-        let mut ios = d.ios.borrow_mut();
-        for key in d.closed_in_batch.borrow_mut().drain(..) {
-            ios.try_remove(key);
+        let mut closed = d.closed_in_batch.borrow_mut();
+        if !closed.is_empty() {
+            let mut ios = d.ios.borrow_mut();
+            for key in closed.drain(..) {
+                ios.try_remove(key);
+            }
         }
     }
 }
