@@ -315,8 +315,16 @@ mod tests {
                 }
             })
             .expect("turn");
-        assert_eq!(n, 2 * EVENT_CHUNK, "one event per socket, in one batch");
-        assert_eq!(chunks, 2, "the callback runs after every chunk");
+        // epoll reports one event per socket; kqueue one per direction (they are writable too).
+        assert!(
+            n >= 2 * EVENT_CHUNK,
+            "every socket's event in one batch: {n}"
+        );
+        assert_eq!(
+            chunks,
+            n / EVENT_CHUNK,
+            "the callback runs after every chunk"
+        );
         assert_eq!(
             taken_meanwhile,
             2 * EVENT_CHUNK + 1,
