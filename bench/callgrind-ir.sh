@@ -3,39 +3,100 @@
 # (perf counters are not available on the project's machines; instruction counts are steady
 # where timings drift).
 #
-# Usage: bench/callgrind-ir.sh echo|pong|http [PORT]
-#   echo: echo_asyncnet under `loadgen --conns 50 --count 200000` (round trips)
+# Usage: bench/callgrind-ir.sh echo|burst|pong|http [PORT] [CONNS]
+#   echo: echo_asyncnet under `loadgen --conns CONNS --count COUNT` (round trips; CONNS 50)
+#   burst: the same under `loadgen --workload burst` (8 messages per burst, think 100 ms, as
+#         the suite's echo64 burst8 row; CONNS 1000 there), per message
 #   pong: echo_asyncnet --pong under `redis-benchmark -c 50 -n 200000 -t ping_inline` (P1)
 #   http: http_asyncnet under `wrk -t1 -c50 -d5s` (requests)
+# Environment (all optional; COUNT and SERVER for echo and burst only):
+#   COUNT=N        round trips measured (default 200000)
+#   SERVER=NAME    asyncnet (default), tokio (echo_tokio) or floor (bench/peers/echo_floor.c,
+#                  compiled with cc -O2 into target/), to compare the same counts across peers
+#   BIN=DIR        take the servers and loadgen from DIR (default target/release), e.g. a
+#                  copy of an earlier build, to compare before and after
+#   CACHE=1        simulate the caches too (--cache-sim=yes): prints D1 and LL misses per
+#                  operation (first-level data cache and last-level cache, read + write)
 # Needs valgrind (and redis-tools / wrk for pong / http) and a release build:
 #   cargo build --release -p asyncnet-bench
-# Leaves the profile in target/callgrind.MODE.out (read it with callgrind_annotate).
+# Leaves the profile in target/callgrind.MODE[-SERVER-cCONNS].out (callgrind_annotate).
+# echo counts exactly the COUNT round trips (connection setup and warm-up left out); pong and
+# http count the whole run, startup included (a fraction of a percent).
 set -euo pipefail
-mode=${1:?usage: $0 echo|pong|http [PORT]}
+mode=${1:?usage: $0 echo|burst|pong|http [PORT] [CONNS]}
 port=${2:-7199}
+conns=${3:-50}
+server=${SERVER:-asyncnet}
+count=${COUNT:-200000}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/target/release
-out=$root/target/callgrind.$mode.out
+bin=${BIN:-$root/target/release}
+tag=$mode
+[ "$mode" = echo ] && [ "$server$conns" != asyncnet50 ] && tag=$mode-$server-c$conns
+[ "$mode" = burst ] && tag=$mode-$server-c$conns
+load=(--workload echo)
+if [ "$mode" = burst ]; then
+  load=(--workload burst --burst 8 --think-ms 100)
+  mode=echo
+fi
+out=$root/target/callgrind.$tag.out
 log=$(mktemp)
 case $mode in
-  echo) srv=("$bin/echo_asyncnet" "$port") ;;
+  echo)
+    case $server in
+      asyncnet) srv=("$bin/echo_asyncnet" "$port") ;;
+      tokio) srv=("$bin/echo_tokio" "$port") ;;
+      floor)
+        cc -O2 -g -o "$root/target/echo_floor" "$root/bench/peers/echo_floor.c"
+        srv=("$root/target/echo_floor" "$port") ;;
+      *) echo "unknown SERVER $server (asyncnet, tokio or floor)" >&2; exit 2 ;;
+    esac ;;
   pong) srv=("$bin/echo_asyncnet" --pong "$port") ;;
   http) srv=("$bin/http_asyncnet" "$port") ;;
   *) echo "unknown mode $mode (echo, pong or http)" >&2; exit 2 ;;
 esac
-valgrind --tool=callgrind --callgrind-out-file="$out" "${srv[@]}" >"$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
+cache=()
+[ "${CACHE:-0}" = 1 ] && cache=(--cache-sim=yes)
+# Thousands of connections: the server (and valgrind, which keeps some descriptors for
+# itself at the top of the range) need more than a default soft limit of 1024.
+ulimit -n "$(ulimit -Hn)"
+atstart=()
+[ "$mode" = echo ] && atstart=(--instr-atstart=no)
+valgrind --tool=callgrind "${atstart[@]}" "${cache[@]}" --callgrind-out-file="$out" "${srv[@]}" >"$log" 2>&1 &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.2; done
 grep -q listening "$log" || { echo "the server did not start:" >&2; cat "$log" >&2; exit 1; }
 case $mode in
-  echo) "$bin/loadgen" --port "$port" --conns 50 --count 200000 >/dev/null; ops=200000 ;;
+  echo)
+    # Only the COUNT round trips are counted: instrumentation is switched on when the load
+    # generator says measure-start (every connection open, warmed up and quiet) and off at
+    # measure-end (`--pause` waits for our go-ahead after each).
+    coproc lg { "$bin/loadgen" "${load[@]}" --port "$port" --conns "$conns" --count "$count" --pause; }
+    lg_pid=$lg_PID
+    while read -r line <&"${lg[0]}"; do
+      case $line in
+        measure-start) callgrind_control -i on $server_pid >/dev/null 2>&1; echo >&"${lg[1]}" ;;
+        measure-end) callgrind_control -i off $server_pid >/dev/null 2>&1; echo >&"${lg[1]}" ;;
+      esac
+    done
+    wait "$lg_pid"
+    ops=$count ;;
   pong) redis-benchmark -p "$port" -c 50 -n 200000 -t ping_inline -q >/dev/null 2>&1; ops=200000 ;;
   http)
     ops=$(wrk -t1 -c50 -d5s "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}') ;;
 esac
 # callgrind writes its profile as the server dies of the signal.
-kill -TERM $server
-wait $server 2>/dev/null || true
-total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "$mode: $total instructions / $ops operations = $((total / ops)) per operation (startup included)"
+kill -TERM $server_pid
+wait $server_pid 2>/dev/null || true
+totals=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", ""); gsub(/\([^)]*\)/, ""); print}')
+total=$(awk '{print $1}' <<<"$totals")
+label=$mode
+[ "$mode" = echo ] && label="${load[1]} $server c$conns"
+echo "$label: $total instructions / $ops operations = $((total / ops)) per operation$([ "$mode" = echo ] || echo ' (startup included)')"
+if [ "${CACHE:-0}" = 1 ]; then
+  # Events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+  read -r ir dr dw i1mr d1mr d1mw ilmr dlmr dlmw _ <<<"$totals"
+  awk -v l="$label" -v ops="$ops" -v d1="$((d1mr + d1mw))" -v ll="$((dlmr + dlmw))" \
+    -v i1="$i1mr" -v dacc="$((dr + dw))" \
+    'BEGIN { printf "%s: per operation: %.1f data accesses, %.2f D1 misses, %.3f LL data misses, %.2f I1 misses\n", l, dacc/ops, d1/ops, ll/ops, i1/ops }'
+fi

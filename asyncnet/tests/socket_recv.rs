@@ -302,3 +302,22 @@ family_tests!(
     send_and_recv_between_two_of_our_sockets,
     buffered_peek_larger_than_64_kib_waits_for_every_byte,
 );
+
+/// A task that reads with `recv_into` holds its future for as long as it waits: the future is
+/// the bare poll function (the socket, the buffer and the flags), no state machine around it,
+/// so that an idle connection's task stays small and a wake-up touches few cache lines.
+#[test]
+fn the_future_of_recv_into_holds_only_the_socket_the_buffer_and_the_flags() {
+    let sock = asyncnet::AsyncSocket::new().expect("a socket");
+    let mut buf = [0u8; 16];
+    let words = std::mem::size_of::<usize>();
+    let fut = sock.recv_into(&mut buf);
+    assert!(
+        std::mem::size_of_val(&fut) <= 4 * words,
+        "{} bytes",
+        std::mem::size_of_val(&fut)
+    );
+    drop(fut);
+    let fut = sock.recv_into_with(&mut buf, Flags::PEEK);
+    assert!(std::mem::size_of_val(&fut) <= 4 * words);
+}

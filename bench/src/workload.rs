@@ -29,6 +29,9 @@ pub const LOADGEN_SLACK: Duration = Duration::from_secs(30);
 pub struct Workload {
     pub loadgen_args: Vec<String>,
     pub bulk: bool,
+    /// The load generator paces itself (`burst`: connections think between bursts): both
+    /// sides may idle by design, and connections complete different numbers of operations.
+    pub paced: bool,
     /// What the servers listen on (a Unix path is made per round).
     pub listen: Listen,
 }
@@ -49,6 +52,7 @@ impl Workload {
         Workload {
             loadgen_args,
             bulk,
+            paced: name == "burst",
             listen,
         }
     }
@@ -225,14 +229,23 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
     }
     // With one connection the two sides of a ping-pong take turns by design.
     let conns: usize = field(&kv, "conns")?;
-    let both_idle = (workload.bulk || conns > 1) && !busy(server_cpu) && !busy(loadgen_cpu);
+    let both_idle =
+        !workload.paced && (workload.bulk || conns > 1) && !busy(server_cpu) && !busy(loadgen_cpu);
+    let (fewest, most) = (field(&kv, "conn_min")?, field(&kv, "conn_max")?);
+    // Paced connections think for random times: their counts differ by design (one that
+    // completed nothing is still flagged).
+    let spread = if workload.paced {
+        (most, most)
+    } else {
+        (fewest, most)
+    };
     // Last on the line, spaces and all.
     let first_error = result
         .split_once(" first_error=")
         .map_or("?", |(_, e)| e.trim());
     s.warnings = warnings(
         field(&kv, "idle_conns")?,
-        (field(&kv, "conn_min")?, field(&kv, "conn_max")?),
+        spread,
         field(&kv, "lost")?,
         (field(&kv, "errors")?, first_error),
         both_idle,
@@ -269,6 +282,12 @@ mod tests {
             w.loadgen_args,
             ["--workload", "unix", "--size", "64", "--conns", "50"]
         );
-        assert!(matches!(w.listen, Listen::Unix(_)) && !w.bulk);
+        assert!(matches!(w.listen, Listen::Unix(_)) && !w.bulk && !w.paced);
+        let w = Workload::new("burst", &[("burst", 8), ("think-ms", 100)]);
+        assert_eq!(
+            w.loadgen_args,
+            ["--workload", "burst", "--burst", "8", "--think-ms", "100"]
+        );
+        assert!(matches!(w.listen, Listen::Tcp(0)) && w.paced);
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! A loop turn runs `call_soon` callbacks and ready tasks, waits for I/O (no longer than the
 //! next timer, rounded up to a whole millisecond so that it never spins), wakes the tasks the
-//! events concern, fires due timers, and runs the tasks woken by all that.
+//! events concern, fires due timers, and runs the tasks woken by all that. The events are
+//! handed out 16 at a time, each chunk's tasks run (and their coalesced output is written)
+//! before the next chunk: a task then runs while what its wake-up touched is still in cache,
+//! which keeps the cost per event flat from tens to thousands of connections.
 //!
 //! The loop and everything bound to it (sockets, join handles) are `!Send`:
 //!
@@ -280,7 +283,11 @@ impl Loop {
                 (a, b) => a.or(b),
             }
         };
-        self.driver.turn(wait)?;
+        // Every chunk of events: run the tasks it woke and write what they sent.
+        self.driver.turn(wait, || {
+            self.run_ready();
+            self.driver.run_deferred();
+        })?;
         let now = Instant::now();
         self.timers.fire(now);
         self.driver.deadlines.expire(now);

@@ -92,6 +92,12 @@ pub enum DriverKind {
     IoUring,
 }
 
+/// Events dispatched before the woken tasks run: with a thousand events in one wait, waking
+/// every task before running any touches each connection's state twice, far apart, so that
+/// both touches miss the cache (the user-space cost per round trip doubled from 50 to 500
+/// connections); a chunk's tasks run while their state is still in cache.
+const EVENT_CHUNK: usize = 16;
+
 /// Work that must be done before the loop next sleeps: a socket's coalesced output.
 pub(crate) trait BeforeSleep {
     /// Do it (at most once per [`Driver::defer`]).
@@ -153,6 +159,11 @@ pub(crate) struct Driver {
     driven: Cell<bool>,
     /// Timers of sockets' deadlines (`deadline.rs`); the loop waits no longer than the first.
     pub(crate) deadlines: deadline::DeadlineQueue,
+    /// `turn` is handing out a batch of events (and running tasks between its chunks).
+    dispatching: Cell<bool>,
+    /// Slots of sockets closed meanwhile, freed when the batch is done: until then no new
+    /// socket can take a slot that a later event of the batch still names.
+    closed_in_batch: RefCell<Vec<usize>>,
 }
 
 /// Whether io_uring can serve a loop here: `Ok` if so, else why not (found out once per
@@ -200,6 +211,8 @@ impl Driver {
             spare: RefCell::new(Vec::new()),
             driven: Cell::new(false),
             deadlines: deadline::DeadlineQueue::default(),
+            dispatching: Cell::new(false),
+            closed_in_batch: RefCell::new(Vec::new()),
         })
     }
 
@@ -284,7 +297,11 @@ impl Driver {
             #[cfg(target_os = "linux")]
             Poller::Uring(u) => u.deregister(io),
         }
-        self.ios.borrow_mut().try_remove(io.key);
+        if self.dispatching.get() {
+            self.closed_in_batch.borrow_mut().push(io.key);
+        } else {
+            self.ios.borrow_mut().try_remove(io.key);
+        }
     }
 
     /// A read (with `peek`, a look) of stream socket `io` from what was received ahead (see
@@ -370,20 +387,31 @@ impl Driver {
         self.ios.borrow().len()
     }
 
-    /// Wait up to `timeout` for events and wake the tasks they concern. Returns the number of
-    /// events that concerned sockets.
-    pub(crate) fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
+    /// Wait up to `timeout` for events and wake the tasks they concern, calling `between`
+    /// after every [`EVENT_CHUNK`] of them (the loop runs the woken tasks there, while what
+    /// the wake touched is still in cache). Returns the number of events that concerned
+    /// sockets.
+    pub(crate) fn turn(
+        &self,
+        timeout: Option<Duration>,
+        mut between: impl FnMut(),
+    ) -> io::Result<usize> {
         let (poll, events) = match &self.poller {
             Poller::Mio { poll, events } => (poll, events),
             #[cfg(target_os = "linux")]
             Poller::Uring(u) => {
-                return u.turn(timeout, |key, gen| {
-                    self.ios
-                        .borrow()
-                        .get(key)
-                        .filter(|io| io.gen == gen)
-                        .cloned()
-                })
+                let _batch = Batch::start(self);
+                return u.turn(
+                    timeout,
+                    |key, gen| {
+                        self.ios
+                            .borrow()
+                            .get(key)
+                            .filter(|io| io.gen == gen)
+                            .cloned()
+                    },
+                    &mut between,
+                );
             }
         };
         let mut events = events.borrow_mut();
@@ -393,6 +421,7 @@ impl Driver {
             Err(e) => return Err(e),
         }
         let mut n = 0;
+        let _batch = Batch::start(self);
         for ev in events.iter() {
             let token = ev.token();
             if token == WAKE_TOKEN {
@@ -416,7 +445,104 @@ impl Driver {
             }
             io.wake(bits);
             n += 1;
+            if n % EVENT_CHUNK == 0 {
+                between();
+            }
         }
         Ok(n)
+    }
+}
+
+/// A batch of events being handed out (see [`Driver::closed_in_batch`]); frees the slots of
+/// the sockets closed meanwhile when it ends, also if a task's failure handler panics.
+struct Batch<'a>(&'a Driver);
+
+impl<'a> Batch<'a> {
+    fn start(driver: &'a Driver) -> Batch<'a> {
+        driver.dispatching.set(true);
+        Batch(driver)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        let d = self.0;
+        d.dispatching.set(false);
+        let mut closed = d.closed_in_batch.borrow_mut();
+        if !closed.is_empty() {
+            let mut ios = d.ios.borrow_mut();
+            for key in closed.drain(..) {
+                ios.try_remove(key);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn tasks_run_between_chunks_of_events_and_slots_closed_meanwhile_stay_taken_until_the_batch_ends(
+    ) {
+        for kind in [DriverKind::Poll, DriverKind::IoUring] {
+            if kind == DriverKind::IoUring && io_uring_support().is_err() {
+                continue;
+            }
+            chunks_on(kind);
+        }
+    }
+
+    fn chunks_on(kind: DriverKind) {
+        let driver = Rc::new(Driver::new(kind).expect("a poller"));
+        let pairs: Vec<(UnixStream, UnixStream)> = (0..2 * EVENT_CHUNK)
+            .map(|_| UnixStream::pair().expect("a socket pair"))
+            .collect();
+        let regs: Vec<Registration> = pairs
+            .iter()
+            .map(|(a, _)| Registration::new(&driver, a.as_raw_fd()).expect("registered"))
+            .collect();
+        // Every socket readable: one batch of 2 x EVENT_CHUNK events.
+        for (_, b) in &pairs {
+            (&*b).write_all(b"x").expect("written");
+        }
+        let extra = UnixStream::pair().expect("a socket pair");
+        let mut chunks = 0;
+        let mut taken_meanwhile = 0;
+        let mut new_reg = None;
+        let n = driver
+            .turn(Some(Duration::from_secs(10)), || {
+                chunks += 1;
+                if chunks == 1 {
+                    // Close every socket (half of them have events still to come in this
+                    // batch) and register a new one: it must not take a closed one's slot.
+                    for (r, (a, _)) in regs.iter().zip(&pairs) {
+                        r.deregister(a.as_raw_fd());
+                    }
+                    new_reg = Some(Registration::new(&driver, extra.0.as_raw_fd()).expect("new"));
+                    taken_meanwhile = driver.registered();
+                }
+            })
+            .expect("turn");
+        // epoll reports one event per socket; kqueue one per direction (they are writable too).
+        assert!(
+            n >= 2 * EVENT_CHUNK,
+            "every socket's event in one batch: {n}"
+        );
+        assert_eq!(
+            chunks,
+            n / EVENT_CHUNK,
+            "the callback runs after every chunk"
+        );
+        assert_eq!(
+            taken_meanwhile,
+            2 * EVENT_CHUNK + 1,
+            "the closed sockets' slots stay taken while the batch is handed out"
+        );
+        assert_eq!(driver.registered(), 1, "and are freed when it ends");
+        drop(new_reg);
     }
 }

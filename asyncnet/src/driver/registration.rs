@@ -152,12 +152,18 @@ impl IoState {
     }
 
     /// An event: set `bits` and wake the waiters of the directions they concern.
+    /// A direction that was ready already has no waiter (a task parks only while its bit is
+    /// clear, and setting the bit wakes every waiter), so its list is left untouched: an echo
+    /// whose writes never block is reported writable on every event, and looking at the
+    /// empty list would cost a cache line per event.
     pub(super) fn wake(&self, bits: u8) {
-        self.ready.set(self.ready.get() | bits);
-        if bits & READ != 0 {
+        let was = self.ready.get();
+        self.ready.set(was | bits);
+        let newly = bits & !was;
+        if newly & READ != 0 {
             wake_all(&self.readers);
         }
-        if bits & WRITE != 0 {
+        if newly & WRITE != 0 {
             wake_all(&self.writers);
         }
     }

@@ -158,13 +158,15 @@ impl Uring {
             .is_ok()
     }
 
-    /// Submit, wait up to `timeout`, and hand each socket's events to `wake` (looked up by
-    /// slot and generation: `None` when the socket is gone). Returns the number of events
-    /// that concerned sockets.
+    /// Submit, wait up to `timeout`, and hand each socket's events to it (looked up by slot
+    /// and generation: `None` when the socket is gone), calling `between` after every
+    /// [`EVENT_CHUNK`](super::EVENT_CHUNK) of them (the loop runs the woken tasks there).
+    /// Returns the number of events that concerned sockets.
     pub(super) fn turn(
         &self,
         timeout: Option<Duration>,
         lookup: impl Fn(usize, u32) -> Option<std::rc::Rc<IoState>>,
+        between: &mut impl FnMut(),
     ) -> io::Result<usize> {
         // Completions collected by a deregistration since the last turn come first (and then
         // the enter does not wait: there is work already).
@@ -183,6 +185,7 @@ impl Uring {
         let mut removals = false;
         let mut receive_again = Vec::new();
         let mut accept_again = Vec::new();
+        let mut handed = 0;
         for c in completions.drain(..) {
             match c.user_data {
                 WAKE => self.woken(&c),
@@ -219,6 +222,10 @@ impl Uring {
                         None => {}
                     }
                 }
+            }
+            if n != handed && n % super::EVENT_CHUNK == 0 {
+                between();
+                handed = n;
             }
         }
         // Receives that ended for want of buffers, now that this turn gave them all back.

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::task::{ready, Context, Poll};
 
@@ -323,8 +323,13 @@ impl AsyncSocket {
     /// })?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn recv_into(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.recv_into_with(buf, Flags::default()).await
+    pub fn recv_into<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        // Not a layer of its own: the future is `recv_into_with`'s, itself the bare poll
+        // function (a task that reads so is smaller: fewer cache lines per wake-up).
+        self.recv_into_with(buf, Flags::default())
     }
 
     /// [`recv_into`](AsyncSocket::recv_into) with explicit flags.
@@ -360,8 +365,12 @@ impl AsyncSocket {
     /// })?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn recv_into_with(&self, buf: &mut [u8], flags: Flags) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_recv_into(cx, buf, flags)).await
+    pub fn recv_into_with<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+        flags: Flags,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        poll_fn(move |cx| self.poll_recv_into(cx, buf, flags))
     }
 
     /// Receive one line (Nim's `recvLine`), without its terminator, with the default flags

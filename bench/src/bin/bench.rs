@@ -47,8 +47,12 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
     /// Connection counts of the echo rows
-    #[arg(long, value_delimiter = ',', default_value = "1,50,500", value_parser = at_least_1())]
+    #[arg(long, value_delimiter = ',', default_value = "1,50,500,1000,5000", value_parser = at_least_1())]
     echo_conns: Vec<usize>,
+    /// Skip the bursty echo row (echo64 burst8 c1000: 1,000 connections, each sending a
+    /// burst of 8 messages, then thinking for a random time, mean 100 ms)
+    #[arg(long)]
+    no_echo_burst: bool,
     /// Connections of the idle row
     #[arg(long, default_value_t = 5000, value_parser = at_least_1())]
     idle_conns: usize,
@@ -243,6 +247,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
         only_peers,
         http_peers: http_built,
         echo_conns: cli.echo_conns.clone(),
+        echo_burst: !cli.no_echo_burst,
         idle_conns: cli.idle_conns,
         trace,
         verbose: true,

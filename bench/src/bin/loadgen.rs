@@ -20,7 +20,7 @@
 //! and not yet echoed; every echoed byte is checked. Its `ops` are the bytes
 //! echoed in the window, `rate` bytes per second, `size` the chunk.
 //!
-//! `--count N` (echo, unix, bulk): a fixed-size run instead of the timed
+//! `--count N` (echo, unix, bulk, burst): a fixed-size run instead of the timed
 //! window: a warm-up (one round trip per connection; bulk: `--in-flight`
 //! bytes), then exactly N round trips (bulk: N bytes), with nothing in
 //! flight at `measure-start` and `measure-end`. With `--pause` as well, it
@@ -30,6 +30,12 @@
 //! `idle_conns` counts connections that completed no round trip in the
 //! window; `conn_min`/`conn_max` are the fewest/most round trips one
 //! connection completed (a fair server keeps them close).
+//!
+//! `burst` (TCP on 127.0.0.1:`--port`): `--conns` connections that are
+//! mostly quiet: each sends a burst of `--burst` messages (default 8, one
+//! write each), waits for every echo, then thinks for a random time
+//! (exponential, mean `--think-ms`, default 10) before the next burst.
+//! `ops` counts messages echoed; the latencies are per burst.
 //!
 //! `tls-echo` and `tls-handshake` (TLS on 127.0.0.1:`--port`, the server's
 //! certificate `--cert` pinned): a ping-pong of `--size`-byte messages
@@ -47,14 +53,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use asyncnet_bench::loadgen::{self as lg, Bulk, Phase, PingPong, Span, Target, UdpEcho};
+use asyncnet_bench::loadgen::{self as lg, Bulk, Bursts, Phase, PingPong, Span, Target, UdpEcho};
 use asyncnet_bench::rlimit;
 use asyncnet_bench::tls::{certs, loadgen as tls};
 
 /// The load generator (see the module documentation).
 #[derive(clap::Parser)]
 struct Cli {
-    /// echo, udp, unix, bulk, tls-echo or tls-handshake
+    /// echo, burst, udp, unix, bulk, tls-echo or tls-handshake
     #[arg(long, default_value = "echo")]
     workload: String,
     /// The server's port on 127.0.0.1 (all but unix)
@@ -87,7 +93,13 @@ struct Cli {
     /// bulk: most bytes written and not yet echoed
     #[arg(long, default_value_t = lg::IN_FLIGHT)]
     in_flight: usize,
-    /// echo, unix, bulk: exactly N round trips (bulk: bytes) instead of a window
+    /// burst: messages per burst
+    #[arg(long, default_value_t = 8)]
+    burst: usize,
+    /// burst: mean think time between bursts, ms
+    #[arg(long, default_value = "10", value_parser = millis)]
+    think_ms: Duration,
+    /// echo, unix, bulk, burst: exactly N round trips (bulk: bytes) instead of a window
     #[arg(long)]
     count: Option<u64>,
     /// With --count: wait for a line on stdin after each measure line
@@ -98,6 +110,11 @@ struct Cli {
 fn secs(v: &str) -> Result<Duration, String> {
     let v: f64 = v.parse().map_err(|e| format!("{e}"))?;
     Duration::try_from_secs_f64(v).map_err(|e| e.to_string())
+}
+
+fn millis(v: &str) -> Result<Duration, String> {
+    let v: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(v / 1e3).map_err(|e| e.to_string())
 }
 
 fn say(line: &str) {
@@ -125,9 +142,9 @@ fn run() -> Result<(), String> {
         secs: cli.secs,
         count: cli.count,
     };
-    if span.count.is_some() && !matches!(workload, "echo" | "unix" | "bulk") {
+    if span.count.is_some() && !matches!(workload, "echo" | "unix" | "bulk" | "burst") {
         return Err(format!(
-            "--count is for echo, unix and bulk, not {workload}"
+            "--count is for echo, unix, bulk and burst, not {workload}"
         ));
     }
     // Hundreds of connections need
@@ -175,6 +192,17 @@ fn run() -> Result<(), String> {
             };
             lg::echo_pingpong(&cfg, on_phase)
         }
+        "burst" => {
+            let cfg = Bursts {
+                addr: addr()?,
+                conns,
+                size,
+                burst: cli.burst,
+                think: cli.think_ms,
+                span,
+            };
+            lg::echo_bursts(&cfg, on_phase)
+        }
         "udp" => {
             let resend_after = Duration::from_millis(cli.resend_ms);
             let cfg = UdpEcho {
@@ -202,7 +230,7 @@ fn run() -> Result<(), String> {
         }
         other => {
             return Err(format!(
-                "unknown workload {other:?} (known: echo, udp, unix, bulk, tls-echo, tls-handshake)"
+                "unknown workload {other:?} (known: echo, burst, udp, unix, bulk, tls-echo, tls-handshake)"
             ))
         }
     };

@@ -16,6 +16,8 @@
 //! attaches `strace` to the server in between and so counts the calls of
 //! exactly those operations.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -27,8 +29,10 @@ use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 mod bulk;
+mod burst;
 mod udp;
 pub use bulk::{bulk, Bulk, CHUNK, IN_FLIGHT};
+pub use burst::{echo_bursts, Bursts};
 pub use udp::{udp_echo, UdpEcho};
 
 /// Latencies in nanoseconds, to 3 significant digits.
@@ -124,6 +128,8 @@ pub(crate) struct Window {
     done: u64,
     counting: bool,
     report: Report,
+    /// Slots to kick at a time of their choosing ([`Window::wake_at`]), earliest first.
+    wakeups: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
 impl Window {
@@ -158,6 +164,11 @@ impl Window {
 
     pub(crate) fn errors(&self) -> u64 {
         self.report.errors
+    }
+
+    /// Has slot `i`'s [`Slot::ready`] called (a kick) once `at` has passed.
+    pub(crate) fn wake_at(&mut self, i: usize, at: Instant) {
+        self.wakeups.push(Reverse((at, i)));
     }
 
     /// Counts a resent datagram (if in the window).
@@ -197,7 +208,10 @@ impl Window {
                     ),
                 ));
             }
-            let wake = until.map_or(next_tick, |u| u.min(next_tick));
+            let mut wake = until.map_or(next_tick, |u| u.min(next_tick));
+            if let Some(Reverse((at, _))) = self.wakeups.peek() {
+                wake = wake.min(*at);
+            }
             match poll.poll(&mut events, Some(wake.saturating_duration_since(now))) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => r?,
@@ -206,6 +220,13 @@ impl Window {
                 slots[ev.token().0].ready(ev.token().0, self)?;
             }
             let now = Instant::now();
+            while let Some(&Reverse((at, i))) = self.wakeups.peek() {
+                if at > now {
+                    break;
+                }
+                self.wakeups.pop();
+                slots[i].ready(i, self)?;
+            }
             if now >= next_tick {
                 for (i, s) in slots.iter_mut().enumerate() {
                     s.tick(i, now, self)?;
@@ -240,6 +261,7 @@ pub(crate) fn run<S: Slot>(
             errors: 0,
             first_error: None,
         },
+        wakeups: BinaryHeap::new(),
     };
     let start = Instant::now();
     match span.count {

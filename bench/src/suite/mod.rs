@@ -260,6 +260,8 @@ pub struct Ctx {
     pub http_peers: Vec<Peer>,
     /// Connection counts of the `echo64` rows.
     pub echo_conns: Vec<usize>,
+    /// Run the bursty echo row (`echo64 burst8 c1000`) too.
+    pub echo_burst: bool,
     /// Connections of the `idle` row.
     pub idle_conns: usize,
     /// The system call pass, if on.

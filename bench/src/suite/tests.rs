@@ -118,6 +118,7 @@ fn interleaves_rounds_and_keeps_going_after_an_error() {
         only_peers: Some(vec!["tokio".into(), "nim".into(), "hyper".into()]),
         http_peers: Vec::new(),
         echo_conns: vec![1],
+        echo_burst: false,
         idle_conns: 1,
         trace: None,
         verbose: false,

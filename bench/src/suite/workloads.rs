@@ -120,6 +120,12 @@ const HTTP_REFERENCE: &str = "hyper";
 const SIZE: usize = 64;
 /// Connections of the Unix row, clients of the ping rows.
 const CONNS: usize = 50;
+/// The bursty echo row (`loadgen --workload burst`): connections, messages per burst, mean
+/// think time in ms. 1,000 clients each sending 8 messages about every 100 ms ask for about
+/// 80,000 messages a second, about half of what a server and the load generator sustain
+/// together here: each connection is quiet most of the time, and the server sleeps between
+/// bursts.
+const BURST: (usize, usize, usize) = (1000, 8, 100);
 /// Sockets of the UDP row.
 const UDP_SOCKS: usize = 32;
 /// `redis-benchmark` requests per second of window: about what the slower
@@ -181,7 +187,9 @@ fn rows(ctx: &Ctx, label: &str, unit: &str, work: &Workload, peers: &[Peer], fix
     part
 }
 
-/// `echo64 c1`, `c50`, `c500`: TCP ping-pong, 64-byte messages.
+/// `echo64 c1` ... `c5000`: TCP ping-pong, 64-byte messages; then `echo64 burst8 c1000`:
+/// the same servers under connections that send bursts and think in between
+/// (`loadgen --workload burst`).
 fn echo(ctx: &Ctx) -> Part {
     let peers = ctx.pick(&STREAM_PEERS, &ctx.peers);
     let mut part = Part::default();
@@ -193,6 +201,25 @@ fn echo(ctx: &Ctx) -> Part {
         }
         let work = Workload::new("echo", &[("size", SIZE), ("conns", conns)]);
         part.extend(rows(ctx, &label, "round trip", &work, &peers, true));
+    }
+    if ctx.echo_burst {
+        let (conns, burst, think_ms) = BURST;
+        let label = format!("echo{SIZE} burst{burst} c{conns}");
+        match rlimit::ensure_nofile(conns) {
+            Err(e) => part.extend(Part::error(format!("{label}: skipped: {e}"))),
+            Ok(_) => {
+                let work = Workload::new(
+                    "burst",
+                    &[
+                        ("size", SIZE),
+                        ("conns", conns),
+                        ("burst", burst),
+                        ("think-ms", think_ms),
+                    ],
+                );
+                part.extend(rows(ctx, &label, "round trip", &work, &peers, true));
+            }
+        }
     }
     part
 }
