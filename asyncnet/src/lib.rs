@@ -501,9 +501,10 @@ pub use dispatch::{
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
     dial, dial_with, resolve_host, AsyncSocket, BufReader, DialError, Dialer, Family,
-    FamilyPreference, Flags, ResolveFuture, Resolver, SoBool, SocketBuilder, SystemResolver,
-    BUFFER_SIZE, CLOSE_LINGER, DEFAULT_ATTEMPT_DELAY, MAX_LINE_LENGTH, MAX_RESOLVERS,
-    RESOLUTION_DELAY, SOMAXCONN, WRITE_HIGH_WATER,
+    FamilyPreference, Flags, ResolveFuture, Resolver, ServeReport, Server, ServerHandle,
+    ShutdownTrigger, SoBool, SocketBuilder, SystemResolver, BUFFER_SIZE, CLOSE_LINGER,
+    DEFAULT_ATTEMPT_DELAY, MAX_LINE_LENGTH, MAX_RESOLVERS, RESOLUTION_DELAY, SOMAXCONN,
+    WRITE_HIGH_WATER,
 };
 #[cfg(feature = "tls")]
 pub use net::{wrap_connected_socket, wrap_socket};
