@@ -2,10 +2,9 @@
 //! and its graceful shutdown. Clients are blocking std sockets on the test's thread (with
 //! read timeouts as hang guards), so that descriptor counts see the server's alone.
 
-use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,8 +13,9 @@ use asyncnet::{
     set_task_failure_handler, sleep_async, AsyncSocket, Server, ServerHandle, TaskFailure,
 };
 
-/// Only a guard against hangs: a passing test takes a small fraction of it.
-const HANG_GUARD: Duration = Duration::from_secs(30);
+mod support;
+
+use support::{under_wine, HANG_GUARD};
 
 /// The tests of this file run one at a time: one of them counts the process's descriptors.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -41,7 +41,10 @@ fn read_line(s: &TcpStream) -> io::Result<String> {
 fn wait_accepted(server: &ServerHandle, n: u64) {
     let end = Instant::now() + HANG_GUARD;
     while server.accepted() < n {
-        assert!(Instant::now() < end, "the server never accepted {n} connections");
+        assert!(
+            Instant::now() < end,
+            "the server never accepted {n} connections"
+        );
         thread::sleep(Duration::from_millis(1));
     }
 }
@@ -69,6 +72,8 @@ fn start_naming_echo(threads: usize) -> ServerHandle {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
 fn connections_are_spread_over_every_thread() {
+    use std::collections::BTreeSet;
+
     let _one = one_at_a_time();
     let server = start_naming_echo(2);
     let mut seen = BTreeSet::new();
@@ -117,7 +122,11 @@ fn graceful_shutdown_lets_an_in_flight_connection_finish() {
     assert_eq!(line, "during\n");
     c.shutdown(Shutdown::Write).unwrap();
     line.clear();
-    assert_eq!(reader.read_line(&mut line).unwrap(), 0, "then the end of stream");
+    assert_eq!(
+        reader.read_line(&mut line).unwrap(),
+        0,
+        "then the end of stream"
+    );
 
     let report = server.join().unwrap();
     assert_eq!(report.closed_forcibly, 0);
@@ -137,10 +146,14 @@ fn deadline_closes_a_stuck_connection_and_counts_it() {
     wait_accepted(&server, 2);
     let report = server.shutdown(Duration::from_millis(100)).unwrap();
     assert_eq!((report.accepted, report.closed_forcibly), (2, 1));
-    // The stuck one was reset; the other ended in order.
+    // The stuck one was reset (Wine 8 delivers a reset as an end of stream); the other
+    // ended in order.
     let mut buf = [0u8; 16];
-    let err = (&stuck).read(&mut buf).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    match (&stuck).read(&mut buf) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Ok(0) if under_wine() => {}
+        other => panic!("the stuck connection was not reset: {other:?}"),
+    }
     assert_eq!((&done).read(&mut buf).unwrap(), 0);
 }
 
@@ -222,15 +235,16 @@ fn a_thread_that_cannot_start_fails_start_and_stops_the_others() {
 #[test]
 fn hostile_clients_do_not_take_the_server_down() {
     let _one = one_at_a_time();
+    let panic_next = Arc::new(AtomicBool::new(false));
+    let panic_flag = panic_next.clone();
     let server = Server::new(0, "127.0.0.1")
         .threads(2)
-        .start(|| {
+        .start(move || {
             // One failure line per hostile client on stderr is expected; keep them quiet.
             set_task_failure_handler(drop::<TaskFailure>);
-            let mut n = 0u64;
+            let panic_next = panic_flag.clone();
             move |client: AsyncSocket| {
-                n += 1;
-                if n == 3 {
+                if panic_next.swap(false, Ordering::SeqCst) {
                     panic!("the handler function itself panicked");
                 }
                 async move {
@@ -264,6 +278,15 @@ fn hostile_clients_do_not_take_the_server_down() {
         (&client(addr)).write_all(b"\xff\xfe\n").unwrap();
         // A task that panics.
         (&client(addr)).write_all(b"panic\n").unwrap();
+        // A handler function that panics when called for this one.
+        panic_next.store(true, Ordering::SeqCst);
+        let victim = client(addr);
+        let end = Instant::now() + HANG_GUARD;
+        while panic_next.load(Ordering::SeqCst) {
+            assert!(Instant::now() < end, "the handler was never called");
+            thread::sleep(Duration::from_millis(1));
+        }
+        drop(victim);
     }
     // Everyone else is still served, on every thread.
     for i in 0..16 {
@@ -290,7 +313,10 @@ fn a_thread_whose_loop_fails_is_reported_by_join() {
     let _c = client(server.local_addr());
     let err = server.join().unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("asyncnet-serve-") && text.contains("boom"), "{text}");
+    assert!(
+        text.contains("asyncnet-serve-") && text.contains("boom"),
+        "{text}"
+    );
 }
 
 #[cfg(target_os = "linux")]

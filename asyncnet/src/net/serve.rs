@@ -109,8 +109,10 @@ use crate::{TaskFailure, TaskOutput};
 ///   thread accepts first takes a connection. Every thread may be woken for one connection
 ///   (the others find nothing to accept), and the spread follows which thread is free.
 /// - **Windows** has no `SO_REUSEPORT`: the threads share one listener as above (duplicated
-///   with `WSADuplicateSocket`), and `SO_REUSEADDR` is not set (on Windows it would let
-///   another program bind the port too).
+///   with `WSADuplicateSocket`; each thread's poller watches it through mio), and
+///   `SO_REUSEADDR` is not set (on Windows it would let another program bind the port too).
+///   The tests of `tests/serve_threads.rs` pass under Wine, all but the spreading one, which
+///   is Linux's.
 ///
 /// Only TCP over IPv4 or IPv6; TLS is the handler's to add
 /// ([`wrap_connected_socket`](crate::wrap_connected_socket) on each client).
