@@ -74,11 +74,12 @@ pub fn known_peers() -> Vec<String> {
 }
 
 /// The byte-echo servers over TCP.
-const STREAM_PEERS: [&str; 6] = [
+const STREAM_PEERS: [&str; 7] = [
     "asyncnet",
     "tokio",
     "tokio-tuned",
     "tokio-mt",
+    "asyncnet-tpc",
     "nim",
     "c-floor",
 ];
