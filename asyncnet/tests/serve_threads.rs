@@ -190,6 +190,26 @@ fn forced_close_discards_queued_output_instead_of_lingering() {
     drop(reader_that_never_reads);
 }
 
+/// The server's own handle on a connection does not keep it open: a task that drops its
+/// socket and goes on has closed the connection.
+#[test]
+fn a_handler_that_drops_its_socket_closes_the_connection() {
+    let _one = one_at_a_time();
+    let server = Server::new(0, "127.0.0.1")
+        .threads(1)
+        .start(|| {
+            |client: AsyncSocket| async move {
+                drop(client);
+                sleep_async(HANG_GUARD * 2).await; // still running at the shutdown
+            }
+        })
+        .unwrap();
+    let c = client(server.local_addr());
+    assert_eq!((&c).read(&mut [0u8; 8]).unwrap(), 0, "the end of stream");
+    let report = server.shutdown(Duration::ZERO).unwrap();
+    assert_eq!(report.closed_forcibly, 1, "the task was still running");
+}
+
 #[test]
 fn address_in_use_fails_start() {
     let _one = one_at_a_time();

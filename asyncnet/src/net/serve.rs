@@ -19,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::socket::{AsyncSocket, SOMAXCONN};
+use super::socket::{AsyncSocket, Inner, SOMAXCONN};
 use crate::dispatch::{report_failure, spawn, wait_for, with_deadline, JoinHandle};
 use crate::{TaskFailure, TaskOutput};
 
@@ -409,9 +409,10 @@ impl Thread {
     }
 }
 
-/// One thread's connections in progress: each task's handle and a handle on its socket.
+/// One thread's connections in progress: each task's handle and a weak handle on its socket
+/// (weak: a handler that drops its socket closes it, as anywhere else).
 struct Conns<T: TaskOutput> {
-    live: RefCell<Slab<(JoinHandle<T>, AsyncSocket)>>,
+    live: RefCell<Slab<(JoinHandle<T>, Weak<Inner>)>>,
     /// Woken when the last connection ends.
     idle: RefCell<Option<Waker>>,
 }
@@ -432,7 +433,8 @@ impl<T: TaskOutput> Conns<T> {
         H: FnMut(AsyncSocket) -> Fut,
         Fut: Future<Output = T> + 'static,
     {
-        let future = match panic::catch_unwind(AssertUnwindSafe(|| handler(client.clone()))) {
+        let socket = Rc::downgrade(&client.inner);
+        let future = match panic::catch_unwind(AssertUnwindSafe(|| handler(client))) {
             Ok(future) => future,
             Err(p) => {
                 // As a task's panic: the handler's, the connection's end.
@@ -451,7 +453,7 @@ impl<T: TaskOutput> Conns<T> {
             let _leave = leave;
             future.await
         });
-        entry.insert((task, client));
+        entry.insert((task, socket));
     }
 
     /// Complete when no connection is left.
@@ -472,8 +474,13 @@ impl<T: TaskOutput> Conns<T> {
         let left: Vec<_> = self.live.borrow_mut().drain().collect();
         let n = left.len() as u64;
         for (task, socket) in left {
+            // Held across the abort, so that dropping the task's handles does not start a
+            // linger of its queued output: the reset discards it.
+            let socket = socket.upgrade().map(|inner| AsyncSocket { inner });
             task.abort();
-            socket.reset();
+            if let Some(socket) = socket {
+                socket.reset();
+            }
         }
         n
     }
@@ -608,9 +615,9 @@ pub struct ServeReport {
     pub threads: usize,
     /// Connections accepted, over all threads.
     pub accepted: u64,
-    /// Connections still open at the shutdown's deadline, closed by the server: their tasks
-    /// were dropped and the connections reset (`SO_LINGER` 0: output still queued is
-    /// discarded, the peer sees a reset).
+    /// Connections whose task was still running at the shutdown's deadline: the server
+    /// dropped the task and reset the connection if it was still open (`SO_LINGER` 0:
+    /// output still queued is discarded, the peer sees a reset).
     pub closed_forcibly: u64,
 }
 
