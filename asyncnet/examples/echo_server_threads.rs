@@ -31,7 +31,7 @@ fn main() -> io::Result<()> {
         move |client: AsyncSocket| {
             let greeting = greeting.clone();
             async move {
-                client.send(&greeting.as_bytes()[..]).await?;
+                client.send(greeting.as_bytes()).await?;
                 while let Some(line) = client.recv_line().await? {
                     client.send(format!("{line}\r\n")).await?;
                 }
