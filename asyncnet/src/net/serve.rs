@@ -746,3 +746,11 @@ impl ShutdownTrigger {
         self.0.stop(grace);
     }
 }
+
+// The handle and the trigger cross threads (a signal handler's, a watchdog's).
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ServerHandle>();
+    send_sync::<ShutdownTrigger>();
+    send_sync::<Server>();
+};
