@@ -138,6 +138,7 @@
 //! | accept | `accept4`, one system call | `accept` + non-blocking | `accept` + non-blocking; Wine's `WSAENOTCONN` for a connection reset before it was taken is skipped like `ECONNABORTED` |
 //! | [`SoBool::ReusePort`](crate::SoBool::ReusePort) | `SO_REUSEPORT` | `SO_REUSEPORT` | `Unsupported` error |
 //! | [`SoBool::ReuseAddr`](crate::SoBool::ReuseAddr) | rebind in `TIME_WAIT` | the same | Winsock's meaning: may also bind a port in use |
+//! | [`Server`](crate::Server) (several threads on one address) | a `SO_REUSEPORT` listener per thread, balanced by the kernel (by hash) | one listener shared by the threads (`SO_REUSEPORT` does not balance there) | one listener shared by the threads (no `SO_REUSEPORT`) |
 //! | `Debug`, `DontRoute` | honoured (`Debug` needs privileges) | honoured | taken and ignored by the providers |
 //! | [`SOMAXCONN`](crate::SOMAXCONN) | 4096 | 128 | `0x7fffffff` (the provider's maximum) |
 //! | a disconnection ([`Flags::SAFE_DISCONN`](crate::Flags::SAFE_DISCONN)) | `ECONNRESET`, `EPIPE`, `ENETRESET` | the same | `WSAECONNRESET`, `WSAECONNABORTED`, `WSAENETRESET`, `WSAESHUTDOWN` |

@@ -343,41 +343,38 @@
 //!
 //! ## One loop per core
 //!
-//! Each thread has its own loop, so a server uses every core by running one [`wait_for`] per
-//! thread, each with a listener of its own on the same port ([`SoBool::ReusePort`]). Nothing
-//! is shared or locked; a connection stays on the thread that accepted it (sockets are not
+//! Each thread has its own loop, so a server uses every core by running one loop per
+//! thread, each with a listener of its own on the same port. [`Server`] does it: it binds
+//! the listeners (`SO_REUSEPORT` on Linux), starts the threads, makes each thread's handler
+//! with your factory (so the handler may hold `Rc`s), and stops them gracefully. Nothing is
+//! shared or locked; a connection stays on the thread that accepted it (sockets are not
 //! `Send`).
 //!
 //! ```no_run
-//! use std::{io, thread};
-//! use asyncnet::{spawn, wait_for, AsyncSocket, SoBool};
+//! use std::{io, time::Duration};
+//! use asyncnet::{AsyncSocket, Server};
 //!
-//! async fn serve(port: u16) -> io::Result<()> {
-//!     let server = AsyncSocket::new()?;
-//!     server.set_sock_opt(SoBool::ReusePort, true)?; // before `bind_addr`, on every listener
-//!     server.bind_addr(port, "0.0.0.0")?;
-//!     server.listen()?;
-//!     loop {
-//!         let client = server.accept().await?;
-//!         spawn(async move {
-//!             while let Some(line) = client.recv_line().await? {
-//!                 client.send(format!("{line}\r\n")).await?;
-//!             }
-//!             Ok::<(), io::Error>(())
-//!         });
+//! let server = Server::new(7000, "0.0.0.0").start(|| {
+//!     |client: AsyncSocket| async move {
+//!         while let Some(line) = client.recv_line().await? {
+//!             client.send(format!("{line}\r\n")).await?;
+//!         }
+//!         Ok::<(), io::Error>(())
 //!     }
-//! }
-//!
-//! let cores = thread::available_parallelism().map_or(1, |n| n.get());
-//! let threads: Vec<_> = (0..cores).map(|_| thread::spawn(|| wait_for(serve(7000)))).collect();
-//! for t in threads {
-//!     t.join().expect("a server thread panicked")?;
-//! }
+//! })?;
+//! let stop = server.shutdown_trigger(); // e.g. for a signal handler's thread
+//! # stop.shutdown(Duration::ZERO);
+//! let report = server.join()?; // until `stop.shutdown(grace)`
+//! println!("{} connections, {} closed at the deadline", report.accepted, report.closed_forcibly);
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! Portability: Linux spreads new connections over the listeners. macOS and the BSDs let them
-//! bind the same port but do not balance between them (FreeBSD's `SO_REUSEPORT_LB` does).
+//! By hand, it is one [`wait_for`] per thread, each with a listener that sets
+//! [`SoBool::ReusePort`] before `bind_addr`. Portability: Linux spreads new connections over
+//! the listeners (by a hash of the connection's addresses, not by load: [`Server`]'s
+//! caveats). macOS and the BSDs let them bind the same port but do not balance between them
+//! (FreeBSD's `SO_REUSEPORT_LB` does); there [`Server`] shares one listener between the
+//! threads instead.
 //!
 //! ## Multicast
 //!
@@ -503,9 +500,10 @@ pub use driver::DriverKind;
 pub use error::{DatagramTruncated, InvalidUtf8Line, LineTooLong};
 pub use net::{
     dial, dial_with, resolve_host, AsyncSocket, BufReader, DialError, Dialer, Family,
-    FamilyPreference, Flags, ResolveFuture, Resolver, SoBool, SocketBuilder, SystemResolver,
-    BUFFER_SIZE, CLOSE_LINGER, DEFAULT_ATTEMPT_DELAY, MAX_LINE_LENGTH, MAX_RESOLVERS,
-    RESOLUTION_DELAY, SOMAXCONN, WRITE_HIGH_WATER,
+    FamilyPreference, Flags, ResolveFuture, Resolver, ServeReport, Server, ServerHandle,
+    ShutdownTrigger, SoBool, SocketBuilder, SystemResolver, BUFFER_SIZE, CLOSE_LINGER,
+    DEFAULT_ATTEMPT_DELAY, MAX_LINE_LENGTH, MAX_RESOLVERS, RESOLUTION_DELAY, SOMAXCONN,
+    WRITE_HIGH_WATER,
 };
 #[cfg(feature = "tls")]
 pub use net::{wrap_connected_socket, wrap_socket};

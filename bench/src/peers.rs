@@ -150,12 +150,17 @@ pub fn all() -> Vec<Peer> {
     mt.pinned = false;
     let mut uring = Peer::sibling(ASYNCNET_URING, "echo_asyncnet");
     uring.env.push((URING_ENV.0.into(), URING_ENV.1.into()));
+    // Thread per core on as many threads as tokio-mt has workers, unpinned as it is.
+    let mut tpc = Peer::sibling("asyncnet-tpc", "echo_asyncnet");
+    tpc.args.extend(["--threads".into(), "2".into()]);
+    tpc.pinned = false;
     vec![
         Peer::sibling("asyncnet", "echo_asyncnet"),
         Peer::sibling("tokio", "echo_tokio"),
         lines,
         tuned,
         mt,
+        tpc,
         Peer::source("nim", "echo_nim.nim"),
         Peer::source(FLOOR, "echo_floor.c"),
         uring,
@@ -192,7 +197,14 @@ mod tests {
 
     #[test]
     fn arguments_and_pinning() {
-        let p = named(&["tokio", "asyncnet-lines", "tokio-tuned", "tokio-mt", "nim"]);
+        let p = named(&[
+            "tokio",
+            "asyncnet-lines",
+            "tokio-tuned",
+            "tokio-mt",
+            "nim",
+            "asyncnet-tpc",
+        ]);
         assert_eq!(p[0].args_for(&Listen::Udp(0)), ["--udp", "0"]);
         let unix = Listen::Unix("/tmp/s".into());
         assert_eq!(p[1].args_for(&unix), ["--lines", "--unix", "/tmp/s"]);
@@ -200,6 +212,8 @@ mod tests {
         assert_eq!(p[3].args_for(&Listen::Tcp(1)), ["--multi-thread", "1"]);
         assert_eq!((p[2].cpu(Some(0)), p[3].cpu(Some(0))), (Some(0), None));
         assert!(p[4].path(Path::new("/")).is_err());
+        assert_eq!(p[5].args_for(&Listen::Tcp(1)), ["--threads", "2", "1"]);
+        assert_eq!(p[5].cpu(Some(0)), None);
     }
 
     #[test]

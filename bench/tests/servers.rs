@@ -23,8 +23,9 @@ use asyncnet_bench::{parse_ready_line, Listen};
 const ASYNCNET: &str = env!("CARGO_BIN_EXE_echo_asyncnet");
 const TOKIO: &str = env!("CARGO_BIN_EXE_echo_tokio");
 /// The TCP echo servers: every peer built by Cargo, with its flags.
-const TCP: [(&str, &[&str]); 4] = [
+const TCP: [(&str, &[&str]); 5] = [
     (ASYNCNET, &[]),
+    (ASYNCNET, &["--threads", "2"]),
     (TOKIO, &[]),
     (TOKIO, &["--tuned"]),
     (TOKIO, &["--multi-thread"]),

@@ -134,7 +134,7 @@ pub(crate) fn driver() -> io::Result<Rc<Driver>> {
 type FailureHandler = Box<dyn FnMut(TaskFailure)>;
 
 /// A detached task failed: hand it to the thread's handler (by default, standard error).
-fn report_failure(f: TaskFailure) {
+pub(crate) fn report_failure(f: TaskFailure) {
     let handler = try_with_loop(|l| l.on_failure.borrow_mut().take()).flatten();
     match handler {
         None => f.report(),

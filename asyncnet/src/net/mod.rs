@@ -15,6 +15,7 @@
 //! | `unix` | Unix-domain addresses, `bind_unix`, `connect_unix` |
 //! | `secure` | `wrap_socket`, `wrap_connected_socket`, the session on a socket |
 //! | `linger` | the end of a closed socket with bytes still owed |
+//! | `serve` | `Server`: one address served by several threads, each with its own loop and listener |
 //! | `resolve` | name resolution off the loop's thread |
 //! | `dial` | `dial`, `Dialer`: the options of a dial |
 //! | `eyeballs` | Happy Eyeballs v2 (RFC 8305): the order of a name's addresses, the race of attempts |
@@ -46,6 +47,7 @@ mod read;
 mod resolve;
 #[cfg(feature = "tls")]
 mod secure;
+mod serve;
 mod transport;
 #[cfg(unix)]
 mod unix;
@@ -63,6 +65,7 @@ pub use options::{Flags, SoBool};
 pub use resolve::{resolve_host, Family, ResolveFuture, Resolver, SystemResolver, MAX_RESOLVERS};
 #[cfg(feature = "tls")]
 pub use secure::{wrap_connected_socket, wrap_socket};
+pub use serve::{ServeReport, Server, ServerHandle, ShutdownTrigger};
 pub use socket::{AsyncSocket, SocketBuilder, BUFFER_SIZE, MAX_LINE_LENGTH, SOMAXCONN};
 pub use write::WRITE_HIGH_WATER;
 

@@ -531,6 +531,25 @@ impl AsyncSocket {
         report.map_or(Ok(()), Err)
     }
 
+    /// Close at once, as a reset: queued output is discarded (no linger task, no TLS
+    /// close_notify) and `SO_LINGER` 0 makes `close(2)` send a reset. For a server closing
+    /// the connections left at its shutdown deadline (`serve.rs`).
+    pub(crate) fn reset(&self) {
+        let inner = &self.inner;
+        if inner.io.is_closed() {
+            return;
+        }
+        inner.write.buf.borrow_mut().discard(&inner.local.pool);
+        #[cfg(feature = "tls")]
+        inner.tls.borrow_mut().take();
+        if let Ok(socket) = self.socket() {
+            // Best effort: without it the peer sees an orderly end instead of a reset.
+            let _ = socket.set_linger(Some(std::time::Duration::ZERO));
+        }
+        // Nothing is queued: no write error can be left to report.
+        let _ = self.close();
+    }
+
     /// Take the descriptor out of the socket (see `convert.rs`): the poller forgets it and the
     /// socket is closed without touching the descriptor.
     pub(super) fn take_socket(&self) -> Option<Socket> {

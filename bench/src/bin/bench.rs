@@ -41,8 +41,9 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Peers to run where they apply [default: all: asyncnet, asyncnet-lines (idle only),
-    /// tokio, tokio-tuned, tokio-mt, hyper (http only), nim, c-floor, asyncnet-uring (asyncnet
-    /// with ASYNCNET_DRIVER=io_uring), c-uring (the C io_uring floor); asyncnet-accept
+    /// tokio, tokio-tuned, tokio-mt, asyncnet-tpc, hyper (http only), nim, c-floor,
+    /// asyncnet-uring (asyncnet with ASYNCNET_DRIVER=io_uring), c-uring (the C io_uring
+    /// floor); asyncnet-accept
     /// (tls) only if named; in http, asyncnet, nim and c-floor are its HTTP servers]
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
@@ -213,7 +214,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
     };
     loadgen_path(&cfg)?;
     let pinning = if pinned {
-        format!("servers on CPU {server_cpu} (`taskset`; tokio-mt never pinned), load generators on CPU {loadgen_cpu}")
+        format!("servers on CPU {server_cpu} (`taskset`; tokio-mt and asyncnet-tpc never pinned), load generators on CPU {loadgen_cpu}")
     } else {
         "none (unpinned)".to_string()
     };

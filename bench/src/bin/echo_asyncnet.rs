@@ -1,6 +1,7 @@
 //! Our echo server: asyncnet's event loop, one spawned task per connection.
 //!
-//! Usage: `echo_asyncnet [--lines] [--pong] [--idle-secs N] [PORT]` (0 or absent: any free port),
+//! Usage: `echo_asyncnet [--lines] [--pong] [--idle-secs N] [--threads N] [PORT]` (0 or absent:
+//! any free port),
 //! `echo_asyncnet --udp [PORT]`, `echo_asyncnet [--lines] --unix PATH`.
 //! Prints `listening on 127.0.0.1:PORT` (Unix: `listening on PATH`) once it
 //! is ready.
@@ -18,6 +19,9 @@
 //!   (which must not exist yet).
 //! * `--idle-secs N` (byte echo): before each read, the read deadline is set N seconds
 //!   ahead (Go's idle-timeout idiom), to measure what a deadline that never fires costs.
+//! * `--threads N` (TCP; peer `asyncnet-tpc` with 2): thread per core: `asyncnet::Server` with
+//!   N threads, each its own loop and `SO_REUSEPORT` listener, running the same per-connection
+//!   code as without it (the runner starts it unpinned, as `tokio-mt`).
 //! * `--udp`: one socket, one task: `recv_from_addr` into a reused buffer, then
 //!   `send_to_addr` the datagram back to its sender (no allocation per datagram).
 
@@ -25,7 +29,7 @@ use std::io;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use asyncnet::{spawn, wait_for, AsyncSocket, Domain, SoBool, SockType};
+use asyncnet::{spawn, wait_for, AsyncSocket, Domain, Server, SoBool, SockType};
 use asyncnet_bench::{say_ready, transient, Listen, ListenArgs};
 
 /// Same buffer size as `echo_tokio`.
@@ -124,6 +128,39 @@ async fn serve_stream(
     }
 }
 
+/// `--threads N`: the same connection tasks on `Server`'s N threads (TCP only). Runs until
+/// killed.
+fn serve_threads(
+    port: u16,
+    threads: usize,
+    lines: bool,
+    pong_mode: bool,
+    idle: Option<Duration>,
+) -> io::Result<()> {
+    let buffered = lines || pong_mode;
+    let server = Server::new(port, "127.0.0.1")
+        .threads(threads)
+        .buffered(buffered)
+        .start(move || {
+            move |client: AsyncSocket| {
+                let nodelay = client.set_sock_opt(SoBool::NoDelay, true);
+                async move {
+                    nodelay?;
+                    if pong_mode {
+                        pong(client).await;
+                    } else if buffered {
+                        echo_lines(client).await;
+                    } else {
+                        echo_bytes(client, idle).await;
+                    }
+                    Ok::<(), io::Error>(())
+                }
+            }
+        })?;
+    say_ready(&Listen::Tcp(port), server.local_addr().port())?;
+    server.join().map(drop)
+}
+
 async fn serve_udp(port: u16) -> io::Result<()> {
     let socket = AsyncSocket::builder().sock_type(SockType::DGRAM).build()?;
     socket.bind_addr(port, "127.0.0.1")?;
@@ -156,15 +193,30 @@ struct Cli {
     /// Byte echo: set the read deadline this many seconds ahead before each read
     #[arg(long, conflicts_with_all = ["udp", "lines", "pong"])]
     idle_secs: Option<u64>,
+    /// Thread per core: serve TCP on N threads (asyncnet::Server), each its own loop and
+    /// SO_REUSEPORT listener
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     #[command(flatten)]
     listen: ListenArgs,
 }
 
 fn main() -> ExitCode {
     let cli = <Cli as clap::Parser>::parse();
-    let served = match cli.listen.listen() {
-        Listen::Udp(port) => wait_for(serve_udp(port)),
-        listen => wait_for(serve_stream(
+    let served = match (cli.listen.listen(), cli.threads) {
+        (Listen::Tcp(port), Some(n)) => serve_threads(
+            port,
+            usize::from(n),
+            cli.lines,
+            cli.pong,
+            cli.idle_secs.map(Duration::from_secs),
+        ),
+        (_, Some(_)) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--threads serves TCP only",
+        )),
+        (Listen::Udp(port), None) => wait_for(serve_udp(port)),
+        (listen, None) => wait_for(serve_stream(
             &listen,
             cli.lines,
             cli.pong,

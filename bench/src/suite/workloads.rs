@@ -74,11 +74,12 @@ pub fn known_peers() -> Vec<String> {
 }
 
 /// The byte-echo servers over TCP (`asyncnet-uring` and `c-uring`: the io_uring ones).
-const STREAM_PEERS: [&str; 8] = [
+const STREAM_PEERS: [&str; 9] = [
     "asyncnet",
     "tokio",
     "tokio-tuned",
     "tokio-mt",
+    "asyncnet-tpc",
     "nim",
     "c-floor",
     "asyncnet-uring",
