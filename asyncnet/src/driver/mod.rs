@@ -14,7 +14,7 @@
 //! The layers point one way: `net` (sockets, buffers, TLS) calls the seam; the seam knows
 //! nothing of sockets' buffers, TLS or lines.
 //!
-//! # How a completion driver (io_uring) plugs in
+//! # How the completion side of io_uring plugs in
 //!
 //! A readiness driver lets the caller make the system call; a completion driver makes it
 //! itself and reports later. The seam is shaped so that the second fits behind the same
@@ -23,29 +23,30 @@
 //! - **Where the calls are.** Every operation on a registered socket that can wait is made in
 //!   one file of `net` (`net/transport.rs`: read, write, accept, connect, datagrams, and TLS
 //!   records, which are reads and writes too) and passes through the seam; the only other
-//!   user of the seam is `net/linger.rs`, which writes a closed socket's last bytes. An io_uring driver gives
-//!   `Registration` a second implementation of the same operations, chosen once per loop:
-//!   `poll_read` submits a `RECV` (or arms a multishot receive) and returns `Pending`; the
-//!   completion wakes the task, whose next poll takes the result. Nothing above
-//!   `net/transport.rs` changes: it already sees only "bytes arrived", "the kernel took n",
-//!   "wait".
-//! - **Who owns a buffer while the kernel may write into it.** Never the future. A read
-//!   submitted on behalf of a task reads into a buffer the *socket* owns (its read buffer,
-//!   which comes from the loop's pool), moved into the driver's table of in-flight operations
-//!   for as long as the operation is in flight. A future dropped meanwhile only loses interest:
-//!   the driver submits an `ASYNC_CANCEL` and keeps the buffer until the kernel reports the
-//!   operation done (completed or cancelled); then the bytes, if any, are appended to the
-//!   socket's read buffer (so a dropped read loses nothing, as today), or the buffer goes back
-//!   to the pool if the socket is gone. Writes submit the socket's output buffer, which
-//!   already outlives any one `send`. The same rule covers accepted descriptors: an accept
-//!   that completes after its future was dropped hands its descriptor to the listener's queue
-//!   (or closes it), never leaks it.
-//! - **Closing.** `deregister` cancels every in-flight operation of the socket and the
-//!   descriptor is closed only once the kernel has released it (the driver holds it, as it
-//!   holds the buffers).
-//! - **Submission failures.** An entry is pushed to the ring only with the buffer already
-//!   owned by the table, so a failed `io_uring_enter` cannot leave the kernel a dangling
-//!   pointer.
+//!   user of the seam is `net/linger.rs`, which writes a closed socket's last bytes. Stream
+//!   reads and accepts go through [`Registration::recv_stream`], [`Registration::peek_stream`]
+//!   and [`Registration::accept`], which the io_uring driver answers from what it received or
+//!   accepted ahead (built: `inbox.rs`, `backlog.rs`); nothing above `net/transport.rs` knows.
+//! - **Who owns a buffer while the kernel may write into it.** Never the future, nor the
+//!   socket: the ring's provided buffers (`sys/uring.rs`), which the kernel picks when bytes
+//!   arrive and hands back in the completion; the driver copies the bytes into the socket's
+//!   inbox and gives the buffer back at once. A future dropped meanwhile loses nothing (the
+//!   bytes wait in the inbox, as they would in the kernel), a socket closed meanwhile only
+//!   has its later completions' buffers given back, and the buffers are freed only after the
+//!   kernel can no longer pick one (the group is unregistered first). An accept that completes
+//!   after its listener closed has its descriptor closed, never leaked.
+//! - **Sends (not built).** A send submitted on the ring must own its bytes until the
+//!   completion: the socket's output buffer, moved into the driver's table of sends in flight
+//!   (kept, with the descriptor, past a close, and cancelled after
+//!   [`CLOSE_LINGER`](crate::CLOSE_LINGER)); `flush`, `shutdown_write` and the closing path
+//!   would then wait for that table, and `wait_for` would submit before it returns. Until
+//!   then sends are `send(2)` calls, on both drivers.
+//! - **Closing.** `deregister` cancels the socket's requests and removes its poll at once
+//!   (the kernel is asked to finish the removal before `deregister` returns: a poll holds the
+//!   socket open, so a close would otherwise reach the peer only at the next turn).
+//! - **Submission failures.** Every entry pushed refers either to no memory or to memory the
+//!   ring owns for as long as the kernel may use it, so a failed `io_uring_enter` cannot
+//!   leave the kernel a dangling pointer.
 #![forbid(unsafe_code)]
 
 #[cfg(target_os = "linux")]

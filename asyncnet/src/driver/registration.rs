@@ -471,8 +471,14 @@ impl Registration {
             return r;
         }
         let r = (&mut &*socket).read(buf);
-        if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            self.driver.start_receiving(&self.state);
+        // The kernel's queue is empty now (it said so, or a read took less than it asked
+        // for): receive ahead from here on, where the driver can.
+        match &r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.driver.start_receiving(&self.state)
+            }
+            Ok(n) if *n > 0 && *n < buf.len() => self.driver.start_receiving(&self.state),
+            _ => {}
         }
         r
     }
