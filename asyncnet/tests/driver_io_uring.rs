@@ -341,3 +341,48 @@ fn connections_accepted_ahead_are_bounded_in_order_and_closed_with_their_listene
         })
     });
 }
+
+/// A peer sends its last bytes and its end together, and the poll reports both before the
+/// first read: that read takes the bytes (and, io_uring, starts receiving ahead), the next
+/// one the end. (The hang-up reported before receiving ahead began once kept reads "ready"
+/// while the inbox was empty: the read spun and the loop never turned again.) The body runs
+/// on a thread of its own, watched from here, so that a spin fails the test instead of
+/// hanging it.
+#[test]
+fn bytes_and_the_end_sent_together_are_read_then_the_end_not_spun_on() {
+    let kind = match io_uring_support() {
+        Ok(()) => DriverKind::IoUring,
+        Err(_) => DriverKind::Poll,
+    };
+    let (done, watch) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use_driver(kind).unwrap();
+        let r = std::panic::catch_unwind(|| {
+            run(async {
+                for round in 0..20 {
+                    let (mut peer, sock) = std_peer(Family::V4, round % 2 == 0).await?;
+                    peer.write_all(b"last words")?;
+                    peer.shutdown(std::net::Shutdown::Write)?;
+                    // Let the poll report the bytes and the hang-up first.
+                    asyncnet::sleep_async(Duration::from_millis(5)).await;
+                    let mut got = Vec::new();
+                    loop {
+                        let chunk = sock.recv(4).await?;
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        got.extend(chunk);
+                    }
+                    assert_eq!(got, b"last words", "round {round}");
+                }
+                Ok(())
+            })
+        });
+        let _ = done.send(r.is_ok());
+    });
+    // Only a guard against the spin: the rounds take milliseconds.
+    let ok = watch
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a read spun on an empty inbox: the loop never turned again");
+    assert!(ok, "the body failed (see its panic above)");
+}

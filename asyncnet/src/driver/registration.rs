@@ -135,7 +135,7 @@ impl IoState {
     }
 
     #[inline]
-    fn clear(&self, bits: u8) {
+    pub(super) fn clear(&self, bits: u8) {
         self.ready.set(self.ready.get() & !bits);
         #[cfg(windows)]
         if bits & (READ | WRITE) != 0 {

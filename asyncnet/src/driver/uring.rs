@@ -304,6 +304,10 @@ impl Uring {
             return;
         }
         *io.inbox.borrow_mut() = Some(Box::new(Inbox::new()));
+        // From now on the receive reports the end of the stream, after the bytes before it;
+        // a hang-up the poll reported already would keep reads ready (and a read that finds
+        // the inbox empty would be tried again and again instead of waiting).
+        io.clear(READ_CLOSED);
         self.receive(io);
     }
 
