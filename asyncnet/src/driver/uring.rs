@@ -266,8 +266,10 @@ impl Uring {
     fn socket_event(&self, io: &IoState, c: &Completion, key: usize, gen: u32) {
         if c.result >= 0 {
             let mut bits = bits(c.result as u32);
-            let ahead = io.inbox.borrow().as_ref().is_some_and(|i| !i.stopped)
-                || io.backlog.borrow().as_ref().is_some_and(|b| !b.stopped);
+            // (Also while a stopped receive's last completion is awaited: until it comes, an
+            // empty inbox says `WouldBlock`, which must be waited on, not spun on.)
+            let ahead = io.inbox.borrow().as_ref().is_some_and(|i| !i.stopped || i.armed)
+                || io.backlog.borrow().as_ref().is_some_and(|b| !b.stopped || b.armed);
             if ahead {
                 // Reads (accepts) wait on the receive's (accept's) completions, not on the
                 // poll.
@@ -477,7 +479,10 @@ impl Uring {
             backlog.cancelling = true;
         }
         let again = !backlog.armed && backlog.wants_accept();
-        let woken = backlog.len() > 0 || backlog.error.is_some();
+        // (Stopped and ended: the kernel answers accepts from now on; let them try it.)
+        let woken = backlog.len() > 0
+            || backlog.error.is_some()
+            || (backlog.stopped && !backlog.armed);
         drop(slot);
         if let Some(io) = io.filter(|_| woken) {
             io.wake(READ);
@@ -524,6 +529,11 @@ impl Uring {
         }
         if inbox.end != End::Open {
             bits |= READ | READ_CLOSED;
+        }
+        if inbox.stopped && !inbox.armed {
+            // The kernel answers reads from now on (after the bytes here): let them try it,
+            // as the poll's events were not heeded meanwhile.
+            bits |= READ;
         }
         if inbox.too_full() {
             let _ = ring.cancel(c.user_data, c.user_data | REMOVAL);
