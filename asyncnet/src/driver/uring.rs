@@ -268,8 +268,16 @@ impl Uring {
             let mut bits = bits(c.result as u32);
             // (Also while a stopped receive's last completion is awaited: until it comes, an
             // empty inbox says `WouldBlock`, which must be waited on, not spun on.)
-            let ahead = io.inbox.borrow().as_ref().is_some_and(|i| !i.stopped || i.armed)
-                || io.backlog.borrow().as_ref().is_some_and(|b| !b.stopped || b.armed);
+            let ahead = io
+                .inbox
+                .borrow()
+                .as_ref()
+                .is_some_and(|i| !i.stopped || i.armed)
+                || io
+                    .backlog
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|b| !b.stopped || b.armed);
             if ahead {
                 // Reads (accepts) wait on the receive's (accept's) completions, not on the
                 // poll.
@@ -480,9 +488,8 @@ impl Uring {
         }
         let again = !backlog.armed && backlog.wants_accept();
         // (Stopped and ended: the kernel answers accepts from now on; let them try it.)
-        let woken = backlog.len() > 0
-            || backlog.error.is_some()
-            || (backlog.stopped && !backlog.armed);
+        let woken =
+            backlog.len() > 0 || backlog.error.is_some() || (backlog.stopped && !backlog.armed);
         drop(slot);
         if let Some(io) = io.filter(|_| woken) {
             io.wake(READ);
