@@ -5,9 +5,9 @@
 //! (`secure.rs` only starts sessions and reports on them).
 #![forbid(unsafe_code)]
 
+use std::io;
 #[cfg(feature = "tls")]
-use std::io::Write;
-use std::io::{self, Read};
+use std::io::{Read, Write};
 use std::task::{ready, Context, Poll};
 #[cfg(feature = "tls")]
 use std::time::Duration;
