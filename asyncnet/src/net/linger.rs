@@ -95,6 +95,7 @@ fn in_background(
         socket,
         deadline,
         step,
+        io: None,
         done: false,
     };
     let driver = driver.clone();
@@ -105,7 +106,13 @@ fn in_background(
             bg.close();
             return;
         };
-        let Lingering { socket, step, .. } = &mut bg;
+        // Held by `bg`: dropped unfinished, it leaves the poller before the blocking writes
+        // (a socket still in Windows' poller can stall them).
+        bg.io = Some(io);
+        let Lingering {
+            socket, step, io, ..
+        } = &mut bg;
+        let io = io.as_ref().expect("just set");
         let written = poll_fn(|cx| {
             io.poll_io(Direction::Write, cx, || match step(socket) {
                 Ok(true) => Ok(()),
@@ -114,8 +121,7 @@ fn in_background(
             })
         });
         let _ = crate::with_timeout(written, limit).await;
-        io.deregister(fd);
-        // Done (or given up).
+        // Done (or given up): out of the poller (in `Drop`) and closed.
         bg.close();
     });
 }
@@ -128,6 +134,8 @@ struct Lingering<F: FnMut(&Socket) -> io::Result<bool>> {
     socket: Socket,
     deadline: Instant,
     step: F,
+    /// Its place in the poller while the task writes.
+    io: Option<Registration>,
     done: bool,
 }
 
@@ -140,6 +148,9 @@ impl<F: FnMut(&Socket) -> io::Result<bool>> Lingering<F> {
 
 impl<F: FnMut(&Socket) -> io::Result<bool>> Drop for Lingering<F> {
     fn drop(&mut self) {
+        if let Some(io) = self.io.take() {
+            io.deregister(sys::raw(&self.socket));
+        }
         if !self.done {
             finish_blocking(&self.socket, self.deadline, &mut self.step);
         }
