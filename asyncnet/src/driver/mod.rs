@@ -320,6 +320,7 @@ impl Driver {
     }
 
     /// A read of stream socket `io` would block: receive ahead, where the driver can.
+    #[inline]
     fn start_receiving(&self, io: &IoState) {
         match &self.poller {
             #[cfg(target_os = "linux")]
@@ -341,6 +342,7 @@ impl Driver {
     }
 
     /// An accept on listener `io` would block: accept ahead, where the driver can.
+    #[inline]
     fn start_accepting(&self, io: &IoState) {
         match &self.poller {
             #[cfg(target_os = "linux")]
