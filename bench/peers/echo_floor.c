@@ -21,6 +21,7 @@
  * Built by the `echo_bench` runner, not by cargo: cc -O2 -o echo_floor echo_floor.c
  */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -174,6 +175,8 @@ static void on_listener(int lfd) {
 
 int main(int argc, char **argv) {
     long port = 0;
+    /* A peer that resets must cost its connection (EPIPE), not the server (SIGPIPE). */
+    signal(SIGPIPE, SIG_IGN);
     if (argc >= 2 && strcmp(argv[1], "--pong") == 0) {
         pong = 1;
         argv++;

@@ -21,6 +21,7 @@
  * Built by the `echo_bench` runner, not by cargo: cc -O2 -o http_floor http_floor.c
  */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -190,6 +191,8 @@ static void on_listener(int lfd) {
 
 int main(int argc, char **argv) {
     long port = 0;
+    /* A peer that resets must cost its connection (EPIPE), not the server (SIGPIPE). */
+    signal(SIGPIPE, SIG_IGN);
     if (argc > 2 || (argc == 2 && strncmp(argv[1], "--", 2) == 0)) {
         fprintf(stderr, "usage: http_floor [PORT] (TCP on 127.0.0.1 only)\n");
         return 2;
