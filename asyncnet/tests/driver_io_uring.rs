@@ -3,8 +3,9 @@
 //! driver's own promises: a closed socket lets go of its connection at once (no later loop
 //! turn needed), sockets opened and closed by the thousand leave nothing behind, bytes
 //! received ahead (multishot receive) come out whole and in order, a peer that floods a
-//! socket nobody reads meets flow control (not our memory), and taking the descriptor out
-//! never loses a byte received ahead.
+//! socket nobody reads meets flow control (not our memory), taking the descriptor out
+//! never loses a byte received ahead, and bytes of a send on the ring still in flight when
+//! the socket ends arrive whole, first, and once.
 //!
 //! CI runs the whole suite twice, the second time with `ASYNCNET_DRIVER=io_uring`; there the
 //! first test fails if io_uring does not really run.
@@ -389,4 +390,73 @@ fn bytes_and_the_end_sent_together_are_read_then_the_end_not_spun_on() {
         .recv_timeout(Duration::from_secs(60))
         .expect("a read spun on an empty inbox: the loop never turned again");
     assert!(ok, "the body failed (see its panic above)");
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// How a socket with a send in flight (on io_uring, a send on the ring that waits for room)
+/// ends in [`a_send_in_flight_arrives_whole_first_and_once_however_the_socket_ends`].
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Close,
+    ShutdownWrite,
+    Flush,
+    DropOutsideTheLoop,
+}
+
+/// 4 MiB sent to a peer that reads nothing yet: the kernel fills, and on io_uring a send on
+/// the ring (which owns a copy of up to 256 KiB) waits for room, the rest queued behind it.
+/// Then the socket ends while that send is in flight: closed (its request is cancelled and
+/// what it did not send goes first in the linger), shut down for writing (the end of the
+/// stream waits for it), flushed (the flush waits for its completion), or dropped after the
+/// loop returned (its bytes are finished blocking). Each way, the peer reads every byte in
+/// order, once, then the end of the stream.
+#[test]
+fn a_send_in_flight_arrives_whole_first_and_once_however_the_socket_ends() {
+    for end in [
+        End::Close,
+        End::ShutdownWrite,
+        End::Flush,
+        End::DropOutsideTheLoop,
+    ] {
+        on_fresh_loop(move || {
+            let big = pattern(4 << 20);
+            let expected = big.clone();
+            let (peer, sock) = run(async move {
+                let (peer, sock) = std_peer(Family::V4, false).await?;
+                // Dropped while it waits for room: its bytes are committed, still sent.
+                let r = with_timeout(sock.send(&big), Duration::from_millis(50)).await;
+                assert!(r.is_err(), "4 MiB fit in the kernel at once?");
+                Ok((peer, sock))
+            });
+            let reader = std::thread::spawn(move || {
+                // Late: the send is surely waiting for room when the socket ends.
+                std::thread::sleep(Duration::from_millis(100));
+                let mut peer = peer;
+                peer.set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let mut got = Vec::new();
+                peer.read_to_end(&mut got).map(|_| got)
+            });
+            match end {
+                End::Close => run(async move { sock.close() }),
+                End::ShutdownWrite => run(async move {
+                    sock.shutdown_write()?;
+                    // The socket stays open (reading goes on) while the peer reads it all.
+                    asyncnet::sleep_async(Duration::from_millis(300)).await;
+                    Ok(())
+                }),
+                End::Flush => run(async move {
+                    sock.flush().await?;
+                    sock.close()
+                }),
+                End::DropOutsideTheLoop => drop(sock),
+            }
+            let got = reader.join().unwrap().expect("read to the end");
+            assert_eq!(got.len(), expected.len(), "{end:?}: every byte, once");
+            assert!(got == expected, "{end:?}: in order");
+        });
+    }
 }

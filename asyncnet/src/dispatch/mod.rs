@@ -325,6 +325,9 @@ impl Drop for EnterGuard<'_> {
     fn drop(&mut self) {
         self.0.running.set(false);
         self.0.driver.set_driven(false);
+        // Sends queued on the io_uring ring by the last turn leave now: the caller may wait
+        // for their bytes (no turn is coming).
+        self.0.driver.submit();
     }
 }
 

@@ -35,12 +35,21 @@
 //!   has its later completions' buffers given back, and the buffers are freed only after the
 //!   kernel can no longer pick one (the group is unregistered first). An accept that completes
 //!   after its listener closed has its descriptor closed, never leaked.
-//! - **Sends (not built).** A send submitted on the ring must own its bytes until the
-//!   completion: the socket's output buffer, moved into the driver's table of sends in flight
-//!   (kept, with the descriptor, past a close, and cancelled after
-//!   [`CLOSE_LINGER`](crate::CLOSE_LINGER)); `flush`, `shutdown_write` and the closing path
-//!   would then wait for that table, and `wait_for` would submit before it returns. Until
-//!   then sends are `send(2)` calls, on both drivers.
+//! - **Sends.** A stream write ([`Registration::send_stream`]) on io_uring copies its bytes
+//!   (up to 256 KiB) into a send on the ring, owned by the ring's table of sends until the
+//!   completion (`sys/uring.rs`), and returns at once: the send leaves with the turn's one
+//!   enter, so a turn's replies cost no system call of their own. One send per socket is in
+//!   flight; a short one goes on with its rest. Until it completes
+//!   ([`Registration::sending`]) nothing else is written to the socket: a further write
+//!   enters the ring once to let it finish (as many kernel entries as `send(2)` calls, on the
+//!   rare path of a writer with more to write), TLS records wait, a shutdown waits
+//!   (`shutdown_write` enters once, then leaves it to the background), `flush` and a send
+//!   without `SAFE_DISCONN` wait for the completion ([`Registration::poll_sent`]), and a
+//!   send that failed is the next write's or flush's error. Closing cancels the send and
+//!   waits for its completion: what it did not send goes first in the linger. A turn whose
+//!   events keep its tasks busy submits what they queued every half millisecond, and a loop
+//!   that hands control back to its caller (`wait_for`, `poll`) submits before it returns.
+//!   The poll driver's writes are `send(2)` calls.
 //! - **Closing.** `deregister` cancels the socket's requests and removes its poll at once
 //!   (the kernel is asked to finish the removal before `deregister` returns: a poll holds the
 //!   socket open, so a close would otherwise reach the peer only at the next turn).
@@ -77,9 +86,9 @@ use registration::{IoState, READ, READ_CLOSED, WRITE};
 /// The token of the cross-thread waker; no socket can have it (slab keys are far below).
 const WAKE_TOKEN: Token = Token(usize::MAX);
 
-/// Generations of slots wrap at 29 bits (the io_uring poller's user data keeps its three top
+/// Generations of slots wrap at 28 bits (the io_uring poller's user data keeps its four top
 /// bits to say what a request is).
-const MAX_GEN: u32 = 0x1fff_ffff;
+const MAX_GEN: u32 = 0x0fff_ffff;
 
 /// Which kernel interface a loop waits on (see [`use_driver`](crate::use_driver)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -282,26 +291,70 @@ impl Driver {
     }
 
     /// Take `fd` out of the poller and the table (through [`Registration::deregister`]).
-    fn deregister(&self, io: &IoState, fd: RawSocket) {
-        match &self.poller {
+    /// Returns the bytes of a send on the ring that did not go (see `uring.rs`).
+    fn deregister(&self, io: &IoState, fd: RawSocket) -> Vec<u8> {
+        let unsent = match &self.poller {
             // An error here means the fd was already gone from the poller; nothing more to
             // undo.
             #[cfg(unix)]
             Poller::Mio { poll, .. } => {
                 let _ = poll.borrow().registry().deregister(&mut SourceFd(&fd));
+                Vec::new()
             }
             #[cfg(windows)]
             Poller::Mio { poll, .. } => {
                 let _ = fd;
                 io.source.deregister(poll.borrow().registry());
+                Vec::new()
             }
             #[cfg(target_os = "linux")]
             Poller::Uring(u) => u.deregister(io),
-        }
+        };
         if self.dispatching.get() {
             self.closed_in_batch.borrow_mut().push(io.key);
         } else {
             self.ios.borrow_mut().try_remove(io.key);
+        }
+        unsent
+    }
+
+    /// A write of `data` on stream socket `io` as the driver makes it (io_uring: a send on
+    /// the ring, whose bytes it owns); `None` when the caller makes the system call.
+    #[inline]
+    fn send(&self, io: &IoState, data: &[u8]) -> Option<io::Result<usize>> {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => {
+                let r = u.send(io, data);
+                if !self.is_driven() {
+                    // No turn is sure to come and submit it.
+                    u.submit();
+                }
+                Some(r)
+            }
+            _ => {
+                let _ = (io, data);
+                None
+            }
+        }
+    }
+
+    /// Enter the ring to finish `io`'s send now (io_uring); whether it is over.
+    #[cfg(target_os = "linux")]
+    fn finish_send_now(&self, io: &IoState) -> bool {
+        match &self.poller {
+            Poller::Uring(u) => u.finish_now(io),
+            _ => true,
+        }
+    }
+
+    /// Submit what is queued for the kernel now (a loop hands control back to its caller:
+    /// sends queued on the ring must not wait for a turn that may never come).
+    pub(crate) fn submit(&self) {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.submit(),
+            _ => {}
         }
     }
 
@@ -523,7 +576,7 @@ mod tests {
                     // Close every socket (half of them have events still to come in this
                     // batch) and register a new one: it must not take a closed one's slot.
                     for (r, (a, _)) in regs.iter().zip(&pairs) {
-                        r.deregister(a.as_raw_fd());
+                        drop(r.deregister(a.as_raw_fd()));
                     }
                     new_reg = Some(Registration::new(&driver, extra.0.as_raw_fd()).expect("new"));
                     taken_meanwhile = driver.registered();

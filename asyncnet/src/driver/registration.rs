@@ -85,6 +85,14 @@ pub(super) struct IoState {
     /// once it accepts ahead.
     #[cfg(target_os = "linux")]
     pub(super) backlog: RefCell<Option<Box<super::backlog::Backlog>>>,
+    /// io_uring: a send on the ring is in flight (the socket counts as not writable until
+    /// its completion comes).
+    #[cfg(target_os = "linux")]
+    pub(super) sending: Cell<bool>,
+    /// io_uring: the errno of a send on the ring that failed, until an operation reports it
+    /// (0: none).
+    #[cfg(target_os = "linux")]
+    pub(super) send_failed: Cell<i32>,
     /// Windows: the socket's place in mio's poller, told to report again whenever readiness
     /// is cleared (mio's Windows backend reports each readiness once until told so).
     #[cfg(windows)]
@@ -108,6 +116,10 @@ impl IoState {
             inbox: RefCell::new(None),
             #[cfg(target_os = "linux")]
             backlog: RefCell::new(None),
+            #[cfg(target_os = "linux")]
+            sending: Cell::new(false),
+            #[cfg(target_os = "linux")]
+            send_failed: Cell::new(0),
             #[cfg(windows)]
             source: crate::sys::PollSource::default(),
         }
@@ -580,16 +592,85 @@ impl Registration {
 
     /// Leave the poller and fail every task waiting on the socket. Call before `close(2)`,
     /// so that the descriptor number cannot be reused while it is still in the poller.
-    pub(crate) fn deregister(&self, fd: RawSocket) {
-        if !self.state.closed.get() {
-            self.driver.deregister(&self.state, fd);
-            if let Some(d) = self.state.deadlines.get() {
-                for key in d.take_armed() {
-                    self.driver.deadlines.remove(key);
-                }
-            }
-            self.state.close();
+    ///
+    /// Returns the bytes that a send made by the driver (io_uring) had taken and not sent:
+    /// its request is cancelled (or finished) before this returns, so they come before
+    /// anything written to the descriptor from now on. Empty on the poll driver.
+    #[must_use = "unsent bytes come before anything else written to the descriptor"]
+    pub(crate) fn deregister(&self, fd: RawSocket) -> Vec<u8> {
+        if self.state.closed.get() {
+            return Vec::new();
         }
+        let unsent = self.driver.deregister(&self.state, fd);
+        if let Some(d) = self.state.deadlines.get() {
+            for key in d.take_armed() {
+                self.driver.deadlines.remove(key);
+            }
+        }
+        self.state.close();
+        unsent
+    }
+
+    /// Write to stream socket `socket` (its registration is this one), without waiting: the
+    /// operation of every stream write but TLS's. On io_uring the bytes are copied into a
+    /// send on the ring, which leaves with the loop's next enter; until its completion
+    /// [`sending`](Self::sending) says so, and nothing may be written to the socket
+    /// otherwise (TLS records, a shutdown): [`poll_sent`](Self::poll_sent) waits for it.
+    #[inline]
+    pub(crate) fn send_stream(&self, socket: &Socket, buf: &[u8]) -> io::Result<usize> {
+        self.try_io(Direction::Write, || {
+            match self.driver.send(&self.state, buf) {
+                Some(r) => r,
+                None => socket.send_with_flags(buf, crate::sys::SEND_FLAGS),
+            }
+        })
+    }
+
+    /// Whether a send made by the driver has not completed yet.
+    #[inline]
+    pub(crate) fn sending(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.state.sending.get();
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+
+    /// Enter the kernel once to finish a send the driver made (for calls that are about to
+    /// act on the socket at once, such as a shutdown); whether no send is in flight now.
+    pub(crate) fn finish_sending_now(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if self.state.sending.get() {
+            return self.driver.finish_send_now(&self.state);
+        }
+        true
+    }
+
+    /// Wait until every send the driver made has completed (at once on the poll driver). A
+    /// failed one is then told by [`take_send_failure`](Self::take_send_failure).
+    pub(crate) fn poll_sent(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        #[cfg(target_os = "linux")]
+        if self.state.sending.get() {
+            let state = &*self.state;
+            return self.poll_io(Direction::Write, cx, || {
+                if state.sending.get() && !self.driver.finish_send_now(state) {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+        }
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
+
+    /// The error of a send the driver made that failed, once.
+    pub(crate) fn take_send_failure(&self) -> Option<io::Error> {
+        #[cfg(target_os = "linux")]
+        return match self.state.send_failed.replace(0) {
+            0 => None,
+            errno => Some(io::Error::from_raw_os_error(errno)),
+        };
+        #[cfg(not(target_os = "linux"))]
+        None
     }
 
     /// Set (or clear, `None`) the deadline of every wait in `dir` from now on; operations

@@ -32,9 +32,9 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::sys::uring::{Completion, Ring};
+use crate::sys::uring::{Completion, Ring, Sent, SEND};
 use crate::sys::RawSocket;
 
 use super::inbox::{End, Inbox};
@@ -57,12 +57,18 @@ const BUFFERS: u16 = 512;
 const BUFFER_SIZE: usize = 4096;
 /// How many times a removal is made at once before it is left to later turns.
 const REMOVAL_TRIES: usize = 3;
+/// The longest a send queued during a turn waits for the submission, roughly (checked
+/// between chunks of events: see `submit_if_due`).
+const SUBMIT_EVERY: Duration = Duration::from_micros(500);
+/// How long a deregistration waits, at most, for a cancelled send's completion (the kernel
+/// cancels a send waiting for room at once; one under way finishes first).
+const SEND_CANCEL_WAIT: Duration = Duration::from_secs(1);
 
 /// What every socket's poll watches (errors and hang-ups are always reported).
 const EVENTS: u32 = (libc::POLLIN | libc::POLLPRI | libc::POLLOUT | libc::POLLRDHUP) as u32;
 
-/// The user data of a socket's poll: its slot and the slot's generation (29 bits: the three
-/// top bits say what a request is).
+/// The user data of a socket's poll: its slot and the slot's generation (28 bits: the four
+/// top bits say what a request is; a send's is [`SEND`]).
 pub(super) fn user_data(key: usize, gen: u32) -> u64 {
     (u64::from(gen & super::MAX_GEN) << 32) | (key as u64 & 0xffff_ffff)
 }
@@ -116,7 +122,16 @@ impl Uring {
     /// Stop watching the socket `io` now (see the module docs); a receive in flight is
     /// cancelled (bytes it brings meanwhile are dropped with the socket, as a close drops
     /// unread bytes).
-    pub(super) fn deregister(&self, io: &IoState) {
+    ///
+    /// A send in flight is cancelled and waited for (see [`finish_send`](Self::finish_send)):
+    /// returns the bytes it did not send.
+    pub(super) fn deregister(&self, io: &IoState) -> Vec<u8> {
+        let unsent = self.finish_send(io);
+        self.remove(io);
+        unsent
+    }
+
+    fn remove(&self, io: &IoState) {
         let target = user_data(io.key, io.gen);
         let mut ring = self.ring.borrow_mut();
         if io.inbox.borrow().as_ref().is_some_and(|i| i.armed) {
@@ -181,6 +196,7 @@ impl Uring {
             ring.enter(wait)?;
             ring.take_completions(&mut completions);
         }
+        let mut submitted = Instant::now();
         let mut n = 0;
         let mut removals = false;
         let mut receive_again = Vec::new();
@@ -190,7 +206,7 @@ impl Uring {
             match c.user_data {
                 WAKE => self.woken(&c),
                 ud if ud & REMOVAL != 0 => {
-                    if c.result == -libc::EALREADY && ud & (RECEIVE | ACCEPT) == 0 {
+                    if c.result == -libc::EALREADY && ud & (RECEIVE | ACCEPT | SEND) == 0 {
                         removals |= self.remove_again(ud & !REMOVAL);
                     }
                 }
@@ -200,6 +216,11 @@ impl Uring {
                     if self.received(io.as_deref(), &c) {
                         receive_again.extend(io);
                     }
+                    n += 1;
+                }
+                ud if ud & SEND != 0 => {
+                    let (key, gen) = slot_of(ud);
+                    self.sent(lookup(key, gen).as_deref(), ud);
                     n += 1;
                 }
                 ud if ud & ACCEPT != 0 => {
@@ -226,6 +247,7 @@ impl Uring {
             if n != handed && n % super::EVENT_CHUNK == 0 {
                 between();
                 handed = n;
+                self.submit_if_due(&mut submitted);
             }
         }
         // Receives that ended for want of buffers, now that this turn gave them all back.
@@ -283,6 +305,10 @@ impl Uring {
                 // poll.
                 bits &= !(READ | READ_CLOSED);
             }
+            if io.sending.get() {
+                // Writes wait on the send's completion.
+                bits &= !WRITE;
+            }
             io.wake(bits);
         }
         if c.more() {
@@ -296,6 +322,116 @@ impl Uring {
         if c.result >= 0 || c.result == -libc::ECANCELED || c.result == -libc::ENOMEM {
             let _ = self.register(io.fd, key, gen);
         }
+    }
+
+    /// Write `data` on stream socket `io` through the ring: its bytes (up to
+    /// [`SEND_MAX`](crate::sys::uring::SEND_MAX)) are copied into a send that leaves with the
+    /// next enter. While a send is in flight, the ring is entered at once to finish it (a
+    /// writer with more to write need not wait for the turn's end; as many kernel entries as
+    /// `send(2)` calls would make), and `WouldBlock` if it is still in flight. The error of
+    /// a send that failed, once.
+    pub(super) fn send(&self, io: &IoState, data: &[u8]) -> io::Result<usize> {
+        if io.sending.get() && !self.finish_now(io) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match io.send_failed.replace(0) {
+            0 => {}
+            errno => return Err(io::Error::from_raw_os_error(errno)),
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let ud = user_data(io.key, io.gen) | SEND;
+        let n = self.ring.borrow_mut().send(io.fd, io.key, data, ud)?;
+        io.sending.set(true);
+        Ok(n)
+    }
+
+    /// Whether `io`'s send is over, after entering the ring once to let the kernel finish it
+    /// (submitted, and its retry run if the socket has room now). Other completions taken
+    /// meanwhile wait for the turn.
+    pub(super) fn finish_now(&self, io: &IoState) -> bool {
+        let ud = user_data(io.key, io.gen) | SEND;
+        {
+            let mut ring = self.ring.borrow_mut();
+            if ring.send_in_flight(io.key) {
+                if ring.submit_now().is_err() {
+                    return false;
+                }
+                ring.take_completions(&mut self.completions.borrow_mut());
+            }
+        }
+        self.sent(Some(io), ud);
+        !io.sending.get()
+    }
+
+    /// The completion of a send (`ud`) has come: a short one goes on; otherwise the socket
+    /// is writable again (and remembers a failure for its next write or flush). A send of a
+    /// socket that is gone was finished by its deregistration.
+    fn sent(&self, io: Option<&IoState>, ud: u64) {
+        let Some(io) = io else { return };
+        let outcome = self.ring.borrow_mut().send_completed(ud, true);
+        match outcome {
+            None | Some(Sent::Partly) => return,
+            Some(Sent::All | Sent::Cancelled(_)) => {}
+            Some(Sent::Failed(errno)) => io.send_failed.set(errno),
+        }
+        io.sending.set(false);
+        io.wake(WRITE);
+    }
+
+    /// Before `io` leaves the ring: cancel its send in flight, if any, and wait (at most
+    /// [`SEND_CANCEL_WAIT`]) for the completion. Returns the bytes not sent, which the caller
+    /// writes before anything else. (Should the completion not come in time, the ring keeps
+    /// the bytes until it does, and they may still go: nothing is freed under the kernel.)
+    fn finish_send(&self, io: &IoState) -> Vec<u8> {
+        if !io.sending.replace(false) {
+            return Vec::new();
+        }
+        let ud = user_data(io.key, io.gen) | SEND;
+        let deadline = Instant::now() + SEND_CANCEL_WAIT;
+        let mut ring = self.ring.borrow_mut();
+        let mut asked = false;
+        while ring.send_in_flight(io.key) {
+            if !asked {
+                asked = ring.cancel(ud, ud | REMOVAL).is_ok();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero()
+                || ring
+                    .enter(Some(left.min(Duration::from_millis(10))))
+                    .is_err()
+            {
+                return Vec::new();
+            }
+            // Other completions wait for the turn (this send's is seen by the ring).
+            ring.take_completions(&mut self.completions.borrow_mut());
+        }
+        match ring.send_completed(ud, false) {
+            Some(Sent::Cancelled(unsent)) => unsent,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Between two chunks of a turn's events: submit what the tasks queued (sends) if the
+    /// last submission is [`SUBMIT_EVERY`] old. A turn with many events (a socket whose
+    /// poll reports every arrival, thousands of connections) would otherwise hold the
+    /// sends of its first chunks until its end.
+    fn submit_if_due(&self, submitted: &mut Instant) {
+        let mut ring = self.ring.borrow_mut();
+        if ring.queued() == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(*submitted) >= SUBMIT_EVERY {
+            let _ = ring.submit_now();
+            *submitted = now;
+        }
+    }
+
+    /// Submit what is queued now (the loop hands control back to its caller).
+    pub(super) fn submit(&self) {
+        let _ = self.ring.borrow_mut().submit_now();
     }
 
     /// A read of stream socket `io` would block: receive ahead from now on (unless the

@@ -225,7 +225,7 @@ impl AsyncSocket {
         if self.has_data_buffered() || !self.inner.io.stop_receiving() {
             return refuse("received bytes wait in the socket's buffer");
         }
-        if self.owes_bytes() {
+        if self.owes_bytes() || self.inner.io.sending() {
             return refuse("sent bytes wait in the socket's queue (flush first)");
         }
         #[cfg(feature = "tls")]

@@ -35,37 +35,48 @@ use crate::tls::Tls;
 /// thread whose loop ends with such a write unfinished.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
 
-/// Finish a closed socket: write `rest` (through the TLS session, if any, then
-/// close_notify), then close the descriptor.
+/// Finish a closed socket: write `unsent` (bytes a send of the driver took and did not
+/// send), then `rest` (through the TLS session, if any, then close_notify), then close the
+/// descriptor.
 pub(crate) fn finish(
     driver: &Rc<Driver>,
     socket: Socket,
+    unsent: Vec<u8>,
     rest: Vec<u8>,
     #[cfg(feature = "tls")] tls: Option<Box<Tls>>,
 ) {
+    let mut first = raw_writer(unsent);
     #[cfg(feature = "tls")]
     if let Some(tls) = tls {
         // Nothing to say on a session that never finished its handshake.
-        if let Some((limit, step)) = tls_goodbye(tls, &socket, rest, CLOSE_LINGER) {
-            in_background(driver, socket, limit, step);
+        match tls_goodbye(tls, &socket, rest, CLOSE_LINGER) {
+            Some((limit, mut step)) => {
+                in_background(driver, socket, limit, move |s| Ok(first(s)? && step(s)?))
+            }
+            None => in_background(driver, socket, CLOSE_LINGER, first),
         }
         return;
     }
-    if rest.is_empty() {
-        return;
-    }
+    let mut then = raw_writer(rest);
+    in_background(driver, socket, CLOSE_LINGER, move |s| {
+        Ok(first(s)? && then(s)?)
+    });
+}
+
+/// A step that writes `bytes` as they are: `Ok(true)` once all are written.
+fn raw_writer(bytes: Vec<u8>) -> impl FnMut(&Socket) -> io::Result<bool> {
     let mut pos = 0;
-    in_background(driver, socket, CLOSE_LINGER, move |s| loop {
-        if pos == rest.len() {
+    move |s| loop {
+        if pos == bytes.len() {
             return Ok(true);
         }
-        match s.send_with_flags(&rest[pos..], sys::SEND_FLAGS) {
+        match s.send_with_flags(&bytes[pos..], sys::SEND_FLAGS) {
             Ok(n) => pos += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
         }
-    });
+    }
 }
 
 /// Run `step` (`Ok(true)`: done; `Ok(false)`: the kernel is full; `Err`: give up) now, and
@@ -149,7 +160,9 @@ impl<F: FnMut(&Socket) -> io::Result<bool>> Lingering<F> {
 impl<F: FnMut(&Socket) -> io::Result<bool>> Drop for Lingering<F> {
     fn drop(&mut self) {
         if let Some(io) = self.io.take() {
-            io.deregister(sys::raw(&self.socket));
+            // Its writes are `send(2)` calls (the step's own): no send of the driver's.
+            let unsent = io.deregister(sys::raw(&self.socket));
+            debug_assert!(unsent.is_empty());
         }
         if !self.done {
             finish_blocking(&self.socket, self.deadline, &mut self.step);

@@ -475,7 +475,9 @@ impl AsyncSocket {
             io::ErrorKind::BrokenPipe,
             "the socket was shut down for writing before these bytes were sent",
         ));
-        if self.owes_bytes() {
+        // A send the io_uring driver made must complete before the end of the stream (one
+        // kernel entry lets it finish now: no turn may come before the caller blocks).
+        if self.owes_bytes() || !self.inner.io.finish_sending_now() {
             self.shutdown_in_background();
             return Ok(());
         }
@@ -517,14 +519,14 @@ impl AsyncSocket {
         let report = inner.write.take_unreported_error();
         if let Some(socket) = inner.socket.borrow_mut().take() {
             // Handles remain (this one at least): a lent number must stay allocated.
-            let socket = if inner.lent.get() != INVALID_SOCKET {
-                inner.io.deregister(sys::raw(&socket));
-                super::convert::retire_lent(socket)
+            let (socket, unsent) = if inner.lent.get() != INVALID_SOCKET {
+                let unsent = inner.io.deregister(sys::raw(&socket));
+                (super::convert::retire_lent(socket), unsent)
             } else {
-                Some(socket)
+                (Some(socket), Vec::new())
             };
             if let Some(socket) = socket {
-                inner.finish_closed(socket);
+                inner.finish_closed(socket, unsent);
             }
         }
         inner.read.buf.replace(ReadBuffer::default());
@@ -542,19 +544,25 @@ impl AsyncSocket {
         inner.write.buf.borrow_mut().discard(&inner.local.pool);
         #[cfg(feature = "tls")]
         inner.tls.borrow_mut().take();
-        if let Ok(socket) = self.socket() {
+        if let Some(socket) = inner.socket.borrow_mut().take() {
             // Best effort: without it the peer sees an orderly end instead of a reset.
             let _ = socket.set_linger(Some(std::time::Duration::ZERO));
+            // A send the driver made is cancelled; what it did not send is dropped.
+            drop(inner.io.deregister(sys::raw(&socket)));
+            if inner.lent.get() != INVALID_SOCKET {
+                drop(super::convert::retire_lent(socket));
+            }
         }
-        // Nothing is queued: no write error can be left to report.
-        let _ = self.close();
+        inner.read.buf.replace(ReadBuffer::default());
     }
 
     /// Take the descriptor out of the socket (see `convert.rs`): the poller forgets it and the
     /// socket is closed without touching the descriptor.
     pub(super) fn take_socket(&self) -> Option<Socket> {
         let socket = self.inner.socket.borrow_mut().take()?;
-        self.inner.io.deregister(sys::raw(&socket));
+        // `into_fd` refuses while the driver's send is in flight: nothing is unsent.
+        let unsent = self.inner.io.deregister(sys::raw(&socket));
+        debug_assert!(unsent.is_empty());
         Some(socket)
     }
 
@@ -618,13 +626,22 @@ impl Inner {
     /// The socket is closed: leave the poller before the descriptor closes, then finish the
     /// queued bytes (every send that queued them has completed or was dropped) and say
     /// goodbye on TLS, in the background (`linger.rs`).
-    fn finish_closed(&self, socket: Socket) {
-        self.io.deregister(sys::raw(&socket));
+    ///
+    /// `unsent`: bytes a send of the driver took and did not send (when the socket left the
+    /// poller already); they go first.
+    fn finish_closed(&self, socket: Socket, mut unsent: Vec<u8>) {
+        unsent.extend(self.io.deregister(sys::raw(&socket)));
         let rest = self.write.buf.borrow_mut().take_pending();
         #[cfg(feature = "tls")]
-        super::linger::finish(self.io.driver(), socket, rest, self.tls.borrow_mut().take());
+        super::linger::finish(
+            self.io.driver(),
+            socket,
+            unsent,
+            rest,
+            self.tls.borrow_mut().take(),
+        );
         #[cfg(not(feature = "tls"))]
-        super::linger::finish(self.io.driver(), socket, rest);
+        super::linger::finish(self.io.driver(), socket, unsent, rest);
     }
 }
 
@@ -635,7 +652,7 @@ impl Drop for Inner {
         // dropped) and say goodbye on TLS.
         if let Some(socket) = self.socket.get_mut().take() {
             // The last handle: no borrow of a lent number can be left.
-            self.finish_closed(socket);
+            self.finish_closed(socket, Vec::new());
         } else if self.lent.get() != INVALID_SOCKET {
             super::convert::release_lent(self.lent.get());
         }

@@ -32,6 +32,18 @@ pub(super) struct Wire<'a> {
 }
 
 #[cfg(feature = "tls")]
+impl Wire<'_> {
+    /// `WouldBlock` while a send of the driver's (plaintext sent before TLS started) is in
+    /// flight: records must not overtake it.
+    fn wait_for_the_driver(&self) -> io::Result<()> {
+        match self.io {
+            Some(io) if io.sending() => Err(would_block()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
 impl<'a> Wire<'a> {
     /// The pipe of a socket in the loop.
     fn registered(socket: &'a Socket, io: &'a Registration) -> Wire<'a> {
@@ -60,10 +72,12 @@ impl Read for Wire<'_> {
 #[cfg(feature = "tls")]
 impl Write for Wire<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.wait_for_the_driver()?;
         self.socket.send_with_flags(buf, sys::SEND_FLAGS)
     }
     /// rustls hands over all its queued records at once: one `sendmsg` for them all.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.wait_for_the_driver()?;
         self.socket.send_vectored_with_flags(bufs, sys::SEND_FLAGS)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -225,9 +239,7 @@ impl AsyncSocket {
         if let Some(tls) = self.inner.tls.borrow_mut().as_mut() {
             return self.try_write_tls(tls, buf);
         }
-        io.try_io(Direction::Write, || {
-            self.socket()?.send_with_flags(buf, sys::SEND_FLAGS)
-        })
+        io.send_stream(&*self.socket()?, buf)
     }
 
     /// [`try_write`](AsyncSocket::try_write) through the TLS session.

@@ -230,7 +230,9 @@ impl AsyncSocket {
             if !coalesce {
                 poll_fn(|cx| self.poll_flush_records(cx)).await?;
             }
-            Ok(())
+            // Bytes in a send of the io_uring driver are not in the kernel yet: they count
+            // as queued until it completes.
+            poll_fn(|cx| self.poll_sent(cx, flags)).await
         }
         .await;
         guard.done = true;
@@ -288,7 +290,26 @@ impl AsyncSocket {
         self.socket()?;
         let end = self.inner.write.buf.borrow().accepted();
         ready!(self.poll_flush_to(cx, end, Flags::NONE))?;
-        self.poll_flush_records(cx)
+        ready!(self.poll_flush_records(cx))?;
+        self.poll_sent(cx, Flags::NONE)
+    }
+
+    /// Wait until the sends the driver made of written bytes have completed (io_uring: the
+    /// kernel has taken them; at once on the poll driver). A failure is recorded as a failed
+    /// write is, and returned (a disconnection only without `SAFE_DISCONN`).
+    fn poll_sent(&self, cx: &mut Context<'_>, flags: Flags) -> Poll<io::Result<()>> {
+        let io = &self.inner.io;
+        ready!(io.poll_sent(cx))?;
+        let Some(e) = io.take_send_failure() else {
+            return Poll::Ready(Ok(()));
+        };
+        if self.record_failure(&e) && flags.contains(Flags::SAFE_DISCONN) {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(f) = self.inner.write.failure.borrow_mut().as_mut() {
+            f.reported = true;
+        }
+        Poll::Ready(Err(e))
     }
 
     /// The errors every send checks first: closed, no loop running, never connected, shut

@@ -6,8 +6,11 @@
 //! a mask, a removal or a cancellation the user data of another request, a multishot receive
 //! a *group* of buffers. Those buffers belong to the ring itself ([`Ring::provide_buffers`]):
 //! the kernel picks one when bytes arrive and hands it back in the completion, and the ring
-//! frees them only after the group is unregistered (when it is dropped). So nothing the kernel
-//! holds can dangle, whatever happens to a future, a socket or a failed submission.
+//! frees them only after the group is unregistered (when it is dropped). A send's bytes are
+//! copied into the ring's own table of sends ([`Ring::send`]), where they stay, untouched,
+//! until the ring has taken the send's completion; the ring leaks, rather than frees, the
+//! bytes of a send still in flight when it is dropped. So nothing the kernel holds can
+//! dangle, whatever happens to a future, a socket or a failed submission.
 
 use std::alloc::{self, Layout};
 use std::io;
@@ -63,6 +66,46 @@ struct Buffers {
 const SQ_ENTRIES: u32 = 256;
 const CQ_ENTRIES: u32 = 16 * 1024;
 
+/// Set in the user data of every send (and of no other request: a cancellation of a send
+/// carries other bits too, so its user data is never a send's); the low 32 bits of a send's
+/// user data are its slot in the table of sends.
+pub(crate) const SEND: u64 = 1 << 60;
+
+/// The most bytes one send takes (the rest waits for its completion).
+pub(crate) const SEND_MAX: usize = 256 * 1024;
+
+/// An allocation kept for the slot's next send when no larger than this.
+const SEND_KEEP: usize = 16 * 1024;
+
+/// One slot's send: the bytes the kernel reads from submission until the completion.
+#[derive(Debug, Default)]
+struct Outgoing {
+    bytes: Vec<u8>,
+    /// Sent by earlier completions of this send (a short send goes on from here).
+    done: usize,
+    /// The user data of the request in flight.
+    user_data: u64,
+    fd: RawFd,
+    /// A request reading `bytes` is with the kernel (queued or submitted), its completion not
+    /// yet taken: nothing may touch `bytes`.
+    in_flight: bool,
+    /// The result of the completion taken, until the driver looks at it.
+    result: Option<i32>,
+}
+
+/// What came of a send, once its completion was taken.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Every byte went.
+    All,
+    /// The kernel took some: the rest is in flight again, under the same user data.
+    Partly,
+    /// The send failed (errno), its bytes dropped.
+    Failed(i32),
+    /// Cancelled: these bytes were not sent.
+    Cancelled(Vec<u8>),
+}
+
 /// The ring of one loop (one thread: it is set up `SINGLE_ISSUER`).
 pub(crate) struct Ring {
     ring: IoUring,
@@ -71,10 +114,18 @@ pub(crate) struct Ring {
     defer_taskrun: bool,
     /// The provided buffers of multishot receives, made on first use.
     buffers: Option<Buffers>,
+    /// Sends, by slot (one in flight per slot at most).
+    sends: Vec<Outgoing>,
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
+        for o in &mut self.sends {
+            if o.in_flight {
+                // The kernel may still read them: leaked, never freed under its feet.
+                std::mem::forget(std::mem::take(&mut o.bytes));
+            }
+        }
         let Some(b) = self.buffers.take() else { return };
         // The kernel may pick a buffer of the group until the group is unregistered; after
         // that no request can. If it cannot be unregistered, the memory is left allocated
@@ -128,6 +179,7 @@ impl Ring {
             ring,
             defer_taskrun,
             buffers: None,
+            sends: Vec::new(),
         })
     }
 
@@ -238,6 +290,110 @@ impl Ring {
         unsafe { self.push(&entry) }
     }
 
+    /// Send up to [`SEND_MAX`] bytes of `data` on stream socket `fd`, as slot `slot`'s send
+    /// (`user_data` has [`SEND`] and `slot` in its low 32 bits). The bytes are copied: the
+    /// caller may reuse `data` at once. Returns how many were taken. `WouldBlock` if the slot
+    /// has a send in flight (or a completion not yet looked at).
+    pub(crate) fn send(
+        &mut self,
+        fd: RawFd,
+        slot: usize,
+        data: &[u8],
+        user_data: u64,
+    ) -> io::Result<usize> {
+        assert!(
+            user_data & SEND != 0 && (user_data & 0xffff_ffff) as usize == slot,
+            "a send's user data names its slot"
+        );
+        if self.sends.len() <= slot {
+            self.sends.resize_with(slot + 1, Outgoing::default);
+        }
+        let o = &mut self.sends[slot];
+        if o.in_flight || o.result.is_some() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = data.len().min(SEND_MAX);
+        o.bytes.clear();
+        o.bytes.extend_from_slice(&data[..n]);
+        o.done = 0;
+        o.user_data = user_data;
+        o.fd = fd;
+        self.push_send(slot).map(|()| n)
+    }
+
+    /// Push slot `slot`'s send of its bytes from `done` on.
+    fn push_send(&mut self, slot: usize) -> io::Result<()> {
+        let o = &mut self.sends[slot];
+        let rest = &o.bytes[o.done..];
+        let len = u32::try_from(rest.len()).expect("SEND_MAX fits in u32");
+        let entry = opcode::Send::new(types::Fd(o.fd), rest.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(o.user_data);
+        o.in_flight = true;
+        // SAFETY: the entry reads `rest`, inside `o.bytes`' heap block, which nothing
+        // changes, moves or frees while `in_flight` holds: `send` refuses the slot, the
+        // flag is cleared only when the completion is taken (`take_completions`), and `Drop`
+        // leaks the block of a send still in flight. (`sends` may grow and move the
+        // `Outgoing` itself, never the block its `bytes` point to.)
+        let pushed = unsafe { self.push(&entry) };
+        if pushed.is_err() {
+            // Not queued (the queue was full and submitting failed): the kernel never saw it.
+            let o = &mut self.sends[slot];
+            o.in_flight = false;
+            o.bytes.clear();
+        }
+        pushed
+    }
+
+    /// How many entries wait in the submission queue.
+    pub(crate) fn queued(&mut self) -> usize {
+        self.ring.submission().len()
+    }
+
+    /// Whether slot `slot` has a send whose completion has not been taken.
+    pub(crate) fn send_in_flight(&self, slot: usize) -> bool {
+        self.sends.get(slot).is_some_and(|o| o.in_flight)
+    }
+
+    /// What came of the send with user data `user_data` (slot in its low 32 bits), once its
+    /// completion was taken; `None` if that send has nothing to report (its completion not
+    /// taken yet, or reported already). With `resume`, a short send's rest is sent again
+    /// ([`Sent::Partly`]); without, the rest is handed back as not sent
+    /// ([`Sent::Cancelled`]).
+    pub(crate) fn send_completed(&mut self, user_data: u64, resume: bool) -> Option<Sent> {
+        let slot = (user_data & 0xffff_ffff) as usize;
+        let o = self.sends.get_mut(slot)?;
+        if o.user_data != user_data || o.in_flight {
+            return None;
+        }
+        let result = o.result.take()?;
+        let unsent = o.bytes.len() - o.done;
+        let outcome = match result {
+            r if r > 0 && (r as usize) < unsent => {
+                o.done += r as usize;
+                if resume {
+                    return Some(match self.push_send(slot) {
+                        Ok(()) => Sent::Partly,
+                        Err(e) => Sent::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
+                    });
+                }
+                Sent::Cancelled(o.bytes[o.done..].to_vec())
+            }
+            r if r > 0 => Sent::All,
+            // No stream send takes nothing: never spin on it.
+            0 => Sent::Failed(libc::EIO),
+            r if r == -libc::ECANCELED => Sent::Cancelled(o.bytes[o.done..].to_vec()),
+            r => Sent::Failed(-r),
+        };
+        let o = &mut self.sends[slot];
+        o.bytes.clear();
+        if o.bytes.capacity() > SEND_KEEP {
+            o.bytes = Vec::new();
+        }
+        Some(outcome)
+    }
+
     /// Whether the ring runs with `DEFER_TASKRUN`.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn defer_taskrun(&self) -> bool {
@@ -324,14 +480,28 @@ impl Ring {
         }
     }
 
-    /// Move every completion the kernel posted into `out`.
+    /// Move every completion the kernel posted into `out` (a send's is also noted in the
+    /// table of sends: the kernel is done with its bytes).
     pub(crate) fn take_completions(&mut self, out: &mut Vec<Completion>) {
         let cq = self.ring.completion();
+        let seen = out.len();
         out.extend(cq.map(|c| Completion {
             user_data: c.user_data(),
             result: c.result(),
             flags: c.flags(),
         }));
+        for c in &out[seen..] {
+            if c.user_data & SEND == 0 {
+                continue;
+            }
+            let slot = (c.user_data & 0xffff_ffff) as usize;
+            if let Some(o) = self.sends.get_mut(slot) {
+                if o.in_flight && o.user_data == c.user_data {
+                    o.in_flight = false;
+                    o.result = Some(c.result);
+                }
+            }
+        }
     }
 }
 
