@@ -182,14 +182,21 @@ fn dropping_the_last_handle_delivers_coalesced_bytes(fam: Family) {
 }
 
 /// A std peer that starts reading after a pause (so the tail is still ours when the socket
-/// goes), then reads to the end.
+/// goes), then reads to the end. Returns once its thread runs: on Windows a thread that
+/// starts must wait for the loader lock, which a thread that ends holds while its
+/// thread-local destructors run, a loop's last blocking writes among them (up to
+/// `CLOSE_LINGER`), so a reader that had not started by then would start too late to read.
 fn late_reader(mut peer: TcpStream) -> thread::JoinHandle<io::Result<Vec<u8>>> {
-    thread::spawn(move || {
+    let (started, running) = std::sync::mpsc::channel();
+    let reader = thread::spawn(move || {
+        started.send(()).expect("late_reader waits for this");
         thread::sleep(Duration::from_millis(200));
         peer.set_read_timeout(Some(support::HANG_GUARD))?;
         let mut all = Vec::new();
         peer.read_to_end(&mut all).map(|_| all)
-    })
+    });
+    running.recv().expect("the reader thread started");
+    reader
 }
 
 /// Connect, and queue `big` behind a send that is then dropped (its bytes are committed):
@@ -264,13 +271,6 @@ fn a_socket_dropped_after_wait_for_returned_delivers_its_queued_bytes(fam: Famil
 }
 
 fn a_thread_whose_loop_ends_mid_linger_still_delivers(fam: Family) {
-    if support::under_wine() {
-        // Under Wine 8 the blocking writes that finish the linger stall now and then until
-        // CLOSE_LINGER ends them (about 1 run in 3 here, 4 of 16 MB delivered); not seen
-        // on Linux. Not yet understood: skipped there rather than flaky.
-        eprintln!("skipped: under Wine, the blocking writes of a linger cut off by the thread's end stall intermittently");
-        return;
-    }
     let big = pattern(16 * 1024 * 1024);
     let expected = big.clone();
     let reader = support::in_fresh_thread(move || {

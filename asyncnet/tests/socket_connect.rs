@@ -4,8 +4,9 @@
 #[macro_use]
 mod support;
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
 
 use asyncnet::{dial, dial_with, resolve_host, AsyncSocket, Protocol, SoBool};
 use support::{closed_port, listener, port, run, socket, Family};
@@ -134,6 +135,40 @@ fn listen_with_a_backlog_accepts(fam: Family) {
         assert!(s.get_sock_opt(SoBool::AcceptConn)?);
         let _c = TcpStream::connect((fam.ip(), port(&s)))?;
         s.accept().await?;
+        Ok(())
+    })
+}
+
+/// `listen`'s default backlog (`SOMAXCONN`) queues a burst of connections that nobody accepts
+/// yet. A regression test: on Windows it was Winsock 1's `SOMAXCONN`, 5, and a full queue
+/// drops a SYN, so the connect waits for the retry, a second later (1,000 clients at once
+/// saw ends of stream under Wine).
+#[test]
+fn the_default_backlog_queues_a_burst_of_connections_before_any_accept() {
+    // Over Winsock 1's 5, under the 128 of macOS and the BSDs.
+    const BURST: usize = 64;
+    run(async {
+        let server = listener(Family::V4)?;
+        let addr = SocketAddr::new(Family::V4.ip(), port(&server));
+        // Blocking, on the loop's thread: nothing accepts meanwhile. A loopback handshake
+        // takes microseconds; a dropped SYN is sent again after a second.
+        let clients = (0..BURST)
+            .map(|i| {
+                let c = TcpStream::connect_timeout(&addr, Duration::from_millis(900))
+                    .map_err(|e| io::Error::new(e.kind(), format!("connect {i}: {e}")))?;
+                (&c).write_all(format!("{i}\n").as_bytes())?;
+                Ok(c)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        for i in 0..BURST {
+            let a = server.accept().await?;
+            assert_eq!(
+                a.recv_line().await?,
+                Some(i.to_string()),
+                "in connect order"
+            );
+        }
+        drop(clients);
         Ok(())
     })
 }

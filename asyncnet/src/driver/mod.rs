@@ -534,12 +534,29 @@ impl Drop for Batch<'_> {
     }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixStream;
+    use std::net::{TcpListener, TcpStream};
+
+    /// The handle of `s`, as the socket code registers it.
+    fn raw(s: &TcpStream) -> RawSocket {
+        crate::sys::raw(&socket2::SockRef::from(s))
+    }
+
+    /// `n` connected loopback TCP pairs (Unix socket pairs would do on Unix only).
+    fn tcp_pairs(n: usize) -> Vec<(TcpStream, TcpStream)> {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let addr = listener.local_addr().expect("its address");
+        (0..n)
+            .map(|_| {
+                let a = TcpStream::connect(addr).expect("connected");
+                let (b, _) = listener.accept().expect("accepted");
+                (a, b)
+            })
+            .collect()
+    }
 
     #[test]
     fn tasks_run_between_chunks_of_events_and_slots_closed_meanwhile_stay_taken_until_the_batch_ends(
@@ -554,18 +571,17 @@ mod tests {
 
     fn chunks_on(kind: DriverKind) {
         let driver = Rc::new(Driver::new(kind).expect("a poller"));
-        let pairs: Vec<(UnixStream, UnixStream)> = (0..2 * EVENT_CHUNK)
-            .map(|_| UnixStream::pair().expect("a socket pair"))
-            .collect();
+        let pairs = tcp_pairs(2 * EVENT_CHUNK + 1);
+        let (extra, _extra_peer) = &pairs[2 * EVENT_CHUNK];
+        let pairs = &pairs[..2 * EVENT_CHUNK];
         let regs: Vec<Registration> = pairs
             .iter()
-            .map(|(a, _)| Registration::new(&driver, a.as_raw_fd()).expect("registered"))
+            .map(|(a, _)| Registration::new(&driver, raw(a)).expect("registered"))
             .collect();
         // Every socket readable: one batch of 2 x EVENT_CHUNK events.
-        for (_, b) in &pairs {
+        for (_, b) in pairs {
             (&*b).write_all(b"x").expect("written");
         }
-        let extra = UnixStream::pair().expect("a socket pair");
         let mut chunks = 0;
         let mut taken_meanwhile = 0;
         let mut new_reg = None;
@@ -575,15 +591,16 @@ mod tests {
                 if chunks == 1 {
                     // Close every socket (half of them have events still to come in this
                     // batch) and register a new one: it must not take a closed one's slot.
-                    for (r, (a, _)) in regs.iter().zip(&pairs) {
-                        drop(r.deregister(a.as_raw_fd()));
+                    for (r, (a, _)) in regs.iter().zip(pairs) {
+                        drop(r.deregister(raw(a)));
                     }
-                    new_reg = Some(Registration::new(&driver, extra.0.as_raw_fd()).expect("new"));
+                    new_reg = Some(Registration::new(&driver, raw(extra)).expect("new"));
                     taken_meanwhile = driver.registered();
                 }
             })
             .expect("turn");
-        // epoll reports one event per socket; kqueue one per direction (they are writable too).
+        // epoll and mio's Windows backend report one event per socket; kqueue one per
+        // direction (they are writable too).
         assert!(
             n >= 2 * EVENT_CHUNK,
             "every socket's event in one batch: {n}"

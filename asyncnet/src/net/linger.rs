@@ -33,6 +33,12 @@ use crate::tls::Tls;
 /// passed). A socket dropped outside the loop (after `wait_for` returned, say at the end of
 /// `main`) writes them before the drop returns, blocking for at most this time; so does a
 /// thread whose loop ends with such a write unfinished.
+///
+/// # Portability
+///
+/// On Windows a thread's loop ends in its thread-local destructors, which Windows runs
+/// holding the process's loader lock: while such a write waits for a peer that does not
+/// read, other threads of the process that start or end wait too (each takes that lock).
 pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
 
 /// Finish a closed socket: write `unsent` (bytes a send of the driver took and did not

@@ -12,8 +12,10 @@ use windows_sys::Win32::Networking::WinSock as ws;
 use super::RawSocket;
 use crate::SoBool;
 
-/// Winsock's `SOMAXCONN`: the provider chooses a reasonable maximum.
-pub(crate) const SOMAXCONN: i32 = ws::SOMAXCONN as i32;
+/// Winsock 2's `SOMAXCONN` (`0x7fffffff`, winsock2.h): the provider chooses a reasonable
+/// maximum. Not `windows_sys`'s `SOMAXCONN`, which is Winsock 1's (5, winsock.h): a backlog
+/// of 5, where a burst of connections has its SYNs dropped and waits for their retries.
+pub(crate) const SOMAXCONN: i32 = 0x7fff_ffff;
 
 /// No `SIGPIPE` on Windows: a write to a reset peer only fails.
 pub(crate) const SEND_FLAGS: std::ffi::c_int = 0;
