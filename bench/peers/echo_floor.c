@@ -65,7 +65,8 @@ static void drop(int fd) {
 }
 
 static int watch(int fd, int op, unsigned events) {
-    struct epoll_event ev = {.events = events | EPOLLET, .data.fd = fd};
+    /* EPOLLRDHUP: the peer's end may come in the same edge as its last bytes. */
+    struct epoll_event ev = {.events = events | EPOLLET | EPOLLRDHUP, .data.fd = fd};
     return epoll_ctl(ep, op, fd, &ev);
 }
 
@@ -147,8 +148,10 @@ static void on_conn(int fd, unsigned events) {
                 die("epoll_ctl");
             return;
         }
-        if (n < BUF_SIZE)
-            return; /* drained */
+        /* Drained, unless the peer's end came with the last bytes: no new edge
+         * would announce it, so read on to it. */
+        if (n < BUF_SIZE && !(events & (EPOLLRDHUP | EPOLLHUP)))
+            return;
     }
 }
 
