@@ -317,19 +317,28 @@ fn ping_inline(ctx: &Ctx) -> Part {
 /// without `wrk`. Its system call pass is a short fixed-length wrk run per
 /// peer, divided by wrk's request count ([`http::trace_round`]).
 fn http_hello(ctx: &Ctx) -> Part {
-    if !http::tool_available() {
-        let note = format!(
-            "http: skipped: `{}` not found or not working (package wrk)",
-            http::TOOL
-        );
-        return Part {
-            notes: vec![note],
-            ..Part::default()
-        };
-    }
     let conns = http::CONNS;
     let label = format!("http c{conns}");
     let peers = ctx.pick(&HTTP_PEERS, &ctx.http_peers);
+    let tool = http::tool_available();
+    if !tool || peers.is_empty() {
+        // Its servers are built only where `wrk` was there when the run started: one that
+        // came in later finds none (nor does a `--peers` naming none of them).
+        let why = if tool {
+            format!(
+                "none of its servers ({}) was selected and built for this run (`--peers` \
+                 names none of them, or `{}` was missing when the run started)",
+                HTTP_PEERS.join(", "),
+                http::TOOL
+            )
+        } else {
+            format!("`{}` not found or not working (package wrk)", http::TOOL)
+        };
+        return Part {
+            notes: vec![format!("http: skipped: {why}")],
+            ..Part::default()
+        };
+    }
     let mut part = ctx.interleave(&label, "request", &peers, |p| {
         http::run_round(p, conns, &ctx.cfg)
     });
