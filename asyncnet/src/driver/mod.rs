@@ -618,4 +618,87 @@ mod tests {
         assert_eq!(driver.registered(), 1, "and are freed when it ends");
         drop(new_reg);
     }
+
+    /// On io_uring a send completes in its own completion, most often at once, in the enter
+    /// that submits it: when that wakes no one (nobody waits for the send), the turn waits
+    /// on instead of ending with nothing done, and an echo costs one turn per round trip,
+    /// not two. Here the peer answers well after the send's completion came: the one turn
+    /// still ends with the reader woken by the answer. (On the poll driver a send is a
+    /// system call with no completion: there the answer wakes the reader too.)
+    #[test]
+    fn a_turn_waits_on_past_completions_that_wake_no_one() {
+        for kind in [DriverKind::Poll, DriverKind::IoUring] {
+            if kind == DriverKind::IoUring {
+                if let Err(e) = io_uring_support() {
+                    assert!(
+                        !cfg!(target_os = "linux") || std::env::var_os("CI").is_none(),
+                        "io_uring is needed under CI: {e}"
+                    );
+                    continue;
+                }
+            }
+            send_then_answer_on(kind);
+        }
+    }
+
+    fn send_then_answer_on(kind: DriverKind) {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::{Context, Poll, Wake, Waker};
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let driver = Rc::new(Driver::new(kind).expect("a poller"));
+        driver.set_driven(true);
+        let (a, b) = tcp_pairs(1).pop().expect("a pair");
+        a.set_nonblocking(true).expect("non-blocking");
+        let reg = Registration::new(&driver, raw(&a)).expect("registered");
+        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 8];
+        // Nothing to read yet: the reader waits (on io_uring the driver starts receiving
+        // ahead). The events of the registration itself are taken first.
+        let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
+        assert!(read.is_pending());
+        driver.turn(Some(Duration::ZERO), || {}).expect("a turn");
+        assert_eq!(reg.send_stream(&sock, b"ping").expect("sent"), 4);
+        let peer = std::thread::spawn(move || {
+            let mut got = [0u8; 4];
+            (&b).read_exact(&mut got).expect("the send's bytes");
+            assert_eq!(&got, b"ping");
+            // Late, so that the send's completion surely comes in an enter of its own.
+            std::thread::sleep(Duration::from_millis(100));
+            (&b).write_all(b"pong").expect("answered");
+            b
+        });
+        let mut turns = 0;
+        while woken.0.load(Ordering::SeqCst) == 0 && turns < 10 {
+            driver
+                .turn(Some(Duration::from_secs(10)), || {})
+                .expect("a turn");
+            turns += 1;
+        }
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst),
+            1,
+            "the answer woke the reader"
+        );
+        if kind == DriverKind::IoUring {
+            assert_eq!(
+                turns, 1,
+                "one turn took the send's completion and waited on for the answer"
+            );
+        }
+        assert!(!reg.sending(), "the send is over");
+        let _b = peer.join().expect("the peer");
+        let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
+        assert!(matches!(read, Poll::Ready(Ok(4))), "{kind:?}: {read:?}");
+        assert_eq!(&buf[..4], b"pong");
+        drop(reg.deregister(raw(&a)));
+    }
 }

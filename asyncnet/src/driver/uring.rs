@@ -6,6 +6,10 @@
 //! edge), with the events true then, and the driver turns it into the same readiness bits the
 //! epoll poller sets; everything above (`Registration`, the socket code) is shared. New polls
 //! and removals are queued in the ring and leave with the turn's one enter, which also waits.
+//! An enter whose completions woke no task (a send done at once, which nobody waited for,
+//! and a poll's report of it) is followed by another in the same turn: the loop would find
+//! nothing to do between them. An echo thus costs one turn per round trip, not two (the
+//! enters stay two, as in the C io_uring floor: one submits the reply, one waits).
 //!
 //! Completions name their socket by slot *and* generation: a removed poll may still post a
 //! completion after its slot went to a new socket, and such a completion is dropped instead of
@@ -186,69 +190,94 @@ impl Uring {
         // Completions collected by a deregistration since the last turn come first (and then
         // the enter does not wait: there is work already).
         let mut completions = std::mem::take(&mut *self.completions.borrow_mut());
-        {
-            let mut ring = self.ring.borrow_mut();
-            let wait = if completions.is_empty() {
-                timeout
-            } else {
-                Some(Duration::ZERO)
-            };
-            ring.enter(wait)?;
-            ring.take_completions(&mut completions);
-        }
-        let mut submitted = Instant::now();
+        let mut wait = if completions.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        let entered = timeout.filter(|t| !t.is_zero()).map(|_| Instant::now());
+        let mut submitted = None;
         let mut n = 0;
         let mut removals = false;
         let mut receive_again = Vec::new();
         let mut accept_again = Vec::new();
         let mut handed = 0;
-        for c in completions.drain(..) {
-            match c.user_data {
-                WAKE => self.woken(&c),
-                ud if ud & REMOVAL != 0 => {
-                    if c.result == -libc::EALREADY && ud & (RECEIVE | ACCEPT | SEND) == 0 {
-                        removals |= self.remove_again(ud & !REMOVAL);
+        loop {
+            {
+                let mut ring = self.ring.borrow_mut();
+                ring.enter(wait)?;
+                ring.take_completions(&mut completions);
+            }
+            // Whether the completions woke no task and asked for nothing more.
+            let mut quiet = !completions.is_empty();
+            for c in completions.drain(..) {
+                match c.user_data {
+                    WAKE => {
+                        quiet = false;
+                        self.woken(&c);
                     }
-                }
-                ud if ud & RECEIVE != 0 => {
-                    let (key, gen) = slot_of(ud);
-                    let io = lookup(key, gen);
-                    if self.received(io.as_deref(), &c) {
-                        receive_again.extend(io);
-                    }
-                    n += 1;
-                }
-                ud if ud & SEND != 0 => {
-                    let (key, gen) = slot_of(ud);
-                    self.sent(lookup(key, gen).as_deref(), ud);
-                    n += 1;
-                }
-                ud if ud & ACCEPT != 0 => {
-                    let (key, gen) = slot_of(ud);
-                    let io = lookup(key, gen);
-                    if self.accepted(io.as_deref(), &c) {
-                        accept_again.extend(io);
-                    }
-                    n += 1;
-                }
-                ud => {
-                    let (key, gen) = slot_of(ud);
-                    match lookup(key, gen) {
-                        Some(io) => {
-                            self.socket_event(&io, &c, key, gen);
-                            n += 1;
+                    ud if ud & REMOVAL != 0 => {
+                        if c.result == -libc::EALREADY && ud & (RECEIVE | ACCEPT | SEND) == 0 {
+                            removals |= self.remove_again(ud & !REMOVAL);
                         }
-                        // A poll that should be gone and is not: remove it (again).
-                        None if c.more() => removals |= self.remove_again(ud),
-                        None => {}
+                    }
+                    ud if ud & RECEIVE != 0 => {
+                        quiet = false;
+                        let (key, gen) = slot_of(ud);
+                        let io = lookup(key, gen);
+                        if self.received(io.as_deref(), &c) {
+                            receive_again.extend(io);
+                        }
+                        n += 1;
+                    }
+                    ud if ud & SEND != 0 => {
+                        let (key, gen) = slot_of(ud);
+                        quiet &= self.sent(lookup(key, gen).as_deref(), ud);
+                        n += 1;
+                    }
+                    ud if ud & ACCEPT != 0 => {
+                        quiet = false;
+                        let (key, gen) = slot_of(ud);
+                        let io = lookup(key, gen);
+                        if self.accepted(io.as_deref(), &c) {
+                            accept_again.extend(io);
+                        }
+                        n += 1;
+                    }
+                    ud => {
+                        let (key, gen) = slot_of(ud);
+                        match lookup(key, gen) {
+                            Some(io) => {
+                                quiet &= !self.socket_event(&io, &c, key, gen);
+                                n += 1;
+                            }
+                            // A poll that should be gone and is not: remove it (again).
+                            None if c.more() => removals |= self.remove_again(ud),
+                            None => {}
+                        }
                     }
                 }
+                if n != handed && n % super::EVENT_CHUNK == 0 {
+                    between();
+                    handed = n;
+                    self.submit_if_due(&mut submitted);
+                }
             }
-            if n != handed && n % super::EVENT_CHUNK == 0 {
-                between();
-                handed = n;
-                self.submit_if_due(&mut submitted);
+            // Nothing woken, nothing to report: most often the sends this enter submitted,
+            // done at once. Nothing is due for the turn that was not before (no task ran, so
+            // no timer, task or output is new): wait on in the same turn, for what the loop
+            // waits for (an echo's next request then costs one turn, not two).
+            if !quiet || removals {
+                break;
             }
+            wait = match (timeout, entered) {
+                (None, _) => None,
+                (Some(t), Some(at)) => match t.checked_sub(at.elapsed()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break,
+                },
+                (Some(_), None) => break,
+            };
         }
         // Receives that ended for want of buffers, now that this turn gave them all back.
         for io in receive_again {
@@ -285,7 +314,10 @@ impl Uring {
         }
     }
 
-    fn socket_event(&self, io: &IoState, c: &Completion, key: usize, gen: u32) {
+    ///
+    /// Returns whether a task was woken.
+    fn socket_event(&self, io: &IoState, c: &Completion, key: usize, gen: u32) -> bool {
+        let mut woke = false;
         if c.result >= 0 {
             let mut bits = bits(c.result as u32);
             // (Also while a stopped receive's last completion is awaited: until it comes, an
@@ -309,19 +341,20 @@ impl Uring {
                 // Writes wait on the send's completion.
                 bits &= !WRITE;
             }
-            io.wake(bits);
+            woke = io.wake(bits);
         }
         if c.more() {
-            return;
+            return woke;
         }
         // The poll ended without being removed: the kernel could not post a completion (its
         // queue was full), or failed the poll. Events may have been missed: say both
         // directions are ready (an operation that finds nothing hears `WouldBlock` and waits
         // again), and poll again unless the kernel refused the poll itself.
-        io.wake(READ | WRITE);
+        woke |= io.wake(READ | WRITE);
         if c.result >= 0 || c.result == -libc::ECANCELED || c.result == -libc::ENOMEM {
             let _ = self.register(io.fd, key, gen);
         }
+        woke
     }
 
     /// Write `data` on stream socket `io` through the ring: its bytes (up to
@@ -368,16 +401,23 @@ impl Uring {
     /// The completion of a send (`ud`) has come: a short one goes on; otherwise the socket
     /// is writable again (and remembers a failure for its next write or flush). A send of a
     /// socket that is gone was finished by its deregistration.
-    fn sent(&self, io: Option<&IoState>, ud: u64) {
-        let Some(io) = io else { return };
+    ///
+    /// Returns whether that was all: nothing to report and no task woken (the socket's writer
+    /// had not waited for it).
+    fn sent(&self, io: Option<&IoState>, ud: u64) -> bool {
+        let Some(io) = io else { return true };
         let outcome = self.ring.borrow_mut().send_completed(ud, true);
-        match outcome {
-            None | Some(Sent::Partly) => return,
-            Some(Sent::All | Sent::Cancelled(_)) => {}
-            Some(Sent::Failed(errno)) => io.send_failed.set(errno),
-        }
+        let quiet = match outcome {
+            None | Some(Sent::Partly) => return true,
+            Some(Sent::All) => true,
+            Some(Sent::Cancelled(_)) => false,
+            Some(Sent::Failed(errno)) => {
+                io.send_failed.set(errno);
+                false
+            }
+        };
         io.sending.set(false);
-        io.wake(WRITE);
+        !io.wake(WRITE) && quiet
     }
 
     /// Before `io` leaves the ring: cancel its send in flight, if any, and wait (at most
@@ -417,15 +457,21 @@ impl Uring {
     /// last submission is [`SUBMIT_EVERY`] old. A turn with many events (a socket whose
     /// poll reports every arrival, thousands of connections) would otherwise hold the
     /// sends of its first chunks until its end.
-    fn submit_if_due(&self, submitted: &mut Instant) {
+    /// (`submitted`: when the last submission was made, `None` before the first chunk that
+    /// found sends queued: the clock starts there.)
+    fn submit_if_due(&self, submitted: &mut Option<Instant>) {
         let mut ring = self.ring.borrow_mut();
         if ring.queued() == 0 {
             return;
         }
         let now = Instant::now();
-        if now.duration_since(*submitted) >= SUBMIT_EVERY {
-            let _ = ring.submit_now();
-            *submitted = now;
+        match submitted {
+            None => *submitted = Some(now),
+            Some(last) if now.duration_since(*last) >= SUBMIT_EVERY => {
+                let _ = ring.submit_now();
+                *submitted = Some(now);
+            }
+            Some(_) => {}
         }
     }
 
