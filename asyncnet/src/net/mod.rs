@@ -24,7 +24,9 @@
 //! | `options` | `Flags`, `SoBool` |
 //! | `convert` | `AsFd`, `AsRawFd`, `into_fd`, to and from the standard library's sockets |
 //!
-//! Every file here forbids `unsafe` code but `convert.rs`, which lends the descriptor.
+//! Every file here forbids `unsafe` code but `convert.rs`, which lends the descriptor, and
+//! `line.rs`, which takes an ASCII line as text without the full UTF-8 check (its one
+//! `unsafe` call; the rest of it denies `unsafe`).
 
 // `socket` first: rustdoc lists `AsyncSocket`'s inherent methods impl block by impl block in
 // module order, so its page opens with creation (`new`, `builder`, ...), not with `accept`.

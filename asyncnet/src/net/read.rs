@@ -11,7 +11,7 @@ use std::io;
 use std::task::{ready, Context, Poll};
 
 use super::buffer::{BufferPool, ReadBuffer};
-use super::line::{scan, Scan};
+use super::line::{scan, text, Scan};
 use super::local::SCRATCH_SIZE;
 use super::options::Flags;
 use super::socket::{AsyncSocket, BUFFER_SIZE, MAX_LINE_LENGTH};
@@ -552,18 +552,13 @@ impl AsyncSocket {
         max_length: usize,
     ) -> io::Result<bool> {
         let got = poll_fn(|cx| {
-            self.poll_line(
-                cx,
-                flags,
-                max_length,
-                &mut |b: &[u8]| match std::str::from_utf8(b) {
-                    Ok(s) => {
-                        buf.push_str(s);
-                        Ok(())
-                    }
-                    Err(_) => Err(error::invalid_utf8(b.to_vec())),
-                },
-            )
+            self.poll_line(cx, flags, max_length, &mut |b: &[u8]| match text(b) {
+                Ok(s) => {
+                    buf.push_str(s);
+                    Ok(())
+                }
+                Err(_) => Err(error::invalid_utf8(b.to_vec())),
+            })
         })
         .await?;
         match got {
