@@ -86,9 +86,9 @@ use registration::{IoState, READ, READ_CLOSED, WRITE};
 /// The token of the cross-thread waker; no socket can have it (slab keys are far below).
 const WAKE_TOKEN: Token = Token(usize::MAX);
 
-/// Generations of slots wrap at 28 bits (the io_uring poller's user data keeps its four top
-/// bits to say what a request is).
-const MAX_GEN: u32 = 0x0fff_ffff;
+/// Generations of slots wrap at 27 bits (the io_uring poller's user data keeps its four top
+/// bits to say what a request is, and the next one for a poll's epoch).
+const MAX_GEN: u32 = 0x07ff_ffff;
 
 /// Which kernel interface a loop waits on (see [`use_driver`](crate::use_driver)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -368,6 +368,19 @@ impl Driver {
             _ => {
                 let _ = (io, buf, peek);
                 None
+            }
+        }
+    }
+
+    /// A task is about to wait on `io` in `dir`: if what it waits for can only come from the
+    /// kernel's readiness (io_uring: the socket's poll was dropped), the poll comes back.
+    #[inline]
+    fn parking(&self, io: &IoState, dir: registration::Direction) {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.parking(io, dir),
+            _ => {
+                let _ = (io, dir);
             }
         }
     }
@@ -699,6 +712,146 @@ mod tests {
         let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
         assert!(matches!(read, Poll::Ready(Ok(4))), "{kind:?}: {read:?}");
         assert_eq!(&buf[..4], b"pong");
+        drop(reg.deregister(raw(&a)));
+    }
+
+    /// A socket that receives ahead on io_uring has no poll (the ring reports its bytes and
+    /// its sends' completions); a write that goes to the kernel (as TLS records do) and finds
+    /// it full must still be woken when the peer makes room: the poll comes back for it.
+    /// On the poll driver the same wait is the ordinary one.
+    #[test]
+    fn a_write_blocked_in_the_kernel_is_woken_when_the_peer_makes_room_after_reads_went_ahead() {
+        for kind in [DriverKind::Poll, DriverKind::IoUring] {
+            if kind == DriverKind::IoUring && io_uring_support().is_err() {
+                continue;
+            }
+            blocked_write_on(kind);
+        }
+    }
+
+    fn blocked_write_on(kind: DriverKind) {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::{Context, Poll, Wake, Waker};
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let driver = Rc::new(Driver::new(kind).expect("a poller"));
+        driver.set_driven(true);
+        let (a, b) = tcp_pairs(1).pop().expect("a pair");
+        a.set_nonblocking(true).expect("non-blocking");
+        let reg = Registration::new(&driver, raw(&a)).expect("registered");
+        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 8];
+        // A read finds nothing: on io_uring the socket receives ahead from now on.
+        let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
+        assert!(read.is_pending());
+        driver.turn(Some(Duration::ZERO), || {}).expect("a turn");
+        #[cfg(target_os = "linux")]
+        if kind == DriverKind::IoUring {
+            assert!(reg.poll_dropped(), "the ring answers this socket now");
+        }
+        // Writes straight to the kernel until it is full: the writer waits.
+        let chunk = vec![7u8; 64 * 1024];
+        let mut written = 0;
+        loop {
+            match reg.poll_io(Direction::Write, &mut cx, || (&a).write(&chunk)) {
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => panic!("{kind:?}: {e}"),
+                Poll::Pending => break,
+            }
+            assert!(written < 1 << 30, "{kind:?}: the kernel never filled");
+        }
+        let peer = std::thread::spawn(move || {
+            let mut left = written;
+            let mut sink = vec![0u8; 1 << 16];
+            while left > 0 {
+                left = left.saturating_sub((&b).read(&mut sink).expect("read"));
+            }
+            b
+        });
+        let mut turns = 0;
+        while woken.0.load(Ordering::SeqCst) == 0 && turns < 4 {
+            driver
+                .turn(Some(Duration::from_secs(5)), || {})
+                .expect("a turn");
+            turns += 1;
+        }
+        assert!(
+            woken.0.load(Ordering::SeqCst) > 0,
+            "{kind:?}: the writer was not woken when the peer made room"
+        );
+        let r = reg.poll_io(Direction::Write, &mut cx, || (&a).write(b"more"));
+        assert!(matches!(r, Poll::Ready(Ok(4))), "{kind:?}: {r:?}");
+        let _b = peer.join().expect("the peer");
+        drop(reg.deregister(raw(&a)));
+    }
+
+    /// Once receiving ahead stops for good (a refused `into_fd` leaves the socket in the
+    /// loop that way), reads go to the kernel again: one that finds nothing must be woken by
+    /// the kernel's readiness, which on io_uring needs the socket's poll back.
+    #[test]
+    fn a_read_after_receiving_ahead_stopped_waits_on_the_kernel_and_is_woken() {
+        for kind in [DriverKind::Poll, DriverKind::IoUring] {
+            if kind == DriverKind::IoUring && io_uring_support().is_err() {
+                continue;
+            }
+            read_after_stop_on(kind);
+        }
+    }
+
+    fn read_after_stop_on(kind: DriverKind) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::{Context, Poll, Wake, Waker};
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let driver = Rc::new(Driver::new(kind).expect("a poller"));
+        driver.set_driven(true);
+        let (a, b) = tcp_pairs(1).pop().expect("a pair");
+        a.set_nonblocking(true).expect("non-blocking");
+        let reg = Registration::new(&driver, raw(&a)).expect("registered");
+        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 8];
+        let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
+        assert!(read.is_pending());
+        driver.turn(Some(Duration::ZERO), || {}).expect("a turn");
+        assert!(reg.stop_receiving(), "{kind:?}: nothing was received ahead");
+        let woken_before = woken.0.load(Ordering::SeqCst);
+        let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
+        assert!(read.is_pending(), "{kind:?}: {read:?}");
+        let peer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            (&b).write_all(b"late").expect("written");
+            b
+        });
+        let mut turns = 0;
+        while woken.0.load(Ordering::SeqCst) == woken_before && turns < 4 {
+            driver
+                .turn(Some(Duration::from_secs(5)), || {})
+                .expect("a turn");
+            turns += 1;
+        }
+        assert!(
+            woken.0.load(Ordering::SeqCst) > woken_before,
+            "{kind:?}: the reader was not woken by the bytes"
+        );
+        let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
+        assert!(matches!(read, Poll::Ready(Ok(4))), "{kind:?}: {read:?}");
+        assert_eq!(&buf[..4], b"late");
+        let _b = peer.join().expect("the peer");
         drop(reg.deregister(raw(&a)));
     }
 }

@@ -93,6 +93,14 @@ pub(super) struct IoState {
     /// (0: none).
     #[cfg(target_os = "linux")]
     pub(super) send_failed: Cell<i32>,
+    /// io_uring: the socket's poll was dropped, the ring answering its reads and writes
+    /// (`uring.rs`); it is added again when a task must wait on the kernel.
+    #[cfg(target_os = "linux")]
+    pub(super) poll_off: Cell<bool>,
+    /// io_uring: flipped each time the poll is added again, and carried in its user data,
+    /// so that a late completion of the dropped poll is told from the new one's.
+    #[cfg(target_os = "linux")]
+    pub(super) poll_epoch: Cell<bool>,
     /// Windows: the socket's place in mio's poller, told to report again whenever readiness
     /// is cleared (mio's Windows backend reports each readiness once until told so).
     #[cfg(windows)]
@@ -120,6 +128,10 @@ impl IoState {
             sending: Cell::new(false),
             #[cfg(target_os = "linux")]
             send_failed: Cell::new(0),
+            #[cfg(target_os = "linux")]
+            poll_off: Cell::new(false),
+            #[cfg(target_os = "linux")]
+            poll_epoch: Cell::new(false),
             #[cfg(windows)]
             source: crate::sys::PollSource::default(),
         }
@@ -163,7 +175,14 @@ impl IoState {
         }
     }
 
-    /// An event: set `bits` and wake the waiters of the directions they concern.
+    /// Whether every bit of `bits` is set in the readiness.
+    #[cfg(target_os = "linux")]
+    pub(super) fn is_ready_bits(&self, bits: u8) -> bool {
+        self.ready.get() & bits == bits
+    }
+
+    /// An event: set `bits` and wake the waiters of the directions they concern; whether a
+    /// task was woken.
     /// A direction that was ready already has no waiter (a task parks only while its bit is
     /// clear, and setting the bit wakes every waiter), so its list is left untouched: an echo
     /// whose writes never block is reported writable on every event, and looking at the
@@ -420,6 +439,7 @@ impl Registration {
                         return Poll::Ready(Err(e));
                     }
                 }
+                self.driver.parking(state, dir);
                 park(state.waiters(dir), cx.waker());
                 return Poll::Pending;
             }
@@ -541,6 +561,13 @@ impl Registration {
     /// something does, taking the descriptor out would lose it).
     pub(crate) fn stop_receiving(&self) -> bool {
         self.driver.stop_receiving(&self.state)
+    }
+
+    /// Whether the socket's io_uring poll is dropped now (the ring answers its reads and
+    /// writes).
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) fn poll_dropped(&self) -> bool {
+        self.state.poll_off.get()
     }
 
     /// How many wakers wait in `dir` (the wakers of dropped futures included).

@@ -42,7 +42,7 @@ use crate::sys::uring::{Completion, Ring, Sent, SEND};
 use crate::sys::RawSocket;
 
 use super::inbox::{End, Inbox};
-use super::registration::{IoState, READ, READ_CLOSED, WRITE};
+use super::registration::{Direction, IoState, READ, READ_CLOSED, WRITE};
 
 /// User data of the cross-thread waker's poll.
 const WAKE: u64 = u64::MAX;
@@ -54,6 +54,11 @@ const REMOVAL: u64 = 1 << 63;
 const RECEIVE: u64 = 1 << 62;
 /// Set in the user data of a listener's multishot accept.
 const ACCEPT: u64 = 1 << 61;
+/// Set in the user data of a socket's poll in odd epochs: each time a dropped poll is added
+/// again (see [`Uring::parking`]) the bit flips, so that a late completion of the dropped
+/// poll (its last one, `ECANCELED`, may come after the new poll was queued) is not taken for
+/// the new poll's.
+const EPOCH: u64 = 1 << 59;
 /// The provided buffers: how many, and their size. Each is given back as soon as its bytes
 /// are copied, so they need only cover one turn's arrivals; a receive that finds none left
 /// ends (`ENOBUFS`) and is made again at the end of the turn.
@@ -75,6 +80,11 @@ const EVENTS: u32 = (libc::POLLIN | libc::POLLPRI | libc::POLLOUT | libc::POLLRD
 /// top bits say what a request is; a send's is [`SEND`]).
 pub(super) fn user_data(key: usize, gen: u32) -> u64 {
     (u64::from(gen & super::MAX_GEN) << 32) | (key as u64 & 0xffff_ffff)
+}
+
+/// The user data of `io`'s poll in its current epoch.
+fn poll_data(io: &IoState) -> u64 {
+    user_data(io.key, io.gen) | if io.poll_epoch.get() { EPOCH } else { 0 }
 }
 
 fn slot_of(user_data: u64) -> (usize, u32) {
@@ -136,14 +146,17 @@ impl Uring {
     }
 
     fn remove(&self, io: &IoState) {
-        let target = user_data(io.key, io.gen);
+        let slot = user_data(io.key, io.gen);
         let mut ring = self.ring.borrow_mut();
         if io.inbox.borrow().as_ref().is_some_and(|i| i.armed) {
-            let _ = ring.cancel(target | RECEIVE, target | RECEIVE | REMOVAL);
+            let _ = ring.cancel(slot | RECEIVE, slot | RECEIVE | REMOVAL);
         }
         if io.backlog.borrow().as_ref().is_some_and(|b| b.armed) {
-            let _ = ring.cancel(target | ACCEPT, target | ACCEPT | REMOVAL);
+            let _ = ring.cancel(slot | ACCEPT, slot | ACCEPT | REMOVAL);
         }
+        // (A poll dropped earlier is removed again: the kernel says it is not there, or, if
+        // its removal is still queued, this makes sure it leaves now.)
+        let target = poll_data(io);
         // Closed now, not when the last handle goes: the connections taken ahead, and the
         // bytes received ahead (later completions find no inbox and drop theirs).
         drop(io.backlog.take());
@@ -247,8 +260,15 @@ impl Uring {
                     ud => {
                         let (key, gen) = slot_of(ud);
                         match lookup(key, gen) {
+                            // A poll of an earlier epoch still reporting: remove it again.
+                            Some(io) if ud != poll_data(&io) && c.more() => {
+                                removals |= self.remove_again(ud);
+                            }
+                            // A dropped poll's report (its removal's end, or one that came
+                            // first): nothing to tell.
+                            Some(io) if io.poll_off.get() || ud != poll_data(&io) => {}
                             Some(io) => {
-                                quiet &= !self.socket_event(&io, &c, key, gen);
+                                quiet &= !self.socket_event(&io, &c);
                                 n += 1;
                             }
                             // A poll that should be gone and is not: remove it (again).
@@ -316,7 +336,7 @@ impl Uring {
 
     ///
     /// Returns whether a task was woken.
-    fn socket_event(&self, io: &IoState, c: &Completion, key: usize, gen: u32) -> bool {
+    fn socket_event(&self, io: &IoState, c: &Completion) -> bool {
         let mut woke = false;
         if c.result >= 0 {
             let mut bits = bits(c.result as u32);
@@ -352,7 +372,10 @@ impl Uring {
         // again), and poll again unless the kernel refused the poll itself.
         woke |= io.wake(READ | WRITE);
         if c.result >= 0 || c.result == -libc::ECANCELED || c.result == -libc::ENOMEM {
-            let _ = self.register(io.fd, key, gen);
+            let _ = self
+                .ring
+                .borrow_mut()
+                .poll_multi(io.fd, EVENTS, poll_data(io));
         }
         woke
     }
@@ -501,6 +524,59 @@ impl Uring {
         // the inbox empty would be tried again and again instead of waiting).
         io.clear(READ_CLOSED);
         self.receive(io);
+        // Reads now wait on the receive, and writes on the ring's sends: the poll would only
+        // report every arrival and every send again (a completion each, which the kernel
+        // makes and the loop reads for nothing). It is dropped, unless the socket is not
+        // known to be writable yet (a connect under way waits on it); `parking` adds it
+        // back when a task must wait on the kernel (a TLS write, which does not go through
+        // the ring; reads once receiving ahead stopped).
+        let armed = io.inbox.borrow().as_ref().is_some_and(|i| i.armed);
+        if armed && io.is_ready_bits(WRITE) && !io.poll_off.get() {
+            let target = poll_data(io);
+            if self
+                .ring
+                .borrow_mut()
+                .poll_remove(target, target | REMOVAL)
+                .is_ok()
+            {
+                io.poll_off.set(true);
+            }
+        }
+    }
+
+    /// A task is about to wait on `io` in `dir`. If the socket's poll was dropped and what
+    /// the task waits for is not the ring's to report (the receive's bytes, a send's
+    /// completion), the poll is added again, in a new epoch, from the next enter on; its
+    /// first report says what is true then, so nothing that happened meanwhile is missed.
+    pub(super) fn parking(&self, io: &IoState, dir: Direction) {
+        if !io.poll_off.get() {
+            return;
+        }
+        let ring_answers = match dir {
+            Direction::Read => io
+                .inbox
+                .borrow()
+                .as_ref()
+                .is_some_and(|i| !i.stopped || i.armed),
+            Direction::Write => io.sending.get(),
+        };
+        if ring_answers {
+            return;
+        }
+        io.poll_epoch.set(!io.poll_epoch.get());
+        let added = self
+            .ring
+            .borrow_mut()
+            .poll_multi(io.fd, EVENTS, poll_data(io));
+        match added {
+            Ok(()) => io.poll_off.set(false),
+            Err(_) => {
+                // No room in the ring now: back to the old epoch, and the task is woken to
+                // try again at the next turn rather than wait on a poll that is not there.
+                io.poll_epoch.set(!io.poll_epoch.get());
+                io.wake(READ | WRITE);
+            }
+        }
     }
 
     /// Put a multishot receive in flight for `io` if its inbox wants one.
