@@ -13,13 +13,20 @@
 //!
 //! Completions name their socket by slot *and* generation: a removed poll may still post a
 //! completion after its slot went to a new socket, and such a completion is dropped instead of
-//! waking (or marking as hung up) the newcomer.
+//! waking (or marking as hung up) the newcomer. (A poll's user data also carries its epoch:
+//! see below.)
 //!
 //! Stream reads go further: once a read of a connected stream socket would block, the socket
 //! gets a multishot receive into the ring's provided buffers (`sys/uring.rs`), and its bytes
 //! are copied into the socket's inbox (`inbox.rs`) as they come; the socket's reads take them
-//! from there without a system call. The poll's read events are then not needed (the
-//! receive's completions wake readers) and are left out; writes still wait on the poll.
+//! from there without a system call. The poll is then dropped (unless a connect may still be
+//! under way): the receive's completions wake readers and the sends' completions writers,
+//! and the poll would only report every arrival and every send again, a completion each
+//! that the loop reads for nothing. It comes back, in a new epoch (a bit of its user data,
+//! so that the dropped poll's late completions are told apart), when a task must wait on the
+//! kernel: a write that went to the kernel (TLS records do), or a read once receiving ahead
+//! stopped for good ([`Uring::parking`]).
+//!
 //! Listeners likewise: once an accept would block, a multishot accept takes connections ahead
 //! into the listener's backlog (`backlog.rs`), which its accepts take from. A receive or accept
 //! whose socket is gone has its buffer given back and its new descriptor closed: nothing
