@@ -15,6 +15,10 @@ use std::io;
 pub(super) const FULL: usize = 256 * 1024;
 /// Unread bytes below which receiving ahead starts again.
 pub(super) const RESUME: usize = 64 * 1024;
+/// The most room an inbox keeps once every byte in it was read, as a send slot does (more is
+/// freed, so a connection that once took a burst does not hold its room for ever; less is
+/// kept, so a message costs no `malloc`/`free` pair).
+pub(super) const KEEP: usize = 16 * 1024;
 
 /// How the stream ended, once the kernel said so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +65,7 @@ impl Inbox {
 
     /// Bytes the kernel received.
     pub(super) fn push(&mut self, data: &[u8]) {
-        if self.start > 0 && self.start == self.bytes.len() {
-            self.bytes.clear();
-            self.start = 0;
-        } else if self.start >= 64 * 1024 && self.start * 2 >= self.bytes.len() {
+        if self.start >= 64 * 1024 && self.start * 2 >= self.bytes.len() {
             self.bytes.drain(..self.start);
             self.start = 0;
         }
@@ -80,6 +81,12 @@ impl Inbox {
             && self.len() < RESUME
     }
 
+    /// Free the room of an inbox read empty (more than [`KEEP`]).
+    #[cold]
+    fn release(&mut self) {
+        self.bytes = Vec::new();
+    }
+
     /// Whether the receive in flight should be cancelled (too much waits unread).
     pub(super) fn too_full(&self) -> bool {
         self.armed && !self.cancelling && self.len() >= FULL
@@ -88,12 +95,20 @@ impl Inbox {
     /// A read (or, with `peek`, a look) into `buf`: `Some` with its result when the inbox
     /// answers it (bytes, the end, the error, or `WouldBlock` while a receive is awaited);
     /// `None` when the kernel must (receiving ahead stopped and nothing is left here).
+    #[inline]
     pub(super) fn read(&mut self, buf: &mut [u8], peek: bool) -> Option<io::Result<usize>> {
         let n = self.len().min(buf.len());
         if n > 0 || (self.len() > 0 && buf.is_empty()) {
             buf[..n].copy_from_slice(&self.bytes[self.start..self.start + n]);
             if !peek {
                 self.start += n;
+                if self.start == self.bytes.len() {
+                    self.start = 0;
+                    self.bytes.clear();
+                    if self.bytes.capacity() > KEEP {
+                        self.release();
+                    }
+                }
             }
             return Some(Ok(n));
         }
@@ -178,6 +193,30 @@ mod tests {
             "bytes here first"
         );
         assert!(read(&mut inbox, 8).is_none(), "then the kernel");
+    }
+
+    #[test]
+    fn an_inbox_read_empty_keeps_at_most_one_buffers_room() {
+        let mut inbox = Inbox::new();
+        inbox.push(&[1; 64]);
+        assert_eq!(read(&mut inbox, 100).unwrap().unwrap(), [1; 64]);
+        assert!(
+            inbox.bytes.capacity() >= 64,
+            "small room is kept for the next bytes"
+        );
+        inbox.push(&vec![2; 3 * KEEP]);
+        assert_eq!(read(&mut inbox, KEEP).unwrap().unwrap(), vec![2; KEEP]);
+        let mut peeked = vec![0; 3 * KEEP];
+        assert_eq!(inbox.read(&mut peeked, true).unwrap().unwrap(), 2 * KEEP);
+        assert!(inbox.bytes.capacity() >= 3 * KEEP, "kept while bytes wait");
+        assert_eq!(
+            read(&mut inbox, 3 * KEEP).unwrap().unwrap(),
+            vec![2; 2 * KEEP]
+        );
+        assert!(inbox.bytes.capacity() <= KEEP, "{}", inbox.bytes.capacity());
+        inbox.push(b"after");
+        inbox.push(b" all");
+        assert_eq!(read(&mut inbox, 100).unwrap().unwrap(), b"after all");
     }
 
     #[test]

@@ -358,6 +358,17 @@ impl Driver {
         }
     }
 
+    /// How many receive buffers the io_uring ring gave the kernel so far (0 on the poll
+    /// driver).
+    #[cfg(test)]
+    fn buffers_given(&self) -> u16 {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.buffers_given(),
+            _ => 0,
+        }
+    }
+
     /// A read (with `peek`, a look) of stream socket `io` from what was received ahead (see
     /// `inbox.rs`); `None` when the kernel must answer.
     #[inline]
@@ -791,6 +802,92 @@ mod tests {
         assert!(matches!(r, Poll::Ready(Ok(4))), "{kind:?}: {r:?}");
         let _b = peer.join().expect("the peer");
         drop(reg.deregister(raw(&a)));
+    }
+
+    /// On io_uring the kernel first gets a few receive buffers (each one it was given is soon
+    /// touched, and resident), and more, twice as many per turn, when arrivals in one turn
+    /// outnumber them: a receive that found none left ends, is made again, and no byte is
+    /// lost. On the poll driver the same reads go to the kernel.
+    #[test]
+    fn many_arrivals_at_once_get_every_byte_and_the_kernel_more_buffers() {
+        for kind in [DriverKind::Poll, DriverKind::IoUring] {
+            if kind == DriverKind::IoUring && io_uring_support().is_err() {
+                continue;
+            }
+            arrivals_on(kind);
+        }
+    }
+
+    fn arrivals_on(kind: DriverKind) {
+        use std::task::{Context, Poll, Waker};
+        const SOCKETS: usize = 300;
+        let driver = Rc::new(Driver::new(kind).expect("a poller"));
+        driver.set_driven(true);
+        let pairs = tcp_pairs(SOCKETS);
+        let socks: Vec<socket2::Socket> = pairs
+            .iter()
+            .map(|(a, _)| {
+                a.set_nonblocking(true).expect("non-blocking");
+                socket2::Socket::from(a.try_clone().expect("a handle"))
+            })
+            .collect();
+        let regs: Vec<Registration> = pairs
+            .iter()
+            .map(|(a, _)| Registration::new(&driver, raw(a)).expect("registered"))
+            .collect();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut buf = [0u8; 64];
+        // Every read finds nothing: on io_uring each socket receives ahead from now on.
+        for (reg, sock) in regs.iter().zip(&socks) {
+            let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(sock, &mut buf));
+            assert!(read.is_pending());
+        }
+        driver.turn(Some(Duration::ZERO), || {}).expect("a turn");
+        let first = driver.buffers_given();
+        for (i, (_, b)) in pairs.iter().enumerate() {
+            (&*b).write_all(&[i as u8; 40]).expect("written");
+        }
+        let mut got = vec![0usize; SOCKETS];
+        let mut grown = vec![first];
+        for _ in 0..50 {
+            driver
+                .turn(Some(Duration::from_millis(100)), || {})
+                .expect("a turn");
+            grown.push(driver.buffers_given());
+            for (i, (reg, sock)) in regs.iter().zip(&socks).enumerate() {
+                while let Poll::Ready(r) =
+                    reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(sock, &mut buf))
+                {
+                    let n = r.expect("a read");
+                    assert!(n > 0, "{kind:?}: an end before the bytes");
+                    assert!(buf[..n].iter().all(|&x| x == i as u8), "{kind:?}: mixed up");
+                    got[i] += n;
+                }
+            }
+            if got.iter().all(|&n| n == 40) {
+                break;
+            }
+        }
+        assert!(got.iter().all(|&n| n == 40), "{kind:?}: {got:?}");
+        if kind == DriverKind::IoUring {
+            assert!(
+                first > 0 && (first as usize) < SOCKETS,
+                "a few buffers first: {first}"
+            );
+            let last = *grown.last().expect("turns");
+            assert!(
+                last > first,
+                "{grown:?}: no more buffers when they ran short"
+            );
+            assert!(
+                grown.windows(2).all(|w| w[1] <= 2 * w[0].max(1)),
+                "at most twice as many per turn: {grown:?}"
+            );
+        }
+        for ((reg, (a, _)), sock) in regs.into_iter().zip(&pairs).zip(socks) {
+            drop(reg.deregister(raw(a)));
+            drop(sock);
+        }
     }
 
     /// Once receiving ahead stops for good (a refused `into_fd` leaves the socket in the

@@ -66,10 +66,15 @@ const ACCEPT: u64 = 1 << 61;
 /// poll (its last one, `ECANCELED`, may come after the new poll was queued) is not taken for
 /// the new poll's.
 const EPOCH: u64 = 1 << 59;
-/// The provided buffers: how many, and their size. Each is given back as soon as its bytes
-/// are copied, so they need only cover one turn's arrivals; a receive that finds none left
-/// ends (`ENOBUFS`) and is made again at the end of the turn.
+/// The provided buffers: how many at most, how many the kernel gets first, and their size.
+/// Each is given back as soon as its bytes are copied, so they need only cover one turn's
+/// arrivals; a receive that finds none left ends (`ENOBUFS`), the kernel gets twice as many
+/// (up to `BUFFERS`), and the receive is made again at the end of the turn. The kernel takes
+/// them in turn, round the ring: every buffer it was given is soon touched, and resident, so
+/// a loop that never has many arrivals at once keeps `FIRST_BUFFERS` of them (128 KiB), not
+/// all (2 MiB).
 const BUFFERS: u16 = 512;
+const FIRST_BUFFERS: u16 = 32;
 const BUFFER_SIZE: usize = 4096;
 /// How many times a removal is made at once before it is left to later turns.
 const REMOVAL_TRIES: usize = 3;
@@ -111,6 +116,8 @@ pub(super) struct Uring {
     completions: RefCell<Vec<Completion>>,
     /// The provided buffers could not be set up: stream reads go to the kernel.
     no_buffers: std::cell::Cell<bool>,
+    /// A receive of this turn found no buffer left (`ENOBUFS`): the kernel gets more.
+    out_of_buffers: std::cell::Cell<bool>,
 }
 
 impl Uring {
@@ -124,6 +131,7 @@ impl Uring {
             wake_fd,
             completions: RefCell::new(Vec::with_capacity(1024)),
             no_buffers: std::cell::Cell::new(false),
+            out_of_buffers: std::cell::Cell::new(false),
         })
     }
 
@@ -306,7 +314,11 @@ impl Uring {
                 (Some(_), None) => break,
             };
         }
-        // Receives that ended for want of buffers, now that this turn gave them all back.
+        // Receives that ended for want of buffers, now that this turn gave them all back (and
+        // the kernel got more, once per turn however many ran short).
+        if self.out_of_buffers.take() {
+            self.ring.borrow_mut().more_buffers();
+        }
         for io in receive_again {
             self.receive(&io);
         }
@@ -505,6 +517,12 @@ impl Uring {
         }
     }
 
+    /// How many receive buffers the kernel was given so far.
+    #[cfg(test)]
+    pub(super) fn buffers_given(&self) -> u16 {
+        self.ring.borrow().buffers_given()
+    }
+
     /// Submit what is queued now (the loop hands control back to its caller).
     pub(super) fn submit(&self) {
         let _ = self.ring.borrow_mut().submit_now();
@@ -519,7 +537,7 @@ impl Uring {
         if self
             .ring
             .borrow_mut()
-            .provide_buffers(BUFFERS, BUFFER_SIZE)
+            .provide_buffers(BUFFERS, FIRST_BUFFERS, BUFFER_SIZE)
             .is_err()
         {
             self.no_buffers.set(true);
@@ -790,7 +808,8 @@ impl Uring {
         match c.result {
             0 => inbox.end = End::Eof,
             r if r < 0 => match -r {
-                libc::ENOBUFS | libc::ECANCELED => {}
+                libc::ENOBUFS => self.out_of_buffers.set(true),
+                libc::ECANCELED => {}
                 errno => inbox.end = End::Failed(errno),
             },
             _ => {}

@@ -52,10 +52,13 @@ struct Buffers {
     /// The ring of entries (page-aligned, `count` of them); its tail is in the first entry.
     entries: NonNull<BufRingEntry>,
     entries_layout: Layout,
-    /// `count` buffers of `size` bytes, one after another.
+    /// Room for `count` buffers of `size` bytes, one after another; only the first `live`
+    /// were ever given to the kernel (the pages of the others are never touched, so they
+    /// cost address space, not memory).
     bytes: NonNull<u8>,
     bytes_layout: Layout,
     count: u16,
+    live: u16,
     size: usize,
     /// The tail as we publish it (the kernel reads it).
     tail: u16,
@@ -183,13 +186,21 @@ impl Ring {
         })
     }
 
-    /// Give the kernel `count` buffers of `size` bytes to receive into (the group that
-    /// [`recv_multi`](Ring::recv_multi) names). Once per ring; later calls do nothing.
-    pub(crate) fn provide_buffers(&mut self, count: u16, size: usize) -> io::Result<()> {
+    /// Set up a group of up to `count` buffers of `size` bytes to receive into (the group
+    /// that [`recv_multi`](Ring::recv_multi) names), and give the kernel the first `first` of
+    /// them; [`more_buffers`](Ring::more_buffers) gives it more when they run short. Once per
+    /// ring; later calls do nothing.
+    pub(crate) fn provide_buffers(
+        &mut self,
+        count: u16,
+        first: u16,
+        size: usize,
+    ) -> io::Result<()> {
         if self.buffers.is_some() {
             return Ok(());
         }
         assert!(count.is_power_of_two() && size > 0 && size <= u32::MAX as usize);
+        assert!(first > 0 && first <= count);
         let too_big = |_| io::Error::new(io::ErrorKind::OutOfMemory, "receive buffers too big");
         let entries_layout = Layout::array::<BufRingEntry>(usize::from(count))
             .and_then(|l| l.align_to(4096))
@@ -211,6 +222,7 @@ impl Ring {
             bytes,
             bytes_layout,
             count,
+            live: first,
             size,
             tail: 0,
         };
@@ -232,7 +244,7 @@ impl Ring {
             }
             return Err(e);
         }
-        for bid in 0..count {
+        for bid in 0..first {
             b.put(bid);
         }
         b.publish();
@@ -240,10 +252,34 @@ impl Ring {
         Ok(())
     }
 
+    /// The kernel ran out of buffers (a receive ended with `ENOBUFS`): give it twice as many
+    /// as it had, up to the group's `count`. Returns whether it got more.
+    pub(crate) fn more_buffers(&mut self) -> bool {
+        let Some(b) = self.buffers.as_mut() else {
+            return false;
+        };
+        let more = b.live.saturating_mul(2).min(b.count);
+        if more == b.live {
+            return false;
+        }
+        for bid in b.live..more {
+            b.put(bid);
+        }
+        b.live = more;
+        b.publish();
+        true
+    }
+
+    /// How many buffers the kernel was given so far (for tests).
+    #[cfg(test)]
+    pub(crate) fn buffers_given(&self) -> u16 {
+        self.buffers.as_ref().map_or(0, |b| b.live)
+    }
+
     /// The first `len` bytes of buffer `bid`, which a completion handed back.
     pub(crate) fn buffer(&self, bid: u16, len: usize) -> &[u8] {
         let b = self.buffers.as_ref().expect("a buffer without buffers");
-        assert!(bid < b.count && len <= b.size);
+        assert!(bid < b.live && len <= b.size);
         // SAFETY: in bounds (checked); the kernel handed `bid` back with this completion and
         // takes it again only after `recycle`, so nothing writes it while the slice lives
         // (`recycle` needs `&mut self`).
