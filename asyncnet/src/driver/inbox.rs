@@ -15,10 +15,6 @@ use std::io;
 pub(super) const FULL: usize = 256 * 1024;
 /// Unread bytes below which receiving ahead starts again.
 pub(super) const RESUME: usize = 64 * 1024;
-/// The most room an inbox keeps once every byte in it was read, as a send slot does (more is
-/// freed, so a connection that once took a burst does not hold its room for ever; less is
-/// kept, so a message costs no `malloc`/`free` pair).
-pub(super) const KEEP: usize = 16 * 1024;
 
 /// How the stream ended, once the kernel said so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +68,37 @@ impl Inbox {
         self.bytes.extend_from_slice(data);
     }
 
+    /// Its room, once every byte in it was read (`None` while bytes wait, or if it has none):
+    /// the ring keeps it for the next inbox or send that needs room, so an inbox between
+    /// messages holds no memory.
+    #[inline]
+    pub(super) fn take_room(&mut self) -> Option<Vec<u8>> {
+        if self.start < self.bytes.len() || self.bytes.capacity() == 0 {
+            return None;
+        }
+        self.start = 0;
+        Some(std::mem::take(&mut self.bytes))
+    }
+
+    /// Its room in bytes (for tests).
+    #[cfg(test)]
+    pub(super) fn room(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Whether it has no room for bytes (a push would allocate): give it some first.
+    #[inline]
+    pub(super) fn has_no_room(&self) -> bool {
+        self.bytes.capacity() == 0
+    }
+
+    /// Room for its bytes, when it has none (see [`has_no_room`](Inbox::has_no_room)).
+    pub(super) fn give_room(&mut self, mut room: Vec<u8>) {
+        debug_assert!(self.has_no_room() && self.start == 0);
+        room.clear();
+        self.bytes = room;
+    }
+
     /// Whether a receive should be put in flight now.
     pub(super) fn wants_receive(&self) -> bool {
         !self.armed
@@ -79,12 +106,6 @@ impl Inbox {
             && !self.stopped
             && self.end == End::Open
             && self.len() < RESUME
-    }
-
-    /// Free the room of an inbox read empty (more than [`KEEP`]).
-    #[cold]
-    fn release(&mut self) {
-        self.bytes = Vec::new();
     }
 
     /// Whether the receive in flight should be cancelled (too much waits unread).
@@ -105,9 +126,6 @@ impl Inbox {
                 if self.start == self.bytes.len() {
                     self.start = 0;
                     self.bytes.clear();
-                    if self.bytes.capacity() > KEEP {
-                        self.release();
-                    }
                 }
             }
             return Some(Ok(n));
@@ -196,27 +214,33 @@ mod tests {
     }
 
     #[test]
-    fn an_inbox_read_empty_keeps_at_most_one_buffers_room() {
+    fn an_inbox_gives_up_its_room_only_once_every_byte_was_read() {
         let mut inbox = Inbox::new();
+        assert!(inbox.has_no_room());
+        assert!(inbox.take_room().is_none(), "none to give");
+        inbox.give_room(Vec::with_capacity(100));
         inbox.push(&[1; 64]);
-        assert_eq!(read(&mut inbox, 100).unwrap().unwrap(), [1; 64]);
-        assert!(
-            inbox.bytes.capacity() >= 64,
-            "small room is kept for the next bytes"
-        );
-        inbox.push(&vec![2; 3 * KEEP]);
-        assert_eq!(read(&mut inbox, KEEP).unwrap().unwrap(), vec![2; KEEP]);
-        let mut peeked = vec![0; 3 * KEEP];
-        assert_eq!(inbox.read(&mut peeked, true).unwrap().unwrap(), 2 * KEEP);
-        assert!(inbox.bytes.capacity() >= 3 * KEEP, "kept while bytes wait");
-        assert_eq!(
-            read(&mut inbox, 3 * KEEP).unwrap().unwrap(),
-            vec![2; 2 * KEEP]
-        );
-        assert!(inbox.bytes.capacity() <= KEEP, "{}", inbox.bytes.capacity());
+        assert!(inbox.take_room().is_none(), "bytes wait in it");
+        let mut peeked = [0; 64];
+        assert_eq!(inbox.read(&mut peeked, true).unwrap().unwrap(), 64);
+        assert!(inbox.take_room().is_none(), "a look leaves them");
+        assert_eq!(read(&mut inbox, 10).unwrap().unwrap(), [1; 10]);
+        assert!(inbox.take_room().is_none(), "some still wait");
+        assert_eq!(read(&mut inbox, 100).unwrap().unwrap(), [1; 54]);
+        let room = inbox.take_room().expect("read empty: its room goes");
+        assert!(room.capacity() >= 100 && room.is_empty());
+        assert!(inbox.has_no_room());
+        // Without room it still takes bytes (allocating), and the next ones after them.
         inbox.push(b"after");
         inbox.push(b" all");
         assert_eq!(read(&mut inbox, 100).unwrap().unwrap(), b"after all");
+        assert!(inbox.take_room().is_some());
+        let mut stale = Vec::with_capacity(8);
+        stale.extend_from_slice(b"stale");
+        inbox.give_room(stale);
+        assert_eq!(inbox.len(), 0, "given room comes empty");
+        inbox.push(b"new");
+        assert_eq!(read(&mut inbox, 100).unwrap().unwrap(), b"new");
     }
 
     #[test]

@@ -358,6 +358,19 @@ impl Driver {
         }
     }
 
+    /// Bytes of room held for `io` (see [`Registration::held_room`]).
+    #[cfg(test)]
+    fn held_room(&self, io: &IoState) -> usize {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.held_room(io),
+            _ => {
+                let _ = io;
+                0
+            }
+        }
+    }
+
     /// How many receive buffers the io_uring ring gave the kernel so far (0 on the poll
     /// driver).
     #[cfg(test)]
@@ -888,6 +901,85 @@ mod tests {
             drop(reg.deregister(raw(a)));
             drop(sock);
         }
+    }
+
+    /// A connection between messages holds no buffer in the driver: on io_uring its inbox's
+    /// room goes back to the ring once every byte in it was read, and its send's once the
+    /// send is done, for the next socket that needs room. (The poll driver holds none.)
+    #[test]
+    fn a_socket_between_messages_holds_no_room_in_the_driver() {
+        for kind in [DriverKind::Poll, DriverKind::IoUring] {
+            if kind == DriverKind::IoUring && io_uring_support().is_err() {
+                continue;
+            }
+            room_on(kind);
+        }
+    }
+
+    fn room_on(kind: DriverKind) {
+        use std::io::Read;
+        use std::task::{Context, Poll, Waker};
+        let driver = Rc::new(Driver::new(kind).expect("a poller"));
+        driver.set_driven(true);
+        let (a, b) = tcp_pairs(1).pop().expect("a pair");
+        a.set_nonblocking(true).expect("non-blocking");
+        let reg = Registration::new(&driver, raw(&a)).expect("registered");
+        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut buf = [0u8; 64];
+        let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
+        assert!(read.is_pending());
+        driver.turn(Some(Duration::ZERO), || {}).expect("a turn");
+        for round in 0..3u8 {
+            (&b).write_all(&[round; 40]).expect("written");
+            // Half of it: the rest waits, in the inbox on io_uring.
+            let mut got = 0;
+            let mut turns = 0;
+            while got == 0 {
+                assert!(turns < 50, "{kind:?}: the bytes never came");
+                driver
+                    .turn(Some(Duration::from_millis(100)), || {})
+                    .expect("a turn");
+                turns += 1;
+                if let Poll::Ready(r) =
+                    reg.poll_read(&mut cx, 20, || reg.recv_stream(&sock, &mut buf[..20]))
+                {
+                    got = r.expect("a read");
+                }
+            }
+            if kind == DriverKind::IoUring && got < 40 {
+                assert!(reg.held_room() > 0, "bytes wait: their room is held");
+            }
+            while got < 40 {
+                match reg.poll_read(&mut cx, 64, || reg.recv_stream(&sock, &mut buf)) {
+                    Poll::Ready(r) => got += r.expect("a read"),
+                    Poll::Pending => {
+                        driver
+                            .turn(Some(Duration::from_millis(100)), || {})
+                            .expect("a turn");
+                    }
+                }
+            }
+            assert_eq!(got, 40, "{kind:?}");
+            assert_eq!(reg.send_stream(&sock, &[round; 40]).expect("sent"), 40);
+            let mut echoed = [0u8; 40];
+            let mut turns = 0;
+            while reg.sending() {
+                assert!(turns < 50, "{kind:?}: the send never completed");
+                driver
+                    .turn(Some(Duration::from_millis(100)), || {})
+                    .expect("a turn");
+                turns += 1;
+            }
+            (&b).read_exact(&mut echoed).expect("the send's bytes");
+            assert_eq!(echoed, [round; 40]);
+            assert_eq!(
+                reg.held_room(),
+                0,
+                "{kind:?}, round {round}: every byte read and sent, yet room is held"
+            );
+        }
+        drop(reg.deregister(raw(&a)));
     }
 
     /// Once receiving ahead stops for good (a refused `into_fd` leaves the socket in the

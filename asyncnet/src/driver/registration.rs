@@ -570,6 +570,13 @@ impl Registration {
         self.state.poll_off.get()
     }
 
+    /// Bytes of room the driver holds for this socket (io_uring: its inbox's and its send's;
+    /// the poll driver holds none).
+    #[cfg(test)]
+    pub(crate) fn held_room(&self) -> usize {
+        self.driver.held_room(&self.state)
+    }
+
     /// How many wakers wait in `dir` (the wakers of dropped futures included).
     #[cfg(test)]
     pub(crate) fn waiting(&self, dir: Direction) -> usize {

@@ -19,7 +19,9 @@
 //! Stream reads go further: once a read of a connected stream socket would block, the socket
 //! gets a multishot receive into the ring's provided buffers (`sys/uring.rs`), and its bytes
 //! are copied into the socket's inbox (`inbox.rs`) as they come; the socket's reads take them
-//! from there without a system call. The poll is then dropped (unless a connect may still be
+//! from there without a system call. (An inbox read empty gives its room back to the ring,
+//! as a send does once done, for the next socket that needs room: a connection between
+//! messages holds no buffer.) The poll is then dropped (unless a connect may still be
 //! under way): the receive's completions wake readers and the sends' completions writers,
 //! and the poll would only report every arrival and every send again, a completion each
 //! that the loop reads for nothing. It comes back, in a new epoch (a bit of its user data,
@@ -517,6 +519,13 @@ impl Uring {
         }
     }
 
+    /// Bytes of room held for `io`: its inbox's and its send's.
+    #[cfg(test)]
+    pub(super) fn held_room(&self, io: &IoState) -> usize {
+        let inbox = io.inbox.borrow().as_ref().map_or(0, |i| i.room());
+        inbox + self.ring.borrow().send_room(io.key)
+    }
+
     /// How many receive buffers the kernel was given so far.
     #[cfg(test)]
     pub(super) fn buffers_given(&self) -> u16 {
@@ -606,15 +615,17 @@ impl Uring {
 
     /// Put a multishot receive in flight for `io` if its inbox wants one.
     fn receive(&self, io: &IoState) {
-        let mut inbox = io.inbox.borrow_mut();
-        let Some(inbox) = inbox.as_mut().filter(|i| i.wants_receive()) else {
-            return;
-        };
-        if io.is_closed() {
-            return;
+        if let Some(inbox) = io.inbox.borrow_mut().as_mut() {
+            if inbox.wants_receive() {
+                Self::arm(io, inbox, &mut self.ring.borrow_mut());
+            }
         }
+    }
+
+    /// Put `io`'s multishot receive in flight (its inbox wants one), unless it is closed.
+    fn arm(io: &IoState, inbox: &mut Inbox, ring: &mut Ring) {
         let ud = user_data(io.key, io.gen) | RECEIVE;
-        if self.ring.borrow_mut().recv_multi(io.fd, ud).is_ok() {
+        if !io.is_closed() && ring.recv_multi(io.fd, ud).is_ok() {
             inbox.armed = true;
         }
     }
@@ -627,9 +638,23 @@ impl Uring {
         buf: &mut [u8],
         peek: bool,
     ) -> Option<io::Result<usize>> {
-        let r = io.inbox.borrow_mut().as_mut()?.read(buf, peek);
+        let mut slot = io.inbox.borrow_mut();
+        let inbox = slot.as_mut()?;
+        let r = inbox.read(buf, peek);
         if !peek {
-            self.receive(io);
+            // Read empty: its room waits in the ring for the next bytes (of any socket); and
+            // read down below the bound, receiving ahead resumes.
+            let room = inbox.take_room();
+            let wants = inbox.wants_receive();
+            if room.is_some() || wants {
+                let mut ring = self.ring.borrow_mut();
+                if let Some(room) = room {
+                    ring.put_room(room);
+                }
+                if wants {
+                    Self::arm(io, inbox, &mut ring);
+                }
+            }
         }
         r
     }
@@ -801,6 +826,9 @@ impl Uring {
         let mut bits = 0;
         if let Some(bid) = c.buffer() {
             let len = usize::try_from(c.result).unwrap_or(0);
+            if inbox.has_no_room() {
+                inbox.give_room(ring.take_room());
+            }
             inbox.push(ring.buffer(bid, len));
             ring.recycle(bid);
             bits |= READ;

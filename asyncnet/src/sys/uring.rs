@@ -77,8 +77,11 @@ pub(crate) const SEND: u64 = 1 << 60;
 /// The most bytes one send takes (the rest waits for its completion).
 pub(crate) const SEND_MAX: usize = 256 * 1024;
 
-/// An allocation kept for the slot's next send when no larger than this.
-const SEND_KEEP: usize = 16 * 1024;
+/// Empty byte buffers the ring keeps for the next send (or inbox) that needs room: the
+/// largest kept, and the most bytes kept in all (others are freed). A socket between
+/// messages holds none, yet a message costs no `malloc`/`free` pair.
+const SPARE_KEEP: usize = 16 * 1024;
+const SPARE_BYTES: usize = 1024 * 1024;
 
 /// One slot's send: the bytes the kernel reads from submission until the completion.
 #[derive(Debug, Default)]
@@ -119,6 +122,10 @@ pub(crate) struct Ring {
     buffers: Option<Buffers>,
     /// Sends, by slot (one in flight per slot at most).
     sends: Vec<Outgoing>,
+    /// Empty buffers for the next send or inbox that needs room ([`Ring::take_room`]), and
+    /// their capacity in all.
+    spare: Vec<Vec<u8>>,
+    spare_bytes: usize,
 }
 
 impl Drop for Ring {
@@ -183,6 +190,8 @@ impl Ring {
             defer_taskrun,
             buffers: None,
             sends: Vec::new(),
+            spare: Vec::new(),
+            spare_bytes: 0,
         })
     }
 
@@ -270,6 +279,12 @@ impl Ring {
         true
     }
 
+    /// The room slot `slot`'s send holds, in bytes (for tests).
+    #[cfg(test)]
+    pub(crate) fn send_room(&self, slot: usize) -> usize {
+        self.sends.get(slot).map_or(0, |o| o.bytes.capacity())
+    }
+
     /// How many buffers the kernel was given so far (for tests).
     #[cfg(test)]
     pub(crate) fn buffers_given(&self) -> u16 {
@@ -344,11 +359,15 @@ impl Ring {
         if self.sends.len() <= slot {
             self.sends.resize_with(slot + 1, Outgoing::default);
         }
-        let o = &mut self.sends[slot];
+        let o = &self.sends[slot];
         if o.in_flight || o.result.is_some() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        if o.bytes.capacity() == 0 {
+            self.sends[slot].bytes = self.take_room();
+        }
         let n = data.len().min(SEND_MAX);
+        let o = &mut self.sends[slot];
         o.bytes.clear();
         o.bytes.extend_from_slice(&data[..n]);
         o.done = 0;
@@ -377,7 +396,8 @@ impl Ring {
             // Not queued (the queue was full and submitting failed): the kernel never saw it.
             let o = &mut self.sends[slot];
             o.in_flight = false;
-            o.bytes.clear();
+            let room = std::mem::take(&mut o.bytes);
+            self.put_room(room);
         }
         pushed
     }
@@ -422,12 +442,33 @@ impl Ring {
             r if r == -libc::ECANCELED => Sent::Cancelled(o.bytes[o.done..].to_vec()),
             r => Sent::Failed(-r),
         };
-        let o = &mut self.sends[slot];
-        o.bytes.clear();
-        if o.bytes.capacity() > SEND_KEEP {
-            o.bytes = Vec::new();
-        }
+        let room = std::mem::take(&mut self.sends[slot].bytes);
+        self.put_room(room);
         Some(outcome)
+    }
+
+    /// An empty buffer, kept from an earlier send or inbox if there is one.
+    #[inline]
+    pub(crate) fn take_room(&mut self) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(room) => {
+                self.spare_bytes -= room.capacity();
+                room
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Keep `room` (emptied) for the next send or inbox that needs room, or free it.
+    #[inline]
+    pub(crate) fn put_room(&mut self, mut room: Vec<u8>) {
+        let cap = room.capacity();
+        if cap == 0 || cap > SPARE_KEEP || self.spare_bytes + cap > SPARE_BYTES {
+            return;
+        }
+        room.clear();
+        self.spare_bytes += cap;
+        self.spare.push(room);
     }
 
     /// Whether the ring runs with `DEFER_TASKRUN`.
