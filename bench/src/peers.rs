@@ -150,6 +150,11 @@ pub fn all() -> Vec<Peer> {
     mt.pinned = false;
     let mut uring = Peer::sibling(ASYNCNET_URING, "echo_asyncnet");
     uring.env.push((URING_ENV.0.into(), URING_ENV.1.into()));
+    let mut lines_uring = Peer::sibling("asyncnet-lines-uring", "echo_asyncnet");
+    lines_uring.args.push("--lines".into());
+    lines_uring
+        .env
+        .push((URING_ENV.0.into(), URING_ENV.1.into()));
     // Thread per core on as many threads as tokio-mt has workers, unpinned as it is.
     let mut tpc = Peer::sibling("asyncnet-tpc", "echo_asyncnet");
     tpc.args.extend(["--threads".into(), "2".into()]);
@@ -164,6 +169,7 @@ pub fn all() -> Vec<Peer> {
         Peer::source("nim", "echo_nim.nim"),
         Peer::source(FLOOR, "echo_floor.c"),
         uring,
+        lines_uring,
         Peer::source(URING_FLOOR, "echo_uring.c"),
     ]
 }

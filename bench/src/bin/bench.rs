@@ -42,8 +42,8 @@ struct Cli {
     only: Vec<String>,
     /// Peers to run where they apply [default: all: asyncnet, asyncnet-lines (idle only),
     /// tokio, tokio-tuned, tokio-mt, asyncnet-tpc, hyper (http only), nim, c-floor,
-    /// asyncnet-uring (asyncnet with ASYNCNET_DRIVER=io_uring), c-uring (the C io_uring
-    /// floor); asyncnet-accept
+    /// asyncnet-uring (asyncnet with ASYNCNET_DRIVER=io_uring), asyncnet-lines-uring (idle
+    /// only), c-uring (the C io_uring floor); asyncnet-accept
     /// (tls) only if named; in http, asyncnet, nim and c-floor are its HTTP servers]
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,

@@ -330,7 +330,7 @@ impl Ctx {
                         };
                         let n = self.rounds;
                         self.say(&format!(
-                            "  {workload:<16} round {round}/{n}  {peer:<14} {what}"
+                            "  {workload:<16} round {round}/{n}  {peer:<20} {what}"
                         ));
                         for w in &s.warnings {
                             self.say(&format!("      warning ({peer}): {w}"));

@@ -101,7 +101,7 @@ const UDP_PEERS: [&str; 4] = ["asyncnet", "tokio", "tokio-mt", "asyncnet-uring"]
 /// the next page until the ring wraps), which grows with messages, not
 /// connections: `idle c1000` would show about 4 KB per connection that no
 /// connection holds.
-const IDLE_PEERS: [&str; 8] = [
+const IDLE_PEERS: [&str; 9] = [
     "asyncnet",
     "asyncnet-lines",
     "tokio",
@@ -110,6 +110,7 @@ const IDLE_PEERS: [&str; 8] = [
     "nim",
     "c-floor",
     "asyncnet-uring",
+    "asyncnet-lines-uring",
 ];
 
 /// The `http` row's servers (of [`http::peers`], the same names as the echo
