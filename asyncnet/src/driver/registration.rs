@@ -85,10 +85,10 @@ pub(super) struct IoState {
     /// once it accepts ahead.
     #[cfg(target_os = "linux")]
     pub(super) backlog: RefCell<Option<Box<super::backlog::Backlog>>>,
-    /// io_uring: a send on the ring is in flight (the socket counts as not writable until
-    /// its completion comes).
+    /// io_uring: the slot of the socket's send on the ring, while one is in flight (the
+    /// socket counts as not writable until its completion comes); [`NO_SEND`] otherwise.
     #[cfg(target_os = "linux")]
-    pub(super) sending: Cell<bool>,
+    pub(super) send: Cell<u32>,
     /// io_uring: the errno of a send on the ring that failed, until an operation reports it
     /// (0: none).
     #[cfg(target_os = "linux")]
@@ -107,7 +107,18 @@ pub(super) struct IoState {
     pub(super) source: crate::sys::PollSource,
 }
 
+/// [`IoState::send`] when no send of the socket's is on the ring.
+#[cfg(target_os = "linux")]
+pub(super) const NO_SEND: u32 = u32::MAX;
+
 impl IoState {
+    /// io_uring: a send of the socket's is on the ring.
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub(super) fn sending(&self) -> bool {
+        self.send.get() != NO_SEND
+    }
+
     pub(super) fn new(key: usize, gen: u32, fd: RawSocket) -> IoState {
         IoState {
             key,
@@ -125,7 +136,7 @@ impl IoState {
             #[cfg(target_os = "linux")]
             backlog: RefCell::new(None),
             #[cfg(target_os = "linux")]
-            sending: Cell::new(false),
+            send: Cell::new(NO_SEND),
             #[cfg(target_os = "linux")]
             send_failed: Cell::new(0),
             #[cfg(target_os = "linux")]
@@ -668,7 +679,7 @@ impl Registration {
     #[inline]
     pub(crate) fn sending(&self) -> bool {
         #[cfg(target_os = "linux")]
-        return self.state.sending.get();
+        return self.state.sending();
         #[cfg(not(target_os = "linux"))]
         false
     }
@@ -677,7 +688,7 @@ impl Registration {
     /// act on the socket at once, such as a shutdown); whether no send is in flight now.
     pub(crate) fn finish_sending_now(&self) -> bool {
         #[cfg(target_os = "linux")]
-        if self.state.sending.get() {
+        if self.state.sending() {
             return self.driver.finish_send_now(&self.state);
         }
         true
@@ -687,10 +698,10 @@ impl Registration {
     /// failed one is then told by [`take_send_failure`](Self::take_send_failure).
     pub(crate) fn poll_sent(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         #[cfg(target_os = "linux")]
-        if self.state.sending.get() {
+        if self.state.sending() {
             let state = &*self.state;
             return self.poll_io(Direction::Write, cx, || {
-                if state.sending.get() && !self.driver.finish_send_now(state) {
+                if state.sending() && !self.driver.finish_send_now(state) {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 Ok(())

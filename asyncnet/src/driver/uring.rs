@@ -51,7 +51,7 @@ use crate::sys::uring::{Completion, Ring, Sent, SEND};
 use crate::sys::RawSocket;
 
 use super::inbox::{End, Inbox};
-use super::registration::{Direction, IoState, READ, READ_CLOSED, WRITE};
+use super::registration::{Direction, IoState, NO_SEND, READ, READ_CLOSED, WRITE};
 
 /// User data of the cross-thread waker's poll.
 const WAKE: u64 = u64::MAX;
@@ -261,8 +261,12 @@ impl Uring {
                         n += 1;
                     }
                     ud if ud & SEND != 0 => {
-                        let (key, gen) = slot_of(ud);
-                        quiet &= self.sent(lookup(key, gen).as_deref(), ud);
+                        let owner = self.ring.borrow().send_owner(ud);
+                        let io = owner.and_then(|o| {
+                            let (key, gen) = slot_of(o);
+                            lookup(key, gen)
+                        });
+                        quiet &= self.sent(io.as_deref(), ud);
                         n += 1;
                     }
                     ud if ud & ACCEPT != 0 => {
@@ -378,7 +382,7 @@ impl Uring {
                 // poll.
                 bits &= !(READ | READ_CLOSED);
             }
-            if io.sending.get() {
+            if io.sending() {
                 // Writes wait on the send's completion.
                 bits &= !WRITE;
             }
@@ -408,7 +412,7 @@ impl Uring {
     /// `send(2)` calls would make), and `WouldBlock` if it is still in flight. The error of
     /// a send that failed, once.
     pub(super) fn send(&self, io: &IoState, data: &[u8]) -> io::Result<usize> {
-        if io.sending.get() && !self.finish_now(io) {
+        if io.sending() && !self.finish_now(io) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         match io.send_failed.replace(0) {
@@ -418,9 +422,9 @@ impl Uring {
         if data.is_empty() {
             return Ok(0);
         }
-        let ud = user_data(io.key, io.gen) | SEND;
-        let n = self.ring.borrow_mut().send(io.fd, io.key, data, ud)?;
-        io.sending.set(true);
+        let owner = user_data(io.key, io.gen) | SEND;
+        let (slot, n) = self.ring.borrow_mut().send(io.fd, owner, data)?;
+        io.send.set(slot);
         Ok(n)
     }
 
@@ -428,29 +432,35 @@ impl Uring {
     /// (submitted, and its retry run if the socket has room now). Other completions taken
     /// meanwhile wait for the turn.
     pub(super) fn finish_now(&self, io: &IoState) -> bool {
-        let ud = user_data(io.key, io.gen) | SEND;
+        let slot = io.send.get();
         {
             let mut ring = self.ring.borrow_mut();
-            if ring.send_in_flight(io.key) {
+            if ring.send_in_flight(slot) {
                 if ring.submit_now().is_err() {
                     return false;
                 }
                 ring.take_completions(&mut self.completions.borrow_mut());
             }
         }
-        self.sent(Some(io), ud);
-        !io.sending.get()
+        self.sent(Some(io), SEND | u64::from(slot));
+        !io.sending()
     }
 
-    /// The completion of a send (`ud`) has come: a short one goes on; otherwise the socket
-    /// is writable again (and remembers a failure for its next write or flush). A send of a
-    /// socket that is gone was finished by its deregistration.
+    /// The completion of a send (user data `ud`) has come: a short one goes on; otherwise
+    /// the socket is writable again (and remembers a failure for its next write or flush).
+    /// A send whose socket is gone (`io` is `None`, or no longer has this send: its
+    /// deregistration stopped waiting for it) is let go: its slot is freed, its bytes
+    /// dropped.
     ///
     /// Returns whether that was all: nothing to report and no task woken (the socket's writer
     /// had not waited for it).
     fn sent(&self, io: Option<&IoState>, ud: u64) -> bool {
-        let Some(io) = io else { return true };
-        let outcome = self.ring.borrow_mut().send_completed(ud, true);
+        let slot = (ud & 0xffff_ffff) as u32;
+        let Some(io) = io.filter(|io| io.send.get() == slot) else {
+            let _ = self.ring.borrow_mut().send_completed(slot, false);
+            return true;
+        };
+        let outcome = self.ring.borrow_mut().send_completed(slot, true);
         let quiet = match outcome {
             None | Some(Sent::Partly) => return true,
             Some(Sent::All) => true,
@@ -460,23 +470,25 @@ impl Uring {
                 false
             }
         };
-        io.sending.set(false);
+        io.send.set(NO_SEND);
         !io.wake(WRITE) && quiet
     }
 
     /// Before `io` leaves the ring: cancel its send in flight, if any, and wait (at most
     /// [`SEND_CANCEL_WAIT`]) for the completion. Returns the bytes not sent, which the caller
     /// writes before anything else. (Should the completion not come in time, the ring keeps
-    /// the bytes until it does, and they may still go: nothing is freed under the kernel.)
+    /// the bytes until it does, and they may still go: nothing is freed under the kernel.
+    /// The slot is freed when that completion comes: see [`sent`](Self::sent).)
     fn finish_send(&self, io: &IoState) -> Vec<u8> {
-        if !io.sending.replace(false) {
+        let slot = io.send.replace(NO_SEND);
+        if slot == NO_SEND {
             return Vec::new();
         }
-        let ud = user_data(io.key, io.gen) | SEND;
+        let ud = SEND | u64::from(slot);
         let deadline = Instant::now() + SEND_CANCEL_WAIT;
         let mut ring = self.ring.borrow_mut();
         let mut asked = false;
-        while ring.send_in_flight(io.key) {
+        while ring.send_in_flight(slot) {
             if !asked {
                 asked = ring.cancel(ud, ud | REMOVAL).is_ok();
             }
@@ -491,7 +503,7 @@ impl Uring {
             // Other completions wait for the turn (this send's is seen by the ring).
             ring.take_completions(&mut self.completions.borrow_mut());
         }
-        match ring.send_completed(ud, false) {
+        match ring.send_completed(slot, false) {
             Some(Sent::Cancelled(unsent)) => unsent,
             _ => Vec::new(),
         }
@@ -523,7 +535,13 @@ impl Uring {
     #[cfg(test)]
     pub(super) fn held_room(&self, io: &IoState) -> usize {
         let inbox = io.inbox.borrow().as_ref().map_or(0, |i| i.room());
-        inbox + self.ring.borrow().send_room(io.key)
+        inbox + self.ring.borrow().send_room(io.send.get())
+    }
+
+    /// How many slots the ring's table of sends has.
+    #[cfg(test)]
+    pub(super) fn send_slots(&self) -> usize {
+        self.ring.borrow().send_slots()
     }
 
     /// How many receive buffers the kernel was given so far.
@@ -592,7 +610,7 @@ impl Uring {
                 .borrow()
                 .as_ref()
                 .is_some_and(|i| !i.stopped || i.armed),
-            Direction::Write => io.sending.get(),
+            Direction::Write => io.sending(),
         };
         if ring_answers {
             return;

@@ -72,6 +72,10 @@ const CQ_ENTRIES: u32 = 16 * 1024;
 /// Set in the user data of every send (and of no other request: a cancellation of a send
 /// carries other bits too, so its user data is never a send's); the low 32 bits of a send's
 /// user data are its slot in the table of sends.
+///
+/// A send holds its slot from [`Ring::send`] until [`Ring::send_completed`] reports how it
+/// ended: the table has a slot per send under way, not per socket (a socket that sends
+/// nothing now holds nothing here).
 pub(crate) const SEND: u64 = 1 << 60;
 
 /// The most bytes one send takes (the rest waits for its completion).
@@ -86,6 +90,8 @@ const SPARE_BYTES: usize = 1024 * 1024;
 /// One slot's send: the bytes the kernel reads from submission until the completion.
 #[derive(Debug, Default)]
 struct Outgoing {
+    /// Whose send this is (the tag the caller gave [`Ring::send`]); 0 while the slot is free.
+    owner: u64,
     bytes: Vec<u8>,
     /// Sent by earlier completions of this send (a short send goes on from here).
     done: usize,
@@ -120,8 +126,9 @@ pub(crate) struct Ring {
     defer_taskrun: bool,
     /// The provided buffers of multishot receives, made on first use.
     buffers: Option<Buffers>,
-    /// Sends, by slot (one in flight per slot at most).
+    /// Sends, by slot (one in flight per slot at most), and the slots free.
     sends: Vec<Outgoing>,
+    free_sends: Vec<u32>,
     /// Empty buffers for the next send or inbox that needs room ([`Ring::take_room`]), and
     /// their capacity in all.
     spare: Vec<Vec<u8>>,
@@ -190,6 +197,7 @@ impl Ring {
             defer_taskrun,
             buffers: None,
             sends: Vec::new(),
+            free_sends: Vec::new(),
             spare: Vec::new(),
             spare_bytes: 0,
         })
@@ -281,8 +289,16 @@ impl Ring {
 
     /// The room slot `slot`'s send holds, in bytes (for tests).
     #[cfg(test)]
-    pub(crate) fn send_room(&self, slot: usize) -> usize {
-        self.sends.get(slot).map_or(0, |o| o.bytes.capacity())
+    pub(crate) fn send_room(&self, slot: u32) -> usize {
+        self.sends
+            .get(slot as usize)
+            .map_or(0, |o| o.bytes.capacity())
+    }
+
+    /// How many slots the table of sends has (for tests).
+    #[cfg(test)]
+    pub(crate) fn send_slots(&self) -> usize {
+        self.sends.len()
     }
 
     /// How many buffers the kernel was given so far (for tests).
@@ -341,44 +357,46 @@ impl Ring {
         unsafe { self.push(&entry) }
     }
 
-    /// Send up to [`SEND_MAX`] bytes of `data` on stream socket `fd`, as slot `slot`'s send
-    /// (`user_data` has [`SEND`] and `slot` in its low 32 bits). The bytes are copied: the
-    /// caller may reuse `data` at once. Returns how many were taken. `WouldBlock` if the slot
-    /// has a send in flight (or a completion not yet looked at).
-    pub(crate) fn send(
-        &mut self,
-        fd: RawFd,
-        slot: usize,
-        data: &[u8],
-        user_data: u64,
-    ) -> io::Result<usize> {
-        assert!(
-            user_data & SEND != 0 && (user_data & 0xffff_ffff) as usize == slot,
-            "a send's user data names its slot"
-        );
-        if self.sends.len() <= slot {
-            self.sends.resize_with(slot + 1, Outgoing::default);
-        }
-        let o = &self.sends[slot];
-        if o.in_flight || o.result.is_some() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        if o.bytes.capacity() == 0 {
-            self.sends[slot].bytes = self.take_room();
-        }
+    /// Send up to [`SEND_MAX`] bytes of `data` on stream socket `fd`, for `owner` (a nonzero
+    /// tag that [`send_owner`](Ring::send_owner) gives back). The bytes are copied: the caller
+    /// may reuse `data` at once. Returns the send's slot (its user data is [`SEND`] | slot)
+    /// and how many bytes were taken; the slot is the send's until
+    /// [`send_completed`](Ring::send_completed) reports how it ended.
+    pub(crate) fn send(&mut self, fd: RawFd, owner: u64, data: &[u8]) -> io::Result<(u32, usize)> {
+        assert!(owner != 0, "a send's owner is nonzero");
+        let slot = match self.free_sends.pop() {
+            Some(slot) => slot,
+            None => {
+                let slot = u32::try_from(self.sends.len())
+                    .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+                self.sends.push(Outgoing::default());
+                slot
+            }
+        };
+        let room = self.take_room();
         let n = data.len().min(SEND_MAX);
-        let o = &mut self.sends[slot];
-        o.bytes.clear();
+        let o = &mut self.sends[slot as usize];
+        debug_assert!(o.owner == 0 && !o.in_flight && o.result.is_none());
+        o.bytes = room;
         o.bytes.extend_from_slice(&data[..n]);
+        o.owner = owner;
         o.done = 0;
-        o.user_data = user_data;
+        o.user_data = SEND | u64::from(slot);
         o.fd = fd;
-        self.push_send(slot).map(|()| n)
+        self.push_send(slot).map(|()| (slot, n))
     }
 
-    /// Push slot `slot`'s send of its bytes from `done` on.
-    fn push_send(&mut self, slot: usize) -> io::Result<()> {
-        let o = &mut self.sends[slot];
+    /// Whose send has user data `user_data` (the tag given to [`send`](Ring::send)), while
+    /// its slot is held.
+    pub(crate) fn send_owner(&self, user_data: u64) -> Option<u64> {
+        let o = self.sends.get((user_data & 0xffff_ffff) as usize)?;
+        (o.owner != 0 && o.user_data == user_data).then_some(o.owner)
+    }
+
+    /// Push slot `slot`'s send of its bytes from `done` on. If it cannot be queued, the slot
+    /// is freed.
+    fn push_send(&mut self, slot: u32) -> io::Result<()> {
+        let o = &mut self.sends[slot as usize];
         let rest = &o.bytes[o.done..];
         let len = u32::try_from(rest.len()).expect("SEND_MAX fits in u32");
         let entry = opcode::Send::new(types::Fd(o.fd), rest.as_ptr(), len)
@@ -394,12 +412,21 @@ impl Ring {
         let pushed = unsafe { self.push(&entry) };
         if pushed.is_err() {
             // Not queued (the queue was full and submitting failed): the kernel never saw it.
-            let o = &mut self.sends[slot];
-            o.in_flight = false;
-            let room = std::mem::take(&mut o.bytes);
-            self.put_room(room);
+            self.sends[slot as usize].in_flight = false;
+            self.free_send(slot);
         }
         pushed
+    }
+
+    /// Free slot `slot` (no request reads its bytes), keeping its room for the next send.
+    fn free_send(&mut self, slot: u32) {
+        let o = &mut self.sends[slot as usize];
+        debug_assert!(!o.in_flight);
+        let room = std::mem::take(&mut o.bytes);
+        o.owner = 0;
+        o.result = None;
+        self.free_sends.push(slot);
+        self.put_room(room);
     }
 
     /// How many entries wait in the submission queue.
@@ -408,19 +435,18 @@ impl Ring {
     }
 
     /// Whether slot `slot` has a send whose completion has not been taken.
-    pub(crate) fn send_in_flight(&self, slot: usize) -> bool {
-        self.sends.get(slot).is_some_and(|o| o.in_flight)
+    pub(crate) fn send_in_flight(&self, slot: u32) -> bool {
+        self.sends.get(slot as usize).is_some_and(|o| o.in_flight)
     }
 
-    /// What came of the send with user data `user_data` (slot in its low 32 bits), once its
-    /// completion was taken; `None` if that send has nothing to report (its completion not
-    /// taken yet, or reported already). With `resume`, a short send's rest is sent again
-    /// ([`Sent::Partly`]); without, the rest is handed back as not sent
-    /// ([`Sent::Cancelled`]).
-    pub(crate) fn send_completed(&mut self, user_data: u64, resume: bool) -> Option<Sent> {
-        let slot = (user_data & 0xffff_ffff) as usize;
-        let o = self.sends.get_mut(slot)?;
-        if o.user_data != user_data || o.in_flight {
+    /// What came of the send in slot `slot`, once its completion was taken; `None` if that
+    /// send has nothing to report (its completion not taken yet, or reported already). With
+    /// `resume`, a short send's rest is sent again ([`Sent::Partly`]: the slot stays the
+    /// send's); without, the rest is handed back as not sent ([`Sent::Cancelled`]). Any
+    /// other answer frees the slot.
+    pub(crate) fn send_completed(&mut self, slot: u32, resume: bool) -> Option<Sent> {
+        let o = self.sends.get_mut(slot as usize)?;
+        if o.owner == 0 || o.in_flight {
             return None;
         }
         let result = o.result.take()?;
@@ -442,8 +468,7 @@ impl Ring {
             r if r == -libc::ECANCELED => Sent::Cancelled(o.bytes[o.done..].to_vec()),
             r => Sent::Failed(-r),
         };
-        let room = std::mem::take(&mut self.sends[slot].bytes);
-        self.put_room(room);
+        self.free_send(slot);
         Some(outcome)
     }
 
