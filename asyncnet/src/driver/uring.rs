@@ -73,10 +73,10 @@ const EPOCH: u64 = 1 << 59;
 /// arrivals; a receive that finds none left ends (`ENOBUFS`), the kernel gets twice as many
 /// (up to `BUFFERS`), and the receive is made again at the end of the turn. The kernel takes
 /// them in turn, round the ring: every buffer it was given is soon touched, and resident, so
-/// a loop that never has many arrivals at once keeps `FIRST_BUFFERS` of them (128 KiB), not
+/// a loop that never has many arrivals at once keeps `FIRST_BUFFERS` of them (32 KiB), not
 /// all (2 MiB).
 const BUFFERS: u16 = 512;
-const FIRST_BUFFERS: u16 = 32;
+const FIRST_BUFFERS: u16 = 8;
 const BUFFER_SIZE: usize = 4096;
 /// How many times a removal is made at once before it is left to later turns.
 const REMOVAL_TRIES: usize = 3;
