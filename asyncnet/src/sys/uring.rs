@@ -405,9 +405,10 @@ impl Ring {
             .user_data(o.user_data);
         o.in_flight = true;
         // SAFETY: the entry reads `rest`, inside `o.bytes`' heap block, which nothing
-        // changes, moves or frees while `in_flight` holds: `send` refuses the slot, the
-        // flag is cleared only when the completion is taken (`take_completions`), and `Drop`
-        // leaks the block of a send still in flight. (`sends` may grow and move the
+        // changes, moves or frees while `in_flight` holds: the slot is off the free list
+        // (no other send gets it) until `send_completed` frees it, which it does only once
+        // the flag is cleared, and the flag is cleared only when the completion is taken
+        // (`take_completions`); `Drop` leaks the block of a send still in flight. (`sends` may grow and move the
         // `Outgoing` itself, never the block its `bytes` point to.)
         let pushed = unsafe { self.push(&entry) };
         if pushed.is_err() {
