@@ -56,6 +56,28 @@ impl Inbox {
         }
     }
 
+    /// An inbox whose receive is in flight and that holds nothing: the state of an idle
+    /// connection's inbox, which the driver keeps as a flag instead (see
+    /// [`is_idle`](Inbox::is_idle)).
+    pub(super) fn armed() -> Inbox {
+        Inbox {
+            armed: true,
+            ..Inbox::new()
+        }
+    }
+
+    /// Whether it is in the state [`armed`](Inbox::armed) makes: its receive in flight,
+    /// nothing held (no byte, no room, no end), nothing else to remember. The driver then
+    /// folds it away: a connection between messages holds no inbox of its own.
+    pub(super) fn is_idle(&self) -> bool {
+        self.armed
+            && !self.cancelling
+            && !self.stopped
+            && self.end == End::Open
+            && self.bytes.capacity() == 0
+            && self.start == 0
+    }
+
     /// Unread bytes.
     pub(super) fn len(&self) -> usize {
         self.bytes.len() - self.start as usize
@@ -162,6 +184,30 @@ mod tests {
         inbox
             .read(&mut buf, false)
             .map(|r| r.map(|n| buf[..n].to_vec()))
+    }
+
+    #[test]
+    fn an_inbox_is_idle_only_with_its_receive_in_flight_and_nothing_held() {
+        assert!(Inbox::armed().is_idle());
+        assert!(!Inbox::new().is_idle(), "no receive in flight");
+        let mut inbox = Inbox::armed();
+        inbox.push(b"abc");
+        assert!(!inbox.is_idle(), "bytes wait");
+        let mut buf = [0u8; 3];
+        assert_eq!(inbox.read(&mut buf, false).unwrap().unwrap(), 3);
+        assert!(!inbox.is_idle(), "read empty, it still has its room");
+        assert!(inbox.take_room().is_some());
+        assert!(inbox.is_idle());
+        for change in [
+            |i: &mut Inbox| i.cancelling = true,
+            |i: &mut Inbox| i.stopped = true,
+            |i: &mut Inbox| i.end = End::Eof,
+            |i: &mut Inbox| i.end = End::Failed(libc::ECONNRESET),
+        ] {
+            let mut inbox = Inbox::armed();
+            change(&mut inbox);
+            assert!(!inbox.is_idle(), "{inbox:?}");
+        }
     }
 
     /// Every connection that receives ahead has an inbox, idle ones too: it stays within 40

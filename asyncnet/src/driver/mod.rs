@@ -915,7 +915,8 @@ mod tests {
 
     /// A connection between messages holds no buffer in the driver: on io_uring its inbox's
     /// room goes back to the ring once every byte in it was read, and its send's once the
-    /// send is done, for the next socket that needs room. (The poll driver holds none.)
+    /// send is done, for the next socket that needs room; and the inbox itself, idle, is
+    /// folded away. (The poll driver holds none.)
     #[test]
     fn a_socket_between_messages_holds_no_room_in_the_driver() {
         for kind in [DriverKind::Poll, DriverKind::IoUring] {
@@ -987,6 +988,10 @@ mod tests {
                 reg.held_room(),
                 0,
                 "{kind:?}, round {round}: every byte read and sent, yet room is held"
+            );
+            assert!(
+                !reg.holds_inbox(),
+                "{kind:?}, round {round}: an idle socket's inbox is folded away"
             );
         }
         drop(reg.deregister(raw(&a)));

@@ -81,6 +81,11 @@ pub(super) struct IoState {
     /// receives ahead.
     #[cfg(target_os = "linux")]
     pub(super) inbox: RefCell<Option<Box<super::inbox::Inbox>>>,
+    /// io_uring: the inbox is folded away (`inbox` is `None`): it is in the state
+    /// `Inbox::armed` makes, a receive in flight and nothing held, kept as this flag rather
+    /// than a block of its own, so that an idle connection holds no inbox (`uring.rs`).
+    #[cfg(target_os = "linux")]
+    pub(super) inbox_folded: Cell<bool>,
     /// io_uring: the connections a listener accepted ahead of its accepts (`backlog.rs`),
     /// once it accepts ahead.
     #[cfg(target_os = "linux")]
@@ -133,6 +138,8 @@ impl IoState {
             deadlines: OnceCell::new(),
             #[cfg(target_os = "linux")]
             inbox: RefCell::new(None),
+            #[cfg(target_os = "linux")]
+            inbox_folded: Cell::new(false),
             #[cfg(target_os = "linux")]
             backlog: RefCell::new(None),
             #[cfg(target_os = "linux")]
@@ -586,6 +593,16 @@ impl Registration {
     #[cfg(test)]
     pub(crate) fn held_room(&self) -> usize {
         self.driver.held_room(&self.state)
+    }
+
+    /// Whether the socket has an inbox block of its own (io_uring; an idle one is folded
+    /// away).
+    #[cfg(test)]
+    pub(crate) fn holds_inbox(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.state.inbox.borrow().is_some();
+        #[cfg(not(target_os = "linux"))]
+        false
     }
 
     /// How many wakers wait in `dir` (the wakers of dropped futures included).

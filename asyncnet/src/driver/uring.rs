@@ -43,7 +43,7 @@
 //! that should be gone.
 #![forbid(unsafe_code)]
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::fs::File;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
@@ -79,6 +79,9 @@ const EPOCH: u64 = 1 << 59;
 const BUFFERS: u16 = 512;
 const FIRST_BUFFERS: u16 = 8;
 const BUFFER_SIZE: usize = 4096;
+/// How many folded-away inboxes' blocks are kept for the next inbox to unfold (see
+/// [`Uring::fold`]); others are freed.
+const SPARE_INBOXES: usize = 64;
 /// How many times a removal is made at once before it is left to later turns.
 const REMOVAL_TRIES: usize = 3;
 /// The longest a send queued during a turn waits for the submission, roughly (checked
@@ -121,6 +124,10 @@ pub(super) struct Uring {
     no_buffers: std::cell::Cell<bool>,
     /// A receive of this turn found no buffer left (`ENOBUFS`): the kernel gets more.
     out_of_buffers: std::cell::Cell<bool>,
+    /// Blocks of inboxes folded away, for the next inbox to unfold (boxed: the blocks
+    /// themselves are what is kept, to be handed out again without an allocation).
+    #[allow(clippy::vec_box)]
+    spare_inboxes: RefCell<Vec<Box<Inbox>>>,
 }
 
 impl Uring {
@@ -135,6 +142,7 @@ impl Uring {
             completions: RefCell::new(Vec::with_capacity(1024)),
             no_buffers: std::cell::Cell::new(false),
             out_of_buffers: std::cell::Cell::new(false),
+            spare_inboxes: RefCell::new(Vec::new()),
         })
     }
 
@@ -166,7 +174,7 @@ impl Uring {
     fn remove(&self, io: &IoState) {
         let slot = user_data(io.key, io.gen);
         let mut ring = self.ring.borrow_mut();
-        if io.inbox.borrow().as_ref().is_some_and(|i| i.armed) {
+        if receive_armed(io) {
             let _ = ring.cancel(slot | RECEIVE, slot | RECEIVE | REMOVAL);
         }
         if io.backlog.borrow().as_ref().is_some_and(|b| b.armed) {
@@ -179,6 +187,7 @@ impl Uring {
         // bytes received ahead (later completions find no inbox and drop theirs).
         drop(io.backlog.take());
         drop(io.inbox.take());
+        io.inbox_folded.set(false);
         let mut stash = self.completions.borrow_mut();
         for _ in 0..REMOVAL_TRIES {
             // An error here leaves the poll until a later completion of it asks again, or the
@@ -368,11 +377,7 @@ impl Uring {
             let mut bits = bits(c.result as u32);
             // (Also while a stopped receive's last completion is awaited: until it comes, an
             // empty inbox says `WouldBlock`, which must be waited on, not spun on.)
-            let ahead = io
-                .inbox
-                .borrow()
-                .as_ref()
-                .is_some_and(|i| !i.stopped || i.armed)
+            let ahead = reads_on_ring(io)
                 || io
                     .backlog
                     .borrow()
@@ -559,7 +564,7 @@ impl Uring {
     /// A read of stream socket `io` would block: receive ahead from now on (unless the
     /// buffers cannot be had: reads then go on going to the kernel).
     pub(super) fn start_receiving(&self, io: &IoState) {
-        if self.no_buffers.get() || io.inbox.borrow().is_some() {
+        if self.no_buffers.get() || io.inbox.borrow().is_some() || io.inbox_folded.get() {
             return;
         }
         if self
@@ -583,8 +588,7 @@ impl Uring {
         // known to be writable yet (a connect under way waits on it); `parking` adds it
         // back when a task must wait on the kernel (a TLS write, which does not go through
         // the ring; reads once receiving ahead stopped).
-        let armed = io.inbox.borrow().as_ref().is_some_and(|i| i.armed);
-        if armed && io.is_ready_bits(WRITE) && !io.poll_off.get() {
+        if receive_armed(io) && io.is_ready_bits(WRITE) && !io.poll_off.get() {
             let target = poll_data(io);
             if self
                 .ring
@@ -606,11 +610,7 @@ impl Uring {
             return;
         }
         let ring_answers = match dir {
-            Direction::Read => io
-                .inbox
-                .borrow()
-                .as_ref()
-                .is_some_and(|i| !i.stopped || i.armed),
+            Direction::Read => reads_on_ring(io),
             Direction::Write => io.sending(),
         };
         if ring_answers {
@@ -634,10 +634,48 @@ impl Uring {
 
     /// Put a multishot receive in flight for `io` if its inbox wants one.
     fn receive(&self, io: &IoState) {
-        if let Some(inbox) = io.inbox.borrow_mut().as_mut() {
+        if io.inbox_folded.get() {
+            // Its receive is in flight.
+            return;
+        }
+        let mut slot = io.inbox.borrow_mut();
+        if let Some(inbox) = slot.as_mut() {
             if inbox.wants_receive() {
                 Self::arm(io, inbox, &mut self.ring.borrow_mut());
             }
+        }
+        self.fold(io, &mut slot);
+    }
+
+    /// `io`'s inbox, unfolded first if it was folded away (see [`fold`](Self::fold)).
+    fn inbox<'a>(&self, io: &'a IoState) -> RefMut<'a, Option<Box<Inbox>>> {
+        let mut slot = io.inbox.borrow_mut();
+        if io.inbox_folded.replace(false) {
+            let inbox = match self.spare_inboxes.borrow_mut().pop() {
+                Some(mut spare) => {
+                    *spare = Inbox::armed();
+                    spare
+                }
+                None => Box::new(Inbox::armed()),
+            };
+            *slot = Some(inbox);
+        }
+        slot
+    }
+
+    /// Fold `io`'s inbox away if it is idle ([`Inbox::is_idle`]: its receive in flight,
+    /// nothing held): the flag `inbox_folded` stands for it, and its block goes to a short
+    /// spare list for the next inbox that unfolds (when bytes come). An idle connection so
+    /// holds no inbox of its own, and the inboxes of busy ones are a few blocks in cache.
+    fn fold(&self, io: &IoState, slot: &mut Option<Box<Inbox>>) {
+        if !slot.as_ref().is_some_and(|i| i.is_idle()) {
+            return;
+        }
+        let Some(inbox) = slot.take() else { return };
+        io.inbox_folded.set(true);
+        let mut spare = self.spare_inboxes.borrow_mut();
+        if spare.len() < SPARE_INBOXES {
+            spare.push(inbox);
         }
     }
 
@@ -657,6 +695,10 @@ impl Uring {
         buf: &mut [u8],
         peek: bool,
     ) -> Option<io::Result<usize>> {
+        if io.inbox_folded.get() {
+            // What an idle inbox answers: its receive is awaited.
+            return Some(Err(io::ErrorKind::WouldBlock.into()));
+        }
         let mut slot = io.inbox.borrow_mut();
         let inbox = slot.as_mut()?;
         let r = inbox.read(buf, peek);
@@ -674,6 +716,7 @@ impl Uring {
                     Self::arm(io, inbox, &mut ring);
                 }
             }
+            self.fold(io, &mut slot);
         }
         r
     }
@@ -687,16 +730,20 @@ impl Uring {
         }
         let ud = user_data(io.key, io.gen) | RECEIVE;
         {
-            let mut inbox = io.inbox.borrow_mut();
+            let mut inbox = self.inbox(io);
             let Some(inbox) = inbox.as_mut() else {
                 return true;
             };
             inbox.stopped = true;
         }
-        let armed = || io.inbox.borrow().as_ref().is_some_and(|i| i.armed);
-        self.cancel_now(ud, armed, |c| {
-            self.received(Some(io), c);
-        });
+        // (Stopped, it is never folded again.)
+        self.cancel_now(
+            ud,
+            || receive_armed(io),
+            |c| {
+                self.received(Some(io), c);
+            },
+        );
         io.inbox
             .borrow()
             .as_ref()
@@ -831,7 +878,7 @@ impl Uring {
     /// once this turn's buffers are all back.
     fn received(&self, io: Option<&IoState>, c: &Completion) -> bool {
         let mut ring = self.ring.borrow_mut();
-        let mut slot = io.map(|io| io.inbox.borrow_mut());
+        let mut slot = io.map(|io| self.inbox(io));
         let Some(inbox) = slot.as_mut().and_then(|i| i.as_mut()) else {
             if let Some(bid) = c.buffer() {
                 ring.recycle(bid);
@@ -881,6 +928,9 @@ impl Uring {
         // since, or the kernel's own reasons): the bytes still queued in the kernel are
         // received by the next one.
         let again = !inbox.armed && inbox.wants_receive();
+        if let (Some(io), Some(slot)) = (io, slot.as_mut()) {
+            self.fold(io, slot);
+        }
         // Wake outside the borrows: a woken waker may run code that reads the socket.
         drop(slot);
         drop(ring);
@@ -889,6 +939,23 @@ impl Uring {
         }
         again
     }
+}
+
+/// Whether `io`'s multishot receive is in flight.
+fn receive_armed(io: &IoState) -> bool {
+    io.inbox_folded.get() || io.inbox.borrow().as_ref().is_some_and(|i| i.armed)
+}
+
+/// Whether `io`'s reads wait on the ring rather than on the poll: it receives ahead, or its
+/// receive was stopped and its last completion is still awaited (until then an empty inbox
+/// says `WouldBlock`, which must be waited on, not spun on).
+fn reads_on_ring(io: &IoState) -> bool {
+    io.inbox_folded.get()
+        || io
+            .inbox
+            .borrow()
+            .as_ref()
+            .is_some_and(|i| !i.stopped || i.armed)
 }
 
 /// The readiness bits of a poll's events, as the epoll poller reads them (mio's rules).
