@@ -179,6 +179,12 @@ impl Inbox {
 mod tests {
     use super::*;
 
+    /// The OS's error number for a reset connection.
+    #[cfg(unix)]
+    const RESET: i32 = libc::ECONNRESET;
+    #[cfg(windows)]
+    const RESET: i32 = 10054; // WSAECONNRESET
+
     fn read(inbox: &mut Inbox, len: usize) -> Option<io::Result<Vec<u8>>> {
         let mut buf = vec![0; len];
         inbox
@@ -202,7 +208,7 @@ mod tests {
             |i: &mut Inbox| i.cancelling = true,
             |i: &mut Inbox| i.stopped = true,
             |i: &mut Inbox| i.end = End::Eof,
-            |i: &mut Inbox| i.end = End::Failed(libc::ECONNRESET),
+            |i: &mut Inbox| i.end = End::Failed(RESET),
         ] {
             let mut inbox = Inbox::armed();
             change(&mut inbox);
@@ -237,7 +243,7 @@ mod tests {
     fn an_error_comes_after_the_bytes_once_then_the_end() {
         let mut inbox = Inbox::new();
         inbox.push(b"last");
-        inbox.end = End::Failed(libc::ECONNRESET);
+        inbox.end = End::Failed(RESET);
         assert_eq!(read(&mut inbox, 100).unwrap().unwrap(), b"last");
         let mut buf = [0; 8];
         let peeked = inbox.read(&mut buf, true).unwrap().unwrap_err();
