@@ -30,9 +30,13 @@
 //! - **Who owns a buffer while the kernel may write into it.** Never the future, nor the
 //!   socket: the ring's provided buffers (`sys/uring.rs`), which the kernel picks when bytes
 //!   arrive and hands back in the completion; the driver copies the bytes into the socket's
-//!   inbox and gives the buffer back at once. A future dropped meanwhile loses nothing (the
-//!   bytes wait in the inbox, as they would in the kernel), a socket closed meanwhile only
-//!   has its later completions' buffers given back, and the buffers are freed only after the
+//!   inbox and gives the buffer back at once, or, when the socket's inbox is idle, lets the
+//!   socket hold the buffer until it reads the bytes (most often later in the same turn) and
+//!   copies what is left unread into the inbox before the ring is entered again, so that every
+//!   buffer is the kernel's at each enter. A future dropped meanwhile loses nothing (the
+//!   bytes wait in the buffer or the inbox, as they would in the kernel), a socket closed
+//!   meanwhile gives back the buffer it held and its later completions' buffers, and the
+//!   buffers are freed only after the
 //!   kernel can no longer pick one (the group is unregistered first). An accept that completes
 //!   after its listener closed has its descriptor closed, never leaked.
 //! - **Sends.** A stream write ([`Registration::send_stream`]) on io_uring copies its bytes
@@ -384,6 +388,17 @@ impl Driver {
         }
     }
 
+    /// How many provided buffers the kernel filled that the driver has not given back (0 on
+    /// the poll driver).
+    #[cfg(test)]
+    fn buffers_out(&self) -> usize {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => u.buffers_out(),
+            _ => 0,
+        }
+    }
+
     /// How many receive buffers the io_uring ring gave the kernel so far (0 on the poll
     /// driver).
     #[cfg(test)]
@@ -608,6 +623,150 @@ mod tests {
             .collect()
     }
 
+    /// A driver of `kind` (driven, as in a running loop) and a loopback TCP pair, `a`
+    /// registered with it, non-blocking, `sock` a handle of it for the operations.
+    struct Pair {
+        driver: Rc<Driver>,
+        a: TcpStream,
+        b: TcpStream,
+        reg: Registration,
+        sock: socket2::Socket,
+    }
+
+    impl Pair {
+        fn on(kind: DriverKind) -> Pair {
+            let driver = Rc::new(Driver::new(kind).expect("a poller"));
+            driver.set_driven(true);
+            let (a, b) = tcp_pairs(1).pop().expect("a pair");
+            a.set_nonblocking(true).expect("non-blocking");
+            let reg = Registration::new(&driver, raw(&a)).expect("registered");
+            let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+            Pair {
+                driver,
+                a,
+                b,
+                reg,
+                sock,
+            }
+        }
+
+        /// Read until `want` bytes came or the stream ended (then `true`), turning the
+        /// driver while reads wait.
+        fn read(&self, want: usize) -> (Vec<u8>, bool) {
+            use std::task::{Context, Poll, Waker};
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut got = Vec::new();
+            let mut turns = 0;
+            while got.len() < want {
+                let mut buf = vec![0u8; want - got.len()];
+                match self.reg.poll_read(&mut cx, buf.len(), || {
+                    self.reg.recv_stream(&self.sock, &mut buf)
+                }) {
+                    Poll::Ready(Ok(0)) => return (got, true),
+                    Poll::Ready(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                    Poll::Ready(Err(e)) => panic!("a read failed: {e}"),
+                    Poll::Pending => {
+                        assert!(turns < 50, "the bytes never came");
+                        self.driver
+                            .turn(Some(Duration::from_millis(100)), || {})
+                            .expect("a turn");
+                        turns += 1;
+                    }
+                }
+            }
+            (got, false)
+        }
+    }
+
+    /// Bytes that come while a socket's inbox is idle stay in the ring's buffer (io_uring)
+    /// until the socket reads them. Reads in pieces, a look, a turn that ends with bytes
+    /// unread, more bytes, the end of the stream and a deregistration all keep every byte,
+    /// in order, and every buffer goes back to the kernel.
+    #[test]
+    fn bytes_held_in_a_receive_buffer_are_read_in_order_across_turns_and_the_buffer_goes_back() {
+        for kind in [DriverKind::Poll, DriverKind::IoUring] {
+            if kind == DriverKind::IoUring && io_uring_support().is_err() {
+                continue;
+            }
+            held_on(kind);
+        }
+    }
+
+    fn held_on(kind: DriverKind) {
+        let uring = kind == DriverKind::IoUring;
+        let p = Pair::on(kind);
+        let zero = Some(Duration::ZERO);
+        // A read that waits starts receiving ahead.
+        let (got, _) = p.read(0);
+        assert!(got.is_empty());
+        let mut buf = [0u8; 8];
+        let waits = p.reg.recv_stream(&p.sock, &mut buf);
+        assert!(
+            matches!(&waits, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "{waits:?}"
+        );
+        p.driver.turn(zero, || {}).expect("a turn");
+        let first: Vec<u8> = (0..100u8).collect();
+        (&p.b).write_all(&first).expect("written");
+        assert_eq!(p.read(10).0, first[..10], "{kind:?}");
+        if uring {
+            assert!(
+                p.reg.holds_buffer() && !p.reg.holds_inbox(),
+                "held, no inbox"
+            );
+            assert_eq!(p.driver.buffers_out(), 1);
+        }
+        let mut look = [0u8; 5];
+        assert_eq!(p.reg.peek_stream(&p.sock, &mut look).expect("a look"), 5);
+        assert_eq!(look, first[10..15], "{kind:?}: a look sees the next bytes");
+        // The turn ends with bytes unread: they go to the inbox, the buffer back.
+        p.driver.turn(zero, || {}).expect("a turn");
+        if uring {
+            assert!(
+                !p.reg.holds_buffer() && p.reg.holds_inbox(),
+                "in the inbox now"
+            );
+            assert_eq!(p.driver.buffers_out(), 0);
+        }
+        let second: Vec<u8> = (100..200u8).collect();
+        (&p.b).write_all(&second).expect("written");
+        let (got, end) = p.read(190);
+        assert!(!end);
+        assert_eq!(
+            got,
+            [&first[10..], &second[..]].concat(),
+            "{kind:?}: in order"
+        );
+        // Held again, partly read; then the end of the stream.
+        (&p.b).write_all(&first).expect("written");
+        assert_eq!(p.read(1).0, first[..1], "{kind:?}");
+        if uring {
+            assert!(p.reg.holds_buffer(), "held again");
+        }
+        p.b.shutdown(std::net::Shutdown::Write).expect("the end");
+        let (got, end) = p.read(1000);
+        assert!(end, "{kind:?}: the end comes");
+        assert_eq!(got, first[1..], "{kind:?}: every byte before the end");
+        if uring {
+            assert!(!p.reg.holds_buffer());
+            assert_eq!(p.driver.buffers_out(), 0, "every buffer given back");
+        }
+        drop(p.reg.deregister(raw(&p.a)));
+        // A socket taken out of the loop while it holds a buffer gives it back.
+        let p = Pair::on(kind);
+        assert!(p.read(0).0.is_empty());
+        let waits = p.reg.recv_stream(&p.sock, &mut buf);
+        assert!(waits.is_err(), "{waits:?}");
+        p.driver.turn(zero, || {}).expect("a turn");
+        (&p.b).write_all(&first).expect("written");
+        assert_eq!(p.read(1).0, first[..1], "{kind:?}");
+        if uring {
+            assert!(p.reg.holds_buffer());
+        }
+        drop(p.reg.deregister(raw(&p.a)));
+        assert_eq!(p.driver.buffers_out(), 0, "{kind:?}: given back");
+    }
+
     #[test]
     fn tasks_run_between_chunks_of_events_and_slots_closed_meanwhile_stay_taken_until_the_batch_ends(
     ) {
@@ -701,12 +860,13 @@ mod tests {
                 self.0.fetch_add(1, Ordering::SeqCst);
             }
         }
-        let driver = Rc::new(Driver::new(kind).expect("a poller"));
-        driver.set_driven(true);
-        let (a, b) = tcp_pairs(1).pop().expect("a pair");
-        a.set_nonblocking(true).expect("non-blocking");
-        let reg = Registration::new(&driver, raw(&a)).expect("registered");
-        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let Pair {
+            driver,
+            a,
+            b,
+            reg,
+            sock,
+        } = Pair::on(kind);
         let woken = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(woken.clone());
         let mut cx = Context::from_waker(&waker);
@@ -776,12 +936,13 @@ mod tests {
                 self.0.fetch_add(1, Ordering::SeqCst);
             }
         }
-        let driver = Rc::new(Driver::new(kind).expect("a poller"));
-        driver.set_driven(true);
-        let (a, b) = tcp_pairs(1).pop().expect("a pair");
-        a.set_nonblocking(true).expect("non-blocking");
-        let reg = Registration::new(&driver, raw(&a)).expect("registered");
-        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let Pair {
+            driver,
+            a,
+            b,
+            reg,
+            sock,
+        } = Pair::on(kind);
         let woken = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(woken.clone());
         let mut cx = Context::from_waker(&waker);
@@ -933,12 +1094,13 @@ mod tests {
     fn room_on(kind: DriverKind) {
         use std::io::Read;
         use std::task::{Context, Poll, Waker};
-        let driver = Rc::new(Driver::new(kind).expect("a poller"));
-        driver.set_driven(true);
-        let (a, b) = tcp_pairs(1).pop().expect("a pair");
-        a.set_nonblocking(true).expect("non-blocking");
-        let reg = Registration::new(&driver, raw(&a)).expect("registered");
-        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let Pair {
+            driver,
+            a,
+            b,
+            reg,
+            sock,
+        } = Pair::on(kind);
         let mut cx = Context::from_waker(Waker::noop());
         let mut buf = [0u8; 64];
         let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
@@ -1093,12 +1255,13 @@ mod tests {
 
     fn quiet_on(kind: DriverKind) {
         use std::task::{Context, Poll, Waker};
-        let driver = Rc::new(Driver::new(kind).expect("a poller"));
-        driver.set_driven(true);
-        let (a, b) = tcp_pairs(1).pop().expect("a pair");
-        a.set_nonblocking(true).expect("non-blocking");
-        let reg = Registration::new(&driver, raw(&a)).expect("registered");
-        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let Pair {
+            driver,
+            a,
+            b,
+            reg,
+            sock,
+        } = Pair::on(kind);
         let mut cx = Context::from_waker(Waker::noop());
         let mut buf = [0u8; 64];
         let mut read_all = |want: usize| {
@@ -1152,12 +1315,13 @@ mod tests {
 
     fn deregister_after_send_on(kind: DriverKind) {
         use std::io::Read;
-        let driver = Rc::new(Driver::new(kind).expect("a poller"));
-        driver.set_driven(true);
-        let (a, b) = tcp_pairs(1).pop().expect("a pair");
-        a.set_nonblocking(true).expect("non-blocking");
-        let reg = Registration::new(&driver, raw(&a)).expect("registered");
-        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let Pair {
+            driver: _driver,
+            a,
+            b,
+            reg,
+            sock,
+        } = Pair::on(kind);
         let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
         let n = reg.send_stream(&sock, &data).expect("sent");
         assert!(n > 0, "{kind:?}");
@@ -1195,12 +1359,13 @@ mod tests {
                 self.0.fetch_add(1, Ordering::SeqCst);
             }
         }
-        let driver = Rc::new(Driver::new(kind).expect("a poller"));
-        driver.set_driven(true);
-        let (a, b) = tcp_pairs(1).pop().expect("a pair");
-        a.set_nonblocking(true).expect("non-blocking");
-        let reg = Registration::new(&driver, raw(&a)).expect("registered");
-        let sock = socket2::Socket::from(a.try_clone().expect("a handle"));
+        let Pair {
+            driver,
+            a,
+            b,
+            reg,
+            sock,
+        } = Pair::on(kind);
         let woken = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(woken.clone());
         let mut cx = Context::from_waker(&waker);

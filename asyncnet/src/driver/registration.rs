@@ -98,6 +98,11 @@ pub(super) struct IoState {
     /// (0: none).
     #[cfg(target_os = "linux")]
     pub(super) send_failed: Cell<i32>,
+    /// io_uring, while the inbox is folded: a provided buffer whose bytes are the socket's
+    /// next ones, held for the socket's read rather than copied into an inbox (`uring.rs`;
+    /// 0: none).
+    #[cfg(target_os = "linux")]
+    pub(super) held: Cell<u64>,
     /// io_uring: the socket's poll was dropped, the ring answering its reads and writes
     /// (`uring.rs`); it is added again when a task must wait on the kernel.
     #[cfg(target_os = "linux")]
@@ -146,6 +151,8 @@ impl IoState {
             send: Cell::new(NO_SEND),
             #[cfg(target_os = "linux")]
             send_failed: Cell::new(0),
+            #[cfg(target_os = "linux")]
+            held: Cell::new(0),
             #[cfg(target_os = "linux")]
             poll_off: Cell::new(false),
             #[cfg(target_os = "linux")]
@@ -601,6 +608,16 @@ impl Registration {
     pub(crate) fn holds_inbox(&self) -> bool {
         #[cfg(target_os = "linux")]
         return self.state.inbox.borrow().is_some();
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+
+    /// Whether the socket holds a provided buffer of the ring's, its bytes unread (io_uring,
+    /// while its inbox is folded away).
+    #[cfg(test)]
+    pub(crate) fn holds_buffer(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.state.held.get() != 0;
         #[cfg(not(target_os = "linux"))]
         false
     }

@@ -19,7 +19,9 @@
 //! Stream reads go further: once a read of a connected stream socket would block, the socket
 //! gets a multishot receive into the ring's provided buffers (`sys/uring.rs`), and its bytes
 //! are copied into the socket's inbox (`inbox.rs`) as they come; the socket's reads take them
-//! from there without a system call. (An inbox read empty gives its room back to the ring,
+//! from there without a system call. (Bytes that come while the inbox is idle skip the inbox:
+//! the socket holds the buffer they came in until it reads them, and what it has not read when
+//! the turn ends goes to the inbox then, the buffer back to the kernel: see [`Held`].) (An inbox read empty gives its room back to the ring,
 //! as a send does once done, for the next socket that needs room, and a send holds a slot of
 //! the ring's table of sends only while it is under way: a connection between messages holds
 //! no buffer and no slot.) The poll is then dropped (unless a connect may still be
@@ -128,6 +130,47 @@ pub(super) struct Uring {
     /// themselves are what is kept, to be handed out again without an allocation).
     #[allow(clippy::vec_box)]
     spare_inboxes: RefCell<Vec<Box<Inbox>>>,
+    /// The sockets (slot and generation) that were handed a provided buffer to hold this
+    /// turn (see [`Held`]): what they have not read by the next enter goes to their inbox.
+    holding: RefCell<Vec<(usize, u32)>>,
+    /// Provided buffers the kernel filled and the driver has not given back yet (tests).
+    #[cfg(test)]
+    buffers_out: std::cell::Cell<usize>,
+}
+
+/// A provided buffer held for a socket whose inbox is folded ([`IoState::held`]): the
+/// socket's next bytes are the buffer's from `off` to `len`. A message that comes while the
+/// socket's inbox is idle stays in the kernel's buffer until the socket reads it, most often
+/// later in the same turn: no copy into an inbox, and the inbox stays folded. Whatever is
+/// left unread when the turn ends goes to the inbox then, and the buffer back to the ring, so
+/// that every buffer is the kernel's again when the ring is next entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    bid: u16,
+    off: u32,
+    len: u32,
+}
+
+impl Held {
+    /// What `io` holds, if anything.
+    fn of(io: &IoState) -> Option<Held> {
+        match io.held.get() {
+            0 => None,
+            v => Some(Held {
+                bid: (v >> 48) as u16,
+                off: ((v >> 24) & 0xff_ffff) as u32,
+                len: (v & 0xff_ffff) as u32,
+            }),
+        }
+    }
+
+    /// Make `io` hold this (`None`: nothing).
+    fn set(io: &IoState, held: Option<Held>) {
+        io.held.set(held.map_or(0, |h| {
+            debug_assert!(h.off < h.len && h.len as usize <= BUFFER_SIZE);
+            (u64::from(h.bid) << 48) | (u64::from(h.off) << 24) | u64::from(h.len)
+        }));
+    }
 }
 
 impl Uring {
@@ -143,6 +186,9 @@ impl Uring {
             no_buffers: std::cell::Cell::new(false),
             out_of_buffers: std::cell::Cell::new(false),
             spare_inboxes: RefCell::new(Vec::new()),
+            holding: RefCell::new(Vec::new()),
+            #[cfg(test)]
+            buffers_out: std::cell::Cell::new(0),
         })
     }
 
@@ -188,6 +234,10 @@ impl Uring {
         drop(io.backlog.take());
         drop(io.inbox.take());
         io.inbox_folded.set(false);
+        if let Some(h) = Held::of(io) {
+            Held::set(io, None);
+            self.give_back(&mut ring, h.bid);
+        }
         let mut stash = self.completions.borrow_mut();
         for _ in 0..REMOVAL_TRIES {
             // An error here leaves the poll until a later completion of it asks again, or the
@@ -242,6 +292,7 @@ impl Uring {
         let mut receive_again = Vec::new();
         let mut accept_again = Vec::new();
         let mut handed = 0;
+        self.unhold_all(&lookup);
         loop {
             {
                 let mut ring = self.ring.borrow_mut();
@@ -537,11 +588,12 @@ impl Uring {
         }
     }
 
-    /// Bytes of room held for `io`: its inbox's and its send's.
+    /// Bytes of room held for `io`: its inbox's, a provided buffer it holds, and its send's.
     #[cfg(test)]
     pub(super) fn held_room(&self, io: &IoState) -> usize {
         let inbox = io.inbox.borrow().as_ref().map_or(0, |i| i.room());
-        inbox + self.ring.borrow().send_room(io.send.get())
+        let held = Held::of(io).map_or(0, |_| BUFFER_SIZE);
+        inbox + held + self.ring.borrow().send_room(io.send.get())
     }
 
     /// How many slots the ring's table of sends has.
@@ -647,20 +699,76 @@ impl Uring {
         self.fold(io, &mut slot);
     }
 
-    /// `io`'s inbox, unfolded first if it was folded away (see [`fold`](Self::fold)).
-    fn inbox<'a>(&self, io: &'a IoState) -> RefMut<'a, Option<Box<Inbox>>> {
+    /// `io`'s inbox, unfolded first if it was folded away (see [`fold`](Self::fold)), with
+    /// the bytes of a buffer it held ([`Held`]) in it, the buffer given back.
+    fn inbox<'a>(&self, io: &'a IoState, ring: &mut Ring) -> RefMut<'a, Option<Box<Inbox>>> {
         let mut slot = io.inbox.borrow_mut();
         if io.inbox_folded.replace(false) {
-            let inbox = match self.spare_inboxes.borrow_mut().pop() {
+            let mut inbox = match self.spare_inboxes.borrow_mut().pop() {
                 Some(mut spare) => {
                     *spare = Inbox::armed();
                     spare
                 }
                 None => Box::new(Inbox::armed()),
             };
+            if let Some(h) = Held::of(io) {
+                Held::set(io, None);
+                inbox.give_room(ring.take_room());
+                inbox.push(&ring.buffer(h.bid, h.len as usize)[h.off as usize..]);
+                self.give_back(ring, h.bid);
+            }
             *slot = Some(inbox);
         }
         slot
+    }
+
+    /// The turn is over: the bytes of buffers still held (their sockets did not read them)
+    /// go to the sockets' inboxes, and the buffers back to the kernel, before it is entered.
+    fn unhold_all(&self, lookup: &impl Fn(usize, u32) -> Option<std::rc::Rc<IoState>>) {
+        let mut holding = std::mem::take(&mut *self.holding.borrow_mut());
+        if holding.is_empty() {
+            return;
+        }
+        for (key, gen) in holding.drain(..) {
+            let Some(io) = lookup(key, gen) else { continue };
+            if io.inbox_folded.get() && io.held.get() != 0 {
+                drop(self.inbox(&io, &mut self.ring.borrow_mut()));
+            }
+        }
+        *self.holding.borrow_mut() = holding;
+    }
+
+    /// Give provided buffer `bid` back to the kernel.
+    fn give_back(&self, ring: &mut Ring, bid: u16) {
+        ring.recycle(bid);
+        #[cfg(test)]
+        self.buffers_out.set(self.buffers_out.get() - 1);
+    }
+
+    /// Provided buffers filled by the kernel and not given back yet.
+    #[cfg(test)]
+    pub(super) fn buffers_out(&self) -> usize {
+        self.buffers_out.get()
+    }
+
+    /// A read from the buffer `io` holds, if it holds one (see [`Held`]).
+    fn read_held(&self, io: &IoState, buf: &mut [u8], peek: bool) -> Option<usize> {
+        let h = Held::of(io)?;
+        let mut ring = self.ring.borrow_mut();
+        let bytes = &ring.buffer(h.bid, h.len as usize)[h.off as usize..];
+        let n = bytes.len().min(buf.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        if !peek {
+            // (`n` is at most a buffer's size.)
+            let off = h.off + n as u32;
+            if off == h.len {
+                Held::set(io, None);
+                self.give_back(&mut ring, h.bid);
+            } else {
+                Held::set(io, Some(Held { off, ..h }));
+            }
+        }
+        Some(n)
     }
 
     /// Fold `io`'s inbox away if it is idle ([`Inbox::is_idle`]: its receive in flight,
@@ -696,8 +804,11 @@ impl Uring {
         peek: bool,
     ) -> Option<io::Result<usize>> {
         if io.inbox_folded.get() {
-            // What an idle inbox answers: its receive is awaited.
-            return Some(Err(io::ErrorKind::WouldBlock.into()));
+            // A buffer held for it, else what an idle inbox answers: its receive is awaited.
+            return Some(
+                self.read_held(io, buf, peek)
+                    .ok_or_else(|| io::ErrorKind::WouldBlock.into()),
+            );
         }
         let mut slot = io.inbox.borrow_mut();
         let inbox = slot.as_mut()?;
@@ -730,7 +841,7 @@ impl Uring {
         }
         let ud = user_data(io.key, io.gen) | RECEIVE;
         {
-            let mut inbox = self.inbox(io);
+            let mut inbox = self.inbox(io, &mut self.ring.borrow_mut());
             let Some(inbox) = inbox.as_mut() else {
                 return true;
             };
@@ -877,11 +988,26 @@ impl Uring {
     /// or cancelled when full and read down since): it is made again at the end of the turn,
     /// once this turn's buffers are all back.
     fn received(&self, io: Option<&IoState>, c: &Completion) -> bool {
+        #[cfg(test)]
+        if c.buffer().is_some() {
+            self.buffers_out.set(self.buffers_out.get() + 1);
+        }
         let mut ring = self.ring.borrow_mut();
-        let mut slot = io.map(|io| self.inbox(io));
+        if let (Some(io), Some(bid)) = (io, c.buffer()) {
+            // Bytes for an idle inbox, the receive going on: the socket holds the buffer.
+            if io.inbox_folded.get() && io.held.get() == 0 && c.result > 0 && c.more() {
+                let len = c.result as u32;
+                Held::set(io, Some(Held { bid, off: 0, len }));
+                self.holding.borrow_mut().push((io.key, io.gen));
+                drop(ring);
+                io.wake(READ);
+                return false;
+            }
+        }
+        let mut slot = io.map(|io| self.inbox(io, &mut ring));
         let Some(inbox) = slot.as_mut().and_then(|i| i.as_mut()) else {
             if let Some(bid) = c.buffer() {
-                ring.recycle(bid);
+                self.give_back(&mut ring, bid);
             }
             // A receive of a socket that is gone: make sure it ends.
             if c.more() {
@@ -896,7 +1022,7 @@ impl Uring {
                 inbox.give_room(ring.take_room());
             }
             inbox.push(ring.buffer(bid, len));
-            ring.recycle(bid);
+            self.give_back(&mut ring, bid);
             bits |= READ;
         }
         match c.result {
