@@ -273,6 +273,13 @@ impl Driver {
         let mut ios = self.ios.borrow_mut();
         let entry = ios.vacant_entry();
         let key = entry.key();
+        if u32::try_from(key).is_err() {
+            // Completions name a socket's slot in 32 bits.
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "more than 2^32 sockets registered with one loop",
+            ));
+        }
         let gen = self.next_gen.get();
         self.next_gen.set(if gen >= MAX_GEN { 0 } else { gen + 1 });
         let state = Rc::new(IoState::new(key, gen, fd));
@@ -318,9 +325,9 @@ impl Driver {
             Poller::Uring(u) => u.deregister(io),
         };
         if self.dispatching.get() {
-            self.closed_in_batch.borrow_mut().push(io.key);
+            self.closed_in_batch.borrow_mut().push(io.key());
         } else {
-            self.ios.borrow_mut().try_remove(io.key);
+            self.ios.borrow_mut().try_remove(io.key());
         }
         unsent
     }

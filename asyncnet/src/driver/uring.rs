@@ -104,7 +104,7 @@ pub(super) fn user_data(key: usize, gen: u32) -> u64 {
 
 /// The user data of `io`'s poll in its current epoch.
 fn poll_data(io: &IoState) -> u64 {
-    user_data(io.key, io.gen) | if io.poll_epoch.get() { EPOCH } else { 0 }
+    user_data(io.key(), io.gen) | if io.poll_epoch.get() { EPOCH } else { 0 }
 }
 
 fn slot_of(user_data: u64) -> (usize, u32) {
@@ -218,7 +218,7 @@ impl Uring {
     }
 
     fn remove(&self, io: &IoState) {
-        let slot = user_data(io.key, io.gen);
+        let slot = user_data(io.key(), io.gen);
         let mut ring = self.ring.borrow_mut();
         if receive_armed(io) {
             let _ = ring.cancel(slot | RECEIVE, slot | RECEIVE | REMOVAL);
@@ -472,14 +472,14 @@ impl Uring {
         if io.sending() && !self.finish_now(io) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        match io.send_failed.replace(0) {
+        match i32::from(io.send_failed.replace(0)) {
             0 => {}
             errno => return Err(io::Error::from_raw_os_error(errno)),
         }
         if data.is_empty() {
             return Ok(0);
         }
-        let owner = user_data(io.key, io.gen) | SEND;
+        let owner = user_data(io.key(), io.gen) | SEND;
         let (slot, n) = self.ring.borrow_mut().send(io.fd, owner, data)?;
         io.send.set(slot);
         Ok(n)
@@ -523,7 +523,9 @@ impl Uring {
             Some(Sent::All) => true,
             Some(Sent::Cancelled(_)) => false,
             Some(Sent::Failed(errno)) => {
-                io.send_failed.set(errno);
+                // (An errno fits in 16 bits; one that did not would still be a failure.)
+                io.send_failed
+                    .set(i16::try_from(errno).unwrap_or(libc::EIO as i16));
                 false
             }
         };
@@ -789,7 +791,7 @@ impl Uring {
 
     /// Put `io`'s multishot receive in flight (its inbox wants one), unless it is closed.
     fn arm(io: &IoState, inbox: &mut Inbox, ring: &mut Ring) {
-        let ud = user_data(io.key, io.gen) | RECEIVE;
+        let ud = user_data(io.key(), io.gen) | RECEIVE;
         if !io.is_closed() && ring.recv_multi(io.fd, ud).is_ok() {
             inbox.armed = true;
         }
@@ -839,7 +841,7 @@ impl Uring {
         if io.backlog.borrow().is_some() {
             return self.stop_accepting(io);
         }
-        let ud = user_data(io.key, io.gen) | RECEIVE;
+        let ud = user_data(io.key(), io.gen) | RECEIVE;
         {
             let mut inbox = self.inbox(io, &mut self.ring.borrow_mut());
             let Some(inbox) = inbox.as_mut() else {
@@ -863,7 +865,7 @@ impl Uring {
 
     /// [`stop_receiving`](Self::stop_receiving) for a listener.
     fn stop_accepting(&self, io: &IoState) -> bool {
-        let ud = user_data(io.key, io.gen) | ACCEPT;
+        let ud = user_data(io.key(), io.gen) | ACCEPT;
         if let Some(b) = io.backlog.borrow_mut().as_mut() {
             b.stopped = true;
         }
@@ -926,7 +928,7 @@ impl Uring {
         if io.is_closed() {
             return;
         }
-        let ud = user_data(io.key, io.gen) | ACCEPT;
+        let ud = user_data(io.key(), io.gen) | ACCEPT;
         if self.ring.borrow_mut().accept_multi(io.fd, ud).is_ok() {
             backlog.armed = true;
         }
@@ -998,7 +1000,7 @@ impl Uring {
             if io.inbox_folded.get() && io.held.get() == 0 && c.result > 0 && c.more() {
                 let len = c.result as u32;
                 Held::set(io, Some(Held { bid, off: 0, len }));
-                self.holding.borrow_mut().push((io.key, io.gen));
+                self.holding.borrow_mut().push((io.key(), io.gen));
                 drop(ring);
                 io.wake(READ);
                 return false;
