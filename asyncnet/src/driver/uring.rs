@@ -21,10 +21,10 @@
 //! are copied into the socket's inbox (`inbox.rs`) as they come; the socket's reads take them
 //! from there without a system call. (Bytes that come while the inbox is idle skip the inbox:
 //! the socket holds the buffer they came in until it reads them, and what it has not read when
-//! the turn ends goes to the inbox then, the buffer back to the kernel: see [`Held`].) (An inbox read empty gives its room back to the ring,
-//! as a send does once done, for the next socket that needs room, and a send holds a slot of
-//! the ring's table of sends only while it is under way: a connection between messages holds
-//! no buffer and no slot.) The poll is then dropped (unless a connect may still be
+//! the turn ends goes to the inbox then, the buffer back to the kernel: see [`Held`]. An inbox
+//! read empty gives its room back to the ring, as a send does once done, for the next socket
+//! that needs room, and a send holds a slot of the ring's table of sends only while it is
+//! under way: a connection between messages holds no buffer and no slot.) The poll is then dropped (unless a connect may still be
 //! under way): the receive's completions wake readers and the sends' completions writers,
 //! and the poll would only report every arrival and every send again, a completion each
 //! that the loop reads for nothing. It comes back, in a new epoch (a bit of its user data,
