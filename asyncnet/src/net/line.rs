@@ -25,7 +25,7 @@ pub(crate) fn scan(buf: &[u8], from: usize, max_length: usize) -> Scan {
     // Content of max_length bytes, then "\r\n": the terminator is at most at max_length + 1.
     let limit = buf.len().min(max_length.saturating_add(2));
     let from = from.min(limit);
-    match memchr::memchr(b'\n', &buf[from..limit]) {
+    match find_newline(&buf[from..limit]) {
         Some(i) => {
             let nl = from + i;
             let content = if nl > 0 && buf[nl - 1] == b'\r' {
@@ -52,6 +52,37 @@ pub(crate) fn scan(buf: &[u8], from: usize, max_length: usize) -> Scan {
             }
         }
     }
+}
+
+/// The position of the first `\n` in `bytes`.
+///
+/// Line protocols mostly send short lines (`PING\r\n`, a header line), and the next one
+/// usually starts the bytes scanned. memchr's vector search costs about 100 instructions a
+/// call on such a line, most of it setup; the first 16 bytes are checked here first, eight
+/// at a time in a `u64` (or one by one when fewer than eight are left), and memchr takes
+/// the rest. Callgrind, a pipelined Redis `PING`: the scan went from about 100 instructions
+/// per line to about 25.
+#[inline]
+pub(crate) fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let mut at = 0;
+    while at < 16 {
+        let Some(word) = bytes.get(at..at + 8) else {
+            // Fewer than eight left: one at a time (no more than seven).
+            return bytes[at..].iter().position(|&b| b == b'\n').map(|i| at + i);
+        };
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ NEWLINES;
+        // A byte of `word` is zero where a `\n` was. The lowest byte this flags is the first
+        // zero byte (a borrow can flag bytes above a zero, never below the first one).
+        let zero = word.wrapping_sub(ONES) & !word & HIGHS;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    memchr::memchr(b'\n', &bytes[at..]).map(|i| at + i)
 }
 
 /// A line's content as text: `Err` unless it is UTF-8. ASCII, what line protocols mostly
@@ -133,6 +164,32 @@ mod tests {
         ];
         for line in cases {
             assert_eq!(text(line), std::str::from_utf8(line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn find_newline_finds_the_first_newline_wherever_it_is_and_whatever_surrounds_it() {
+        // Every length to past the word-at-a-time part, every position of the first `\n`
+        // (or none), a second `\n` after it, and around it every byte value in turn: the
+        // bytes next to `\n` in value (0x0b, 0x09, 0x8a, 0x00...) are the ones a word trick
+        // gets wrong.
+        for len in 0..40 {
+            for first in (0..len).map(Some).chain([None]) {
+                for fill in 0..=255u8 {
+                    if fill == b'\n' {
+                        continue;
+                    }
+                    let mut bytes = vec![fill; len];
+                    if let Some(i) = first {
+                        bytes[i] = b'\n';
+                        if i + 3 < len {
+                            bytes[i + 3] = b'\n';
+                        }
+                    }
+                    let want = bytes.iter().position(|&b| b == b'\n');
+                    assert_eq!(find_newline(&bytes), want, "{bytes:?}");
+                }
+            }
         }
     }
 
