@@ -69,11 +69,12 @@ pub(crate) fn find_newline(bytes: &[u8]) -> Option<usize> {
     const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
     let mut at = 0;
     while at < 16 {
-        let Some(word) = bytes.get(at..at + 8) else {
+        let rest = &bytes[at..];
+        let Some(word) = rest.first_chunk::<8>() else {
             // Fewer than eight left: one at a time (no more than seven).
-            return bytes[at..].iter().position(|&b| b == b'\n').map(|i| at + i);
+            return rest.iter().position(|&b| b == b'\n').map(|i| at + i);
         };
-        let word = u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ NEWLINES;
+        let word = u64::from_le_bytes(*word) ^ NEWLINES;
         // A byte of `word` is zero where a `\n` was. The lowest byte this flags is the first
         // zero byte (a borrow can flag bytes above a zero, never below the first one).
         let zero = word.wrapping_sub(ONES) & !word & HIGHS;
