@@ -250,7 +250,7 @@ impl Dialer {
     ///   kind is explained there (`TimedOut` for the timeout; else the most telling attempt
     ///   error, e.g. `ConnectionRefused`);
     /// - the TLS handshake fails: its error, as
-    ///   [`wrap_connected_socket`](crate::wrap_connected_socket) reports it.
+    ///   [`wrap_connected_socket`] reports it.
     ///
     /// # Cancel safety
     ///

@@ -1,4 +1,4 @@
-//! Sockets (Nim's `asyncnet`): [`AsyncSocket`], [`dial`], and TLS on sockets.
+//! Sockets (Nim's `asyncnet`): [`AsyncSocket`], [`dial()`], and TLS on sockets.
 //!
 //! | module | owns |
 //! | --- | --- |

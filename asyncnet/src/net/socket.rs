@@ -230,7 +230,7 @@ impl AsyncSocket {
     /// # Portability
     ///
     /// Takes an `OwnedFd` on Unix and an `OwnedSocket` on Windows
-    /// ([`OwnedSocket`](crate::OwnedSocket) is the one or the other); the standard library's
+    /// ([`OwnedSocket`] is the one or the other); the standard library's
     /// sockets convert into either with `.into()`. On Windows an unbound socket has no local
     /// address, so only a bound (or connected) socket can be adopted.
     ///
@@ -419,13 +419,13 @@ impl AsyncSocket {
         ip_addr(self.socket()?.peer_addr()?)
     }
 
-    /// The OS descriptor (Nim's `getFd`), or [`INVALID_SOCKET`](crate::INVALID_SOCKET) once
+    /// The OS descriptor (Nim's `getFd`), or [`INVALID_SOCKET`] once
     /// closed (Nim's `osInvalidSocket`).
     ///
     /// # Portability
     ///
     /// A file descriptor (`RawFd`, -1 once closed) on Unix; a Winsock `SOCKET` (`RawSocket`,
-    /// `!0` once closed) on Windows: [`RawSocket`](crate::RawSocket) is the one or the other.
+    /// `!0` once closed) on Windows: [`RawSocket`] is the one or the other.
     pub fn fd(&self) -> RawSocket {
         self.inner
             .socket
