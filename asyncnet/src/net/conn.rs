@@ -146,13 +146,11 @@ impl AsyncSocket {
     /// and rode out by waiting, or the last TLS handshake that failed in `accept`, taken so
     /// that the next call reports only newer ones.
     pub fn take_accept_error(&self) -> Option<io::Error> {
-        self.inner.accept.borrow_mut().as_mut()?.error.take()
+        self.inner.rare_if_made()?.accept.borrow_mut().error.take()
     }
 
     fn accept_state(&self) -> std::cell::RefMut<'_, AcceptState> {
-        std::cell::RefMut::map(self.inner.accept.borrow_mut(), |a| {
-            &mut **a.get_or_insert_with(Box::default)
-        })
+        self.inner.rare().accept.borrow_mut()
     }
 
     async fn accept_raw(&self) -> io::Result<(SockAddr, AsyncSocket)> {
@@ -187,8 +185,8 @@ impl AsyncSocket {
             }
             match ready!(self.poll_accept_once(cx)) {
                 Ok(pair) => {
-                    if let Some(state) = self.inner.accept.borrow_mut().as_mut() {
-                        state.backoff = Duration::ZERO;
+                    if let Some(rare) = self.inner.rare_if_made() {
+                        rare.accept.borrow_mut().backoff = Duration::ZERO;
                     }
                     return Poll::Ready(Ok(pair));
                 }

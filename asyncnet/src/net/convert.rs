@@ -82,13 +82,13 @@ impl AsFd for AsyncSocket {
     /// itself closes as usual), so a borrow never reaches a file that reused it. Through a
     /// closed socket, socket calls fail with `ENOTSOCK` ("Socket operation on non-socket").
     fn as_fd(&self) -> BorrowedFd<'_> {
-        let lent = self.inner.lent.get();
+        let lent = self.inner.lent();
         let raw = match self.inner_socket_fd() {
             Some(raw) => raw,
             None if lent != sys::INVALID_SOCKET => lent,
             None => return not_a_socket(),
         };
-        self.inner.lent.set(raw);
+        self.inner.rare().lent.set(raw);
         // SAFETY: `raw` stays an open descriptor for as long as any handle of the socket
         // lives, and so for the borrow, which cannot outlive `self`: the socket holds it open
         // until `close`, which for a lent number (`lent` is set just above) calls
@@ -123,13 +123,13 @@ impl AsSocket for AsyncSocket {
     /// `AsyncSocket` as usual but the connection itself ends only then. Through a socket
     /// closed before anything borrowed it, calls fail with `WSAENOTSOCK`.
     fn as_socket(&self) -> BorrowedSocket<'_> {
-        let lent = self.inner.lent.get();
+        let lent = self.inner.lent();
         let raw = match self.inner_socket_fd() {
             Some(raw) => raw,
             None if lent != sys::INVALID_SOCKET => lent,
             None => return not_a_socket(),
         };
-        self.inner.lent.set(raw);
+        self.inner.rare().lent.set(raw);
         // SAFETY: `raw` stays an open socket for as long as any handle of the socket lives,
         // and so for the borrow, which cannot outlive `self`: the socket holds it open until
         // `close`, which for a lent handle (`lent` is set just above) calls `retire_lent`

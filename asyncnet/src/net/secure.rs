@@ -68,7 +68,7 @@ pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
             "wrap_socket needs a socket that is neither connected nor TLS (see wrap_connected_socket)",
         ));
     }
-    *socket.inner.tls.borrow_mut() = Some(Box::new(Tls::wrapped(ctx)));
+    socket.inner.set_tls(Tls::wrapped(ctx));
     Ok(())
 }
 
@@ -158,7 +158,7 @@ impl AsyncSocket {
     /// Whether TLS is on (Nim's `isSsl`): wrapped and past the start of its handshake, or
     /// wrapped and waiting for `connect`/`accept`.
     pub fn is_ssl(&self) -> bool {
-        self.inner.tls.borrow().is_some()
+        self.inner.has_tls()
     }
 
     /// The certificates the peer presented, DER-encoded, leaf first (Nim's
@@ -169,9 +169,7 @@ impl AsyncSocket {
     /// requires client certificates.
     pub fn peer_certificates(&self) -> Vec<Vec<u8>> {
         self.inner
-            .tls
-            .borrow()
-            .as_ref()
+            .tls()
             .map(|t| t.peer_certificates())
             .unwrap_or_default()
     }
@@ -179,25 +177,19 @@ impl AsyncSocket {
     /// The negotiated protocol, cipher suite, ALPN protocol and server name (the useful part
     /// of Nim's `sslHandle`); `None` on a plain socket or before the handshake completed.
     pub fn tls_info(&self) -> Option<TlsInfo> {
-        self.inner.tls.borrow().as_ref()?.info()
+        self.inner.tls()?.info()
     }
 
     /// Create the TLS session (client: verifying `name`). Reads are buffered from now on.
     pub(super) fn start_tls(&self, ctx: &TlsContext, name: Option<&str>) -> io::Result<()> {
         self.socket()?;
-        if self
-            .inner
-            .tls
-            .borrow()
-            .as_ref()
-            .is_some_and(|t| t.has_session())
-        {
+        if self.inner.tls().is_some_and(|t| t.has_session()) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the socket is already TLS",
             ));
         }
-        *self.inner.tls.borrow_mut() = Some(Box::new(Tls::start(ctx, name)?));
+        self.inner.set_tls(Tls::start(ctx, name)?);
         self.inner.read.buffered.set(true);
         Ok(())
     }
@@ -212,7 +204,7 @@ impl AsyncSocket {
         impl Drop for Unfinished<'_> {
             fn drop(&mut self) {
                 if !self.1 {
-                    let refused = self.0.inner.tls.borrow_mut().as_mut().map(|tls| {
+                    let refused = self.0.inner.tls_mut().map(|mut tls| {
                         tls.interrupt();
                         tls.check_usable()
                     });
@@ -242,7 +234,7 @@ impl AsyncSocket {
 
     /// The context `wrap_socket` set, if the session has not started yet.
     fn pending_tls_context(&self) -> Option<TlsContext> {
-        self.inner.tls.borrow().as_ref()?.pending_context().cloned()
+        self.inner.tls()?.pending_context().cloned()
     }
 
     /// `connect` on a wrapped socket: the TCP connection is up, now the handshake.
@@ -252,7 +244,7 @@ impl AsyncSocket {
             self.handshake().await?;
         }
         // A connect again after one whose handshake was cut: say so, do not pass it off.
-        match self.inner.tls.borrow().as_ref() {
+        match self.inner.tls() {
             Some(tls) => tls.check_usable(),
             None => Ok(()),
         }

@@ -149,7 +149,7 @@ impl AsyncSocket {
     ) -> Poll<io::Result<usize>> {
         let r = 'read: {
             #[cfg(feature = "tls")]
-            if self.inner.tls.borrow().is_some() {
+            if self.inner.has_tls() {
                 break 'read self.poll_read_tls(cx, buf);
             }
             let io = &self.inner.io;
@@ -163,8 +163,7 @@ impl AsyncSocket {
 
     #[cfg(feature = "tls")]
     fn poll_read_tls(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut tls = self.inner.tls.borrow_mut();
-        let tls = tls.as_mut().ok_or_else(not_tls)?;
+        let mut tls = self.inner.tls_mut().ok_or_else(not_tls)?;
         let socket = self.socket()?;
         loop {
             if let Some(n) = tls.read_plain(buf)? {
@@ -201,7 +200,7 @@ impl AsyncSocket {
         enough: impl Fn(&[u8]) -> bool,
     ) -> Poll<io::Result<usize>> {
         #[cfg(feature = "tls")]
-        if self.inner.tls.borrow().is_some() {
+        if self.inner.has_tls() {
             // TLS reads are buffered: they never peek at the kernel.
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -236,8 +235,8 @@ impl AsyncSocket {
     pub(super) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         let io = &self.inner.io;
         #[cfg(feature = "tls")]
-        if let Some(tls) = self.inner.tls.borrow_mut().as_mut() {
-            return self.try_write_tls(tls, buf);
+        if let Some(mut tls) = self.inner.tls_mut() {
+            return self.try_write_tls(&mut tls, buf);
         }
         io.send_stream(&*self.socket()?, buf)
     }
@@ -290,8 +289,8 @@ impl AsyncSocket {
     /// socket); `WouldBlock` when some remain.
     #[inline]
     pub(super) fn try_flush_records(&self) -> io::Result<()> {
-        match self.inner.tls.borrow_mut().as_mut() {
-            Some(tls) if tls.wants_write() => {
+        match self.inner.tls_mut() {
+            Some(mut tls) if tls.wants_write() => {
                 let socket = self.socket()?;
                 self.inner.io.try_io(Direction::Write, || {
                     tls.write_records(&mut Wire::registered(&socket, &self.inner.io))
@@ -303,8 +302,8 @@ impl AsyncSocket {
 
     /// Wait until every record of the TLS session has been written.
     pub(super) fn poll_flush_records(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.inner.tls.borrow_mut().as_mut() {
-            Some(tls) if tls.wants_write() => {
+        match self.inner.tls_mut() {
+            Some(mut tls) if tls.wants_write() => {
                 let socket = self.socket()?;
                 self.inner.io.poll_io(Direction::Write, cx, || {
                     tls.write_records(&mut Wire::registered(&socket, &self.inner.io))
@@ -317,21 +316,13 @@ impl AsyncSocket {
     /// Whether decrypted bytes wait in the TLS session (a read needs no I/O).
     #[inline]
     pub(super) fn tls_has_plaintext(&self) -> bool {
-        self.inner
-            .tls
-            .borrow()
-            .as_ref()
-            .is_some_and(|t| t.has_plaintext())
+        self.inner.tls().is_some_and(|t| t.has_plaintext())
     }
 
     /// Whether TLS records wait in the session.
     #[inline]
     pub(super) fn tls_wants_write(&self) -> bool {
-        self.inner
-            .tls
-            .borrow()
-            .as_ref()
-            .is_some_and(|t| t.wants_write())
+        self.inner.tls().is_some_and(|t| t.wants_write())
     }
 
     /// Queue close_notify (once the handshake is done) and write what the kernel takes now;
@@ -340,10 +331,8 @@ impl AsyncSocket {
     pub(super) fn tls_send_close_notify(&self) {
         let queued = self
             .inner
-            .tls
-            .borrow_mut()
-            .as_mut()
-            .is_some_and(|t| t.send_close_notify());
+            .tls_mut()
+            .is_some_and(|mut t| t.send_close_notify());
         if queued {
             let _ = self.try_flush_records();
         }
@@ -352,10 +341,10 @@ impl AsyncSocket {
     /// Run the TLS handshake to its end, last flight written.
     pub(super) fn poll_handshake(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let io = &self.inner.io;
-        let mut tls = self.inner.tls.borrow_mut();
+        let tls = self.inner.tls_mut();
         // Closed while waiting (which also ends the session): the socket's error, first.
         let socket = self.socket()?;
-        let tls = tls.as_mut().ok_or_else(not_tls)?;
+        let mut tls = tls.ok_or_else(not_tls)?;
         let wire = || Wire::registered(&socket, io);
         loop {
             match tls.handshake_step()? {

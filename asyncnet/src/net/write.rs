@@ -20,7 +20,7 @@ use std::io;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 
 use super::buffer::WriteBuffer;
 use super::options::Flags;
@@ -37,9 +37,10 @@ pub const WRITE_HIGH_WATER: usize = 64 * 1024;
 pub(crate) struct WriteState {
     /// Bytes of sends not yet written, in order.
     pub(super) buf: RefCell<WriteBuffer>,
-    /// Why the sending side gave up on queued bytes (boxed: rare, and an idle connection
-    /// should cost little).
-    failure: RefCell<Option<Box<SendFailure>>>,
+    /// Why the sending side gave up on queued bytes: set once, by the first failure, and
+    /// kept (boxed: rare, and an idle connection should cost little; a `OnceCell` of a box
+    /// is one word).
+    failure: OnceCell<Box<SendFailure>>,
     /// A background task is writing the queue.
     flushing: Cell<bool>,
     /// The socket is on the loop's list of queues to write before it sleeps.
@@ -58,24 +59,23 @@ struct SendFailure {
     /// A disconnection (which `SafeDisconn` sends do not report as an error).
     disconnect: bool,
     /// A call has returned it as an error (`close` and waiting reads report it only if not).
-    reported: bool,
+    reported: Cell<bool>,
 }
 
 impl WriteState {
     /// Whether a write found the peer gone.
     pub(super) fn is_disconnected(&self) -> bool {
-        self.failure.borrow().as_ref().is_some_and(|f| f.disconnect)
+        self.failure.get().is_some_and(|f| f.disconnect)
     }
 
     /// An error met while writing queued bytes that no call has reported yet (a
     /// disconnection is not one: [`is_disconnected`](AsyncSocket::is_disconnected) shows it).
     pub(super) fn take_unreported_error(&self) -> Option<io::Error> {
-        let mut failure = self.failure.borrow_mut();
-        let f = failure.as_mut()?;
-        if f.reported || f.disconnect {
+        let f = self.failure.get()?;
+        if f.reported.get() || f.disconnect {
             return None;
         }
-        f.reported = true;
+        f.reported.set(true);
         Some(io::Error::new(f.kind, f.message.clone()))
     }
 }
@@ -306,8 +306,8 @@ impl AsyncSocket {
         if self.record_failure(&e) && flags.contains(Flags::SAFE_DISCONN) {
             return Poll::Ready(Ok(()));
         }
-        if let Some(f) = self.inner.write.failure.borrow_mut().as_mut() {
-            f.reported = true;
+        if let Some(f) = self.inner.write.failure.get() {
+            f.reported.set(true);
         }
         Poll::Ready(Err(e))
     }
@@ -335,8 +335,8 @@ impl AsyncSocket {
                 "the socket was shut down for writing",
             ));
         }
-        if let Some(f) = self.inner.write.failure.borrow_mut().as_mut() {
-            f.reported = true;
+        if let Some(f) = self.inner.write.failure.get() {
+            f.reported.set(true);
             return Err(if f.disconnect {
                 error::disconnected()
             } else {
@@ -374,8 +374,8 @@ impl AsyncSocket {
                     if disconnect && flags.contains(Flags::SAFE_DISCONN) {
                         return Ok(end);
                     }
-                    if let Some(f) = inner.write.failure.borrow_mut().as_mut() {
-                        f.reported = true;
+                    if let Some(f) = inner.write.failure.get() {
+                        f.reported.set(true);
                     }
                     return Err(e);
                 }
@@ -399,12 +399,12 @@ impl AsyncSocket {
     ) -> Poll<io::Result<()>> {
         let write = &self.inner.write;
         loop {
-            if let Some(f) = write.failure.borrow_mut().as_mut() {
+            if let Some(f) = write.failure.get() {
                 if end > f.lost_from {
                     if f.disconnect && flags.contains(Flags::SAFE_DISCONN) {
                         return Poll::Ready(Ok(()));
                     }
-                    f.reported = true;
+                    f.reported.set(true);
                     return Poll::Ready(Err(io::Error::new(f.kind, f.message.clone())));
                 }
             }
@@ -447,19 +447,15 @@ impl AsyncSocket {
 
     /// Record a send failure, unless one is recorded already (the first one stays).
     fn keep_failure(&self, lost_from: u64, e: &io::Error, disconnect: bool, reported: bool) {
-        self.inner
-            .write
-            .failure
-            .borrow_mut()
-            .get_or_insert_with(|| {
-                Box::new(SendFailure {
-                    lost_from,
-                    kind: e.kind(),
-                    message: e.to_string(),
-                    disconnect,
-                    reported,
-                })
-            });
+        self.inner.write.failure.get_or_init(|| {
+            Box::new(SendFailure {
+                lost_from,
+                kind: e.kind(),
+                message: e.to_string(),
+                disconnect,
+                reported: Cell::new(reported),
+            })
+        });
     }
 
     /// From now on every send fails with `e` (already reported: the caller returns it too);
