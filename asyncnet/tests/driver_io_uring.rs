@@ -470,3 +470,66 @@ fn a_send_in_flight_arrives_whole_first_and_once_however_the_socket_ends() {
         });
     }
 }
+
+/// Sends of every size from one byte to 100 KiB, in a random order, against a reader that
+/// pauses now and then: the output buffer is written out whole, in part (a short send, the
+/// rest behind it), while a send is in flight, and past the high-water mark. On io_uring a
+/// write of at least a page hands the output buffer itself to the ring instead of a copy
+/// (and gets an empty one back), smaller ones copy: the peer must read every byte in order,
+/// once, whichever way each write went.
+#[test]
+fn output_buffers_written_by_copy_or_handed_over_arrive_whole_and_in_order() {
+    for seed in [0x9e37_79b9_7f4a_7c15_u64, 0x2545_f491_4f6c_dd1d] {
+        on_fresh_loop(move || {
+            let (peer, sock) = run(async { std_peer(Family::V4, false).await });
+            let reader = std::thread::spawn(move || {
+                let mut peer = peer;
+                peer.set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let mut got = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                let mut pauses = seed;
+                loop {
+                    match peer.read(&mut chunk) {
+                        Ok(0) => return Ok(got),
+                        Ok(n) => got.extend_from_slice(&chunk[..n]),
+                        Err(e) => return Err(e),
+                    }
+                    pauses ^= pauses << 7;
+                    pauses ^= pauses >> 9;
+                    if pauses % 16 == 0 {
+                        // Let the kernel's buffers fill: short sends, sends waiting for room.
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            });
+            let sent = run(async move {
+                let mut rng = seed;
+                let mut sent = 0usize;
+                for i in 0..600 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let len = match rng % 4 {
+                        0 => 1 + (rng >> 8) as usize % 64,
+                        1 => 1 + (rng >> 8) as usize % 4096,
+                        _ => 1 + (rng >> 8) as usize % (100 * 1024),
+                    };
+                    sock.send(pattern_from(sent, len)).await?;
+                    sent += len;
+                    if i % 7 == 0 {
+                        // A loop turn: what is queued is written out.
+                        asyncnet::sleep_async(Duration::ZERO).await;
+                    }
+                }
+                sock.close()?;
+                Ok(sent)
+            });
+            let got = reader.join().unwrap().expect("read to the end");
+            assert_eq!(got.len(), sent, "seed {seed:#x}: every byte, once");
+            let expected = pattern_from(0, sent);
+            let first_bad = got.iter().zip(&expected).position(|(a, b)| a != b);
+            assert_eq!(first_bad, None, "seed {seed:#x}: in order");
+        });
+    }
+}

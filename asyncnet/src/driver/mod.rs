@@ -41,7 +41,10 @@
 //!   after its listener closed has its descriptor closed, never leaked.
 //! - **Sends.** A stream write ([`Registration::send_stream`]) on io_uring copies its bytes
 //!   (up to 256 KiB) into a send on the ring, owned by the ring's table of sends until the
-//!   completion (`sys/uring.rs`), and returns at once: the send leaves with the turn's one
+//!   completion (`sys/uring.rs`); a socket writing out its output buffer
+//!   ([`Registration::send_stream_buf`]) hands the buffer itself over instead when it holds
+//!   a page or more, and gets an empty one back (one an earlier send left), so that a
+//!   stream's bytes are not copied a second time on their way out. Either returns at once: the send leaves with the turn's one
 //!   enter, so a turn's replies cost no system call of their own. One send per socket is in
 //!   flight; a short one goes on with its rest. Until it completes
 //!   ([`Registration::sending`]) nothing else is written to the socket: a further write
@@ -348,6 +351,33 @@ impl Driver {
             }
             _ => {
                 let _ = (io, data);
+                None
+            }
+        }
+    }
+
+    /// [`send`](Self::send) of `buf[from..]`, which on io_uring may take `buf` itself
+    /// instead of a copy and leave an empty buffer in its place (`Uring::send_owned`);
+    /// `None` when the caller makes the system call.
+    #[inline]
+    fn send_owned(
+        &self,
+        io: &IoState,
+        buf: &mut Vec<u8>,
+        from: usize,
+    ) -> Option<io::Result<usize>> {
+        match &self.poller {
+            #[cfg(target_os = "linux")]
+            Poller::Uring(u) => {
+                let r = u.send_owned(io, buf, from);
+                if !self.is_driven() {
+                    // No turn is sure to come and submit it.
+                    u.submit();
+                }
+                Some(r)
+            }
+            _ => {
+                let _ = (io, buf, from);
                 None
             }
         }
@@ -699,6 +729,70 @@ mod tests {
             }
             (got, false)
         }
+    }
+
+    /// A socket's output buffer written out through the seam: on io_uring one of a page or
+    /// more goes to the ring whole (no copy) and an empty buffer comes back in its place,
+    /// one that the last such send left once that send is over, so that buffers go round;
+    /// a smaller one, and every write of the poll driver, leaves the buffer as it was. The
+    /// peer reads exactly the bytes from the offset on, in order, either way.
+    #[test]
+    fn an_output_buffer_is_handed_to_the_ring_whole_or_copied_and_its_bytes_arrive() {
+        use std::io::Read;
+        on_each_driver(|kind| {
+            let Pair {
+                driver,
+                a,
+                b,
+                reg,
+                sock,
+            } = Pair::on(kind);
+            b.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let uring = kind == DriverKind::IoUring;
+            let mut expected = Vec::new();
+            let mut got = Vec::new();
+            for (round, (len, from)) in
+                [(100_000, 1_000), (70_000, 0), (600, 10), (100_000, 99_000)]
+                    .into_iter()
+                    .enumerate()
+            {
+                let mut buf: Vec<u8> = (0..len).map(|i| ((i + round * 7) % 251) as u8).collect();
+                let before = buf.clone();
+                let n = reg.send_stream_buf(&sock, &mut buf, from).expect("sent");
+                let handed = uring && len - from >= registration::HANDOVER_MIN;
+                if handed {
+                    assert_eq!(n, len - from, "{kind:?}, round {round}: the whole rest");
+                    assert!(buf.is_empty(), "{kind:?}, round {round}: an empty one back");
+                    if round == 1 {
+                        assert!(
+                            buf.capacity() >= 100_000,
+                            "{kind:?}: the buffer the first send took came back"
+                        );
+                    }
+                } else {
+                    assert!(n > 0 && n <= len - from, "{kind:?}, round {round}: {n}");
+                    assert_eq!(buf, before, "{kind:?}, round {round}: left as it was");
+                }
+                expected.extend_from_slice(&before[from..from + n]);
+                let mut turns = 0;
+                while reg.sending() {
+                    assert!(turns < 50, "{kind:?}: the send never completed");
+                    driver
+                        .turn(Some(Duration::from_millis(100)), || {})
+                        .expect("a turn");
+                    turns += 1;
+                }
+                let mut piece = vec![0u8; n];
+                (&b).read_exact(&mut piece).expect("the send's bytes");
+                got.extend_from_slice(&piece);
+            }
+            assert!(
+                got == expected,
+                "{kind:?}: every byte from the offsets on, in order"
+            );
+            drop(reg.deregister(raw(&a)));
+        });
     }
 
     /// Sockets whose peers write messages of random sizes, read in pieces of random sizes,

@@ -395,6 +395,11 @@ fn wake_each(more: Vec<Waker>) {
     }
 }
 
+/// The fewest bytes a write hands its buffer over for, rather than a copy
+/// ([`Registration::send_stream_buf`]): below a page a copy costs less than exchanging
+/// buffers.
+pub(crate) const HANDOVER_MIN: usize = 4096;
+
 /// One socket registered with this thread's driver, edge-triggered, for both directions.
 ///
 /// Every operation on the socket goes through [`poll_io`](Registration::poll_io) or
@@ -713,6 +718,30 @@ impl Registration {
             match self.driver.send(&self.state, buf) {
                 Some(r) => r,
                 None => socket.send_with_flags(buf, crate::sys::SEND_FLAGS),
+            }
+        })
+    }
+
+    /// [`send_stream`](Self::send_stream) of `buf[from..]` (from a socket's output buffer):
+    /// on io_uring a write of at least [`HANDOVER_MIN`] bytes takes `buf` itself rather
+    /// than a copy of its bytes, and leaves an empty buffer in its place; else `buf` is as
+    /// it was. Returns how many bytes were written.
+    #[inline]
+    pub(crate) fn send_stream_buf(
+        &self,
+        socket: &Socket,
+        buf: &mut Vec<u8>,
+        from: usize,
+    ) -> io::Result<usize> {
+        self.try_io(Direction::Write, || {
+            let r = if buf.len() - from >= HANDOVER_MIN {
+                self.driver.send_owned(&self.state, buf, from)
+            } else {
+                self.driver.send(&self.state, &buf[from..])
+            };
+            match r {
+                Some(r) => r,
+                None => socket.send_with_flags(&buf[from..], crate::sys::SEND_FLAGS),
             }
         })
     }

@@ -485,6 +485,33 @@ impl Uring {
         Ok(n)
     }
 
+    /// [`send`](Self::send) of `buf[from..]` without a copy: the send takes `buf` itself
+    /// (its bytes before `from` are not sent) and leaves an empty buffer in its place. More
+    /// than [`SEND_MAX`](crate::sys::uring::SEND_MAX) bytes (or none) are sent as `send`
+    /// does, `buf` untouched. Returns how many bytes the send took.
+    pub(super) fn send_owned(
+        &self,
+        io: &IoState,
+        buf: &mut Vec<u8>,
+        from: usize,
+    ) -> io::Result<usize> {
+        let n = buf.len().saturating_sub(from);
+        if n == 0 || n > crate::sys::uring::SEND_MAX {
+            return self.send(io, &buf[from.min(buf.len())..]);
+        }
+        if io.sending() && !self.finish_now(io) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match i32::from(io.send_failed.replace(0)) {
+            0 => {}
+            errno => return Err(io::Error::from_raw_os_error(errno)),
+        }
+        let owner = user_data(io.key(), io.gen) | SEND;
+        let slot = self.ring.borrow_mut().send_owned(io.fd, owner, buf, from)?;
+        io.send.set(slot);
+        Ok(n)
+    }
+
     /// Whether `io`'s send is over, after entering the ring once to let the kernel finish it
     /// (submitted, and its retry run if the socket has room now). Other completions taken
     /// meanwhile wait for the turn.

@@ -170,6 +170,7 @@ pub(crate) struct WriteBuffer {
 }
 
 impl WriteBuffer {
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn pending(&self) -> &[u8] {
         &self.data[self.pos..]
     }
@@ -252,6 +253,7 @@ impl WriteBuffer {
     }
 
     /// `n` pending bytes were taken by the kernel. Storage left empty goes back to `pool`.
+    #[inline]
     pub(crate) fn advance(&mut self, n: usize, pool: &BufferPool) {
         self.pos += n;
         self.written += n as u64;
@@ -259,6 +261,32 @@ impl WriteBuffer {
         if self.is_empty() {
             self.release(pool);
         }
+    }
+
+    /// Write pending bytes with `write`, given the storage and where they start in it; they
+    /// leave the buffer as [`advance`](Self::advance) says. `write` may take the storage
+    /// itself (the io_uring driver hands it to the kernel's send instead of a copy), leaving
+    /// an empty buffer in its place: it then took every pending byte.
+    #[inline]
+    pub(crate) fn write_out(
+        &mut self,
+        pool: &BufferPool,
+        write: impl FnOnce(&mut Vec<u8>, usize) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let len = self.data.len();
+        let n = write(&mut self.data, self.pos)?;
+        if self.data.len() == len {
+            self.advance(n, pool);
+        } else {
+            // Taken: what is left is an empty buffer (as the driver's spare ones are).
+            debug_assert!(self.data.is_empty() && n == len - self.pos);
+            self.data.clear();
+            self.pos = 0;
+            self.written += n as u64;
+            self.committed = self.committed.max(self.written);
+            self.release(pool);
+        }
+        Ok(n)
     }
 
     /// Take every pending byte out (for a closing socket to finish writing on its own);

@@ -1,9 +1,9 @@
 //! `AsyncSocket`: creation, options, addresses, closing.
 #![forbid(unsafe_code)]
 
-use std::cell::{Cell, OnceCell, Ref, RefCell};
 #[cfg(feature = "tls")]
 use std::cell::RefMut;
+use std::cell::{Cell, OnceCell, Ref, RefCell};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -707,13 +707,7 @@ impl Inner {
         unsent.extend(self.io.deregister(sys::raw(&socket)));
         let rest = self.write.buf.borrow_mut().take_pending();
         #[cfg(feature = "tls")]
-        super::linger::finish(
-            self.io.driver(),
-            socket,
-            unsent,
-            rest,
-            self.take_tls(),
-        );
+        super::linger::finish(self.io.driver(), socket, unsent, rest, self.take_tls());
         #[cfg(not(feature = "tls"))]
         super::linger::finish(self.io.driver(), socket, unsent, rest);
     }

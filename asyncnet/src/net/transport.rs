@@ -266,6 +266,26 @@ impl AsyncSocket {
         Ok(n)
     }
 
+    /// [`try_write`](AsyncSocket::try_write) of the output buffer's pending bytes, which
+    /// leave it as they are written. On a plain socket the io_uring driver may take the
+    /// buffer's storage itself rather than copy a large write out of it.
+    #[inline]
+    pub(super) fn try_write_queued(&self) -> io::Result<usize> {
+        let inner = &self.inner;
+        let pool = &inner.local.pool;
+        #[cfg(feature = "tls")]
+        if inner.has_tls() {
+            let n = self.try_write(inner.write.buf.borrow().pending())?;
+            inner.write.buf.borrow_mut().advance(n, pool);
+            return Ok(n);
+        }
+        let socket = self.socket()?;
+        let mut wb = inner.write.buf.borrow_mut();
+        wb.write_out(pool, |data, from| {
+            inner.io.send_stream_buf(&socket, data, from)
+        })
+    }
+
     /// [`try_write`](AsyncSocket::try_write), waiting until the kernel takes something.
     pub(super) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         loop {

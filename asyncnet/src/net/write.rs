@@ -414,9 +414,8 @@ impl AsyncSocket {
             if self.is_closed() {
                 return Poll::Ready(Err(error::closed()));
             }
-            let r = self.try_write(write.buf.borrow().pending());
-            match r {
-                Ok(n) => write.buf.borrow_mut().advance(n, &self.inner.local.pool),
+            match self.try_write_queued() {
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ready!(self.poll_writable(cx))?;
                     continue;
@@ -525,9 +524,8 @@ impl AsyncSocket {
         }
         let write = &inner.write;
         while !write.buf.borrow().is_empty() {
-            let r = self.try_write(write.buf.borrow().pending());
-            match r {
-                Ok(n) if n > 0 => write.buf.borrow_mut().advance(n, &inner.local.pool),
+            match self.try_write_queued() {
+                Ok(n) if n > 0 => {}
                 Ok(_) => return,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {

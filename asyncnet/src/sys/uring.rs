@@ -7,7 +7,8 @@
 //! a *group* of buffers. Those buffers belong to the ring itself ([`Ring::provide_buffers`]):
 //! the kernel picks one when bytes arrive and hands it back in the completion, and the ring
 //! frees them only after the group is unregistered (when it is dropped). A send's bytes are
-//! copied into the ring's own table of sends ([`Ring::send`]), where they stay, untouched,
+//! copied into the ring's own table of sends ([`Ring::send`]), or the buffer holding them is
+//! handed over to it ([`Ring::send_owned`]), and they stay there, untouched,
 //! until the ring has taken the send's completion; the ring leaks, rather than frees, the
 //! bytes of a send still in flight when it is dropped. So nothing the kernel holds can
 //! dangle, whatever happens to a future, a socket or a failed submission.
@@ -87,6 +88,12 @@ pub(crate) const SEND_MAX: usize = 256 * 1024;
 const SPARE_KEEP: usize = 16 * 1024;
 const SPARE_BYTES: usize = 1024 * 1024;
 
+/// Larger buffers that sends handed over ([`Ring::send_owned`]) kept for the next such send
+/// to give back in exchange: the largest kept (a socket's output buffer at its high-water
+/// mark and a message past it), and the most bytes kept in all.
+const LARGE_KEEP: usize = 128 * 1024;
+const LARGE_BYTES: usize = 1024 * 1024;
+
 /// One slot's send: the bytes the kernel reads from submission until the completion.
 #[derive(Debug, Default)]
 struct Outgoing {
@@ -133,6 +140,10 @@ pub(crate) struct Ring {
     /// their capacity in all.
     spare: Vec<Vec<u8>>,
     spare_bytes: usize,
+    /// Empty buffers over [`SPARE_KEEP`] from sends' handed-over buffers, for the next
+    /// handover to give back ([`Ring::send_owned`]), and their capacity in all.
+    large: Vec<Vec<u8>>,
+    large_bytes: usize,
 }
 
 impl Drop for Ring {
@@ -200,6 +211,8 @@ impl Ring {
             free_sends: Vec::new(),
             spare: Vec::new(),
             spare_bytes: 0,
+            large: Vec::new(),
+            large_bytes: 0,
         })
     }
 
@@ -363,6 +376,55 @@ impl Ring {
     /// and how many bytes were taken; the slot is the send's until
     /// [`send_completed`](Ring::send_completed) reports how it ended.
     pub(crate) fn send(&mut self, fd: RawFd, owner: u64, data: &[u8]) -> io::Result<(u32, usize)> {
+        let n = data.len().min(SEND_MAX);
+        let mut room = self.take_room();
+        room.extend_from_slice(&data[..n]);
+        let slot = self.new_send(fd, owner, room, 0)?;
+        if let Err(e) = self.push_send(slot) {
+            self.free_send(slot);
+            return Err(e);
+        }
+        Ok((slot, n))
+    }
+
+    /// Send `bytes[from..]` (at most [`SEND_MAX`] bytes, at least one) on stream socket `fd`,
+    /// for `owner`, as [`send`](Ring::send) does, without copying them: the send takes the
+    /// buffer itself and leaves an empty one in its place (one a finished send left, so
+    /// that buffers go round instead of being made and freed). On an error `bytes` is as it
+    /// was. Returns the send's slot.
+    pub(crate) fn send_owned(
+        &mut self,
+        fd: RawFd,
+        owner: u64,
+        bytes: &mut Vec<u8>,
+        from: usize,
+    ) -> io::Result<u32> {
+        if from >= bytes.len() || bytes.len() - from > SEND_MAX {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let slot = self.new_send(fd, owner, Vec::new(), from)?;
+        let room = match self.large.pop() {
+            Some(room) => {
+                self.large_bytes -= room.capacity();
+                room
+            }
+            None => self.take_room(),
+        };
+        self.sends[slot as usize].bytes = std::mem::replace(bytes, room);
+        if let Err(e) = self.push_send(slot) {
+            // Not queued (the kernel never saw it): the bytes go back, the room to the spares.
+            let given = std::mem::take(&mut self.sends[slot as usize].bytes);
+            let room = std::mem::replace(bytes, given);
+            self.free_send(slot);
+            self.put_room(room);
+            return Err(e);
+        }
+        Ok(slot)
+    }
+
+    /// A slot for a send of `bytes` from `from` on, for `owner`, not yet queued.
+    #[inline(always)]
+    fn new_send(&mut self, fd: RawFd, owner: u64, bytes: Vec<u8>, from: usize) -> io::Result<u32> {
         assert!(owner != 0, "a send's owner is nonzero");
         let slot = match self.free_sends.pop() {
             Some(slot) => slot,
@@ -373,17 +435,14 @@ impl Ring {
                 slot
             }
         };
-        let room = self.take_room();
-        let n = data.len().min(SEND_MAX);
         let o = &mut self.sends[slot as usize];
         debug_assert!(o.owner == 0 && !o.in_flight && o.result.is_none());
-        o.bytes = room;
-        o.bytes.extend_from_slice(&data[..n]);
+        o.bytes = bytes;
         o.owner = owner;
-        o.done = 0;
+        o.done = from;
         o.user_data = SEND | u64::from(slot);
         o.fd = fd;
-        self.push_send(slot).map(|()| (slot, n))
+        Ok(slot)
     }
 
     /// Whose send has user data `user_data` (the tag given to [`send`](Ring::send)), while
@@ -393,8 +452,8 @@ impl Ring {
         (o.owner != 0 && o.user_data == user_data).then_some(o.owner)
     }
 
-    /// Push slot `slot`'s send of its bytes from `done` on. If it cannot be queued, the slot
-    /// is freed.
+    /// Push slot `slot`'s send of its bytes from `done` on. If it cannot be queued, the
+    /// caller frees the slot (or takes its bytes back first).
     fn push_send(&mut self, slot: u32) -> io::Result<()> {
         let o = &mut self.sends[slot as usize];
         let rest = &o.bytes[o.done..];
@@ -414,7 +473,6 @@ impl Ring {
         if pushed.is_err() {
             // Not queued (the queue was full and submitting failed): the kernel never saw it.
             self.sends[slot as usize].in_flight = false;
-            self.free_send(slot);
         }
         pushed
     }
@@ -427,7 +485,16 @@ impl Ring {
         o.owner = 0;
         o.result = None;
         self.free_sends.push(slot);
-        self.put_room(room);
+        let cap = room.capacity();
+        if cap > SPARE_KEEP && cap <= LARGE_KEEP && self.large_bytes + cap <= LARGE_BYTES {
+            // A handed-over output buffer: kept to go back to the next socket that hands one.
+            let mut room = room;
+            room.clear();
+            self.large_bytes += cap;
+            self.large.push(room);
+        } else {
+            self.put_room(room);
+        }
     }
 
     /// How many entries wait in the submission queue.
@@ -458,7 +525,10 @@ impl Ring {
                 if resume {
                     return Some(match self.push_send(slot) {
                         Ok(()) => Sent::Partly,
-                        Err(e) => Sent::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
+                        Err(e) => {
+                            self.free_send(slot);
+                            Sent::Failed(e.raw_os_error().unwrap_or(libc::EIO))
+                        }
                     });
                 }
                 Sent::Cancelled(o.bytes[o.done..].to_vec())
