@@ -39,10 +39,25 @@
 //! | `runForever`, `poll`, `drain` | [`run_forever`](crate::run_forever), [`poll`](crate::poll), [`drain`](crate::drain) |
 //! | `hasPendingOperations`, `callSoon` | [`has_pending_operations`](crate::has_pending_operations), [`call_soon`](crate::call_soon) |
 //! | `sleepAsync`, `withTimeout` | [`sleep_async`](crate::sleep_async), [`with_timeout`](crate::with_timeout) (and [`with_deadline`](crate::with_deadline), [`IoTimeout`](crate::IoTimeout)) |
-//! | `sendTo(socket, address, port, data)` | [`AsyncSocket::send_to`]; also [`AsyncSocket::send_to_addr`], [`AsyncSocket::send_to_unix`] |
+// Unix-only methods are linked only where they exist (the Windows docs have none).
+#![cfg_attr(
+    unix,
+    doc = "| `sendTo(socket, address, port, data)` | [`AsyncSocket::send_to`]; also [`AsyncSocket::send_to_addr`], [`AsyncSocket::send_to_unix`] |"
+)]
+#![cfg_attr(
+    not(unix),
+    doc = "| `sendTo(socket, address, port, data)` | [`AsyncSocket::send_to`]; also [`AsyncSocket::send_to_addr`], `AsyncSocket::send_to_unix` (Unix only) |"
+)]
 //! | `recvFrom(socket, size)` (tuple) | [`AsyncSocket::recv_from`], [`AsyncSocket::recv_from_with`] → `(Vec<u8>, String, u16)` |
 //! | `recvFrom(socket, data, size, address, port)` (`FutureVar`s) | [`AsyncSocket::recv_from_into`] (`&mut [u8]`, `&mut String`, `&mut u16`); typed, for IP: [`AsyncSocket::recv_from_addr`] |
-//! | `bindUnix`, `connectUnix` | [`AsyncSocket::bind_unix`], [`AsyncSocket::connect_unix`] (Unix only, as in Nim) |
+#![cfg_attr(
+    unix,
+    doc = "| `bindUnix`, `connectUnix` | [`AsyncSocket::bind_unix`], [`AsyncSocket::connect_unix`] (Unix only, as in Nim) |"
+)]
+#![cfg_attr(
+    not(unix),
+    doc = "| `bindUnix`, `connectUnix` | `AsyncSocket::bind_unix`, `AsyncSocket::connect_unix` (Unix only, as in Nim) |"
+)]
 //! | `newContext` (`net`) | [`TlsContext::client`](crate::TlsContext::client), [`TlsContext::client_builder`](crate::TlsContext::client_builder), [`TlsContext::server_builder`](crate::TlsContext::server_builder), [`TlsContext::server_from_files`](crate::TlsContext::server_from_files) |
 //! | `wrapSocket(ctx, socket)` | [`wrap_socket`](crate::wrap_socket) |
 //! | `wrapConnectedSocket(ctx, socket, handshake, hostname)` | [`wrap_connected_socket`](crate::wrap_connected_socket) (async: the handshake completes in the call) with [`HandshakeAs`](crate::HandshakeAs) |
