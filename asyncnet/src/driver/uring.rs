@@ -469,17 +469,10 @@ impl Uring {
     /// `send(2)` calls would make), and `WouldBlock` if it is still in flight. The error of
     /// a send that failed, once.
     pub(super) fn send(&self, io: &IoState, data: &[u8]) -> io::Result<usize> {
-        if io.sending() && !self.finish_now(io) {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        match i32::from(io.send_failed.replace(0)) {
-            0 => {}
-            errno => return Err(io::Error::from_raw_os_error(errno)),
-        }
+        let owner = self.clear_to_send(io)?;
         if data.is_empty() {
             return Ok(0);
         }
-        let owner = user_data(io.key(), io.gen) | SEND;
         let (slot, n) = self.ring.borrow_mut().send(io.fd, owner, data)?;
         io.send.set(slot);
         Ok(n)
@@ -499,17 +492,24 @@ impl Uring {
         if n == 0 || n > crate::sys::uring::SEND_MAX {
             return self.send(io, &buf[from.min(buf.len())..]);
         }
+        let owner = self.clear_to_send(io)?;
+        let slot = self.ring.borrow_mut().send_owned(io.fd, owner, buf, from)?;
+        io.send.set(slot);
+        Ok(n)
+    }
+
+    /// Before a send on `io`: its send in flight, if any, finished (else `WouldBlock`), and
+    /// the error of one that failed taken (and returned, once). Returns the owner tag of the
+    /// socket's sends.
+    #[inline]
+    fn clear_to_send(&self, io: &IoState) -> io::Result<u64> {
         if io.sending() && !self.finish_now(io) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         match i32::from(io.send_failed.replace(0)) {
-            0 => {}
-            errno => return Err(io::Error::from_raw_os_error(errno)),
+            0 => Ok(user_data(io.key(), io.gen) | SEND),
+            errno => Err(io::Error::from_raw_os_error(errno)),
         }
-        let owner = user_data(io.key(), io.gen) | SEND;
-        let slot = self.ring.borrow_mut().send_owned(io.fd, owner, buf, from)?;
-        io.send.set(slot);
-        Ok(n)
     }
 
     /// Whether `io`'s send is over, after entering the ring once to let the kernel finish it
