@@ -335,20 +335,25 @@ impl Driver {
         unsent
     }
 
+    /// `r`, the outcome of a send just made on the ring, once the send is sure to leave: with
+    /// no loop driving this driver no turn is sure to come and submit it, so it is submitted
+    /// now.
+    #[cfg(target_os = "linux")]
+    #[inline]
+    fn submitted<T>(&self, u: &uring::Uring, r: T) -> T {
+        if !self.is_driven() {
+            u.submit();
+        }
+        r
+    }
+
     /// A write of `data` on stream socket `io` as the driver makes it (io_uring: a send on
     /// the ring, whose bytes it owns); `None` when the caller makes the system call.
     #[inline]
     fn send(&self, io: &IoState, data: &[u8]) -> Option<io::Result<usize>> {
         match &self.poller {
             #[cfg(target_os = "linux")]
-            Poller::Uring(u) => {
-                let r = u.send(io, data);
-                if !self.is_driven() {
-                    // No turn is sure to come and submit it.
-                    u.submit();
-                }
-                Some(r)
-            }
+            Poller::Uring(u) => Some(self.submitted(u, u.send(io, data))),
             _ => {
                 let _ = (io, data);
                 None
@@ -368,14 +373,7 @@ impl Driver {
     ) -> Option<io::Result<usize>> {
         match &self.poller {
             #[cfg(target_os = "linux")]
-            Poller::Uring(u) => {
-                let r = u.send_owned(io, buf, from);
-                if !self.is_driven() {
-                    // No turn is sure to come and submit it.
-                    u.submit();
-                }
-                Some(r)
-            }
+            Poller::Uring(u) => Some(self.submitted(u, u.send_owned(io, buf, from))),
             _ => {
                 let _ = (io, buf, from);
                 None

@@ -280,7 +280,6 @@ impl WriteBuffer {
         } else {
             // Taken: what is left is an empty buffer (as the driver's spare ones are).
             debug_assert!(self.data.is_empty() && n == len - self.pos);
-            self.data.clear();
             self.pos = 0;
             self.written += n as u64;
             self.committed = self.committed.max(self.written);
