@@ -557,3 +557,140 @@ fn a_failure_handler_gets_every_detached_failure_and_none_of_the_joined() {
         ]
     );
 }
+
+/// A future that counts its polls, hands out its waker on the first, and finishes once `done`
+/// is set.
+fn counted(
+    polls: Rc<Cell<u32>>,
+    waker: std::sync::Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl std::future::Future<Output = ()> {
+    std::future::poll_fn(move |cx| {
+        polls.set(polls.get() + 1);
+        if polls.get() == 1 {
+            *waker.lock().unwrap() = Some(cx.waker().clone());
+        }
+        if done.load(std::sync::atomic::Ordering::SeqCst) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+}
+
+#[test]
+fn a_task_woken_many_times_before_it_runs_is_polled_once_for_all_of_them() {
+    let r = in_fresh_thread(|| {
+        let polls = Rc::new(Cell::new(0));
+        let waker = Default::default();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = spawn(counted(
+            polls.clone(),
+            std::sync::Arc::clone(&waker),
+            done.clone(),
+        ));
+        wait_for(sleep_async(Duration::from_millis(1)));
+        let first = polls.get();
+        let w = waker.lock().unwrap().clone().expect("the task's waker");
+        for _ in 0..1000 {
+            w.wake_by_ref();
+            let clone = w.clone();
+            clone.wake();
+        }
+        wait_for(sleep_async(Duration::from_millis(1)));
+        let after_wakes = polls.get();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        w.wake();
+        wait_for(h);
+        (first, after_wakes, polls.get())
+    });
+    assert_eq!(r, Ok((1, 2, 3)));
+}
+
+#[test]
+fn a_waker_of_a_finished_task_does_not_poll_the_task_that_took_its_slot() {
+    let r = in_fresh_thread(|| {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let old = std::sync::Arc::new(std::sync::Mutex::new(None));
+        wait_for(spawn(counted(Rc::default(), old.clone(), done)));
+        let stale = old
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the finished task's waker");
+        // The next task takes the freed slot, with a new generation.
+        let polls = Rc::new(Cell::new(0));
+        let waker = Default::default();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = spawn(counted(
+            polls.clone(),
+            std::sync::Arc::clone(&waker),
+            done.clone(),
+        ));
+        wait_for(sleep_async(Duration::from_millis(1)));
+        stale.wake_by_ref();
+        wait_for(sleep_async(Duration::from_millis(1)));
+        let after_stale = polls.get();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        waker.lock().unwrap().take().expect("waker").wake();
+        wait_for(h);
+        after_stale
+    });
+    assert_eq!(r, Ok(1));
+}
+
+/// Two loops number their first tasks alike (slot 0, generation 1): a waker of one loop's
+/// task, called inside the other loop, must reach its own loop and leave the other's task
+/// alone.
+#[test]
+fn a_waker_called_inside_another_loop_wakes_its_own_loops_task_only() {
+    use std::sync::{mpsc, Arc, Mutex};
+    let (waker_tx, waker_rx) = mpsc::channel();
+    let a = std::thread::spawn(move || {
+        let polls = Rc::new(Cell::new(0));
+        let waker = Arc::new(Mutex::new(None));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = spawn(counted(polls.clone(), waker.clone(), done.clone()));
+        wait_for(sleep_async(Duration::from_millis(1)));
+        waker_tx
+            .send((waker.lock().unwrap().clone().expect("waker"), done))
+            .unwrap();
+        wait_for(with_timeout(h, support::HANG_GUARD)).is_ok()
+    });
+    let (a_waker, a_done) = waker_rx.recv().unwrap();
+    let b = std::thread::spawn(move || {
+        let polls = Rc::new(Cell::new(0));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = spawn(counted(polls.clone(), Arc::default(), done.clone()));
+        wait_for(async {
+            sleep_async(Duration::from_millis(1)).await;
+            a_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            a_waker.wake();
+            sleep_async(Duration::from_millis(20)).await;
+        });
+        let b_polls = polls.get();
+        h.abort();
+        b_polls
+    });
+    assert_eq!(b.join().unwrap(), 1, "the other loop's task was polled");
+    assert!(a.join().unwrap(), "the task was never woken");
+}
+
+#[test]
+fn a_waker_whose_loop_is_gone_does_nothing() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let waker = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        drop(spawn(counted(Rc::default(), waker.clone(), done)));
+        wait_for(sleep_async(Duration::from_millis(1)));
+        tx.send(waker.lock().unwrap().take().expect("waker"))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let w = rx.recv().unwrap();
+    w.wake_by_ref();
+    // Here, on a thread whose loop may have taken the gone loop's number.
+    wait_for(async { w.wake() });
+}

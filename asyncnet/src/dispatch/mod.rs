@@ -18,11 +18,15 @@
 //! fn assert_send<T: Send>(_: T) {}
 //! assert_send(asyncnet::spawn(async {}));
 //! ```
-#![forbid(unsafe_code)]
+// No unsafe code here, nor in the submodules but one (each of which forbids it).
+#![deny(unsafe_code)]
 
 mod choice;
 mod task;
 mod time;
+// The one unsafe block: a waker made from a number (`Waker::from_raw`).
+#[allow(unsafe_code)]
+mod waker;
 
 pub use choice::{driver_kind, io_uring_support, use_driver, DRIVER_ENV};
 pub use task::{JoinHandle, TaskFailure, TaskOutput};
@@ -37,13 +41,12 @@ use std::io;
 use std::panic;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::driver::Driver;
-use task::{Shared, TaskWaker, Tasks, CURRENT_LOOP, LOCAL_READY, MAIN_KEY};
+use task::{Shared, TaskWaker, Tasks, MAIN_KEY};
 use time::Timers;
 
 /// How many tasks run before the loop looks at I/O again, so that a busy task set cannot
@@ -84,10 +87,9 @@ impl Drop for Loop {
         // Tasks own sockets; dropping them closes those sockets while the driver still exists.
         self.tasks.clear();
         self.soon.borrow_mut().clear();
+        task::unregister_loop(self.shared.id);
     }
 }
-
-static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static LOOP: OnceCell<Rc<Loop>> = const { OnceCell::new() };
@@ -204,14 +206,15 @@ impl TaskFailure {
 impl Loop {
     fn new() -> io::Result<Loop> {
         let driver = Driver::new(choice::wanted())?;
-        let id = NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed);
-        CURRENT_LOOP.with(|c| c.set(id));
+        let poller = driver.remote_waker();
         Ok(Loop {
-            shared: Arc::new(Shared {
-                id,
-                remote: Mutex::new(Vec::new()),
-                remote_pending: std::sync::atomic::AtomicBool::new(false),
-                poller: driver.remote_waker(),
+            shared: task::register_loop(|id| {
+                Arc::new(Shared {
+                    id,
+                    remote: Mutex::new(Vec::new()),
+                    remote_pending: std::sync::atomic::AtomicBool::new(false),
+                    poller,
+                })
             }),
             driver: Rc::new(driver),
             tasks: Tasks::new(),
@@ -227,9 +230,7 @@ impl Loop {
     }
 
     fn has_ready(&self) -> bool {
-        !LOCAL_READY.with(|q| q.borrow().is_empty())
-            || !self.soon.borrow().is_empty()
-            || self.main_woken.get()
+        self.tasks.has_ready() || !self.soon.borrow().is_empty() || self.main_woken.get()
     }
 
     /// Run queued callbacks and ready tasks, up to the budget.
@@ -240,9 +241,9 @@ impl Loop {
                 f();
             }
         }
-        self.shared.drain_remote();
+        self.shared.drain_remote(&self.tasks);
         for _ in 0..BUDGET {
-            let next = LOCAL_READY.with(|q| q.borrow_mut().pop_front());
+            let next = self.tasks.next_ready();
             match next {
                 Some((MAIN_KEY, gen)) => {
                     if gen == self.main_gen.get() {

@@ -1,9 +1,11 @@
 //! Tasks: the table of spawned futures, their wakers and their join handles.
 //!
-//! A task lives in a slot of the loop's table; its waker names the slot (key and generation)
-//! and is `Send + Sync`: woken on the loop's thread it pushes the key onto a thread-local
-//! queue, woken from any other thread (the resolver pool, a user's thread) it pushes onto a
-//! mutex-guarded queue and wakes the poller. No `Rc` ever sits inside a waker.
+//! A task lives in a slot of the loop's table; its waker names the loop, the slot (key and
+//! generation) and is `Send + Sync` (a plain number where it fits, `waker.rs`): woken on the
+//! loop's thread it marks the slot and pushes the key onto a thread-local queue (once until
+//! the task is polled), woken from any other thread (the resolver pool, a user's thread) it
+//! pushes onto the loop's mutex-guarded queue and wakes the poller. No `Rc` ever sits inside
+//! a waker.
 #![forbid(unsafe_code)]
 
 use std::any::Any;
@@ -24,23 +26,70 @@ use std::task::{Context, Poll, Wake, Waker};
 use pin_project_lite::pin_project;
 use slab::Slab;
 
+use super::waker::same_gen;
+
 /// The key that stands for the future given to `wait_for` in the ready queues.
 pub(crate) const MAIN_KEY: usize = usize::MAX;
 
 /// A ready task: slot key and the slot's generation when the waker was made.
 pub(crate) type TaskId = (usize, u64);
 
-thread_local! {
-    /// Tasks of this thread's loop woken on this thread.
-    pub(crate) static LOCAL_READY: RefCell<VecDeque<TaskId>> = const { RefCell::new(VecDeque::new()) };
-    /// The id of the loop that lives on this thread (0: none yet).
-    pub(crate) static CURRENT_LOOP: Cell<u64> = const { Cell::new(0) };
+/// The loops alive in this process, by number: where a wake-up from another thread goes. A
+/// number is reused once its loop is gone (a late waker of the old loop then wakes a task of
+/// the new one spuriously at worst).
+static LOOPS: Mutex<Vec<Option<Arc<Shared>>>> = Mutex::new(Vec::new());
+
+fn loops() -> std::sync::MutexGuard<'static, Vec<Option<Arc<Shared>>>> {
+    LOOPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Number a new loop (the lowest free number) and enter what `make` builds for it.
+pub(crate) fn register_loop(make: impl FnOnce(u32) -> Arc<Shared>) -> Arc<Shared> {
+    let mut loops = loops();
+    let free = loops.iter().position(Option::is_none);
+    let no = free.unwrap_or(loops.len());
+    // Beyond 2^32 loops the numbers alias: spurious wake-ups, never lost ones.
+    let shared = make(no as u32);
+    match free {
+        Some(i) => loops[i] = Some(shared.clone()),
+        None => loops.push(Some(shared.clone())),
+    }
+    shared
+}
+
+/// The loop numbered `no` is gone: its number is free again.
+pub(crate) fn unregister_loop(no: u32) {
+    if let Some(entry) = loops().get_mut(no as usize) {
+        *entry = None;
+    }
+}
+
+/// Wake task `id` of the loop numbered `loop_no` (`shared`: that loop's, if the caller has
+/// it; otherwise it is looked up, for a wake-up from another thread).
+pub(crate) fn wake_task(loop_no: u32, id: TaskId, shared: Option<&Shared>) {
+    // This thread's loop, if the task is one of its own (live loops have distinct numbers).
+    let here = super::try_with_loop(|l| l.shared.id == loop_no && l.tasks.notify(id));
+    if here == Some(true) {
+        return;
+    }
+    match shared {
+        Some(s) => s.post(id),
+        None => {
+            let target = loops().get(loop_no as usize).cloned().flatten();
+            if let Some(s) = target {
+                s.post(id);
+            }
+        }
+    }
 }
 
 /// What other threads share with a loop: where they post wake-ups, and how they rouse it.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) id: u64,
+    /// The loop's number (see [`register_loop`]).
+    pub(crate) id: u32,
     pub(crate) remote: Mutex<Vec<TaskId>>,
     /// Set when `remote` has entries, so that the loop takes the lock only then.
     pub(crate) remote_pending: AtomicBool,
@@ -48,8 +97,23 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Move wake-ups posted from other threads onto the local queue.
-    pub(crate) fn drain_remote(&self) {
+    /// Post a wake-up from another thread (or from this one, while its loop is torn down).
+    fn post(&self, id: TaskId) {
+        {
+            let mut remote = match self.remote.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            remote.push(id);
+            // Under the lock, after the push: a drain that sees the flag sees the entry.
+            self.remote_pending.store(true, Ordering::Release);
+        }
+        // If the loop is gone, nobody is left to wake.
+        let _ = self.poller.wake();
+    }
+
+    /// Move wake-ups posted from other threads onto the loop's ready queue.
+    pub(crate) fn drain_remote(&self, tasks: &Tasks) {
         // Cross-thread wakes are rare: look at the flag before taking the lock.
         if !self.remote_pending.swap(false, Ordering::Acquire) {
             return;
@@ -61,15 +125,17 @@ impl Shared {
         if remote.is_empty() {
             return;
         }
-        LOCAL_READY.with(|q| q.borrow_mut().extend(remote.drain(..)));
+        tasks.ready.borrow_mut().extend(remote.drain(..));
     }
 }
 
-/// The waker of one task (or of the `wait_for` future).
+/// The waker of the `wait_for` future, and of a task whose number does not fit in a word
+/// (`waker.rs`).
 #[derive(Debug)]
 pub(crate) struct TaskWaker {
     id: TaskId,
-    /// Set when the task is queued, cleared just before it is polled: one queue entry per poll.
+    /// `wait_for`'s future only (a task's mark is in its slot): set when it is queued,
+    /// cleared just before it is polled: one queue entry per poll.
     notified: AtomicBool,
     shared: Arc<Shared>,
 }
@@ -94,27 +160,21 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        if self.id.0 != MAIN_KEY {
+            wake_task(self.shared.id, self.id, Some(&self.shared));
+            return;
+        }
         if self.notified.swap(true, Ordering::AcqRel) {
             return;
         }
-        let local = CURRENT_LOOP
-            .try_with(|c| c.get() == self.shared.id)
-            .unwrap_or(false)
-            && LOCAL_READY
-                .try_with(|q| q.borrow_mut().push_back(self.id))
-                .is_ok();
-        if !local {
-            {
-                let mut remote = match self.shared.remote.lock() {
-                    Ok(g) => g,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                remote.push(self.id);
-                // Under the lock, after the push: a drain that sees the flag sees the entry.
-                self.shared.remote_pending.store(true, Ordering::Release);
+        let local = super::try_with_loop(|l| {
+            Arc::ptr_eq(&l.shared, &self.shared) && {
+                l.tasks.ready.borrow_mut().push_back(self.id);
+                true
             }
-            // If the loop is gone, nobody is left to wake.
-            let _ = self.shared.poller.wake();
+        });
+        if local != Some(true) {
+            self.shared.post(self.id);
         }
     }
 }
@@ -307,6 +367,9 @@ struct Slot {
     gen: u64,
     /// `None` while the task is being polled.
     run: Option<Running>,
+    /// The task is in the ready queue (set by a wake-up on the loop's thread, cleared just
+    /// before the task is polled): one queue entry per poll.
+    notified: bool,
     /// Set when `abort` hits the task while it is being polled.
     cancelled: bool,
 }
@@ -314,12 +377,13 @@ struct Slot {
 struct Running {
     future: Pin<Box<dyn Future<Output = ()>>>,
     waker: Waker,
-    wake: Arc<TaskWaker>,
 }
 
 /// The table of live tasks.
 pub(crate) struct Tasks {
     slots: RefCell<Slab<Slot>>,
+    /// Tasks to poll (and `wait_for`'s future, as [`MAIN_KEY`]), in the order they were woken.
+    ready: RefCell<VecDeque<TaskId>>,
     next_gen: Cell<u64>,
     /// Makes the table (and so the loop) `!Send` and `!Sync`.
     _not_send: PhantomData<*const ()>,
@@ -335,6 +399,7 @@ impl Tasks {
     pub(crate) fn new() -> Tasks {
         Tasks {
             slots: RefCell::new(Slab::new()),
+            ready: RefCell::new(VecDeque::new()),
             next_gen: Cell::new(1),
             _not_send: PhantomData,
         }
@@ -359,8 +424,8 @@ impl Tasks {
         let mut slots = self.slots.borrow_mut();
         let entry = slots.vacant_entry();
         let id = (entry.key(), gen);
-        let wake = TaskWaker::new(id, shared.clone());
-        let waker = Waker::from(wake.clone());
+        let waker = super::waker::packed(shared.id, id)
+            .unwrap_or_else(|| Waker::from(TaskWaker::new(id, shared.clone())));
         entry.insert(Slot {
             gen,
             run: Some(Running {
@@ -369,8 +434,8 @@ impl Tasks {
                     state: state.clone(),
                 }),
                 waker: waker.clone(),
-                wake,
             }),
+            notified: false,
             cancelled: false,
         });
         drop(slots);
@@ -378,19 +443,50 @@ impl Tasks {
         JoinHandle { state, id }
     }
 
+    /// The next task (or `wait_for`'s future) to poll.
+    pub(crate) fn next_ready(&self) -> Option<TaskId> {
+        self.ready.borrow_mut().pop_front()
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.borrow().is_empty()
+    }
+
+    /// Queue task `id` to be polled, unless it is queued already or gone (always true: the
+    /// wake-up is dealt with). Called on the loop's thread.
+    pub(crate) fn notify(&self, id: TaskId) -> bool {
+        // Borrowed only while the table itself changes; a wake-up then (a dropped future's
+        // waker) is queued as it is, and `run` drops it if the task is gone.
+        if let Ok(mut slots) = self.slots.try_borrow_mut() {
+            match slots.get_mut(id.0) {
+                Some(slot) if same_gen(slot.gen, id.1) => {
+                    if slot.notified {
+                        return true;
+                    }
+                    slot.notified = true;
+                }
+                _ => return true,
+            }
+        }
+        self.ready.borrow_mut().push_back(id);
+        true
+    }
+
     /// Poll the task `id` once, if it still exists.
     pub(crate) fn run(&self, id: TaskId) {
         let mut running = {
             let mut slots = self.slots.borrow_mut();
             match slots.get_mut(id.0) {
-                Some(slot) if slot.gen == id.1 => match slot.run.take() {
-                    Some(r) => r,
+                Some(slot) if same_gen(slot.gen, id.1) => match slot.run.take() {
+                    Some(r) => {
+                        slot.notified = false;
+                        r
+                    }
                     None => return,
                 },
                 _ => return,
             }
         };
-        running.wake.clear();
         let mut cx = Context::from_waker(&running.waker);
         let done = running.future.as_mut().poll(&mut cx).is_ready();
         let mut slots = self.slots.borrow_mut();
@@ -400,7 +496,11 @@ impl Tasks {
             drop(slots);
             drop(running); // outside the borrow: dropping a future may touch the table
         } else if let Some(slot) = slots.get_mut(id.0) {
-            slot.run = Some(running);
+            // The slot was emptied to poll the task and only `run` fills it: nothing to drop
+            // (a plain assignment would call the drop code of a `None` on every poll).
+            let empty = slot.run.replace(running);
+            debug_assert!(empty.is_none());
+            std::mem::forget(empty);
         }
     }
 
