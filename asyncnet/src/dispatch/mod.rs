@@ -207,17 +207,18 @@ impl Loop {
     fn new() -> io::Result<Loop> {
         let driver = Driver::new(choice::wanted())?;
         let poller = driver.remote_waker();
+        let shared = task::register_loop(|id| {
+            Arc::new(Shared {
+                id,
+                remote: Mutex::new(Vec::new()),
+                remote_pending: std::sync::atomic::AtomicBool::new(false),
+                poller,
+            })
+        });
         Ok(Loop {
-            shared: task::register_loop(|id| {
-                Arc::new(Shared {
-                    id,
-                    remote: Mutex::new(Vec::new()),
-                    remote_pending: std::sync::atomic::AtomicBool::new(false),
-                    poller,
-                })
-            }),
+            tasks: Tasks::new(shared.clone()),
+            shared,
             driver: Rc::new(driver),
-            tasks: Tasks::new(),
             timers: Timers::default(),
             soon: RefCell::new(VecDeque::new()),
             failures: RefCell::new(VecDeque::new()),
@@ -427,13 +428,13 @@ where
     F: Future + 'static,
     F::Output: TaskOutput,
 {
-    with_loop(|l| l.tasks.spawn(future, &l.shared))
+    with_loop(|l| l.tasks.spawn(future))
 }
 
 /// Spawn a detached helper task of the library itself; does nothing while the thread is
 /// being torn down.
 pub(crate) fn spawn_internal(future: impl Future<Output = ()> + 'static) {
-    try_with_loop(|l| drop(l.tasks.spawn(future, &l.shared)));
+    try_with_loop(|l| drop(l.tasks.spawn(future)));
 }
 
 /// Whether this thread's loop is running (inside `wait_for`, `poll`, ...): a task spawned

@@ -10,7 +10,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -362,11 +362,11 @@ impl<T: TaskOutput> Drop for JoinHandle<T> {
     }
 }
 
-/// One slot of the task table.
+/// One slot of the task table: 32 bytes, two to a cache line.
 struct Slot {
     gen: u64,
     /// `None` while the task is being polled.
-    run: Option<Running>,
+    run: Option<Pin<Box<dyn Future<Output = ()>>>>,
     /// The task is in the ready queue (set by a wake-up on the loop's thread, cleared just
     /// before the task is polled): one queue entry per poll.
     notified: bool,
@@ -374,16 +374,17 @@ struct Slot {
     cancelled: bool,
 }
 
-struct Running {
-    future: Pin<Box<dyn Future<Output = ()>>>,
-    waker: Waker,
-}
-
 /// The table of live tasks.
 pub(crate) struct Tasks {
     slots: RefCell<Slab<Slot>>,
     /// Tasks to poll (and `wait_for`'s future, as [`MAIN_KEY`]), in the order they were woken.
     ready: RefCell<VecDeque<TaskId>>,
+    /// The wakers of tasks whose number does not fit in a packed waker (`waker.rs`), by
+    /// slot; empty on 64-bit targets short of 2^32 tasks or 2^16 loops.
+    boxed_wakers: RefCell<HashMap<usize, Waker>>,
+    /// This loop's part of its tasks' packed wakers (`None`: they are all boxed).
+    pack_base: Option<usize>,
+    shared: Arc<Shared>,
     next_gen: Cell<u64>,
     /// Makes the table (and so the loop) `!Send` and `!Sync`.
     _not_send: PhantomData<*const ()>,
@@ -396,10 +397,13 @@ impl fmt::Debug for Tasks {
 }
 
 impl Tasks {
-    pub(crate) fn new() -> Tasks {
+    pub(crate) fn new(shared: Arc<Shared>) -> Tasks {
         Tasks {
             slots: RefCell::new(Slab::new()),
             ready: RefCell::new(VecDeque::new()),
+            boxed_wakers: RefCell::new(HashMap::new()),
+            pack_base: super::waker::loop_base(shared.id),
+            shared,
             next_gen: Cell::new(1),
             _not_send: PhantomData,
         }
@@ -409,7 +413,7 @@ impl Tasks {
         self.slots.borrow().len()
     }
 
-    pub(crate) fn spawn<F>(&self, future: F, shared: &Arc<Shared>) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: TaskOutput,
@@ -424,22 +428,21 @@ impl Tasks {
         let mut slots = self.slots.borrow_mut();
         let entry = slots.vacant_entry();
         let id = (entry.key(), gen);
-        let waker = super::waker::packed(shared.id, id)
-            .unwrap_or_else(|| Waker::from(TaskWaker::new(id, shared.clone())));
         entry.insert(Slot {
             gen,
-            run: Some(Running {
-                future: Box::pin(TaskFuture {
-                    future,
-                    state: state.clone(),
-                }),
-                waker: waker.clone(),
-            }),
+            run: Some(Box::pin(TaskFuture {
+                future,
+                state: state.clone(),
+            })),
             notified: false,
             cancelled: false,
         });
         drop(slots);
-        waker.wake();
+        if self.packed_waker(id).is_none() {
+            let waker = Waker::from(TaskWaker::new(id, self.shared.clone()));
+            self.boxed_wakers.borrow_mut().insert(id.0, waker);
+        }
+        self.notify(id);
         JoinHandle { state, id }
     }
 
@@ -474,26 +477,37 @@ impl Tasks {
 
     /// Poll the task `id` once, if it still exists.
     pub(crate) fn run(&self, id: TaskId) {
-        let mut running = {
+        let (mut running, gen) = {
             let mut slots = self.slots.borrow_mut();
             match slots.get_mut(id.0) {
                 Some(slot) if same_gen(slot.gen, id.1) => match slot.run.take() {
                     Some(r) => {
                         slot.notified = false;
-                        r
+                        (r, slot.gen)
                     }
                     None => return,
                 },
                 _ => return,
             }
         };
-        let mut cx = Context::from_waker(&running.waker);
-        let done = running.future.as_mut().poll(&mut cx).is_ready();
+        let waker = match self.packed_waker((id.0, gen)) {
+            Some(w) => w,
+            // (Every task without a packed waker got a boxed one at its spawn.)
+            None => match self.boxed_wakers.borrow().get(&id.0) {
+                Some(w) => w.clone(),
+                None => Waker::from(TaskWaker::new((id.0, gen), self.shared.clone())),
+            },
+        };
+        let done = running
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready();
         let mut slots = self.slots.borrow_mut();
         let cancelled = slots.get(id.0).is_none_or(|s| s.cancelled);
         if done || cancelled {
             slots.remove(id.0);
             drop(slots);
+            self.forget_waker(id.0);
             drop(running); // outside the borrow: dropping a future may touch the table
         } else if let Some(slot) = slots.get_mut(id.0) {
             // The slot was emptied to poll the task and only `run` fills it: nothing to drop
@@ -512,6 +526,8 @@ impl Tasks {
                 Some(slot) if slot.gen == id.1 => match slot.run.take() {
                     Some(r) => {
                         slots.remove(id.0);
+                        drop(slots);
+                        self.forget_waker(id.0);
                         Some(r)
                     }
                     None => {
@@ -535,8 +551,88 @@ impl Tasks {
             }
             for key in keys {
                 let slot = self.slots.borrow_mut().try_remove(key);
+                self.forget_waker(key);
                 drop(slot);
             }
         }
+    }
+
+    #[inline]
+    fn packed_waker(&self, id: TaskId) -> Option<Waker> {
+        super::waker::packed_at(self.pack_base?, id)
+    }
+
+    /// The task in slot `key` is gone: so is its boxed waker, if it had one.
+    fn forget_waker(&self, key: usize) {
+        let mut boxed = self.boxed_wakers.borrow_mut();
+        if !boxed.is_empty() {
+            boxed.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::future::poll_fn;
+    use std::rc::Rc;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Poll, Waker};
+    use std::time::Duration;
+
+    use crate::dispatch::{sleep_async, spawn, try_with_loop, wait_for, waker::NEVER_PACK};
+
+    /// A slot is a future's box, its generation and two flags: two slots to a cache line, so
+    /// that waking a task and then polling it touches one line of the table.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_task_slot_takes_32_bytes() {
+        assert_eq!(std::mem::size_of::<super::Slot>(), 32);
+    }
+
+    /// Where a task's number does not fit in a packed waker (forced here), its waker is an
+    /// `Arc` kept by the table: local and remote wake-ups reach the task, repeated ones poll
+    /// it once, and the waker goes with the task.
+    #[test]
+    fn tasks_with_boxed_wakers_are_woken_polled_once_per_wake_up_and_forgotten_at_their_end() {
+        std::thread::spawn(|| {
+            NEVER_PACK.with(|n| n.set(true));
+            let polls = Rc::new(Cell::new(0));
+            let shared: Arc<Mutex<Option<Waker>>> = Arc::default();
+            let (p, w) = (polls.clone(), shared.clone());
+            let task = spawn(poll_fn(move |cx| {
+                p.set(p.get() + 1);
+                *w.lock().unwrap() = Some(cx.waker().clone());
+                if p.get() < 3 {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            }));
+            wait_for(sleep_async(Duration::from_millis(1)));
+            assert_eq!(polls.get(), 1);
+            assert_eq!(
+                try_with_loop(|l| l.tasks.boxed_wakers.borrow().len()),
+                Some(1)
+            );
+            // Local wake-ups, many: one poll.
+            let waker = shared.lock().unwrap().clone().unwrap();
+            for _ in 0..100 {
+                waker.wake_by_ref();
+            }
+            wait_for(sleep_async(Duration::from_millis(1)));
+            assert_eq!(polls.get(), 2);
+            // A wake-up from another thread.
+            let waker = shared.lock().unwrap().clone().unwrap();
+            std::thread::spawn(move || waker.wake()).join().unwrap();
+            wait_for(task);
+            assert_eq!(polls.get(), 3);
+            assert_eq!(
+                try_with_loop(|l| l.tasks.boxed_wakers.borrow().len()),
+                Some(0)
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -28,9 +28,33 @@ pub(crate) fn same_gen(a: u64, b: u64) -> bool {
     (a ^ b) & GEN_MASK == 0
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: make no packed wakers on this thread, to drive the boxed ones.
+    pub(crate) static NEVER_PACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The waker of task `id` of the loop numbered `loop_no`, if the three fit in one word.
-pub(crate) fn packed(loop_no: u32, id: TaskId) -> Option<Waker> {
-    let word = pack(loop_no, id)?;
+#[cfg(test)]
+fn packed(loop_no: u32, id: TaskId) -> Option<Waker> {
+    packed_at(loop_base(loop_no)?, id)
+}
+
+/// The part of a packed waker that names loop `loop_no`, if it fits (worked out once per
+/// loop).
+pub(crate) fn loop_base(loop_no: u32) -> Option<usize> {
+    #[cfg(test)]
+    if NEVER_PACK.with(std::cell::Cell::get) {
+        return None;
+    }
+    base(loop_no)
+}
+
+/// The waker of task `id` of the loop whose [`loop_base`] is `base`, if the task's slot
+/// number fits.
+#[inline]
+pub(crate) fn packed_at(base: usize, id: TaskId) -> Option<Waker> {
+    let word = pack(base, id)?;
     let raw = RawWaker::new(ptr::without_provenance(word), &VTABLE);
     // SAFETY: the data pointer is a number, never dereferenced: `clone` copies it, `drop`
     // does nothing, and `wake`/`wake_by_ref` decode it and post the wake-up (to this
@@ -40,17 +64,26 @@ pub(crate) fn packed(loop_no: u32, id: TaskId) -> Option<Waker> {
     Some(unsafe { Waker::from_raw(raw) })
 }
 
-/// Slot key in the high 32 bits, loop number in the next 16, generation in the low 16.
+// Slot key in the high 32 bits, loop number in the next 16, generation in the low 16.
+
 #[cfg(target_pointer_width = "64")]
-fn pack(loop_no: u32, (key, gen): TaskId) -> Option<usize> {
-    if loop_no > 0xFFFF || key >= 1 << 32 {
-        return None;
-    }
-    Some(key << 32 | (loop_no as usize) << 16 | (gen & GEN_MASK) as usize)
+fn base(loop_no: u32) -> Option<usize> {
+    (loop_no <= 0xFFFF).then_some((loop_no as usize) << 16)
+}
+
+#[cfg(target_pointer_width = "64")]
+#[inline]
+fn pack(base: usize, (key, gen): TaskId) -> Option<usize> {
+    (key < 1 << 32).then_some(key << 32 | base | (gen & GEN_MASK) as usize)
 }
 
 #[cfg(not(target_pointer_width = "64"))]
-fn pack(_: u32, _: TaskId) -> Option<usize> {
+fn base(_: u32) -> Option<usize> {
+    None
+}
+
+#[cfg(not(target_pointer_width = "64"))]
+fn pack(_: usize, _: TaskId) -> Option<usize> {
     None
 }
 

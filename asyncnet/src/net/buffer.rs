@@ -155,7 +155,7 @@ impl ReadBuffer {
 ///   data: [ written ...... | pending bytes ................................ ]
 ///         0                pos                                             data.len()
 ///   sequence numbers:  written ≤ committed ≤ accepted
-///   accepted  = total bytes ever handed to send
+///   accepted  = total bytes ever handed to send (written + the pending bytes: not stored)
 ///   written   = total taken by the kernel
 ///   committed = end of the bytes whose sends completed or were dropped: they must reach the
 ///               peer even if the socket closes; bytes past it belong to sends still waiting
@@ -164,7 +164,6 @@ impl ReadBuffer {
 pub(crate) struct WriteBuffer {
     data: Vec<u8>,
     pos: usize,
-    accepted: u64,
     written: u64,
     committed: u64,
 }
@@ -196,18 +195,18 @@ impl WriteBuffer {
     }
 
     /// Total bytes ever handed to sends: the sequence number of the end of the queue.
+    #[inline]
     pub(crate) fn accepted(&self) -> u64 {
-        self.accepted
+        self.written + self.len() as u64
     }
 
     /// Count bytes that went straight to the kernel (the buffer was empty). Returns the new
     /// total, the sequence number of their end.
     pub(crate) fn note_direct(&mut self, n: usize) -> u64 {
         debug_assert!(self.is_empty());
-        self.accepted += n as u64;
         self.written += n as u64;
-        self.committed = self.accepted;
-        self.accepted
+        self.committed = self.written;
+        self.written
     }
 
     /// Queue bytes behind the pending ones; returns the sequence number of their end. The
@@ -221,19 +220,18 @@ impl WriteBuffer {
             self.data = pool.take();
         }
         self.data.extend_from_slice(bytes);
-        self.accepted += bytes.len() as u64;
-        self.accepted
+        self.accepted()
     }
 
     /// The bytes up to sequence number `end` must be delivered whatever happens to the
     /// sends that queued them.
     pub(crate) fn commit(&mut self, end: u64) {
-        self.committed = self.committed.max(end.min(self.accepted));
+        self.committed = self.committed.max(end.min(self.accepted()));
     }
 
     /// Whether pending bytes belong to sends that are still waiting.
     pub(crate) fn has_uncommitted(&self) -> bool {
-        self.accepted > self.committed.max(self.written)
+        self.accepted() > self.committed.max(self.written)
     }
 
     /// Drop the pending bytes past `committed` (their sends are still waiting and will be
@@ -243,8 +241,7 @@ impl WriteBuffer {
         let keep = (keep_to - self.written) as usize;
         self.data.truncate(self.pos + keep);
         // No send after this one can queue (the socket is closing or shut down), so the
-        // dropped sequence numbers are simply forgotten.
-        self.accepted = keep_to;
+        // dropped sequence numbers are simply forgotten: `accepted` is `keep_to` again.
         self.committed = keep_to;
         if self.is_empty() {
             self.release(pool);
@@ -291,11 +288,12 @@ impl WriteBuffer {
     /// Take every pending byte out (for a closing socket to finish writing on its own);
     /// they count as written.
     pub(crate) fn take_pending(&mut self) -> Vec<u8> {
+        let accepted = self.accepted();
         let mut data = std::mem::take(&mut self.data);
         data.drain(..self.pos);
         self.pos = 0;
-        self.written = self.accepted;
-        self.committed = self.accepted;
+        self.written = accepted;
+        self.committed = accepted;
         data
     }
 
