@@ -66,10 +66,15 @@ impl ReadBuffer {
 
     /// Append bytes that arrived but were not consumed (storage from `pool` if there is
     /// none).
+    #[inline]
     pub(crate) fn extend(&mut self, bytes: &[u8], pool: &BufferPool) {
-        if bytes.is_empty() {
-            return;
+        // Mostly nothing: a line read that took the whole read leaves no surplus.
+        if !bytes.is_empty() {
+            self.append(bytes, pool);
         }
+    }
+
+    fn append(&mut self, bytes: &[u8], pool: &BufferPool) {
         if self.data.capacity() == 0 {
             self.data = pool.take();
         }
