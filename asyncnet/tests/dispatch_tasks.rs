@@ -9,14 +9,17 @@
 mod support;
 
 use std::cell::{Cell, RefCell};
-use std::future::pending;
+use std::future::{pending, poll_fn};
 use std::io;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use asyncnet::{
     call_soon, drain, has_pending_operations, poll, run_forever, sleep_async, spawn, wait_for,
-    with_timeout,
+    with_timeout, JoinHandle,
 };
 use support::{in_fresh_thread, raise_task_failures, run, settle, DropFlag};
 
@@ -558,50 +561,78 @@ fn a_failure_handler_gets_every_detached_failure_and_none_of_the_joined() {
     );
 }
 
-/// A future that counts its polls, hands out its waker on the first, and finishes once `done`
-/// is set.
-fn counted(
+/// A task that counts its polls, hands out its waker on the first, and finishes at the first
+/// poll after `done` is set.
+struct Counted {
     polls: Rc<Cell<u32>>,
-    waker: std::sync::Arc<std::sync::Mutex<Option<std::task::Waker>>>,
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> impl std::future::Future<Output = ()> {
-    std::future::poll_fn(move |cx| {
-        polls.set(polls.get() + 1);
-        if polls.get() == 1 {
-            *waker.lock().unwrap() = Some(cx.waker().clone());
+    waker: Arc<Mutex<Option<Waker>>>,
+    done: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+fn spawn_counted(done: bool) -> Counted {
+    let polls = Rc::new(Cell::new(0));
+    let waker: Arc<Mutex<Option<Waker>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(done));
+    let (p, w, d) = (polls.clone(), waker.clone(), done.clone());
+    let handle = spawn(poll_fn(move |cx| {
+        p.set(p.get() + 1);
+        if p.get() == 1 {
+            *w.lock().unwrap() = Some(cx.waker().clone());
         }
-        if done.load(std::sync::atomic::Ordering::SeqCst) {
-            std::task::Poll::Ready(())
+        if d.load(Ordering::SeqCst) {
+            Poll::Ready(())
         } else {
-            std::task::Poll::Pending
+            Poll::Pending
         }
-    })
+    }));
+    Counted {
+        polls,
+        waker,
+        done,
+        handle,
+    }
+}
+
+impl Counted {
+    /// The waker the task handed out (it has been polled once).
+    fn waker(&self) -> Waker {
+        self.waker
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the task's waker")
+    }
+
+    /// Let the task finish, and wait for it.
+    fn finish(self) {
+        self.done.store(true, Ordering::SeqCst);
+        self.waker().wake();
+        wait_for(self.handle);
+    }
+}
+
+/// Let the loop run whatever is ready.
+fn turn() {
+    wait_for(sleep_async(Duration::from_millis(1)));
 }
 
 #[test]
 fn a_task_woken_many_times_before_it_runs_is_polled_once_for_all_of_them() {
     let r = in_fresh_thread(|| {
-        let polls = Rc::new(Cell::new(0));
-        let waker = Default::default();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let h = spawn(counted(
-            polls.clone(),
-            std::sync::Arc::clone(&waker),
-            done.clone(),
-        ));
-        wait_for(sleep_async(Duration::from_millis(1)));
-        let first = polls.get();
-        let w = waker.lock().unwrap().clone().expect("the task's waker");
+        let task = spawn_counted(false);
+        turn();
+        let first = task.polls.get();
+        let w = task.waker();
         for _ in 0..1000 {
             w.wake_by_ref();
             let clone = w.clone();
             clone.wake();
         }
-        wait_for(sleep_async(Duration::from_millis(1)));
-        let after_wakes = polls.get();
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        w.wake();
-        wait_for(h);
+        turn();
+        let after_wakes = task.polls.get();
+        let polls = task.polls.clone();
+        task.finish();
         (first, after_wakes, polls.get())
     });
     assert_eq!(r, Ok((1, 2, 3)));
@@ -610,30 +641,17 @@ fn a_task_woken_many_times_before_it_runs_is_polled_once_for_all_of_them() {
 #[test]
 fn a_waker_of_a_finished_task_does_not_poll_the_task_that_took_its_slot() {
     let r = in_fresh_thread(|| {
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let old = std::sync::Arc::new(std::sync::Mutex::new(None));
-        wait_for(spawn(counted(Rc::default(), old.clone(), done)));
-        let stale = old
-            .lock()
-            .unwrap()
-            .take()
-            .expect("the finished task's waker");
+        let finished = spawn_counted(true);
+        turn();
+        let stale = finished.waker();
+        wait_for(finished.handle);
         // The next task takes the freed slot, with a new generation.
-        let polls = Rc::new(Cell::new(0));
-        let waker = Default::default();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let h = spawn(counted(
-            polls.clone(),
-            std::sync::Arc::clone(&waker),
-            done.clone(),
-        ));
-        wait_for(sleep_async(Duration::from_millis(1)));
+        let task = spawn_counted(false);
+        turn();
         stale.wake_by_ref();
-        wait_for(sleep_async(Duration::from_millis(1)));
-        let after_stale = polls.get();
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        waker.lock().unwrap().take().expect("waker").wake();
-        wait_for(h);
+        turn();
+        let after_stale = task.polls.get();
+        task.finish();
         after_stale
     });
     assert_eq!(r, Ok(1));
@@ -644,32 +662,24 @@ fn a_waker_of_a_finished_task_does_not_poll_the_task_that_took_its_slot() {
 /// alone.
 #[test]
 fn a_waker_called_inside_another_loop_wakes_its_own_loops_task_only() {
-    use std::sync::{mpsc, Arc, Mutex};
-    let (waker_tx, waker_rx) = mpsc::channel();
+    let (waker_tx, waker_rx) = std::sync::mpsc::channel();
     let a = std::thread::spawn(move || {
-        let polls = Rc::new(Cell::new(0));
-        let waker = Arc::new(Mutex::new(None));
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let h = spawn(counted(polls.clone(), waker.clone(), done.clone()));
-        wait_for(sleep_async(Duration::from_millis(1)));
-        waker_tx
-            .send((waker.lock().unwrap().clone().expect("waker"), done))
-            .unwrap();
-        wait_for(with_timeout(h, support::HANG_GUARD)).is_ok()
+        let task = spawn_counted(false);
+        turn();
+        waker_tx.send((task.waker(), task.done.clone())).unwrap();
+        wait_for(with_timeout(task.handle, support::HANG_GUARD)).is_ok()
     });
     let (a_waker, a_done) = waker_rx.recv().unwrap();
     let b = std::thread::spawn(move || {
-        let polls = Rc::new(Cell::new(0));
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let h = spawn(counted(polls.clone(), Arc::default(), done.clone()));
+        let task = spawn_counted(false);
         wait_for(async {
             sleep_async(Duration::from_millis(1)).await;
-            a_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            a_done.store(true, Ordering::SeqCst);
             a_waker.wake();
             sleep_async(Duration::from_millis(20)).await;
         });
-        let b_polls = polls.get();
-        h.abort();
+        let b_polls = task.polls.get();
+        task.handle.abort();
         b_polls
     });
     assert_eq!(b.join().unwrap(), 1, "the other loop's task was polled");
@@ -680,12 +690,9 @@ fn a_waker_called_inside_another_loop_wakes_its_own_loops_task_only() {
 fn a_waker_whose_loop_is_gone_does_nothing() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let waker = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        drop(spawn(counted(Rc::default(), waker.clone(), done)));
-        wait_for(sleep_async(Duration::from_millis(1)));
-        tx.send(waker.lock().unwrap().take().expect("waker"))
-            .unwrap();
+        let task = spawn_counted(false);
+        turn();
+        tx.send(task.waker()).unwrap();
     })
     .join()
     .unwrap();
