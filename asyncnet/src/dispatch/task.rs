@@ -1,8 +1,8 @@
 //! Tasks: the table of spawned futures, their wakers and their join handles.
 //!
-//! A task lives in a slot of the loop's table; its waker names the loop, the slot (key and
+//! A task lives in a slot of the loop's table; its waker names the loop and the slot (key and
 //! generation) and is `Send + Sync` (a plain number where it fits, `waker.rs`): woken on the
-//! loop's thread it marks the slot and pushes the key onto a thread-local queue (once until
+//! loop's thread it marks the slot and pushes the key onto the table's ready queue (once until
 //! the task is polled), woken from any other thread (the resolver pool, a user's thread) it
 //! pushes onto the loop's mutex-guarded queue and wakes the poller. No `Rc` ever sits inside
 //! a waker.
