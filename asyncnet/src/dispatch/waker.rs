@@ -58,7 +58,7 @@ pub(crate) fn packed_at(base: usize, id: TaskId) -> Option<Waker> {
     let raw = RawWaker::new(ptr::without_provenance(word), &VTABLE);
     // SAFETY: the data pointer is a number, never dereferenced: `clone` copies it, `drop`
     // does nothing, and `wake`/`wake_by_ref` decode it and post the wake-up (to this
-    // thread's queue, or under a mutex to the loop's thread), which is safe from any thread
+    // thread's loop, or under a mutex to the loop's thread), which is safe from any thread
     // and at any time, before or after the task or its loop are gone. So every part of the
     // `RawWaker` contract (clones wake the same task, thread safety) holds.
     Some(unsafe { Waker::from_raw(raw) })
