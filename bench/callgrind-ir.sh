@@ -73,12 +73,17 @@ case $mode in
     # measure-end (`--pause` waits for our go-ahead after each).
     coproc lg { "$bin/loadgen" "${load[@]}" --port "$port" --conns "$conns" --count "$count" --pause; }
     lg_pid=$lg_PID
-    while read -r line <&"${lg[0]}"; do
+    # Our own copies of the pipes: bash unsets `lg` as soon as the load generator exits,
+    # which it may do before the loop below reads its last line.
+    [ -n "${lg[0]:-}" ] || { echo "the load generator exited at once" >&2; exit 1; }
+    exec {lg_out}<&"${lg[0]}" {lg_in}>&"${lg[1]}"
+    while read -r line <&"$lg_out"; do
       case $line in
-        measure-start) callgrind_control -i on $server_pid >/dev/null 2>&1; echo >&"${lg[1]}" ;;
-        measure-end) callgrind_control -i off $server_pid >/dev/null 2>&1; echo >&"${lg[1]}" ;;
+        measure-start) callgrind_control -i on $server_pid >/dev/null 2>&1; echo >&"$lg_in" ;;
+        measure-end) callgrind_control -i off $server_pid >/dev/null 2>&1; echo >&"$lg_in" ;;
       esac
     done
+    exec {lg_out}<&- {lg_in}>&-
     wait "$lg_pid"
     ops=$count ;;
   pong) redis-benchmark -p "$port" -c 50 -n 200000 -t ping_inline -q >/dev/null 2>&1; ops=200000 ;;
