@@ -645,6 +645,18 @@ mod tests {
         crate::sys::raw(&socket2::SockRef::from(s))
     }
 
+    /// Turn `driver` until the send `reg` has on the ring completes (at once on poll).
+    fn wait_sent(driver: &Driver, reg: &Registration, what: &str) {
+        let mut turns = 0;
+        while reg.sending() {
+            assert!(turns < 50, "{what}: the send never completed");
+            driver
+                .turn(Some(Duration::from_millis(100)), || {})
+                .expect("a turn");
+            turns += 1;
+        }
+    }
+
     /// `n` connected loopback TCP pairs (Unix socket pairs would do on Unix only).
     fn tcp_pairs(n: usize) -> Vec<(TcpStream, TcpStream)> {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a listener");
@@ -773,14 +785,7 @@ mod tests {
                     assert_eq!(buf, before, "{kind:?}, round {round}: left as it was");
                 }
                 expected.extend_from_slice(&before[from..from + n]);
-                let mut turns = 0;
-                while reg.sending() {
-                    assert!(turns < 50, "{kind:?}: the send never completed");
-                    driver
-                        .turn(Some(Duration::from_millis(100)), || {})
-                        .expect("a turn");
-                    turns += 1;
-                }
+                wait_sent(&driver, &reg, &format!("{kind:?}"));
                 let mut piece = vec![0u8; n];
                 (&b).read_exact(&mut piece).expect("the send's bytes");
                 got.extend_from_slice(&piece);
@@ -1334,14 +1339,7 @@ mod tests {
             assert_eq!(got, 40, "{kind:?}");
             assert_eq!(reg.send_stream(&sock, &[round; 40]).expect("sent"), 40);
             let mut echoed = [0u8; 40];
-            let mut turns = 0;
-            while reg.sending() {
-                assert!(turns < 50, "{kind:?}: the send never completed");
-                driver
-                    .turn(Some(Duration::from_millis(100)), || {})
-                    .expect("a turn");
-                turns += 1;
-            }
+            wait_sent(&driver, &reg, &format!("{kind:?}"));
             (&b).read_exact(&mut echoed).expect("the send's bytes");
             assert_eq!(echoed, [round; 40]);
             assert_eq!(
