@@ -27,6 +27,11 @@ use pin_project_lite::pin_project;
 use slab::Slab;
 
 use super::waker::same_gen;
+use crate::sys::Lines;
+
+/// How much of a woken task's future is fetched into the cache ahead of its poll (see
+/// `sys::Lines`): a connection task's state and what it awaits, not a large future's tail.
+const FUTURE_PREFETCH: usize = 256;
 
 /// The key that stands for the future given to `wait_for` in the ready queues.
 pub(crate) const MAIN_KEY: usize = usize::MAX;
@@ -467,6 +472,13 @@ impl Tasks {
                         return true;
                     }
                     slot.notified = true;
+                    // Its poll comes after the rest of the batch's wake-ups: load the
+                    // future meanwhile.
+                    if let Some(run) = &slot.run {
+                        let future: &dyn Future<Output = ()> = &**run;
+                        let len = std::mem::size_of_val(future).min(FUTURE_PREFETCH);
+                        Lines::new(future as *const dyn Future<Output = ()>, len).prefetch();
+                    }
                 }
                 _ => return true,
             }

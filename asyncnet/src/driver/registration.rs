@@ -427,6 +427,15 @@ impl Registration {
         })
     }
 
+    /// Name the state that the socket's owner reads first when its task runs (`len` bytes at
+    /// `at`): an event fetches it into the cache together with the socket's readiness, for a
+    /// whole batch of events at once, before their tasks run one after another. A hint only:
+    /// any address is harmless.
+    pub(crate) fn set_hint<T>(&self, at: *const T, len: usize) {
+        self.driver
+            .set_hint(&self.state, crate::sys::Lines::new(at, len));
+    }
+
     /// The driver the socket is registered with.
     pub(crate) fn driver(&self) -> &Rc<Driver> {
         &self.driver
@@ -638,6 +647,12 @@ impl Registration {
         return self.state.held.get() != 0;
         #[cfg(not(target_os = "linux"))]
         false
+    }
+
+    /// The socket's slot in the driver's table.
+    #[cfg(test)]
+    pub(crate) fn key(&self) -> usize {
+        self.state.key()
     }
 
     /// How many wakers wait in `dir` (the wakers of dropped futures included).

@@ -275,6 +275,7 @@ impl Uring {
         &self,
         timeout: Option<Duration>,
         lookup: impl Fn(usize, u32) -> Option<std::rc::Rc<IoState>>,
+        prefetch: impl Fn(usize),
         between: &mut impl FnMut(),
     ) -> io::Result<usize> {
         // Completions collected by a deregistration since the last turn come first (and then
@@ -301,7 +302,17 @@ impl Uring {
             }
             // Whether the completions woke no task and asked for nothing more.
             let mut quiet = !completions.is_empty();
-            for c in completions.drain(..) {
+            for i in 0..completions.len() {
+                if i % super::EVENT_CHUNK == 0 {
+                    // The chunk's sockets' state, loaded all at once (see `Driver::turn`).
+                    let end = completions.len().min(i + super::EVENT_CHUNK);
+                    for c in &completions[i..end] {
+                        if c.user_data & (REMOVAL | SEND) == 0 && c.user_data != WAKE {
+                            prefetch(slot_of(c.user_data).0);
+                        }
+                    }
+                }
+                let c = completions[i];
                 match c.user_data {
                     WAKE => {
                         quiet = false;
@@ -365,6 +376,7 @@ impl Uring {
                     self.submit_if_due(&mut submitted);
                 }
             }
+            completions.clear();
             // Nothing woken, nothing to report: most often the sends this enter submitted,
             // done at once. Nothing is due for the turn that was not before (no task ran, so
             // no timer, task or output is new): wait on in the same turn, for what the loop

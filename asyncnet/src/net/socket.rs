@@ -344,7 +344,7 @@ impl AsyncSocket {
     ) -> io::Result<AsyncSocket> {
         super::convert::prepare()?;
         let io = Registration::new(&crate::dispatch::driver()?, sys::raw(&socket))?;
-        Ok(AsyncSocket {
+        let sock = AsyncSocket {
             inner: Rc::new(Inner {
                 io,
                 local: super::local::local(),
@@ -356,7 +356,16 @@ impl AsyncSocket {
                 write: WriteState::default(),
                 rare: OnceCell::new(),
             }),
-        })
+        };
+        // An event fetches the socket's state into the cache with its readiness, ahead of
+        // the task that reads it (the driver's "Many connections"): the block, from the
+        // `Rc`'s two counts (a send's deferral clones it) to the last field.
+        let counts = 2 * std::mem::size_of::<usize>();
+        let block = Rc::as_ptr(&sock.inner).cast::<u8>().wrapping_sub(counts);
+        sock.inner
+            .io
+            .set_hint(block, counts + std::mem::size_of::<Inner>());
+        Ok(sock)
     }
 
     /// Bind to `address:port` (Nim's `bindAddr`). An empty `address` means every interface

@@ -14,6 +14,9 @@ pub(crate) use unix::*;
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;
 
+mod prefetch;
+pub(crate) use prefetch::Lines;
+
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
