@@ -27,7 +27,7 @@ use pin_project_lite::pin_project;
 use slab::Slab;
 
 use super::waker::same_gen;
-use crate::sys::Lines;
+use crate::sys::{Lines, PREFETCH_FROM};
 
 /// How much of a woken task's future is fetched into the cache ahead of its poll (see
 /// `sys::Lines`): a connection task's state and what it awaits, not a large future's tail.
@@ -466,15 +466,16 @@ impl Tasks {
         // Borrowed only while the table itself changes; a wake-up then (a dropped future's
         // waker) is queued as it is, and `run` drops it if the task is gone.
         if let Ok(mut slots) = self.slots.try_borrow_mut() {
+            let many = slots.len() >= PREFETCH_FROM;
             match slots.get_mut(id.0) {
                 Some(slot) if same_gen(slot.gen, id.1) => {
                     if slot.notified {
                         return true;
                     }
                     slot.notified = true;
-                    // Its poll comes after the rest of the batch's wake-ups: load the
-                    // future meanwhile.
-                    if let Some(run) = &slot.run {
+                    // Its poll comes after the rest of the chunk's wake-ups: load the
+                    // future meanwhile (with enough tasks that it left the cache).
+                    if let Some(run) = slot.run.as_ref().filter(|_| many) {
                         let future: &dyn Future<Output = ()> = &**run;
                         let len = std::mem::size_of_val(future).min(FUTURE_PREFETCH);
                         Lines::new(future as *const dyn Future<Output = ()>, len).prefetch();

@@ -23,13 +23,14 @@
 //! - **Chunks.** A turn hands out its events [`EVENT_CHUNK`] at a time and runs the tasks a
 //!   chunk woke before the next chunk, so that what a wake-up touched is still in cache when
 //!   its task runs.
-//! - **Prefetching.** Before a chunk's wake-ups, the driver starts loading every socket of
+//! - **Prefetching.** With 128 sockets or more (`sys::PREFETCH_FROM`; the state of fewer
+//!   stays in cache), before a chunk's wake-ups the driver starts loading every socket of
 //!   the chunk at once: the readiness and readers (`IoState`'s first line), and the lines its
 //!   owner named with [`Registration::set_hint`] (the socket's own state, in `net`); a
-//!   wake-up starts loading its task's future (`dispatch`). The misses of a chunk then
-//!   overlap, where one socket after another they would be paid end to end. The hint is an
-//!   address kept with the socket's entry in the table (`sys::Lines`): the driver learns
-//!   nothing of what is there, and a prefetch of any address is harmless.
+//!   wake-up starts loading its task's future (`dispatch`, with as many tasks). The misses
+//!   of a chunk then overlap, where one socket after another they would be paid end to end.
+//!   The hint is an address kept with the socket's entry in the table (`sys::Lines`): the
+//!   driver learns nothing of what is there, and a prefetch of any address is harmless.
 //!
 //! # How the completion side of io_uring plugs in
 //!
@@ -594,6 +595,12 @@ impl Driver {
         self.ios.borrow().len()
     }
 
+    /// Whether a turn prefetches the state of the sockets its events concern: once there are
+    /// enough that it leaves the cache between their turns.
+    fn prefetching(&self) -> bool {
+        self.registered() >= crate::sys::PREFETCH_FROM
+    }
+
     /// Wait up to `timeout` for events and wake the tasks they concern, calling `between`
     /// after every [`EVENT_CHUNK`] of them (the loop runs the woken tasks there, while what
     /// the wake touched is still in cache). Returns the number of events that concerned
@@ -617,11 +624,11 @@ impl Driver {
                             .filter(|r| r.io.gen == gen)
                             .map(|r| r.io.clone())
                     },
-                    |key| {
+                    self.prefetching().then_some(|key| {
                         if let Some(r) = self.ios.borrow().get(key) {
                             r.prefetch();
                         }
-                    },
+                    }),
                     &mut between,
                 );
             }
@@ -634,50 +641,43 @@ impl Driver {
         }
         let mut n = 0;
         let _batch = Batch::start(self);
-        let mut rest = events.iter();
-        loop {
-            // The chunk's sockets' state (and their owners'), loaded all at once, before
-            // the wake-ups and tasks read it one socket after another.
-            {
+        // With many sockets: a second pass over the events, a chunk ahead of the wake-ups,
+        // loading the chunk's sockets' state (and their owners') all at once, before the
+        // wake-ups and tasks read it one socket after another.
+        let mut ahead = self.prefetching().then(|| events.iter());
+        for (i, ev) in events.iter().enumerate() {
+            if let Some(ahead) = ahead.as_mut().filter(|_| i % EVENT_CHUNK == 0) {
                 let ios = self.ios.borrow();
-                for ev in rest.clone().take(EVENT_CHUNK) {
+                for ev in ahead.take(EVENT_CHUNK) {
                     if let Some(r) = ios.get(ev.token().0) {
                         r.prefetch();
                     }
                 }
             }
-            let mut woke = 0;
-            for ev in rest.by_ref().take(EVENT_CHUNK) {
-                let token = ev.token();
-                if token == WAKE_TOKEN {
-                    continue;
-                }
-                // Clone out of the table so that waking (which may close sockets) never runs
-                // while the table is borrowed. Unknown tokens belong to sockets closed since.
-                let io = match self.ios.borrow().get(token.0) {
-                    Some(r) => r.io.clone(),
-                    None => continue,
-                };
-                let mut bits = 0;
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    bits |= READ;
-                }
-                if ev.is_read_closed() {
-                    bits |= READ_CLOSED;
-                }
-                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                    bits |= WRITE;
-                }
-                io.wake(bits);
-                woke += 1;
+            let token = ev.token();
+            if token == WAKE_TOKEN {
+                continue;
             }
-            n += woke;
-            if woke == EVENT_CHUNK {
+            // Clone out of the table so that waking (which may close sockets) never runs
+            // while the table is borrowed. Unknown tokens belong to sockets closed since.
+            let io = match self.ios.borrow().get(token.0) {
+                Some(r) => r.io.clone(),
+                None => continue,
+            };
+            let mut bits = 0;
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                bits |= READ;
+            }
+            if ev.is_read_closed() {
+                bits |= READ_CLOSED;
+            }
+            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                bits |= WRITE;
+            }
+            io.wake(bits);
+            n += 1;
+            if n % EVENT_CHUNK == 0 {
                 between();
-            }
-            if rest.clone().next().is_none() {
-                // (The caller runs the tasks of a last chunk that is not full.)
-                break;
             }
         }
         Ok(n)

@@ -275,7 +275,7 @@ impl Uring {
         &self,
         timeout: Option<Duration>,
         lookup: impl Fn(usize, u32) -> Option<std::rc::Rc<IoState>>,
-        prefetch: impl Fn(usize),
+        prefetch: Option<impl Fn(usize)>,
         between: &mut impl FnMut(),
     ) -> io::Result<usize> {
         // Completions collected by a deregistration since the last turn come first (and then
@@ -303,7 +303,7 @@ impl Uring {
             // Whether the completions woke no task and asked for nothing more.
             let mut quiet = !completions.is_empty();
             for i in 0..completions.len() {
-                if i % super::EVENT_CHUNK == 0 {
+                if let Some(prefetch) = prefetch.as_ref().filter(|_| i % super::EVENT_CHUNK == 0) {
                     // The chunk's sockets' state, loaded all at once (see `Driver::turn`).
                     let end = completions.len().min(i + super::EVENT_CHUNK);
                     for c in &completions[i..end] {

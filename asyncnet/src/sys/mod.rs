@@ -15,7 +15,7 @@ pub(crate) use unix::*;
 pub(crate) mod uring;
 
 mod prefetch;
-pub(crate) use prefetch::Lines;
+pub(crate) use prefetch::{Lines, PREFETCH_FROM};
 
 #[cfg(windows)]
 mod windows;

@@ -6,6 +6,12 @@
 /// The size of a cache line assumed (x86-64's, and most processors').
 const LINE: usize = 64;
 
+/// How many connections a loop serves before it prefetches their state: the state of fewer
+/// stays in the caches between their turns (at 50 connections an echo round trip misses
+/// about 3 first-level lines, at 500 about 11: `bench/README.md`), and prefetching it would
+/// cost about 90 instructions per round trip and save nothing.
+pub(crate) const PREFETCH_FROM: usize = 128;
+
 /// Start loading the cache line holding `p` into every cache level. A hint only: nothing is
 /// read that the program sees, it never faults whatever `p` is (dangling, unmapped or null),
 /// and it is nothing on processors other than x86-64.
