@@ -7,10 +7,12 @@
 #   echo: echo_asyncnet under `loadgen --conns CONNS --count COUNT` (round trips; CONNS 50)
 #   burst: the same under `loadgen --workload burst` (8 messages per burst, think 100 ms, as
 #         the suite's echo64 burst8 row; CONNS 1000 there), per message
-#   pong: echo_asyncnet --pong under `redis-benchmark -c 50 -n 200000 -t ping_inline` (P1)
+#   pong: echo_asyncnet --pong under `redis-benchmark -c 50 -n 200000 -t ping_inline` (P1;
+#         PIPELINE=16 adds `-P 16`, the suite's P16 row)
 #   http: http_asyncnet under `wrk -t1 -c50 -d5s` (requests)
 # Environment (all optional; COUNT and SERVER for echo and burst only):
 #   COUNT=N        round trips measured (default 200000)
+#   PIPELINE=N     pong only: requests each connection sends at once (default 1)
 #   SERVER=NAME    asyncnet (default), tokio (echo_tokio) or floor (bench/peers/echo_floor.c,
 #                  compiled with cc -O2 into target/), to compare the same counts across peers
 #   BIN=DIR        take the servers and loadgen from DIR (default target/release), e.g. a
@@ -86,7 +88,9 @@ case $mode in
     exec {lg_out}<&- {lg_in}>&-
     wait "$lg_pid"
     ops=$count ;;
-  pong) redis-benchmark -p "$port" -c 50 -n 200000 -t ping_inline -q >/dev/null 2>&1; ops=200000 ;;
+  pong)
+    redis-benchmark -p "$port" -c 50 -n 200000 -P "${PIPELINE:-1}" -t ping_inline -q >/dev/null 2>&1
+    ops=200000 ;;
   http)
     ops=$(wrk -t1 -c50 -d5s "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}') ;;
 esac
