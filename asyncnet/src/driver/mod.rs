@@ -194,10 +194,7 @@ impl Registered {
     /// lines.
     #[inline]
     fn prefetch(&self) {
-        let counts = Rc::as_ptr(&self.io)
-            .cast::<u8>()
-            .wrapping_sub(2 * std::mem::size_of::<usize>());
-        Lines::new(counts, 64).prefetch();
+        Lines::of_rc(&self.io, 48).prefetch();
         self.hint.prefetch();
     }
 }
@@ -773,15 +770,15 @@ mod tests {
         let first = Registration::new(&driver, raw(&pairs[0].0)).expect("registered");
         assert_eq!(hint_in_slot(&driver, &first), Some(Lines::NONE));
         let owner = [0u64; 24];
-        first.set_hint(owner.as_ptr(), std::mem::size_of_val(&owner));
         let hint = Lines::new(owner.as_ptr(), std::mem::size_of_val(&owner));
         assert!(hint.count() >= 3);
+        first.set_hint(hint);
         assert_eq!(hint_in_slot(&driver, &first), Some(hint));
         drop(first.deregister(raw(&pairs[0].0)));
         // The next socket takes the slot; the first one's owner names itself again too late.
         let second = Registration::new(&driver, raw(&pairs[1].0)).expect("registered");
         assert_eq!(second.key(), first.key(), "the slot is reused");
-        first.set_hint(owner.as_ptr(), 8);
+        first.set_hint(Lines::new(owner.as_ptr(), 8));
         assert_eq!(hint_in_slot(&driver, &second), Some(Lines::NONE));
         drop(second.deregister(raw(&pairs[1].0)));
     }

@@ -427,13 +427,12 @@ impl Registration {
         })
     }
 
-    /// Name the state that the socket's owner reads first when its task runs (`len` bytes at
-    /// `at`): an event fetches it into the cache together with the socket's readiness, for a
-    /// whole batch of events at once, before their tasks run one after another. A hint only:
-    /// any address is harmless.
-    pub(crate) fn set_hint<T>(&self, at: *const T, len: usize) {
-        self.driver
-            .set_hint(&self.state, crate::sys::Lines::new(at, len));
+    /// Name the state that the socket's owner reads first when its task runs: an event
+    /// fetches those lines into the cache together with the socket's readiness, for a whole
+    /// batch of events at once, before their tasks run one after another. A hint only: any
+    /// address is harmless.
+    pub(crate) fn set_hint(&self, hint: crate::sys::Lines) {
+        self.driver.set_hint(&self.state, hint);
     }
 
     /// The driver the socket is registered with.

@@ -358,13 +358,10 @@ impl AsyncSocket {
             }),
         };
         // An event fetches the socket's state into the cache with its readiness, ahead of
-        // the task that reads it (the driver's "Many connections"): the block, from the
-        // `Rc`'s two counts (a send's deferral clones it) to the last field.
-        let counts = 2 * std::mem::size_of::<usize>();
-        let block = Rc::as_ptr(&sock.inner).cast::<u8>().wrapping_sub(counts);
-        sock.inner
-            .io
-            .set_hint(block, counts + std::mem::size_of::<Inner>());
+        // the task that reads it (the driver's "Many connections"): the whole block, the
+        // `Rc`'s counts too (a send's deferral clones it).
+        let hint = sys::Lines::of_rc(&sock.inner, std::mem::size_of::<Inner>());
+        sock.inner.io.set_hint(hint);
         Ok(sock)
     }
 

@@ -51,6 +51,14 @@ impl Lines {
         Lines(first | count)
     }
 
+    /// The lines of an `Rc`'s block: the two counts before its value (a clone or a drop
+    /// touches them) and the value's first `len` bytes.
+    pub(crate) fn of_rc<T>(rc: &std::rc::Rc<T>, len: usize) -> Lines {
+        let counts = 2 * std::mem::size_of::<usize>();
+        let block = std::rc::Rc::as_ptr(rc).cast::<u8>().wrapping_sub(counts);
+        Lines::new(block, counts + len)
+    }
+
     /// How many lines.
     pub(crate) fn count(self) -> usize {
         self.0 & (LINE - 1)
@@ -91,6 +99,9 @@ mod tests {
             "no overflow"
         );
         assert_eq!(Lines::NONE.count(), 0);
+        // An `Rc`'s block: its 16 bytes of counts and a 200-byte value span four lines or five.
+        let rc = std::rc::Rc::new([0u8; 200]);
+        assert!((4..=5).contains(&Lines::of_rc(&rc, 200).count()));
     }
 
     #[test]
