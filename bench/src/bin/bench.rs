@@ -31,6 +31,11 @@ struct Cli {
     /// Interleaved rounds per peer
     #[arg(long, default_value_t = 3, value_parser = at_least_1())]
     rounds: usize,
+    /// Separate runs of the whole selection, one after the other: BENCHMARKS.md adds each
+    /// run's ratios and their median (the tables are the first run's; the system call pass
+    /// runs in the first only)
+    #[arg(long, default_value_t = 1, value_parser = at_least_1())]
+    runs: usize,
     /// Measured window per round, seconds, in (0, 3600]
     #[arg(long, default_value_t = 5.0)]
     secs: f64,
@@ -241,7 +246,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
             }
         }
     };
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         rounds,
         cfg,
         peers: built,
@@ -258,9 +263,27 @@ fn run() -> Result<bool, Box<dyn Error>> {
         notes,
         ..Part::default()
     };
-    for w in WORKLOADS.iter().filter(|w| only.iter().any(|o| o == w.0)) {
-        println!("== {}: {}", w.0, w.1);
-        part.extend((w.2)(&ctx));
+    // Each run's rows; `part` is the first run's, with every run's notes and errors.
+    let mut runs: Vec<Vec<suite::Row>> = Vec::new();
+    for run in 1..=cli.runs {
+        if cli.runs > 1 {
+            println!("=== run {run} of {}", cli.runs);
+        }
+        let mut this = Part::default();
+        for w in WORKLOADS.iter().filter(|w| only.iter().any(|o| o == w.0)) {
+            println!("== {}: {}", w.0, w.1);
+            this.extend((w.2)(&ctx));
+        }
+        runs.push(this.rows.clone());
+        if run == 1 {
+            part.extend(this);
+        } else {
+            part.notes
+                .extend(this.notes.into_iter().map(|n| format!("run {run}: {n}")));
+            part.errors += this.errors;
+        }
+        // The system call pass is not timed: once is enough.
+        ctx.trace = None;
     }
     drop(build_dir);
 
@@ -279,6 +302,14 @@ fn run() -> Result<bool, Box<dyn Error>> {
             "io_uring: one peer's median server cost per op over another's (lower is better):"
         );
         print!("{uring}");
+    }
+    if let Some(across) = suite::runs::runs_table(&runs) {
+        println!();
+        println!("across {} runs: median (each run):", runs.len());
+        print!("{across}");
+        for line in suite::runs::growth_lines(&runs) {
+            println!("{line}");
+        }
     }
     if !part.syscalls.is_empty() {
         println!();
@@ -315,7 +346,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
             }
             std::fs::write(path, text)
         };
-        write(&md, markdown::document(&info, &part))
+        write(&md, markdown::document(&info, &part, &runs))
             .map_err(|e| format!("writing {}: {e}", md.display()))?;
         write(&svg_path, svg::chart(&part.rows))
             .map_err(|e| format!("writing {}: {e}", svg_path.display()))?;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::suite::machine::Machine;
-use crate::suite::{table, Part};
+use crate::suite::{runs, table, Part, Row};
 
 /// Rounds and window (s) below which a run is called a smoke run.
 pub const FULL_ROUNDS: usize = 3;
@@ -15,6 +15,9 @@ pub const BUSY_LOAD: f64 = 0.5;
 
 /// What the io_uring table is.
 pub const URING_TEXT: &str = "`c-uring` is the C io_uring floor (`bench/peers/echo_uring.c`: the same servers as the C epoll floor, on a ring set up with `SINGLE_ISSUER | DEFER_TASKRUN`, multishot accept, multishot receive into a provided-buffer ring, one `io_uring_enter` per loop turn); `asyncnet-uring` is `echo_asyncnet` run with `ASYNCNET_DRIVER=io_uring`, which asks asyncnet for its io_uring driver (it runs on epoll where the library falls back). Each cell divides one peer's median server cost per op by another's in the same workload, as `x C floor` does (lower is better).";
+
+/// What the across-runs table is.
+pub const RUNS_TEXT: &str = "The whole suite ran again, separately, for each run (its rounds interleaved as above); the tables above are the first run's, as is the system call pass. Each cell is the median of the runs' figures, with each run's in order in brackets: a run's ratio divides its median server cost per op by the other peer's median in the same run. `x own io_uring floor / x asyncnet` is for `asyncnet-uring`: over `c-uring`, then over `asyncnet` (its epoll driver).";
 
 /// What the document says about the run besides its results.
 #[derive(Clone, Debug)]
@@ -48,8 +51,8 @@ impl RunInfo {
     }
 }
 
-/// The whole document.
-pub fn document(info: &RunInfo, part: &Part) -> String {
+/// The whole document: `part` is the first run's, `runs` every run's rows (with `--runs`).
+pub fn document(info: &RunInfo, part: &Part, runs: &[Vec<Row>]) -> String {
     let mut out = String::from("# Benchmarks\n\n");
     if info.smoke() {
         let _ = writeln!(
@@ -106,6 +109,20 @@ Server cost per op is the server's CPU time (user + system, from `/proc/PID/stat
             out.push_str(URING_TEXT);
             out.push_str("\n\n");
             out.push_str(&uring);
+            out.push('\n');
+        }
+    }
+
+    if let Some(table) = runs::runs_table(runs) {
+        let _ = writeln!(out, "## Across {} runs\n\n{RUNS_TEXT}\n", runs.len());
+        out.push_str(&table);
+        out.push('\n');
+        let growth = runs::growth_lines(runs);
+        if !growth.is_empty() {
+            out.push_str("How user CPU per round trip grows with connections:\n\n");
+            for line in growth {
+                let _ = writeln!(out, "{line}");
+            }
             out.push('\n');
         }
     }

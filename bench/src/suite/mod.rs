@@ -24,6 +24,7 @@ use crate::workload::RoundConfig;
 
 pub mod machine;
 pub mod markdown;
+pub mod runs;
 pub mod svg;
 pub mod table;
 pub mod workloads;

@@ -335,7 +335,7 @@ fn document_has_every_section_and_row() {
         notes: vec!["udp: nim and c-floor serve TCP only".into()],
         errors: 0,
     };
-    let smoke = document(&info(1, 1.0), &part);
+    let smoke = document(&info(1, 1.0), &part, &[]);
     assert!(smoke.starts_with("# Benchmarks\n\n> **Smoke run, not a measurement.**"));
     for s in [
         "## Machine",
@@ -359,14 +359,14 @@ fn document_has_every_section_and_row() {
     assert!(!smoke.contains("### io_uring"));
     let mut busy = info(3, 5.0);
     busy.machine.0[2].1 = "2.69 2.06 1.46".into();
-    let doc = document(&busy, &part);
+    let doc = document(&busy, &part, &[]);
     assert!(!doc.contains("Smoke run"));
     assert!(
         doc.contains("> **The machine was busy:** its load average was 2.69 when"),
         "{doc}"
     );
     assert!(table::warned_line(&rows()).is_none());
-    let empty = document(&info(3, 5.0), &Part::default());
+    let empty = document(&info(3, 5.0), &Part::default(), &[]);
     assert!(empty.contains("No rows"));
     assert!(!empty.contains("## Notes"));
 }
@@ -397,6 +397,81 @@ fn uring_table_divides_by_both_floors_and_the_epoll_driver() {
         rows,
         ..Part::default()
     };
-    let doc = document(&info(3, 5.0), &part);
+    let doc = document(&info(3, 5.0), &part, &[]);
     assert!(doc.contains(&format!("### io_uring\n\n{}\n\n{md}", markdown::URING_TEXT)));
+}
+
+/// Three runs of the same rows, each with its own costs: every run's ratio in order, their
+/// median first; a row a run lacks is a dash in that run's place.
+#[test]
+fn across_runs_gives_each_runs_ratio_and_their_median() {
+    let cpu = |w: &str, p: &str, us: f64| Row::from_samples(w, p, "round trip", &[sample(1.0, us)]);
+    let run = |asyncnet: f64, floor: f64, uring: Option<f64>, c5000: f64| {
+        let mut rows = vec![
+            cpu("echo64 c50", "asyncnet", asyncnet),
+            cpu("echo64 c50", "tokio", 10.0),
+            cpu("echo64 c50", "c-floor", floor),
+            cpu("echo64 c50", "c-uring", 8.0),
+            cpu("echo64 c5000", "asyncnet", c5000),
+            cpu("echo64 burst8 c1000", "asyncnet", 100.0),
+            Row::from_samples(
+                "idle c5000",
+                "asyncnet",
+                "connection",
+                &[Sample::memory(1.0)],
+            ),
+        ];
+        if let Some(u) = uring {
+            rows.push(cpu("echo64 c50", "asyncnet-uring", u));
+        }
+        rows
+    };
+    assert!(runs::runs_table(&[run(11.0, 10.0, None, 11.0)]).is_none());
+    let runs = [
+        run(11.0, 10.0, Some(8.8), 22.0),
+        run(9.0, 10.0, None, 13.5),
+        run(10.5, 10.0, Some(8.0), 10.5),
+    ];
+    let md = runs::runs_table(&runs).unwrap();
+    let line = |workload: &str, peer: &str| {
+        let start = format!("| {workload} | {peer} |");
+        md.lines()
+            .find(|l| l.starts_with(&start))
+            .unwrap_or_else(|| panic!("no row {start} in\n{md}"))
+            .to_string()
+    };
+    assert_eq!(
+        line("echo64 c50", "asyncnet"),
+        "| echo64 c50 | asyncnet | 1.05 (1.10, 0.90, 1.05) | 1.05 (1.10, 0.90, 1.05) | – | 1.05 (1.10, 0.900, 1.05) |"
+    );
+    // Not a ratio to itself.
+    assert!(line("echo64 c50", "c-floor")
+        .starts_with("| echo64 c50 | c-floor | – | 1.00 (1.00, 1.00, 1.00) |"));
+    assert!(line("echo64 c50", "tokio")
+        .starts_with("| echo64 c50 | tokio | 1.00 (1.00, 1.00, 1.00) | – |"));
+    // Over c-uring (8.0), then over asyncnet; the run without it is a dash.
+    assert_eq!(
+        line("echo64 c50", "asyncnet-uring"),
+        "| echo64 c50 | asyncnet-uring | 0.84 (0.88, –, 0.80) | 0.84 (0.88, –, 0.80) | 1.05 (1.10, –, 1.00) / 0.78 (0.80, –, 0.76) | 0.840 (0.880, –, 0.800) |"
+    );
+    // A workload without a floor or tokio: only user time.
+    assert!(line("echo64 c5000", "asyncnet").contains("| – | – | – |"));
+    // No memory rows.
+    assert!(!md.contains("idle"));
+    // User time at c5000 over c50 (the burst row is not a connection count): 2.00, 1.50, 1.00.
+    assert_eq!(
+        runs::growth_lines(&runs),
+        vec!["- asyncnet: user µs per round trip, c5000 over c50: 1.50 (2.00, 1.50, 1.00)"]
+    );
+    let part = Part {
+        rows: runs[0].clone(),
+        ..Part::default()
+    };
+    let doc = document(&info(3, 5.0), &part, &runs);
+    assert!(doc.contains(&format!(
+        "## Across 3 runs\n\n{}\n\n{md}",
+        markdown::RUNS_TEXT
+    )));
+    assert!(doc.contains("c5000 over c50: 1.50"));
+    assert!(!document(&info(3, 5.0), &part, &runs[..1]).contains("Across"));
 }
