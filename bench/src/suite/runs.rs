@@ -10,12 +10,14 @@ use crate::suite::table::{md, num};
 use crate::suite::{ratio_to, Row, Spread};
 
 /// The columns of the across-runs table.
-pub const RUNS_HEADERS: [&str; 6] = [
+pub const RUNS_HEADERS: [&str; 8] = [
     "workload",
     "peer",
+    "throughput",
     "x C floor",
     "x tokio",
-    "x own io_uring floor / x asyncnet",
+    "x asyncnet",
+    "x C io_uring floor",
     "user µs/op",
 ];
 
@@ -62,15 +64,16 @@ fn run_ratio(rows: &[Row], key: &(String, String), base: Option<&str>) -> Option
     ratio_to(rows, row, base).map(|r| r.median)
 }
 
-/// The across-runs table (Markdown): per row of any run, each run's `x C floor`, `x tokio`,
-/// the io_uring ratios (for `asyncnet-uring`: over the C io_uring floor, then over
-/// `asyncnet`, its epoll driver), and user CPU µs per op, each with their median. Nothing for
-/// fewer than two runs or no CPU rows.
+/// The across-runs table (Markdown): per row of any run, each run's throughput, `x C floor`,
+/// `x tokio`, for our other servers (`asyncnet-uring`, `asyncnet-tpc`) the ratio over
+/// `asyncnet` (its epoll driver; one thread), for `asyncnet-uring` the ratio over the C
+/// io_uring floor, and user CPU µs per op, each with their median. Nothing for fewer than
+/// two runs or no CPU rows.
 pub fn runs_table(runs: &[Vec<Row>]) -> Option<String> {
     if runs.len() < 2 {
         return None;
     }
-    let body: Vec<[String; 6]> = keys(runs)
+    let body: Vec<[String; 8]> = keys(runs)
         .into_iter()
         .filter(|k| {
             runs.iter()
@@ -78,35 +81,42 @@ pub fn runs_table(runs: &[Vec<Row>]) -> Option<String> {
                 .any(|r| r.workload == k.0 && r.peer == k.1 && !r.memory())
         })
         .map(|key| {
-            let per = |base: Option<&str>| -> Vec<Option<f64>> {
-                runs.iter()
+            let ratios = |base: Option<&str>| -> String {
+                let per: Vec<Option<f64>> = runs
+                    .iter()
                     .map(|rows| run_ratio(rows, &key, base))
-                    .collect()
+                    .collect();
+                across(&per, ratio)
             };
-            let uring = if key.1 == ASYNCNET_URING {
-                format!(
-                    "{} / {}",
-                    across(&per(Some(URING_FLOOR)), ratio),
-                    across(&per(Some("asyncnet")), ratio)
-                )
-            } else {
-                "–".to_string()
+            let figure = |pick: fn(&Row) -> Option<Spread>| -> String {
+                let per: Vec<Option<f64>> = runs
+                    .iter()
+                    .map(|rows| {
+                        rows.iter()
+                            .find(|r| r.workload == key.0 && r.peer == key.1)
+                            .and_then(|r| pick(r).map(|s| s.median))
+                    })
+                    .collect();
+                across(&per, num)
             };
-            let user: Vec<Option<f64>> = runs
-                .iter()
-                .map(|rows| {
-                    rows.iter()
-                        .find(|r| r.workload == key.0 && r.peer == key.1)
-                        .and_then(|r| r.user_us.map(|u| u.median))
-                })
-                .collect();
+            let ours = key.1.starts_with("asyncnet-");
             [
                 key.0.clone(),
                 key.1.clone(),
-                across(&per(Some(FLOOR)), ratio),
-                across(&per(None), ratio),
-                uring,
-                across(&user, num),
+                figure(|r| r.rate),
+                ratios(Some(FLOOR)),
+                ratios(None),
+                if ours {
+                    ratios(Some("asyncnet"))
+                } else {
+                    "–".into()
+                },
+                if key.1 == ASYNCNET_URING {
+                    ratios(Some(URING_FLOOR))
+                } else {
+                    "–".into()
+                },
+                figure(|r| r.user_us),
             ]
         })
         .collect();

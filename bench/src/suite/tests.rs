@@ -406,12 +406,13 @@ fn uring_table_divides_by_both_floors_and_the_epoll_driver() {
 #[test]
 fn across_runs_gives_each_runs_ratio_and_their_median() {
     let cpu = |w: &str, p: &str, us: f64| Row::from_samples(w, p, "round trip", &[sample(1.0, us)]);
-    let run = |asyncnet: f64, floor: f64, uring: Option<f64>, c5000: f64| {
+    let run = |asyncnet: f64, floor: f64, uring: Option<f64>, c5000: f64, tpc: f64| {
         let mut rows = vec![
             cpu("echo64 c50", "asyncnet", asyncnet),
             cpu("echo64 c50", "tokio", 10.0),
             cpu("echo64 c50", "c-floor", floor),
             cpu("echo64 c50", "c-uring", 8.0),
+            cpu("echo64 c50", "asyncnet-tpc", asyncnet * tpc),
             cpu("echo64 c5000", "asyncnet", c5000),
             cpu("echo64 burst8 c1000", "asyncnet", 100.0),
             Row::from_samples(
@@ -426,11 +427,11 @@ fn across_runs_gives_each_runs_ratio_and_their_median() {
         }
         rows
     };
-    assert!(runs::runs_table(&[run(11.0, 10.0, None, 11.0)]).is_none());
+    assert!(runs::runs_table(&[run(11.0, 10.0, None, 11.0, 1.0)]).is_none());
     let runs = [
-        run(11.0, 10.0, Some(8.8), 22.0),
-        run(9.0, 10.0, None, 13.5),
-        run(10.5, 10.0, Some(8.0), 10.5),
+        run(11.0, 10.0, Some(8.8), 22.0, 1.2),
+        run(9.0, 10.0, None, 13.5, 1.0),
+        run(10.5, 10.0, Some(8.0), 10.5, 1.05),
     ];
     let md = runs::runs_table(&runs).unwrap();
     let line = |workload: &str, peer: &str| {
@@ -440,22 +441,32 @@ fn across_runs_gives_each_runs_ratio_and_their_median() {
             .unwrap_or_else(|| panic!("no row {start} in\n{md}"))
             .to_string()
     };
+    // Throughput (every sample's rate is 1.0), each ratio, user time (a tenth of the cost).
     assert_eq!(
         line("echo64 c50", "asyncnet"),
-        "| echo64 c50 | asyncnet | 1.05 (1.10, 0.90, 1.05) | 1.05 (1.10, 0.90, 1.05) | – | 1.05 (1.10, 0.900, 1.05) |"
+        "| echo64 c50 | asyncnet | 1.00 (1.00, 1.00, 1.00) | 1.05 (1.10, 0.90, 1.05) | 1.05 (1.10, 0.90, 1.05) | – | – | 1.05 (1.10, 0.900, 1.05) |"
     );
     // Not a ratio to itself.
-    assert!(line("echo64 c50", "c-floor")
-        .starts_with("| echo64 c50 | c-floor | – | 1.00 (1.00, 1.00, 1.00) |"));
-    assert!(line("echo64 c50", "tokio")
-        .starts_with("| echo64 c50 | tokio | 1.00 (1.00, 1.00, 1.00) | – |"));
-    // Over c-uring (8.0), then over asyncnet; the run without it is a dash.
+    let floor = line("echo64 c50", "c-floor");
+    assert!(
+        floor.contains("| – | 1.00 (1.00, 1.00, 1.00) | – | – |"),
+        "{floor}"
+    );
+    let tokio = line("echo64 c50", "tokio");
+    assert!(
+        tokio.contains("| 1.00 (1.00, 1.00, 1.00) | – | – | – |"),
+        "{tokio}"
+    );
+    // Over asyncnet, then over c-uring (8.0); the run without it is a dash.
     assert_eq!(
         line("echo64 c50", "asyncnet-uring"),
-        "| echo64 c50 | asyncnet-uring | 0.84 (0.88, –, 0.80) | 0.84 (0.88, –, 0.80) | 1.05 (1.10, –, 1.00) / 0.78 (0.80, –, 0.76) | 0.840 (0.880, –, 0.800) |"
+        "| echo64 c50 | asyncnet-uring | 1.00 (1.00, –, 1.00) | 0.84 (0.88, –, 0.80) | 0.84 (0.88, –, 0.80) | 0.78 (0.80, –, 0.76) | 1.05 (1.10, –, 1.00) | 0.840 (0.880, –, 0.800) |"
     );
-    // A workload without a floor or tokio: only user time.
-    assert!(line("echo64 c5000", "asyncnet").contains("| – | – | – |"));
+    // Thread per core: over one thread, and no io_uring floor.
+    let tpc = line("echo64 c50", "asyncnet-tpc");
+    assert!(tpc.contains("| 1.05 (1.20, 1.00, 1.05) | – |"), "{tpc}");
+    // A workload without a floor or tokio: only throughput and user time.
+    assert!(line("echo64 c5000", "asyncnet").contains("| – | – | – | – |"));
     // No memory rows.
     assert!(!md.contains("idle"));
     // User time at c5000 over c50 (the burst row is not a connection count): 2.00, 1.50, 1.00.
