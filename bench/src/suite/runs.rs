@@ -51,8 +51,9 @@ fn keys(runs: &[Vec<Row>]) -> Vec<(String, String)> {
     keys
 }
 
-/// The ratio of one run's row of `key` to that run's row of `base` (`None` for the reference
-/// itself, a row or reference missing from the run, or a memory row).
+/// The ratio of one run's row of `key` to that run's row of peer `base` (`None`: the row's
+/// reference, tokio or hyper). `None` for a row over itself, a row or base missing from
+/// the run, or a memory row.
 fn run_ratio(rows: &[Row], key: &(String, String), base: Option<&str>) -> Option<f64> {
     let row = rows
         .iter()
