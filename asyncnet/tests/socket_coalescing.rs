@@ -109,6 +109,71 @@ fn replies_leave_at_the_end_of_the_loop_turn(fam: Family) {
     })
 }
 
+/// A read that waits writes its socket's queue and takes back the socket's place on the
+/// turn-end list: a later send on that socket must take a place again.
+fn a_send_after_a_read_wrote_the_queue_still_leaves_at_the_end_of_the_turn(fam: Family) {
+    run(async move {
+        let (peer, sock) = std_peer(fam, true).await?;
+        let reader = spawn({
+            let sock = sock.clone();
+            async move {
+                sock.send("first\n").await?;
+                sock.recv_line().await
+            }
+        });
+        assert_eq!(
+            read_on_thread(peer.try_clone()?, 6).recv().await?,
+            b"first\n"
+        );
+        // Another task sends on the same socket, then waits on a timer, not on the socket.
+        let writer = spawn({
+            let sock = sock.clone();
+            async move {
+                sock.send("second\n").await?;
+                sleep_async(Duration::from_secs(3600)).await;
+                Ok::<_, io::Error>(())
+            }
+        });
+        assert_eq!(
+            read_on_thread(peer.try_clone()?, 7).recv().await?,
+            b"second\n"
+        );
+        writer.abort();
+        support::finish(&peer);
+        assert_eq!(reader.await?, None);
+        Ok(())
+    })
+}
+
+/// Only the last place on the turn-end list is taken back by a read that waits: sends on
+/// another socket, before or after, still leave at the end of the turn.
+fn a_read_that_waits_leaves_other_sockets_queues_to_the_end_of_the_turn(fam: Family) {
+    for read_first_sent in [true, false] {
+        run(async move {
+            let (peer_a, a) = std_peer(fam, true).await?;
+            let (peer_b, b) = std_peer(fam, true).await?;
+            let task = spawn(async move {
+                if read_first_sent {
+                    a.send("to a\n").await?;
+                    b.send("to b\n").await?;
+                } else {
+                    b.send("to b\n").await?;
+                    a.send("to a\n").await?;
+                }
+                // Waits: writes a's queue; b's waits for the end of the turn.
+                a.recv_line().await?;
+                Ok::<_, io::Error>(b)
+            });
+            let got_a = read_on_thread(peer_a.try_clone()?, 5).recv().await?;
+            let got_b = read_on_thread(peer_b.try_clone()?, 5).recv().await?;
+            assert_eq!((&got_a[..], &got_b[..]), (&b"to a\n"[..], &b"to b\n"[..]));
+            support::finish(&peer_a);
+            task.await?;
+            Ok(())
+        });
+    }
+}
+
 fn wait_for_returns_with_the_bytes_in_the_kernel(fam: Family) {
     let (mut peer, sock) = run(std_peer(fam, true));
     wait_for(async { sock.send("before returning\n").await }).expect("send");
@@ -433,6 +498,8 @@ family_tests!(
     sends_are_held_until_the_task_waits,
     replies_leave_when_the_task_waits_for_the_next_request,
     replies_leave_at_the_end_of_the_loop_turn,
+    a_send_after_a_read_wrote_the_queue_still_leaves_at_the_end_of_the_turn,
+    a_read_that_waits_leaves_other_sockets_queues_to_the_end_of_the_turn,
     wait_for_returns_with_the_bytes_in_the_kernel,
     the_high_water_mark_writes_without_waiting_for_the_task,
     a_send_without_safe_disconn_is_not_coalesced,

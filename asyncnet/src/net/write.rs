@@ -5,7 +5,7 @@
 //!
 //! | the queue is written when | by |
 //! | --- | --- |
-//! | a read on the socket is about to wait | `flush_before_wait`, called by `transport.rs` before a read parks |
+//! | a read on the socket is about to wait | `flush_before_wait`, called by `transport.rs` before a read parks (it also takes back the socket's place on the before-sleep list when that place is the last) |
 //! | the loop turn ends, or `wait_for` returns | `defer_flush` puts the socket on the driver's before-sleep list (`BeforeSleep`) |
 //! | a send would pass [`WRITE_HIGH_WATER`] | `send_queued`: it writes and waits (back-pressure) |
 //! | `flush`, `shutdown_write`, `close`, the last drop | `poll_flush_all`, `try_flush_now`, and `linger.rs` for what is left at close |
@@ -492,7 +492,7 @@ impl AsyncSocket {
         let inner = &self.inner;
         if !inner.write.deferred.replace(true) {
             let weak = Rc::downgrade(inner);
-            inner.io.driver().defer(weak);
+            inner.io.driver().defer(Rc::as_ptr(inner).addr(), weak);
         }
     }
 
@@ -501,6 +501,12 @@ impl AsyncSocket {
     #[inline]
     pub(crate) fn flush_before_wait(&self) -> io::Result<()> {
         self.flush_owed();
+        // Everything the before-sleep visit would do is done: what is owed now belongs to
+        // the background flusher (or to no one: the socket is closed).
+        let inner = &self.inner;
+        if inner.write.deferred.get() && inner.io.driver().undefer_last(Rc::as_ptr(inner).addr()) {
+            inner.write.deferred.set(false);
+        }
         match self.inner.write.take_unreported_error() {
             Some(e) => Err(e),
             None => Ok(()),
