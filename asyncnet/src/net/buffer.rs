@@ -216,7 +216,20 @@ impl WriteBuffer {
 
     /// Queue bytes behind the pending ones; returns the sequence number of their end. The
     /// first bytes after an empty spell get storage from `pool`.
+    #[inline]
     pub(crate) fn push(&mut self, bytes: &[u8], pool: &BufferPool) -> u64 {
+        // Behind one test, out of line: the first bytes after an empty spell, or a queue
+        // partly written (a copy after `pending` would pay for it).
+        if self.pos > 0 || self.data.capacity() == 0 {
+            self.make_room(pool);
+        }
+        self.data.extend_from_slice(bytes);
+        self.accepted()
+    }
+
+    /// Before a push: storage from `pool` if there is none, and the written bytes dropped
+    /// once they are at least as many as those still pending.
+    fn make_room(&mut self, pool: &BufferPool) {
         if self.pos > 0 && self.pos >= self.data.len() - self.pos {
             self.data.drain(..self.pos);
             self.pos = 0;
@@ -224,8 +237,6 @@ impl WriteBuffer {
         if self.data.capacity() == 0 {
             self.data = pool.take();
         }
-        self.data.extend_from_slice(bytes);
-        self.accepted()
     }
 
     /// The bytes up to sequence number `end` must be delivered whatever happens to the

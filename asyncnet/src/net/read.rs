@@ -139,6 +139,7 @@ type Found<R> = Result<(R, usize), usize>;
 /// # Errors
 ///
 /// The line is longer than `max_length` ([`LineTooLong`](crate::LineTooLong)).
+#[inline]
 fn next_line<R>(
     bytes: &[u8],
     from: usize,
@@ -417,8 +418,9 @@ impl AsyncSocket {
     /// })?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn recv_line(&self) -> io::Result<Option<String>> {
-        self.recv_line_with(Flags::default(), MAX_LINE_LENGTH).await
+    pub fn recv_line(&self) -> impl Future<Output = io::Result<Option<String>>> + '_ {
+        // Not a layer of its own: the future is `recv_line_with`'s.
+        self.recv_line_with(Flags::default(), MAX_LINE_LENGTH)
     }
 
     /// [`recv_line`](AsyncSocket::recv_line) with explicit flags (`PEEK` leaves the line to be
@@ -457,16 +459,16 @@ impl AsyncSocket {
     /// })?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn recv_line_with(
+    pub fn recv_line_with(
         &self,
         flags: Flags,
         max_length: usize,
-    ) -> io::Result<Option<String>> {
+    ) -> impl Future<Output = io::Result<Option<String>>> + '_ {
         let mut line = String::new();
-        let got = self
-            .recv_line_into_with(&mut line, flags, max_length)
-            .await?;
-        Ok(got.then_some(line))
+        poll_fn(move |cx| {
+            let got = ready!(self.poll_line_into(cx, flags, max_length, &mut line))?;
+            Poll::Ready(Ok(got.then(|| std::mem::take(&mut line))))
+        })
     }
 
     /// Receive one line and append it to `buf` (Nim's `recvLineInto`): no allocation per line
@@ -509,9 +511,12 @@ impl AsyncSocket {
     /// })?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn recv_line_into(&self, buf: &mut String) -> io::Result<bool> {
+    pub fn recv_line_into<'a>(
+        &'a self,
+        buf: &'a mut String,
+    ) -> impl Future<Output = io::Result<bool>> + 'a {
+        // Not a layer of its own: the future is `recv_line_into_with`'s.
         self.recv_line_into_with(buf, Flags::default(), MAX_LINE_LENGTH)
-            .await
     }
 
     /// [`recv_line_into`](AsyncSocket::recv_line_into) with explicit flags and limit.
@@ -545,26 +550,40 @@ impl AsyncSocket {
     /// })?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn recv_line_into_with(
-        &self,
-        buf: &mut String,
+    pub fn recv_line_into_with<'a>(
+        &'a self,
+        buf: &'a mut String,
         flags: Flags,
         max_length: usize,
-    ) -> io::Result<bool> {
-        let got = poll_fn(|cx| {
-            self.poll_line(cx, flags, max_length, &mut |b: &[u8]| match text(b) {
+    ) -> impl Future<Output = io::Result<bool>> + 'a {
+        // The bare poll function, no `async` layer around it (as `recv_into_with`): a
+        // pipelined protocol reads many lines per wake-up, each through this future.
+        poll_fn(move |cx| self.poll_line_into(cx, flags, max_length, buf))
+    }
+
+    /// [`poll_line`](Self::poll_line) appending the line to `buf` as text: `true` if a
+    /// line was appended, `false` at the end of the stream. A line that is not UTF-8 is
+    /// consumed and returned in the error.
+    fn poll_line_into(
+        &self,
+        cx: &mut Context<'_>,
+        flags: Flags,
+        max_length: usize,
+        buf: &mut String,
+    ) -> Poll<io::Result<bool>> {
+        let got = ready!(self.poll_line(cx, flags, max_length, &mut |b: &[u8]| {
+            match text(b) {
                 Ok(s) => {
                     buf.push_str(s);
                     Ok(())
                 }
                 Err(_) => Err(error::invalid_utf8(b.to_vec())),
-            })
-        })
-        .await?;
-        match got {
+            }
+        }))?;
+        Poll::Ready(match got {
             Some(r) => r.map(|()| true),
             None => Ok(false),
-        }
+        })
     }
 
     pub(crate) fn poll_recv_into(
