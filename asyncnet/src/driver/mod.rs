@@ -576,7 +576,9 @@ impl Driver {
     /// Take back the deferral made with `key` if it is the last one made, and say whether it
     /// was. Its owner does what the item would have done before the loop sleeps: the common
     /// case is a task's sends and then its read that waits, which writes them. Taking it
-    /// back here, where the list's end is in cache, spares the visit before the sleep.
+    /// back here, where the list's end is in cache, spares the visit before the sleep. Keys
+    /// do not collide: an entry's weak reference keeps its owner's allocation, so no other
+    /// owner has that address while the entry is on the list.
     #[inline]
     pub(crate) fn undefer_last(&self, key: usize) -> bool {
         let mut deferred = self.deferred.borrow_mut();
