@@ -309,6 +309,15 @@ impl AsyncSocket {
     /// socket); `WouldBlock` when some remain.
     #[inline]
     pub(super) fn try_flush_records(&self) -> io::Result<()> {
+        // A plain socket mostly has no rare parts at all: one test on its flush path, the
+        // session's borrow only where there may be one.
+        if self.inner.rare_if_made().is_none() {
+            return Ok(());
+        }
+        self.try_flush_session_records()
+    }
+
+    fn try_flush_session_records(&self) -> io::Result<()> {
         match self.inner.tls_mut() {
             Some(mut tls) if tls.wants_write() => {
                 let socket = self.socket()?;
