@@ -276,9 +276,15 @@ fn bulk_stream(ctx: &Ctx) -> Part {
 }
 
 /// Requests of a `redis-benchmark` run at pipeline depth index `i` for a
-/// window of `secs`.
-pub fn ping_requests(i: usize, secs: f64) -> u64 {
-    ((PING_RATE[i] * secs) as u64).max(1000)
+/// window of `secs`: from `rate`, the peer's requests per second in its
+/// last round, where there was one. `redis-benchmark` runs for a count, not
+/// a time, and the fast servers do several times [`PING_RATE`] at `-P 16`:
+/// sized by it alone, their windows lasted a second or two, and a window
+/// that short reads few CPU clock ticks (`user µs` often read 0). Never
+/// fewer than [`PING_RATE`] gives, so a slow server's window stays as long.
+pub fn ping_requests(i: usize, secs: f64, rate: Option<f64>) -> u64 {
+    let rate = rate.map_or(PING_RATE[i], |r| r.max(PING_RATE[i]));
+    ((rate * secs) as u64).max(1000)
 }
 
 /// `ping P1`, `ping P16`: Redis inline PING with `redis-benchmark`.
@@ -294,9 +300,16 @@ fn ping_inline(ctx: &Ctx) -> Part {
     let peers = ctx.pick(&STREAM_PEERS, &ctx.peers);
     for (i, pipeline) in ping::PIPELINES.into_iter().enumerate() {
         let label = format!("ping P{pipeline}");
-        let requests = ping_requests(i, ctx.cfg.secs);
+        let mut rates: Vec<(String, f64)> = Vec::new();
         part.extend(ctx.interleave(&label, "request", &peers, |p| {
-            ping::run_round(p, pipeline, requests, CONNS, &ctx.cfg)
+            let last = rates.iter().find(|(n, _)| *n == p.name).map(|&(_, r)| r);
+            let requests = ping_requests(i, ctx.cfg.secs, last);
+            let s = ping::run_round(p, pipeline, requests, CONNS, &ctx.cfg)?;
+            if let Some(r) = s.rate {
+                rates.retain(|(n, _)| *n != p.name);
+                rates.push((p.name.clone(), r));
+            }
+            Ok(s)
         }));
         if let Some(t) = &ctx.trace {
             // Its 50 connections' setup is counted too: more requests make that
@@ -430,8 +443,16 @@ mod tests {
 
     #[test]
     fn ping_requests_scale_with_the_window() {
-        assert_eq!(ping_requests(0, 5.0), 400_000);
-        assert_eq!(ping_requests(1, 5.0), 1_000_000);
-        assert_eq!(ping_requests(0, 0.001), 1000);
+        assert_eq!(ping_requests(0, 5.0, None), 400_000);
+        assert_eq!(ping_requests(1, 5.0, None), 1_000_000);
+        assert_eq!(ping_requests(0, 0.001, None), 1000);
+    }
+
+    #[test]
+    fn ping_requests_follow_a_fast_peers_last_round_and_never_shrink() {
+        assert_eq!(ping_requests(1, 5.0, Some(800_000.0)), 4_000_000);
+        // Slower than the default rate: the default count, not a shorter window.
+        assert_eq!(ping_requests(1, 5.0, Some(100_000.0)), 1_000_000);
+        assert_eq!(ping_requests(0, 5.0, Some(30_000.0)), 400_000);
     }
 }
