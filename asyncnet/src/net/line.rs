@@ -21,7 +21,10 @@ pub(crate) enum Scan {
 }
 
 /// Look for a line in `buf`, whose first `from` bytes are known to hold no `\n`.
-#[inline]
+///
+/// Always inlined: on a short line the call itself (its frame, the result through memory)
+/// cost about a third of the scan (callgrind, a pipelined Redis `PING`).
+#[inline(always)]
 pub(crate) fn scan(buf: &[u8], from: usize, max_length: usize) -> Scan {
     // Content of max_length bytes, then "\r\n": the terminator is at most at max_length + 1.
     let limit = buf.len().min(max_length.saturating_add(2));
