@@ -16,8 +16,9 @@ use super::read::ReadState;
 use super::socket::BUFFER_SIZE;
 
 /// The line reader of a socket (`recv_line`'s logic: the socket's read buffer, the scan for
-/// a terminator, the scratch-buffer path of a buffered socket, one byte at a time on an
-/// unbuffered one), reading from arrivals queued in memory instead of a kernel.
+/// a terminator, the shortcut for a text line already buffered, the scratch-buffer path of a
+/// buffered socket, one byte at a time on an unbuffered one), reading from arrivals queued in
+/// memory instead of a kernel.
 #[derive(Debug)]
 pub struct LineReader {
     state: ReadState,
@@ -84,6 +85,13 @@ impl LineReader {
         let keep = peek && buffered;
         let deliver = &mut |b: &[u8]| b.to_vec();
         loop {
+            if buffered && !keep {
+                // `recv_line`'s shortcut for a text line already buffered, first as there.
+                let mut line = String::new();
+                if self.state.text_line_into(&self.pool, max_length, &mut line) {
+                    return Poll::Ready(Ok(Some(line.into_bytes())));
+                }
+            }
             match self
                 .state
                 .buffered_line(&self.pool, keep, max_length, deliver)
