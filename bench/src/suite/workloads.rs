@@ -278,10 +278,10 @@ fn bulk_stream(ctx: &Ctx) -> Part {
 /// Requests of a `redis-benchmark` run at pipeline depth index `i` for a
 /// window of `secs`: from `rate`, the peer's requests per second in its
 /// last round, where there was one. `redis-benchmark` runs for a count, not
-/// a time, and the fast servers do several times [`PING_RATE`] at `-P 16`:
+/// a time, and the fast servers do several times `PING_RATE` at `-P 16`:
 /// sized by it alone, their windows lasted a second or two, and a window
 /// that short reads few CPU clock ticks (`user µs` often read 0). Never
-/// fewer than [`PING_RATE`] gives, so a slow server's window stays as long.
+/// fewer than `PING_RATE` gives, so a slow server's window stays as long.
 pub fn ping_requests(i: usize, secs: f64, rate: Option<f64>) -> u64 {
     let rate = rate.map_or(PING_RATE[i], |r| r.max(PING_RATE[i]));
     ((rate * secs) as u64).max(1000)
