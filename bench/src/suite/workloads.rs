@@ -5,6 +5,7 @@
 //! [`Ctx::interleave`] with a closure that runs one round against one peer
 //! and returns a [`Sample`]) and list it in [`WORKLOADS`].
 
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
@@ -300,14 +301,13 @@ fn ping_inline(ctx: &Ctx) -> Part {
     let peers = ctx.pick(&STREAM_PEERS, &ctx.peers);
     for (i, pipeline) in ping::PIPELINES.into_iter().enumerate() {
         let label = format!("ping P{pipeline}");
-        let mut rates: Vec<(String, f64)> = Vec::new();
+        // Each peer's requests per second in its last round.
+        let mut rates: HashMap<String, f64> = HashMap::new();
         part.extend(ctx.interleave(&label, "request", &peers, |p| {
-            let last = rates.iter().find(|(n, _)| *n == p.name).map(|&(_, r)| r);
-            let requests = ping_requests(i, ctx.cfg.secs, last);
+            let requests = ping_requests(i, ctx.cfg.secs, rates.get(&p.name).copied());
             let s = ping::run_round(p, pipeline, requests, CONNS, &ctx.cfg)?;
             if let Some(r) = s.rate {
-                rates.retain(|(n, _)| *n != p.name);
-                rates.push((p.name.clone(), r));
+                rates.insert(p.name.clone(), r);
             }
             Ok(s)
         }));
