@@ -398,11 +398,16 @@ impl Uring {
         if self.out_of_buffers.take() {
             self.ring.borrow_mut().more_buffers();
         }
-        for io in receive_again {
-            self.receive(&io);
+        // (Most turns have neither: skip the loops' set-up and tear-down.)
+        if !receive_again.is_empty() {
+            for io in receive_again {
+                self.receive(&io);
+            }
         }
-        for io in accept_again {
-            self.accept(&io);
+        if !accept_again.is_empty() {
+            for io in accept_again {
+                self.accept(&io);
+            }
         }
         if removals {
             // At once, as a deregistration does: the socket is closed and its peer waits.

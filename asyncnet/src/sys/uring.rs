@@ -656,24 +656,25 @@ impl Ring {
     /// Move every completion the kernel posted into `out` (a send's is also noted in the
     /// table of sends: the kernel is done with its bytes).
     pub(crate) fn take_completions(&mut self, out: &mut Vec<Completion>) {
+        // One pass, each entry noted as it is copied (most turns take one or two).
         let cq = self.ring.completion();
-        let seen = out.len();
-        out.extend(cq.map(|c| Completion {
-            user_data: c.user_data(),
-            result: c.result(),
-            flags: c.flags(),
-        }));
-        for c in &out[seen..] {
-            if c.user_data & SEND == 0 {
-                continue;
-            }
-            let slot = (c.user_data & 0xffff_ffff) as usize;
-            if let Some(o) = self.sends.get_mut(slot) {
-                if o.in_flight && o.user_data == c.user_data {
-                    o.in_flight = false;
-                    o.result = Some(c.result);
+        out.reserve(cq.len());
+        for c in cq {
+            let c = Completion {
+                user_data: c.user_data(),
+                result: c.result(),
+                flags: c.flags(),
+            };
+            if c.user_data & SEND != 0 {
+                let slot = (c.user_data & 0xffff_ffff) as usize;
+                if let Some(o) = self.sends.get_mut(slot) {
+                    if o.in_flight && o.user_data == c.user_data {
+                        o.in_flight = false;
+                        o.result = Some(c.result);
+                    }
                 }
             }
+            out.push(c);
         }
     }
 }
