@@ -19,6 +19,9 @@
 #                  copy of an earlier build, to compare before and after
 #   CACHE=1        simulate the caches too (--cache-sim=yes): prints D1 and LL misses per
 #                  operation (first-level data cache and last-level cache, read + write)
+#   LINES=1        record each instruction's count (--dump-instr=yes): prints the 64-byte
+#                  lines of code run at least once every two operations (the hot path's
+#                  footprint, which the kernel's own code evicts between system calls)
 # Needs valgrind (and redis-tools / wrk for pong / http) and a release build:
 #   cargo build --release -p asyncnet-bench
 # Leaves the profile in target/callgrind.MODE[-SERVER-cCONNS].out (callgrind_annotate).
@@ -58,6 +61,7 @@ case $mode in
 esac
 cache=()
 [ "${CACHE:-0}" = 1 ] && cache=(--cache-sim=yes)
+[ "${LINES:-0}" = 1 ] && cache+=(--dump-instr=yes)
 # Thousands of connections: the server (and valgrind, which keeps some descriptors for
 # itself at the top of the range) need more than a default soft limit of 1024.
 ulimit -n "$(ulimit -Hn)"
@@ -112,4 +116,27 @@ if [ "${CACHE:-0}" = 1 ]; then
   awk -v l="$label" -v ops="$ops" -v d1="$((d1mr + d1mw))" -v ll="$((dlmr + dlmw))" \
     -v i1="$i1mr" -v dacc="$((dr + dw))" \
     'BEGIN { printf "%s: per operation: %.1f data accesses, %.2f D1 misses, %.3f LL data misses, %.2f I1 misses\n", l, dacc/ops, d1/ops, ll/ops, i1/ops }'
+fi
+if [ "${LINES:-0}" = 1 ]; then
+  # Cost lines are "position line-number Ir"; a position is absolute (0x...), relative
+  # (+n, -n) or the same as the last (*); with --dump-instr each is one instruction. The
+  # line after "calls=" is a call's inclusive cost: its position counts, its cost is the
+  # callee's. Lines are keyed by object.
+  awk -v ops="$ops" -v l="$label" '
+    function hex(s,   i, n) { n = 0; s = tolower(substr(s, 3))
+      for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+      return n }
+    /^ob=/ { ob = $0; sub(/^ob=\(/, "", ob); sub(/\).*/, "", ob); next }
+    /^calls=/ { call = 1; next }
+    /^(0x|[+*-]|[0-9])/ {
+      p = $1
+      if (p ~ /^0x/) pos = hex(p); else if (p ~ /^[+-]/) pos += p; else if (p != "*") pos = p
+      if (call) { call = 0; next }
+      # The count of an instruction is how often it ran; a line ran as often as its busiest.
+      k = ob SUBSEP int(pos / 64)
+      if (NF >= 3 && $3 > runs[k]) runs[k] = $3
+    }
+    END { for (k in runs) if (runs[k] * 2 >= ops) hot++
+      printf "%s: code run at least every other operation: %d lines of 64 bytes (%.1f KiB)\n", l, hot, hot * 64 / 1024 }
+  ' "$out"
 fi
