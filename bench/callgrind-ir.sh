@@ -59,15 +59,15 @@ case $mode in
   http) srv=("$bin/http_asyncnet" "$port") ;;
   *) echo "unknown mode $mode (echo, pong or http)" >&2; exit 2 ;;
 esac
-cache=()
-[ "${CACHE:-0}" = 1 ] && cache=(--cache-sim=yes)
-[ "${LINES:-0}" = 1 ] && cache+=(--dump-instr=yes)
+opts=()
+[ "${CACHE:-0}" = 1 ] && opts=(--cache-sim=yes)
+[ "${LINES:-0}" = 1 ] && opts+=(--dump-instr=yes)
 # Thousands of connections: the server (and valgrind, which keeps some descriptors for
 # itself at the top of the range) need more than a default soft limit of 1024.
 ulimit -n "$(ulimit -Hn)"
 atstart=()
 [ "$mode" = echo ] && atstart=(--instr-atstart=no)
-valgrind --tool=callgrind "${atstart[@]}" "${cache[@]}" --callgrind-out-file="$out" "${srv[@]}" >"$log" 2>&1 &
+valgrind --tool=callgrind "${atstart[@]}" "${opts[@]}" --callgrind-out-file="$out" "${srv[@]}" >"$log" 2>&1 &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.2; done

@@ -43,7 +43,7 @@ tck=$(getconf CLK_TCK)
 
 # One round: prints "user_us sys_us" per round trip.
 round() {
-  local port=$((20000 + RANDOM % 20000)) pid line t0 t1 ops
+  local port=$((20000 + RANDOM % 20000)) pid line t0='' t1='' ops=''
   env "$@" "$port" >"$work/srv.log" 2>&1 &
   pid=$!
   for _ in $(seq 50); do grep -q listening "$work/srv.log" && break; sleep 0.1; done
@@ -54,8 +54,13 @@ round() {
       result*) ops=$(sed 's/.* ops=\([0-9]*\).*/\1/' <<<"$line") ;;
     esac
   done < <(taskset -c 1 "$bin/loadgen" --port "$port" --conns 1 --secs "$secs" --warmup 1)
-  kill "$pid"
+  kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  if [ -z "${t0:-}" ] || [ -z "${t1:-}" ] || [ -z "${ops:-}" ] || [ "$ops" = 0 ]; then
+    echo "a round of '$*' measured nothing; the server said:" >&2
+    cat "$work/srv.log" >&2
+    exit 1
+  fi
   awk -v a="$t0" -v b="$t1" -v ops="$ops" -v tck="$tck" 'BEGIN {
     split(a, x, " "); split(b, y, " ")
     printf "%.3f %.3f\n", (y[1] - x[1]) / tck / ops * 1e6, (y[2] - x[2]) / tck / ops * 1e6 }'
@@ -67,7 +72,8 @@ cmds=("PAD=0 taskset -c 0 $work/floor_pad" "PAD=1 taskset -c 0 $work/floor_pad"
 for ((r = 1; r <= rounds; r++)); do
   for i in "${!names[@]}"; do
     # shellcheck disable=SC2086 # the command's words
-    echo "$i $(round ${cmds[$i]})" >>"$work/results"
+    got=$(round ${cmds[$i]}) || exit 1
+    echo "$i $got" >>"$work/results"
     echo "round $r/$rounds ${names[$i]}: user, system µs per round trip $(tail -1 "$work/results" | cut -d' ' -f2-)" >&2
   done
 done
