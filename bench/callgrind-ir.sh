@@ -10,11 +10,12 @@
 #   pong: echo_asyncnet --pong under `redis-benchmark -c 50 -n 200000 -t ping_inline` (P1;
 #         PIPELINE=16 adds `-P 16`, the suite's P16 row)
 #   http: http_asyncnet under `wrk -t1 -c50 -d5s` (requests)
-# Environment (all optional; COUNT and SERVER for echo and burst only):
+# Environment (all optional; COUNT for echo and burst only, SERVER for all but http):
 #   COUNT=N        round trips measured (default 200000)
 #   PIPELINE=N     pong only: requests each connection sends at once (default 1)
 #   SERVER=NAME    asyncnet (default), tokio (echo_tokio) or floor (bench/peers/echo_floor.c,
 #                  compiled with cc -O2 into target/), to compare the same counts across peers
+#                  (pong: each one's --pong mode)
 #   BIN=DIR        take the servers and loadgen from DIR (default target/release), e.g. a
 #                  copy of an earlier build, to compare before and after
 #   CACHE=1        simulate the caches too (--cache-sim=yes): prints D1 and LL misses per
@@ -24,7 +25,7 @@
 #                  footprint, which the kernel's own code evicts between system calls)
 # Needs valgrind (and redis-tools / wrk for pong / http) and a release build:
 #   cargo build --release -p asyncnet-bench
-# Leaves the profile in target/callgrind.MODE[-SERVER-cCONNS].out (callgrind_annotate).
+# Leaves the profile in target/callgrind.MODE[-SERVER[-cCONNS]].out (callgrind_annotate).
 # echo counts exactly the COUNT round trips (connection setup and warm-up left out); pong and
 # http count the whole run, startup included (a fraction of a percent).
 set -euo pipefail
@@ -38,6 +39,7 @@ bin=${BIN:-$root/target/release}
 tag=$mode
 [ "$mode" = echo ] && [ "$server$conns" != asyncnet50 ] && tag=$mode-$server-c$conns
 [ "$mode" = burst ] && tag=$mode-$server-c$conns
+[ "$mode" = pong ] && [ "$server" != asyncnet ] && tag=$mode-$server
 load=(--workload echo)
 if [ "$mode" = burst ]; then
   load=(--workload burst --burst 8 --think-ms 100)
@@ -45,17 +47,18 @@ if [ "$mode" = burst ]; then
 fi
 out=$root/target/callgrind.$tag.out
 log=$(mktemp)
+pong=()
+[ "$mode" = pong ] && pong=(--pong)
 case $mode in
-  echo)
+  echo | pong)
     case $server in
-      asyncnet) srv=("$bin/echo_asyncnet" "$port") ;;
-      tokio) srv=("$bin/echo_tokio" "$port") ;;
+      asyncnet) srv=("$bin/echo_asyncnet" "${pong[@]}" "$port") ;;
+      tokio) srv=("$bin/echo_tokio" "${pong[@]}" "$port") ;;
       floor)
         cc -O2 -g -o "$root/target/echo_floor" "$root/bench/peers/echo_floor.c"
-        srv=("$root/target/echo_floor" "$port") ;;
+        srv=("$root/target/echo_floor" "${pong[@]}" "$port") ;;
       *) echo "unknown SERVER $server (asyncnet, tokio or floor)" >&2; exit 2 ;;
     esac ;;
-  pong) srv=("$bin/echo_asyncnet" --pong "$port") ;;
   http) srv=("$bin/http_asyncnet" "$port") ;;
   *) echo "unknown mode $mode (echo, pong or http)" >&2; exit 2 ;;
 esac
@@ -109,6 +112,7 @@ totals=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(","
 total=$(awk '{print $1}' <<<"$totals")
 label=$mode
 [ "$mode" = echo ] && label="${load[1]} $server c$conns"
+[ "$mode" = pong ] && label="pong $server P${PIPELINE:-1}"
 echo "$label: $total instructions / $ops operations = $((total / ops)) per operation$([ "$mode" = echo ] || echo ' (startup included)')"
 if [ "${CACHE:-0}" = 1 ]; then
   # Events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
