@@ -7,7 +7,7 @@
 //! connection), and what else the workload measures. A workload is one
 //! function `fn(&Ctx) -> Result<Part, String>` listed in [`WORKLOADS`]
 //! (see [`workloads`]); it usually runs [`Ctx::interleave`], which does the
-//! rounds (A B A B ...) and turns each peer's per-round [`Sample`]s into a
+//! rounds (A B C, B C A, ...) and turns each peer's per-round [`Sample`]s into a
 //! row.
 //!
 //! * [`workloads`]: the workload functions.
@@ -298,10 +298,13 @@ impl Ctx {
         }
     }
 
-    /// Runs `self.rounds` interleaved rounds (A B A B ...) of `run` over
-    /// `peers` and returns a row per peer. A round that fails becomes a
-    /// note and an error, and that peer runs no further rounds of this
-    /// workload (a peer without any good round gets no row).
+    /// Runs `self.rounds` interleaved rounds of `run` over `peers` and
+    /// returns a row per peer, in the order of `peers`. Each round starts one
+    /// peer further on (A B C, B C A, C A B, ...), so that no peer always runs
+    /// first after the last round's load, or after another workload's. A
+    /// round that fails becomes a note and an error, and that peer runs no
+    /// further rounds of this workload (a peer without any good round gets no
+    /// row).
     pub fn interleave(
         &self,
         workload: &str,
@@ -313,7 +316,9 @@ impl Ctx {
         let mut failed = vec![false; peers.len()];
         let mut part = Part::default();
         for round in 1..=self.rounds {
-            for (i, p) in peers.iter().enumerate() {
+            for k in 0..peers.len() {
+                let i = (round - 1 + k) % peers.len();
+                let p = &peers[i];
                 let peer = &p.name;
                 if failed[i] {
                     continue;

@@ -104,7 +104,7 @@ fn spreads_rows_and_ratios() {
 }
 
 #[test]
-fn interleaves_rounds_and_keeps_going_after_an_error() {
+fn interleaves_rounds_each_starting_one_peer_further_on_and_keeps_going_after_an_error() {
     let ctx = Ctx {
         rounds: 3,
         cfg: RoundConfig {
@@ -141,8 +141,8 @@ fn interleaves_rounds_and_keeps_going_after_an_error() {
         }
         Ok(sample(order.len() as f64, 1.0))
     });
-    // A B A B(fails) A: b runs no third round.
-    assert_eq!(order, ["a", "b", "a", "b", "a"]);
+    // Each round starts one peer further on: A B, B(fails) A, A: b runs no third round.
+    assert_eq!(order, ["a", "b", "b", "a", "a"]);
     assert_eq!(part.errors, 1);
     assert!(
         part.notes[0].contains("w, b, round 2: error: boom"),
@@ -150,7 +150,24 @@ fn interleaves_rounds_and_keeps_going_after_an_error() {
         part.notes
     );
     assert_eq!(part.rows.len(), 2);
+    assert_eq!(
+        (part.rows[0].peer.as_str(), part.rows[1].peer.as_str()),
+        ("a", "b")
+    );
     assert_eq!((part.rows[0].rounds, part.rows[1].rounds), (3, 1));
+
+    // Three peers, three rounds: each runs once in each place.
+    let mut order = Vec::new();
+    let peers = [
+        Peer::sibling("a", "x"),
+        Peer::sibling("b", "x"),
+        Peer::sibling("c", "x"),
+    ];
+    ctx.interleave("w", "request", &peers, |p| {
+        order.push(p.name.clone());
+        Ok(sample(1.0, 1.0))
+    });
+    assert_eq!(order, ["a", "b", "c", "b", "c", "a", "c", "a", "b"]);
 }
 
 #[test]
