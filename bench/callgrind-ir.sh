@@ -25,7 +25,8 @@
 #                  footprint, which the kernel's own code evicts between system calls)
 # Needs valgrind (and redis-tools / wrk for pong / http) and a release build:
 #   cargo build --release -p asyncnet-bench
-# Leaves the profile in target/callgrind.MODE[-SERVER[-cCONNS]].out (callgrind_annotate).
+# Leaves the profile in target/callgrind.MODE[-SERVER[-cCONNS]][-PN][-uring].out
+# (callgrind_annotate; -PN for pong with PIPELINE=N, -uring with ASYNCNET_DRIVER=io_uring).
 # echo counts exactly the COUNT round trips (connection setup and warm-up left out); pong and
 # http count the whole run, startup included (a fraction of a percent).
 set -euo pipefail
@@ -40,6 +41,8 @@ tag=$mode
 [ "$mode" = echo ] && [ "$server$conns" != asyncnet50 ] && tag=$mode-$server-c$conns
 [ "$mode" = burst ] && tag=$mode-$server-c$conns
 [ "$mode" = pong ] && [ "$server" != asyncnet ] && tag=$mode-$server
+[ "$mode" = pong ] && [ "${PIPELINE:-1}" != 1 ] && tag=$tag-P$PIPELINE
+[ "${ASYNCNET_DRIVER:-}" = io_uring ] && tag=$tag-uring
 load=(--workload echo)
 if [ "$mode" = burst ]; then
   load=(--workload burst --burst 8 --think-ms 100)
