@@ -46,6 +46,26 @@ pub const ASYNCNET_URING: &str = "asyncnet-uring";
 /// io_uring driver.
 pub const URING_ENV: (&str, &str) = ("ASYNCNET_DRIVER", "io_uring");
 
+/// The A/A controls: each C floor a second time, under its own name, and
+/// the floor it repeats. The same program in the same rounds, so its
+/// ratio to the floor is what this machine's drift alone does to a
+/// same-run ratio (1.00 on a quiet machine): the yardstick for how close to
+/// a floor a run can tell a server is.
+pub const CONTROLS: [(&str, &str); 2] = [("c-floor-again", FLOOR), ("c-uring-again", URING_FLOOR)];
+
+/// The peers that run only when `--peers` names them: the controls, and the
+/// TLS server that does its handshakes in `accept`.
+pub const OPT_IN: [&str; 3] = [CONTROLS[0].0, CONTROLS[1].0, "asyncnet-accept"];
+
+/// True if `--peers` (`only`; none: every peer but [`OPT_IN`]'s) lets the
+/// peer `name` run.
+pub fn wanted(only: Option<&[String]>, name: &str) -> bool {
+    match only {
+        Some(only) => only.iter().any(|p| p == name),
+        None => !OPT_IN.contains(&name),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Peer {
     /// Short name used in `--peers` and in the report.
@@ -137,9 +157,9 @@ impl Peer {
     }
 }
 
-/// Every echo peer; `nim`, `c-floor` and `c-uring` are built by the
-/// runner (`bench`) when selected (`c-uring` only where io_uring may be
-/// used).
+/// Every echo peer; `nim`, `c-floor` and `c-uring` (and their
+/// [`CONTROLS`]) are built by the runner (`bench`) when selected (`c-uring`
+/// only where io_uring may be used).
 pub fn all() -> Vec<Peer> {
     let mut lines = Peer::sibling("asyncnet-lines", "echo_asyncnet");
     lines.args.push("--lines".into());
@@ -168,9 +188,11 @@ pub fn all() -> Vec<Peer> {
         tpc,
         Peer::source("nim", "echo_nim.nim"),
         Peer::source(FLOOR, "echo_floor.c"),
+        Peer::source(CONTROLS[0].0, "echo_floor.c"),
         uring,
         lines_uring,
         Peer::source(URING_FLOOR, "echo_uring.c"),
+        Peer::source(CONTROLS[1].0, "echo_uring.c"),
     ]
 }
 
@@ -236,5 +258,23 @@ mod tests {
             (PathBuf::from("/b/x"), vec!["7".to_string()])
         );
         assert!(matches!(p[0].program, Program::Sibling("echo_asyncnet")));
+    }
+
+    #[test]
+    fn controls_run_their_floors_program_and_only_when_named() {
+        for (control, floor) in CONTROLS {
+            let p = named(&[control, floor]);
+            assert_eq!(p.len(), 2, "{control}");
+            let program = |p: &Peer| match p.program {
+                Program::Source(s) => s,
+                _ => panic!("{} is not built from a source", p.name),
+            };
+            assert_eq!(program(&p[0]), program(&p[1]));
+            assert_eq!((&p[0].args, p[0].pinned), (&p[1].args, p[1].pinned));
+            assert!(!wanted(None, control) && wanted(None, floor));
+            let only = [control.to_string()];
+            assert!(wanted(Some(&only), control) && !wanted(Some(&only), floor));
+        }
+        assert!(!wanted(None, "asyncnet-accept") && wanted(None, "asyncnet"));
     }
 }

@@ -48,8 +48,10 @@ struct Cli {
     /// Peers to run where they apply [default: all: asyncnet, asyncnet-lines (idle only),
     /// tokio, tokio-tuned, tokio-mt, asyncnet-tpc, hyper (http only), nim, c-floor,
     /// asyncnet-uring (asyncnet with ASYNCNET_DRIVER=io_uring), asyncnet-lines-uring (idle
-    /// only), c-uring (the C io_uring floor); asyncnet-accept
-    /// (tls) only if named; in http, asyncnet, nim and c-floor are its HTTP servers]
+    /// only), c-uring (the C io_uring floor); only if named: asyncnet-accept (tls),
+    /// c-floor-again and c-uring-again (A/A controls: the C floors a second time, whose
+    /// ratio to the first is the run's noise); in http, asyncnet, nim and c-floor are its
+    /// HTTP servers]
     #[arg(long, value_delimiter = ',')]
     peers: Option<Vec<String>>,
     /// Connection counts of the echo rows
@@ -168,11 +170,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
             return Err(format!("unknown peer {p:?} (known: {})", known.join(", ")).into());
         }
     }
-    let wanted = |name: &str| {
-        only_peers
-            .as_ref()
-            .is_none_or(|o| o.iter().any(|p| p == name))
-    };
+    let wanted = |name: &str| peers::wanted(only_peers.as_deref(), name);
     // The peers built from source (nim, c-floor, c-uring) serve TCP only: not
     // worth building for the udp, unix and tls rows alone.
     let tcp_rows = only

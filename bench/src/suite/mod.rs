@@ -252,7 +252,7 @@ pub struct Ctx {
     /// ones only if built).
     pub peers: Vec<Peer>,
     /// `--peers`: the only peers to run, by name, in any workload (none:
-    /// every peer). Workloads with peers of their own (TLS, http) filter by
+    /// every peer but the opt-in ones, [`crate::peers::OPT_IN`]). Workloads with peers of their own (TLS, http) filter by
     /// it too.
     pub only_peers: Option<Vec<String>>,
     /// The `http` workload's servers ([`crate::http::peers`]) this run has,
@@ -272,11 +272,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// True if `--peers` lets `peer` run.
+    /// True if `--peers` lets `peer` run (see [`crate::peers::wanted`]).
     pub fn wants(&self, peer: &str) -> bool {
-        self.only_peers
-            .as_ref()
-            .is_none_or(|only| only.iter().any(|p| p == peer))
+        crate::peers::wanted(self.only_peers.as_deref(), peer)
     }
 
     /// The peers among `names` (in that order) that this run has in `pool`

@@ -74,8 +74,9 @@ pub fn known_peers() -> Vec<String> {
     names
 }
 
-/// The byte-echo servers over TCP (`asyncnet-uring` and `c-uring`: the io_uring ones).
-const STREAM_PEERS: [&str; 9] = [
+/// The byte-echo servers over TCP (`asyncnet-uring` and `c-uring`: the io_uring ones; the
+/// `-again` ones: the A/A controls, [`crate::peers::CONTROLS`], run only if named).
+const STREAM_PEERS: [&str; 11] = [
     "asyncnet",
     "tokio",
     "tokio-tuned",
@@ -83,8 +84,10 @@ const STREAM_PEERS: [&str; 9] = [
     "asyncnet-tpc",
     "nim",
     "c-floor",
+    "c-floor-again",
     "asyncnet-uring",
     "c-uring",
+    "c-uring-again",
 ];
 /// Those that also serve Unix stream sockets.
 const UNIX_PEERS: [&str; 5] = [
@@ -372,14 +375,8 @@ fn tls(ctx: &Ctx) -> Part {
         Ok(files) => files,
         Err(e) => return Part::error(format!("tls: skipped: {e}")),
     };
-    let named = |p: &str| {
-        ctx.only_peers
-            .as_ref()
-            .is_some_and(|o| o.iter().any(|n| n == p))
-    };
     let peers: Vec<Peer> = tls::peers(&files.cert, &files.key)
         .into_iter()
-        .filter(|p| p.name != "asyncnet-accept" || named(&p.name))
         .filter(|p| ctx.wants(&p.name))
         .collect();
     let echo = tls::workload(Some(1024), CONNS, &files.cert);
