@@ -5,7 +5,7 @@
 //! three separate suite runs" needs each run's ratio, then their median. This table gives
 //! both, so a run does not have to be added up by hand.
 
-use crate::peers::{ASYNCNET_URING, FLOOR, URING_FLOOR};
+use crate::peers::{ASYNCNET_URING, CONTROLS, FLOOR, URING_FLOOR};
 use crate::suite::table::{md, num};
 use crate::suite::{ratio_to, Row, Spread};
 
@@ -67,8 +67,8 @@ fn run_ratio(rows: &[Row], key: &(String, String), base: Option<&str>) -> Option
 
 /// The across-runs table (Markdown): per row of any run, each run's throughput, `x C floor`,
 /// `x tokio`, for our other servers (`asyncnet-uring`, `asyncnet-tpc`) the ratio over
-/// `asyncnet` (its epoll driver; one thread), for `asyncnet-uring` the ratio over the C
-/// io_uring floor, and user CPU µs per op, each with their median. Nothing for fewer than
+/// `asyncnet` (its epoll driver; one thread), for `asyncnet-uring` (and the io_uring floor's
+/// A/A control, `c-uring-again`) the ratio over the C io_uring floor, and user CPU µs per op, each with their median. Nothing for fewer than
 /// two runs or no CPU rows.
 pub fn runs_table(runs: &[Vec<Row>]) -> Option<String> {
     if runs.len() < 2 {
@@ -112,7 +112,7 @@ pub fn runs_table(runs: &[Vec<Row>]) -> Option<String> {
                 } else {
                     "–".into()
                 },
-                if key.1 == ASYNCNET_URING {
+                if key.1 == ASYNCNET_URING || key.1 == CONTROLS[1].0 {
                     ratios(Some(URING_FLOOR))
                 } else {
                     "–".into()
