@@ -210,7 +210,10 @@ mod tests {
             // Without drops nothing is lost but what a scheduling hiccup of over 20 ms makes
             // look lost (a busy test machine: at most a resend per socket per hiccup), not
             // a share of the echoes.
-            assert!(r.ops > 0 && (r.lost * 10 <= r.ops || drop_first > 0), "{r:?}");
+            assert!(
+                r.ops > 0 && (r.lost * 10 <= r.ops || drop_first > 0),
+                "{r:?}"
+            );
             assert_eq!((r.per_conn.len(), r.idle_conns()), (4, 0));
             let cfg = UdpEcho {
                 addr: std_udp_echo(0, false, true),
