@@ -80,6 +80,11 @@ pub struct Sample {
     pub p99_us: Option<f64>,
     /// Server CPU use over the window, % of one CPU, if measured.
     pub server_cpu_pct: Option<f64>,
+    /// The load generator's CPU time (user + system) per operation, µs, where the suite's
+    /// own load generator ran the round. On loopback the kernel's work for a message is
+    /// shared between the two ends, and which end does more of it turns on which one is
+    /// behind (`bench/README.md`, "Reading a cell"): this column shows that shift.
+    pub loadgen_us: Option<f64>,
     /// What makes the round doubtful (shown in the report's notes).
     pub warnings: Vec<String>,
 }
@@ -125,6 +130,7 @@ pub struct Row {
     pub p50_us: Option<Spread>,
     pub p99_us: Option<Spread>,
     pub server_cpu_pct: Option<Spread>,
+    pub loadgen_us: Option<Spread>,
     /// Rounds that had warnings.
     pub warned_rounds: usize,
     /// The peer whose cost `x tokio` and the chart divide by: [`BASELINE`],
@@ -153,6 +159,7 @@ impl Row {
             p50_us: some(|s| s.p50_us),
             p99_us: some(|s| s.p99_us),
             server_cpu_pct: some(|s| s.server_cpu_pct),
+            loadgen_us: some(|s| s.loadgen_us),
             warned_rounds: samples.iter().filter(|s| !s.warnings.is_empty()).count(),
             reference: BASELINE.to_string(),
         }
@@ -325,11 +332,17 @@ impl Ctx {
                     Ok(s) => {
                         let u = table::short_unit(unit);
                         let what = match s.rate {
-                            Some(r) => format!(
-                                "{r:>10.0} {u}/s  {:>9.3} srv µs/{u}  srv CPU {:.0}%",
-                                s.server_us,
-                                s.server_cpu_pct.unwrap_or(f64::NAN)
-                            ),
+                            Some(r) => {
+                                let lg = s
+                                    .loadgen_us
+                                    .map(|l| format!("  load gen µs/{u} {l:.3}"))
+                                    .unwrap_or_default();
+                                format!(
+                                    "{r:>10.0} {u}/s  {:>9.3} srv µs/{u}  srv CPU {:.0}%{lg}",
+                                    s.server_us,
+                                    s.server_cpu_pct.unwrap_or(f64::NAN)
+                                )
+                            }
                             None => format!("{:>8.2} KB/connection", s.server_us),
                         };
                         let n = self.rounds;

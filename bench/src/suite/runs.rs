@@ -10,7 +10,7 @@ use crate::suite::table::{md, num};
 use crate::suite::{ratio_to, Row, Spread};
 
 /// The columns of the across-runs table.
-pub const RUNS_HEADERS: [&str; 8] = [
+pub const RUNS_HEADERS: [&str; 9] = [
     "workload",
     "peer",
     "throughput",
@@ -19,6 +19,7 @@ pub const RUNS_HEADERS: [&str; 8] = [
     "x asyncnet",
     "x C io_uring floor",
     "user µs/op",
+    "load gen µs/op",
 ];
 
 /// `median (run 1, run 2, ...)` of per-run figures, `–` for a run without one; `–` alone
@@ -74,7 +75,7 @@ pub fn runs_table(runs: &[Vec<Row>]) -> Option<String> {
     if runs.len() < 2 {
         return None;
     }
-    let body: Vec<[String; 8]> = keys(runs)
+    let body: Vec<[String; 9]> = keys(runs)
         .into_iter()
         .filter(|k| {
             runs.iter()
@@ -118,6 +119,7 @@ pub fn runs_table(runs: &[Vec<Row>]) -> Option<String> {
                     "–".into()
                 },
                 figure(|r| r.user_us),
+                figure(|r| r.loadgen_us),
             ]
         })
         .collect();

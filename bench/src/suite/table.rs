@@ -7,7 +7,7 @@ use crate::peers::{ASYNCNET_URING, FLOOR, URING_FLOOR};
 use crate::suite::{ratio_to, ratio_to_reference, Row, Spread, SyscallRow, BASELINE};
 
 /// The column headers of the main table.
-pub const HEADERS: [&str; 9] = [
+pub const HEADERS: [&str; 10] = [
     "workload",
     "peer",
     "throughput",
@@ -15,6 +15,7 @@ pub const HEADERS: [&str; 9] = [
     "x tokio",
     "x C floor",
     "user µs/op",
+    "load gen µs/op",
     "p50 µs",
     "p99 µs",
 ];
@@ -79,7 +80,7 @@ fn opt(s: &Option<Spread>) -> String {
 
 /// The cells of `row` (in the order of [`HEADERS`]); `rows` is every row,
 /// for the ratios.
-pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
+pub fn cells(rows: &[Row], row: &Row) -> [String; 10] {
     let unit = short_unit(&row.unit);
     let per = if row.memory() {
         " KB/conn".into()
@@ -98,6 +99,7 @@ pub fn cells(rows: &[Row], row: &Row) -> [String; 9] {
         reference_ratio(rows, row),
         ratio(ratio_to(rows, row, FLOOR)),
         opt(&row.user_us),
+        opt(&row.loadgen_us),
         opt(&row.p50_us),
         opt(&row.p99_us),
     ]

@@ -13,6 +13,7 @@ fn sample(rate: f64, server_us: f64) -> Sample {
         p50_us: Some(100.0),
         p99_us: Some(200.0),
         server_cpu_pct: Some(99.0),
+        loadgen_us: Some(server_us * 2.0),
         warnings: Vec::new(),
     }
 }
@@ -190,6 +191,15 @@ fn markdown_table_has_every_row() {
     }
     // Cells: median (min–max), units, ratios.
     assert!(md.contains("| echo64 c50 | asyncnet | 213 rt/s (208–217) | 4.70 µs/rt (4.60–4.80) | 1.022x | 1.044x |"), "{md}");
+    // User time, then the load generator's (made up as a tenth and twice the cost).
+    assert!(md.contains("| 1.044x | 0.470 | 9.40 | 100 | 200 |"), "{md}");
+    // A memory row has no load generator figure.
+    assert!(
+        md.contains(
+            "| idle c5000 | asyncnet | – | 6.25 KB/conn (6.20–6.30) | 1.316x | – | – | – | – | – |"
+        ),
+        "{md}"
+    );
     assert!(
         md.contains("| idle c5000 | asyncnet | – | 6.25 KB/conn (6.20–6.30) | 1.316x | – |"),
         "{md}"
@@ -459,10 +469,11 @@ fn across_runs_gives_each_runs_ratio_and_their_median() {
             .unwrap_or_else(|| panic!("no row {start} in\n{md}"))
             .to_string()
     };
-    // Throughput (every sample's rate is 1.0), each ratio, user time (a tenth of the cost).
+    // Throughput (every sample's rate is 1.0), each ratio, user time (a tenth of the cost),
+    // the load generator's time (twice the cost).
     assert_eq!(
         line("echo64 c50", "asyncnet"),
-        "| echo64 c50 | asyncnet | 1.00 (1.00, 1.00, 1.00) | 1.05 (1.10, 0.90, 1.05) | 1.05 (1.10, 0.90, 1.05) | – | – | 1.05 (1.10, 0.900, 1.05) |"
+        "| echo64 c50 | asyncnet | 1.00 (1.00, 1.00, 1.00) | 1.05 (1.10, 0.90, 1.05) | 1.05 (1.10, 0.90, 1.05) | – | – | 1.05 (1.10, 0.900, 1.05) | 21.0 (22.0, 18.0, 21.0) |"
     );
     // Not a ratio to itself.
     let floor = line("echo64 c50", "c-floor");
@@ -478,7 +489,7 @@ fn across_runs_gives_each_runs_ratio_and_their_median() {
     // Over asyncnet, then over c-uring (8.0); the run without it is a dash.
     assert_eq!(
         line("echo64 c50", "asyncnet-uring"),
-        "| echo64 c50 | asyncnet-uring | 1.00 (1.00, –, 1.00) | 0.84 (0.88, –, 0.80) | 0.84 (0.88, –, 0.80) | 0.78 (0.80, –, 0.76) | 1.05 (1.10, –, 1.00) | 0.840 (0.880, –, 0.800) |"
+        "| echo64 c50 | asyncnet-uring | 1.00 (1.00, –, 1.00) | 0.84 (0.88, –, 0.80) | 0.84 (0.88, –, 0.80) | 0.78 (0.80, –, 0.76) | 1.05 (1.10, –, 1.00) | 0.840 (0.880, –, 0.800) | 16.8 (17.6, –, 16.0) |"
     );
     // The io_uring floor's A/A control: over it too, not over asyncnet.
     let control = line("echo64 c50", "c-uring-again");
