@@ -63,25 +63,29 @@ pub fn run_round(
         ..
     } = workload::start_server(peer, &Listen::Tcp(0), cfg, &[PONG_FLAG])?;
     let (s0, t0) = (CpuTicks::of(server.pid())?, Instant::now());
-    let rps = run_bench(port, conns, requests, pipeline, cfg)?;
+    let (rps, tool_cpu) = run_bench(port, conns, requests, pipeline, cfg)?;
     let (s1, t1) = (CpuTicks::of(server.pid())?, Instant::now());
     server.stop()?;
-    Ok(Sample::measured(
+    let mut s = Sample::measured(
         rps,
         requests as f64,
         (t1 - t0).as_secs_f64(),
         s1.secs_since(s0),
-    ))
+    );
+    s.loadgen_us = tool_cpu.map(|(user, sys)| (user + sys) * 1e6 / requests as f64);
+    Ok(s)
 }
 
-/// One `redis-benchmark` run (see [`bench_args`]) to its end; its requests per second.
+/// One `redis-benchmark` run (see [`bench_args`]) to its end: its requests per second, and
+/// its CPU time (user, system) over its life, read as it prints its result (none if it
+/// was gone by then).
 pub fn run_bench(
     port: u16,
     conns: usize,
     requests: u64,
     pipeline: usize,
     cfg: &RoundConfig,
-) -> io::Result<f64> {
+) -> io::Result<(f64, Option<(f64, f64)>)> {
     let args = bench_args(&port.to_string(), conns, requests, pipeline);
     // Its stderr only says it could not fetch the server's CONFIG: dropped.
     let (stdin, stderr) = (Stdio::null(), Stdio::null());
@@ -89,8 +93,11 @@ pub fn run_bench(
         Spawned::start_with(TOOL, Path::new(TOOL), &args, cfg.loadgen_cpu, stdin, stderr)?;
     let deadline = Instant::now() + RUN_TIMEOUT;
     let rps = bench.wait_for_line(deadline, parse_rps)?;
+    let cpu = CpuTicks::of(bench.pid())
+        .ok()
+        .map(|t| t.secs_since(CpuTicks::default()));
     bench.finish(deadline, "")?;
-    Ok(rps)
+    Ok((rps, cpu))
 }
 
 #[cfg(test)]
