@@ -80,8 +80,8 @@ pub struct Sample {
     pub p99_us: Option<f64>,
     /// Server CPU use over the window, % of one CPU, if measured.
     pub server_cpu_pct: Option<f64>,
-    /// The load generator's CPU time (user + system) per operation, µs, where the suite's
-    /// own load generator ran the round. On loopback the kernel's work for a message is
+    /// The load generator's CPU time (user + system) per operation, µs, where it is measured
+    /// (our `loadgen`: over the window; `redis-benchmark`: over its whole run). On loopback the kernel's work for a message is
     /// shared between the two ends, and which end does more of it turns on which one is
     /// behind (`bench/README.md`, "Reading a cell"): this column shows that shift.
     pub loadgen_us: Option<f64>,
