@@ -66,14 +66,16 @@ pub fn run_round(
     let (rps, tool_cpu) = run_bench(port, conns, requests, pipeline, cfg)?;
     let (s1, t1) = (CpuTicks::of(server.pid())?, Instant::now());
     server.stop()?;
-    let mut s = Sample::measured(
+    let s = Sample::measured(
         rps,
         requests as f64,
         (t1 - t0).as_secs_f64(),
         s1.secs_since(s0),
     );
-    s.loadgen_us = tool_cpu.map(|(user, sys)| (user + sys) * 1e6 / requests as f64);
-    Ok(s)
+    Ok(match tool_cpu {
+        Some(cpu) => s.with_loadgen(cpu, requests as f64),
+        None => s,
+    })
 }
 
 /// One `redis-benchmark` run (see [`bench_args`]) to its end: its requests per second, and

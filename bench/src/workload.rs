@@ -222,8 +222,8 @@ pub fn run_round(peer: &Peer, workload: &Workload, cfg: &RoundConfig) -> io::Res
     let kv = parse_kv(&result);
     let scale = if workload.bulk { 1e-6 } else { 1.0 };
     let ops = field::<f64>(&kv, "ops")? * scale;
-    let mut s = Sample::measured(field::<f64>(&kv, "rate")? * scale, ops, secs, server_cpu);
-    s.loadgen_us = Some((loadgen_cpu.0 + loadgen_cpu.1) * 1e6 / ops);
+    let mut s = Sample::measured(field::<f64>(&kv, "rate")? * scale, ops, secs, server_cpu)
+        .with_loadgen(loadgen_cpu, ops);
     if !workload.bulk {
         s.p50_us = Some(field(&kv, "p50_us")?);
         s.p99_us = Some(field(&kv, "p99_us")?);

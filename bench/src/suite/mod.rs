@@ -81,9 +81,10 @@ pub struct Sample {
     /// Server CPU use over the window, % of one CPU, if measured.
     pub server_cpu_pct: Option<f64>,
     /// The load generator's CPU time (user + system) per operation, µs, where it is measured
-    /// (our `loadgen`: over the window; `redis-benchmark`: over its whole run). On loopback the kernel's work for a message is
-    /// shared between the two ends, and which end does more of it turns on which one is
-    /// behind (`bench/README.md`, "Reading a cell"): this column shows that shift.
+    /// (our `loadgen`: over the window; `redis-benchmark`: over its whole run). On loopback
+    /// the kernel's work for a message is shared between the two ends, and which end does
+    /// more of it turns on which one is behind (`bench/README.md`, "Reading a cell"): this
+    /// column shows that shift.
     pub loadgen_us: Option<f64>,
     /// What makes the round doubtful (shown in the report's notes).
     pub warnings: Vec<String>,
@@ -95,10 +96,19 @@ impl Sample {
     pub fn measured(rate: f64, ops: f64, secs: f64, (user, sys): (f64, f64)) -> Sample {
         Sample {
             rate: Some(rate),
-            server_us: (user + sys) * 1e6 / ops,
+            server_us: per_op_us((user, sys), ops),
             user_us: Some(user * 1e6 / ops),
             server_cpu_pct: Some(100.0 * (user + sys) / secs),
             ..Sample::default()
+        }
+    }
+
+    /// The same sample with the load generator's `user` and `sys` seconds of CPU over its
+    /// `ops` operations.
+    pub fn with_loadgen(self, cpu: (f64, f64), ops: f64) -> Sample {
+        Sample {
+            loadgen_us: Some(per_op_us(cpu, ops)),
+            ..self
         }
     }
 
@@ -109,6 +119,11 @@ impl Sample {
             ..Sample::default()
         }
     }
+}
+
+/// CPU µs per operation: `user` + `sys` seconds over `ops` operations.
+fn per_op_us((user, sys): (f64, f64), ops: f64) -> f64 {
+    (user + sys) * 1e6 / ops
 }
 
 /// One line of the table: one workload, one peer, figures over the rounds.
@@ -258,9 +273,9 @@ pub struct Ctx {
     /// The servers of [`crate::peers`] this run has (the built-at-run-time
     /// ones only if built).
     pub peers: Vec<Peer>,
-    /// `--peers`: the only peers to run, by name, in any workload (none:
-    /// every peer but the opt-in ones, [`crate::peers::OPT_IN`]). Workloads with peers of their own (TLS, http) filter by
-    /// it too.
+    /// `--peers`: the only peers to run, by name, in any workload (none: every peer but the
+    /// opt-in ones, [`crate::peers::OPT_IN`]). Workloads with peers of their own (TLS,
+    /// http) filter by it too.
     pub only_peers: Option<Vec<String>>,
     /// The `http` workload's servers ([`crate::http::peers`]) this run has,
     /// in that order (its `nim` and `c-floor` only if built); empty unless

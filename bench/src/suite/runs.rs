@@ -69,8 +69,9 @@ fn run_ratio(rows: &[Row], key: &(String, String), base: Option<&str>) -> Option
 /// The across-runs table (Markdown): per row of any run, each run's throughput, `x C floor`,
 /// `x tokio`, for our other servers (`asyncnet-uring`, `asyncnet-tpc`) the ratio over
 /// `asyncnet` (its epoll driver; one thread), for `asyncnet-uring` (and the io_uring floor's
-/// A/A control, `c-uring-again`) the ratio over the C io_uring floor, and user CPU µs per op, each with their median. Nothing for fewer than
-/// two runs or no CPU rows.
+/// A/A control, `c-uring-again`) the ratio over the C io_uring floor, user CPU µs per op and
+/// the load generator's CPU µs per op, each with their median. Nothing for fewer than two
+/// runs or no CPU rows.
 pub fn runs_table(runs: &[Vec<Row>]) -> Option<String> {
     if runs.len() < 2 {
         return None;

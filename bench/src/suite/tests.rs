@@ -71,6 +71,9 @@ fn spreads_rows_and_ratios() {
         (m.rate, m.server_us, m.user_us, m.server_cpu_pct),
         (Some(1.0), 1e6, Some(250_000.0), Some(100.0))
     );
+    // The load generator's CPU per op, by the same formula; the server's figures unchanged.
+    let l = m.clone().with_loadgen((1.0, 0.5), 3.0);
+    assert_eq!((l.loadgen_us, l.server_us), (Some(500_000.0), m.server_us));
     let mut warned = sample(10.0, 1.0);
     warned.warnings.push("slow".into());
     let no_p = Sample {
