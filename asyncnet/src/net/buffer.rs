@@ -30,6 +30,7 @@ pub(crate) struct ReadBuffer {
 
 impl ReadBuffer {
     /// The unread bytes.
+    #[inline]
     pub(crate) fn unread(&self) -> &[u8] {
         &self.data[self.pos..]
     }
@@ -59,9 +60,26 @@ impl ReadBuffer {
         self.pos += n;
         self.scanned = self.scanned.saturating_sub(n);
         if self.is_empty() {
-            pool.put(std::mem::take(&mut self.data));
-            self.pos = 0;
+            self.release(pool);
         }
+    }
+
+    /// Mark a line of `n` unread bytes, terminator included, as consumed: as
+    /// [`consume`](Self::consume), knowing that the terminator lay past the scanned bytes.
+    #[inline]
+    pub(crate) fn consume_line(&mut self, n: usize, pool: &BufferPool) {
+        debug_assert!(self.scanned < n && n <= self.len());
+        self.pos += n.min(self.len());
+        self.scanned = 0;
+        if self.is_empty() {
+            self.release(pool);
+        }
+    }
+
+    /// Give the emptied storage back to `pool`.
+    fn release(&mut self, pool: &BufferPool) {
+        pool.put(std::mem::take(&mut self.data));
+        self.pos = 0;
     }
 
     /// Append bytes that arrived but were not consumed (storage from `pool` if there is
@@ -227,8 +245,18 @@ impl WriteBuffer {
         self.accepted()
     }
 
+    /// [`push`](Self::push) and [`commit`](Self::commit) to the end in one: bytes as good
+    /// as sent.
+    #[inline]
+    pub(crate) fn push_committed(&mut self, bytes: &[u8], pool: &BufferPool) {
+        // As `commit(end)`: `committed` is never past `accepted`, which `end` is.
+        debug_assert!(self.committed <= self.accepted());
+        self.committed = self.push(bytes, pool);
+    }
+
     /// Before a push: storage from `pool` if there is none, and the written bytes dropped
     /// once they are at least as many as those still pending.
+    #[inline(never)]
     fn make_room(&mut self, pool: &BufferPool) {
         if self.pos > 0 && self.pos >= self.data.len() - self.pos {
             self.data.drain(..self.pos);

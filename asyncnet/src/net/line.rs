@@ -4,8 +4,8 @@
 //! whose content exceeds `max_length` bytes is refused as soon as that is certain, without
 //! scanning (or buffering) further than `max_length + 2` bytes.
 //!
-//! One `unsafe` call, in [`text`]: an ASCII line is taken as text without the full UTF-8
-//! check.
+//! `unsafe` in two places: [`text`] takes an ASCII line as text without the full UTF-8
+//! check, and [`ShortLine::append_to`] copies a short line as one 8-byte word.
 #![deny(unsafe_code)]
 
 /// What a scan of buffered bytes found.
@@ -58,6 +58,97 @@ pub(crate) fn scan(buf: &[u8], from: usize, max_length: usize) -> Scan {
     }
 }
 
+/// A short line of ASCII at the start of a buffer (its `\n` within the first 8 bytes), found,
+/// checked and copied out one 8-byte word at a time.
+///
+/// What a pipelined line protocol mostly reads (`PING\r\n`, `+OK\r\n`). Callgrind, a
+/// pipelined Redis `PING` served with `recv_line_into` and `send`: 392 -> 357 instructions
+/// a line for finding and checking it this way instead of with [`scan`] and [`text`], and
+/// 309 -> 297 for the copy of one word instead of a call to `memcpy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShortLine {
+    /// The buffer's first 8 bytes.
+    word: [u8; 8],
+    /// The line's content (no terminator): `word[..content]`, ASCII.
+    content: usize,
+    /// The bytes the line takes with its terminator.
+    consumed: usize,
+}
+
+impl ShortLine {
+    /// The short line at the start of `buf`. `None` when `buf`'s first 8 bytes hold no `\n`
+    /// (or `buf` has fewer), the content is not ASCII, or it is longer than `max_length`:
+    /// [`scan`] and [`text`] then decide. Where a scan stands (bytes known to hold no `\n`)
+    /// does not matter: the first `\n` of `buf` is the one either finds.
+    #[inline(always)]
+    pub(crate) fn find(buf: &[u8], max_length: usize) -> Option<ShortLine> {
+        let word = *buf.first_chunk::<8>()?;
+        let bits = u64::from_le_bytes(word);
+        let nl = first_zero_byte(bits ^ u64::from_ne_bytes([b'\n'; 8]))?;
+        // The bytes before the `\n` (nl <= 7, so the shift is in range) must be ASCII.
+        if bits & ((1u64 << (nl * 8)) - 1) & HIGHS != 0 {
+            return None;
+        }
+        let content = if nl > 0 && word[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
+        (content <= max_length).then_some(ShortLine {
+            word,
+            content,
+            consumed: nl + 1,
+        })
+    }
+
+    /// The bytes the line takes with its terminator.
+    pub(crate) fn consumed(&self) -> usize {
+        self.consumed
+    }
+
+    /// The line's content as text.
+    #[cfg(test)]
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.word[..self.content]).expect("ASCII")
+    }
+
+    /// Append the content to `out`: the whole word into `out`'s spare room, of which the
+    /// content's bytes are then taken (a copy of constant size, no call); by
+    /// [`String::push_str`] when fewer than 8 bytes are spare, so `out` grows only as that
+    /// would.
+    #[allow(unsafe_code)]
+    #[inline(always)]
+    pub(crate) fn append_to(&self, out: &mut String) {
+        debug_assert!(self.content < 8 && self.word[..self.content].is_ascii());
+        if out.capacity() - out.len() < 8 {
+            // SAFETY: the content is ASCII (checked in `find`), so valid UTF-8.
+            out.push_str(unsafe { std::str::from_utf8_unchecked(&self.word[..self.content]) });
+            return;
+        }
+        // SAFETY: `out` has at least 8 bytes of spare capacity (checked above), so the copy
+        // of 8 bytes stays inside its allocation and does not overlap `self.word`. The new
+        // length covers only the content's bytes (`content < 8`), which are ASCII, so `out`
+        // stays UTF-8; the bytes past it are spare capacity, which need not be.
+        unsafe {
+            let v = out.as_mut_vec();
+            let len = v.len();
+            std::ptr::copy_nonoverlapping(self.word.as_ptr(), v.as_mut_ptr().add(len), 8);
+            v.set_len(len + self.content);
+        }
+    }
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// The index of the lowest zero byte of `word` (read little-endian), if any. A byte flagged
+/// by the subtraction is zero, or above a zero byte (a borrow), never below the first one.
+#[inline(always)]
+fn first_zero_byte(word: u64) -> Option<usize> {
+    let zero = word.wrapping_sub(ONES) & !word & HIGHS;
+    (zero != 0).then(|| (zero.trailing_zeros() / 8) as usize)
+}
+
 /// The position of the first `\n` in `bytes`.
 ///
 /// Line protocols mostly send short lines (`PING\r\n`, a header line), and the next one
@@ -68,8 +159,6 @@ pub(crate) fn scan(buf: &[u8], from: usize, max_length: usize) -> Scan {
 /// per line to about 25.
 #[inline]
 pub(crate) fn find_newline(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
     let mut at = 0;
     while at < 16 {
@@ -78,12 +167,9 @@ pub(crate) fn find_newline(bytes: &[u8]) -> Option<usize> {
             // Fewer than eight left: one at a time (no more than seven).
             return rest.iter().position(|&b| b == b'\n').map(|i| at + i);
         };
-        let word = u64::from_le_bytes(*word) ^ NEWLINES;
-        // A byte of `word` is zero where a `\n` was. The lowest byte this flags is the first
-        // zero byte (a borrow can flag bytes above a zero, never below the first one).
-        let zero = word.wrapping_sub(ONES) & !word & HIGHS;
-        if zero != 0 {
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        // A byte of the word is zero where a `\n` was.
+        if let Some(i) = first_zero_byte(u64::from_le_bytes(*word) ^ NEWLINES) {
+            return Some(at + i);
         }
         at += 8;
     }
@@ -193,6 +279,69 @@ mod tests {
                     }
                     let want = bytes.iter().position(|&b| b == b'\n');
                     assert_eq!(find_newline(&bytes), want, "{bytes:?}");
+                }
+            }
+        }
+    }
+
+    /// What `scan` and `text` make of the start of `buf`: a line's text and length.
+    fn scanned_line(buf: &[u8], max: usize) -> Option<(&str, usize)> {
+        match scan(buf, 0, max) {
+            Scan::Line { content, consumed } => Some((text(&buf[..content]).ok()?, consumed)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_short_line_is_the_line_scan_and_text_find_whenever_it_finds_one() {
+        // Every buffer length to past the word, every place of the first `\n` (or none), a
+        // `\r` before it or not, and as the other bytes every value in turn (0x80 and up:
+        // not ASCII; 0x0a's neighbours: what a word trick gets wrong), under limits around
+        // the content's length.
+        let mut found = 0;
+        for len in 0..12 {
+            for nl in (0..len).map(Some).chain([None]) {
+                for cr in [false, true] {
+                    for fill in (0..=255u8).filter(|&b| b != b'\n') {
+                        let mut buf = vec![fill; len];
+                        if let Some(i) = nl {
+                            buf[i] = b'\n';
+                            if cr && i > 0 {
+                                buf[i - 1] = b'\r';
+                            }
+                        }
+                        for max in [0, 1, 3, 5, 6, 7, 100] {
+                            let Some(short) = ShortLine::find(&buf, max) else {
+                                // Not short: the line, if any, is long, late or not ASCII.
+                                if let Some((line, consumed)) = scanned_line(&buf, max) {
+                                    assert!(consumed > 8 || len < 8 || !line.is_ascii());
+                                }
+                                continue;
+                            };
+                            found += 1;
+                            let want = scanned_line(&buf, max).expect("a line");
+                            assert_eq!((short.text(), short.consumed()), want, "{buf:?} {max}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(found > 10_000, "{found}");
+    }
+
+    #[test]
+    fn appending_a_short_line_adds_its_content_and_grows_the_string_as_push_str_does() {
+        let short = ShortLine::find(b"PING\r\n+PONG", 100).expect("a short line");
+        assert_eq!(short.consumed(), 6);
+        for capacity in 0..16 {
+            for already in 0..=capacity {
+                let mut out = String::with_capacity(capacity);
+                out.push_str(&"x".repeat(already));
+                let before = out.capacity();
+                short.append_to(&mut out);
+                assert_eq!(out, format!("{}PING", "x".repeat(already)));
+                if before - already >= 4 {
+                    assert_eq!(out.capacity(), before, "room for the line: no growth");
                 }
             }
         }

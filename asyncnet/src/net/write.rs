@@ -194,14 +194,18 @@ impl AsyncSocket {
 
     /// Queue `data` behind the output buffer if the buffer stays within the high-water mark
     /// (the bytes are then as good as sent: committed, written before the loop sleeps).
+    ///
+    /// Inlined into each send (a short message of a size known there is then copied without
+    /// a call), its rare parts out of line: callgrind, a pipelined Redis `PING` answered
+    /// with `send(b"+PONG\r\n")`: 357 -> 309 instructions a line.
+    #[inline(always)]
     pub(crate) fn try_coalesce(&self, data: &[u8]) -> bool {
         let inner = &self.inner;
         let mut wb = inner.write.buf.borrow_mut();
         if wb.len() + data.len() > WRITE_HIGH_WATER {
             return false;
         }
-        let end = wb.push(data, &inner.local.pool);
-        wb.commit(end);
+        wb.push_committed(data, &inner.local.pool);
         drop(wb);
         self.defer_flush();
         true
@@ -313,8 +317,25 @@ impl AsyncSocket {
     }
 
     /// The errors every send checks first: closed, no loop running, never connected, shut
-    /// down, an earlier write failed.
+    /// down, an earlier write failed. Inlined, the test only: which error, out of line.
+    #[inline]
     pub(crate) fn check_writable(&self) -> io::Result<()> {
+        let inner = &self.inner;
+        if inner.io.is_closed()
+            || !inner.io.driver().is_driven()
+            || !inner.connected.get()
+            || inner.write.shut.get()
+            || inner.write.failure.get().is_some()
+        {
+            return self.not_writable();
+        }
+        Ok(())
+    }
+
+    /// Why [`check_writable`](Self::check_writable) failed (`Ok` if nothing is wrong).
+    #[cold]
+    #[inline(never)]
+    fn not_writable(&self) -> io::Result<()> {
         self.check_open()?;
         if !self.inner.io.driver().is_driven() {
             // Queued bytes are written by the loop: with no loop running (another runtime
@@ -488,12 +509,19 @@ impl AsyncSocket {
     }
 
     /// Have the queue written before the loop sleeps.
+    #[inline]
     fn defer_flush(&self) {
-        let inner = &self.inner;
-        if !inner.write.deferred.replace(true) {
-            let weak = Rc::downgrade(inner);
-            inner.io.driver().defer(Rc::as_ptr(inner).addr(), weak);
+        if !self.inner.write.deferred.replace(true) {
+            self.register_deferred();
         }
+    }
+
+    /// The first deferred flush since the loop last slept: the loop is told to visit.
+    #[inline(never)]
+    fn register_deferred(&self) {
+        let inner = &self.inner;
+        let weak = Rc::downgrade(inner);
+        inner.io.driver().defer(Rc::as_ptr(inner).addr(), weak);
     }
 
     /// Before a read waits: write the queue now (the reply goes out before we sleep on the
