@@ -90,8 +90,22 @@ impl ReadState {
     /// for [`buffered_line`](Self::buffered_line) to settle: this only skips its layers
     /// (a caller-supplied `deliver`, the end-of-stream cases) where they would change
     /// nothing.
-    #[inline]
+    #[inline(always)]
     pub(super) fn text_line_into(
+        &self,
+        pool: &BufferPool,
+        max_length: usize,
+        out: &mut String,
+    ) -> bool {
+        // A socket between messages (the next read goes to the kernel) is told here, inlined
+        // into the caller: the call below costs its frame (callgrind, a Redis `PING` a
+        // round trip, whose every line finds the buffer empty: 1,486 -> 1,414 instructions).
+        !self.buf.borrow().is_empty() && self.buffered_text_line_into(pool, max_length, out)
+    }
+
+    /// [`text_line_into`](Self::text_line_into) once the buffer holds bytes.
+    #[inline(never)]
+    fn buffered_text_line_into(
         &self,
         pool: &BufferPool,
         max_length: usize,
@@ -99,10 +113,6 @@ impl ReadState {
     ) -> bool {
         let mut rb = self.buf.borrow_mut();
         let unread = rb.unread();
-        if unread.is_empty() {
-            // A socket between messages (the next read goes to the kernel).
-            return false;
-        }
         if let Some(line) = ShortLine::find(unread, max_length) {
             line.append_to(out);
             rb.consume_line(line.consumed(), pool);
