@@ -15,8 +15,10 @@
  * state), and one write() of `+PONG\r\n` per complete line: one write per
  * batch of pipelined commands.
  *
- * Usage: echo_floor [--pong] [PORT] (0 = any free port), TCP on 127.0.0.1 only.
- * Prints `listening on 127.0.0.1:PORT` once it is ready.
+ * Usage: echo_floor [--pong] [PORT | --unix PATH]: TCP on 127.0.0.1:PORT
+ * (0 or none: any free port), or a Unix stream socket at PATH (which must not
+ * exist yet). Prints `listening on 127.0.0.1:PORT` (Unix: `listening on PATH`)
+ * once it is ready.
  *
  * Built by the `echo_bench` runner, not by cargo: cc -O2 -o echo_floor echo_floor.c
  */
@@ -155,6 +157,9 @@ static void on_conn(int fd, unsigned events) {
     }
 }
 
+/* The listener, TCP or Unix (it uses `die`, above). */
+#include "listen.h"
+
 static void on_listener(int lfd) {
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -170,7 +175,8 @@ static void on_listener(int lfd) {
             continue;
         }
         int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!is_unix)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (watch(fd, EPOLL_CTL_ADD, EPOLLIN) < 0)
             die("epoll_ctl");
     }
@@ -185,8 +191,14 @@ int main(int argc, char **argv) {
         argv++;
         argc--;
     }
+    const char *path = NULL;
+    if (argc == 3 && strcmp(argv[1], "--unix") == 0) {
+        path = argv[2];
+        is_unix = 1;
+        argc = 1;
+    }
     if (argc > 2 || (argc == 2 && strncmp(argv[1], "--", 2) == 0)) {
-        fprintf(stderr, "usage: echo_floor [--pong] [PORT] (TCP on 127.0.0.1 only)\n");
+        fprintf(stderr, "usage: echo_floor [--pong] [PORT | --unix PATH]\n");
         return 2;
     }
     if (argc == 2) {
@@ -205,26 +217,15 @@ int main(int argc, char **argv) {
     if (!pend)
         die("calloc");
 
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (lfd < 0)
-        die("socket");
-    int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0)
-        die("bind");
-    if (listen(lfd, SOMAXCONN) < 0)
-        die("listen");
-    socklen_t alen = sizeof a;
-    if (getsockname(lfd, (struct sockaddr *)&a, &alen) < 0)
-        die("getsockname");
+    char ready[160];
+    int lfd = listen_on("echo_floor", port, path, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ready, sizeof ready);
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         die("epoll_create1");
     if (watch(lfd, EPOLL_CTL_ADD, EPOLLIN) < 0)
         die("epoll_ctl");
-    printf("listening on 127.0.0.1:%d\n", ntohs(a.sin_port));
+    printf("listening on %s\n", ready);
     fflush(stdout);
 
     struct epoll_event events[MAX_EVENTS];

@@ -33,8 +33,10 @@
  * `--pong`: one `+PONG\r\n` per '\n' received (as echo_floor.c: a partial
  * line's '\n' comes with a later receive, so no per-connection state).
  *
- * Usage: echo_uring [--pong] [PORT] (0 = any free port), TCP on 127.0.0.1
- * only. Prints `listening on 127.0.0.1:PORT` once it is ready.
+ * Usage: echo_uring [--pong] [PORT | --unix PATH]: TCP on 127.0.0.1:PORT
+ * (0 or none: any free port), or a Unix stream socket at PATH (which must not
+ * exist yet). Prints `listening on 127.0.0.1:PORT` (Unix: `listening on
+ * PATH`) once it is ready.
  * `echo_uring --check`: sets up the ring and the buffer ring, says which
  * flags the kernel took, and exits 0; exits 3 with a clear message when
  * io_uring is unavailable (ENOSYS: no io_uring; EPERM: disabled by
@@ -374,6 +376,9 @@ static void resume_if_drained(int fd) {
     }
 }
 
+/* The listener, TCP or Unix (it uses `die`, above). */
+#include "listen.h"
+
 static void on_accept(const struct io_uring_cqe *e) {
     if (!(e->flags & IORING_CQE_F_MORE))
         arm_accept();
@@ -388,7 +393,8 @@ static void on_accept(const struct io_uring_cqe *e) {
         return;
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!is_unix)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     arm_recv(fd);
 }
 
@@ -484,9 +490,14 @@ int main(int argc, char **argv) {
         argv++;
         argc--;
     }
+    const char *path = NULL;
+    if (argc == 3 && !check && strcmp(argv[1], "--unix") == 0) {
+        path = argv[2];
+        is_unix = 1;
+        argc = 1;
+    }
     if (argc > 2 || (argc == 2 && (check || strncmp(argv[1], "--", 2) == 0))) {
-        fprintf(stderr, "usage: echo_uring [--pong] [PORT] | echo_uring --check "
-                        "(TCP on 127.0.0.1 only)\n");
+        fprintf(stderr, "usage: echo_uring [--pong] [PORT | --unix PATH] | echo_uring --check\n");
         return 2;
     }
     if (argc == 2) {
@@ -514,22 +525,10 @@ int main(int argc, char **argv) {
     if (!conns)
         die("calloc");
 
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (lfd < 0)
-        die("socket");
-    int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0)
-        die("bind");
-    if (listen(lfd, SOMAXCONN) < 0)
-        die("listen");
-    socklen_t alen = sizeof a;
-    if (getsockname(lfd, (struct sockaddr *)&a, &alen) < 0)
-        die("getsockname");
+    char ready[160];
+    lfd = listen_on("echo_uring", port, path, SOCK_STREAM | SOCK_CLOEXEC, ready, sizeof ready);
     arm_accept();
-    printf("listening on 127.0.0.1:%d\n", ntohs(a.sin_port));
+    printf("listening on %s\n", ready);
     fflush(stdout);
 
     for (;;) {

@@ -26,6 +26,10 @@ pub const SOURCES: [(&str, &str); 5] = [
     ("echo_uring.c", include_str!("../peers/echo_uring.c")),
 ];
 
+/// Headers that sources of [`SOURCES`] include, embedded: written next to every source
+/// before it is built.
+pub const HEADERS: [(&str, &str); 1] = [("listen.h", include_str!("../peers/listen.h"))];
+
 /// Sources whose program must pass a check once built, or the peer is
 /// skipped: the program and this argument must exit 0. `echo_uring
 /// --check` sets up its ring and says why not where io_uring is missing or
@@ -91,6 +95,9 @@ fn build_command(file: &str, dir: &Path) -> io::Result<(&'static str, Command, P
     let (stem, ext) = file.split_once('.').unwrap_or((file, ""));
     let (exe, src) = (dir.join(stem), dir.join(file));
     std::fs::write(&src, text)?;
+    for (header, text) in HEADERS {
+        std::fs::write(dir.join(header), text)?;
+    }
     let tool = if ext == "nim" { "nim" } else { "cc" };
     let mut c = Command::new(tool);
     if ext == "nim" {
@@ -187,6 +194,20 @@ mod tests {
                 "import std/[asyncdispatch, async"
             };
             assert!(text.contains(want), "{file}");
+        }
+        // Every header is included by some source, and every source's include is embedded.
+        for (header, _) in HEADERS {
+            let include = format!("#include \"{header}\"");
+            assert!(
+                SOURCES.iter().any(|(_, text)| text.contains(&include)),
+                "{header}"
+            );
+        }
+        for (file, text) in SOURCES {
+            for line in text.lines().filter(|l| l.starts_with("#include \"")) {
+                let name = line.trim_start_matches("#include \"").trim_end_matches('"');
+                assert!(HEADERS.iter().any(|h| h.0 == name), "{file}: {name}");
+            }
         }
     }
 

@@ -153,10 +153,11 @@ fn ci() -> bool {
 }
 
 /// The C floors, built as the suite builds them (`cc -O2`), keep the same
-/// contract: the epoll one, and the io_uring one wherever io_uring may be
-/// used (elsewhere the suite skips it, and so does this test, saying why).
+/// contract, over TCP and Unix stream sockets: the epoll one, and the
+/// io_uring one wherever io_uring may be used (elsewhere the suite skips
+/// it, and so does this test, saying why).
 #[test]
-fn c_floors_echo_and_pong_over_tcp() {
+fn c_floors_echo_and_pong_over_tcp_and_echo_over_unix_streams() {
     let dir = tempfile::tempdir().unwrap();
     let mut notes = Vec::new();
     let sources = vec![
@@ -178,6 +179,12 @@ fn c_floors_echo_and_pong_over_tcp() {
         let bin = path.to_str().unwrap();
         check_echo(bin, &[], Listen::Tcp(0), connect);
         check_pong(bin, &[]);
+        let sock = dir.path().join(format!("{}.sock", peer.name));
+        check_echo(bin, &[], Listen::Unix(sock.clone()), |_| {
+            let s = UnixStream::connect(&sock).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        });
     }
 }
 

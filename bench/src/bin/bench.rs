@@ -171,15 +171,15 @@ fn run() -> Result<bool, Box<dyn Error>> {
         }
     }
     let wanted = |name: &str| peers::wanted(only_peers.as_deref(), name);
-    // The peers built from source (nim, c-floor, c-uring) serve TCP only: not
-    // worth building for the udp, unix and tls rows alone.
-    let tcp_rows = only
+    // The peers built from source: nim serves TCP only, c-floor and c-uring TCP and Unix
+    // stream sockets; none is worth building for the udp and tls rows alone.
+    let source_rows = only
         .iter()
-        .any(|w| ["echo", "bulk", "ping", "idle"].contains(&w.as_str()));
+        .any(|w| ["echo", "bulk", "ping", "idle", "unix"].contains(&w.as_str()));
     let selected: Vec<peers::Peer> = peers::all()
         .into_iter()
         .filter(|p| wanted(&p.name))
-        .filter(|p| tcp_rows || !matches!(p.program, peers::Program::Source(_)))
+        .filter(|p| source_rows || !matches!(p.program, peers::Program::Source(_)))
         .collect();
     let bin_dir = peers::bin_dir()?;
     let mut notes = Vec::new();

@@ -89,13 +89,18 @@ const STREAM_PEERS: [&str; 11] = [
     "c-uring",
     "c-uring-again",
 ];
-/// Those that also serve Unix stream sockets.
-const UNIX_PEERS: [&str; 5] = [
+/// Those that also serve Unix stream sockets (all but the multi-threaded ones' `SO_REUSEPORT`
+/// server, `asyncnet-tpc`, which is TCP only, and Nim's).
+const UNIX_PEERS: [&str; 9] = [
     "asyncnet",
     "tokio",
     "tokio-tuned",
     "tokio-mt",
+    "c-floor",
+    "c-floor-again",
     "asyncnet-uring",
+    "c-uring",
+    "c-uring-again",
 ];
 /// Those that serve UDP (`tokio-tuned` serves it as `tokio` does).
 const UDP_PEERS: [&str; 4] = ["asyncnet", "tokio", "tokio-mt", "asyncnet-uring"];
@@ -243,7 +248,7 @@ fn unix(ctx: &Ctx) -> Part {
         true,
     );
     part.notes
-        .push("unix: nim, c-floor and c-uring serve TCP only".to_string());
+        .push("unix: nim and asyncnet-tpc serve TCP only".to_string());
     part
 }
 
@@ -260,7 +265,7 @@ fn udp(ctx: &Ctx) -> Part {
         false,
     );
     part.notes.push(
-        "udp: nim, c-floor and c-uring serve TCP only; tokio-tuned serves UDP as tokio does".into(),
+        "udp: nim, c-floor and c-uring serve no UDP; tokio-tuned serves UDP as tokio does".into(),
     );
     part
 }
