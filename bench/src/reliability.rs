@@ -12,6 +12,11 @@
 //!   a partial one, then a close with the echo unread, which the kernel turns into RST) and
 //!   slow readers (1 MiB of lines sent while reading nothing for 3 s); both servers' memory
 //!   and descriptors printed every 10 s, summed up at the end (first and last 5 minutes, max).
+//!
+//! Both run on the driver `ASYNCNET_DRIVER` asks for (`io_uring`, or the default `poll`):
+//! the servers inherit the environment, and the client's loop reads it too; the first line
+//! printed says which driver the client's loop runs on (a loop falls back to `poll` where
+//! io_uring cannot serve, and says why).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -37,6 +42,19 @@ use crate::Listen;
 pub fn usage(pid: u32) -> io::Result<(u64, u64)> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
     Ok((vm_rss_kb(pid)?, fds))
+}
+
+/// Prints the driver this thread's loop runs on, and the servers' environment for it.
+fn say_driver() {
+    let asked = std::env::var("ASYNCNET_DRIVER").unwrap_or_else(|_| "unset".into());
+    let why = match asyncnet::io_uring_support() {
+        Ok(()) => String::new(),
+        Err(e) => format!(" (io_uring cannot serve here: {e})"),
+    };
+    println!(
+        "driver: the client's loop runs on {:?}{why}; ASYNCNET_DRIVER={asked} for the servers too",
+        wait_for(async { asyncnet::driver_kind() })
+    );
 }
 
 /// Starts sibling `bin` with `args` on a free port, unpinned.
@@ -79,6 +97,7 @@ pub const C10K_LINES: usize = 10;
 
 /// Runs C10K against the line server and prints its figures.
 pub fn c10k(conns: usize, bin_dir: PathBuf) -> io::Result<()> {
+    say_driver();
     let server = server("echo_asyncnet", &["--lines"], bin_dir)?;
     let (pid, port) = (server.process.pid(), server.port);
     thread::sleep(SETTLE);
@@ -167,6 +186,7 @@ fn mean_max(s: &[u64]) -> (f64, u64) {
 /// Runs the soak for `minutes` and prints samples and the summary; false if any operation
 /// failed.
 pub fn soak(minutes: f64, bin_dir: PathBuf) -> io::Result<bool> {
+    say_driver();
     let id = IdentityFiles::generate()?;
     let (cert, key) = (id.cert.display().to_string(), id.key.display().to_string());
     let lines = server("echo_asyncnet", &["--lines"], bin_dir.clone())?;
