@@ -160,6 +160,9 @@ static void on_conn(int fd, unsigned events) {
 /* The listener, TCP or Unix (it uses `die`, above). */
 #include "listen.h"
 
+/* A Unix stream listener rather than TCP (`--unix PATH`): no TCP_NODELAY. */
+static int is_unix;
+
 static void on_listener(int lfd) {
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -379,6 +379,9 @@ static void resume_if_drained(int fd) {
 /* The listener, TCP or Unix (it uses `die`, above). */
 #include "listen.h"
 
+/* A Unix stream listener rather than TCP (`--unix PATH`): no TCP_NODELAY. */
+static int is_unix;
+
 static void on_accept(const struct io_uring_cqe *e) {
     if (!(e->flags & IORING_CQE_F_MORE))
         arm_accept();

@@ -62,6 +62,9 @@ static void die(const char *what) {
     exit(1);
 }
 
+/* The listener (it uses `die`, above). */
+#include "listen.h"
+
 static void drop(int fd) {
     free(conns[fd].data);
     memset(&conns[fd], 0, sizeof conns[fd]);
@@ -213,26 +216,15 @@ int main(int argc, char **argv) {
     if (!conns)
         die("calloc");
 
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (lfd < 0)
-        die("socket");
-    int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0)
-        die("bind");
-    if (listen(lfd, SOMAXCONN) < 0)
-        die("listen");
-    socklen_t alen = sizeof a;
-    if (getsockname(lfd, (struct sockaddr *)&a, &alen) < 0)
-        die("getsockname");
+    char ready[160];
+    int lfd = listen_on("http_floor", port, NULL, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ready, sizeof ready);
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         die("epoll_create1");
     if (watch(lfd, EPOLL_CTL_ADD, EPOLLIN) < 0)
         die("epoll_ctl");
-    printf("listening on 127.0.0.1:%d\n", ntohs(a.sin_port));
+    printf("listening on %s\n", ready);
     fflush(stdout);
 
     struct epoll_event events[MAX_EVENTS];

@@ -1,7 +1,8 @@
 /*
- * The listener of the C echo floors (echo_floor.c, echo_uring.c): TCP on
- * 127.0.0.1, or a Unix stream socket with `--unix PATH`. Included by each
- * after its `die`; the bench runner writes it next to them before `cc`.
+ * The listener of the C floors (echo_floor.c, echo_uring.c, http_floor.c):
+ * TCP on 127.0.0.1, or a Unix stream socket (the echo floors' `--unix PATH`).
+ * Included by each after its `die`; the bench runner writes it next to them
+ * before `cc`.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,9 +11,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-
-/* A Unix stream listener rather than TCP (`--unix PATH`). */
-static int is_unix;
 
 /* The listener, bound and listening: TCP on 127.0.0.1:`port` (0: any free
  * port), or with `path` a Unix stream socket there (which must not exist

@@ -434,3 +434,32 @@ fn http_servers_serve() {
     hello(&mut r, false);
     assert!(server.try_wait().unwrap().is_none(), "http_asyncnet exited");
 }
+
+/// The C HTTP floor, built as the suite builds it (`cc -O2`, with the
+/// floors' shared listener), serves what wrk sends: pipelined keep-alive
+/// GETs, on more than one connection. (It is a floor, not a server: a HEAD
+/// gets a body, so `check_http` is not for it.)
+#[test]
+fn c_http_floor_serves_keep_alive_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut notes = Vec::new();
+    let sources = vec![Peer::source("c-floor", "http_floor.c")];
+    let built = extpeers::prepare(sources, &dir, &mut notes).unwrap();
+    let Some(peer) = built.first() else {
+        assert!(!ci(), "cc is missing under CI: {notes:?}");
+        eprintln!("skipped: {notes:?}");
+        return;
+    };
+    let path = peer.path(Path::new("")).unwrap();
+    let (mut server, port) = start(path.to_str().unwrap(), &[], &Listen::Tcp(0));
+    for _ in 0..2 {
+        let (mut w, mut r) = http_connect(port);
+        w.write_all(&GET.repeat(3)).unwrap();
+        for _ in 0..3 {
+            hello(&mut r, false);
+        }
+        w.write_all(GET).unwrap();
+        hello(&mut r, false);
+    }
+    assert!(server.try_wait().unwrap().is_none(), "http_floor exited");
+}
