@@ -29,7 +29,7 @@ fn the_driver_asked_for_runs_or_the_reason_is_reported() {
     if asked == "io_uring" {
         match io_uring_support() {
             Ok(()) => assert_eq!(driver_kind(), DriverKind::IoUring),
-            Err(why) if in_ci() && cfg!(target_os = "linux") => {
+            Err(why) if in_ci() && cfg!(uring) => {
                 panic!("CI asked for the io_uring driver, and it cannot run here: {why}")
             }
             Err(why) => eprintln!("skipped: io_uring cannot run here ({why}); poll runs"),
@@ -68,7 +68,7 @@ fn on_fresh_loop<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T
         Ok(()) => DriverKind::IoUring,
         Err(why) => {
             assert!(
-                !(in_ci() && cfg!(target_os = "linux")),
+                !(in_ci() && cfg!(uring)),
                 "io_uring cannot run on this CI machine: {why}"
             );
             DriverKind::Poll

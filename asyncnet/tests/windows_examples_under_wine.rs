@@ -32,10 +32,16 @@ fn windows_setup() -> Result<(PathBuf, PathBuf), String> {
     let runner = manifest.join("../.ci/wine/runner");
     let dir = match std::env::var_os("ASYNCNET_WINDOWS_EXAMPLES") {
         Some(dir) => PathBuf::from(dir),
-        // Test binaries live in target/debug/deps.
+        // Test binaries live in target/debug/deps (target/TRIPLE/debug/deps when built for
+        // another target, such as i686 Linux); the Windows build is in target/TRIPLE too.
         None => std::env::current_exe()
             .ok()
-            .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+            .and_then(|exe| {
+                exe.ancestors()
+                    .find(|dir| dir.join("x86_64-pc-windows-gnu").is_dir())
+                    .or_else(|| exe.ancestors().nth(3))
+                    .map(Path::to_path_buf)
+            })
             .ok_or("no target directory")?
             .join("x86_64-pc-windows-gnu/debug/examples"),
     };

@@ -60,9 +60,10 @@ fn parse(value: &str) -> Option<DriverKind> {
 /// first socket, task or timer of the thread). Takes precedence over the `ASYNCNET_DRIVER`
 /// environment variable ([`DRIVER_ENV`]).
 ///
-/// [`DriverKind::IoUring`] where io_uring cannot serve (not Linux, a kernel older than 6.0, or
-/// io_uring forbidden: `ENOSYS`, `EPERM` under Docker's default seccomp profile) gives a loop
-/// on [`DriverKind::Poll`]: [`driver_kind`] says which one runs, [`io_uring_support`] why.
+/// [`DriverKind::IoUring`] where io_uring cannot serve (not Linux; a build for an architecture
+/// without io_uring bindings, such as 32-bit x86 or ARM; a kernel older than 6.0; or io_uring
+/// forbidden: `ENOSYS`, `EPERM` under Docker's default seccomp profile) gives a loop on
+/// [`DriverKind::Poll`]: [`driver_kind`] says which one runs, [`io_uring_support`] why.
 ///
 /// # Errors
 ///
@@ -127,10 +128,11 @@ pub fn driver_kind() -> DriverKind {
     with_loop(|l| l.driver.kind())
 }
 
-/// Whether io_uring can serve an event loop here: `Ok(())`, or why not (not Linux; a kernel
-/// older than 6.0; `ENOSYS`; `EPERM` where a seccomp profile such as Docker's default or
-/// `kernel.io_uring_disabled` forbids it). Found out once per process, by setting up a small
-/// ring.
+/// Whether io_uring can serve an event loop here: `Ok(())`, or why not (not Linux; a Linux
+/// build for an architecture the `io-uring` crate has no bindings for, such as 32-bit x86 or
+/// ARM, which leaves the driver out; a kernel older than 6.0; `ENOSYS`; `EPERM` where a
+/// seccomp profile such as Docker's default or `kernel.io_uring_disabled` forbids it). Found
+/// out once per process, by setting up a small ring.
 ///
 /// # Errors
 ///
@@ -151,6 +153,23 @@ pub fn io_uring_support() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Linux build without the io_uring driver (32-bit x86 in CI) says why, naming the
+    /// architecture, and a loop asked for io_uring runs on poll.
+    #[test]
+    #[cfg(all(target_os = "linux", not(uring)))]
+    fn a_linux_build_without_the_driver_says_why_and_runs_on_poll() {
+        let why = io_uring_support().expect_err("no io_uring driver in this build");
+        assert_eq!(why.kind(), io::ErrorKind::Unsupported);
+        assert!(why.to_string().contains(std::env::consts::ARCH), "{why}");
+        let kind = std::thread::spawn(|| {
+            use_driver(DriverKind::IoUring).expect("no loop yet on this thread");
+            driver_kind()
+        })
+        .join()
+        .expect("the thread");
+        assert_eq!(kind, DriverKind::Poll);
+    }
 
     #[test]
     fn driver_names_parse_and_unknown_ones_do_not() {

@@ -83,16 +83,16 @@
 //!   leave the kernel a dangling pointer.
 #![forbid(unsafe_code)]
 
-#[cfg(target_os = "linux")]
+#[cfg(uring)]
 mod backlog;
 mod deadline;
 // Plain bookkeeping, with no system call of its own: its unit tests run on every platform,
 // although only the io_uring driver (Linux) uses it.
-#[cfg(any(target_os = "linux", test))]
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[cfg(any(uring, test))]
+#[cfg_attr(not(uring), allow(dead_code))]
 mod inbox;
 mod registration;
-#[cfg(target_os = "linux")]
+#[cfg(uring)]
 mod uring;
 
 pub(crate) use registration::{Direction, Registration};
@@ -147,7 +147,7 @@ pub(crate) trait BeforeSleep {
 pub(crate) enum RemoteWaker {
     Mio(mio::Waker),
     /// The write side of the io_uring poller's eventfd.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     EventFd(std::fs::File),
 }
 
@@ -156,7 +156,7 @@ impl RemoteWaker {
     pub(crate) fn wake(&self) -> io::Result<()> {
         match self {
             RemoteWaker::Mio(w) => w.wake(),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             RemoteWaker::EventFd(f) => {
                 use std::io::Write;
                 match (&*f).write(&1u64.to_ne_bytes()) {
@@ -176,7 +176,7 @@ enum Poller {
         poll: RefCell<mio::Poll>,
         events: RefCell<Events>,
     },
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     Uring(Box<uring::Uring>),
 }
 
@@ -227,8 +227,16 @@ pub(crate) struct Driver {
 /// Whether io_uring can serve a loop here: `Ok` if so, else why not (found out once per
 /// process).
 pub(crate) fn io_uring_support() -> io::Result<()> {
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     return crate::sys::uring::support().map_err(|(kind, why)| io::Error::new(kind, why));
+    #[cfg(all(not(uring), target_os = "linux"))]
+    return Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "this build has no io_uring driver: the io-uring crate has no bindings for {}",
+            std::env::consts::ARCH
+        ),
+    ));
     #[cfg(not(target_os = "linux"))]
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
@@ -241,7 +249,7 @@ impl Driver {
     /// back to [`DriverKind::Poll`].
     pub(crate) fn new(kind: DriverKind) -> io::Result<Driver> {
         let (poller, waker) = match kind {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             DriverKind::IoUring if io_uring_support().is_ok() => {
                 let read_side = std::fs::File::from(crate::sys::uring::eventfd()?);
                 let write_side = read_side.try_clone()?;
@@ -278,13 +286,13 @@ impl Driver {
     pub(crate) fn kind(&self) -> DriverKind {
         match self.poller {
             Poller::Mio { .. } => DriverKind::Poll,
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(_) => DriverKind::IoUring,
         }
     }
 
     /// Whether the io_uring ring runs with `DEFER_TASKRUN` (false for other drivers).
-    #[cfg(all(test, target_os = "linux"))]
+    #[cfg(all(test, uring))]
     pub(crate) fn defer_taskrun(&self) -> bool {
         match &self.poller {
             Poller::Uring(u) => u.defer_taskrun(),
@@ -338,7 +346,7 @@ impl Driver {
                 Token(key),
                 Interest::READABLE | Interest::WRITABLE,
             )?,
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.register(fd, key, gen)?,
         }
         entry.insert(Registered {
@@ -374,7 +382,7 @@ impl Driver {
                 io.source.deregister(poll.borrow().registry());
                 Vec::new()
             }
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.deregister(io),
         };
         if self.dispatching.get() {
@@ -388,7 +396,7 @@ impl Driver {
     /// `r`, the outcome of a send just made on the ring, once the send is sure to leave: with
     /// no loop driving this driver no turn is sure to come and submit it, so it is submitted
     /// now.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     #[inline]
     fn submitted<T>(&self, u: &uring::Uring, r: T) -> T {
         if !self.is_driven() {
@@ -402,7 +410,7 @@ impl Driver {
     #[inline]
     fn send(&self, io: &IoState, data: &[u8]) -> Option<io::Result<usize>> {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => Some(self.submitted(u, u.send(io, data))),
             _ => {
                 let _ = (io, data);
@@ -422,7 +430,7 @@ impl Driver {
         from: usize,
     ) -> Option<io::Result<usize>> {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => Some(self.submitted(u, u.send_owned(io, buf, from))),
             _ => {
                 let _ = (io, buf, from);
@@ -432,7 +440,7 @@ impl Driver {
     }
 
     /// Enter the ring to finish `io`'s send now (io_uring); whether it is over.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     fn finish_send_now(&self, io: &IoState) -> bool {
         match &self.poller {
             Poller::Uring(u) => u.finish_now(io),
@@ -444,7 +452,7 @@ impl Driver {
     /// sends queued on the ring must not wait for a turn that may never come).
     pub(crate) fn submit(&self) {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.submit(),
             _ => {}
         }
@@ -454,7 +462,7 @@ impl Driver {
     #[cfg(test)]
     fn held_room(&self, io: &IoState) -> usize {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.held_room(io),
             _ => {
                 let _ = io;
@@ -467,7 +475,7 @@ impl Driver {
     #[cfg(test)]
     fn send_slots(&self) -> usize {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.send_slots(),
             _ => 0,
         }
@@ -478,7 +486,7 @@ impl Driver {
     #[cfg(test)]
     fn buffers_out(&self) -> usize {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.buffers_out(),
             _ => 0,
         }
@@ -489,7 +497,7 @@ impl Driver {
     #[cfg(test)]
     fn buffers_given(&self) -> u16 {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.buffers_given(),
             _ => 0,
         }
@@ -500,7 +508,7 @@ impl Driver {
     #[inline]
     fn read_received(&self, io: &IoState, buf: &mut [u8], peek: bool) -> Option<io::Result<usize>> {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.read(io, buf, peek),
             _ => {
                 let _ = (io, buf, peek);
@@ -514,7 +522,7 @@ impl Driver {
     #[inline]
     fn parking(&self, io: &IoState, dir: registration::Direction) {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.parking(io, dir),
             _ => {
                 let _ = (io, dir);
@@ -526,7 +534,7 @@ impl Driver {
     #[inline]
     fn start_receiving(&self, io: &IoState) {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.start_receiving(io),
             _ => {
                 let _ = io;
@@ -536,7 +544,7 @@ impl Driver {
 
     /// A connection listener `io` accepted ahead (see `backlog.rs`); `None` when the kernel
     /// must answer.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     fn accepted_ahead(&self, io: &IoState) -> Option<io::Result<std::os::fd::OwnedFd>> {
         match &self.poller {
             Poller::Uring(u) => u.take_accepted(io),
@@ -548,7 +556,7 @@ impl Driver {
     #[inline]
     fn start_accepting(&self, io: &IoState) {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.start_accepting(io),
             _ => {
                 let _ = io;
@@ -559,7 +567,7 @@ impl Driver {
     /// Stop receiving (or accepting) ahead on `io` for good; whether nothing waits.
     fn stop_receiving(&self, io: &IoState) -> bool {
         match &self.poller {
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => u.stop_receiving(io),
             _ => {
                 let _ = io;
@@ -626,7 +634,7 @@ impl Driver {
     ) -> io::Result<usize> {
         let (poll, events) = match &self.poller {
             Poller::Mio { poll, events } => (poll, events),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             Poller::Uring(u) => {
                 let _batch = Batch::start(self);
                 return u.turn(
@@ -767,7 +775,7 @@ mod tests {
             Ok(()) => f(DriverKind::IoUring),
             Err(e) => {
                 assert!(
-                    !cfg!(target_os = "linux") || std::env::var_os("CI").is_none(),
+                    !cfg!(uring) || std::env::var_os("CI").is_none(),
                     "io_uring is needed under CI: {e}"
                 );
                 eprintln!("skipping the io_uring half: {e}");
@@ -1275,7 +1283,7 @@ mod tests {
         let read = reg.poll_read(&mut cx, buf.len(), || reg.recv_stream(&sock, &mut buf));
         assert!(read.is_pending());
         driver.turn(Some(Duration::ZERO), || {}).expect("a turn");
-        #[cfg(target_os = "linux")]
+        #[cfg(uring)]
         if kind == DriverKind::IoUring {
             assert!(reg.poll_dropped(), "the ring answers this socket now");
         }

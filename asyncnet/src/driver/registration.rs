@@ -73,19 +73,19 @@ pub(super) struct IoState {
     /// io_uring: the inbox is folded away (`inbox` is `None`): it is in the state
     /// `Inbox::armed` makes, a receive in flight and nothing held, kept as this flag rather
     /// than a block of its own, so that an idle connection holds no inbox (`uring.rs`).
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     pub(super) inbox_folded: Cell<bool>,
     /// io_uring: the socket's poll was dropped, the ring answering its reads and writes
     /// (`uring.rs`); it is added again when a task must wait on the kernel.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     pub(super) poll_off: Cell<bool>,
     /// io_uring: flipped each time the poll is added again, and carried in its user data,
     /// so that a late completion of the dropped poll is told from the new one's.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     pub(super) poll_epoch: Cell<bool>,
     /// io_uring: the errno of a send on the ring that failed, until an operation reports it
     /// (0: none).
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     pub(super) send_failed: Cell<i16>,
     /// Read and write deadlines (`deadline.rs`), made when one is first set.
     pub(super) deadlines: OnceCell<Box<Deadlines>>,
@@ -94,28 +94,28 @@ pub(super) struct IoState {
     /// see [`key`](IoState::key)).
     key: u32,
     /// The slot's generation: completions of an io_uring poll name both (`uring.rs`).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(uring), allow(dead_code))]
     pub(super) gen: u32,
     /// The descriptor (for the io_uring poller, which polls it again if a poll ends).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(uring), allow(dead_code))]
     pub(super) fd: RawSocket,
     /// io_uring: the slot of the socket's send on the ring, while one is in flight (the
     /// socket counts as not writable until its completion comes); [`NO_SEND`] otherwise.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     pub(super) send: Cell<u32>,
     /// io_uring, while the inbox is folded: a provided buffer whose bytes are the socket's
     /// next ones, held for the socket's read rather than copied into an inbox (`uring.rs`;
     /// 0: none).
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     pub(super) held: Cell<u64>,
     /// io_uring: the bytes received ahead of the socket's reads (`inbox.rs`), once it
     /// receives ahead.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     pub(super) inbox: RefCell<Option<Box<super::inbox::Inbox>>>,
     writers: RefCell<Waiters>,
     /// io_uring: the connections a listener accepted ahead of its accepts (`backlog.rs`),
     /// once it accepts ahead.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     pub(super) backlog: RefCell<Option<Box<super::backlog::Backlog>>>,
     /// Windows: the socket's place in mio's poller, told to report again whenever readiness
     /// is cleared (mio's Windows backend reports each readiness once until told so).
@@ -124,12 +124,12 @@ pub(super) struct IoState {
 }
 
 /// [`IoState::send`] when no send of the socket's is on the ring.
-#[cfg(target_os = "linux")]
+#[cfg(uring)]
 pub(super) const NO_SEND: u32 = u32::MAX;
 
 impl IoState {
     /// io_uring: a send of the socket's is on the ring.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     #[inline]
     pub(super) fn sending(&self) -> bool {
         self.send.get() != NO_SEND
@@ -148,21 +148,21 @@ impl IoState {
             readers: RefCell::new(Waiters::default()),
             writers: RefCell::new(Waiters::default()),
             deadlines: OnceCell::new(),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             inbox: RefCell::new(None),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             inbox_folded: Cell::new(false),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             backlog: RefCell::new(None),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             send: Cell::new(NO_SEND),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             send_failed: Cell::new(0),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             held: Cell::new(0),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             poll_off: Cell::new(false),
-            #[cfg(target_os = "linux")]
+            #[cfg(uring)]
             poll_epoch: Cell::new(false),
             #[cfg(windows)]
             source: crate::sys::PollSource::default(),
@@ -176,7 +176,7 @@ impl IoState {
     }
 
     /// Deregistered.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(uring), allow(dead_code))]
     pub(super) fn is_closed(&self) -> bool {
         self.closed.get()
     }
@@ -214,7 +214,7 @@ impl IoState {
     }
 
     /// Whether every bit of `bits` is set in the readiness.
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     pub(super) fn is_ready_bits(&self, bits: u8) -> bool {
         self.ready.get() & bits == bits
     }
@@ -587,7 +587,7 @@ impl Registration {
     /// driver accepted ahead first, else the kernel's. The operation of a listener's
     /// [`poll_io`](Self::poll_io) for reading.
     pub(crate) fn accept(&self, socket: &Socket) -> io::Result<(Socket, socket2::SockAddr)> {
-        #[cfg(target_os = "linux")]
+        #[cfg(uring)]
         if let Some(r) = self.driver.accepted_ahead(&self.state) {
             let socket = Socket::from(r?);
             let addr = match socket.peer_addr() {
@@ -616,7 +616,7 @@ impl Registration {
 
     /// Whether the socket's io_uring poll is dropped now (the ring answers its reads and
     /// writes).
-    #[cfg(all(test, target_os = "linux"))]
+    #[cfg(all(test, uring))]
     pub(crate) fn poll_dropped(&self) -> bool {
         self.state.poll_off.get()
     }
@@ -632,9 +632,9 @@ impl Registration {
     /// away).
     #[cfg(test)]
     pub(crate) fn holds_inbox(&self) -> bool {
-        #[cfg(target_os = "linux")]
+        #[cfg(uring)]
         return self.state.inbox.borrow().is_some();
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(uring))]
         false
     }
 
@@ -642,9 +642,9 @@ impl Registration {
     /// while its inbox is folded away).
     #[cfg(test)]
     pub(crate) fn holds_buffer(&self) -> bool {
-        #[cfg(target_os = "linux")]
+        #[cfg(uring)]
         return self.state.held.get() != 0;
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(uring))]
         false
     }
 
@@ -768,16 +768,16 @@ impl Registration {
     /// Whether a send made by the driver has not completed yet.
     #[inline]
     pub(crate) fn sending(&self) -> bool {
-        #[cfg(target_os = "linux")]
+        #[cfg(uring)]
         return self.state.sending();
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(uring))]
         false
     }
 
     /// Enter the kernel once to finish a send the driver made (for calls that are about to
     /// act on the socket at once, such as a shutdown); whether no send is in flight now.
     pub(crate) fn finish_sending_now(&self) -> bool {
-        #[cfg(target_os = "linux")]
+        #[cfg(uring)]
         if self.state.sending() {
             return self.driver.finish_send_now(&self.state);
         }
@@ -787,7 +787,7 @@ impl Registration {
     /// Wait until every send the driver made has completed (at once on the poll driver). A
     /// failed one is then told by [`take_send_failure`](Self::take_send_failure).
     pub(crate) fn poll_sent(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        #[cfg(target_os = "linux")]
+        #[cfg(uring)]
         if self.state.sending() {
             let state = &*self.state;
             return self.poll_io(Direction::Write, cx, || {
@@ -803,12 +803,12 @@ impl Registration {
 
     /// The error of a send the driver made that failed, once.
     pub(crate) fn take_send_failure(&self) -> Option<io::Error> {
-        #[cfg(target_os = "linux")]
+        #[cfg(uring)]
         return match i32::from(self.state.send_failed.replace(0)) {
             0 => None,
             errno => Some(io::Error::from_raw_os_error(errno)),
         };
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(uring))]
         None
     }
 
@@ -888,7 +888,7 @@ mod tests {
     /// 160-byte block of glibc's allocator (8 bytes more would take a 176-byte one; the
     /// `idle` row of the bench suite saw it, 16 bytes more per connection).
     #[test]
-    #[cfg(target_os = "linux")]
+    #[cfg(uring)]
     fn a_sockets_io_state_fits_in_136_bytes() {
         assert!(std::mem::size_of::<IoState>() <= 136);
     }

@@ -11,7 +11,7 @@ mod unix;
 #[cfg(unix)]
 pub(crate) use unix::*;
 
-#[cfg(target_os = "linux")]
+#[cfg(uring)]
 pub(crate) mod uring;
 
 mod prefetch;
