@@ -140,18 +140,21 @@
 //!
 //! Every proc of the table above exists on Linux, macOS, the BSDs and Windows, except the
 //! Unix-domain ones (`bindUnix`, `connectUnix`, and our `send_to_unix`), which are POSIX only
-//! in Nim too: on Windows they are absent (not compiled), not stubs that fail. Tested: Linux,
-//! and Windows under Wine (CI runs the suite there); checked to compile: FreeBSD. Where the
-//! platforms differ (each item's `# Portability` note says more):
+//! in Nim too: on Windows they are absent (not compiled), not stubs that fail. Tested: Linux
+//! (64-bit, and 32-bit x86), and Windows under Wine (CI runs the suite there); checked to
+//! compile: FreeBSD, macOS, ARM Linux, NetBSD, illumos, Android. The io_uring driver is built
+//! for 64-bit Linux only (on x86-64, ARM, RISC-V, LoongArch, POWER: the architectures the
+//! `io-uring` crate has bindings for). Where the platforms differ (each item's
+//! `# Portability` note says more):
 //!
 //! | item | Linux | macOS, the BSDs | Windows |
 //! | --- | --- | --- | --- |
 //! | readiness | epoll (mio), edge-triggered | kqueue (mio) | mio's AFD polling; the seam re-arms it whenever readiness is cleared |
 //! | [`AsyncSocket::fd`], `from_fd`, `into_fd` | `RawFd` / `OwnedFd`, -1 once closed | the same | `RawSocket` / `OwnedSocket`, `INVALID_SOCKET` once closed ([`RawSocket`](crate::RawSocket), [`OwnedSocket`](crate::OwnedSocket), [`INVALID_SOCKET`](crate::INVALID_SOCKET)) |
 //! | lending the handle | `AsFd`, `AsRawFd`; a lent number points at `/dev/null` after `close` | the same | `AsSocket`, `AsRawSocket`; a lent handle keeps the connection open until the last handle of the socket is dropped |
-//! | `SIGPIPE` on a write to a reset peer | never (`MSG_NOSIGNAL`) | never (`SO_NOSIGPIPE`) | no such signal |
-//! | accept | `accept4`, one system call | `accept` + non-blocking | `accept` + non-blocking; Wine's `WSAENOTCONN` for a connection reset before it was taken is skipped like `ECONNABORTED` |
-//! | [`SoBool::ReusePort`](crate::SoBool::ReusePort) | `SO_REUSEPORT` | `SO_REUSEPORT` | `Unsupported` error |
+//! | `SIGPIPE` on a write to a reset peer | never (`MSG_NOSIGNAL`) | never (`MSG_NOSIGNAL`; macOS: `SO_NOSIGPIPE`) | no such signal |
+//! | accept | `accept4`, one system call | `accept4` (macOS: `accept` + non-blocking) | `accept` + non-blocking; Wine's `WSAENOTCONN` for a connection reset before it was taken is skipped like `ECONNABORTED` |
+//! | [`SoBool::ReusePort`](crate::SoBool::ReusePort) | `SO_REUSEPORT` | `SO_REUSEPORT` (illumos, Solaris: `Unsupported` error) | `Unsupported` error |
 //! | [`SoBool::ReuseAddr`](crate::SoBool::ReuseAddr) | rebind in `TIME_WAIT` | the same | Winsock's meaning: may also bind a port in use |
 //! | [`Server`](crate::Server) (several threads on one address) | a `SO_REUSEPORT` listener per thread, balanced by the kernel (by hash) | one listener shared by the threads (`SO_REUSEPORT` does not balance there) | one listener shared by the threads (no `SO_REUSEPORT`) |
 //! | `Debug`, `DontRoute` | honoured (`Debug` needs privileges) | honoured | taken and ignored by the providers |

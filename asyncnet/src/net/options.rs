@@ -103,7 +103,8 @@ pub enum SoBool {
     ///
     /// # Portability
     ///
-    /// Windows has no such option: getting or setting it fails with `Unsupported`.
+    /// Windows, illumos and Solaris have no such option: getting or setting it fails with
+    /// `Unsupported`.
     ReusePort,
     /// `TCP_NODELAY`: disable Nagle's algorithm.
     NoDelay,

@@ -1,4 +1,4 @@
-//! Unix (Linux, macOS, the BSDs): the few socket calls that neither `mio` nor `socket2`
+//! Unix (Linux, macOS, the BSDs, illumos): the few socket calls that neither `mio` nor `socket2`
 //! offer, each a small wrapper that turns `-1` into `io::Error`.
 
 use std::io;
@@ -31,10 +31,11 @@ pub(crate) fn is_unspec(a: &SockAddr) -> bool {
     a.family() == libc::AF_UNSPEC as libc::sa_family_t
 }
 
-/// The `(level, name)` pair of a boolean option, for `getsockopt`/`setsockopt`.
-fn level_and_name(opt: SoBool) -> (libc::c_int, libc::c_int) {
+/// The `(level, name)` pair of a boolean option, for `getsockopt`/`setsockopt`; `Unsupported`
+/// for an option the system lacks.
+fn level_and_name(opt: SoBool) -> io::Result<(libc::c_int, libc::c_int)> {
     use libc::*;
-    match opt {
+    Ok(match opt {
         SoBool::AcceptConn => (SOL_SOCKET, SO_ACCEPTCONN),
         SoBool::Broadcast => (SOL_SOCKET, SO_BROADCAST),
         SoBool::Debug => (SOL_SOCKET, SO_DEBUG),
@@ -42,9 +43,17 @@ fn level_and_name(opt: SoBool) -> (libc::c_int, libc::c_int) {
         SoBool::KeepAlive => (SOL_SOCKET, SO_KEEPALIVE),
         SoBool::OobInline => (SOL_SOCKET, SO_OOBINLINE),
         SoBool::ReuseAddr => (SOL_SOCKET, SO_REUSEADDR),
+        #[cfg(not(any(target_os = "illumos", target_os = "solaris")))]
         SoBool::ReusePort => (SOL_SOCKET, SO_REUSEPORT),
+        #[cfg(any(target_os = "illumos", target_os = "solaris"))]
+        SoBool::ReusePort => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "SO_REUSEPORT does not exist on illumos and Solaris",
+            ))
+        }
         SoBool::NoDelay => (IPPROTO_TCP, TCP_NODELAY),
-    }
+    })
 }
 
 pub(crate) use imp::{accept, prepare, SEND_FLAGS};
@@ -56,7 +65,8 @@ pub(crate) use imp::{accept, prepare, SEND_FLAGS};
     target_os = "freebsd",
     target_os = "netbsd",
     target_os = "openbsd",
-    target_os = "dragonfly"
+    target_os = "dragonfly",
+    target_os = "illumos"
 ))]
 mod imp {
     use std::io;
@@ -86,7 +96,8 @@ mod imp {
     target_os = "freebsd",
     target_os = "netbsd",
     target_os = "openbsd",
-    target_os = "dragonfly"
+    target_os = "dragonfly",
+    target_os = "illumos"
 )))]
 mod imp {
     use std::io;
@@ -134,13 +145,13 @@ pub(crate) fn peek(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Read a boolean (`int`) socket option.
 pub(crate) fn get_bool_opt(socket: &Socket, opt: SoBool) -> io::Result<bool> {
-    let (level, name) = level_and_name(opt);
+    let (level, name) = level_and_name(opt)?;
     get_int_opt(socket.as_raw_fd(), level, name)
 }
 
 /// Set a boolean (`int`) socket option.
 pub(crate) fn set_bool_opt(socket: &Socket, opt: SoBool, on: bool) -> io::Result<()> {
-    let (level, name) = level_and_name(opt);
+    let (level, name) = level_and_name(opt)?;
     set_int_opt(socket.as_raw_fd(), level, name, on)
 }
 
