@@ -734,8 +734,42 @@ impl Drop for Batch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
+
+    /// The architectures the io_uring driver is built for are written twice: in `build.rs`
+    /// (which sets `cfg(uring)`) and in `Cargo.toml` (which brings in the `io-uring` crate).
+    /// They must agree: a driver without its crate does not compile, a crate without the
+    /// driver is dead weight. And this build has the driver exactly where they say.
+    #[test]
+    fn build_rs_and_cargo_toml_name_the_same_io_uring_architectures() {
+        let build = include_str!("../../build.rs");
+        let manifest = include_str!("../../Cargo.toml");
+        let line = build
+            .lines()
+            .find(|l| l.contains("const URING_ARCHES"))
+            .expect("URING_ARCHES in build.rs");
+        let from_build: BTreeSet<&str> = line.split('"').skip(1).step_by(2).collect();
+        let dependency = manifest
+            .lines()
+            .find(|l| l.starts_with("[target.") && l.contains("target_arch"))
+            .expect("the io-uring dependency's target in Cargo.toml");
+        let from_manifest: BTreeSet<&str> = dependency
+            .split("target_arch = \"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .collect();
+        assert!(from_build.contains("x86_64"), "{from_build:?}");
+        assert_eq!(from_build, from_manifest);
+        let expected = cfg!(target_os = "linux") && from_build.contains(std::env::consts::ARCH);
+        assert_eq!(
+            cfg!(uring),
+            expected,
+            "cfg(uring) on {}",
+            std::env::consts::ARCH
+        );
+    }
 
     /// The handle of `s`, as the socket code registers it.
     fn raw(s: &TcpStream) -> RawSocket {
