@@ -137,7 +137,8 @@ fn a_raised_detached_failure_makes_wait_for_panic() {
         drop(spawn(async {
             Err::<(), _>(io::Error::other("wait_for boom"))
         }));
-        wait_for(sleep_async(Duration::from_millis(50)));
+        // Long enough never to end first: the failure is raised at the loop's first turn.
+        wait_for(sleep_async(support::HANG_GUARD));
     });
     let message = r.expect_err("wait_for panics");
     assert!(message.contains("wait_for boom"), "{message}");
@@ -208,7 +209,7 @@ fn a_raised_detached_panic_resumes_its_panic_from_wait_for() {
         drop(spawn(async {
             boom("wait kaboom");
         }));
-        wait_for(sleep_async(Duration::from_millis(50)));
+        wait_for(sleep_async(support::HANG_GUARD));
     });
     let message = r.expect_err("the panic is resumed");
     assert!(message.contains("wait kaboom"), "{message}");
@@ -612,8 +613,11 @@ impl Counted {
     }
 }
 
-/// Let the loop run whatever is ready.
+/// Let the loop run whatever is ready: one turn for certain (a short sleep alone could be over
+/// at its first poll on a slow machine, and `wait_for` would return before any task ran),
+/// then whatever else a millisecond brings.
 fn turn() {
+    asyncnet::poll(Some(Duration::ZERO)).expect("a turn of the loop");
     wait_for(sleep_async(Duration::from_millis(1)));
 }
 

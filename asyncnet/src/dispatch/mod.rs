@@ -174,15 +174,17 @@ pub(crate) fn report_failure(f: TaskFailure) {
 ///
 /// ```
 /// use std::{cell::RefCell, io, rc::Rc};
-/// use asyncnet::{set_task_failure_handler, spawn, wait_for, TaskFailure};
+/// use asyncnet::{set_task_failure_handler, spawn, TaskFailure};
 ///
 /// let seen = Rc::new(RefCell::new(Vec::new()));
 /// let log = seen.clone();
 /// set_task_failure_handler(move |f: TaskFailure| log.borrow_mut().push(f.to_string()));
 /// drop(spawn(async { Err::<(), _>(io::Error::other("bad input")) }));
-/// wait_for(asyncnet::sleep_async(std::time::Duration::from_millis(1)));
+/// // Run the loop until nothing is left to run (Nim's `drain`).
+/// asyncnet::drain(std::time::Duration::from_secs(5))?;
 /// assert_eq!(*seen.borrow(), ["a detached task failed: bad input"]);
 /// # set_task_failure_handler(TaskFailure::report);
+/// # Ok::<(), io::Error>(())
 /// ```
 pub fn set_task_failure_handler(handler: impl FnMut(TaskFailure) + 'static) {
     with_loop(|l| *l.on_failure.borrow_mut() = Some(Box::new(handler)));

@@ -598,7 +598,7 @@ mod tests {
     use std::task::{Poll, Waker};
     use std::time::Duration;
 
-    use crate::dispatch::{sleep_async, spawn, try_with_loop, wait_for, waker::NEVER_PACK};
+    use crate::dispatch::{spawn, try_with_loop, wait_for, waker::NEVER_PACK};
 
     /// A slot is a future's box, its generation and two flags: two slots to a cache line, so
     /// that waking a task and then polling it touches one line of the table.
@@ -627,7 +627,9 @@ mod tests {
                     Poll::Ready(())
                 }
             }));
-            wait_for(sleep_async(Duration::from_millis(1)));
+            // One turn of the loop: it polls the ready task (a short sleep could be over at
+            // its first poll on a slow machine, and end `wait_for` before the task ran).
+            crate::dispatch::poll(Some(Duration::ZERO)).expect("a turn");
             assert_eq!(polls.get(), 1);
             assert_eq!(
                 try_with_loop(|l| l.tasks.boxed_wakers.borrow().len()),
@@ -638,7 +640,7 @@ mod tests {
             for _ in 0..100 {
                 waker.wake_by_ref();
             }
-            wait_for(sleep_async(Duration::from_millis(1)));
+            crate::dispatch::poll(Some(Duration::ZERO)).expect("a turn");
             assert_eq!(polls.get(), 2);
             // A wake-up from another thread.
             let waker = shared.lock().unwrap().clone().unwrap();
