@@ -142,10 +142,10 @@
 //! Unix-domain ones (`bindUnix`, `connectUnix`, and our `send_to_unix`), which are POSIX only
 //! in Nim too: on Windows they are absent (not compiled), not stubs that fail. Tested: Linux
 //! (64-bit, and 32-bit x86), and Windows under Wine (CI runs the suite there); checked to
-//! compile: FreeBSD, macOS, ARM Linux, NetBSD, illumos, Android. The io_uring driver is built
-//! for 64-bit Linux only (on x86-64, ARM, RISC-V, LoongArch, POWER: the architectures the
-//! `io-uring` crate has bindings for). Where the platforms differ (each item's
-//! `# Portability` note says more):
+//! compile: FreeBSD, macOS, ARM Linux, NetBSD, illumos, Android, big-endian Linux (s390x, whose
+//! tests `.ci/big-endian` runs under qemu). The io_uring driver is built for 64-bit Linux only
+//! (on x86-64, ARM, RISC-V, LoongArch, POWER: the architectures the `io-uring` crate has
+//! bindings for). Where the platforms differ (each item's `# Portability` note says more):
 //!
 //! | item | Linux | macOS, the BSDs | Windows |
 //! | --- | --- | --- | --- |
