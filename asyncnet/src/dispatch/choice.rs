@@ -61,9 +61,9 @@ fn parse(value: &str) -> Option<DriverKind> {
 /// environment variable ([`DRIVER_ENV`]).
 ///
 /// [`DriverKind::IoUring`] where io_uring cannot serve (not Linux; a build for an architecture
-/// without io_uring bindings, such as 32-bit x86 or ARM; a kernel older than 6.0; or io_uring
-/// forbidden: `ENOSYS`, `EPERM` under Docker's default seccomp profile) gives a loop on
-/// [`DriverKind::Poll`]: [`driver_kind`] says which one runs, [`io_uring_support`] why.
+/// without io_uring bindings, such as 32-bit x86 or 32-bit ARM; a kernel older than 6.0; or
+/// io_uring forbidden: `ENOSYS`, `EPERM` under Docker's default seccomp profile) gives a loop
+/// on [`DriverKind::Poll`]: [`driver_kind`] says which one runs, [`io_uring_support`] why.
 ///
 /// # Errors
 ///
@@ -130,7 +130,7 @@ pub fn driver_kind() -> DriverKind {
 
 /// Whether io_uring can serve an event loop here: `Ok(())`, or why not (not Linux; a Linux
 /// build for an architecture the `io-uring` crate has no bindings for, such as 32-bit x86 or
-/// ARM, which leaves the driver out; a kernel older than 6.0; `ENOSYS`; `EPERM` where a
+/// 32-bit ARM, which leaves the driver out; a kernel older than 6.0; `ENOSYS`; `EPERM` where a
 /// seccomp profile such as Docker's default or `kernel.io_uring_disabled` forbids it). Found
 /// out once per process, by setting up a small ring.
 ///
