@@ -38,7 +38,7 @@ sed -e 's|^#include <unistd.h>$|&\n#include "pad.h"|' \
   -e 's|^        const char \*src = buf;$|        pad_all();\n&|' \
   -e 's|^int main(int argc, char \*\*argv) {$|&\n    pad_mode = getenv("PAD") ? atoi(getenv("PAD")) : 0;|' \
   "$src" >"$work/floor_pad.c"
-cc -O2 -I"$work" -o "$work/floor_pad" "$work/floor_pad.c"
+cc -O2 -I"$work" -I"$root/bench/peers" -o "$work/floor_pad" "$work/floor_pad.c"
 tck=$(getconf CLK_TCK)
 
 # One round: prints "user_us sys_us" per round trip.
