@@ -15,7 +15,13 @@
  * state), and one write() of `+PONG\r\n` per complete line: one write per
  * batch of pipelined commands.
  *
- * Usage: echo_floor [--pong] [PORT | --unix PATH]: TCP on 127.0.0.1:PORT
+ * `--own-buffers`: each connection reads into a 4 KiB buffer of its own,
+ * allocated when it is accepted, instead of the static one (peer
+ * `c-floor-buffers`): the memory a server holds when each connection's task
+ * keeps a buffer, as our, tokio's and Nim's byte echoes do. What that costs
+ * at thousands of connections belongs to the application, not the runtime.
+ *
+ * Usage: echo_floor [--pong] [--own-buffers] [PORT | --unix PATH]: TCP on 127.0.0.1:PORT
  * (0 or none: any free port), or a Unix stream socket at PATH (which must not
  * exist yet). Prints `listening on 127.0.0.1:PORT` (Unix: `listening on PATH`)
  * once it is ready.
@@ -37,6 +43,8 @@
 #include <unistd.h>
 
 #define BUF_SIZE 65536
+/* --own-buffers: each connection's buffer, as the Rust and Nim echo servers hold. */
+#define OWN_SIZE 4096
 #define MAX_EVENTS 1024
 
 /* Unflushed echo of a connection whose write came up short. */
@@ -52,6 +60,7 @@ static const char PONG[] = "+PONG\r\n";
 static char out[BUF_SIZE * PONG_LEN];
 static int pong;
 static struct pending *pend; /* indexed by fd */
+static char **own;           /* --own-buffers: indexed by fd, else NULL */
 static size_t max_fds;
 static int ep;
 
@@ -63,6 +72,10 @@ static void die(const char *what) {
 static void drop(int fd) {
     free(pend[fd].data);
     memset(&pend[fd], 0, sizeof pend[fd]);
+    if (own) {
+        free(own[fd]);
+        own[fd] = NULL;
+    }
     close(fd); /* also removes it from the epoll set */
 }
 
@@ -108,8 +121,10 @@ static void on_conn(int fd, unsigned events) {
     }
     if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         return;
+    char *in = own ? own[fd] : buf;
+    ssize_t size = own ? OWN_SIZE : BUF_SIZE;
     for (;;) {
-        ssize_t n = read(fd, buf, BUF_SIZE);
+        ssize_t n = read(fd, in, (size_t)size);
         if (n == 0) {
             drop(fd);
             return;
@@ -121,11 +136,11 @@ static void on_conn(int fd, unsigned events) {
                 drop(fd);
             return;
         }
-        const char *src = buf;
+        const char *src = in;
         ssize_t len = n;
         if (pong) {
             len = 0;
-            for (const char *q = buf; (q = memchr(q, '\n', (size_t)(buf + n - q))); q++) {
+            for (const char *q = in; (q = memchr(q, '\n', (size_t)(in + n - q))); q++) {
                 memcpy(out + len, PONG, PONG_LEN);
                 len += (ssize_t)PONG_LEN;
             }
@@ -152,7 +167,7 @@ static void on_conn(int fd, unsigned events) {
         }
         /* Drained, unless the peer's end came with the last bytes: no new edge
          * would announce it, so read on to it. */
-        if (n < BUF_SIZE && !(events & (EPOLLRDHUP | EPOLLHUP)))
+        if (n < size && !(events & (EPOLLRDHUP | EPOLLHUP)))
             return;
     }
 }
@@ -177,6 +192,10 @@ static void on_listener(int lfd) {
             close(fd);
             continue;
         }
+        if (own && !(own[fd] = malloc(OWN_SIZE))) {
+            close(fd);
+            continue;
+        }
         int one = 1;
         if (!is_unix)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -189,10 +208,14 @@ int main(int argc, char **argv) {
     long port = 0;
     /* A peer that resets must cost its connection (EPIPE), not the server (SIGPIPE). */
     signal(SIGPIPE, SIG_IGN);
-    if (argc >= 2 && strcmp(argv[1], "--pong") == 0) {
-        pong = 1;
-        argv++;
-        argc--;
+    int own_buffers = 0;
+    for (; argc >= 2; argv++, argc--) {
+        if (strcmp(argv[1], "--pong") == 0)
+            pong = 1;
+        else if (strcmp(argv[1], "--own-buffers") == 0)
+            own_buffers = 1;
+        else
+            break;
     }
     const char *path = NULL;
     if (argc == 3 && strcmp(argv[1], "--unix") == 0) {
@@ -201,7 +224,7 @@ int main(int argc, char **argv) {
         argc = 1;
     }
     if (argc > 2 || (argc == 2 && strncmp(argv[1], "--", 2) == 0)) {
-        fprintf(stderr, "usage: echo_floor [--pong] [PORT | --unix PATH]\n");
+        fprintf(stderr, "usage: echo_floor [--pong] [--own-buffers] [PORT | --unix PATH]\n");
         return 2;
     }
     if (argc == 2) {
@@ -218,6 +241,8 @@ int main(int argc, char **argv) {
     max_fds = rl.rlim_cur == RLIM_INFINITY ? 1 << 20 : (size_t)rl.rlim_cur;
     pend = calloc(max_fds, sizeof *pend);
     if (!pend)
+        die("calloc");
+    if (own_buffers && !(own = calloc(max_fds, sizeof *own)))
         die("calloc");
 
     char ready[160];

@@ -53,9 +53,21 @@ pub const URING_ENV: (&str, &str) = ("ASYNCNET_DRIVER", "io_uring");
 /// a floor a run can tell a server is.
 pub const CONTROLS: [(&str, &str); 2] = [("c-floor-again", FLOOR), ("c-uring-again", URING_FLOOR)];
 
-/// The peers that run only when `--peers` names them: the controls, and the
-/// TLS server that does its handshakes in `accept`.
-pub const OPT_IN: [&str; 3] = [CONTROLS[0].0, CONTROLS[1].0, "asyncnet-accept"];
+/// The byte echoes that hold no buffer per connection (`asyncnet-recv`: Nim's `recv(size)`)
+/// and the C floor that holds one (`c-floor-buffers`): with `asyncnet` and the floor, they
+/// tell what a 4 KiB buffer per connection costs at thousands of connections, apart from
+/// what the runtime costs.
+pub const BUFFER_PEERS: [&str; 2] = ["asyncnet-recv", "c-floor-buffers"];
+
+/// The peers that run only when `--peers` names them: the controls, the TLS server that
+/// does its handshakes in `accept`, and [`BUFFER_PEERS`].
+pub const OPT_IN: [&str; 5] = [
+    CONTROLS[0].0,
+    CONTROLS[1].0,
+    "asyncnet-accept",
+    BUFFER_PEERS[0],
+    BUFFER_PEERS[1],
+];
 
 /// True if `--peers` (`only`; none: every peer but [`OPT_IN`]'s) lets the
 /// peer `name` run.
@@ -179,6 +191,10 @@ pub fn all() -> Vec<Peer> {
     let mut tpc = Peer::sibling("asyncnet-tpc", "echo_asyncnet");
     tpc.args.extend(["--threads".into(), "2".into()]);
     tpc.pinned = false;
+    let mut recv = Peer::sibling(BUFFER_PEERS[0], "echo_asyncnet");
+    recv.args.push("--recv".into());
+    let mut floor_buffers = Peer::source(BUFFER_PEERS[1], "echo_floor.c");
+    floor_buffers.args.push("--own-buffers".into());
     vec![
         Peer::sibling("asyncnet", "echo_asyncnet"),
         Peer::sibling("tokio", "echo_tokio"),
@@ -189,6 +205,8 @@ pub fn all() -> Vec<Peer> {
         Peer::source("nim", "echo_nim.nim"),
         Peer::source(FLOOR, "echo_floor.c"),
         Peer::source(CONTROLS[0].0, "echo_floor.c"),
+        recv,
+        floor_buffers,
         uring,
         lines_uring,
         Peer::source(URING_FLOOR, "echo_uring.c"),
@@ -276,5 +294,18 @@ mod tests {
             assert!(wanted(Some(&only), control) && !wanted(Some(&only), floor));
         }
         assert!(!wanted(None, "asyncnet-accept") && wanted(None, "asyncnet"));
+    }
+
+    #[test]
+    fn the_buffer_peers_run_only_when_named_with_their_flags() {
+        let p = named(&BUFFER_PEERS);
+        assert_eq!(p[0].args_for(&Listen::Tcp(1)), ["--recv", "1"]);
+        assert!(matches!(p[0].program, Program::Sibling("echo_asyncnet")));
+        let unix = Listen::Unix("/tmp/s".into());
+        assert_eq!(p[1].args_for(&unix), ["--own-buffers", "--unix", "/tmp/s"]);
+        assert!(matches!(p[1].program, Program::Source("echo_floor.c")));
+        for name in BUFFER_PEERS {
+            assert!(!wanted(None, name) && wanted(Some(&[name.to_string()]), name));
+        }
     }
 }

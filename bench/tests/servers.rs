@@ -23,8 +23,9 @@ use asyncnet_bench::{parse_ready_line, Listen};
 const ASYNCNET: &str = env!("CARGO_BIN_EXE_echo_asyncnet");
 const TOKIO: &str = env!("CARGO_BIN_EXE_echo_tokio");
 /// The TCP echo servers: every peer built by Cargo, with its flags.
-const TCP: [(&str, &[&str]); 5] = [
+const TCP: [(&str, &[&str]); 6] = [
     (ASYNCNET, &[]),
+    (ASYNCNET, &["--recv"]),
     (ASYNCNET, &["--threads", "2"]),
     (TOKIO, &[]),
     (TOKIO, &["--tuned"]),
@@ -153,15 +154,19 @@ fn ci() -> bool {
 }
 
 /// The C floors, built as the suite builds them (`cc -O2`), keep the same
-/// contract, over TCP and Unix stream sockets: the epoll one, and the
-/// io_uring one wherever io_uring may be used (elsewhere the suite skips
-/// it, and so does this test, saying why).
+/// contract, over TCP and Unix stream sockets: the epoll one (also with a
+/// buffer per connection, `c-floor-buffers`), and the io_uring one wherever
+/// io_uring may be used (elsewhere the suite skips it, and so does this
+/// test, saying why).
 #[test]
 fn c_floors_echo_and_pong_over_tcp_and_echo_over_unix_streams() {
     let dir = tempfile::tempdir().unwrap();
     let mut notes = Vec::new();
+    let mut own_buffers = Peer::source("c-floor-buffers", "echo_floor.c");
+    own_buffers.args.push("--own-buffers".into());
     let sources = vec![
         Peer::source("c-floor", "echo_floor.c"),
+        own_buffers,
         Peer::source("c-uring", "echo_uring.c"),
     ];
     let built = extpeers::prepare(sources, &dir, &mut notes).unwrap();
@@ -170,17 +175,18 @@ fn c_floors_echo_and_pong_over_tcp_and_echo_over_unix_streams() {
         eprintln!("skipped: {notes:?}");
         return;
     }
-    if built.len() == 1 {
+    if !built.iter().any(|p| p.name == "c-uring") {
         assert!(notes.iter().any(|n| n.contains("io_uring")), "{notes:?}");
         eprintln!("c-uring not tested: {notes:?}");
     }
     for peer in &built {
         let path = peer.path(Path::new("")).unwrap();
         let bin = path.to_str().unwrap();
-        check_echo(bin, &[], Listen::Tcp(0), connect);
-        check_pong(bin, &[]);
+        let flags: Vec<&str> = peer.args.iter().map(String::as_str).collect();
+        check_echo(bin, &flags, Listen::Tcp(0), connect);
+        check_pong(bin, &flags);
         let sock = dir.path().join(format!("{}.sock", peer.name));
-        check_echo(bin, &[], Listen::Unix(sock.clone()), |_| {
+        check_echo(bin, &flags, Listen::Unix(sock.clone()), |_| {
             let s = UnixStream::connect(&sock).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             s
@@ -190,10 +196,10 @@ fn c_floors_echo_and_pong_over_tcp_and_echo_over_unix_streams() {
 
 #[test]
 fn servers_echo_over_unix_streams() {
-    for bin in [ASYNCNET, TOKIO] {
+    for (bin, flags) in [(ASYNCNET, &[][..]), (ASYNCNET, &["--recv"]), (TOKIO, &[])] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
-        check_echo(bin, &[], Listen::Unix(path.clone()), |_| {
+        check_echo(bin, flags, Listen::Unix(path.clone()), |_| {
             let s = UnixStream::connect(&path).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             s

@@ -75,8 +75,9 @@ pub fn known_peers() -> Vec<String> {
 }
 
 /// The byte-echo servers over TCP (`asyncnet-uring` and `c-uring`: the io_uring ones; the
-/// `-again` ones: the A/A controls, [`crate::peers::CONTROLS`], run only if named).
-const STREAM_PEERS: [&str; 11] = [
+/// `-again` ones: the A/A controls, [`crate::peers::CONTROLS`], and the
+/// [`crate::peers::BUFFER_PEERS`] run only if named).
+const STREAM_PEERS: [&str; 13] = [
     "asyncnet",
     "tokio",
     "tokio-tuned",
@@ -85,19 +86,23 @@ const STREAM_PEERS: [&str; 11] = [
     "nim",
     "c-floor",
     "c-floor-again",
+    "asyncnet-recv",
+    "c-floor-buffers",
     "asyncnet-uring",
     "c-uring",
     "c-uring-again",
 ];
 /// Those that also serve Unix stream sockets (all but the multi-threaded ones' `SO_REUSEPORT`
 /// server, `asyncnet-tpc`, which is TCP only, and Nim's).
-const UNIX_PEERS: [&str; 9] = [
+const UNIX_PEERS: [&str; 11] = [
     "asyncnet",
     "tokio",
     "tokio-tuned",
     "tokio-mt",
     "c-floor",
     "c-floor-again",
+    "asyncnet-recv",
+    "c-floor-buffers",
     "asyncnet-uring",
     "c-uring",
     "c-uring-again",
