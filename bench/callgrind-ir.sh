@@ -16,6 +16,8 @@
 #   SERVER=NAME    asyncnet (default), tokio (echo_tokio) or floor (bench/peers/echo_floor.c,
 #                  compiled with cc -O2 into target/), to compare the same counts across peers
 #                  (pong: each one's --pong mode)
+#   ARGS="..."     more arguments for the server, before the port (e.g. --recv for
+#                  echo_asyncnet, --own-buffers for the floor)
 #   BIN=DIR        take the servers and loadgen from DIR (default target/release), e.g. a
 #                  copy of an earlier build, to compare before and after
 #   CACHE=1        simulate the caches too (--cache-sim=yes): prints D1 and LL misses per
@@ -25,7 +27,7 @@
 #                  footprint, which the kernel's own code evicts between system calls)
 # Needs valgrind (and redis-tools / wrk for pong / http) and a release build:
 #   cargo build --release -p asyncnet-bench
-# Leaves the profile in target/callgrind.MODE[-SERVER[-cCONNS]][-PN][-uring].out
+# Leaves the profile in target/callgrind.MODE[-SERVER[-cCONNS]][-PN][-uring][ARGS].out
 # (callgrind_annotate; -PN for pong with PIPELINE=N, -uring with ASYNCNET_DRIVER=io_uring).
 # echo counts exactly the COUNT round trips (connection setup and warm-up left out); pong and
 # http count the whole run, startup included (a fraction of a percent).
@@ -43,6 +45,8 @@ tag=$mode
 [ "$mode" = pong ] && [ "$server" != asyncnet ] && tag=$mode-$server
 [ "$mode" = pong ] && [ "${PIPELINE:-1}" != 1 ] && tag=$tag-P$PIPELINE
 [ "${ASYNCNET_DRIVER:-}" = io_uring ] && tag=$tag-uring
+extra=()
+[ -n "${ARGS:-}" ] && read -ra extra <<<"$ARGS" && tag=$tag$(printf '%s' "${extra[@]}")
 load=(--workload echo)
 if [ "$mode" = burst ]; then
   load=(--workload burst --burst 8 --think-ms 100)
@@ -55,14 +59,14 @@ pong=()
 case $mode in
   echo | pong)
     case $server in
-      asyncnet) srv=("$bin/echo_asyncnet" "${pong[@]}" "$port") ;;
-      tokio) srv=("$bin/echo_tokio" "${pong[@]}" "$port") ;;
+      asyncnet) srv=("$bin/echo_asyncnet" "${pong[@]}" "${extra[@]}" "$port") ;;
+      tokio) srv=("$bin/echo_tokio" "${pong[@]}" "${extra[@]}" "$port") ;;
       floor)
         cc -O2 -g -o "$root/target/echo_floor" "$root/bench/peers/echo_floor.c"
-        srv=("$root/target/echo_floor" "${pong[@]}" "$port") ;;
+        srv=("$root/target/echo_floor" "${pong[@]}" "${extra[@]}" "$port") ;;
       *) echo "unknown SERVER $server (asyncnet, tokio or floor)" >&2; exit 2 ;;
     esac ;;
-  http) srv=("$bin/http_asyncnet" "$port") ;;
+  http) srv=("$bin/http_asyncnet" "${extra[@]}" "$port") ;;
   *) echo "unknown mode $mode (echo, pong or http)" >&2; exit 2 ;;
 esac
 opts=()

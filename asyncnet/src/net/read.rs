@@ -290,8 +290,9 @@ impl AsyncSocket {
     /// })?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn recv(&self, size: usize) -> io::Result<Vec<u8>> {
-        self.recv_with(size, Flags::default()).await
+    pub fn recv(&self, size: usize) -> impl Future<Output = io::Result<Vec<u8>>> + '_ {
+        // As `recv_into`: no layer of its own, the future is the bare poll function.
+        self.recv_with(size, Flags::default())
     }
 
     /// [`recv`](AsyncSocket::recv) with explicit flags: `PEEK` returns the bytes without
@@ -327,8 +328,12 @@ impl AsyncSocket {
     /// })?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub async fn recv_with(&self, size: usize, flags: Flags) -> io::Result<Vec<u8>> {
-        poll_fn(|cx| self.poll_recv(cx, size, flags)).await
+    pub fn recv_with(
+        &self,
+        size: usize,
+        flags: Flags,
+    ) -> impl Future<Output = io::Result<Vec<u8>>> + '_ {
+        poll_fn(move |cx| self.poll_recv(cx, size, flags))
     }
 
     /// Receive into `buf`, returning how many bytes were written (Nim's `recvInto`); 0 means
