@@ -173,6 +173,15 @@
 //! them if the send is dropped. So dropping a future (directly, or through
 //! [`with_timeout`](crate::with_timeout)) never loses received bytes and never cuts a
 //! message in two. Both buffers exist only while bytes are in them.
+//!
+//! An unbuffered [`recv`](crate::AsyncSocket::recv) reads into one scratch buffer of the
+//! loop's, then copies what came into a `Vec` of its size, so a connection between messages
+//! holds no buffer at all. [`recv_into`](crate::AsyncSocket::recv_into) a buffer of the
+//! connection's own saves that allocation and copy, but with thousands of connections the
+//! kernel writes each message into a different buffer that has left the cache: at 5,000
+//! connections on our bench machine, a 4 KiB buffer per connection cost even a hand-written
+//! C server 7–37 % more per round trip in three runs (`bench/README.md` in the repository,
+//! "What a buffer per connection costs").
 #![forbid(unsafe_code)]
 
 #[allow(unused_imports)]
