@@ -121,6 +121,7 @@ impl Handler {
         matches!(self, Handler::Lines | Handler::Pong)
     }
 
+    /// The handler as one future type (`Server` takes one).
     async fn serve(self, client: AsyncSocket) {
         match self {
             Handler::Bytes(idle) => echo_bytes(client, idle).await,
@@ -157,8 +158,14 @@ async fn serve_stream(listen: &Listen, handler: Handler) -> io::Result<()> {
         if tcp {
             client.set_sock_opt(SoBool::NoDelay, true)?;
         }
-        // Detached: each task ends with its connection and never fails.
-        drop(spawn(handler.serve(client)));
+        // Detached: each task ends with its connection and never fails. Each handler its own
+        // task type (no `Handler::serve` layer: a poll the one-thread server does not need).
+        match handler {
+            Handler::Bytes(idle) => drop(spawn(echo_bytes(client, idle))),
+            Handler::Recv => drop(spawn(echo_recv(client))),
+            Handler::Lines => drop(spawn(echo_lines(client))),
+            Handler::Pong => drop(spawn(pong(client))),
+        }
     }
 }
 
