@@ -472,6 +472,44 @@ fn a_passed_deadline_still_lets_what_is_buffered_be_read() {
     })
 }
 
+/// A loop with no timer armed reads no clock, so its time of the last turn may be old when
+/// a deadline that has already passed is set: the read must still time out (at the next
+/// turn, when the deadline's timer, due already, fires). No hang guard of `run` here: it is
+/// a timer itself; a watchdog thread ends the process instead if the read never returns.
+#[test]
+fn a_deadline_already_passed_times_out_on_a_loop_that_had_no_timer() {
+    let _serial = serial();
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(60);
+            while !done.load(Ordering::Acquire) {
+                if Instant::now() > until {
+                    eprintln!("a read past its deadline did not return in 60 s");
+                    std::process::abort();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    wait_for(async {
+        let (client, sock) = pair(Family::V4, true).await.unwrap();
+        client.send("a\n").await.unwrap();
+        assert_eq!(sock.recv_line().await.unwrap().as_deref(), Some("a"));
+        // The loop's last look at the clock grows old while nothing wakes it.
+        std::thread::sleep(Duration::from_millis(50));
+        sock.set_read_deadline(Some(Instant::now() - Duration::from_millis(10)));
+        assert_timed_out(sock.recv_line().await, "a deadline passed before the read");
+        // Nothing was lost: a later line still comes.
+        sock.set_read_deadline(None);
+        client.send("b\n").await.unwrap();
+        assert_eq!(sock.recv_line().await.unwrap().as_deref(), Some("b"));
+    });
+    done.store(true, Ordering::Release);
+    watchdog.join().unwrap();
+}
+
 /// Counts this thread's allocations (the tests of this file run one at a time).
 struct CountingAlloc;
 

@@ -118,14 +118,21 @@ impl Shared {
     }
 
     /// Move wake-ups posted from other threads onto the loop's ready queue.
+    #[inline]
     pub(crate) fn drain_remote(&self, tasks: &Tasks) {
         // Cross-thread wakes are rare: look at the flag before taking the lock, and read it
         // before clearing it (a plain load costs nothing; a swap is a locked instruction, and
         // this runs several times per turn). A flag set just after the load is not lost: its
-        // poster wakes the poller after setting it, so the next turn drains it.
-        if !self.remote_pending.load(Ordering::Relaxed)
-            || !self.remote_pending.swap(false, Ordering::Acquire)
-        {
+        // poster wakes the poller after setting it, so the next turn drains it. The test is
+        // inlined, the rest is not.
+        if self.remote_pending.load(Ordering::Relaxed) {
+            self.drain_remote_now(tasks);
+        }
+    }
+
+    #[inline(never)]
+    fn drain_remote_now(&self, tasks: &Tasks) {
+        if !self.remote_pending.swap(false, Ordering::Acquire) {
             return;
         }
         let mut remote = match self.remote.lock() {

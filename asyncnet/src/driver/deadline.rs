@@ -173,6 +173,11 @@ impl DeadlineQueue {
         self.map.borrow().first_key_value().map(|(k, _)| k.0)
     }
 
+    /// Whether no deadline timer is armed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.borrow().is_empty()
+    }
+
     /// Wake the waiters of every deadline due at or before `now`.
     #[inline]
     pub(crate) fn expire(&self, now: Instant) {

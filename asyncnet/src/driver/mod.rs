@@ -598,10 +598,19 @@ impl Driver {
     }
 
     /// Run the deferred items (the loop is about to sleep, or `wait_for` to return).
+    ///
+    /// Called several times a turn and mostly with nothing to do: the test is inlined, the
+    /// visit is not (at one connection that spares a turn some 60 instructions of saving and
+    /// restoring registers).
+    #[inline]
     pub(crate) fn run_deferred(&self) {
-        if self.deferred.borrow().is_empty() {
-            return;
+        if !self.deferred.borrow().is_empty() {
+            self.run_deferred_items();
         }
+    }
+
+    #[inline(never)]
+    fn run_deferred_items(&self) {
         let spare = std::mem::take(&mut *self.spare.borrow_mut());
         let mut batch = std::mem::replace(&mut *self.deferred.borrow_mut(), spare);
         for (_, item) in batch.drain(..) {
@@ -718,15 +727,23 @@ impl<'a> Batch<'a> {
 }
 
 impl Drop for Batch<'_> {
+    #[inline]
     fn drop(&mut self) {
         let d = self.0;
         d.dispatching.set(false);
-        let mut closed = d.closed_in_batch.borrow_mut();
-        if !closed.is_empty() {
-            let mut ios = d.ios.borrow_mut();
-            for key in closed.drain(..) {
-                ios.try_remove(key);
-            }
+        if !d.closed_in_batch.borrow().is_empty() {
+            d.forget_closed_in_batch();
+        }
+    }
+}
+
+impl Driver {
+    /// The table entries of sockets closed while a batch of events was handed out.
+    #[cold]
+    fn forget_closed_in_batch(&self) {
+        let mut ios = self.ios.borrow_mut();
+        for key in self.closed_in_batch.borrow_mut().drain(..) {
+            ios.try_remove(key);
         }
     }
 }
