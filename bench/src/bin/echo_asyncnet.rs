@@ -120,16 +120,6 @@ impl Handler {
     fn buffered(self) -> bool {
         matches!(self, Handler::Lines | Handler::Pong)
     }
-
-    /// The handler as one future type (`Server` takes one).
-    async fn serve(self, client: AsyncSocket) {
-        match self {
-            Handler::Bytes(idle) => echo_bytes(client, idle).await,
-            Handler::Recv => echo_recv(client).await,
-            Handler::Lines => echo_lines(client).await,
-            Handler::Pong => pong(client).await,
-        }
-    }
 }
 
 async fn serve_stream(listen: &Listen, handler: Handler) -> io::Result<()> {
@@ -158,8 +148,7 @@ async fn serve_stream(listen: &Listen, handler: Handler) -> io::Result<()> {
         if tcp {
             client.set_sock_opt(SoBool::NoDelay, true)?;
         }
-        // Detached: each task ends with its connection and never fails. Each handler its own
-        // task type (no `Handler::serve` layer: a poll the one-thread server does not need).
+        // Detached: each task ends with its connection and never fails.
         match handler {
             Handler::Bytes(idle) => drop(spawn(echo_bytes(client, idle))),
             Handler::Recv => drop(spawn(echo_recv(client))),
@@ -180,7 +169,13 @@ fn serve_threads(port: u16, threads: usize, handler: Handler) -> io::Result<()> 
                 let nodelay = client.set_sock_opt(SoBool::NoDelay, true);
                 async move {
                     nodelay?;
-                    handler.serve(client).await;
+                    // Inline, as before the handlers had names: no `async fn` layer per poll.
+                    match handler {
+                        Handler::Bytes(idle) => echo_bytes(client, idle).await,
+                        Handler::Recv => echo_recv(client).await,
+                        Handler::Lines => echo_lines(client).await,
+                        Handler::Pong => pong(client).await,
+                    }
                     Ok::<(), io::Error>(())
                 }
             }
