@@ -32,10 +32,10 @@ trap 'rm -rf "$work"' EXIT
   printf ' }\n}\n'
 } >"$work/pad.h"
 src=$root/bench/peers/echo_floor.c
-grep -q '^#include <unistd.h>$' "$src" && grep -q '^        const char \*src = buf;$' "$src" ||
+grep -q '^#include <unistd.h>$' "$src" && grep -q '^        const char \*src = in;$' "$src" ||
   { echo "echo_floor.c changed shape: update the two insertion points below" >&2; exit 1; }
 sed -e 's|^#include <unistd.h>$|&\n#include "pad.h"|' \
-  -e 's|^        const char \*src = buf;$|        pad_all();\n&|' \
+  -e 's|^        const char \*src = in;$|        pad_all();\n&|' \
   -e 's|^int main(int argc, char \*\*argv) {$|&\n    pad_mode = getenv("PAD") ? atoi(getenv("PAD")) : 0;|' \
   "$src" >"$work/floor_pad.c"
 cc -O2 -I"$work" -I"$root/bench/peers" -o "$work/floor_pad" "$work/floor_pad.c"
