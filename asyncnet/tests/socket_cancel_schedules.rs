@@ -17,6 +17,11 @@
 //! then, so that each side in turn waits for the other. Plain sockets, buffered and not,
 //! and TLS.
 //!
+//! Datagrams the same way: numbered UDP datagrams sent and received by every datagram call,
+//! each maybe dropped or timed out; each arrives at most once, in order, unchanged, every one
+//! whose send completed arrives, and none whose send was never polled or timed out (not sent,
+//! the docs say). `accept_schedules.rs` does the same for `accept`.
+//!
 //! Schedules are seeded; a failure names the seed (the loopback's timing decides the rest,
 //! so a seed is a schedule of operations, not of arrivals). Every test runs on both drivers
 //! in CI (`ASYNCNET_DRIVER=io_uring`), so this covers the io_uring driver's cancellation of
@@ -24,6 +29,8 @@
 
 #[macro_use]
 mod support;
+#[path = "support/schedule.rs"]
+mod schedule;
 // rcgen, which makes the TLS certificates, is not a dev-dependency on macOS (see Cargo.toml).
 #[cfg(all(feature = "tls", not(target_os = "macos")))]
 #[path = "support/tls.rs"]
@@ -34,137 +41,17 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::task::Poll;
-use std::time::{Duration, Instant};
 
 use asyncnet::{sleep_async, spawn, AsyncSocket, Flags, InvalidUtf8Line, SoBool};
 use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
-use support::{pair, run, source_of, Family};
-
-/// How long an operation that is to be dropped waits for its own wake-up before it is polled
-/// again anyway: short, so that a schedule runs in well under a second.
-const TICK: Duration = Duration::from_micros(300);
-
-/// Schedules per test.
-const SEEDS: [u64; 6] = [
-    0x9e37_79b9_7f4a_7c15,
-    0x2545_f491_4f6c_dd1d,
-    0xd1b5_4a32_d192_ed03,
-    0x8cb9_2ba7_2f3d_8dd7,
-    0x5851_f42d_4c95_7f2d,
-    0x1405_7b7e_f767_814f,
-];
-
-/// The schedules to run: [`SEEDS`], and `ASYNCNET_SCHEDULES=N` more (to look for trouble by
-/// hand: `ASYNCNET_SCHEDULES=1000 cargo test --test socket_cancel_schedules`).
-fn seeds() -> Vec<u64> {
-    let more: u64 = std::env::var("ASYNCNET_SCHEDULES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    // splitmix64 of 1, 2, ...: seeds far apart.
-    let mixed = (1..=more).map(|i| {
-        let mut z = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    });
-    SEEDS.into_iter().chain(mixed).collect()
-}
+use schedule::{at_most, pause, seeds, timed_out, Rng, TICK};
+use support::{pair, run, source_of, udp_bound, Family};
 
 /// The kernel's send and receive buffers of the connection (it may double them).
 const KERNEL_BUFFER: usize = 32 * 1024;
 
 /// Messages each writer sends.
 const MESSAGES: usize = 60;
-
-/// xorshift64*: a schedule from a seed, the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> usize {
-        (self.next() % n) as usize
-    }
-
-    /// How many times the next operation is polled before it is dropped (`None`: until it
-    /// completes). Half of all operations are dropped, a sixth before their first poll.
-    fn polls(&mut self) -> Option<u32> {
-        match self.below(12) {
-            0 | 1 => Some(0),
-            2..=4 => Some(1),
-            5..=7 => Some(2 + self.below(4) as u32),
-            _ => None,
-        }
-    }
-
-    /// A deadline for the socket, for the next operation: mostly none, sometimes within a
-    /// millisecond, sometimes passed already.
-    fn deadline(&mut self) -> Option<Instant> {
-        match self.below(10) {
-            0 => Some(Instant::now() + Duration::from_micros(self.below(1000) as u64)),
-            1 => Some(Instant::now() - Duration::from_millis(1)),
-            _ => None,
-        }
-    }
-
-    /// A read size: mostly small, sometimes a buffer's worth, now and then more than the
-    /// kernel holds.
-    fn read_size(&mut self) -> usize {
-        match self.below(10) {
-            0 => 1,
-            1..=5 => 1 + self.below(200),
-            6..=8 => 1 + self.below(16 * 1024),
-            _ => 1 + self.below(256 * 1024),
-        }
-    }
-}
-
-/// A pause of up to two milliseconds.
-fn pause(rng: &mut Rng) -> Duration {
-    Duration::from_micros(rng.below(2000) as u64)
-}
-
-/// `fut` polled at most `polls` times (`None`: until it completes), then dropped: `None` if
-/// it had not completed. Between two polls it waits for its own wake-up or a [`TICK`],
-/// whichever comes first, so that a dropped operation may be half-way through.
-async fn at_most<F: Future>(fut: F, polls: Option<u32>) -> Option<F::Output> {
-    let Some(mut left) = polls else {
-        return Some(fut.await);
-    };
-    let mut fut = pin!(fut);
-    let mut tick: Option<Pin<Box<asyncnet::Sleep>>> = None;
-    poll_fn(|cx| {
-        if left == 0 {
-            return Poll::Ready(None);
-        }
-        left -= 1;
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Some(v));
-        }
-        if left == 0 {
-            return Poll::Ready(None);
-        }
-        let t = tick.insert(Box::pin(sleep_async(TICK)));
-        if t.as_mut().poll(cx).is_ready() {
-            cx.waker().wake_by_ref();
-        }
-        Poll::Pending
-    })
-    .await
-}
 
 /// A writer's message: text of lines ended by `\n` or `\r\n` (never another `\r`, so that a
 /// line read's stripped `\r` can be told apart from a lost byte), with two- and three-byte
@@ -289,16 +176,6 @@ fn line_read<T>(r: Option<io::Result<T>>) -> Option<io::Result<Result<T, Vec<u8>
             None => Err(e),
         },
     })
-}
-
-/// The outcome of an operation that may have been dropped (`None`) or timed out by the
-/// socket's deadline (`TimedOut`): both `None`; any other error is the test's.
-fn timed_out<T>(r: Option<io::Result<T>>) -> io::Result<Option<T>> {
-    match r {
-        Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Ok(None),
-        Some(r) => r.map(Some),
-        None => Ok(None),
-    }
 }
 
 /// The reader: random reads, each maybe dropped, until the end of the stream.
@@ -497,6 +374,176 @@ fn a_random_schedule_of_dropped_operations_keeps_the_stream_whole(connection: Co
                 assert_eq!(
                     peek, there,
                     "seed {seed:#x}: a peek at {at} saw other bytes"
+                );
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Datagrams each schedule sends.
+const DATAGRAMS: usize = 300;
+
+/// Datagrams the sender lets be on their way at most (sent and not yet received), so that
+/// the receiver's kernel buffer never overflows: a datagram the kernel drops would be no loss
+/// of ours.
+const WINDOW: usize = 24;
+
+/// What came of one datagram's send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Not polled, or timed out by the write deadline (not sent, the docs say): it must not
+    /// arrive.
+    NotSent,
+    /// Dropped after a poll: sent whole or not at all.
+    Either,
+    /// Completed: it must arrive.
+    Sent,
+}
+
+/// The sender: `DATAGRAMS` numbered datagrams by `send_to` or `send_to_addr`, each maybe
+/// dropped or timed out, then an end marker. Returns each one's fate and bytes.
+async fn send_datagrams(
+    sock: AsyncSocket,
+    to: std::net::SocketAddr,
+    seed: u64,
+    received: Rc<RefCell<Vec<usize>>>,
+) -> io::Result<Vec<(Fate, Vec<u8>)>> {
+    let mut rng = Rng::new(seed);
+    let mut sent = Vec::new();
+    // Datagrams surely sent: each one arrives, so the wait below always ends (of those that
+    // may have been sent, few are on their way at once).
+    let mut surely = 0;
+    for seq in 0..DATAGRAMS {
+        while surely > received.borrow().len() + WINDOW {
+            sleep_async(TICK).await;
+        }
+        if rng.below(4) == 0 {
+            sleep_async(pause(&mut rng)).await;
+        }
+        let mut data = format!("{seq}:").into_bytes();
+        data.extend((0..rng.below(600)).map(|_| rng.below(256) as u8));
+        let polls = rng.polls();
+        let deadline = rng.deadline();
+        sock.set_write_deadline(deadline);
+        let r = if rng.below(2) == 0 {
+            at_most(sock.send_to(&to.ip().to_string(), to.port(), &data), polls).await
+        } else {
+            at_most(sock.send_to_addr(to, &data), polls).await
+        };
+        sock.set_write_deadline(None);
+        let fate = match r {
+            None if polls == Some(0) => Fate::NotSent,
+            None => Fate::Either,
+            Some(Ok(())) => Fate::Sent,
+            Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Fate::NotSent,
+            Some(Err(e)) => return Err(e),
+        };
+        surely += usize::from(fate == Fate::Sent);
+        sent.push((fate, data));
+    }
+    sock.send_to_addr(to, b"end").await?;
+    Ok(sent)
+}
+
+/// The receiver: random datagram reads, each maybe dropped or timed out, until the end
+/// marker. Returns what arrived, in order; every peek is checked against the datagram that
+/// arrives next.
+async fn receive_datagrams(
+    sock: &AsyncSocket,
+    seed: u64,
+    received: Rc<RefCell<Vec<usize>>>,
+) -> io::Result<Vec<Vec<u8>>> {
+    let mut rng = Rng::new(seed);
+    let mut got = Vec::new();
+    let mut peeked: Option<Vec<u8>> = None;
+    let mut buf = [0u8; 2048];
+    loop {
+        if rng.below(16) == 0 {
+            sleep_async(pause(&mut rng)).await;
+        }
+        let polls = rng.polls();
+        sock.set_read_deadline(rng.deadline());
+        let datagram = match rng.below(4) {
+            0 => timed_out(at_most(sock.recv_from(buf.len()), polls).await)?.map(|d| d.0),
+            1 => {
+                let (mut address, mut port) = (String::new(), 0);
+                let op = sock.recv_from_into(&mut buf, &mut address, &mut port);
+                timed_out(at_most(op, polls).await)?.map(|n| buf[..n].to_vec())
+            }
+            2 => timed_out(at_most(sock.recv_from_addr(&mut buf), polls).await)?
+                .map(|(n, _)| buf[..n].to_vec()),
+            _ => {
+                let peek = sock.recv_from_with(buf.len(), Flags::PEEK);
+                if let Some((d, _, _)) = timed_out(at_most(peek, polls).await)? {
+                    if let Some(p) = &peeked {
+                        assert_eq!(p, &d, "seed {seed:#x}: two peeks saw different datagrams");
+                    }
+                    peeked = Some(d);
+                }
+                None
+            }
+        };
+        sock.set_read_deadline(None);
+        let Some(d) = datagram else { continue };
+        if let Some(p) = peeked.take() {
+            assert_eq!(
+                p, d,
+                "seed {seed:#x}: a peek saw another datagram than the next"
+            );
+        }
+        if d == b"end" {
+            return Ok(got);
+        }
+        let seq = d.iter().position(|&b| b == b':').map(|i| &d[..i]);
+        let seq = seq.and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
+        received.borrow_mut().push(seq.unwrap_or(usize::MAX));
+        got.push(d);
+    }
+}
+
+#[test]
+fn a_random_schedule_of_dropped_datagram_operations_loses_and_repeats_no_datagram() {
+    for seed in seeds() {
+        run(async move {
+            let receiver = udp_bound(Family::V4)?;
+            let sender = udp_bound(Family::V4)?;
+            let to = std::net::SocketAddr::from(([127, 0, 0, 1], receiver.local_addr()?.1));
+            let received = Rc::new(RefCell::new(Vec::new()));
+            let sending = spawn(send_datagrams(sender, to, seed, received.clone()));
+            let got = receive_datagrams(&receiver, seed ^ 3, received.clone()).await?;
+            let sent = sending.await?;
+            // In order, each once, each as sent, and exactly those that had to arrive and
+            // any of those that might.
+            let mut next = 0;
+            for (i, d) in got.iter().enumerate() {
+                let seq = received.borrow()[i];
+                assert!(
+                    seq < DATAGRAMS && seq >= next,
+                    "seed {seed:#x}: datagram {seq} arrived after {next}: repeated, out of order \
+                     or not ours"
+                );
+                for (skipped, (fate, _)) in sent.iter().enumerate().take(seq).skip(next) {
+                    assert_ne!(
+                        *fate,
+                        Fate::Sent,
+                        "seed {seed:#x}: datagram {skipped}, sent, never arrived"
+                    );
+                }
+                let (fate, bytes) = &sent[seq];
+                assert_ne!(
+                    *fate,
+                    Fate::NotSent,
+                    "seed {seed:#x}: datagram {seq} was not sent"
+                );
+                assert_eq!(d, bytes, "seed {seed:#x}: datagram {seq} arrived changed");
+                next = seq + 1;
+            }
+            for (skipped, (fate, _)) in sent.iter().enumerate().skip(next) {
+                assert_ne!(
+                    *fate,
+                    Fate::Sent,
+                    "seed {seed:#x}: datagram {skipped}, sent, lost"
                 );
             }
             Ok(())
