@@ -22,6 +22,10 @@
 //! whose send completed arrives, and none whose send was never polled or timed out (not sent,
 //! the docs say). `accept_schedules.rs` does the same for `accept`.
 //!
+//! And resets: the stream schedules again, with one end closing with `SO_LINGER` 0 at a
+//! random moment; every operation on the other end ends (the end of the stream, or an error
+//! that says the connection is gone), and the reader has a prefix of what was sent.
+//!
 //! Schedules are seeded; a failure names the seed (the loopback's timing decides the rest,
 //! so a seed is a schedule of operations, not of arrivals). Every test runs on both drivers
 //! in CI (`ASYNCNET_DRIVER=io_uring`), so this covers the io_uring driver's cancellation of
@@ -41,6 +45,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::time::Duration;
 
 use asyncnet::{sleep_async, spawn, AsyncSocket, Flags, InvalidUtf8Line, SoBool};
 use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
@@ -149,15 +154,15 @@ struct Read {
 }
 
 impl Read {
-    fn take(&mut self, bytes: &[u8]) {
+    fn add(&mut self, bytes: &[u8]) {
         self.crs += bytes.iter().filter(|&&b| b == b'\r').count();
         self.bytes.extend_from_slice(bytes);
     }
 
     /// A line, with the `\n` its read took off (a `\r` before it is not told apart: the
     /// stream is compared without `\r`s).
-    fn take_line(&mut self, line: &[u8]) {
-        self.take(line);
+    fn add_line(&mut self, line: &[u8]) {
+        self.add(line);
         self.bytes.push(b'\n');
     }
 
@@ -180,8 +185,14 @@ fn line_read<T>(r: Option<io::Result<T>>) -> Option<io::Result<Result<T, Vec<u8>
 
 /// The reader: random reads, each maybe dropped, until the end of the stream.
 async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
+    let read = Rc::new(RefCell::new(Read::default()));
+    read_randomly_into(sock, seed, &read).await?;
+    Ok(read.take())
+}
+
+/// [`read_randomly`] into `read`, which keeps what was read when a read fails.
+async fn read_randomly_into(sock: &AsyncSocket, seed: u64, read: &RefCell<Read>) -> io::Result<()> {
     let mut rng = Rng::new(seed);
-    let mut read = Read::default();
     let mut reader = sock.clone();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -197,7 +208,7 @@ async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
         let end = match rng.below(8) {
             0 => match timed_out(at_most(sock.recv(rng.read_size()), polls).await)? {
                 Some(bytes) => {
-                    read.take(&bytes);
+                    read.borrow_mut().add(&bytes);
                     bytes.is_empty()
                 }
                 None => false,
@@ -206,7 +217,7 @@ async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
                 let n = rng.read_size();
                 match timed_out(at_most(sock.recv_into(&mut buf[..n]), polls).await)? {
                     Some(r) => {
-                        read.take(&buf[..r]);
+                        read.borrow_mut().add(&buf[..r]);
                         r == 0
                     }
                     None => false,
@@ -214,12 +225,12 @@ async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
             }
             2 => match timed_out(line_read(at_most(sock.recv_line(), polls).await))? {
                 Some(Ok(Some(line))) => {
-                    read.take_line(line.as_bytes());
+                    read.borrow_mut().add_line(line.as_bytes());
                     false
                 }
                 Some(Ok(None)) => true,
                 Some(Err(invalid)) => {
-                    read.take_line(&invalid);
+                    read.borrow_mut().add_line(&invalid);
                     false
                 }
                 None => false,
@@ -231,13 +242,13 @@ async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
                 match timed_out(r)? {
                     Some(Ok(true)) => {
                         assert!(line.starts_with("kept"), "seed {seed:#x}: {line:?}");
-                        read.take_line(&line.as_bytes()[4..]);
+                        read.borrow_mut().add_line(&line.as_bytes()[4..]);
                         false
                     }
                     Some(Ok(false)) => true,
                     Some(Err(invalid)) => {
                         assert_eq!(line, "kept", "seed {seed:#x}: a failed read appended");
-                        read.take_line(&invalid);
+                        read.borrow_mut().add_line(&invalid);
                         false
                     }
                     None => {
@@ -250,7 +261,7 @@ async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
                 let n = rng.read_size();
                 let peek = sock.recv_with(n, Flags::PEEK);
                 if let Some(bytes) = timed_out(at_most(peek, polls).await)? {
-                    read.peeked(bytes);
+                    read.borrow_mut().peeked(bytes);
                 }
                 false
             }
@@ -259,7 +270,7 @@ async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
                 let op = poll_fn(|cx| Pin::new(&mut reader).poll_read(cx, &mut buf[..n]));
                 match timed_out(at_most(op, polls).await)? {
                     Some(r) => {
-                        read.take(&buf[..r]);
+                        read.borrow_mut().add(&buf[..r]);
                         r == 0
                     }
                     None => false,
@@ -278,7 +289,7 @@ async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
                             rng.below(shown.len() as u64 + 1)
                         };
                         Pin::new(&mut br).consume(n);
-                        read.take(&shown[..n]);
+                        read.borrow_mut().add(&shown[..n]);
                         shown.is_empty()
                     }
                     None => false,
@@ -289,7 +300,7 @@ async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
             sock.set_read_deadline(None);
         }
         if end {
-            return Ok(read);
+            return Ok(());
         }
     }
 }
@@ -379,6 +390,100 @@ fn a_random_schedule_of_dropped_operations_keeps_the_stream_whole(connection: Co
             Ok(())
         });
     }
+}
+
+/// Whether `e` is how a connection's reset shows: the peer's reset (or, on TLS, the end
+/// without close_notify), or the writing end finding the peer gone.
+fn is_reset(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
+}
+
+/// A reset by one end at a random moment of a schedule: every operation on either end ends,
+/// with the end of the stream or an error that says the connection is gone, never a hang or
+/// a panic; the reader has read a prefix of what was sent.
+fn a_reset_at_a_random_moment_ends_every_operation(connection: Connection) {
+    for seed in seeds() {
+        run(async move {
+            let mut rng = Rng::new(seed ^ 4);
+            let (client, server) = connection.open().await?;
+            socket2::SockRef::from(&client).set_send_buffer_size(KERNEL_BUFFER)?;
+            socket2::SockRef::from(&server).set_recv_buffer_size(KERNEL_BUFFER)?;
+            let sent: Sent = Rc::default();
+            let writers = [(seed ^ 1, b'a'), (seed ^ 2, b'A')]
+                .map(|(s, letter)| spawn(write_randomly(client.clone(), s, letter, sent.clone())));
+            let read = Rc::new(RefCell::new(Read::default()));
+            let reader = spawn({
+                let (server, read) = (server.clone(), read.clone());
+                async move { read_randomly_into(&server, seed, &read).await }
+            });
+            sleep_async(Duration::from_micros(rng.below(30_000) as u64)).await;
+            // `SO_LINGER` 0: the close is a reset. The last handle goes with it (on Windows
+            // a lent handle's connection ends only then).
+            let reset = |s: AsyncSocket| -> io::Result<()> {
+                socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))
+            };
+            if rng.below(2) == 0 {
+                for w in writers {
+                    w.abort();
+                }
+                reset(client)?;
+                // The reader ends: the end of the stream, or an error that says why, behind
+                // which what did arrive stays buffered (TLS: `UnexpectedEof`, whose docs say
+                // a read of at most that many bytes still returns it).
+                if let Err(e) = reader.await {
+                    assert!(is_reset(&e), "seed {seed:#x} ({connection:?}): {e:?}");
+                    while server.has_data_buffered() {
+                        let byte = server.recv(1).await?;
+                        read.borrow_mut().add(&byte);
+                    }
+                }
+                let got = without_crs(&read.borrow().bytes);
+                let sent = without_crs(&sent.borrow());
+                // A partial last line comes as a line: the `\n` after it is the reader's.
+                let got = match got.strip_suffix(b"\n") {
+                    Some(cut) if !sent.starts_with(&got) => cut.to_vec(),
+                    _ => got,
+                };
+                assert!(
+                    sent.starts_with(&got),
+                    "seed {seed:#x} ({connection:?}): read {} bytes, not a prefix of the {} sent",
+                    got.len(),
+                    sent.len()
+                );
+            } else {
+                reader.abort();
+                reset(server)?;
+                // The writers end: done, or an error that says the peer is gone.
+                for w in writers {
+                    if let Err(e) = w.await {
+                        assert!(is_reset(&e), "seed {seed:#x} ({connection:?}): {e:?}");
+                    }
+                }
+                drop(client);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_reset_at_a_random_moment_ends_every_operation_on_a_buffered_stream() {
+    a_reset_at_a_random_moment_ends_every_operation(Connection::Buffered);
+}
+
+#[test]
+fn a_reset_at_a_random_moment_ends_every_operation_on_an_unbuffered_stream() {
+    a_reset_at_a_random_moment_ends_every_operation(Connection::Unbuffered);
+}
+
+#[test]
+#[cfg(all(feature = "tls", not(target_os = "macos")))]
+fn a_reset_at_a_random_moment_ends_every_operation_on_a_tls_stream() {
+    a_reset_at_a_random_moment_ends_every_operation(Connection::Tls);
 }
 
 /// Datagrams each schedule sends.
