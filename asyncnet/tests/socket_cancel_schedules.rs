@@ -14,8 +14,8 @@
 //! nothing and one dropped (or timed out) later sends its whole message, an `AsyncWrite`
 //! write that did not complete took nothing. The connection's kernel buffers are small, so
 //! that sends wait and reads find the stream in pieces; writers and reader pause now and
-//! then, so that each side in turn waits for the other. Plain sockets, buffered and not,
-//! and TLS.
+//! then, so that each side in turn waits for the other. TCP sockets, buffered and not, TLS,
+//! and Unix stream sockets.
 //!
 //! Datagrams the same way: numbered UDP datagrams sent and received by every datagram call,
 //! each maybe dropped or timed out; each arrives at most once, in order, unchanged, every one
@@ -317,9 +317,20 @@ enum Connection {
     Unbuffered,
     #[cfg(all(feature = "tls", not(target_os = "macos")))]
     Tls,
+    /// A Unix stream socket (both ends buffered).
+    #[cfg(unix)]
+    Unix,
 }
 
 impl Connection {
+    fn is_tcp(self) -> bool {
+        #[cfg(unix)]
+        if let Connection::Unix = self {
+            return false;
+        }
+        true
+    }
+
     /// `(client, server)`: the writers' end and the reader's.
     async fn open(self) -> io::Result<(AsyncSocket, AsyncSocket)> {
         match self {
@@ -327,6 +338,16 @@ impl Connection {
             Connection::Unbuffered => pair(Family::V4, false).await,
             #[cfg(all(feature = "tls", not(target_os = "macos")))]
             Connection::Tls => tls_support::tls_pair(&tls_support::Pki::new()).await,
+            #[cfg(unix)]
+            Connection::Unix => {
+                let path = support::TempSocketPath::new("schedule");
+                let listener = support::unix_socket(asyncnet::SockType::STREAM)?;
+                listener.bind_unix(path.path())?;
+                listener.listen()?;
+                let client = support::unix_socket(asyncnet::SockType::STREAM)?;
+                client.connect_unix(path.path()).await?;
+                Ok((client, listener.accept().await?))
+            }
         }
     }
 }
@@ -339,7 +360,9 @@ fn a_random_schedule_of_dropped_operations_keeps_the_stream_whole(connection: Co
             // stream in many pieces.
             socket2::SockRef::from(&client).set_send_buffer_size(KERNEL_BUFFER)?;
             socket2::SockRef::from(&server).set_recv_buffer_size(KERNEL_BUFFER)?;
-            client.set_sock_opt(SoBool::NoDelay, true)?;
+            if connection.is_tcp() {
+                client.set_sock_opt(SoBool::NoDelay, true)?;
+            }
             let sent: Sent = Rc::default();
             let writers = [(seed ^ 1, b'a'), (seed ^ 2, b'A')]
                 .map(|(s, letter)| spawn(write_randomly(client.clone(), s, letter, sent.clone())));
@@ -484,6 +507,12 @@ fn a_reset_at_a_random_moment_ends_every_operation_on_an_unbuffered_stream() {
 #[cfg(all(feature = "tls", not(target_os = "macos")))]
 fn a_reset_at_a_random_moment_ends_every_operation_on_a_tls_stream() {
     a_reset_at_a_random_moment_ends_every_operation(Connection::Tls);
+}
+
+#[test]
+#[cfg(unix)]
+fn a_reset_at_a_random_moment_ends_every_operation_on_a_unix_stream() {
+    a_reset_at_a_random_moment_ends_every_operation(Connection::Unix);
 }
 
 /// Datagrams each schedule sends.
@@ -670,4 +699,10 @@ fn a_random_schedule_of_dropped_operations_keeps_an_unbuffered_stream_whole() {
 #[cfg(all(feature = "tls", not(target_os = "macos")))]
 fn a_random_schedule_of_dropped_operations_keeps_a_tls_stream_whole() {
     a_random_schedule_of_dropped_operations_keeps_the_stream_whole(Connection::Tls);
+}
+
+#[test]
+#[cfg(unix)]
+fn a_random_schedule_of_dropped_operations_keeps_a_unix_stream_whole() {
+    a_random_schedule_of_dropped_operations_keeps_the_stream_whole(Connection::Unix);
 }
