@@ -366,9 +366,6 @@ fn a_random_schedule_of_dropped_operations_keeps_the_stream_whole(connection: Co
             let sent: Sent = Rc::default();
             let writers = [(seed ^ 1, b'a'), (seed ^ 2, b'A')]
                 .map(|(s, letter)| spawn(write_randomly(client.clone(), s, letter, sent.clone())));
-            // The closer holds the writers' end's last handle: on Windows a socket whose
-            // handle was lent (`SockRef` above) ends its connection only when its last handle
-            // is gone (see `AsSocket for AsyncSocket`), so no other may outlive the close.
             let closer = spawn({
                 let sent = sent.clone();
                 async move {

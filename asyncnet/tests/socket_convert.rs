@@ -64,8 +64,32 @@ fn a_closed_socket_lends_no_socket_so_calls_fail_with_enotsock() {
     })
 }
 
+/// A socket whose handle was lent (options set through `SockRef`), closed by one task while
+/// another holds a clone: the peer gets every byte, then the end of the stream, at once, as
+/// from any other socket; the handle stays allocated until the last clone is gone.
 #[test]
-#[cfg(unix)] // Windows keeps a lent handle's connection until the last handle is gone
+fn a_lent_socket_closed_while_a_clone_lives_ends_its_connection() {
+    run(async {
+        let (client, peer) = tcp_pair().await?;
+        SockRef::from(&client).set_keepalive(true)?;
+        let clone = client.clone();
+        // Queued when `close` comes: written first, then the end.
+        client.send("last words\n").await?;
+        client.close()?;
+        assert_eq!(peer.recv_line().await?.as_deref(), Some("last words"));
+        assert_eq!(peer.recv_line().await?, None);
+        assert_eq!(
+            lent(&clone),
+            lent(&client),
+            "the handle stays while a clone lives"
+        );
+        drop(clone);
+        Ok(())
+    })
+}
+
+#[test]
+#[cfg(unix)]
 fn a_lent_number_stays_allocated_after_close_and_the_connection_still_ends() {
     run(async {
         let (client, peer) = tcp_pair().await?;

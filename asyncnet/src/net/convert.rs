@@ -118,10 +118,11 @@ impl AsSocket for AsyncSocket {
     /// # Portability
     ///
     /// Windows cannot point a handle elsewhere (no `dup2`): a handle once lent stays the
-    /// socket's until the last handle of the `AsyncSocket` is gone, so
-    /// [`close`](AsyncSocket::close) of a lent socket stops every operation of the
-    /// `AsyncSocket` as usual but the connection itself ends only then. Through a socket
-    /// closed before anything borrowed it, calls fail with `WSAENOTSOCK`.
+    /// socket's until the last handle of the `AsyncSocket` is gone. [`close`](AsyncSocket::close)
+    /// of a lent socket still ends the connection as on Unix (its queued bytes written, then
+    /// a shutdown of both directions), but calls through the handle reach that shut-down
+    /// socket, not `WSAENOTSOCK`, until then. Through a socket closed before anything
+    /// borrowed it, calls fail with `WSAENOTSOCK`.
     fn as_socket(&self) -> BorrowedSocket<'_> {
         let lent = self.inner.lent();
         let raw = match self.inner_socket_fd() {
@@ -139,14 +140,19 @@ impl AsSocket for AsyncSocket {
     }
 }
 
-/// Close a socket whose handle was lent ([`AsSocket`]): the handle stays open, and the
-/// connection with it, until [`release_lent`] (Windows has no `dup2` to point it elsewhere).
-/// Returns a duplicate of the socket to finish writing with, if one could be made.
+/// Close a socket whose handle was lent ([`AsSocket`]): the handle stays open until
+/// [`release_lent`] (Windows has no `dup2` to point it elsewhere), and so does the socket.
+/// Returns a duplicate of the socket to finish writing with, if one could be made, and
+/// `true`: the handle kept refers to the socket, so closing the duplicate does not end the
+/// connection; its caller ends it with a shutdown. (Without a duplicate it is ended here.)
 #[cfg(windows)]
-pub(super) fn retire_lent(socket: Socket) -> Option<Socket> {
+pub(super) fn retire_lent(socket: Socket) -> (Option<Socket>, bool) {
     let dup = socket.try_clone().ok();
+    if dup.is_none() {
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+    }
     let _kept_until_release = socket.into_raw_socket();
-    dup
+    (dup, true)
 }
 
 /// Close the handle a lent, closed socket kept (the socket's last handle is gone, and with it
@@ -161,17 +167,24 @@ pub(super) fn release_lent(raw: RawSocket) {
 /// Close a socket whose number was lent ([`AsFd`]): the number stays allocated, pointing at
 /// `/dev/null` (or, out of descriptors, still at the socket), until [`release_lent`].
 /// Returns a duplicate of the socket (the same connection, another number) to finish writing
-/// with, if one could be made.
+/// with, if one could be made, and whether the number kept still refers to the socket (out
+/// of descriptors), so that closing the duplicate would not end the connection: its caller
+/// then ends it with a shutdown. (Without a duplicate it is ended here.)
 #[cfg(unix)]
-pub(super) fn retire_lent(socket: Socket) -> Option<Socket> {
+pub(super) fn retire_lent(socket: Socket) -> (Option<Socket>, bool) {
     let dup = socket.try_clone().ok();
-    let raw = socket.into_raw_fd();
+    let mut shared = true;
     if let Ok(null) = File::open("/dev/null") {
-        // SAFETY: `null` and `raw` are open descriptors owned here; dup2 makes `raw` refer to
-        // /dev/null in one step (the socket loses this reference; `dup` keeps it alive).
-        unsafe { libc::dup2(null.as_raw_fd(), raw) };
+        // SAFETY: `null` and the socket's number are open descriptors owned here; dup2 makes
+        // the number refer to /dev/null in one step (the socket loses this reference; `dup`
+        // keeps it alive).
+        shared = unsafe { libc::dup2(null.as_raw_fd(), socket.as_raw_fd()) } < 0;
     }
-    dup
+    if dup.is_none() && shared {
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+    }
+    let _kept_until_release = socket.into_raw_fd();
+    (dup, shared)
 }
 
 /// Close the number a lent, closed socket kept (the socket's last handle is gone, and with it

@@ -44,29 +44,43 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
 /// Finish a closed socket: write `unsent` (bytes a send of the driver took and did not
 /// send), then `rest` (through the TLS session, if any, then close_notify), then close the
 /// descriptor.
+///
+/// `shared`: another handle of the socket stays open (a lent handle, see `convert.rs`), so
+/// closing this one would not end the connection: it is ended with a shutdown instead, once
+/// the bytes are written (or given up on).
 pub(crate) fn finish(
     driver: &Rc<Driver>,
     socket: Socket,
     unsent: Vec<u8>,
     rest: Vec<u8>,
     #[cfg(feature = "tls")] tls: Option<Box<Tls>>,
+    shared: bool,
 ) {
     let mut first = raw_writer(unsent);
     #[cfg(feature = "tls")]
     if let Some(tls) = tls {
         // Nothing to say on a session that never finished its handshake.
         match tls_goodbye(tls, &socket, rest, CLOSE_LINGER) {
-            Some((limit, mut step)) => {
-                in_background(driver, socket, limit, move |s| Ok(first(s)? && step(s)?))
-            }
-            None => in_background(driver, socket, CLOSE_LINGER, first),
+            Some((limit, mut step)) => in_background(driver, socket, limit, shared, move |s| {
+                Ok(first(s)? && step(s)?)
+            }),
+            None => in_background(driver, socket, CLOSE_LINGER, shared, first),
         }
         return;
     }
     let mut then = raw_writer(rest);
-    in_background(driver, socket, CLOSE_LINGER, move |s| {
+    in_background(driver, socket, CLOSE_LINGER, shared, move |s| {
         Ok(first(s)? && then(s)?)
     });
+}
+
+/// End the connection of `socket`, whose other handle stays open (`shared`; otherwise
+/// closing `socket` ends it): both directions, as a close would.
+fn end_shared(socket: &Socket, shared: bool) {
+    if shared {
+        // Not connected any more (the peer reset it): ended already.
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 /// A step that writes `bytes` as they are: `Ok(true)` once all are written.
@@ -97,14 +111,17 @@ fn in_background(
     driver: &Rc<Driver>,
     socket: Socket,
     limit: Duration,
+    shared: bool,
     mut step: impl FnMut(&Socket) -> io::Result<bool> + 'static,
 ) {
     if !matches!(step(&socket), Ok(false)) {
+        end_shared(&socket, shared);
         return;
     }
     let deadline = Instant::now() + limit;
     if !crate::dispatch::loop_running() {
         finish_blocking(&socket, deadline, &mut step);
+        end_shared(&socket, shared);
         return;
     }
     let mut bg = Lingering {
@@ -114,6 +131,7 @@ fn in_background(
         step,
         io: None,
         done: false,
+        shared,
     };
     let driver = driver.clone();
     crate::dispatch::spawn_internal(async move {
@@ -154,6 +172,8 @@ struct Lingering<F: FnMut(&Socket) -> io::Result<bool>> {
     /// Its place in the poller while the task writes.
     io: Option<Registration>,
     done: bool,
+    /// Another handle of the socket stays open: end the connection before closing this one.
+    shared: bool,
 }
 
 impl<F: FnMut(&Socket) -> io::Result<bool>> Lingering<F> {
@@ -173,6 +193,7 @@ impl<F: FnMut(&Socket) -> io::Result<bool>> Drop for Lingering<F> {
         if !self.done {
             finish_blocking(&self.socket, self.deadline, &mut self.step);
         }
+        end_shared(&self.socket, self.shared);
     }
 }
 /// Run `step` on the socket in blocking mode until it is done, fails, or `deadline` passes.

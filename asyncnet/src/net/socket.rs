@@ -599,14 +599,15 @@ impl AsyncSocket {
         let report = inner.write.take_unreported_error();
         if let Some(socket) = inner.socket.borrow_mut().take() {
             // Handles remain (this one at least): a lent number must stay allocated.
-            let (socket, unsent) = if inner.lent() != INVALID_SOCKET {
+            let (socket, unsent, shared) = if inner.lent() != INVALID_SOCKET {
                 let unsent = inner.io.deregister(sys::raw(&socket));
-                (super::convert::retire_lent(socket), unsent)
+                let (socket, shared) = super::convert::retire_lent(socket);
+                (socket, unsent, shared)
             } else {
-                (Some(socket), Vec::new())
+                (Some(socket), Vec::new(), false)
             };
             if let Some(socket) = socket {
-                inner.finish_closed(socket, unsent);
+                inner.finish_closed(socket, unsent, shared);
             }
         }
         inner.read.buf.replace(ReadBuffer::default());
@@ -630,7 +631,10 @@ impl AsyncSocket {
             // A send the driver made is cancelled; what it did not send is dropped.
             drop(inner.io.deregister(sys::raw(&socket)));
             if inner.lent() != INVALID_SOCKET {
-                drop(super::convert::retire_lent(socket));
+                // The lent handle stays: closing the duplicate may not end the connection.
+                if let (Some(dup), true) = super::convert::retire_lent(socket) {
+                    let _ = dup.shutdown(std::net::Shutdown::Both);
+                }
             }
         }
         inner.read.buf.replace(ReadBuffer::default());
@@ -708,14 +712,22 @@ impl Inner {
     /// goodbye on TLS, in the background (`linger.rs`).
     ///
     /// `unsent`: bytes a send of the driver took and did not send (when the socket left the
-    /// poller already); they go first.
-    fn finish_closed(&self, socket: Socket, mut unsent: Vec<u8>) {
+    /// poller already); they go first. `shared`: a lent handle still refers to the socket, so
+    /// the connection is ended by a shutdown, not by closing `socket` (see `linger::finish`).
+    fn finish_closed(&self, socket: Socket, mut unsent: Vec<u8>, shared: bool) {
         unsent.extend(self.io.deregister(sys::raw(&socket)));
         let rest = self.write.buf.borrow_mut().take_pending();
         #[cfg(feature = "tls")]
-        super::linger::finish(self.io.driver(), socket, unsent, rest, self.take_tls());
+        super::linger::finish(
+            self.io.driver(),
+            socket,
+            unsent,
+            rest,
+            self.take_tls(),
+            shared,
+        );
         #[cfg(not(feature = "tls"))]
-        super::linger::finish(self.io.driver(), socket, unsent, rest);
+        super::linger::finish(self.io.driver(), socket, unsent, rest, shared);
     }
 }
 
@@ -726,7 +738,7 @@ impl Drop for Inner {
         // dropped) and say goodbye on TLS.
         if let Some(socket) = self.socket.get_mut().take() {
             // The last handle: no borrow of a lent number can be left.
-            self.finish_closed(socket, Vec::new());
+            self.finish_closed(socket, Vec::new(), false);
         } else if self.lent() != INVALID_SOCKET {
             super::convert::release_lent(self.lent());
         }
