@@ -151,7 +151,7 @@
 //! | --- | --- | --- | --- |
 //! | readiness | epoll (mio), edge-triggered | kqueue (mio) | mio's AFD polling; the seam re-arms it whenever readiness is cleared |
 //! | [`AsyncSocket::fd`], `from_fd`, `into_fd` | `RawFd` / `OwnedFd`, -1 once closed | the same | `RawSocket` / `OwnedSocket`, `INVALID_SOCKET` once closed ([`RawSocket`](crate::RawSocket), [`OwnedSocket`](crate::OwnedSocket), [`INVALID_SOCKET`](crate::INVALID_SOCKET)) |
-//! | lending the handle | `AsFd`, `AsRawFd`; a lent number points at `/dev/null` after `close` | the same | `AsSocket`, `AsRawSocket`; a lent handle keeps the connection open until the last handle of the socket is dropped |
+//! | lending the handle | `AsFd`, `AsRawFd`; a lent number points at `/dev/null` after `close` | the same | `AsSocket`, `AsRawSocket`; a lent handle stays allocated until the last handle of the socket is dropped, and `close` ends the connection with a shutdown |
 //! | `SIGPIPE` on a write to a reset peer | never (`MSG_NOSIGNAL`) | never (`MSG_NOSIGNAL`; macOS: `SO_NOSIGPIPE`) | no such signal |
 //! | accept | `accept4`, one system call | `accept4` (macOS: `accept` + non-blocking) | `accept` + non-blocking; Wine's `WSAENOTCONN` for a connection reset before it was taken is skipped like `ECONNABORTED` |
 //! | [`SoBool::ReusePort`](crate::SoBool::ReusePort) | `SO_REUSEPORT` | `SO_REUSEPORT` (illumos, Solaris: `Unsupported` error) | `Unsupported` error |

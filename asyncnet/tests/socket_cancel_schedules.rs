@@ -442,7 +442,8 @@ fn a_reset_at_a_random_moment_ends_every_operation(connection: Connection) {
             });
             sleep_async(Duration::from_micros(rng.below(30_000) as u64)).await;
             // `SO_LINGER` 0: the close is a reset. The last handle goes with it (on Windows
-            // a lent handle's connection ends only then).
+            // a lent handle's socket is closed, and so reset, only then; `close` before that
+            // ends the connection with a shutdown).
             let reset = |s: AsyncSocket| -> io::Result<()> {
                 socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))
             };
