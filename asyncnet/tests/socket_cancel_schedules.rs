@@ -535,11 +535,33 @@ enum Fate {
     Sent,
 }
 
-/// The sender: `DATAGRAMS` numbered datagrams by `send_to` or `send_to_addr`, each maybe
-/// dropped or timed out, then an end marker. Returns each one's fate and bytes.
+/// Where the datagrams go.
+#[derive(Clone, Debug)]
+enum To {
+    Ip(std::net::SocketAddr),
+    /// A Unix datagram socket's path (whose queue is short: sends wait).
+    #[cfg(unix)]
+    Unix(std::path::PathBuf),
+}
+
+impl To {
+    /// A send of `data` there: `send_to` or `send_to_addr` (`pick`) to an IP address,
+    /// `send_to_unix` to a path.
+    async fn send(&self, sock: &AsyncSocket, data: &[u8], pick: bool) -> io::Result<()> {
+        match self {
+            To::Ip(to) if pick => sock.send_to(&to.ip().to_string(), to.port(), data).await,
+            To::Ip(to) => sock.send_to_addr(*to, data).await,
+            #[cfg(unix)]
+            To::Unix(path) => sock.send_to_unix(path, data).await,
+        }
+    }
+}
+
+/// The sender: `DATAGRAMS` numbered datagrams, each maybe dropped or timed out, then an end
+/// marker. Returns each one's fate and bytes.
 async fn send_datagrams(
     sock: AsyncSocket,
-    to: std::net::SocketAddr,
+    to: To,
     seed: u64,
     received: Rc<RefCell<Vec<usize>>>,
 ) -> io::Result<Vec<(Fate, Vec<u8>)>> {
@@ -560,11 +582,7 @@ async fn send_datagrams(
         let polls = rng.polls();
         let deadline = rng.deadline();
         sock.set_write_deadline(deadline);
-        let r = if rng.below(2) == 0 {
-            at_most(sock.send_to(&to.ip().to_string(), to.port(), &data), polls).await
-        } else {
-            at_most(sock.send_to_addr(to, &data), polls).await
-        };
+        let r = at_most(to.send(&sock, &data, rng.below(2) == 0), polls).await;
         sock.set_write_deadline(None);
         let fate = match r {
             None if polls == Some(0) => Fate::NotSent,
@@ -576,7 +594,7 @@ async fn send_datagrams(
         surely += usize::from(fate == Fate::Sent);
         sent.push((fate, data));
     }
-    sock.send_to_addr(to, b"end").await?;
+    to.send(&sock, b"end", false).await?;
     Ok(sent)
 }
 
@@ -586,6 +604,7 @@ async fn send_datagrams(
 async fn receive_datagrams(
     sock: &AsyncSocket,
     seed: u64,
+    ip: bool,
     received: Rc<RefCell<Vec<usize>>>,
 ) -> io::Result<Vec<Vec<u8>>> {
     let mut rng = Rng::new(seed);
@@ -614,7 +633,8 @@ async fn receive_datagrams(
                     r => timed_out(r)?.map(|d| d.0),
                 }
             }
-            1 => {
+            // (`recv_from_addr` gives IP addresses only.)
+            n @ 1..=2 if n == 1 || !ip => {
                 let (mut address, mut port) = (String::new(), 0);
                 let op = sock.recv_from_into(&mut buf, &mut address, &mut port);
                 timed_out(at_most(op, polls).await)?.map(|n| buf[..n].to_vec())
@@ -650,16 +670,15 @@ async fn receive_datagrams(
     }
 }
 
-#[test]
-fn a_random_schedule_of_dropped_datagram_operations_loses_and_repeats_no_datagram() {
+/// `DATAGRAMS` sent from `sender` to `receiver` (at `to`) under a schedule, and the checks.
+fn datagram_schedules(open: impl Fn() -> io::Result<(AsyncSocket, AsyncSocket, To)>) {
     for seed in seeds() {
-        run(async move {
-            let receiver = udp_bound(Family::V4)?;
-            let sender = udp_bound(Family::V4)?;
-            let to = std::net::SocketAddr::from(([127, 0, 0, 1], receiver.local_addr()?.1));
+        run(async {
+            let (sender, receiver, to) = open()?;
+            let ip = matches!(to, To::Ip(_));
             let received = Rc::new(RefCell::new(Vec::new()));
             let sending = spawn(send_datagrams(sender, to, seed, received.clone()));
-            let got = receive_datagrams(&receiver, seed ^ 3, received.clone()).await?;
+            let got = receive_datagrams(&receiver, seed ^ 3, ip, received.clone()).await?;
             let sent = sending.await?;
             // In order, each once, each as sent, and exactly those that had to arrive and
             // any of those that might.
@@ -701,6 +720,30 @@ fn a_random_schedule_of_dropped_datagram_operations_loses_and_repeats_no_datagra
             Ok(())
         });
     }
+}
+
+#[test]
+fn a_random_schedule_of_dropped_datagram_operations_loses_and_repeats_no_datagram() {
+    datagram_schedules(|| {
+        let receiver = udp_bound(Family::V4)?;
+        let to = std::net::SocketAddr::from(([127, 0, 0, 1], receiver.local_addr()?.1));
+        Ok((udp_bound(Family::V4)?, receiver, To::Ip(to)))
+    });
+}
+
+/// On Unix datagram sockets, whose queue holds a few datagrams only (Linux: 10 by default),
+/// so that sends wait and are dropped while they wait.
+#[test]
+#[cfg(unix)]
+fn a_random_schedule_of_dropped_unix_datagram_operations_loses_and_repeats_no_datagram() {
+    let path = support::TempSocketPath::new("datagrams");
+    datagram_schedules(|| {
+        let _ = std::fs::remove_file(path.path());
+        let receiver = support::unix_socket(asyncnet::SockType::DGRAM)?;
+        receiver.bind_unix(path.path())?;
+        let sender = support::unix_socket(asyncnet::SockType::DGRAM)?;
+        Ok((sender, receiver, To::Unix(path.path().to_owned())))
+    });
 }
 
 #[test]
