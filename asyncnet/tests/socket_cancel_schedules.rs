@@ -17,10 +17,12 @@
 //! then, so that each side in turn waits for the other. TCP sockets, buffered and not, TLS,
 //! and Unix stream sockets.
 //!
-//! Datagrams the same way: numbered UDP datagrams sent and received by every datagram call,
-//! each maybe dropped or timed out; each arrives at most once, in order, unchanged, every one
-//! whose send completed arrives, and none whose send was never polled or timed out (not sent,
-//! the docs say). `accept_schedules.rs` does the same for `accept`.
+//! Datagrams the same way: numbered datagrams (UDP, and Unix datagram sockets, whose short
+//! queue makes sends wait) sent and received by every datagram call, each maybe dropped or
+//! timed out, some received into a buffer too small (cut, in the error); each arrives at most
+//! once, in order, unchanged (or its first bytes, when cut), every one whose send completed
+//! arrives, and none whose send was never polled or timed out (not sent, the docs say).
+//! `accept_schedules.rs` does the same for `accept`.
 //!
 //! And resets: the stream schedules again, with one end closing with `SO_LINGER` 0 at a
 //! random moment; every operation on the other end ends (the end of the stream, or an error
