@@ -66,13 +66,6 @@ fn the_readme_server_here_is_the_readmes_text() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn connect(addr: impl ToSocketAddrs + Copy) -> TcpStream {
     let deadline = Instant::now() + support::HANG_GUARD;
     loop {
@@ -144,7 +137,7 @@ fn reset_tcp(s: &TcpStream) {
 
 #[test]
 fn the_readme_server_survives_hostile_clients() {
-    let port = free_port();
+    let port = support::free_port_for(false);
     std::thread::spawn(move || -> io::Result<()> { readme_server!(port) });
     attack_then_serve(|| connect(("127.0.0.1", port)), "\r\n", reset_tcp);
 }
@@ -190,7 +183,7 @@ impl Drop for Example {
 
 #[test]
 fn the_echo_server_example_survives_hostile_clients() {
-    let port = free_port();
+    let port = support::free_port_for(false);
     let Some(_server) = Example::start("echo_server", &[&port.to_string()]) else {
         return;
     };
@@ -232,7 +225,7 @@ fn the_unix_echo_example_survives_hostile_clients() {
 
 #[test]
 fn the_udp_echo_example_survives_hostile_datagrams() {
-    let port = free_port();
+    let port = support::free_port_for(true);
     let Some(_server) = Example::start("udp_echo", &[&port.to_string()]) else {
         return;
     };

@@ -110,29 +110,6 @@ impl Drop for UnderWine {
     }
 }
 
-/// A port free now (for TCP, or for UDP with `udp`) for a program to listen on, never one
-/// handed out before in this process: the tests run at the same time, and a port just
-/// released by one probe can come out of the next (two programs were then seen to share one,
-/// under Wine, where `SO_REUSEADDR` lets a second listener take a port: one program exited at
-/// start, the other's client was reset). A UDP port is probed with UDP: one a TCP probe
-/// found free may be a UDP socket's (the UDP echo then failed to bind).
-fn free_port_for(udp: bool) -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = if udp {
-            std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr())
-        } else {
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())
-        };
-        let port = port.expect("a free port").port();
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
-
 /// Connect to `port` once the program listens.
 fn connect_when_up(server: &mut UnderWine, name: &str, port: u16) -> TcpStream {
     let deadline = Instant::now() + START_GUARD;
@@ -151,7 +128,7 @@ fn connect_when_up(server: &mut UnderWine, name: &str, port: u16) -> TcpStream {
 #[test]
 fn the_windows_echo_server_answers_a_linux_client() {
     let Some(setup) = setup_or_skip() else { return };
-    let port = free_port_for(false);
+    let port = support::free_port_for(false);
     let mut server = UnderWine::start(&setup, "echo_server", &[&port.to_string()]);
     let stream = connect_when_up(&mut server, "echo_server", port);
     stream
@@ -180,7 +157,7 @@ fn the_windows_echo_server_answers_a_linux_client() {
 #[test]
 fn the_windows_udp_echo_answers_a_linux_client() {
     let Some(setup) = setup_or_skip() else { return };
-    let port = free_port_for(true);
+    let port = support::free_port_for(true);
     let mut server = UnderWine::start(&setup, "udp_echo", &[&port.to_string()]);
     let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
     client
@@ -227,7 +204,7 @@ fn the_windows_tls_echo_server_answers_a_verifying_linux_client() {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, &pki.server.cert_pem).expect("write the certificate");
     std::fs::write(&key, &pki.server.key_pem).expect("write the key");
-    let port = free_port_for(false);
+    let port = support::free_port_for(false);
     let mut server = UnderWine::start(
         &setup,
         "tls_echo_server",

@@ -305,6 +305,29 @@ pub fn listener_with(family: Family, buffered: bool) -> io::Result<AsyncSocket> 
     Ok(s)
 }
 
+/// A port free now (for TCP, or for UDP with `udp`) for a program or thread to listen on,
+/// never one handed out before in this process: tests run at the same time, and a port just
+/// released by one probe can come out of the next (two servers were then seen to share one,
+/// under Wine, where `SO_REUSEADDR` lets a second listener take a port: one exited at start,
+/// the other's client was reset). A UDP port is probed with UDP: one a TCP probe found free
+/// may be a UDP socket's.
+pub fn free_port_for(udp: bool) -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = if udp {
+            std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr())
+        } else {
+            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())
+        };
+        let port = port.expect("a free port").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
 /// The port a socket is bound to.
 pub fn port(s: &AsyncSocket) -> u16 {
     s.local_addr().expect("local_addr").1
