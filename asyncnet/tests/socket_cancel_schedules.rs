@@ -62,8 +62,9 @@ const KERNEL_BUFFER: usize = 32 * 1024;
 /// Messages each writer sends.
 const MESSAGES: usize = 60;
 
-/// A writer's message: text of lines ended by `\n` or `\r\n` (never another `\r`, so that a
-/// line read's stripped `\r` can be told apart from a lost byte), with two- and three-byte
+/// A writer's message: text of lines ended by `\n` or `\r\n` (never another `\r`: a line read
+/// strips the one before `\n`, so streams are compared with every `\r` set aside, which
+/// loses nothing only if no other `\r` is there), with two- and three-byte
 /// characters; mostly short, some of a few KiB, a few over the output buffer's high-water
 /// mark (64 KiB), which makes their sends wait.
 fn message(rng: &mut Rng, letter: u8) -> Vec<u8> {
