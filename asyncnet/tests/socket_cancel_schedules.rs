@@ -50,7 +50,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use asyncnet::{
-    sleep_async, spawn, AsyncSocket, DatagramTruncated, Flags, InvalidUtf8Line, SoBool,
+    sleep_async, spawn, AsyncSocket, DatagramTruncated, Flags, InvalidUtf8Line, JoinHandle, SoBool,
 };
 use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use schedule::{at_most, pause, seeds, timed_out, Rng, TICK};
@@ -190,9 +190,9 @@ fn line_read<T>(r: Option<io::Result<T>>) -> Option<io::Result<Result<T, Vec<u8>
 
 /// The reader: random reads, each maybe dropped, until the end of the stream.
 async fn read_randomly(sock: &AsyncSocket, seed: u64) -> io::Result<Read> {
-    let read = Rc::new(RefCell::new(Read::default()));
+    let read = RefCell::default();
     read_randomly_into(sock, seed, &read).await?;
-    Ok(read.take())
+    Ok(read.into_inner())
 }
 
 /// [`read_randomly`] into `read`, which keeps what was read when a read fails.
@@ -357,20 +357,35 @@ impl Connection {
     }
 }
 
+/// A schedule's connection, `(client, server)`, with its two writers started on the client:
+/// what they send goes to the returned model.
+async fn open_and_write(
+    connection: Connection,
+    seed: u64,
+) -> io::Result<(
+    AsyncSocket,
+    AsyncSocket,
+    Sent,
+    [JoinHandle<io::Result<()>>; 2],
+)> {
+    let (client, server) = connection.open().await?;
+    // Small kernel buffers: large sends wait (back-pressure), and reads find the stream in
+    // many pieces.
+    socket2::SockRef::from(&client).set_send_buffer_size(KERNEL_BUFFER)?;
+    socket2::SockRef::from(&server).set_recv_buffer_size(KERNEL_BUFFER)?;
+    if connection.is_tcp() {
+        client.set_sock_opt(SoBool::NoDelay, true)?;
+    }
+    let sent: Sent = Rc::default();
+    let writers = [(seed ^ 1, b'a'), (seed ^ 2, b'A')]
+        .map(|(s, letter)| spawn(write_randomly(client.clone(), s, letter, sent.clone())));
+    Ok((client, server, sent, writers))
+}
+
 fn a_random_schedule_of_dropped_operations_keeps_the_stream_whole(connection: Connection) {
     for seed in seeds() {
         run(async move {
-            let (client, server) = connection.open().await?;
-            // Small kernel buffers: large sends wait (back-pressure), and reads find the
-            // stream in many pieces.
-            socket2::SockRef::from(&client).set_send_buffer_size(KERNEL_BUFFER)?;
-            socket2::SockRef::from(&server).set_recv_buffer_size(KERNEL_BUFFER)?;
-            if connection.is_tcp() {
-                client.set_sock_opt(SoBool::NoDelay, true)?;
-            }
-            let sent: Sent = Rc::default();
-            let writers = [(seed ^ 1, b'a'), (seed ^ 2, b'A')]
-                .map(|(s, letter)| spawn(write_randomly(client.clone(), s, letter, sent.clone())));
+            let (client, server, sent, writers) = open_and_write(connection, seed).await?;
             let closer = spawn({
                 let sent = sent.clone();
                 async move {
@@ -434,12 +449,7 @@ fn a_reset_at_a_random_moment_ends_every_operation(connection: Connection) {
     for seed in seeds() {
         run(async move {
             let mut rng = Rng::new(seed ^ 4);
-            let (client, server) = connection.open().await?;
-            socket2::SockRef::from(&client).set_send_buffer_size(KERNEL_BUFFER)?;
-            socket2::SockRef::from(&server).set_recv_buffer_size(KERNEL_BUFFER)?;
-            let sent: Sent = Rc::default();
-            let writers = [(seed ^ 1, b'a'), (seed ^ 2, b'A')]
-                .map(|(s, letter)| spawn(write_randomly(client.clone(), s, letter, sent.clone())));
+            let (client, server, sent, writers) = open_and_write(connection, seed).await?;
             let read = Rc::new(RefCell::new(Read::default()));
             let reader = spawn({
                 let (server, read) = (server.clone(), read.clone());
@@ -494,28 +504,6 @@ fn a_reset_at_a_random_moment_ends_every_operation(connection: Connection) {
             Ok(())
         });
     }
-}
-
-#[test]
-fn a_reset_at_a_random_moment_ends_every_operation_on_a_buffered_stream() {
-    a_reset_at_a_random_moment_ends_every_operation(Connection::Buffered);
-}
-
-#[test]
-fn a_reset_at_a_random_moment_ends_every_operation_on_an_unbuffered_stream() {
-    a_reset_at_a_random_moment_ends_every_operation(Connection::Unbuffered);
-}
-
-#[test]
-#[cfg(all(feature = "tls", not(target_os = "macos")))]
-fn a_reset_at_a_random_moment_ends_every_operation_on_a_tls_stream() {
-    a_reset_at_a_random_moment_ends_every_operation(Connection::Tls);
-}
-
-#[test]
-#[cfg(unix)]
-fn a_reset_at_a_random_moment_ends_every_operation_on_a_unix_stream() {
-    a_reset_at_a_random_moment_ends_every_operation(Connection::Unix);
 }
 
 /// Datagrams each schedule sends.
@@ -749,24 +737,41 @@ fn a_random_schedule_of_dropped_unix_datagram_operations_loses_and_repeats_no_da
     });
 }
 
-#[test]
-fn a_random_schedule_of_dropped_operations_keeps_a_buffered_stream_whole() {
-    a_random_schedule_of_dropped_operations_keeps_the_stream_whole(Connection::Buffered);
+/// Generate `mod NAME { fn buffered(); fn unbuffered(); fn tls(); fn unix(); }` tests
+/// calling `fn NAME(Connection)` (TLS where it is built, Unix where it exists).
+macro_rules! connection_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::Connection;
+
+                #[test]
+                fn buffered() {
+                    super::$name(Connection::Buffered)
+                }
+
+                #[test]
+                fn unbuffered() {
+                    super::$name(Connection::Unbuffered)
+                }
+
+                #[test]
+                #[cfg(all(feature = "tls", not(target_os = "macos")))]
+                fn tls() {
+                    super::$name(Connection::Tls)
+                }
+
+                #[test]
+                #[cfg(unix)]
+                fn unix() {
+                    super::$name(Connection::Unix)
+                }
+            }
+        )*
+    };
 }
 
-#[test]
-fn a_random_schedule_of_dropped_operations_keeps_an_unbuffered_stream_whole() {
-    a_random_schedule_of_dropped_operations_keeps_the_stream_whole(Connection::Unbuffered);
-}
-
-#[test]
-#[cfg(all(feature = "tls", not(target_os = "macos")))]
-fn a_random_schedule_of_dropped_operations_keeps_a_tls_stream_whole() {
-    a_random_schedule_of_dropped_operations_keeps_the_stream_whole(Connection::Tls);
-}
-
-#[test]
-#[cfg(unix)]
-fn a_random_schedule_of_dropped_operations_keeps_a_unix_stream_whole() {
-    a_random_schedule_of_dropped_operations_keeps_the_stream_whole(Connection::Unix);
-}
+connection_tests!(
+    a_random_schedule_of_dropped_operations_keeps_the_stream_whole,
+    a_reset_at_a_random_moment_ends_every_operation,
+);
