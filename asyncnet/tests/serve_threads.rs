@@ -13,8 +13,11 @@ use asyncnet::{
     set_task_failure_handler, sleep_async, AsyncSocket, Server, ServerHandle, TaskFailure,
 };
 
+#[path = "support/schedule.rs"]
+mod schedule;
 mod support;
 
+use schedule::Rng;
 use support::{under_wine, HANG_GUARD};
 
 /// The tests of this file run one at a time: one of them counts the process's descriptors.
@@ -456,14 +459,8 @@ enum Outcome {
 
 /// One client of the schedule: up to 20 lines, each echoed (and checked) before the next,
 /// with pauses between them.
-fn scheduled_client(addr: SocketAddr, id: usize, mut rng: u64) -> Outcome {
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
-    thread::sleep(Duration::from_micros(next(60_000)));
+fn scheduled_client(addr: SocketAddr, id: usize, mut rng: Rng) -> Outcome {
+    thread::sleep(Duration::from_micros(rng.below(60_000) as u64));
     let s = match TcpStream::connect(addr) {
         Ok(s) => s,
         // Refused; or reset during the handshake, by a listener that closed meanwhile.
@@ -481,7 +478,7 @@ fn scheduled_client(addr: SocketAddr, id: usize, mut rng: u64) -> Outcome {
     };
     s.set_read_timeout(Some(HANG_GUARD)).unwrap();
     let mut reader = BufReader::new(s.try_clone().unwrap());
-    let lines = 1 + next(20) as usize;
+    let lines = 1 + rng.below(20);
     for i in 0..lines {
         let sent = format!("client {id} line {i}\n");
         if (&s).write_all(sent.as_bytes()).is_err() {
@@ -502,7 +499,7 @@ fn scheduled_client(addr: SocketAddr, id: usize, mut rng: u64) -> Outcome {
             }
             other => panic!("client {id}, line {i}: {other:?}, {got:?}"),
         }
-        thread::sleep(Duration::from_micros(next(3_000)));
+        thread::sleep(Duration::from_micros(rng.below(3_000) as u64));
     }
     let _ = s.shutdown(Shutdown::Write);
     let mut rest = String::new();
@@ -528,14 +525,7 @@ fn scheduled_client(addr: SocketAddr, id: usize, mut rng: u64) -> Outcome {
 #[test]
 fn shutdown_at_a_random_moment_serves_or_ends_every_connection() {
     let _one = one_at_a_time();
-    for seed in [
-        0x9e37_79b9_7f4a_7c15_u64,
-        0x2545_f491_4f6c_dd1d,
-        0xd1b5_4a32_d192_ed03,
-        0x8cb9_2ba7_2f3d_8dd7,
-        0x5851_f42d_4c95_7f2d,
-        0x1405_7b7e_f767_814f,
-    ] {
+    for seed in schedule::SEEDS {
         let server = Server::new(0, "127.0.0.1")
             .threads(2)
             .start(|| {
@@ -550,7 +540,7 @@ fn shutdown_at_a_random_moment_serves_or_ends_every_connection() {
         let addr = server.local_addr();
         let clients: Vec<_> = (0..24)
             .map(|id| {
-                let rng = seed.wrapping_mul(id as u64 + 1) | 1;
+                let rng = Rng::new(seed.wrapping_mul(id as u64 + 1));
                 thread::spawn(move || scheduled_client(addr, id, rng))
             })
             .collect();
