@@ -101,6 +101,20 @@ impl UnderWine {
             panic!("{name} under Wine exited: {status}");
         }
     }
+
+    /// For a failed client's message: whether the program still runs, or how it ended. An
+    /// example that fails prints why before it exits; one that vanishes without a word was
+    /// killed or crashed (Wine passes on the low byte of a Windows exit code: 5 for an access
+    /// violation, 9 for a fail-fast abort).
+    fn state(&mut self, name: &str) -> String {
+        // Time for an end that the client met first to be seen here.
+        std::thread::sleep(Duration::from_millis(300));
+        match self.0.try_wait() {
+            Ok(Some(status)) => format!("{name} under Wine had exited: {status}"),
+            Ok(None) => format!("{name} under Wine still runs"),
+            Err(e) => format!("{name} under Wine: its state is unknown ({e})"),
+        }
+    }
 }
 
 impl Drop for UnderWine {
@@ -131,27 +145,38 @@ fn the_windows_echo_server_answers_a_linux_client() {
     let port = support::free_port_for(false);
     let mut server = UnderWine::start(&setup, "echo_server", &[&port.to_string()]);
     let stream = connect_when_up(&mut server, "echo_server", port);
-    stream
-        .set_read_timeout(Some(support::HANG_GUARD))
-        .expect("timeout");
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    for line in ["hello from Linux", "", "a second line, after an empty one"] {
-        (&stream)
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("send");
+    if let Err(e) = talk_to_echo_server(&stream) {
+        panic!("{e}; {}", server.state("echo_server"));
+    }
+}
+
+/// Lines to the echo server, each echoed, then a burst of 2,000: every byte comes back, in
+/// order (an early end of the stream is an `UnexpectedEof` error).
+fn talk_to_echo_server(stream: &TcpStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(support::HANG_GUARD))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut echo_of = |sent: &str| -> io::Result<()> {
         let mut back = String::new();
-        reader.read_line(&mut back).expect("the echo");
-        assert_eq!(back, format!("{line}\r\n"));
+        while back.len() < sent.len() {
+            if reader.read_line(&mut back)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("end of stream after {} bytes of an echo", back.len()),
+                ));
+            }
+        }
+        assert_eq!(back, sent);
+        Ok(())
+    };
+    for line in ["hello from Linux", "", "a second line, after an empty one"] {
+        let sent = format!("{line}\r\n");
+        (&*stream).write_all(sent.as_bytes())?;
+        echo_of(&sent)?;
     }
-    // A bigger burst, in many segments: every byte comes back, in order.
+    // A bigger burst, in many segments.
     let burst: String = (0..2000).map(|i| format!("line {i}\r\n")).collect();
-    (&stream).write_all(burst.as_bytes()).expect("send");
-    let mut back = String::new();
-    while back.len() < burst.len() {
-        let n = reader.read_line(&mut back).expect("the echo");
-        assert!(n > 0, "end of stream after {} bytes", back.len());
-    }
-    assert_eq!(back, burst);
+    (&*stream).write_all(burst.as_bytes())?;
+    echo_of(&burst)
 }
 
 #[test]
@@ -184,9 +209,16 @@ fn the_windows_udp_echo_answers_a_linux_client() {
         .expect("timeout");
     for size in [1, 100, 1400] {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        client.send_to(&data, ("127.0.0.1", port)).expect("send");
-        let (n, _) = client.recv_from(&mut buf).expect("the echo");
-        assert_eq!(&buf[..n], &data[..], "a datagram of {size} bytes");
+        let echo = client
+            .send_to(&data, ("127.0.0.1", port))
+            .and_then(|_| client.recv_from(&mut buf));
+        match echo {
+            Ok((n, _)) => assert_eq!(&buf[..n], &data[..], "a datagram of {size} bytes"),
+            Err(e) => panic!(
+                "a datagram of {size} bytes: {e}; {}",
+                server.state("udp_echo")
+            ),
+        }
     }
 }
 
@@ -216,7 +248,8 @@ fn the_windows_tls_echo_server_answers_a_verifying_linux_client() {
             &wine_path(&key),
         ],
     );
-    run(async {
+    // The outcome, kept to say how the program ended if the client failed.
+    let talked = run(async {
         // The client checks the chain and the name "localhost", as any client does. Until
         // the server listens, connecting fails (no plain probe connection: Wine 8's
         // wineserver has been seen to abort on a handshake its peer cut short).
@@ -229,18 +262,23 @@ fn the_windows_tls_echo_server_answers_a_verifying_linux_client() {
                     server.check_alive("tls_echo_server");
                     asyncnet::sleep_async(Duration::from_millis(100)).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Ok(Err(e)),
             }
         };
-        for line in ["hello over TLS", "and a second line"] {
-            client.send(format!("{line}\n")).await?;
-            assert_eq!(client.recv_line().await?.as_deref(), Some(line));
-        }
-        let big = "x".repeat(100_000);
-        client.send(format!("{big}\n")).await?;
-        assert_eq!(client.recv_line().await?.as_deref(), Some(big.as_str()));
-        client.close()?;
-        Ok::<(), io::Error>(())
+        let talk = async {
+            for line in ["hello over TLS", "and a second line"] {
+                client.send(format!("{line}\n")).await?;
+                assert_eq!(client.recv_line().await?.as_deref(), Some(line));
+            }
+            let big = "x".repeat(100_000);
+            client.send(format!("{big}\n")).await?;
+            assert_eq!(client.recv_line().await?.as_deref(), Some(big.as_str()));
+            client.close()
+        };
+        Ok::<_, io::Error>(talk.await)
     });
+    if let Err(e) = talked {
+        panic!("{e} ({:?}); {}", e.kind(), server.state("tls_echo_server"));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
