@@ -82,8 +82,8 @@ fn setup_or_skip() -> Option<(PathBuf, PathBuf)> {
 }
 
 /// One test at a time: the end of a test kills its example, and Wine 8's server now and then
-/// dies of that (`server/sock.c: sock_get_poll_events: Assertion ... failed`, about once in
-/// 300 runs of this file, `RELIABILITY.md`), taking down every program under it: an example
+/// dies of that (`server/sock.c: sock_get_poll_events: Assertion ... failed`, a few times in
+/// 1,500 runs of this file, `RELIABILITY.md`), taking down every program under it: an example
 /// another test is talking to would be cut off mid-conversation. Alone, a test meets at most
 /// a server that died before (or as) its example started, which it then starts again
 /// ([`UnderWine::check_alive`]).
