@@ -174,15 +174,16 @@ impl UnderWine {
     /// has died (its programs linger, cut off: see [`one_at_a_time`]): then start it again,
     /// up to [`STARTS`] times in all.
     fn check_alive(&mut self, name: &str) {
-        let exited = self.child.try_wait().ok().flatten();
-        let why = match exited.map(|status| status.code()) {
-            Some(Some(1)) if self.wine_failed_to_start() => {
+        let why = match self.child.try_wait().ok().flatten() {
+            Some(status) if status.code() == Some(1) && self.wine_failed_to_start() => {
                 format!("Wine could not start {name} ({WINE_START_FAILURE})")
             }
             // The examples serve until an error, which they report with status 1: status 0 is
             // a program that noticed its Wine server was gone.
-            Some(Some(0)) => format!("Wine's server died while {name} started (it exited)"),
-            Some(_) => panic!("{name} under Wine exited: {}", exited.expect("exited")),
+            Some(status) if status.code() == Some(0) => {
+                format!("Wine's server died while {name} started (it exited)")
+            }
+            Some(status) => panic!("{name} under Wine exited: {status}"),
             None if self.server_died() => format!("Wine's server died while {name} started"),
             None => return,
         };
