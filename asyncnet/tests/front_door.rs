@@ -197,14 +197,14 @@ impl Example {
                 let _ = BufReader::new(stderr).read_to_string(&mut all);
                 all
             });
-            let example = Example(child);
+            // Killed when dropped: on a panic below, too.
+            let mut example = Example(child);
             match first_line.recv_timeout(support::HANG_GUARD) {
                 Ok(Some(_)) => return Some(example),
                 Err(_) => panic!("{name} said nothing in {:?}", support::HANG_GUARD),
                 // Its output ended: it exited (or is about to).
                 Ok(None) => {}
             }
-            let mut example = example;
             let status = example.0.wait().expect("wait for the example");
             let errors = errors.join().unwrap_or_default();
             if support::under_wine() && status.code() == Some(1) && errors.is_empty() {
