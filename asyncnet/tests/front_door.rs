@@ -145,9 +145,6 @@ fn the_readme_server_survives_hostile_clients() {
 /// A built example program, killed when dropped.
 struct Example(Child);
 
-/// How many times an example that Wine failed to start is started (see [`Example::start`]).
-const STARTS: u32 = 3;
-
 impl Example {
     /// Start example `name` and wait until it says it listens (its first line of output).
     ///
@@ -155,7 +152,7 @@ impl Example {
     /// start-up failure (its loader could not map the shared user data page; about once in
     /// 500 to 1,000 starts of any program: `RELIABILITY.md`, "Wine's own failures"; Wine's
     /// words go to the Unix standard error, not to this pipe): the example is started
-    /// again, [`STARTS`] times in all. Any other exit before listening fails the test, with
+    /// again, [`support::WINE_STARTS`] times in all. Any other exit before listening fails the test, with
     /// what the example wrote.
     fn start(name: &str, args: &[&str]) -> Option<Example> {
         // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
@@ -175,7 +172,7 @@ impl Example {
             eprintln!("skipped: {msg}");
             return None;
         }
-        for start in 1..=STARTS {
+        for start in 1..=support::WINE_STARTS {
             let mut child = Command::new(&path)
                 .args(args)
                 .stdout(Stdio::piped())
@@ -208,12 +205,18 @@ impl Example {
             let status = example.0.wait().expect("wait for the example");
             let errors = errors.join().unwrap_or_default();
             if support::under_wine() && status.code() == Some(1) && errors.is_empty() {
-                eprintln!("note: Wine could not start {name} (start {start} of {STARTS})");
+                eprintln!(
+                    "note: Wine could not start {name} (start {start} of {})",
+                    support::WINE_STARTS
+                );
                 continue;
             }
             panic!("{name} exited before it listened ({status}); it wrote:\n{errors}");
         }
-        panic!("Wine could not start {name} in {STARTS} starts");
+        panic!(
+            "Wine could not start {name} in {} starts",
+            support::WINE_STARTS
+        );
     }
 }
 

@@ -100,9 +100,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// words.
 const WINE_START_FAILURE: &str = "failed to map the shared user data";
 
-/// How many times a program that Wine failed to start is started.
-const STARTS: u32 = 3;
-
 /// A Windows example running under Wine, killed when dropped. Its standard error is passed
 /// on, and watched for [`WINE_START_FAILURE`].
 struct UnderWine {
@@ -172,7 +169,7 @@ impl UnderWine {
     /// Fail at once if the program has already exited (it could not start or listen), unless
     /// Wine failed to start it ([`WINE_START_FAILURE`]) or the Wine server it started under
     /// has died (its programs linger, cut off: see [`one_at_a_time`]): then start it again,
-    /// up to [`STARTS`] times in all.
+    /// up to [`support::WINE_STARTS`] times in all.
     fn check_alive(&mut self, name: &str) {
         let why = match self.child.try_wait().ok().flatten() {
             Some(status) if status.code() == Some(1) && self.wine_failed_to_start() => {
@@ -187,7 +184,11 @@ impl UnderWine {
             None if self.server_died() => format!("Wine's server died while {name} started"),
             None => return,
         };
-        assert!(self.starts < STARTS, "{why}, {STARTS} times");
+        assert!(
+            self.starts < support::WINE_STARTS,
+            "{why}, {} times",
+            support::WINE_STARTS
+        );
         eprintln!("note: {why}; starting it again");
         let _ = self.child.kill();
         let _ = self.child.wait();

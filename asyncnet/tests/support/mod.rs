@@ -24,6 +24,11 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// How many times a program that Wine failed to start is started, in all (Wine 8 now and then
+/// cannot start a program: `RELIABILITY.md`, "Wine's own failures"; `.ci/wine/runner` starts a
+/// test binary as many times).
+pub const WINE_STARTS: u32 = 3;
+
 /// Whether this is a Windows program running under Wine (ntdll exports `wine_get_version`).
 #[cfg(windows)]
 pub fn under_wine() -> bool {
