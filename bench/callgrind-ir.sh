@@ -13,9 +13,10 @@
 # Environment (all optional; COUNT for echo and burst only, SERVER for all but http):
 #   COUNT=N        round trips measured (default 200000)
 #   PIPELINE=N     pong only: requests each connection sends at once (default 1)
-#   SERVER=NAME    asyncnet (default), tokio (echo_tokio) or floor (bench/peers/echo_floor.c,
-#                  compiled with cc -O2 into target/), to compare the same counts across peers
-#                  (pong: each one's --pong mode)
+#   SERVER=NAME    asyncnet (default), tokio (echo_tokio), floor (bench/peers/echo_floor.c) or
+#                  uring-floor (bench/peers/echo_uring.c; the C floors compiled with cc -O2
+#                  into target/), to compare the same counts across peers (pong: each one's
+#                  --pong mode)
 #   ARGS="..."     more arguments for the server, before the port (e.g. --recv for
 #                  echo_asyncnet, --own-buffers for the floor)
 #   BIN=DIR        take the servers and loadgen from DIR (default target/release), e.g. a
@@ -64,7 +65,10 @@ case $mode in
       floor)
         cc -O2 -g -o "$root/target/echo_floor" "$root/bench/peers/echo_floor.c"
         srv=("$root/target/echo_floor" "${pong[@]}" "${extra[@]}" "$port") ;;
-      *) echo "unknown SERVER $server (asyncnet, tokio or floor)" >&2; exit 2 ;;
+      uring-floor)
+        cc -O2 -g -o "$root/target/echo_uring" "$root/bench/peers/echo_uring.c"
+        srv=("$root/target/echo_uring" "${pong[@]}" "${extra[@]}" "$port") ;;
+      *) echo "unknown SERVER $server (asyncnet, tokio, floor or uring-floor)" >&2; exit 2 ;;
     esac ;;
   http) srv=("$bin/http_asyncnet" "${extra[@]}" "$port") ;;
   *) echo "unknown mode $mode (echo, pong or http)" >&2; exit 2 ;;
@@ -114,6 +118,15 @@ kill -TERM $server_pid
 # (ASYNCNET_DRIVER=io_uring) an idle server waits in io_uring_enter until something comes,
 # so a connection comes.
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || true
+# The C io_uring floor's wait is not ended by that connection: when it is still there after
+# 10 s, have callgrind write what it counted (through vgdb, which interrupts the system call),
+# then end it.
+for _ in $(seq 50); do kill -0 $server_pid 2>/dev/null || break; sleep 0.2; done
+if kill -0 $server_pid 2>/dev/null; then
+  callgrind_control -d $server_pid >/dev/null 2>&1
+  kill -KILL $server_pid
+  mv "$out.1" "$out"
+fi
 wait $server_pid 2>/dev/null || true
 totals=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", ""); gsub(/\([^)]*\)/, ""); print}')
 total=$(awk '{print $1}' <<<"$totals")

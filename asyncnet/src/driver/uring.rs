@@ -289,9 +289,7 @@ impl Uring {
         let entered = timeout.filter(|t| !t.is_zero()).map(|_| Instant::now());
         let mut submitted = None;
         let mut n = 0;
-        let mut removals = false;
-        let mut receive_again = Vec::new();
-        let mut accept_again = Vec::new();
+        let mut later = Later::default();
         let mut handed = 0;
         self.unhold_all(&lookup);
         loop {
@@ -304,71 +302,32 @@ impl Uring {
             let mut quiet = !completions.is_empty();
             for i in 0..completions.len() {
                 if let Some(prefetch) = prefetch.as_ref().filter(|_| i % super::EVENT_CHUNK == 0) {
-                    // The chunk's sockets' state, loaded all at once (see `Driver::turn`).
-                    let end = completions.len().min(i + super::EVENT_CHUNK);
-                    for c in &completions[i..end] {
-                        if c.user_data & (REMOVAL | SEND) == 0 && c.user_data != WAKE {
-                            prefetch(slot_of(c.user_data).0);
-                        }
-                    }
+                    prefetch_chunk(&completions[i..], prefetch);
                 }
                 let c = completions[i];
-                match c.user_data {
-                    WAKE => {
-                        quiet = false;
-                        self.woken(&c);
+                let ud = c.user_data;
+                // The receives' and the sends' completions, the ones a round trip makes, are
+                // handled here; the rest out of line, so that this loop's code stays short.
+                if ud & (REMOVAL | RECEIVE) == RECEIVE {
+                    quiet = false;
+                    let (key, gen) = slot_of(ud);
+                    let io = lookup(key, gen);
+                    if self.received(io.as_deref(), &c) {
+                        later.receive_again.extend(io);
                     }
-                    ud if ud & REMOVAL != 0 => {
-                        if c.result == -libc::EALREADY && ud & (RECEIVE | ACCEPT | SEND) == 0 {
-                            removals |= self.remove_again(ud & !REMOVAL);
-                        }
-                    }
-                    ud if ud & RECEIVE != 0 => {
-                        quiet = false;
-                        let (key, gen) = slot_of(ud);
-                        let io = lookup(key, gen);
-                        if self.received(io.as_deref(), &c) {
-                            receive_again.extend(io);
-                        }
-                        n += 1;
-                    }
-                    ud if ud & SEND != 0 => {
-                        let owner = self.ring.borrow().send_owner(ud);
-                        let io = owner.and_then(|o| {
-                            let (key, gen) = slot_of(o);
-                            lookup(key, gen)
-                        });
-                        quiet &= self.sent(io.as_deref(), ud);
-                        n += 1;
-                    }
-                    ud if ud & ACCEPT != 0 => {
-                        quiet = false;
-                        let (key, gen) = slot_of(ud);
-                        let io = lookup(key, gen);
-                        if self.accepted(io.as_deref(), &c) {
-                            accept_again.extend(io);
-                        }
-                        n += 1;
-                    }
-                    ud => {
-                        let (key, gen) = slot_of(ud);
-                        match lookup(key, gen) {
-                            // A poll of an earlier epoch still reporting: remove it again.
-                            Some(io) if ud != poll_data(&io) && c.more() => {
-                                removals |= self.remove_again(ud);
-                            }
-                            // A dropped poll's report (its removal's end, or one that came
-                            // first): nothing to tell.
-                            Some(io) if io.poll_off.get() || ud != poll_data(&io) => {}
-                            Some(io) => {
-                                quiet &= !self.socket_event(&io, &c);
-                                n += 1;
-                            }
-                            // A poll that should be gone and is not: remove it (again).
-                            None if c.more() => removals |= self.remove_again(ud),
-                            None => {}
-                        }
-                    }
+                    n += 1;
+                } else if ud & (REMOVAL | RECEIVE | SEND) == SEND {
+                    let owner = self.ring.borrow().send_owner(ud);
+                    let io = owner.and_then(|o| {
+                        let (key, gen) = slot_of(o);
+                        lookup(key, gen)
+                    });
+                    quiet &= self.sent(io.as_deref(), ud);
+                    n += 1;
+                } else {
+                    let (woke, events) = self.other_completion(&c, &lookup, &mut later);
+                    quiet &= !woke;
+                    n += events;
                 }
                 if n != handed && n % super::EVENT_CHUNK == 0 {
                     between();
@@ -381,7 +340,7 @@ impl Uring {
             // done at once. Nothing is due for the turn that was not before (no task ran, so
             // no timer, task or output is new): wait on in the same turn, for what the loop
             // waits for (an echo's next request then costs one turn, not two).
-            if !quiet || removals {
+            if !quiet || later.removals {
                 break;
             }
             wait = match (timeout, entered) {
@@ -393,25 +352,9 @@ impl Uring {
                 (Some(_), None) => break,
             };
         }
-        // Receives that ended for want of buffers, now that this turn gave them all back (and
-        // the kernel got more, once per turn however many ran short).
-        if self.out_of_buffers.take() {
-            self.ring.borrow_mut().more_buffers();
-        }
-        // (Most turns have neither: skip the loops' set-up and tear-down.)
-        if !receive_again.is_empty() {
-            for io in receive_again {
-                self.receive(&io);
-            }
-        }
-        if !accept_again.is_empty() {
-            for io in accept_again {
-                self.accept(&io);
-            }
-        }
-        if removals {
-            // At once, as a deregistration does: the socket is closed and its peer waits.
-            let _ = self.ring.borrow_mut().submit_now();
+        // (Most turns have nothing left to do: skip the call.)
+        if later.any() || self.out_of_buffers.get() {
+            self.finish_turn(later);
         }
         // Keep the allocation, and anything a deregistration (run by a woken task's waker)
         // collected meanwhile.
@@ -420,6 +363,79 @@ impl Uring {
             *slot = completions;
         }
         Ok(n)
+    }
+
+    /// A completion neither of a receive nor of a send: the cross-thread waker's, a removal's,
+    /// an accept's, a poll's. Returns whether it woke a task (or asked for more) and how many
+    /// socket events it was (0 or 1).
+    #[inline(never)]
+    fn other_completion(
+        &self,
+        c: &Completion,
+        lookup: &impl Fn(usize, u32) -> Option<std::rc::Rc<IoState>>,
+        later: &mut Later,
+    ) -> (bool, usize) {
+        match c.user_data {
+            WAKE => {
+                self.woken(c);
+                (true, 0)
+            }
+            ud if ud & REMOVAL != 0 => {
+                if c.result == -libc::EALREADY && ud & (RECEIVE | ACCEPT | SEND) == 0 {
+                    later.removals |= self.remove_again(ud & !REMOVAL);
+                }
+                (false, 0)
+            }
+            ud if ud & ACCEPT != 0 => {
+                let (key, gen) = slot_of(ud);
+                let io = lookup(key, gen);
+                if self.accepted(io.as_deref(), c) {
+                    later.accept_again.extend(io);
+                }
+                (true, 1)
+            }
+            ud => {
+                let (key, gen) = slot_of(ud);
+                match lookup(key, gen) {
+                    // A poll of an earlier epoch still reporting: remove it again.
+                    Some(io) if ud != poll_data(&io) && c.more() => {
+                        later.removals |= self.remove_again(ud);
+                        (false, 0)
+                    }
+                    // A dropped poll's report (its removal's end, or one that came first):
+                    // nothing to tell.
+                    Some(io) if io.poll_off.get() || ud != poll_data(&io) => (false, 0),
+                    Some(io) => (self.socket_event(&io, c), 1),
+                    // A poll that should be gone and is not: remove it (again).
+                    None if c.more() => {
+                        later.removals |= self.remove_again(ud);
+                        (false, 0)
+                    }
+                    None => (false, 0),
+                }
+            }
+        }
+    }
+
+    /// The end of a turn that left something to do: receives and accepts to make again, the
+    /// kernel's buffers to add to, removals to submit.
+    #[inline(never)]
+    fn finish_turn(&self, later: Later) {
+        // Receives that ended for want of buffers, now that this turn gave them all back (and
+        // the kernel got more, once per turn however many ran short).
+        if self.out_of_buffers.take() {
+            self.ring.borrow_mut().more_buffers();
+        }
+        for io in later.receive_again {
+            self.receive(&io);
+        }
+        for io in later.accept_again {
+            self.accept(&io);
+        }
+        if later.removals {
+            // At once, as a deregistration does: the socket is closed and its peer waits.
+            let _ = self.ring.borrow_mut().submit_now();
+        }
     }
 
     /// Another thread woke the loop: empty the eventfd (its count would otherwise grow for
@@ -1110,6 +1126,34 @@ impl Uring {
             io.wake(bits);
         }
         again
+    }
+}
+
+/// What a turn leaves for its end (see [`Uring::finish_turn`]).
+#[derive(Default)]
+struct Later {
+    /// Sockets whose receive ended short of the stream's end: made again.
+    receive_again: Vec<std::rc::Rc<IoState>>,
+    /// Listeners whose accept ended: made again.
+    accept_again: Vec<std::rc::Rc<IoState>>,
+    /// Removals were queued: submitted at once.
+    removals: bool,
+}
+
+impl Later {
+    fn any(&self) -> bool {
+        self.removals || !self.receive_again.is_empty() || !self.accept_again.is_empty()
+    }
+}
+
+/// Prefetch the state of the sockets of the next [`EVENT_CHUNK`](super::EVENT_CHUNK) of
+/// `completions` (see `Driver::turn`).
+#[inline(never)]
+fn prefetch_chunk(completions: &[Completion], prefetch: &impl Fn(usize)) {
+    for c in completions.iter().take(super::EVENT_CHUNK) {
+        if c.user_data & (REMOVAL | SEND) == 0 && c.user_data != WAKE {
+            prefetch(slot_of(c.user_data).0);
+        }
     }
 }
 
