@@ -124,7 +124,8 @@ kill -TERM $server_pid
 for _ in $(seq 50); do kill -0 $server_pid 2>/dev/null || break; sleep 0.2; done
 if kill -0 $server_pid 2>/dev/null; then
   callgrind_control -d $server_pid >/dev/null 2>&1
-  kill -KILL $server_pid
+  kill -KILL $server_pid 2>/dev/null || true
+  [ -s "$out.1" ] || { echo "callgrind wrote no counts for the server" >&2; exit 1; }
   mv "$out.1" "$out"
 fi
 wait $server_pid 2>/dev/null || true

@@ -152,8 +152,8 @@ impl Example {
     /// start-up failure (its loader could not map the shared user data page; about once in
     /// 500 to 1,000 starts of any program: `RELIABILITY.md`, "Wine's own failures"; Wine's
     /// words go to the Unix standard error, not to this pipe): the example is started
-    /// again, [`support::WINE_STARTS`] times in all. Any other exit before listening fails the test, with
-    /// what the example wrote.
+    /// again, [`support::WINE_STARTS`] times in all. Any other exit before listening fails the
+    /// test, with what the example wrote.
     fn start(name: &str, args: &[&str]) -> Option<Example> {
         // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
         let exe = std::env::current_exe().ok()?;
