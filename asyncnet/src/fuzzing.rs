@@ -6,7 +6,7 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-pub use crate::net::fuzzing::{addr_text_ip, addr_text_unix, Buffers, LineReader};
+pub use crate::net::fuzzing::{addr_text_ip, addr_text_unix, Buffers, FrontRecord, LineReader};
 use crate::tls::{Config, Step, Tls};
 use crate::{TlsContext, DEFAULT_HANDSHAKE_TIMEOUT};
 

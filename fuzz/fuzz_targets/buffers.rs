@@ -4,14 +4,15 @@
 //!
 //! Properties: the unread and pending bytes are the model's, byte for byte; `scanned` never
 //! claims bytes it does not cover (or a `\n`); written <= committed <= accepted, and
-//! accepted - written is the pending length; every byte handed in comes out exactly once.
+//! accepted - written is the pending length; every byte handed in comes out exactly once; a
+//! read's record of the front (`Mirror`) matches only while the front is the bytes it recorded.
 #![no_main]
 
 use std::collections::VecDeque;
 use std::io;
 use std::task::Poll;
 
-use asyncnet::fuzzing::Buffers;
+use asyncnet::fuzzing::{Buffers, FrontRecord};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,6 +32,9 @@ enum Op {
     UnreadFront(Vec<u8>),
     TakeAll,
     TakeInto(u16),
+    TakeFront(u16),
+    /// A read records the first n unread bytes as its own (`Mirror`).
+    Mirror(u16),
     FillFrom {
         max: u16,
         fill: Fill,
@@ -62,6 +66,8 @@ struct Model {
     /// Every byte the read side gave out (consumed or taken), and every byte handed in.
     read_in: Vec<u8>,
     read_out: Vec<u8>,
+    /// The last records of the front, with the bytes each recorded.
+    mirrors: VecDeque<(FrontRecord, Vec<u8>)>,
 }
 
 fn check(b: &Buffers, m: &Model) {
@@ -83,6 +89,14 @@ fn check(b: &Buffers, m: &Model) {
     assert!(m.written <= m.committed && m.committed <= m.accepted);
     assert_eq!(m.accepted - m.written, m.pending.len() as u64);
     assert_eq!(b.has_uncommitted(), m.accepted > m.committed);
+    for (mirror, front) in &m.mirrors {
+        if b.mirrors(*mirror) {
+            assert!(
+                !front.is_empty() && m.unread.iter().take(front.len()).eq(front.iter()),
+                "a record of the front matches bytes that are not the ones it recorded"
+            );
+        }
+    }
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -131,6 +145,21 @@ fuzz_target!(|ops: Vec<Op>| {
                 let expected: Vec<u8> = m.unread.drain(..want).collect();
                 assert_eq!(&out[..got], &expected[..], "take_into's bytes");
                 m.read_out.extend(expected);
+            }
+            Op::TakeFront(n) => {
+                let got = b.take_front(usize::from(n));
+                let want: Vec<u8> = m.unread.drain(..got.len()).collect();
+                assert_eq!(got.len(), usize::from(n).min(got.len() + m.unread.len()));
+                assert_eq!(got, want, "take_front");
+                m.read_out.extend(want);
+            }
+            Op::Mirror(n) => {
+                let n = usize::from(n).min(m.unread.len());
+                let front: Vec<u8> = m.unread.iter().take(n).copied().collect();
+                m.mirrors.push_back((b.mirror(n), front));
+                if m.mirrors.len() > 8 {
+                    m.mirrors.pop_front();
+                }
             }
             Op::FillFrom { max, fill, byte } => {
                 let max = usize::from(max);

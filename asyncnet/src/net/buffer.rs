@@ -14,33 +14,74 @@ use std::task::Poll;
 /// Bytes received from the kernel but not yet consumed.
 ///
 /// ```text
-///   data: [ consumed ...... | unread bytes ............ ]
-///         0                 pos                         data.len()
+///   data: [ consumed ...... | unread bytes ............ | room ......... ]
+///         0                 pos                         end             data.len()
 /// ```
 ///
 /// `data` is released as soon as every byte in it is consumed. `scanned` counts leading
 /// unread bytes known to hold no `\n`, so that a line arriving in pieces is scanned once;
-/// every way of consuming or prepending keeps it true.
+/// every way of consuming or prepending keeps it true. `generation` counts the changes to the
+/// front of the unread bytes (everything but appending): a read that leaves a copy of its
+/// bytes here knows by it that the copy is still the front (see [`Mirror`]). The room past `end` was zeroed once and
+/// is kept for the next read: a read that returns less than it asked for (as most reads into a
+/// large request do) does not have the same room zeroed again on the next try, so a read that
+/// gathers megabytes over many wake-ups writes each byte of room once.
 #[derive(Debug, Default)]
 pub(crate) struct ReadBuffer {
     data: Vec<u8>,
     pos: usize,
+    end: usize,
     scanned: usize,
+    generation: u64,
+}
+
+/// What a buffered read that could not finish left in the socket's buffer: a copy of the
+/// first `len` bytes it had already written into its caller's buffer (`len` 0, the default:
+/// nothing). While no byte was consumed or put in front since ([`ReadBuffer::mirrors`]), the
+/// next poll goes on from there instead of copying them back; a dropped read leaves them for
+/// the next one.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Mirror {
+    pub(crate) len: usize,
+    generation: u64,
 }
 
 impl ReadBuffer {
+    /// The first `len` unread bytes, recorded as a copy of a read's own.
+    pub(crate) fn mirror(&self, len: usize) -> Mirror {
+        debug_assert!(len <= self.len());
+        Mirror {
+            len,
+            generation: self.generation,
+        }
+    }
+
+    /// Whether the unread bytes still start with the copy `m` recorded: nothing was
+    /// consumed or put in front since (appending leaves the front as it was).
+    pub(crate) fn mirrors(&self, m: Mirror) -> bool {
+        m.len > 0 && m.generation == self.generation && m.len <= self.len()
+    }
+
+    /// Drop every byte (the socket closed); a [`Mirror`] taken before no longer matches.
+    pub(crate) fn clear(&mut self) {
+        *self = ReadBuffer {
+            generation: self.generation + 1,
+            ..ReadBuffer::default()
+        };
+    }
+
     /// The unread bytes.
     #[inline]
     pub(crate) fn unread(&self) -> &[u8] {
-        &self.data[self.pos..]
+        &self.data[self.pos..self.end]
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.data.len() - self.pos
+        self.end - self.pos
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.pos == self.data.len()
+        self.pos == self.end
     }
 
     /// Leading unread bytes known to hold no `\n`.
@@ -58,6 +99,7 @@ impl ReadBuffer {
         debug_assert!(n <= self.len());
         let n = n.min(self.len());
         self.pos += n;
+        self.generation += 1;
         self.scanned = self.scanned.saturating_sub(n);
         if self.is_empty() {
             self.release(pool);
@@ -70,6 +112,7 @@ impl ReadBuffer {
     pub(crate) fn consume_line(&mut self, n: usize, pool: &BufferPool) {
         debug_assert!(self.scanned < n && n <= self.len());
         self.pos += n.min(self.len());
+        self.generation += 1;
         self.scanned = 0;
         if self.is_empty() {
             self.release(pool);
@@ -80,6 +123,8 @@ impl ReadBuffer {
     fn release(&mut self, pool: &BufferPool) {
         pool.put(std::mem::take(&mut self.data));
         self.pos = 0;
+        self.end = 0;
+        self.generation += 1;
     }
 
     /// Append bytes that arrived but were not consumed (storage from `pool` if there is
@@ -97,7 +142,12 @@ impl ReadBuffer {
             self.data = pool.take();
         }
         self.compact();
-        self.data.extend_from_slice(bytes);
+        // Into the room first, then past it.
+        let room = (self.data.len() - self.end).min(bytes.len());
+        let (into_room, past) = bytes.split_at(room);
+        self.data[self.end..self.end + room].copy_from_slice(into_room);
+        self.data.extend_from_slice(past);
+        self.end += bytes.len();
     }
 
     /// Put back bytes taken by a read that could not finish yet. They go *before* whatever is
@@ -107,12 +157,12 @@ impl ReadBuffer {
             return;
         }
         self.scanned = 0;
-        if self.is_empty() {
-            self.data = bytes;
-        } else {
+        self.generation += 1;
+        if !self.is_empty() {
             bytes.extend_from_slice(self.unread());
-            self.data = bytes;
         }
+        self.end = bytes.len();
+        self.data = bytes;
         self.pos = 0;
     }
 
@@ -120,10 +170,31 @@ impl ReadBuffer {
     /// yet).
     pub(crate) fn take_all(&mut self) -> Vec<u8> {
         let mut data = std::mem::take(&mut self.data);
+        data.truncate(self.end);
         data.drain(..self.pos);
         self.pos = 0;
+        self.end = 0;
         self.scanned = 0;
+        self.generation += 1;
         data
+    }
+
+    /// Take the first `n` unread bytes (fewer if fewer are unread) as a buffer of their own:
+    /// the storage itself when they are all there is and too many to copy cheaply, otherwise
+    /// an exact-size copy (a small read does not hand its caller a buffer of the pool's size).
+    pub(crate) fn take_front(&mut self, n: usize, pool: &BufferPool) -> Vec<u8> {
+        let n = n.min(self.len());
+        if n == self.len() && n >= TAKE_WHOLE {
+            let mut all = self.take_all();
+            // Room grown ahead of the bytes is given back, not handed to the caller.
+            if all.capacity() > 2 * all.len() {
+                all.shrink_to_fit();
+            }
+            return all;
+        }
+        let front = self.unread()[..n].to_vec();
+        self.consume(n, pool);
+        front
     }
 
     /// Take up to `n` unread bytes into `out`.
@@ -146,17 +217,19 @@ impl ReadBuffer {
             self.data = pool.take();
         }
         self.compact();
-        let start = self.data.len();
-        self.data.resize(start + max, 0);
-        let r = read(&mut self.data[start..]);
+        let start = self.end;
+        if self.data.len() < start + max {
+            // Only room never zeroed before is zeroed now.
+            self.data.resize(start + max, 0);
+        }
+        let r = read(&mut self.data[start..start + max]);
         let n = match r {
-            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Ok(n)) => n.min(max),
             _ => 0,
         };
-        self.data.truncate(start + n);
+        self.end += n;
         if self.is_empty() {
-            pool.put(std::mem::take(&mut self.data));
-            self.pos = 0;
+            self.release(pool);
         }
         r
     }
@@ -164,12 +237,17 @@ impl ReadBuffer {
     /// Move unread bytes to the front when the consumed part is the larger, so that the
     /// buffer does not creep forward forever.
     fn compact(&mut self) {
-        if self.pos > 0 && self.pos >= self.data.len() - self.pos {
-            self.data.drain(..self.pos);
+        if self.pos > 0 && self.pos >= self.end - self.pos {
+            self.data.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
     }
 }
+
+/// Unread bytes from which [`ReadBuffer::take_front`] hands over the storage itself rather
+/// than a copy (a read that gathered many chunks); below it a copy is cheap.
+const TAKE_WHOLE: usize = 16 * 1024;
 
 /// Bytes accepted by `send` but not yet taken by the kernel, with running totals so that each
 /// send knows when its own bytes are out.
@@ -435,6 +513,44 @@ mod tests {
         b.extend(b"world", &BufferPool::default());
         b.unread_front(b"hello ".to_vec());
         assert_eq!(b.unread(), b"hello world");
+    }
+
+    /// A read that returns less than it was offered leaves the rest of the room as it found
+    /// it for the next read: room is zeroed once, not at every read (a read gathering
+    /// megabytes through short reads zeroed megabytes each time).
+    #[test]
+    fn room_a_short_read_left_is_offered_again_without_being_zeroed() {
+        let pool = BufferPool::default();
+        let mut b = ReadBuffer::default();
+        let r = b.fill_from(
+            1000,
+            |buf| {
+                assert!(buf.iter().all(|&x| x == 0), "fresh room is zeroed");
+                buf.fill(b'x');
+                Poll::Ready(Ok(10))
+            },
+            &pool,
+        );
+        assert!(matches!(r, Poll::Ready(Ok(10))));
+        let r = b.fill_from(
+            990,
+            |buf| {
+                assert!(buf.iter().all(|&x| x == b'x'), "the room was zeroed again");
+                buf[..5].copy_from_slice(b"hello");
+                Poll::Pending
+            },
+            &pool,
+        );
+        assert!(r.is_pending());
+        assert_eq!(
+            b.unread(),
+            &[b'x'; 10][..],
+            "a read that did not complete added nothing"
+        );
+        b.extend(b"abc", &pool);
+        assert_eq!(&b.unread()[10..], b"abc", "appending writes over the room");
+        assert_eq!(b.take_front(13, &pool).len(), 13);
+        assert!(b.is_empty());
     }
 
     #[test]

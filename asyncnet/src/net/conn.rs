@@ -160,7 +160,7 @@ impl AsyncSocket {
             let inner = &self.inner;
             let buffered = inner.read.buffered.get();
             let client = AsyncSocket::register(socket, inner.domain, inner.sock_type, buffered)?;
-            client.inner.connected.set(true);
+            client.inner.write.connected.set(true);
             match self.accept_tls(&client).await {
                 None | Some(Ok(())) => return Ok((addr, client)),
                 Some(Err(e)) => {
@@ -350,7 +350,7 @@ impl AsyncSocket {
                 ));
             }
         }
-        self.inner.connected.set(true);
+        self.inner.write.connected.set(true);
         Ok(())
     }
 }

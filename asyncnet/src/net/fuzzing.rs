@@ -10,7 +10,7 @@ use std::task::Poll;
 
 use socket2::SockAddr;
 
-use super::buffer::{BufferPool, ReadBuffer, WriteBuffer};
+use super::buffer::{BufferPool, Mirror, ReadBuffer, WriteBuffer};
 use super::local::SCRATCH_SIZE;
 use super::read::ReadState;
 use super::socket::BUFFER_SIZE;
@@ -148,6 +148,10 @@ impl LineReader {
     }
 }
 
+/// [`Buffers::mirror`]'s record of the front of the read buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct FrontRecord(Mirror);
+
 /// A socket's read buffer, write buffer and the pool they share, each method the buffer's
 /// own (see `net/buffer.rs` for what each does).
 #[derive(Debug, Default)]
@@ -188,6 +192,16 @@ impl Buffers {
     }
     pub fn take_into(&mut self, out: &mut [u8]) -> usize {
         self.read.take_into(out, &self.pool)
+    }
+    pub fn take_front(&mut self, n: usize) -> Vec<u8> {
+        self.read.take_front(n, &self.pool)
+    }
+    /// A read's record of the first `n` unread bytes (see `Mirror` in `net/buffer.rs`).
+    pub fn mirror(&self, n: usize) -> FrontRecord {
+        FrontRecord(self.read.mirror(n))
+    }
+    pub fn mirrors(&self, m: FrontRecord) -> bool {
+        self.read.mirrors(m.0)
     }
     pub fn fill_from(
         &mut self,

@@ -10,7 +10,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::task::{ready, Context, Poll};
 
-use super::buffer::{BufferPool, ReadBuffer};
+use super::buffer::{BufferPool, Mirror, ReadBuffer};
 use super::line::{scan, text, Scan, ShortLine};
 use super::local::SCRATCH_SIZE;
 use super::options::Flags;
@@ -421,7 +421,9 @@ impl AsyncSocket {
         buf: &'a mut [u8],
         flags: Flags,
     ) -> impl Future<Output = io::Result<usize>> + 'a {
-        poll_fn(move |cx| self.poll_recv_into(cx, buf, flags))
+        // What a poll that could not finish left in the socket's buffer (see `Mirror`).
+        let mut left = Mirror::default();
+        poll_fn(move |cx| self.poll_recv_into(cx, buf, flags, &mut left))
     }
 
     /// Receive one line (Nim's `recvLine`), without its terminator, with the default flags
@@ -668,11 +670,14 @@ impl AsyncSocket {
         })
     }
 
+    /// `left`: the future's own state between polls, for a buffered read (see
+    /// [`poll_recv_into_buffered`](Self::poll_recv_into_buffered)).
     pub(crate) fn poll_recv_into(
         &self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
         flags: Flags,
+        left: &mut Mirror,
     ) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -710,20 +715,70 @@ impl AsyncSocket {
                     }
                 }
             }
-            Mode::Buffered => {
-                // Serve from the buffer, then read more (see `poll_read_ahead`).
-                let mut filled = read.buf.borrow_mut().take_into(buf, pool);
-                while filled < buf.len() && !read.eof.get() {
-                    match self.poll_read_ahead(cx, &mut buf[filled..], flags) {
-                        Poll::Ready(Ok(n)) => filled += n,
-                        other => {
-                            // Keep what arrived in the socket, not in this future.
-                            read.buf.borrow_mut().unread_front(buf[..filled].to_vec());
-                            return other;
-                        }
-                    }
+            Mode::Buffered => self.poll_recv_into_buffered(cx, buf, flags, left),
+        }
+    }
+
+    /// Buffered `recv_into`: fill `buf` from the socket's buffer, then straight from the
+    /// kernel (see `poll_read_ahead`).
+    ///
+    /// A poll that cannot finish leaves a copy of the bytes it wrote into `buf` in the socket's
+    /// buffer, so that a dropped future loses nothing, and records it in `left`. The next poll
+    /// goes on where it stopped while that copy is still the buffer's front (no other read
+    /// took bytes meanwhile): each byte is copied into the socket's buffer once however many
+    /// wake-ups a large read takes, instead of back and forth at each. The copy is consumed
+    /// when the read completes.
+    fn poll_recv_into_buffered(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        flags: Flags,
+        left: &mut Mirror,
+    ) -> Poll<io::Result<usize>> {
+        let read = &self.inner.read;
+        let pool = &self.inner.local.pool;
+        // `buf[..mirrored]` is also the front of the socket's buffer; `buf[mirrored..filled]`
+        // is only in `buf`.
+        let (mut filled, mut mirrored) = match std::mem::take(left) {
+            m if read.buf.borrow().mirrors(m) => (m.len, m.len),
+            _ => (read.buf.borrow_mut().take_into(buf, pool), 0),
+        };
+        loop {
+            if mirrored > 0 && filled == mirrored {
+                // Bytes queued after the copy (a small read's surplus) come next.
+                let rb = read.buf.borrow();
+                let n = copy_front(&rb.unread()[mirrored..], &mut buf[filled..]);
+                filled += n;
+                mirrored += n;
+            }
+            if filled == buf.len() || read.eof.get() {
+                if mirrored > 0 {
+                    read.buf.borrow_mut().consume(mirrored, pool);
                 }
-                Poll::Ready(Ok(filled))
+                return Poll::Ready(Ok(filled));
+            }
+            let r = if mirrored > 0 && buf.len() - filled < BUFFER_SIZE {
+                // A small read goes through the socket's buffer, after the copy: the copy
+                // must cover every byte before it.
+                read.buf.borrow_mut().extend(&buf[mirrored..filled], pool);
+                mirrored = filled;
+                self.poll_fill_once(cx, BUFFER_SIZE, flags).map_ok(|_| 0)
+            } else {
+                self.poll_read_ahead(cx, &mut buf[filled..], flags)
+            };
+            match r {
+                Poll::Ready(Ok(n)) => filled += n,
+                other => {
+                    // Keep what arrived in the socket, not in this future.
+                    let mut rb = read.buf.borrow_mut();
+                    if mirrored == 0 {
+                        rb.unread_front(buf[..filled].to_vec());
+                    } else {
+                        rb.extend(&buf[mirrored..filled], pool);
+                    }
+                    *left = rb.mirror(filled);
+                    return other;
+                }
             }
         }
     }
@@ -753,7 +808,7 @@ impl AsyncSocket {
                     own = vec![0; size.min(super::datagram::MAX_DATAGRAM)];
                     &mut own[..]
                 };
-                let n = ready!(self.poll_recv_into(cx, buf, flags))?;
+                let n = ready!(self.poll_recv_into(cx, buf, flags, &mut Mirror::default()))?;
                 Poll::Ready(Ok(buf[..n].to_vec()))
             }
             Mode::BufferedPeek => {
@@ -765,41 +820,20 @@ impl AsyncSocket {
         }
     }
 
-    /// Buffered `recv(size)`: what is buffered, then reads into the result itself until it
-    /// holds `size` bytes or the stream ends.
+    /// Buffered `recv(size)`: the bytes gather in the socket's buffer (where a dropped future
+    /// leaves them), then go to the caller in one piece.
     fn poll_recv_buffered(
         &self,
         cx: &mut Context<'_>,
         size: usize,
         flags: Flags,
     ) -> Poll<io::Result<Vec<u8>>> {
+        ready!(self.poll_fill(cx, size, flags))?;
         let read = &self.inner.read;
-        let mut out = {
-            let mut rb = read.buf.borrow_mut();
-            let n = size.min(rb.len());
-            let v = rb.unread()[..n].to_vec();
-            rb.consume(n, &self.inner.local.pool);
-            v
-        };
-        while out.len() < size && !read.eof.get() {
-            // Grow geometrically, never past `size`: a huge `size` costs memory only as
-            // bytes actually arrive.
-            let start = out.len();
-            let chunk = (size - start).min(start.max(BUFFER_SIZE)).min(MAX_CHUNK);
-            out.resize(start + chunk, 0);
-            let r = self.poll_read_ahead(cx, &mut out[start..], flags);
-            let n = match r {
-                Poll::Ready(Ok(n)) => n,
-                _ => 0,
-            };
-            out.truncate(start + n);
-            if let Poll::Pending | Poll::Ready(Err(_)) = r {
-                // Keep what arrived in the socket, not in this future.
-                read.buf.borrow_mut().unread_front(out);
-                return r.map_ok(|_| Vec::new());
-            }
-        }
-        Poll::Ready(Ok(out))
+        Poll::Ready(Ok(read
+            .buf
+            .borrow_mut()
+            .take_front(size, &self.inner.local.pool)))
     }
 
     /// One buffered read for `dst` (the socket's buffer is empty): a small `dst` is served
@@ -824,6 +858,12 @@ impl AsyncSocket {
     }
 
     /// Buffered: read into the socket's buffer until it holds `want` bytes or the stream ends.
+    ///
+    /// Each read asks for what is missing, but at least [`BUFFER_SIZE`] (the surplus stays
+    /// buffered) and at most what is held already or [`BUFFER_SIZE`], whichever is more (and
+    /// never more than [`MAX_CHUNK`]): the buffer grows geometrically, so a huge `want` costs
+    /// memory only as bytes actually arrive, and each wake-up adds to what the buffer holds
+    /// instead of starting over.
     fn poll_fill(&self, cx: &mut Context<'_>, want: usize, flags: Flags) -> Poll<io::Result<()>> {
         let read = &self.inner.read;
         loop {
@@ -831,7 +871,10 @@ impl AsyncSocket {
             if have >= want || read.eof.get() {
                 return Poll::Ready(Ok(()));
             }
-            ready!(self.poll_fill_once(cx, (want - have).clamp(BUFFER_SIZE, MAX_CHUNK), flags))?;
+            let max = (want - have)
+                .min(have.clamp(BUFFER_SIZE, MAX_CHUNK))
+                .max(BUFFER_SIZE);
+            ready!(self.poll_fill_once(cx, max, flags))?;
         }
     }
 
@@ -1067,5 +1110,119 @@ mod tests {
         assert!(!read.text_line_into(&pool, 100, &mut out));
         assert_eq!(out, "PINGh\u{e9}");
         assert_eq!(read.buf.borrow().unread(), b"PI");
+    }
+
+    /// A buffered `recv_into` that waits many times leaves each piece in the socket's buffer
+    /// once and goes on from there: its earlier bytes are not taken back out at each wake-up
+    /// (which made a large read quadratic: every wake-up copied everything so far twice).
+    /// Every byte still arrives in order, and the bytes past the buffer stay for the next read.
+    #[test]
+    fn a_buffered_recv_into_waiting_many_times_leaves_each_byte_in_the_socket_buffer_once() {
+        use crate::net::test_support::tcp_pair;
+        use std::future::Future;
+        use std::time::Duration;
+        crate::wait_for(async {
+            let (client, peer) = tcp_pair().await?;
+            const PIECE: usize = 10_000;
+            const PIECES: usize = 20;
+            let data: Vec<u8> = (0..PIECE * PIECES + 7).map(|i| (i % 251) as u8).collect();
+            let mut buf = vec![0u8; PIECE * PIECES];
+            let mut read = Box::pin(peer.recv_into(&mut buf));
+            let mut first = None;
+            let mut done = None;
+            // The last piece brings 7 bytes past the buffer.
+            let last = PIECE * (PIECES - 1);
+            let pieces = data[..last].chunks(PIECE).chain([&data[last..]]);
+            for (i, piece) in pieces.enumerate() {
+                client.send(piece).await?;
+                let sent = ((i + 1) * PIECE).min(PIECE * PIECES);
+                // Poll until the piece has reached the read (it went Pending with it kept in
+                // the socket's buffer), or the read completes.
+                for _ in 0..5000 {
+                    match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+                        Poll::Ready(r) => {
+                            done = Some(r?);
+                            break;
+                        }
+                        Poll::Pending if peer.inner.read.buf.borrow().len() >= sent => break,
+                        Poll::Pending => crate::sleep_async(Duration::from_millis(1)).await,
+                    }
+                }
+                if done.is_some() {
+                    break;
+                }
+                let rb = peer.inner.read.buf.borrow();
+                assert_eq!(
+                    rb.len(),
+                    sent,
+                    "the read keeps what it has in the socket's buffer"
+                );
+                let first = *first.get_or_insert_with(|| rb.mirror(PIECE));
+                assert!(
+                    rb.mirrors(first),
+                    "piece {i}: the read took its bytes back out of the socket's buffer"
+                );
+            }
+            drop(read);
+            assert_eq!(done, Some(PIECE * PIECES));
+            assert!(buf == data[..PIECE * PIECES], "every byte, in order");
+            assert_eq!(
+                peer.recv(7).await?,
+                &data[PIECE * PIECES..],
+                "the rest stays"
+            );
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
+    }
+
+    /// A buffered `recv(size)` that waits many times gathers the bytes in the socket's buffer,
+    /// adding to them at each wake-up (not copying them out and back).
+    #[test]
+    fn a_buffered_recv_waiting_many_times_gathers_in_the_socket_buffer_and_hands_it_over() {
+        use crate::net::test_support::tcp_pair;
+        use std::future::Future;
+        use std::time::Duration;
+        crate::wait_for(async {
+            let (client, peer) = tcp_pair().await?;
+            const PIECE: usize = 30_000;
+            const PIECES: usize = 10;
+            let data: Vec<u8> = (0..PIECE * PIECES).map(|i| (i % 251) as u8).collect();
+            let mut read = Box::pin(peer.recv(PIECE * PIECES));
+            let mut first = None;
+            let mut done = None;
+            for (i, piece) in data.chunks(PIECE).enumerate() {
+                client.send(piece).await?;
+                let sent = (i + 1) * PIECE;
+                for _ in 0..5000 {
+                    match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+                        Poll::Ready(r) => {
+                            done = Some(r?);
+                            break;
+                        }
+                        Poll::Pending if peer.inner.read.buf.borrow().len() >= sent => break,
+                        Poll::Pending => crate::sleep_async(Duration::from_millis(1)).await,
+                    }
+                }
+                if done.is_some() {
+                    break;
+                }
+                let rb = peer.inner.read.buf.borrow();
+                assert_eq!(
+                    rb.len(),
+                    sent,
+                    "the read keeps what it has in the socket's buffer"
+                );
+                let first = *first.get_or_insert_with(|| rb.mirror(PIECE));
+                assert!(
+                    rb.mirrors(first),
+                    "piece {i}: the gathered bytes were taken out"
+                );
+            }
+            let got = done.expect("the read completed");
+            assert!(got == data, "every byte, in order");
+            Ok::<(), io::Error>(())
+        })
+        .unwrap();
     }
 }

@@ -62,7 +62,7 @@ use crate::tls::{HandshakeAs, Tls, TlsContext, TlsInfo};
 /// ```
 pub fn wrap_socket(ctx: &TlsContext, socket: &AsyncSocket) -> io::Result<()> {
     socket.socket()?;
-    if socket.is_ssl() || socket.inner.connected.get() {
+    if socket.is_ssl() || socket.inner.write.connected.get() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "wrap_socket needs a socket that is neither connected nor TLS (see wrap_connected_socket)",

@@ -11,7 +11,6 @@ use std::rc::Rc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::buffer::ReadBuffer;
 use super::conn::AcceptState;
 use super::local::Local;
 use super::options::SoBool;
@@ -68,9 +67,6 @@ pub(crate) struct Inner {
     pub(super) domain: Domain,
     /// Stream or datagram, fixed at creation.
     pub(super) sock_type: Type,
-    /// The socket has had a peer (connected, accepted, or adopted connected): a send error
-    /// then means the peer went away, not that there never was one.
-    pub(super) connected: Cell<bool>,
     /// Received bytes not yet asked for, end of stream, buffered or not (`read.rs`).
     pub(super) read: ReadState,
     /// The output queue and what happened to it (`write.rs`).
@@ -320,7 +316,7 @@ impl AsyncSocket {
         let sock_type = socket.r#type()?;
         let connected = socket.peer_addr().is_ok();
         let s = AsyncSocket::adopt(socket, domain, sock_type, buffered)?;
-        s.inner.connected.set(connected);
+        s.inner.write.connected.set(connected);
         Ok(s)
     }
 
@@ -351,7 +347,6 @@ impl AsyncSocket {
                 socket: RefCell::new(Some(socket)),
                 domain,
                 sock_type,
-                connected: Cell::new(false),
                 read: ReadState::new(buffered),
                 write: WriteState::default(),
                 rare: OnceCell::new(),
@@ -610,7 +605,7 @@ impl AsyncSocket {
                 inner.finish_closed(socket, unsent, shared);
             }
         }
-        inner.read.buf.replace(ReadBuffer::default());
+        inner.read.buf.borrow_mut().clear();
         report.map_or(Ok(()), Err)
     }
 
@@ -637,7 +632,7 @@ impl AsyncSocket {
                 }
             }
         }
-        inner.read.buf.replace(ReadBuffer::default());
+        inner.read.buf.borrow_mut().clear();
     }
 
     /// Take the descriptor out of the socket (see `convert.rs`): the poller forgets it and the

@@ -47,6 +47,10 @@ pub(crate) struct WriteState {
     deferred: Cell<bool>,
     /// `shutdown_write` was called: sends fail.
     pub(super) shut: Cell<bool>,
+    /// The socket has had a peer (connected, accepted, or adopted connected): a send error
+    /// then means the peer went away, not that there never was one. (Here rather than in
+    /// the socket's own state, where it would not fit: see `a_sockets_state_fits_in_200_bytes`.)
+    pub(super) connected: Cell<bool>,
 }
 
 /// Why the sending side gave up on queued bytes.
@@ -323,7 +327,7 @@ impl AsyncSocket {
         let inner = &self.inner;
         if inner.io.is_closed()
             || !inner.io.driver().is_driven()
-            || !inner.connected.get()
+            || !inner.write.connected.get()
             || inner.write.shut.get()
             || inner.write.failure.get().is_some()
         {
@@ -342,7 +346,7 @@ impl AsyncSocket {
             // polls this send), they would wait for ever.
             return Err(error::not_driven());
         }
-        if !self.inner.connected.get() {
+        if !self.inner.write.connected.get() {
             // Nothing could ever carry the bytes: say so now rather than when they are
             // written.
             return Err(io::Error::new(
@@ -380,7 +384,7 @@ impl AsyncSocket {
             match self.try_write(&data[off..]) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if !inner.connected.get() && sys::is_disconnect(&e) => {
+                Err(e) if !inner.write.connected.get() && sys::is_disconnect(&e) => {
                     // Linux answers EPIPE to a send on a socket that never had a peer: that
                     // is no disconnection, and no flag makes it succeed.
                     inner.write.buf.borrow_mut().note_direct(off);
