@@ -22,10 +22,13 @@ use std::task::Poll;
 /// unread bytes known to hold no `\n`, so that a line arriving in pieces is scanned once;
 /// every way of consuming or prepending keeps it true. `generation` counts the changes to the
 /// front of the unread bytes (everything but appending): a read that leaves a copy of its
-/// bytes here knows by it that the copy is still the front (see [`Mirror`]). The room past `end` was zeroed once and
-/// is kept for the next read: a read that returns less than it asked for (as most reads into a
-/// large request do) does not have the same room zeroed again on the next try, so a read that
-/// gathers megabytes over many wake-ups writes each byte of room once.
+/// bytes here knows by it that the copy is still the front (see [`Mirror`]).
+///
+/// The room past `end` is initialized (zeroed once, or bytes of an earlier use of the pool's
+/// buffer) and kept for the next read: a read that returns less than it asked for (as most
+/// reads into a large request do, and every read that finds nothing) does not have the same
+/// room zeroed again on the next try, so a read that gathers megabytes over many wake-ups
+/// writes each byte of room once, and one that finds nothing writes none.
 #[derive(Debug, Default)]
 pub(crate) struct ReadBuffer {
     data: Vec<u8>,
@@ -119,12 +122,12 @@ impl ReadBuffer {
         }
     }
 
-    /// Give the emptied storage back to `pool`.
+    /// Give the emptied storage back to `pool`. (The front changed already, or there was
+    /// none: an empty buffer matches no [`Mirror`].)
     fn release(&mut self, pool: &BufferPool) {
-        pool.put(std::mem::take(&mut self.data));
+        pool.put_with_room(std::mem::take(&mut self.data));
         self.pos = 0;
         self.end = 0;
-        self.generation += 1;
     }
 
     /// Append bytes that arrived but were not consumed (storage from `pool` if there is
@@ -139,14 +142,19 @@ impl ReadBuffer {
 
     fn append(&mut self, bytes: &[u8], pool: &BufferPool) {
         if self.data.capacity() == 0 {
-            self.data = pool.take();
+            self.data = pool.take_with_room();
         }
         self.compact();
-        // Into the room first, then past it.
-        let room = (self.data.len() - self.end).min(bytes.len());
-        let (into_room, past) = bytes.split_at(room);
-        self.data[self.end..self.end + room].copy_from_slice(into_room);
-        self.data.extend_from_slice(past);
+        if self.end == self.data.len() {
+            // Mostly: no room (it is kept only by a read that gathers).
+            self.data.extend_from_slice(bytes);
+        } else {
+            // Into the room first, then past it.
+            let room = (self.data.len() - self.end).min(bytes.len());
+            let (into_room, past) = bytes.split_at(room);
+            self.data[self.end..self.end + room].copy_from_slice(into_room);
+            self.data.extend_from_slice(past);
+        }
         self.end += bytes.len();
     }
 
@@ -214,7 +222,7 @@ impl ReadBuffer {
         pool: &BufferPool,
     ) -> Poll<io::Result<usize>> {
         if self.data.capacity() == 0 {
-            self.data = pool.take();
+            self.data = pool.take_with_room();
         }
         self.compact();
         let start = self.end;
@@ -437,11 +445,24 @@ impl WriteBuffer {
 /// hold: a connection between messages holds no buffer, yet a message costs no
 /// `malloc`/`free` pair.
 ///
+/// Read buffers come back with their room (their length: bytes zeroed once, see
+/// [`ReadBuffer`]) and are kept apart from write buffers, so that a read that finds nothing,
+/// or a small message, does not zero a buffer's worth of room again: the write side clears
+/// what it takes, and would otherwise hand the read side a cleared buffer at every message.
+///
 /// Bounded: at most [`POOL_BUFFERS`] buffers of at most [`POOL_CAPACITY`] bytes each are kept;
 /// others are freed.
 #[derive(Debug, Default)]
 pub(crate) struct BufferPool {
-    free: RefCell<Vec<Vec<u8>>>,
+    lists: RefCell<PoolLists>,
+}
+
+#[derive(Debug, Default)]
+struct PoolLists {
+    /// Emptied write buffers (length 0).
+    free: Vec<Vec<u8>>,
+    /// Emptied read buffers, their length room.
+    with_room: Vec<Vec<u8>>,
 }
 
 /// How many empty buffers a loop keeps.
@@ -453,25 +474,57 @@ const POOL_CAPACITY: usize = 128 * 1024;
 const FIRST_CAPACITY: usize = 4 * 1024;
 
 impl BufferPool {
-    /// An empty buffer.
+    /// An empty buffer (for writing).
     pub(crate) fn take(&self) -> Vec<u8> {
-        self.free
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(FIRST_CAPACITY))
+        let mut lists = self.lists.borrow_mut();
+        if let Some(buf) = lists.free.pop() {
+            return buf;
+        }
+        let mut buf = lists.with_room.pop().unwrap_or_else(new_buffer);
+        buf.clear();
+        buf
     }
 
-    /// Keep `buf` for later (emptied), or free it.
-    pub(crate) fn put(&self, mut buf: Vec<u8>) {
-        if buf.capacity() == 0 || buf.capacity() > POOL_CAPACITY {
-            return;
-        }
-        let mut free = self.free.borrow_mut();
-        if free.len() < POOL_BUFFERS {
-            buf.clear();
-            free.push(buf);
+    /// A buffer whose length is room: bytes a read buffer zeroed, or that held an earlier
+    /// connection's bytes, that a read may overwrite without zeroing them first (see
+    /// [`ReadBuffer`]: its bytes end at its own `end`, not at the length).
+    pub(crate) fn take_with_room(&self) -> Vec<u8> {
+        let mut lists = self.lists.borrow_mut();
+        match lists.with_room.pop() {
+            Some(buf) => buf,
+            None => lists.free.pop().unwrap_or_else(new_buffer),
         }
     }
+
+    /// Keep an emptied write buffer for later, or free it.
+    pub(crate) fn put(&self, mut buf: Vec<u8>) {
+        if keeps(&buf) {
+            let mut lists = self.lists.borrow_mut();
+            if lists.free.len() + lists.with_room.len() < POOL_BUFFERS {
+                buf.clear();
+                lists.free.push(buf);
+            }
+        }
+    }
+
+    /// Keep an emptied read buffer for later, its length kept as room, or free it.
+    pub(crate) fn put_with_room(&self, buf: Vec<u8>) {
+        if keeps(&buf) {
+            let mut lists = self.lists.borrow_mut();
+            if lists.free.len() + lists.with_room.len() < POOL_BUFFERS {
+                lists.with_room.push(buf);
+            }
+        }
+    }
+}
+
+/// Whether a pool keeps `buf` (it has storage, and not too much).
+fn keeps(buf: &Vec<u8>) -> bool {
+    buf.capacity() != 0 && buf.capacity() <= POOL_CAPACITY
+}
+
+fn new_buffer() -> Vec<u8> {
+    Vec::with_capacity(FIRST_CAPACITY)
 }
 
 #[cfg(test)]
@@ -489,7 +542,7 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(b.data.capacity(), 0);
         assert_eq!(
-            pool.free.borrow().len(),
+            pool.lists.borrow().with_room.len(),
             1,
             "the storage went back to the pool"
         );
