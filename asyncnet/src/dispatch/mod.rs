@@ -67,6 +67,8 @@ pub(crate) struct Loop {
     /// Set while a `wait_for`/`poll` runs, to refuse nesting.
     running: Cell<bool>,
     main_woken: Cell<bool>,
+    /// `wait_for`'s future has returned: only background work keeps it (see `turn`).
+    main_done: Cell<bool>,
     main_gen: Cell<u64>,
     /// Background work that `wait_for` waits for before it returns (see [`Background`]).
     background: Rc<Cell<usize>>,
@@ -227,6 +229,7 @@ impl Loop {
             on_failure: RefCell::new(None),
             running: Cell::new(false),
             main_woken: Cell::new(false),
+            main_done: Cell::new(false),
             main_gen: Cell::new(0),
             background: Rc::new(Cell::new(0)),
         })
@@ -283,7 +286,11 @@ impl Loop {
         self.run_ready();
         // Coalesced output leaves before the loop sleeps (it may spawn flushers: count them).
         self.driver.run_deferred();
-        let nothing_to_wait_for = !(for_main || self.pending());
+        // `wait_for` returns once its future has and the background work is over: work that
+        // ended in this turn's tasks (a closed socket whose last bytes the kernel took) must
+        // not leave it asleep with nothing left to wake it.
+        let main_free = for_main && self.main_done.get() && self.background.get() == 0;
+        let nothing_to_wait_for = !(for_main || self.pending()) || main_free;
         let failed = !self.failures.borrow().is_empty();
         let wait = if self.has_ready() || nothing_to_wait_for || failed {
             Some(Duration::ZERO)
@@ -406,6 +413,7 @@ pub fn wait_for<F: Future>(future: F) -> F::Output {
         let waker = Waker::from(wake.clone());
         let mut cx = Context::from_waker(&waker);
         l.main_woken.set(true);
+        l.main_done.set(false);
         let mut output = None;
         loop {
             if output.is_none() && l.main_woken.replace(false) {
@@ -414,6 +422,7 @@ pub fn wait_for<F: Future>(future: F) -> F::Output {
                     // What the future sent last leaves before the caller gets control.
                     l.driver.run_deferred();
                     output = Some(v);
+                    l.main_done.set(true);
                 }
             }
             if let Some(f) = l.take_failure() {
@@ -422,6 +431,7 @@ pub fn wait_for<F: Future>(future: F) -> F::Output {
             // Closed sockets' queued bytes reach the kernel (or time out) before returning.
             if l.background.get() == 0 {
                 if let Some(v) = output.take() {
+                    l.main_done.set(false);
                     return v;
                 }
             }

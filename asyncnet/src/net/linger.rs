@@ -218,3 +218,40 @@ fn finish_blocking(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A closed socket whose last bytes the kernel takes by the time its background task
+    /// first runs (the peer read them meanwhile) ends that work in the task's first poll,
+    /// which also leaves the poller: `wait_for`, whose future had returned, then returns too,
+    /// instead of sleeping in a loop with nothing left to wake it (found as a rare hang of a
+    /// writer thread that sent 100 MB and closed).
+    #[test]
+    fn background_work_over_at_its_first_poll_lets_wait_for_return() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = crate::wait_for(async {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+                let stream = std::net::TcpStream::connect(listener.local_addr()?)?;
+                let _peer = listener.accept()?;
+                stream.set_nonblocking(true)?;
+                // Full at the close; all written when the task polls.
+                let mut steps = 0;
+                let step = move |_: &Socket| {
+                    steps += 1;
+                    Ok(steps > 1)
+                };
+                let driver = crate::dispatch::driver()?;
+                in_background(&driver, Socket::from(stream), CLOSE_LINGER, false, step);
+                Ok::<(), io::Error>(())
+            });
+            let _ = done.send(r);
+        });
+        let r = finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("wait_for returned");
+        r.expect("the body");
+    }
+}
