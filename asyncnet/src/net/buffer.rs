@@ -145,17 +145,15 @@ impl ReadBuffer {
             self.data = pool.take_with_room();
         }
         self.compact();
-        if self.end == self.data.len() {
-            // Mostly: no room (it is kept only by a read that gathers).
-            self.data.extend_from_slice(bytes);
+        let end = self.end + bytes.len();
+        if end <= self.data.len() {
+            self.data[self.end..end].copy_from_slice(bytes);
         } else {
-            // Into the room first, then past it.
-            let room = (self.data.len() - self.end).min(bytes.len());
-            let (into_room, past) = bytes.split_at(room);
-            self.data[self.end..self.end + room].copy_from_slice(into_room);
-            self.data.extend_from_slice(past);
+            // Past the room: it is all written over anyway.
+            self.data.truncate(self.end);
+            self.data.extend_from_slice(bytes);
         }
-        self.end += bytes.len();
+        self.end = end;
     }
 
     /// Put back bytes taken by a read that could not finish yet. They go *before* whatever is
