@@ -1112,65 +1112,67 @@ mod tests {
         assert_eq!(read.buf.borrow().unread(), b"PI");
     }
 
+    /// Send `pieces` one at a time and after each poll `read` until the piece has reached the
+    /// socket's buffer (the read went pending, keeping what it has there) or the read
+    /// completes. At each such stop the buffer holds every byte sent so far, and the bytes
+    /// it held at the first stop are still its front: the read never took them back out.
+    async fn read_piece_by_piece<T>(
+        client: &AsyncSocket,
+        peer: &AsyncSocket,
+        pieces: &[&[u8]],
+        mut read: std::pin::Pin<&mut dyn Future<Output = io::Result<T>>>,
+    ) -> io::Result<T> {
+        let mut sent = 0;
+        let mut first = None;
+        for (i, piece) in pieces.iter().enumerate() {
+            client.send(piece).await?;
+            sent += piece.len();
+            for _ in 0..5000 {
+                match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+                    Poll::Ready(r) => return r,
+                    Poll::Pending if peer.inner.read.buf.borrow().len() >= sent => break,
+                    Poll::Pending => crate::sleep_async(std::time::Duration::from_millis(1)).await,
+                }
+            }
+            let rb = peer.inner.read.buf.borrow();
+            assert_eq!(
+                rb.len(),
+                sent,
+                "the read keeps what it has in the socket's buffer"
+            );
+            let first = *first.get_or_insert_with(|| rb.mirror(pieces[0].len()));
+            assert!(
+                rb.mirrors(first),
+                "piece {i}: the read took its bytes back out"
+            );
+        }
+        Err(io::Error::other("the read did not complete"))
+    }
+
     /// A buffered `recv_into` that waits many times leaves each piece in the socket's buffer
     /// once and goes on from there: its earlier bytes are not taken back out at each wake-up
     /// (which made a large read quadratic: every wake-up copied everything so far twice).
     /// Every byte still arrives in order, and the bytes past the buffer stay for the next read.
     #[test]
     fn a_buffered_recv_into_waiting_many_times_leaves_each_byte_in_the_socket_buffer_once() {
-        use crate::net::test_support::tcp_pair;
-        use std::future::Future;
-        use std::time::Duration;
         crate::wait_for(async {
-            let (client, peer) = tcp_pair().await?;
-            const PIECE: usize = 10_000;
-            const PIECES: usize = 20;
-            let data: Vec<u8> = (0..PIECE * PIECES + 7).map(|i| (i % 251) as u8).collect();
-            let mut buf = vec![0u8; PIECE * PIECES];
-            let mut read = Box::pin(peer.recv_into(&mut buf));
-            let mut first = None;
-            let mut done = None;
-            // The last piece brings 7 bytes past the buffer.
-            let last = PIECE * (PIECES - 1);
-            let pieces = data[..last].chunks(PIECE).chain([&data[last..]]);
-            for (i, piece) in pieces.enumerate() {
-                client.send(piece).await?;
-                let sent = ((i + 1) * PIECE).min(PIECE * PIECES);
-                // Poll until the piece has reached the read (it went Pending with it kept in
-                // the socket's buffer), or the read completes.
-                for _ in 0..5000 {
-                    match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
-                        Poll::Ready(r) => {
-                            done = Some(r?);
-                            break;
-                        }
-                        Poll::Pending if peer.inner.read.buf.borrow().len() >= sent => break,
-                        Poll::Pending => crate::sleep_async(Duration::from_millis(1)).await,
-                    }
-                }
-                if done.is_some() {
-                    break;
-                }
-                let rb = peer.inner.read.buf.borrow();
-                assert_eq!(
-                    rb.len(),
-                    sent,
-                    "the read keeps what it has in the socket's buffer"
-                );
-                let first = *first.get_or_insert_with(|| rb.mirror(PIECE));
-                assert!(
-                    rb.mirrors(first),
-                    "piece {i}: the read took its bytes back out of the socket's buffer"
-                );
-            }
-            drop(read);
-            assert_eq!(done, Some(PIECE * PIECES));
-            assert!(buf == data[..PIECE * PIECES], "every byte, in order");
-            assert_eq!(
-                peer.recv(7).await?,
-                &data[PIECE * PIECES..],
-                "the rest stays"
-            );
+            let (client, peer) = crate::net::test_support::tcp_pair().await?;
+            const SIZE: usize = 200_000;
+            let data: Vec<u8> = (0..SIZE + 7).map(|i| (i % 251) as u8).collect();
+            // Pieces of 10,000 bytes; the last brings 7 bytes past the buffer.
+            let last = SIZE - 10_000;
+            let pieces: Vec<&[u8]> = data[..last].chunks(10_000).chain([&data[last..]]).collect();
+            let mut buf = vec![0u8; SIZE];
+            let n = read_piece_by_piece(
+                &client,
+                &peer,
+                &pieces,
+                std::pin::pin!(peer.recv_into(&mut buf)),
+            )
+            .await?;
+            assert_eq!(n, SIZE);
+            assert!(buf == data[..SIZE], "every byte, in order");
+            assert_eq!(peer.recv(7).await?, &data[SIZE..], "the rest stays");
             Ok::<(), io::Error>(())
         })
         .unwrap();
@@ -1179,47 +1181,14 @@ mod tests {
     /// A buffered `recv(size)` that waits many times gathers the bytes in the socket's buffer,
     /// adding to them at each wake-up (not copying them out and back).
     #[test]
-    fn a_buffered_recv_waiting_many_times_gathers_in_the_socket_buffer_and_hands_it_over() {
-        use crate::net::test_support::tcp_pair;
-        use std::future::Future;
-        use std::time::Duration;
+    fn a_buffered_recv_waiting_many_times_gathers_in_the_socket_buffer() {
         crate::wait_for(async {
-            let (client, peer) = tcp_pair().await?;
-            const PIECE: usize = 30_000;
-            const PIECES: usize = 10;
-            let data: Vec<u8> = (0..PIECE * PIECES).map(|i| (i % 251) as u8).collect();
-            let mut read = Box::pin(peer.recv(PIECE * PIECES));
-            let mut first = None;
-            let mut done = None;
-            for (i, piece) in data.chunks(PIECE).enumerate() {
-                client.send(piece).await?;
-                let sent = (i + 1) * PIECE;
-                for _ in 0..5000 {
-                    match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
-                        Poll::Ready(r) => {
-                            done = Some(r?);
-                            break;
-                        }
-                        Poll::Pending if peer.inner.read.buf.borrow().len() >= sent => break,
-                        Poll::Pending => crate::sleep_async(Duration::from_millis(1)).await,
-                    }
-                }
-                if done.is_some() {
-                    break;
-                }
-                let rb = peer.inner.read.buf.borrow();
-                assert_eq!(
-                    rb.len(),
-                    sent,
-                    "the read keeps what it has in the socket's buffer"
-                );
-                let first = *first.get_or_insert_with(|| rb.mirror(PIECE));
-                assert!(
-                    rb.mirrors(first),
-                    "piece {i}: the gathered bytes were taken out"
-                );
-            }
-            let got = done.expect("the read completed");
+            let (client, peer) = crate::net::test_support::tcp_pair().await?;
+            const SIZE: usize = 300_000;
+            let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+            let pieces: Vec<&[u8]> = data.chunks(30_000).collect();
+            let got = read_piece_by_piece(&client, &peer, &pieces, std::pin::pin!(peer.recv(SIZE)))
+                .await?;
             assert!(got == data, "every byte, in order");
             Ok::<(), io::Error>(())
         })
