@@ -407,6 +407,115 @@ fn a_client_that_only_sends_then_closes_delivers_everything_and_a_clean_end() {
     })
 }
 
+/// The race behind OpenSSL's "Data loss with TLS 1.3" (issues 7948, 10880): a TLS 1.3 server
+/// sends its session tickets once it has the client's last handshake flight. A client that
+/// sends and closes at once can have closed its descriptor before they arrive; its kernel
+/// answers them with a reset, which throws away the bytes it had not transmitted yet. Here
+/// the server holds its tickets back 100 ms, not reading meanwhile, to open that window wide:
+/// the close must wait for them, and the server must read every byte and a clean end. Both
+/// ways a socket ends: closed inside the loop (a background task finishes it), and dropped
+/// after `wait_for` returned (the drop finishes it, blocking).
+#[test]
+fn a_client_that_closes_before_the_session_tickets_arrive_still_delivers_everything() {
+    let pki = Pki::new();
+    // More than the server's kernel takes unread: the rest waits in the client's kernel.
+    let data = pattern(1_000_000);
+    for inside_the_loop in [true, false] {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let peer = server_with_late_tickets(raw_server_config(&pki.server, false), tcp);
+        let client = run(async {
+            let client = tls_connect(&pki.client_ctx(), "localhost", port).await?;
+            client.send(data.clone()).await?;
+            if inside_the_loop {
+                client.close()?;
+            }
+            Ok(client)
+        });
+        drop(client);
+        match peer.join().expect("the server thread") {
+            Ok(got) => assert!(
+                got == data,
+                "{} bytes of {} (closed inside the loop: {inside_the_loop})",
+                got.len(),
+                data.len()
+            ),
+            Err(e) => panic!(
+                "the server lost the end of the stream (closed inside the loop: \
+                 {inside_the_loop}): {e} (kind {:?})",
+                e.kind()
+            ),
+        }
+    }
+}
+
+/// A server that sends no session tickets and does not close holds such a close back only
+/// for its bound: `wait_for` returns while the server neither reads nor writes, and the
+/// server then finds every byte and a clean end.
+#[test]
+fn a_close_waiting_for_session_tickets_that_never_come_ends_by_itself() {
+    let pki = Pki::new();
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let mut config = (*raw_server_config(&pki.server, false)).clone();
+    config.send_tls13_tickets = 0;
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let peer = thread::spawn(move || -> io::Result<Vec<u8>> {
+        let (s, _) = tcp.accept()?;
+        let mut s = raw_server(std::sync::Arc::new(config), s)?;
+        wait.recv().map_err(io::Error::other)?;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)?;
+        Ok(got)
+    });
+    let ctx = pki.client_ctx();
+    let (done, finished) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        run(async {
+            let client = tls_connect(&ctx, "localhost", port).await?;
+            client.send("the end\n").await?;
+            client.close()
+        });
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("wait_for returned while the server neither read nor closed");
+    go.send(()).unwrap();
+    assert_eq!(peer.join().unwrap().unwrap(), b"the end\n");
+}
+
+/// A rustls server that, after the handshake, waits 100 ms before it sends its session
+/// tickets and starts reading; it returns what it read up to close_notify.
+fn server_with_late_tickets(
+    config: std::sync::Arc<rustls::ServerConfig>,
+    tcp: TcpListener,
+) -> thread::JoinHandle<io::Result<Vec<u8>>> {
+    thread::spawn(move || {
+        let (s, _) = tcp.accept()?;
+        let mut sock = guarded(s);
+        let mut conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+        // The handshake, but for the tickets its end queues.
+        while conn.is_handshaking() {
+            if conn.wants_write() {
+                conn.write_tls(&mut sock)?;
+            } else if conn.read_tls(&mut sock)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            } else {
+                conn.process_new_packets().map_err(io::Error::other)?;
+            }
+        }
+        assert!(conn.wants_write(), "session tickets queued");
+        thread::sleep(Duration::from_millis(100));
+        while conn.wants_write() {
+            conn.write_tls(&mut sock)?;
+        }
+        let mut got = Vec::new();
+        rustls::StreamOwned::new(conn, sock).read_to_end(&mut got)?;
+        Ok(got)
+    })
+}
+
 /// A TCP reset in the middle of a TLS stream (anyone on the path can forge one) is a
 /// truncation too: it must not pass for a clean end, even under the default `SAFE_DISCONN`.
 #[test]

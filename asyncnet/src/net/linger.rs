@@ -7,6 +7,9 @@
 //! sending what it had accepted.) Where no loop turn is sure to come (outside a running loop,
 //! or the thread ending with the task unfinished), the rest is written blocking instead,
 //! within the same limit.
+//!
+//! A TLS 1.3 client that closes just after its handshake then also waits, for a bounded time,
+//! for the server's session tickets: see `Closer::wait_for_peer_until`.
 #![forbid(unsafe_code)]
 
 use std::future::poll_fn;
@@ -56,22 +59,59 @@ pub(crate) fn finish(
     #[cfg(feature = "tls")] tls: Option<Box<Tls>>,
     shared: bool,
 ) {
-    let mut first = raw_writer(unsent);
+    let first = Raw::new(unsent);
     #[cfg(feature = "tls")]
     if let Some(tls) = tls {
         // Nothing to say on a session that never finished its handshake.
         match tls_goodbye(tls, &socket, rest, CLOSE_LINGER) {
-            Some((limit, mut step)) => in_background(driver, socket, limit, shared, move |s| {
-                Ok(first(s)? && step(s)?)
-            }),
+            Some((limit, closer)) => in_background(driver, socket, limit, shared, (first, closer)),
             None => in_background(driver, socket, CLOSE_LINGER, shared, first),
         }
         return;
     }
-    let mut then = raw_writer(rest);
-    in_background(driver, socket, CLOSE_LINGER, shared, move |s| {
-        Ok(first(s)? && then(s)?)
-    });
+    in_background(
+        driver,
+        socket,
+        CLOSE_LINGER,
+        shared,
+        (first, Raw::new(rest)),
+    );
+}
+
+/// What a closed socket still owes, in steps that do not block on a non-blocking socket
+/// (and wait at most the socket's timeouts on a blocking one).
+pub(crate) trait Farewell {
+    /// Write what is owed: `Ok(true)` once all of it is written, `Ok(false)` while the
+    /// kernel is full, `Err` to give up.
+    fn write(&mut self, socket: &Socket) -> io::Result<bool>;
+
+    /// Once all is written: until when the descriptor should stay open, reading what the
+    /// peer still sends (`None`: close it at once). For a TLS client's session tickets; see
+    /// `Closer::wait_for_peer_until`.
+    fn wait_for_peer_until(&self, _now: Instant) -> Option<Instant> {
+        None
+    }
+
+    /// Read and discard what the peer sent: `Ok(true)` once nothing more is awaited,
+    /// `Ok(false)` while the kernel has nothing, `Err` to give up.
+    fn read_peer(&mut self, _socket: &Socket) -> io::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// One farewell, then the other (the second one's wait for the peer).
+impl<A: Farewell, B: Farewell> Farewell for (A, B) {
+    fn write(&mut self, socket: &Socket) -> io::Result<bool> {
+        Ok(self.0.write(socket)? && self.1.write(socket)?)
+    }
+
+    fn wait_for_peer_until(&self, now: Instant) -> Option<Instant> {
+        self.1.wait_for_peer_until(now)
+    }
+
+    fn read_peer(&mut self, socket: &Socket) -> io::Result<bool> {
+        self.1.read_peer(socket)
+    }
 }
 
 /// End the connection of `socket`, whose other handle stays open (`shared`; otherwise
@@ -83,44 +123,77 @@ fn end_shared(socket: &Socket, shared: bool) {
     }
 }
 
-/// A step that writes `bytes` as they are: `Ok(true)` once all are written.
-fn raw_writer(bytes: Vec<u8>) -> impl FnMut(&Socket) -> io::Result<bool> {
-    let mut pos = 0;
-    move |s| loop {
-        if pos == bytes.len() {
-            return Ok(true);
-        }
-        match s.send_with_flags(&bytes[pos..], sys::SEND_FLAGS) {
-            Ok(n) => pos += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
+/// Bytes written as they are.
+struct Raw {
+    bytes: Vec<u8>,
+    pos: usize,
+}
+
+impl Raw {
+    fn new(bytes: Vec<u8>) -> Raw {
+        Raw { bytes, pos: 0 }
+    }
+}
+
+impl Farewell for Raw {
+    fn write(&mut self, s: &Socket) -> io::Result<bool> {
+        loop {
+            if self.pos == self.bytes.len() {
+                return Ok(true);
+            }
+            match s.send_with_flags(&self.bytes[self.pos..], sys::SEND_FLAGS) {
+                Ok(n) => self.pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
         }
     }
 }
 
-/// Run `step` (`Ok(true)`: done; `Ok(false)`: the kernel is full; `Err`: give up) now, and
-/// again each time the socket turns writable, for at most `limit`; then close the socket.
+/// Whether `farewell`, all written, still waits for the peer: then our side of the
+/// connection ends now (its FIN goes out after the last bytes, as a close would send it), so
+/// that a peer reading to the end closes too and the wait ends early.
+fn start_waiting(socket: &Socket, farewell: &impl Farewell, shared: bool) -> bool {
+    // A shared socket stays open through its other handle: no reset to avoid.
+    if shared || farewell.wait_for_peer_until(Instant::now()).is_none() {
+        return false;
+    }
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    true
+}
+
+/// Run `farewell` (its writes, then any wait for the peer) now, and again each time the
+/// socket is ready, for at most `limit` (the writes) and until its own bound (the wait); then
+/// close the socket.
 ///
 /// In a task of the loop when the loop is running (inside `wait_for`, `poll`, ...). Outside
 /// it (a handle dropped after `wait_for` returned, as at the end of `main`), no loop turn
-/// may ever come, so the bytes are finished here, blocking, within `limit`: nothing else on
-/// this thread is waiting meanwhile. A task that the loop drops unfinished (the thread ends
-/// with its loop) finishes the same way.
+/// may ever come, so the farewell is finished here, blocking, within those bounds: nothing
+/// else on this thread is waiting meanwhile. A task that the loop drops unfinished (the
+/// thread ends with its loop) finishes the same way.
 fn in_background(
     driver: &Rc<Driver>,
     socket: Socket,
     limit: Duration,
     shared: bool,
-    mut step: impl FnMut(&Socket) -> io::Result<bool> + 'static,
+    mut farewell: impl Farewell + 'static,
 ) {
-    if !matches!(step(&socket), Ok(false)) {
+    let over = match farewell.write(&socket) {
+        Ok(true) => {
+            !start_waiting(&socket, &farewell, shared)
+                || !matches!(farewell.read_peer(&socket), Ok(false))
+        }
+        Ok(false) => false,
+        Err(_) => true,
+    };
+    if over {
         end_shared(&socket, shared);
         return;
     }
     let deadline = Instant::now() + limit;
     if !crate::dispatch::loop_running() {
-        finish_blocking(&socket, deadline, &mut step);
+        finish_blocking(&socket, deadline, shared, &mut farewell);
         end_shared(&socket, shared);
         return;
     }
@@ -128,7 +201,7 @@ fn in_background(
         _count: Background::start(),
         socket,
         deadline,
-        step,
+        farewell,
         io: None,
         done: false,
         shared,
@@ -145,30 +218,54 @@ fn in_background(
         // (a socket still in Windows' poller can stall them).
         bg.io = Some(io);
         let Lingering {
-            socket, step, io, ..
+            socket,
+            farewell,
+            io,
+            shared,
+            ..
         } = &mut bg;
         let io = io.as_ref().expect("just set");
         let written = poll_fn(|cx| {
-            io.poll_io(Direction::Write, cx, || match step(socket) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
-                Err(e) => Err(e),
+            io.poll_io(Direction::Write, cx, || {
+                would_block_unless(farewell.write(socket))
             })
         });
-        let _ = crate::with_timeout(written, limit).await;
+        let written = matches!(crate::with_timeout(written, limit).await, Ok(Ok(())));
+        if written && start_waiting(socket, farewell, *shared) {
+            let until = farewell.wait_for_peer_until(Instant::now());
+            let left = until.map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            let heard = poll_fn(|cx| {
+                io.poll_io(Direction::Read, cx, || {
+                    would_block_unless(farewell.read_peer(socket))
+                })
+            });
+            let _ = crate::with_timeout(heard, left).await;
+        }
         // Done (or given up): out of the poller (in `Drop`) and closed.
         bg.close();
     });
 }
 
+/// A step's `Ok(false)` (not yet) as `WouldBlock`, for the driver's seam.
+fn would_block_unless(step: io::Result<bool>) -> io::Result<()> {
+    match step {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A closed socket finishing in the background, counted as the loop's background work from
 /// its start until its task ends or is dropped. Dropped unfinished (the loop ends with the
-/// thread), it writes the rest blocking (see [`in_background`]).
-struct Lingering<F: FnMut(&Socket) -> io::Result<bool>> {
+/// thread), it finishes blocking (see [`in_background`]).
+struct Lingering<F: Farewell> {
     _count: Option<Background>,
     socket: Socket,
+    /// For the writes.
     deadline: Instant,
-    step: F,
+    farewell: F,
     /// Its place in the poller while the task writes.
     io: Option<Registration>,
     done: bool,
@@ -176,14 +273,14 @@ struct Lingering<F: FnMut(&Socket) -> io::Result<bool>> {
     shared: bool,
 }
 
-impl<F: FnMut(&Socket) -> io::Result<bool>> Lingering<F> {
+impl<F: Farewell> Lingering<F> {
     /// Close the socket, with whatever is left unwritten.
     fn close(mut self) {
         self.done = true;
     }
 }
 
-impl<F: FnMut(&Socket) -> io::Result<bool>> Drop for Lingering<F> {
+impl<F: Farewell> Drop for Lingering<F> {
     fn drop(&mut self) {
         if let Some(io) = self.io.take() {
             // Its writes are `send(2)` calls (the step's own): no send of the driver's.
@@ -191,30 +288,53 @@ impl<F: FnMut(&Socket) -> io::Result<bool>> Drop for Lingering<F> {
             debug_assert!(unsent.is_empty());
         }
         if !self.done {
-            finish_blocking(&self.socket, self.deadline, &mut self.step);
+            finish_blocking(&self.socket, self.deadline, self.shared, &mut self.farewell);
         }
         end_shared(&self.socket, self.shared);
     }
 }
-/// Run `step` on the socket in blocking mode until it is done, fails, or `deadline` passes.
-/// The descriptor must be out of the poller.
-fn finish_blocking(
-    socket: &Socket,
-    deadline: Instant,
-    step: &mut dyn FnMut(&Socket) -> io::Result<bool>,
-) {
+
+/// Run `farewell` on the socket in blocking mode: its writes until they are done, fail, or
+/// `deadline` passes; then its wait for the peer, within its own bound. The descriptor must
+/// be out of the poller.
+fn finish_blocking(socket: &Socket, deadline: Instant, shared: bool, farewell: &mut impl Farewell) {
     if socket.set_nonblocking(false).is_err() {
         return;
     }
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        // A zero timeout would mean "no timeout" to the kernel.
-        if left < Duration::from_millis(1) || socket.set_write_timeout(Some(left)).is_err() {
-            return;
+    let written = blocking(
+        deadline,
+        |left| socket.set_write_timeout(Some(left)),
+        || farewell.write(socket),
+    );
+    if written && start_waiting(socket, farewell, shared) {
+        if let Some(until) = farewell.wait_for_peer_until(Instant::now()) {
+            blocking(
+                until,
+                |left| socket.set_read_timeout(Some(left)),
+                || farewell.read_peer(socket),
+            );
         }
-        // `Ok(false)`: the timeout ran out with the kernel still full (EAGAIN).
-        if !matches!(step(socket), Ok(false)) {
-            return;
+    }
+}
+
+/// Run `step` until it is done (`true`), or fails or `until` passes (`false`), with the
+/// socket's timeout set (`set`) to what is left before each try: a step's `Ok(false)` is that
+/// timeout running out (`EAGAIN`).
+fn blocking(
+    until: Instant,
+    set: impl Fn(Duration) -> io::Result<()>,
+    mut step: impl FnMut() -> io::Result<bool>,
+) -> bool {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        // A zero timeout would mean "no timeout" to the kernel.
+        if left < Duration::from_millis(1) || set(left).is_err() {
+            return false;
+        }
+        match step() {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(_) => return false,
         }
     }
 }
@@ -222,6 +342,18 @@ fn finish_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Full at the close; all written when the task polls.
+    struct FullOnce {
+        steps: u32,
+    }
+
+    impl Farewell for FullOnce {
+        fn write(&mut self, _: &Socket) -> io::Result<bool> {
+            self.steps += 1;
+            Ok(self.steps > 1)
+        }
+    }
 
     /// A closed socket whose last bytes the kernel takes by the time its background task
     /// first runs (the peer read them meanwhile) ends that work in the task's first poll,
@@ -237,13 +369,8 @@ mod tests {
                 let stream = std::net::TcpStream::connect(listener.local_addr()?)?;
                 let _peer = listener.accept()?;
                 stream.set_nonblocking(true)?;
-                // Full at the close; all written when the task polls.
-                let mut steps = 0;
-                let step = move |_: &Socket| {
-                    steps += 1;
-                    Ok(steps > 1)
-                };
                 let driver = crate::dispatch::driver()?;
+                let step = FullOnce { steps: 0 };
                 in_background(&driver, Socket::from(stream), CLOSE_LINGER, false, step);
                 Ok::<(), io::Error>(())
             });

@@ -573,6 +573,13 @@ impl AsyncSocket {
     /// `close(2)` the same way); on TLS, close_notify follows them. To know that every byte
     /// reached the kernel, await [`flush`](AsyncSocket::flush) before closing.
     ///
+    /// A TLS 1.3 client that closes soon after its handshake (within about one handshake's
+    /// time, and at least 250 ms) also keeps the descriptor open that way, its sending side
+    /// ended, until the server's session tickets arrive or the server closes (1 s at most):
+    /// tickets arriving after `close(2)` would make the kernel answer with a reset, which
+    /// destroys the bytes still on their way to the server (OpenSSL issue 10880, "Data loss
+    /// with TLS 1.3").
+    ///
     /// Every operation waiting on the socket (in any task) completes with an error of kind
     /// `NotConnected`; a send still waiting (back-pressure) fails, and the part of its message
     /// not yet written is dropped. The descriptor leaves the poller before it is closed, so

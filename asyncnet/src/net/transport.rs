@@ -10,17 +10,19 @@ use std::io;
 use std::io::{Read, Write};
 use std::task::{ready, Context, Poll};
 #[cfg(feature = "tls")]
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
+#[cfg(feature = "tls")]
+use super::linger::Farewell;
 use super::socket::AsyncSocket;
 use crate::driver::Direction;
 #[cfg(feature = "tls")]
 use crate::driver::Registration;
 use crate::sys;
 #[cfg(feature = "tls")]
-use crate::tls::{self, Step, Tls};
+use crate::tls::{self, Closer, Step, Tls};
 
 /// The socket as the TLS session's byte pipe: writes go straight to the kernel; reads go
 /// through the socket's registration (what the driver received ahead comes first), or, for a
@@ -86,20 +88,40 @@ impl Write for Wire<'_> {
 }
 
 /// The end of a closed socket's TLS session: take the records the peer sent that nobody
-/// read, then a step for `linger` that sends `rest` (plaintext of completed sends) and
-/// close_notify through the socket, with how long it may take. `None` when there is nothing
-/// to say (the handshake never finished).
+/// read, then a [`Farewell`] for `linger` that sends `rest` (plaintext of completed sends)
+/// and close_notify through the socket (and may wait for the server's session tickets), with
+/// how long its writes may take. `None` when there is nothing to say (the handshake never
+/// finished).
 #[cfg(feature = "tls")]
 pub(super) fn tls_goodbye(
     tls: Box<Tls>,
     socket: &Socket,
     rest: Vec<u8>,
     with_plaintext: Duration,
-) -> Option<(Duration, impl FnMut(&Socket) -> io::Result<bool>)> {
+) -> Option<(Duration, TlsFarewell)> {
     let mut closer = tls.into_closer(rest)?;
     closer.drain_incoming(&mut Wire::kernel(socket));
     let limit = closer.limit(with_plaintext);
-    Some((limit, move |s: &Socket| closer.step(&mut Wire::kernel(s))))
+    Some((limit, TlsFarewell(closer)))
+}
+
+/// A TLS session's last records, through the kernel.
+#[cfg(feature = "tls")]
+pub(super) struct TlsFarewell(Closer);
+
+#[cfg(feature = "tls")]
+impl Farewell for TlsFarewell {
+    fn write(&mut self, socket: &Socket) -> io::Result<bool> {
+        self.0.step(&mut Wire::kernel(socket))
+    }
+
+    fn wait_for_peer_until(&self, now: Instant) -> Option<Instant> {
+        self.0.wait_for_peer_until(now)
+    }
+
+    fn read_peer(&mut self, socket: &Socket) -> io::Result<bool> {
+        self.0.read_peer(&mut Wire::kernel(socket))
+    }
 }
 
 /// What `connect(2)` said.

@@ -12,5 +12,5 @@ pub(crate) use context::Config;
 pub use context::{
     ClientBuilder, ServerBuilder, TlsContext, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT,
 };
-pub(crate) use session::{truncated, Step, Tls};
+pub(crate) use session::{truncated, Closer, Step, Tls};
 pub use session::{HandshakeAs, TlsInfo};

@@ -9,11 +9,12 @@
 //!  read:  plaintext in the session? take it : read_records(pipe) -> process -> again
 //!  write: write_records (queued first) -> session.write(plaintext) -> write_records
 //!  close: drain the peer's records -> rest of the plaintext -> close_notify -> records
+//!         -> (a TLS 1.3 client soon after its handshake) the server's session tickets
 //! ```
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
@@ -47,6 +48,11 @@ pub struct TlsInfo {
 /// (close_notify) before its descriptor is closed anyway.
 pub(crate) const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
+/// How long after its handshake a TLS 1.3 client that closes waits, at least, for the server's
+/// session tickets (see [`Closer::wait_for_peer_until`]); longer after a slow handshake, up to
+/// [`CLOSE_NOTIFY_WAIT`].
+const TICKETS_WAIT: Duration = Duration::from_millis(250);
+
 /// What the handshake needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -74,6 +80,11 @@ pub(crate) struct Tls {
     /// The handshake stopped before its end (it failed, timed out, or its future was
     /// dropped): the session is unusable, and every later use says so.
     interrupted: bool,
+    /// A client's handshake: when it started, until it ends.
+    started: Option<Instant>,
+    /// A TLS 1.3 client: until when the server's session tickets may still be on their way
+    /// (set at the end of the handshake).
+    tickets_due: Option<Instant>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -134,6 +145,8 @@ impl Tls {
             plain: false,
             failed: None,
             interrupted: false,
+            started: None,
+            tickets_due: None,
         }
     }
 
@@ -156,6 +169,7 @@ impl Tls {
             (Config::Client(_), None) => return Err(invalid("a client context cannot accept")),
             (Config::Server(_), Some(_)) => return Err(invalid("a server context cannot connect")),
         };
+        let started = matches!(conn, Connection::Client(_)).then(Instant::now);
         Ok(Tls {
             ctx: None,
             conn: Some(conn),
@@ -163,6 +177,8 @@ impl Tls {
             plain: false,
             failed: None,
             interrupted: false,
+            started,
+            tickets_due: None,
         })
     }
 
@@ -265,7 +281,25 @@ impl Tls {
         // Answers the peer may be owed (key updates, session tickets): best effort now; the
         // next send or flush writes what the pipe does not take.
         while conn.wants_write() && conn.write_tls(pipe).is_ok() {}
+        if self.started.is_some() && !conn.is_handshaking() {
+            self.handshake_over(Instant::now());
+        }
         Ok(n)
+    }
+
+    /// A client's handshake has just ended: a TLS 1.3 server sends its session tickets when
+    /// it has our last flight, about one more handshake's time from now. Until then (at least
+    /// [`TICKETS_WAIT`], at most [`CLOSE_NOTIFY_WAIT`]) they may still be on their way.
+    fn handshake_over(&mut self, now: Instant) {
+        let Some(started) = self.started.take() else {
+            return;
+        };
+        let tls13 = self.conn.as_ref().and_then(|c| c.protocol_version())
+            == Some(rustls::ProtocolVersion::TLSv1_3);
+        if tls13 {
+            let wait = (2 * now.duration_since(started)).clamp(TICKETS_WAIT, CLOSE_NOTIFY_WAIT);
+            self.tickets_due = Some(now + wait);
+        }
     }
 
     /// Write queued records to `pipe` until none is left; the pipe's `WouldBlock` (full) is
@@ -378,6 +412,7 @@ impl Tls {
             rest,
             pos: 0,
             notified: false,
+            tickets_due: self.tickets_due,
         })
     }
 }
@@ -401,6 +436,8 @@ pub(crate) struct Closer {
     rest: Vec<u8>,
     pos: usize,
     notified: bool,
+    /// See [`Tls::tickets_due`].
+    tickets_due: Option<Instant>,
 }
 
 impl Closer {
@@ -422,6 +459,46 @@ impl Closer {
             match self.conn.read_tls(pipe) {
                 Ok(n) if n > 0 && self.conn.process_new_packets().is_ok() => {}
                 _ => break,
+            }
+        }
+    }
+
+    /// Until when the socket should stay open after close_notify, reading what the peer
+    /// sends: `Some` for a TLS 1.3 client that has no session ticket yet and closes within
+    /// one handshake's time or so of its handshake (at least [`TICKETS_WAIT`]).
+    ///
+    /// A TLS 1.3 server sends its tickets once it has our last handshake flight. A client
+    /// that sends, then closes, can have closed its descriptor before they arrive: the
+    /// kernel then answers them with a reset, and a reset makes the server's kernel throw
+    /// away what the server had not read yet, close_notify included. (OpenSSL issues 7948
+    /// and 10880: "Data loss with TLS 1.3".) Waiting, bounded, until they come (or the peer
+    /// closes) avoids that; a server that sends none costs that bound, once, and only when
+    /// the close follows the handshake this closely.
+    pub(crate) fn wait_for_peer_until(&self, now: Instant) -> Option<Instant> {
+        let Connection::Client(client) = &self.conn else {
+            return None;
+        };
+        self.tickets_due
+            .filter(|&due| due > now && client.tls13_tickets_received() == 0)
+    }
+
+    /// Read and discard what the peer sent: `Ok(true)` once anything came (the session
+    /// tickets: a server sends them before anything else after its handshake) or the peer
+    /// closed, `Ok(false)` while the pipe is empty (`WouldBlock`).
+    ///
+    /// The bytes are not given to the session: after our close_notify, rustls must not be
+    /// asked to process records (a bad one would trip its debug assertion that a fatal alert
+    /// goes out once; close_notify counts as one).
+    pub(crate) fn read_peer(&mut self, pipe: &mut impl PipeIo) -> io::Result<bool> {
+        let mut sink = [0u8; 4096];
+        let mut came = false;
+        loop {
+            match pipe.read(&mut sink) {
+                Ok(0) => return Ok(true),
+                Ok(_) => came = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(came),
+                Err(e) => return Err(e),
             }
         }
     }

@@ -8,11 +8,11 @@ use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, RootCertStore};
 
-use super::{Step, Tls, CLOSE_NOTIFY_WAIT};
+use super::{Step, Tls, CLOSE_NOTIFY_WAIT, TICKETS_WAIT};
 use crate::tls::context::Config;
 use crate::tls::{TlsContext, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT};
 
@@ -365,6 +365,33 @@ fn closer_sends_the_rest_then_close_notify_through_a_full_pipe() {
     assert_eq!(p.s.read_plain(&mut [0; 16]).unwrap(), Some(0));
     assert!(closer.step(&mut p.cp).unwrap(), "done stays done");
     assert_eq!(p.sp.pending(), 0, "close_notify went out once");
+}
+
+#[test]
+fn a_tls13_client_closing_before_its_session_tickets_waits_for_them_within_a_bound() {
+    let before = Instant::now();
+    let mut p = connected(false);
+    // The server's tickets are in the pipe, unread: as if still on their way.
+    let mut closer = p.c.into_closer(Vec::new()).expect("a finished session");
+    let until = closer
+        .wait_for_peer_until(Instant::now())
+        .expect("a client that closes at once waits for its tickets");
+    assert!(until >= before + TICKETS_WAIT && until <= Instant::now() + CLOSE_NOTIFY_WAIT);
+    assert_eq!(closer.wait_for_peer_until(until), None, "and no longer");
+    assert!(closer.step(&mut p.cp).unwrap(), "close_notify out");
+    assert!(closer.read_peer(&mut p.cp).unwrap(), "the tickets came");
+    assert_eq!(p.cp.pending(), 0);
+    assert!(!closer.read_peer(&mut p.cp).unwrap(), "nothing more yet");
+    // Bytes that are no records at all (after our close_notify rustls must not see them).
+    p.sp.write_all(b"not a record").unwrap();
+    assert!(closer.read_peer(&mut p.cp).unwrap(), "they came");
+    // A server never waits, nor does a TLS 1.2 client (no tickets after the handshake).
+    let p = connected(false);
+    let closer = p.s.into_closer(Vec::new()).expect("a finished session");
+    assert_eq!(closer.wait_for_peer_until(Instant::now()), None);
+    let p = connected(true);
+    let closer = p.c.into_closer(Vec::new()).expect("a finished session");
+    assert_eq!(closer.wait_for_peer_until(Instant::now()), None);
 }
 
 #[test]
