@@ -10,6 +10,8 @@
 
 #[path = "support/nim.rs"]
 mod nim;
+#[path = "support/nim_cache.rs"]
+mod nim_cache;
 #[path = "support/nim_protocol.rs"]
 mod protocol;
 

@@ -10,6 +10,8 @@
 // Unix only: Nim's asyncnet peers, built and run as Linux programs; skipped on Windows (not compiled there).
 #![cfg(unix)]
 
+#[path = "support/nim_cache.rs"]
+mod nim_cache;
 #[path = "support/nim_protocol.rs"]
 mod protocol;
 #[path = "support/tls_interop.rs"]

@@ -10,6 +10,9 @@
 #![cfg(unix)]
 #![cfg(target_os = "linux")]
 
+#[path = "support/nim_cache.rs"]
+#[allow(dead_code)]
+mod nim_cache;
 #[path = "support/tls_interop.rs"]
 mod tls;
 

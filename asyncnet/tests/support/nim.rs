@@ -58,8 +58,31 @@ fn build_programs() -> Result<Option<Programs>, String> {
         }
     }
 
-    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/nim");
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nim-interop");
+    const FLAGS: &[&str] = &["-d:release", "--hints:off"];
+    let names = ["echo_client", "echo_server"];
+    let mut binaries = Vec::new();
+    for name in names {
+        binaries.push(crate::nim_cache::program_path(&out_dir, name, FLAGS)?);
+    }
+    if binaries.iter().any(|b| !b.exists()) {
+        compile(&out_dir, &names, FLAGS, &binaries)?;
+    }
+    let [echo_client, echo_server] = <[PathBuf; 2]>::try_from(binaries).expect("two programs");
+    Ok(Some(Programs {
+        echo_client,
+        echo_server,
+    }))
+}
+
+/// Compile `names` with `flags` at once, each renamed into place as `binaries`.
+fn compile(
+    out_dir: &Path,
+    names: &[&str],
+    flags: &[&str],
+    binaries: &[PathBuf],
+) -> Result<(), String> {
+    let sources = crate::nim_cache::sources();
     // Several test processes may build at once (nextest runs one per test):
     // each compiles in a directory of its own, then renames the binaries into
     // place, so no process ever executes a file that another one is writing.
@@ -68,38 +91,33 @@ fn build_programs() -> Result<Option<Programs>, String> {
     std::fs::create_dir_all(&build_dir)
         .map_err(|error| format!("cannot create {}: {error}", build_dir.display()))?;
 
-    // Both compilers run at once; each is waited on with a deadline.
-    let compiling = ["echo_client", "echo_server"].map(|name| {
-        let mut command = Command::new("nim");
-        command
-            .arg("c")
-            .arg("-d:release")
-            .arg("--hints:off")
-            .arg(format!(
-                "--nimcache:{}",
-                build_dir.join(format!("cache-{name}")).display()
-            ))
-            .arg(format!("-o:{}", build_dir.join(name).display()))
-            .arg(sources.join(format!("{name}.nim")));
-        (name, Process::spawn(&format!("nim c {name}.nim"), command))
-    });
-    let mut binaries = Vec::new();
-    for (name, process) in compiling {
+    // The compilers run at once; each is waited on with a deadline.
+    let compiling: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let mut command = Command::new("nim");
+            command
+                .arg("c")
+                .args(flags)
+                .arg(format!(
+                    "--nimcache:{}",
+                    build_dir.join(format!("cache-{name}")).display()
+                ))
+                .arg(format!("-o:{}", build_dir.join(name).display()))
+                .arg(sources.join(format!("{name}.nim")));
+            (name, Process::spawn(&format!("nim c {name}.nim"), command))
+        })
+        .collect();
+    for ((name, process), binary) in compiling.into_iter().zip(binaries) {
         process
             .and_then(|process| process.finish(COMPILE_TIMEOUT))
             .map_err(|error| error.to_string())?
             .check_success()?;
-        let binary = out_dir.join(name);
-        std::fs::rename(build_dir.join(name), &binary)
+        std::fs::rename(build_dir.join(name), binary)
             .map_err(|error| format!("cannot move {name} into {}: {error}", out_dir.display()))?;
-        binaries.push(binary);
     }
     let _ = std::fs::remove_dir_all(&build_dir);
-    let [echo_client, echo_server] = <[PathBuf; 2]>::try_from(binaries).expect("two programs");
-    Ok(Some(Programs {
-        echo_client,
-        echo_server,
-    }))
+    Ok(())
 }
 
 /// A child process whose stdout and stderr are read by helper threads.

@@ -493,9 +493,14 @@ pub fn nim_ssl_program(name: &'static str) -> Option<PathBuf> {
     Some(path)
 }
 
+/// `name` compiled, or taken as compiled before (see `nim_cache.rs`).
 fn compile_nim(name: &str) -> Result<PathBuf, String> {
-    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/nim");
+    const FLAGS: &[&str] = &["-d:ssl", "-d:release", "--hints:off"];
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nim-tls-interop");
+    let binary = crate::nim_cache::program_path(&out_dir, name, FLAGS)?;
+    if binary.exists() {
+        return Ok(binary);
+    }
     // Several test processes may build at once: each compiles in a directory of its own,
     // then renames the binary into place, so no process runs a file another one writes.
     let build_dir = out_dir.join(format!("build-{}", std::process::id()));
@@ -505,20 +510,17 @@ fn compile_nim(name: &str) -> Result<PathBuf, String> {
     let mut command = Command::new("nim");
     command
         .arg("c")
-        .arg("-d:ssl")
-        .arg("-d:release")
-        .arg("--hints:off")
+        .args(FLAGS)
         .arg(format!(
             "--nimcache:{}",
             build_dir.join(format!("cache-{name}")).display()
         ))
         .arg(format!("-o:{}", build_dir.join(name).display()))
-        .arg(sources.join(format!("{name}.nim")));
+        .arg(crate::nim_cache::sources().join(format!("{name}.nim")));
     Process::spawn(&format!("nim c -d:ssl {name}.nim"), command)
         .and_then(|p| p.finish(TOOL_TIMEOUT))
         .map_err(|e| e.to_string())?
         .check_success()?;
-    let binary = out_dir.join(name);
     fs::rename(build_dir.join(name), &binary)
         .map_err(|e| format!("cannot move {name} into {}: {e}", out_dir.display()))?;
     let _ = fs::remove_dir_all(&build_dir);
