@@ -82,7 +82,6 @@ fn compile(
     flags: &[&str],
     binaries: &[PathBuf],
 ) -> Result<(), String> {
-    let sources = crate::nim_cache::sources();
     // Several test processes may build at once (nextest runs one per test):
     // each compiles in a directory of its own, then renames the binaries into
     // place, so no process ever executes a file that another one is writing.
@@ -95,16 +94,7 @@ fn compile(
     let compiling: Vec<_> = names
         .iter()
         .map(|name| {
-            let mut command = Command::new("nim");
-            command
-                .arg("c")
-                .args(flags)
-                .arg(format!(
-                    "--nimcache:{}",
-                    build_dir.join(format!("cache-{name}")).display()
-                ))
-                .arg(format!("-o:{}", build_dir.join(name).display()))
-                .arg(sources.join(format!("{name}.nim")));
+            let command = crate::nim_cache::compile_command(&build_dir, name, flags);
             (name, Process::spawn(&format!("nim c {name}.nim"), command))
         })
         .collect();

@@ -47,3 +47,18 @@ pub fn program_path(out_dir: &Path, name: &str, flags: &[&str]) -> Result<PathBu
     }
     Ok(out_dir.join(format!("{name}-{:016x}", hash.finish())))
 }
+
+/// `nim c` of `name` with `flags`, its output and its C files in `build_dir`.
+pub fn compile_command(build_dir: &Path, name: &str, flags: &[&str]) -> Command {
+    let mut command = Command::new("nim");
+    command
+        .arg("c")
+        .args(flags)
+        .arg(format!(
+            "--nimcache:{}",
+            build_dir.join(format!("cache-{name}")).display()
+        ))
+        .arg(format!("-o:{}", build_dir.join(name).display()))
+        .arg(sources().join(format!("{name}.nim")));
+    command
+}

@@ -507,16 +507,7 @@ fn compile_nim(name: &str) -> Result<PathBuf, String> {
     let _ = fs::remove_dir_all(&build_dir);
     fs::create_dir_all(&build_dir)
         .map_err(|e| format!("cannot create {}: {e}", build_dir.display()))?;
-    let mut command = Command::new("nim");
-    command
-        .arg("c")
-        .args(FLAGS)
-        .arg(format!(
-            "--nimcache:{}",
-            build_dir.join(format!("cache-{name}")).display()
-        ))
-        .arg(format!("-o:{}", build_dir.join(name).display()))
-        .arg(crate::nim_cache::sources().join(format!("{name}.nim")));
+    let command = crate::nim_cache::compile_command(&build_dir, name, FLAGS);
     Process::spawn(&format!("nim c -d:ssl {name}.nim"), command)
         .and_then(|p| p.finish(TOOL_TIMEOUT))
         .map_err(|e| e.to_string())?
