@@ -488,13 +488,14 @@ impl Closer {
     ///
     /// The bytes are not given to the session: after our close_notify, rustls must not be
     /// asked to process records (a bad one would trip its debug assertion that a fatal alert
-    /// goes out once; close_notify counts as one).
+    /// goes out once; close_notify counts as one). A short read has emptied the pipe for now:
+    /// it ends the call (a blocking pipe would otherwise wait on for more).
     pub(crate) fn read_peer(&mut self, pipe: &mut impl PipeIo) -> io::Result<bool> {
         let mut sink = [0u8; 4096];
         let mut came = false;
         loop {
             match pipe.read(&mut sink) {
-                Ok(0) => return Ok(true),
+                Ok(n) if n < sink.len() => return Ok(true),
                 Ok(_) => came = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(came),
