@@ -263,10 +263,10 @@ fn would_block_unless(step: io::Result<bool>) -> io::Result<()> {
 struct Lingering<F: Farewell> {
     _count: Option<Background>,
     socket: Socket,
-    /// For the writes.
+    /// For the writes (the wait for the peer has its own bound).
     deadline: Instant,
     farewell: F,
-    /// Its place in the poller while the task writes.
+    /// Its place in the poller while the task writes (and waits for the peer).
     io: Option<Registration>,
     done: bool,
     /// Another handle of the socket stays open: end the connection before closing this one.
