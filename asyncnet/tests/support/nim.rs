@@ -58,7 +58,7 @@ fn build_programs() -> Result<Option<Programs>, String> {
         }
     }
 
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nim-interop");
+    let out_dir = crate::nim_cache::out_dir("nim-interop");
     const FLAGS: &[&str] = &["-d:release", "--hints:off"];
     let names = ["echo_client", "echo_server"];
     let mut binaries = Vec::new();

@@ -5,6 +5,8 @@
 //! version, the flags, and every source in `tests/support/nim/`. A change to any of them
 //! names a new file, so a stale program is never run; an unchanged one is compiled once.
 //! Programs are renamed into place whole, so a process never runs a file another one writes.
+//! They are kept in the build directory's own `tmp`, also for a test built for another target
+//! (the 32-bit suite): the programs are native either way.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
@@ -15,6 +17,20 @@ use std::process::Command;
 /// The sources of the Nim programs.
 pub fn sources() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/nim")
+}
+
+/// The directory for compiled programs of the kind `what`: under the `tmp` of the build
+/// directory's root (the outermost ancestor of `CARGO_TARGET_TMPDIR` that Cargo tagged with
+/// `CACHEDIR.TAG`; a build for another target has its own `tmp` below it), else under
+/// `CARGO_TARGET_TMPDIR` itself.
+pub fn out_dir(what: &str) -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let root = tmp
+        .ancestors()
+        .filter(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .last();
+    root.map_or_else(|| tmp.to_path_buf(), |root| root.join("tmp"))
+        .join(what)
 }
 
 /// Where `name` compiled with `flags` is kept under `out_dir` (it may not exist yet).
@@ -42,7 +58,7 @@ pub fn program_path(out_dir: &Path, name: &str, flags: &[&str]) -> Result<PathBu
     for file in files {
         let text = fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         hash.write(file.file_name().unwrap_or_default().as_encoded_bytes());
-        hash.write_usize(text.len());
+        hash.write_u64(text.len() as u64);
         hash.write(&text);
     }
     Ok(out_dir.join(format!("{name}-{:016x}", hash.finish())))

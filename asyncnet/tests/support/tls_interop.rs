@@ -11,7 +11,7 @@ use std::env;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -496,7 +496,7 @@ pub fn nim_ssl_program(name: &'static str) -> Option<PathBuf> {
 /// `name` compiled, or taken as compiled before (see `nim_cache.rs`).
 fn compile_nim(name: &str) -> Result<PathBuf, String> {
     const FLAGS: &[&str] = &["-d:ssl", "-d:release", "--hints:off"];
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nim-tls-interop");
+    let out_dir = crate::nim_cache::out_dir("nim-tls-interop");
     let binary = crate::nim_cache::program_path(&out_dir, name, FLAGS)?;
     if binary.exists() {
         return Ok(binary);
