@@ -471,9 +471,9 @@ impl Closer {
     /// that sends, then closes, can have closed its descriptor before they arrive: its
     /// kernel then answers them with a reset and throws away what it had not transmitted
     /// yet, close_notify included. (OpenSSL issues 7948 and 10880: "Data loss with TLS
-    /// 1.3".) Waiting, bounded, until they come (or the peer
-    /// closes) avoids that; a server that sends none costs that bound, once, and only when
-    /// the close follows the handshake this closely.
+    /// 1.3".) Waiting, bounded, until they come (or the peer closes) avoids that; a server
+    /// that sends none costs that bound, once, and only when the close follows the handshake
+    /// this closely.
     pub(crate) fn wait_for_peer_until(&self, now: Instant) -> Option<Instant> {
         let Connection::Client(client) = &self.conn else {
             return None;
